@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Installs what ckptd needs to build, run and test. Idempotent: every step
+# checks before it acts, so a second run on a ready machine does nothing.
+set -euo pipefail
+
+CRIU_MIN=40100                # 4.1.0
+CRIU_VERSION=4.1.1
+CRIU_ORIG_SHA256=f80a66cb3726bb2116266d4759ce3bcbfab7abdb6b6d430bf20dd41911717afe
+CRIU_PREFIX=/usr/local/sbin
+
+log() { echo "deps: $*" >&2; }
+
+[ "$(id -u)" = 0 ] || { echo "deps: must run as root (apt-get, criu install)" >&2; exit 1; }
+
+APT_UPDATED=0
+apt_install() {
+	local missing=()
+	for p in "$@"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	if [ "$APT_UPDATED" = 0 ]; then apt-get update -qq; APT_UPDATED=1; fi
+	log "installing ${missing[*]}"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# criu_version_code prints the version of the criu at $1 as MMmmpp, or nothing.
+criu_version_code() {
+	"$1" --version 2>/dev/null | awk '/^Version:/ { split($2, v, "."); printf "%d%02d%02d\n", v[1], v[2], v[3] }'
+}
+
+criu_ok() {
+	local bin code
+	bin=$(command -v criu 2>/dev/null) || return 1
+	code=$(criu_version_code "$bin")
+	[ -n "$code" ] && [ "$code" -ge "$CRIU_MIN" ] && "$bin" check >/dev/null 2>&1
+}
+
+# debian_uri prints the Debian archive URI already configured on this machine,
+# so that no host name lives in this repository.
+debian_uri() {
+	local f
+	for f in /etc/apt/sources.list.d/*.sources; do
+		[ -f "$f" ] || continue
+		awk '/^URIs:/ { for (i = 2; i <= NF; i++) if ($i ~ /\/debian\/?$/) { print $i; exit } }' "$f"
+	done | head -n1
+	if [ -f /etc/apt/sources.list ]; then
+		awk '$1 == "deb" && $2 ~ /\/debian\/?$/ { print $2; exit }' /etc/apt/sources.list
+	fi
+}
+
+build_criu() {
+	log "building CRIU $CRIU_VERSION from Debian's source package"
+	apt_install build-essential pkgconf libprotobuf-c-dev protobuf-c-compiler protobuf-compiler \
+		libprotobuf-dev libnl-3-dev libnet1-dev libcap-dev libbsd-dev libgnutls28-dev \
+		libnftables-dev uuid-dev libaio-dev python3-protobuf python3 dpkg-dev xz-utils git
+
+	local uri src work
+	uri=$(debian_uri | head -n1)
+	[ -n "$uri" ] || { echo "deps: no Debian archive URI found in apt sources" >&2; exit 1; }
+	src=/etc/apt/sources.list.d/ckptd-trixie-src.sources
+	if [ ! -f "$src" ]; then
+		cat >"$src" <<SRC
+Types: deb-src
+URIs: $uri
+Suites: trixie
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+	fi
+	apt-get update -qq
+	APT_UPDATED=1
+
+	work=$(mktemp -d /tmp/ckptd-criu-build.XXXXXX)
+	trap 'rm -rf "$work"' RETURN
+	# The .dsc may 404 on some mirrors; the pinned hash of the orig tarball is
+	# what we trust, so a partial download is fine as long as it arrived.
+	local srcver
+	srcver=$(apt-cache showsrc criu | awk -v v="$CRIU_VERSION" '$1 == "Version:" && index($2, v "-") == 1 { print $2; exit }')
+	[ -n "$srcver" ] || { echo "deps: no criu $CRIU_VERSION source package in the trixie suite" >&2; exit 1; }
+	(cd "$work" && apt-get source --download-only -qq "criu=$srcver" >/dev/null 2>&1 || true)
+	local orig
+	orig=$(ls "$work"/criu_"${CRIU_VERSION}".orig.tar.* 2>/dev/null | head -n1)
+	[ -n "$orig" ] || { echo "deps: could not download criu_${CRIU_VERSION}.orig.tar.*" >&2; exit 1; }
+	echo "$CRIU_ORIG_SHA256  $orig" | sha256sum -c --quiet - ||
+		{ echo "deps: criu source tarball hash mismatch" >&2; exit 1; }
+	tar -xf "$orig" -C "$work"
+	make -C "$work/criu-$CRIU_VERSION" -j"$(nproc)" criu >"$work/build.log" 2>&1 ||
+		{ tail -n 30 "$work/build.log" >&2; echo "deps: criu build failed" >&2; exit 1; }
+	install -D -m 0755 "$work/criu-$CRIU_VERSION/criu/criu" "$CRIU_PREFIX/criu"
+	hash -r
+}
+
+apt_install iptables nftables iproute2 libprotobuf-c1 libnl-3-200 libnet1 libnftables1 \
+	libbsd0 libgnutls30 libuuid1 libcap2 ca-certificates
+if ! criu_ok; then
+	build_criu
+	criu_ok || { echo "deps: criu at $(command -v criu) is not >= 4.1 or 'criu check' fails" >&2; exit 1; }
+fi
+log "criu $(criu --version | awk '/^Version:/ {print $2}') at $(command -v criu)"
