@@ -1,0 +1,51 @@
+# ckptd build, test and benchmark entry points. Run as root.
+GO        ?= go
+BIN       := bin
+STATE     ?= /var/lib/ckptd
+SOCKET    ?= /run/ckptd/ckptd.sock
+PROTOC_GEN_GO_VERSION      := v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
+LDFLAGS   := -X github.com/ckptd/ckptd/daemon.Version=$(shell git describe --always --dirty 2>/dev/null || echo dev)
+
+.PHONY: all deps build run test unit integration bench proto vet clean
+
+all: build
+
+deps:
+	bash scripts/deps.sh
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ckptd ./cmd/ckptd
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ckptctl ./cmd/ckptctl
+
+run: deps build
+	$(BIN)/ckptd --root $(STATE) --socket $(SOCKET)
+
+# The whole suite: unit tests and the integration tests that drive the real
+# CRIU and real processes (root required).
+test: deps vet
+	$(GO) test -count=1 -timeout 30m ./...
+
+unit:
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v /integration)
+
+integration: deps
+	$(GO) test -count=1 -v -timeout 30m ./integration/
+
+vet:
+	$(GO) vet ./...
+
+# Benchmarks: ckptctl against raw CRIU on the same workload, same run.
+BENCH_MIB ?= 1024
+bench: deps build
+	$(GO) run ./bench --mib $(BENCH_MIB)
+
+proto:
+	command -v protoc >/dev/null || apt-get install -y -qq protobuf-compiler
+	GOBIN=$(CURDIR)/$(BIN)/tools $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	GOBIN=$(CURDIR)/$(BIN)/tools $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	PATH=$(CURDIR)/$(BIN)/tools:$$PATH protoc -I api/v1 --go_out=paths=source_relative:api/v1 \
+		--go-grpc_out=paths=source_relative:api/v1 api/v1/ckptd.proto
+
+clean:
+	rm -rf $(BIN)

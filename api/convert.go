@@ -1,0 +1,61 @@
+package api
+
+import (
+	apiv1 "github.com/ckptd/ckptd/api/v1"
+	"github.com/ckptd/ckptd/daemon"
+	"github.com/ckptd/ckptd/images"
+	"github.com/ckptd/ckptd/store"
+)
+
+func refToAPI(r store.TargetRef) *apiv1.TargetRef {
+	return &apiv1.TargetRef{Kind: r.Kind, Name: r.Name, Pid: int32(r.PID), Command: r.Command, LogPath: r.LogPath}
+}
+
+func targetToAPI(t *daemon.TargetStatus) *apiv1.Target {
+	return &apiv1.Target{
+		Ref: refToAPI(t.TargetRef), StartTime: t.StartTime, RestoredFrom: t.RestoredFrom,
+		CreatedUnixNano: t.Created.UnixNano(), Running: t.Running, Exit: t.Exit,
+	}
+}
+
+func optionsFromAPI(o *apiv1.Options) store.Options {
+	return store.Options{
+		LeaveRunning: o.GetLeaveRunning(), TCPEstablished: o.GetTcpEstablished(),
+		FileLocks: o.GetFileLocks(), ExtUnixSk: o.GetExtUnixSk(), ShellJob: o.GetShellJob(),
+	}
+}
+
+func checkpointToAPI(c *store.Checkpoint) *apiv1.Checkpoint {
+	out := &apiv1.Checkpoint{
+		FormatVersion: int32(c.FormatVersion), Id: c.ID, Name: c.Name, Target: refToAPI(c.Target),
+		Parent: c.Parent, CreatedUnixNano: c.Created.UnixNano(), CriuVersion: c.CRIUVersion,
+		Kernel: c.Kernel, Host: c.Host, CpuModel: c.CPUModel, Size: c.Size(),
+		Options: &apiv1.Options{
+			LeaveRunning: c.Options.LeaveRunning, TcpEstablished: c.Options.TCPEstablished,
+			FileLocks: c.Options.FileLocks, ExtUnixSk: c.Options.ExtUnixSk, ShellJob: c.Options.ShellJob,
+		},
+		Files: make(map[string]*apiv1.FileSum, len(c.Files)),
+	}
+	for name, f := range c.Files {
+		out.Files[name] = &apiv1.FileSum{Size: f.Size, Sha256: f.SHA256}
+	}
+	if s := c.Stats; s != nil {
+		out.Stats = &apiv1.DumpStats{
+			FreezingTime: s.FreezingTime, FrozenTime: s.FrozenTime, MemdumpTime: s.MemdumpTime,
+			MemwriteTime: s.MemwriteTime, PagesScanned: s.PagesScanned, PagesWritten: s.PagesWritten,
+			PagesSkippedParent: s.PagesSkippedParent,
+		}
+	}
+	return out
+}
+
+func processToAPI(p images.Process) *apiv1.Process {
+	out := &apiv1.Process{Pid: p.PID, Ppid: p.PPID, Comm: p.Comm, Command: p.Command, MemoryBytes: p.MemoryBytes}
+	for _, f := range p.Files {
+		out.Files = append(out.Files, &apiv1.File{Fd: f.FD, Type: f.Type, Path: f.Path})
+	}
+	for _, s := range p.Sockets {
+		out.Sockets = append(out.Sockets, &apiv1.Socket{Fd: s.FD, Type: s.Type, State: s.State, Src: s.Src, Dst: s.Dst})
+	}
+	return out
+}

@@ -1,0 +1,111 @@
+// Package api serves the daemon over gRPC. It is transport only: requests
+// are converted, handed to daemon.Daemon, and errors mapped to codes.
+package api
+
+import (
+	"context"
+
+	apiv1 "github.com/ckptd/ckptd/api/v1"
+	"github.com/ckptd/ckptd/daemon"
+)
+
+// Server implements apiv1.CkptdServer on top of a Daemon.
+type Server struct {
+	apiv1.UnimplementedCkptdServer
+	d *daemon.Daemon
+}
+
+func NewServer(d *daemon.Daemon) *Server { return &Server{d: d} }
+
+func (s *Server) Version(ctx context.Context, _ *apiv1.VersionRequest) (*apiv1.VersionResponse, error) {
+	v := s.d.Version(ctx)
+	return &apiv1.VersionResponse{Daemon: v.Daemon, Go: v.Go, Criu: v.CRIU, CriuPath: v.CRIUPath, Kernel: v.Kernel}, nil
+}
+
+func (s *Server) Check(ctx context.Context, _ *apiv1.CheckRequest) (*apiv1.CheckResponse, error) {
+	out := &apiv1.CheckResponse{}
+	for _, c := range s.d.Check(ctx) {
+		out.Checks = append(out.Checks, &apiv1.CheckResult{Name: c.Name, Ok: c.OK, Detail: c.Detail})
+	}
+	return out, nil
+}
+
+func (s *Server) Run(ctx context.Context, r *apiv1.RunRequest) (*apiv1.Target, error) {
+	t, err := s.d.Run(ctx, daemon.RunRequest{Name: r.GetName(), Args: r.GetArgs(), Env: r.GetEnv(), Dir: r.GetDir()})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return targetToAPI(t), nil
+}
+
+func (s *Server) Ps(ctx context.Context, r *apiv1.PsRequest) (*apiv1.PsResponse, error) {
+	ts, err := s.d.Ps(ctx, r.GetAll())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out := &apiv1.PsResponse{}
+	for _, t := range ts {
+		out.Targets = append(out.Targets, targetToAPI(t))
+	}
+	return out, nil
+}
+
+func (s *Server) Logs(ctx context.Context, r *apiv1.LogsRequest) (*apiv1.LogsResponse, error) {
+	data, err := s.d.Logs(ctx, r.GetName(), r.GetTailBytes())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &apiv1.LogsResponse{Data: data}, nil
+}
+
+func (s *Server) Kill(ctx context.Context, r *apiv1.KillRequest) (*apiv1.KillResponse, error) {
+	return &apiv1.KillResponse{}, toStatus(s.d.Kill(ctx, r.GetTarget()))
+}
+
+func (s *Server) Create(ctx context.Context, r *apiv1.CreateRequest) (*apiv1.Checkpoint, error) {
+	c, err := s.d.Create(ctx, daemon.CreateRequest{Target: r.GetTarget(), Name: r.GetName(), Options: optionsFromAPI(r.GetOptions())})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return checkpointToAPI(c), nil
+}
+
+func (s *Server) List(ctx context.Context, r *apiv1.ListRequest) (*apiv1.ListResponse, error) {
+	cs, err := s.d.List(ctx, r.GetTarget())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out := &apiv1.ListResponse{}
+	for _, c := range cs {
+		out.Checkpoints = append(out.Checkpoints, checkpointToAPI(c))
+	}
+	return out, nil
+}
+
+func (s *Server) Remove(ctx context.Context, r *apiv1.RemoveRequest) (*apiv1.RemoveResponse, error) {
+	ids, err := s.d.Remove(ctx, r.GetRefs(), r.GetRecursive())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &apiv1.RemoveResponse{Removed: ids}, nil
+}
+
+func (s *Server) Restore(ctx context.Context, r *apiv1.RestoreRequest) (*apiv1.Target, error) {
+	t, err := s.d.Restore(ctx, daemon.RestoreRequest{Checkpoint: r.GetCheckpoint(), Name: r.GetName()})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return targetToAPI(t), nil
+}
+
+func (s *Server) Inspect(ctx context.Context, r *apiv1.InspectRequest) (*apiv1.InspectResponse, error) {
+	in, err := s.d.Inspect(ctx, r.GetCheckpoint())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out := &apiv1.InspectResponse{Checkpoint: checkpointToAPI(in.Checkpoint), Children: in.Children}
+	for _, p := range in.Processes {
+		out.Processes = append(out.Processes, processToAPI(p))
+	}
+	return out, nil
+}

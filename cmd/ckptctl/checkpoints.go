@@ -1,0 +1,195 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	apiv1 "github.com/ckptd/ckptd/api/v1"
+)
+
+func (c *cli) createCmd() *cobra.Command {
+	var name string
+	var o apiv1.Options
+	cmd := &cobra.Command{
+		Use:   "create TARGET",
+		Short: "Checkpoint a target (a PID or a workload name)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			ck, err := cl.Create(c.ctx(), &apiv1.CreateRequest{Target: args[0], Name: name, Options: &o})
+			if err != nil {
+				return err
+			}
+			if c.output == "json" {
+				return printJSON(ck)
+			}
+			fmt.Printf("%s %s (%s, frozen %.1f ms)\n", ck.GetName(), shortID(ck.GetId()), humanBytes(ck.GetSize()),
+				float64(ck.GetStats().GetFrozenTime())/1000)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&name, "name", "", "checkpoint name (default TARGET-N)")
+	f.BoolVar(&o.LeaveRunning, "leave-running", false, "keep the target running after the checkpoint")
+	f.BoolVar(&o.TcpEstablished, "tcp-established", false, "checkpoint established TCP connections")
+	f.BoolVar(&o.FileLocks, "file-locks", false, "checkpoint file locks")
+	f.BoolVar(&o.ExtUnixSk, "ext-unix-sk", false, "allow unix sockets connected outside the tree")
+	f.BoolVar(&o.ShellJob, "shell-job", false, "the target is a shell job (shares a session and terminal)")
+	return cmd
+}
+
+func (c *cli) lsCmd() *cobra.Command {
+	var target string
+	var tree bool
+	cmd := &cobra.Command{
+		Use:     "ls",
+		Aliases: []string{"list"},
+		Short:   "List checkpoints",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			resp, err := cl.List(c.ctx(), &apiv1.ListRequest{Target: target})
+			if err != nil {
+				return err
+			}
+			if c.output == "json" {
+				return printJSONList(resp.GetCheckpoints())
+			}
+			if tree {
+				ps, err := cl.Ps(c.ctx(), &apiv1.PsRequest{All: true})
+				if err != nil {
+					return err
+				}
+				fmt.Print(renderTree(resp.GetCheckpoints(), ps.GetTargets()))
+				return nil
+			}
+			w := newTable("NAME", "ID", "TARGET", "PARENT", "CREATED", "SIZE", "FROZEN")
+			for _, ck := range resp.GetCheckpoints() {
+				parent := shortID(ck.GetParent())
+				if parent == "" {
+					parent = "-"
+				}
+				row(w, ck.GetName(), shortID(ck.GetId()), targetName(ck.GetTarget()), parent,
+					ago(ck.GetCreatedUnixNano()), humanBytes(ck.GetSize()), fmt.Sprintf("%.1fms", float64(ck.GetStats().GetFrozenTime())/1000))
+			}
+			return w.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&target, "target", "", "only checkpoints of this target (PID or workload name)")
+	cmd.Flags().BoolVar(&tree, "tree", false, "show lineage: checkpoints, their children and restored copies")
+	return cmd
+}
+
+func (c *cli) rmCmd() *cobra.Command {
+	var recursive bool
+	cmd := &cobra.Command{
+		Use:   "rm CHECKPOINT...",
+		Short: "Remove checkpoints (by name, id or id prefix)",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			resp, err := cl.Remove(c.ctx(), &apiv1.RemoveRequest{Refs: args, Recursive: recursive})
+			if err != nil {
+				return err
+			}
+			for _, id := range resp.GetRemoved() {
+				fmt.Println(id)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVarP(&recursive, "recursive", "r", false, "also remove the checkpoints that descend from these")
+	return cmd
+}
+
+func (c *cli) restoreCmd() *cobra.Command {
+	var name string
+	cmd := &cobra.Command{
+		Use:   "restore CHECKPOINT",
+		Short: "Restore a checkpoint; --name restores a workload as a new copy",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			t, err := cl.Restore(c.ctx(), &apiv1.RestoreRequest{Checkpoint: args[0], Name: name})
+			if err != nil {
+				return err
+			}
+			if c.output == "json" {
+				return printJSON(t)
+			}
+			fmt.Printf("%s restored as pid %d\n", targetName(t.GetRef()), t.GetRef().GetPid())
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&name, "name", "", "restore a workload checkpoint as a new workload with this name")
+	return cmd
+}
+
+func (c *cli) inspectCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "inspect CHECKPOINT",
+		Short: "Show a checkpoint: metadata, CRIU stats, processes, memory, files, sockets",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			in, err := cl.Inspect(c.ctx(), &apiv1.InspectRequest{Checkpoint: args[0]})
+			if err != nil {
+				return err
+			}
+			if c.output == "json" {
+				return printJSON(in)
+			}
+			printInspection(in)
+			return nil
+		},
+	}
+}
+
+func printInspection(in *apiv1.InspectResponse) {
+	ck := in.GetCheckpoint()
+	st := ck.GetStats()
+	parent := ck.GetParent()
+	if parent == "" {
+		parent = "-"
+	}
+	fmt.Printf("Name:      %s\nID:        %s\nTarget:    %s (%s)\nParent:    %s\nChildren:  %s\nCreated:   %s\n",
+		ck.GetName(), ck.GetId(), targetName(ck.GetTarget()), command(ck.GetTarget().GetCommand()), parent,
+		strings.Join(in.GetChildren(), ", "), ago(ck.GetCreatedUnixNano()))
+	fmt.Printf("Host:      %s, kernel %s, CRIU %s\nCPU:       %s\nSize:      %s in %d files\n",
+		ck.GetHost(), ck.GetKernel(), ck.GetCriuVersion(), ck.GetCpuModel(), humanBytes(ck.GetSize()), len(ck.GetFiles()))
+	fmt.Printf("CRIU stats: freezing_time %dus, frozen_time %dus, memdump_time %dus, memwrite_time %dus, pages_scanned %d, pages_written %d\n\n",
+		st.GetFreezingTime(), st.GetFrozenTime(), st.GetMemdumpTime(), st.GetMemwriteTime(), st.GetPagesScanned(), st.GetPagesWritten())
+	w := newTable("PID", "PPID", "COMM", "MEMORY", "COMMAND")
+	for _, p := range in.GetProcesses() {
+		row(w, p.GetPid(), p.GetPpid(), p.GetComm(), humanBytes(p.GetMemoryBytes()), command(p.GetCommand()))
+	}
+	w.Flush()
+	fmt.Println()
+	w = newTable("PID", "FD", "TYPE", "PATH / ADDRESS")
+	for _, p := range in.GetProcesses() {
+		for _, f := range p.GetFiles() {
+			row(w, p.GetPid(), f.GetFd(), f.GetType(), f.GetPath())
+		}
+		for _, s := range p.GetSockets() {
+			row(w, p.GetPid(), s.GetFd(), "socket "+s.GetType(), strings.TrimSpace(s.GetState()+" "+s.GetSrc()+" "+s.GetDst()))
+		}
+	}
+	w.Flush()
+}

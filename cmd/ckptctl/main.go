@@ -1,0 +1,118 @@
+// Command ckptctl is the ckptd client.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	apiv1 "github.com/ckptd/ckptd/api/v1"
+)
+
+const defaultSocket = "/run/ckptd/ckptd.sock"
+
+type cli struct {
+	socket string
+	output string
+	conn   *grpc.ClientConn
+}
+
+func main() {
+	c := &cli{}
+	root := &cobra.Command{
+		Use:           "ckptctl",
+		Short:         "Checkpoint and restore processes with ckptd",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if c.output != "table" && c.output != "json" {
+				return fmt.Errorf("--output %q: want table or json", c.output)
+			}
+			return nil
+		},
+	}
+	root.PersistentFlags().StringVar(&c.socket, "socket", envOr("CKPTD_SOCKET", defaultSocket), "ckptd API socket")
+	root.PersistentFlags().StringVarP(&c.output, "output", "o", "table", "output format: table or json")
+	root.AddCommand(c.runCmd(), c.psCmd(), c.logsCmd(), c.killCmd(),
+		c.createCmd(), c.lsCmd(), c.rmCmd(), c.restoreCmd(), c.inspectCmd(),
+		c.versionCmd(), c.checkCmd())
+	err := root.Execute()
+	if c.conn != nil {
+		c.conn.Close()
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ckptctl: "+c.describe(err))
+		os.Exit(1)
+	}
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+// client dials ckptd lazily, so `--help` and bad flags need no daemon.
+func (c *cli) client() (apiv1.CkptdClient, error) {
+	if c.conn == nil {
+		conn, err := grpc.NewClient("unix://"+c.socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return nil, err
+		}
+		c.conn = conn
+	}
+	return apiv1.NewCkptdClient(c.conn), nil
+}
+
+// describe turns an error into the one line the user sees.
+func (c *cli) describe(err error) string {
+	st, ok := status.FromError(err)
+	if !ok {
+		return err.Error()
+	}
+	if st.Code() == codes.Unavailable {
+		return fmt.Sprintf("cannot reach ckptd at %s: is it running? (start it with 'make run')", c.socket)
+	}
+	return strings.ReplaceAll(st.Message(), "\n", " ")
+}
+
+func (c *cli) ctx() context.Context { return context.Background() }
+
+// printJSON prints an API message with CRIU's field names.
+func printJSON(m proto.Message) error {
+	b, err := protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true, Multiline: true}.Marshal(m)
+	if err != nil {
+		return err
+	}
+	fmt.Println(string(b))
+	return nil
+}
+
+// printJSONList prints messages as one JSON array.
+func printJSONList[M proto.Message](ms []M) error {
+	out := make([]json.RawMessage, 0, len(ms))
+	for _, m := range ms {
+		b, err := protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}.Marshal(m)
+		if err != nil {
+			return err
+		}
+		out = append(out, b)
+	}
+	b, err := json.MarshalIndent(out, "", "  ")
+	if err != nil {
+		return err
+	}
+	fmt.Println(string(b))
+	return nil
+}

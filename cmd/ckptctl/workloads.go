@@ -1,0 +1,124 @@
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	apiv1 "github.com/ckptd/ckptd/api/v1"
+)
+
+func (c *cli) runCmd() *cobra.Command {
+	var name string
+	cmd := &cobra.Command{
+		Use:   "run --name NAME -- CMD [ARGS...]",
+		Short: "Launch a workload as pid 1 of a new PID namespace, so it can be checkpointed and copied",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if name == "" {
+				return fmt.Errorf("--name is required")
+			}
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			wd, _ := os.Getwd()
+			t, err := cl.Run(c.ctx(), &apiv1.RunRequest{Name: name, Args: args, Env: os.Environ(), Dir: wd})
+			if err != nil {
+				return err
+			}
+			if c.output == "json" {
+				return printJSON(t)
+			}
+			fmt.Printf("%s running as pid %d\n", t.GetRef().GetName(), t.GetRef().GetPid())
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&name, "name", "", "workload name (required)")
+	return cmd
+}
+
+func (c *cli) psCmd() *cobra.Command {
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "ps",
+		Short: "List the targets ckptd knows (running ones; -a for all)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			resp, err := cl.Ps(c.ctx(), &apiv1.PsRequest{All: all})
+			if err != nil {
+				return err
+			}
+			if c.output == "json" {
+				return printJSONList(resp.GetTargets())
+			}
+			w := newTable("NAME", "KIND", "PID", "STATUS", "RESTORED FROM", "CREATED", "COMMAND")
+			for _, t := range resp.GetTargets() {
+				status := "running"
+				if !t.GetRunning() {
+					status = t.GetExit()
+				}
+				from := shortID(t.GetRestoredFrom())
+				if from == "" {
+					from = "-"
+				}
+				row(w, targetName(t.GetRef()), t.GetRef().GetKind(), t.GetRef().GetPid(), status, from,
+					ago(t.GetCreatedUnixNano()), command(t.GetRef().GetCommand()))
+			}
+			return w.Flush()
+		},
+	}
+	cmd.Flags().BoolVarP(&all, "all", "a", false, "include targets that ended")
+	return cmd
+}
+
+func targetName(r *apiv1.TargetRef) string {
+	if r.GetKind() == "workload" {
+		return r.GetName()
+	}
+	return fmt.Sprintf("pid:%d", r.GetPid())
+}
+
+func (c *cli) logsCmd() *cobra.Command {
+	var tail int64
+	cmd := &cobra.Command{
+		Use:   "logs NAME",
+		Short: "Print a workload's output",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			resp, err := cl.Logs(c.ctx(), &apiv1.LogsRequest{Name: args[0], TailBytes: tail})
+			if err != nil {
+				return err
+			}
+			_, err = os.Stdout.Write(resp.GetData())
+			return err
+		},
+	}
+	cmd.Flags().Int64Var(&tail, "tail-bytes", 0, "print only the last N bytes")
+	return cmd
+}
+
+func (c *cli) killCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "kill TARGET",
+		Short: "Kill a workload (its whole PID namespace) or a known process",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			_, err = cl.Kill(c.ctx(), &apiv1.KillRequest{Target: args[0]})
+			return err
+		},
+	}
+}

@@ -1,0 +1,156 @@
+// Command ckptd is the checkpoint/restore daemon. This file is flags and
+// wiring only; the work happens in daemon/ and the packages it drives.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/ckptd/ckptd/api"
+	apiv1 "github.com/ckptd/ckptd/api/v1"
+	"github.com/ckptd/ckptd/config"
+	"github.com/ckptd/ckptd/criu"
+	"github.com/ckptd/ckptd/daemon"
+	"github.com/ckptd/ckptd/dumper"
+	"github.com/ckptd/ckptd/restorer"
+	"github.com/ckptd/ckptd/store"
+	"github.com/ckptd/ckptd/workload"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "ckptd:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	cfg, err := loadConfig(os.Args[1:])
+	if err != nil {
+		return err
+	}
+	level, _ := cfg.Level()
+	opts := &slog.HandlerOptions{Level: level}
+	var log *slog.Logger
+	if cfg.LogFormat == "json" {
+		log = slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	} else {
+		log = slog.New(slog.NewTextHandler(os.Stderr, opts))
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("must run as root (CRIU needs it)")
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	bin, err := criu.Locate(ctx, cfg.CRIUPath)
+	if err != nil {
+		return err
+	}
+	log.Info("criu found", "path", bin.Path, "version", bin.VersionString())
+	sup, err := workload.NewSupervisor(log)
+	if err != nil {
+		return err
+	}
+	go sup.ReapOrphans(ctx)
+	st, err := store.Open(ctx, cfg.Root, log)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	d := daemon.New(log, st, dumper.New(bin, log), restorer.New(bin, log), sup, bin)
+
+	lis, err := listen(cfg.Socket)
+	if err != nil {
+		return err
+	}
+	srv := grpc.NewServer()
+	apiv1.RegisterCkptdServer(srv, api.NewServer(d))
+	log.Info("ckptd serving", "socket", cfg.Socket, "root", cfg.Root, "version", daemon.Version)
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(lis) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: waiting for operations in flight")
+	stopped := make(chan struct{})
+	go func() { srv.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(2 * time.Minute):
+		srv.Stop()
+	}
+	return nil
+}
+
+func loadConfig(args []string) (config.Config, error) {
+	fs := flag.NewFlagSet("ckptd", flag.ContinueOnError)
+	path := fs.String("config", "", "TOML config file (default "+config.DefaultPath+" if present)")
+	root := fs.String("root", "", "state root")
+	socket := fs.String("socket", "", "API unix socket")
+	criuPath := fs.String("criu", "", "CRIU binary (default: criu in PATH)")
+	level := fs.String("log-level", "", "debug, info, warn or error")
+	format := fs.String("log-format", "", "text or json")
+	if err := fs.Parse(args); err != nil {
+		return config.Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return config.Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	cfgPath, required := *path, *path != ""
+	if !required {
+		cfgPath = config.DefaultPath
+	}
+	cfg, err := config.Load(cfgPath, required)
+	if err != nil {
+		return cfg, err
+	}
+	for dst, v := range map[*string]string{&cfg.Root: *root, &cfg.Socket: *socket, &cfg.CRIUPath: *criuPath, &cfg.LogLevel: *level, &cfg.LogFormat: *format} {
+		if v != "" {
+			*dst = v
+		}
+	}
+	return cfg, cfg.Validate()
+}
+
+// listen opens the API socket, root-owned with mode 0660.
+func listen(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, err
+	}
+	if c, err := net.Dial("unix", path); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("socket %s: another ckptd is serving it", path)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	lis, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, 0o660); err != nil {
+		lis.Close()
+		return nil, err
+	}
+	if err := os.Chown(path, 0, 0); err != nil {
+		lis.Close()
+		return nil, err
+	}
+	return lis, nil
+}

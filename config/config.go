@@ -1,0 +1,80 @@
+// Package config holds ckptd's configuration: built-in defaults, then a
+// TOML file, then command-line flags, each overriding the one before.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/ckptd/ckptd/errdefs"
+)
+
+// DefaultPath is read when no --config is given and the file exists.
+const DefaultPath = "/etc/ckptd/config.toml"
+
+// Config is ckptd's configuration.
+type Config struct {
+	Root      string `toml:"root"`       // state root: checkpoints, index, logs
+	Socket    string `toml:"socket"`     // API unix socket
+	CRIUPath  string `toml:"criu_path"`  // empty: look criu up in PATH
+	LogLevel  string `toml:"log_level"`  // debug, info, warn, error
+	LogFormat string `toml:"log_format"` // text or json
+}
+
+// Default is the embedded configuration `make run` uses.
+func Default() Config {
+	return Config{Root: "/var/lib/ckptd", Socket: "/run/ckptd/ckptd.sock", LogLevel: "info", LogFormat: "text"}
+}
+
+// Load reads path over the defaults. A missing file is an error only when
+// required (the user named it).
+func Load(path string, required bool) (Config, error) {
+	c := Default()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) && !required {
+			return c, nil
+		}
+		return c, fmt.Errorf("read config: %w", err)
+	}
+	md, err := toml.Decode(string(data), &c)
+	if err != nil {
+		return c, fmt.Errorf("parse config %s: %v: %w", path, err, errdefs.ErrInvalidArgument)
+	}
+	if un := md.Undecoded(); len(un) > 0 {
+		return c, fmt.Errorf("config %s: unknown key %q: %w", path, un[0].String(), errdefs.ErrInvalidArgument)
+	}
+	return c, nil
+}
+
+// Validate checks the values that would otherwise fail late.
+func (c Config) Validate() error {
+	if !filepath.IsAbs(c.Root) || filepath.Clean(c.Root) == "/" {
+		return fmt.Errorf("root %q must be an absolute path other than /: %w", c.Root, errdefs.ErrInvalidArgument)
+	}
+	if !filepath.IsAbs(c.Socket) {
+		return fmt.Errorf("socket %q must be an absolute path: %w", c.Socket, errdefs.ErrInvalidArgument)
+	}
+	if _, err := c.Level(); err != nil {
+		return err
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return fmt.Errorf("log_format %q: want text or json: %w", c.LogFormat, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
+// Level parses LogLevel.
+func (c Config) Level() (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(strings.ToUpper(c.LogLevel))); err != nil {
+		return l, fmt.Errorf("log_level %q: want debug, info, warn or error: %w", c.LogLevel, errdefs.ErrInvalidArgument)
+	}
+	return l, nil
+}

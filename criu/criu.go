@@ -1,0 +1,128 @@
+// Package criu finds and checks the CRIU binary and turns its failures into
+// errors that carry the CRIU log path and the log's last error lines.
+package criu
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+
+	gocriu "github.com/checkpoint-restore/go-criu/v8"
+
+	"github.com/ckptd/ckptd/errdefs"
+)
+
+// MinVersion is the oldest CRIU ckptd accepts (4.1.0): older ones fail on
+// current kernels (for example "vdso: Unexpected rt vDSO area bounds").
+const MinVersion = 40100
+
+// Binary is a CRIU executable that passed `criu check`.
+type Binary struct {
+	Path    string
+	Version int // major*10000 + minor*100 + sublevel
+}
+
+// VersionString renders Version as "4.1.1".
+func (b Binary) VersionString() string {
+	return fmt.Sprintf("%d.%d.%d", b.Version/10000, b.Version/100%100, b.Version%100)
+}
+
+// Locate finds criu (path, or PATH when empty), checks its version and runs
+// `criu check`. Every refusal is FailedPrecondition with a clear reason.
+func Locate(ctx context.Context, path string) (Binary, error) {
+	if path == "" {
+		p, err := exec.LookPath("criu")
+		if err != nil {
+			return Binary{}, fmt.Errorf("criu not found in PATH (run 'make deps'): %w", errdefs.ErrFailedPrecondition)
+		}
+		path = p
+	}
+	out, err := exec.CommandContext(ctx, path, "--version").Output()
+	if err != nil {
+		return Binary{}, fmt.Errorf("run %s --version: %v: %w", path, err, errdefs.ErrFailedPrecondition)
+	}
+	v, err := parseVersion(string(out))
+	if err != nil {
+		return Binary{}, fmt.Errorf("%s: %v: %w", path, err, errdefs.ErrFailedPrecondition)
+	}
+	b := Binary{Path: path, Version: v}
+	if v < MinVersion {
+		return b, fmt.Errorf("%s is CRIU %s; ckptd needs 4.1 or newer (run 'make deps'): %w",
+			path, b.VersionString(), errdefs.ErrFailedPrecondition)
+	}
+	if out, err := exec.CommandContext(ctx, path, "check").CombinedOutput(); err != nil {
+		return b, fmt.Errorf("%s check failed: %s: %w", path, lastLine(string(out)), errdefs.ErrFailedPrecondition)
+	}
+	return b, nil
+}
+
+// parseVersion reads the "Version: 4.1.1" line of `criu --version`.
+func parseVersion(out string) (int, error) {
+	for _, line := range strings.Split(out, "\n") {
+		rest, ok := strings.CutPrefix(strings.TrimSpace(line), "Version:")
+		if !ok {
+			continue
+		}
+		var major, minor, sub int
+		n, _ := fmt.Sscanf(strings.TrimSpace(rest), "%d.%d.%d", &major, &minor, &sub)
+		if n < 2 {
+			return 0, fmt.Errorf("cannot parse CRIU version %q", strings.TrimSpace(rest))
+		}
+		return major*10000 + minor*100 + sub, nil
+	}
+	return 0, fmt.Errorf("no Version line in criu --version output")
+}
+
+// HasFeature runs `criu check --feature name`. go-criu's FeatureCheck
+// reports mem-track present even when the kernel lacks soft-dirty bits,
+// so the command line is the reliable source.
+func (b Binary) HasFeature(ctx context.Context, name string) (bool, string) {
+	out, err := exec.CommandContext(ctx, b.Path, "check", "--feature", name).CombinedOutput()
+	return err == nil, lastLine(string(out))
+}
+
+// New returns a go-criu handle bound to this binary.
+func (b Binary) New() *gocriu.Criu {
+	c := gocriu.MakeCriu()
+	c.SetCriuPath(b.Path)
+	return c
+}
+
+// Error wraps a CRIU failure with the operation, the log path, and the
+// log's last error lines, so the user sees the cause without digging.
+func Error(op, logPath string, err error) error {
+	detail := errorLines(logPath, 3)
+	if detail != "" {
+		return fmt.Errorf("criu %s: %w: %s (log: %s)", op, err, detail, logPath)
+	}
+	return fmt.Errorf("criu %s: %w (log: %s)", op, err, logPath)
+}
+
+// errorLines returns the last n "Error" lines of a CRIU log, joined.
+func errorLines(logPath string, n int) string {
+	f, err := os.Open(logPath)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	var lines []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		if l := sc.Text(); strings.Contains(l, "Error (") {
+			lines = append(lines, strings.TrimSpace(l))
+		}
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "; ")
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
+}

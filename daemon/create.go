@@ -1,0 +1,200 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/checkpoint-restore/go-criu/v8/stats"
+
+	"github.com/ckptd/ckptd/dumper"
+	"github.com/ckptd/ckptd/errdefs"
+	"github.com/ckptd/ckptd/proc"
+	"github.com/ckptd/ckptd/store"
+)
+
+// CreateRequest asks for a checkpoint of Target (a PID or workload name).
+type CreateRequest struct {
+	Target  string
+	Name    string // optional; defaults to <target>-<n>
+	Options store.Options
+}
+
+// Create checkpoints a target. The checkpoint is published while the tree
+// is still frozen; only then does CRIU kill it (or resume it with
+// LeaveRunning). Any failure leaves the target running and nothing listed.
+func (d *Daemon) Create(ctx context.Context, req CreateRequest) (*store.Checkpoint, error) {
+	ref, err := d.resolveRef(ctx, req.Target)
+	if err != nil {
+		return nil, err
+	}
+	unlock := d.locks.Lock(ref.Key())
+	defer unlock()
+
+	target, err := d.liveTarget(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	name, err := d.checkpointName(ctx, req.Name, target.TargetRef)
+	if err != nil {
+		return nil, err
+	}
+	parent, err := d.parentOf(ctx, target)
+	if err != nil {
+		return nil, err
+	}
+	c := &store.Checkpoint{
+		ID:          store.NewID(),
+		Name:        name,
+		Target:      target.TargetRef,
+		Parent:      parent,
+		CRIUVersion: d.criu.VersionString(),
+		Kernel:      d.host.Kernel,
+		Host:        d.host.Hostname,
+		CPUModel:    d.host.CPUModel,
+		Options:     req.Options,
+	}
+	if err := d.dump(ctx, c); err != nil {
+		return nil, fmt.Errorf("checkpoint %s: %w", req.Target, err)
+	}
+	d.log.Info("checkpoint created", "id", c.ID, "name", c.Name, "target", c.Target.Key(),
+		"frozen_ms", c.Stats.FrozenTime/1000, "bytes", c.Size())
+	return c, nil
+}
+
+func (d *Daemon) dump(ctx context.Context, c *store.Checkpoint) error {
+	dir, err := d.store.Stage(ctx, c.ID)
+	if err != nil {
+		return err
+	}
+	published := false
+	req := dumper.Request{
+		PID:     c.Target.PID,
+		Dir:     dir,
+		Options: dumperOptions(c.Options),
+		Commit: func() error {
+			c.Created = time.Now().UTC()
+			// The log is still being written by CRIU: it is hashed in Finish.
+			if err := d.store.Publish(ctx, c, dumper.LogFile); err != nil {
+				return err
+			}
+			published = true
+			return nil
+		},
+	}
+	done := d.sup.CRIUCall()
+	res, err := d.dumper.Dump(ctx, req)
+	done()
+	if err != nil {
+		if published {
+			// CRIU failed after the checkpoint was committed; it is complete
+			// and listed, so keep it and say what went wrong.
+			return fmt.Errorf("checkpoint %s was saved, but CRIU then failed: %w", c.ID, err)
+		}
+		if derr := d.store.Discard(ctx, c.ID); derr != nil {
+			return errors.Join(err, fmt.Errorf("clean up: %w", derr))
+		}
+		return err
+	}
+	c.Stats = convertStats(res.Stats)
+	if err := d.store.Finish(ctx, c.ID, c.Stats, dumper.LogFile, "stats-dump"); err != nil {
+		return err
+	}
+	return nil
+}
+
+// liveTarget returns the record of ref, creating one for a host process
+// seen for the first time, and checks that it runs.
+func (d *Daemon) liveTarget(ctx context.Context, ref store.TargetRef) (*store.Target, error) {
+	t, err := d.store.GetTarget(ctx, ref.Key())
+	switch {
+	case err == nil && d.alive(t):
+		return t, nil
+	case err == nil && ref.Kind == store.KindWorkload:
+		return nil, fmt.Errorf("workload %q is not running: %w", ref.Name, errdefs.ErrFailedPrecondition)
+	case err != nil && !errdefs.IsNotFound(err):
+		return nil, err
+	}
+	// A host process: new to us, or its PID was reused by another.
+	st, err := proc.ReadStat(ref.PID)
+	if err != nil || st.State == 'Z' {
+		return nil, fmt.Errorf("process %d: %w", ref.PID, errdefs.ErrNotFound)
+	}
+	ref.Command, _ = proc.Cmdline(ref.PID)
+	nt := &store.Target{TargetRef: ref, StartTime: st.StartTime, Created: time.Now().UTC()}
+	if err := d.store.PutTarget(ctx, nt); err != nil {
+		return nil, err
+	}
+	return nt, nil
+}
+
+// checkpointName validates a chosen name or picks <target>-<n>.
+func (d *Daemon) checkpointName(ctx context.Context, name string, ref store.TargetRef) (string, error) {
+	if name != "" {
+		if err := store.ValidateName(name); err != nil {
+			return "", err
+		}
+		taken, err := d.store.NameTaken(ctx, name)
+		if err != nil {
+			return "", err
+		}
+		if taken {
+			return "", fmt.Errorf("checkpoint name %q: %w", name, errdefs.ErrAlreadyExists)
+		}
+		return name, nil
+	}
+	base := ref.Name
+	if ref.Kind == store.KindProcess {
+		base = "pid" + strconv.Itoa(ref.PID)
+	}
+	for n := 1; ; n++ {
+		cand := base + "-" + strconv.Itoa(n)
+		taken, err := d.store.NameTaken(ctx, cand)
+		if err != nil {
+			return "", err
+		}
+		if !taken {
+			return cand, nil
+		}
+	}
+}
+
+// parentOf is the target's latest checkpoint or, for a restored copy not
+// yet checkpointed, the checkpoint it was restored from.
+func (d *Daemon) parentOf(ctx context.Context, t *store.Target) (string, error) {
+	latest, err := d.store.Latest(ctx, t.Key())
+	if err == nil && latest.Created.After(t.Created) {
+		return latest.ID, nil
+	}
+	if err != nil && !errdefs.IsNotFound(err) {
+		return "", err
+	}
+	if t.RestoredFrom != "" {
+		if _, err := d.store.Get(ctx, t.RestoredFrom); err == nil {
+			return t.RestoredFrom, nil
+		}
+	}
+	// A new process under a reused name starts a new chain.
+	return "", nil
+}
+
+func dumperOptions(o store.Options) dumper.Options {
+	return dumper.Options{
+		LeaveRunning: o.LeaveRunning, TCPEstablished: o.TCPEstablished,
+		FileLocks: o.FileLocks, ExtUnixSk: o.ExtUnixSk, ShellJob: o.ShellJob,
+	}
+}
+
+func convertStats(s *stats.DumpStatsEntry) *store.DumpStats {
+	if s == nil {
+		return nil
+	}
+	return &store.DumpStats{
+		FreezingTime: s.GetFreezingTime(), FrozenTime: s.GetFrozenTime(),
+		MemdumpTime: s.GetMemdumpTime(), MemwriteTime: s.GetMemwriteTime(),
+		PagesScanned: s.GetPagesScanned(), PagesWritten: s.GetPagesWritten(),
+		PagesSkippedParent: s.GetPagesSkippedParent(),
+	}
+}

@@ -1,0 +1,165 @@
+// Package daemon is ckptd's core: it resolves targets, serializes work per
+// target, and drives dumper, restorer, store and supervisor through create,
+// restore and the rest. api/ exposes it; cmd/ckptd wires it.
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ckptd/ckptd/criu"
+	"github.com/ckptd/ckptd/dumper"
+	"github.com/ckptd/ckptd/errdefs"
+	"github.com/ckptd/ckptd/restorer"
+	"github.com/ckptd/ckptd/store"
+	"github.com/ckptd/ckptd/workload"
+)
+
+// Version is set at build time.
+var Version = "dev"
+
+// Dumper writes a process tree's state; dumper.Dumper is the real one.
+type Dumper interface {
+	Dump(ctx context.Context, req dumper.Request) (dumper.Result, error)
+}
+
+// Restorer brings a tree back; restorer.Restorer is the real one.
+type Restorer interface {
+	Restore(ctx context.Context, req restorer.Request) (restorer.Result, error)
+}
+
+// Daemon holds ckptd's parts. Build it with New.
+type Daemon struct {
+	log      *slog.Logger
+	store    *store.Store
+	dumper   Dumper
+	restorer Restorer
+	sup      *workload.Supervisor
+	criu     criu.Binary
+	host     HostInfo
+
+	locks keyedMutex
+	mu    sync.Mutex
+	busy  map[string]int // checkpoint id -> restores reading it
+}
+
+// HostInfo describes the machine checkpoints are taken on.
+type HostInfo struct {
+	Hostname string
+	Kernel   string
+	CPUModel string
+}
+
+// New wires a Daemon from its parts.
+func New(log *slog.Logger, st *store.Store, d Dumper, r Restorer, sup *workload.Supervisor, bin criu.Binary) *Daemon {
+	return &Daemon{
+		log: log, store: st, dumper: d, restorer: r, sup: sup, criu: bin,
+		host:  readHostInfo(),
+		locks: keyedMutex{m: map[string]*lockEntry{}},
+		busy:  map[string]int{},
+	}
+}
+
+func readHostInfo() HostInfo {
+	h := HostInfo{}
+	h.Hostname, _ = os.Hostname()
+	var u unix.Utsname
+	if unix.Uname(&u) == nil {
+		h.Kernel = unix.ByteSliceToString(u.Release[:])
+	}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				h.CPUModel = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	return h
+}
+
+// markBusy protects a checkpoint from rm while a restore reads it.
+func (d *Daemon) markBusy(id string) (release func()) {
+	d.mu.Lock()
+	d.busy[id]++
+	d.mu.Unlock()
+	return func() {
+		d.mu.Lock()
+		if d.busy[id]--; d.busy[id] == 0 {
+			delete(d.busy, id)
+		}
+		d.mu.Unlock()
+	}
+}
+
+// Remove deletes checkpoints; see store.Remove. Checkpoints being restored
+// are refused.
+func (d *Daemon) Remove(ctx context.Context, refs []string, recursive bool) ([]string, error) {
+	if len(refs) == 0 {
+		return nil, fmt.Errorf("no checkpoint given: %w", errdefs.ErrInvalidArgument)
+	}
+	d.mu.Lock()
+	for _, ref := range refs {
+		if c, err := d.store.Get(ctx, ref); err == nil && d.busy[c.ID] > 0 {
+			d.mu.Unlock()
+			return nil, fmt.Errorf("checkpoint %s is being restored: %w", c.Name, errdefs.ErrFailedPrecondition)
+		}
+	}
+	d.mu.Unlock()
+	return d.store.Remove(ctx, refs, recursive)
+}
+
+// Get returns one checkpoint.
+func (d *Daemon) Get(ctx context.Context, ref string) (*store.Checkpoint, error) {
+	return d.store.Get(ctx, ref)
+}
+
+// List returns checkpoints, of one target when target is not empty.
+func (d *Daemon) List(ctx context.Context, target string) ([]*store.Checkpoint, error) {
+	if target == "" {
+		return d.store.List(ctx, store.Filter{})
+	}
+	ref, err := d.resolveRef(ctx, target)
+	if err != nil {
+		return nil, err
+	}
+	return d.store.List(ctx, store.Filter{TargetKey: ref.Key()})
+}
+
+// keyedMutex serializes operations per target while different targets
+// proceed in parallel.
+type keyedMutex struct {
+	mu sync.Mutex
+	m  map[string]*lockEntry
+}
+
+type lockEntry struct {
+	mu   sync.Mutex
+	refs int
+}
+
+func (k *keyedMutex) Lock(key string) (unlock func()) {
+	k.mu.Lock()
+	e := k.m[key]
+	if e == nil {
+		e = &lockEntry{}
+		k.m[key] = e
+	}
+	e.refs++
+	k.mu.Unlock()
+	e.mu.Lock()
+	return func() {
+		e.mu.Unlock()
+		k.mu.Lock()
+		if e.refs--; e.refs == 0 {
+			delete(k.m, key)
+		}
+		k.mu.Unlock()
+	}
+}

@@ -1,0 +1,87 @@
+package daemon
+
+import (
+	"context"
+	"runtime"
+
+	"github.com/ckptd/ckptd/images"
+	"github.com/ckptd/ckptd/store"
+)
+
+// Check is one line of `ckptctl check`.
+type Check struct {
+	Name   string
+	OK     bool
+	Detail string
+}
+
+// VersionInfo describes the daemon and what it runs on.
+type VersionInfo struct {
+	Daemon, Go, CRIU, CRIUPath, Kernel string
+}
+
+func (d *Daemon) Version(ctx context.Context) VersionInfo {
+	return VersionInfo{Daemon: Version, Go: runtime.Version(), CRIU: d.criu.VersionString(), CRIUPath: d.criu.Path, Kernel: d.host.Kernel}
+}
+
+// criuFeatures are the CRIU features worth reporting, with what needs them.
+var criuFeatures = []struct{ name, needs string }{
+	{"mem_dirty_track", "pre-dump and incremental checkpoints"},
+	{"uffd-noncoop", "lazy (post-copy) restore"},
+	{"network_lock_nftables", "network locking with nftables"},
+	{"timens", "time namespaces"},
+}
+
+// Check reports the daemon's CRIU and the kernel features CRIU can use.
+func (d *Daemon) Check(ctx context.Context) []Check {
+	out := []Check{
+		{Name: "criu", OK: true, Detail: d.criu.Path + " " + d.criu.VersionString() + " (criu check passed at start)"},
+		{Name: "kernel", OK: true, Detail: d.host.Kernel},
+	}
+	done := d.sup.CRIUCall()
+	defer done()
+	for _, f := range criuFeatures {
+		ok, detail := d.criu.HasFeature(ctx, f.name)
+		c := Check{Name: f.name, OK: ok, Detail: "supported"}
+		if !ok {
+			c.Detail = "unsupported on this kernel: no " + f.needs
+			if detail != "" {
+				c.Detail += " (" + detail + ")"
+			}
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// Inspection is a checkpoint's record and what its images hold.
+type Inspection struct {
+	Checkpoint *store.Checkpoint
+	Processes  []images.Process
+	Children   []string
+}
+
+// Inspect reads a checkpoint's images: process tree, commands, memory,
+// open files and sockets.
+func (d *Daemon) Inspect(ctx context.Context, ref string) (*Inspection, error) {
+	c, err := d.store.Get(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	release := d.markBusy(c.ID)
+	defer release()
+	procs, err := images.Read(d.store.Dir(c.ID))
+	if err != nil {
+		return nil, err
+	}
+	kids, err := d.store.Children(ctx, c.ID)
+	if err != nil {
+		return nil, err
+	}
+	in := &Inspection{Checkpoint: c, Processes: procs}
+	for _, k := range kids {
+		in.Children = append(in.Children, k.ID)
+	}
+	return in, nil
+}
+

@@ -1,0 +1,152 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/ckptd/ckptd/errdefs"
+	"github.com/ckptd/ckptd/images"
+	"github.com/ckptd/ckptd/proc"
+	"github.com/ckptd/ckptd/restorer"
+	"github.com/ckptd/ckptd/store"
+)
+
+// RestoreRequest asks for a checkpoint to be brought back.
+type RestoreRequest struct {
+	Checkpoint string
+	// Name restores a workload checkpoint as a new, independent workload
+	// beside the original. Empty restores under the original name.
+	Name string
+}
+
+// Restore verifies a checkpoint and restores it. Verification runs beside
+// CRIU and must pass before the restored tree may run: a damaged checkpoint
+// is refused and whatever CRIU restored is killed.
+func (d *Daemon) Restore(ctx context.Context, req RestoreRequest) (*TargetStatus, error) {
+	c, err := d.store.Get(ctx, req.Checkpoint)
+	if err != nil {
+		return nil, err
+	}
+	ref, err := d.restoreTarget(c, req.Name)
+	if err != nil {
+		return nil, err
+	}
+	unlock := d.locks.Lock(ref.Key())
+	defer unlock()
+	release := d.markBusy(c.ID)
+	defer release()
+
+	t, err := d.restore(ctx, c, ref)
+	if err != nil {
+		return nil, fmt.Errorf("restore %s: %w", c.Name, err)
+	}
+	d.log.Info("restored", "checkpoint", c.ID, "target", t.Key(), "pid", t.PID)
+	return d.status(t), nil
+}
+
+// restoreTarget decides what the restored tree will be known as.
+func (d *Daemon) restoreTarget(c *store.Checkpoint, name string) (store.TargetRef, error) {
+	ref := c.Target
+	if ref.Kind != store.KindWorkload {
+		if name != "" {
+			return ref, fmt.Errorf("checkpoint %s is of host process %d, which restores into its original PIDs and cannot be copied under a new name; start workloads with 'ckptctl run' to restore copies: %w",
+				c.Name, ref.PID, errdefs.ErrInvalidArgument)
+		}
+		return ref, nil
+	}
+	if name != "" {
+		if err := store.ValidateName(name); err != nil {
+			return ref, err
+		}
+		ref.Name = name
+	}
+	return ref, nil
+}
+
+func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.TargetRef) (*store.Target, error) {
+	imagesDir := d.store.Dir(c.ID)
+	inherit := map[string]*os.File{}
+	if ref.Kind == store.KindWorkload {
+		logPath, err := d.prepareWorkload(ctx, ref.Name)
+		if err != nil {
+			return nil, err
+		}
+		f, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		ref.LogPath = logPath
+		if c.Target.LogPath != "" {
+			// The restored tree writes to its own log, whatever size the old one has now.
+			inherit[restorer.FileKey(c.Target.LogPath)] = f
+		}
+	} else if err := hostPIDsFree(imagesDir); err != nil {
+		return nil, err
+	}
+
+	workDir, err := os.MkdirTemp(d.store.Layout().RestoresDir(), c.ID+"-")
+	if err != nil {
+		return nil, err
+	}
+	verified := make(chan error, 1)
+	go func() { verified <- d.store.Verify(ctx, c) }()
+	waitVerify := sync.OnceValue(func() error { return <-verified })
+
+	done := d.sup.CRIUCall()
+	res, err := d.restorer.Restore(ctx, restorer.Request{
+		ImagesDir: imagesDir,
+		WorkDir:   workDir,
+		Options:   restorerOptions(c.Options),
+		Inherit:   inherit,
+		BeforeResume: func(pid int) error {
+			// Track the root before it can run (and die) unnoticed.
+			if err := d.sup.Adopt(pid); err != nil {
+				return err
+			}
+			return waitVerify()
+		},
+	})
+	done()
+	if err != nil {
+		if verr := waitVerify(); verr != nil {
+			err = verr // the damage explains the failure better than CRIU does
+		}
+		return nil, err
+	}
+	os.RemoveAll(workDir) // kept only when the restore failed, for its log
+	d.sup.Forget(res.PID)
+	t := &store.Target{TargetRef: ref, RestoredFrom: c.ID, Created: time.Now().UTC()}
+	t.PID = res.PID
+	if st, err := proc.ReadStat(res.PID); err == nil {
+		t.StartTime = st.StartTime
+	}
+	if err := d.store.PutTarget(ctx, t); err != nil {
+		return nil, fmt.Errorf("restored as pid %d, but recording it failed: %w", res.PID, err)
+	}
+	return t, nil
+}
+
+// hostPIDsFree refuses to restore a host-PID tree over live processes:
+// CRIU would fail with "Can't fork for N: File exists".
+func hostPIDsFree(dir string) error {
+	pids, err := images.PIDs(dir)
+	if err != nil {
+		return err
+	}
+	for _, pid := range pids {
+		if _, err := os.Stat(filepath.Join("/proc", fmt.Sprint(pid))); err == nil {
+			return fmt.Errorf("pid %d is in use on this host, and a checkpoint of a host process restores into its original PIDs; stop that process first, or use 'ckptctl run' workloads, which restore as copies: %w",
+				pid, errdefs.ErrFailedPrecondition)
+		}
+	}
+	return nil
+}
+
+func restorerOptions(o store.Options) restorer.Options {
+	return restorer.Options{TCPEstablished: o.TCPEstablished, FileLocks: o.FileLocks, ExtUnixSk: o.ExtUnixSk, ShellJob: o.ShellJob}
+}

@@ -1,0 +1,149 @@
+// Package dumper freezes a process tree and writes its state with CRIU.
+package dumper
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/checkpoint-restore/go-criu/v8/rpc"
+	"github.com/checkpoint-restore/go-criu/v8/stats"
+
+	"github.com/ckptd/ckptd/criu"
+	"github.com/ckptd/ckptd/errdefs"
+	"github.com/ckptd/ckptd/proc"
+)
+
+// LogFile is the name of CRIU's dump log inside the images directory.
+const LogFile = "dump.log"
+
+// Options are the CRIU dump switches ckptd exposes.
+type Options struct {
+	LeaveRunning   bool // resume the tree after the dump instead of killing it
+	TCPEstablished bool // dump established TCP connections
+	FileLocks      bool // dump file locks
+	ExtUnixSk      bool // allow unix sockets connected outside the tree
+	ShellJob       bool // the tree is a shell job (shares session/tty)
+}
+
+// Request is one dump.
+type Request struct {
+	PID     int
+	Dir     string // images and work directory; must exist and be empty
+	Options Options
+	// Commit runs while the tree is still frozen and every image is written.
+	// When it returns nil the tree is killed (or resumed with LeaveRunning);
+	// when it fails, or ckptd dies before it returns, CRIU resumes the tree
+	// as it was. This is what makes a checkpoint durable before its source
+	// is gone.
+	Commit func() error
+}
+
+// Result is what a successful dump reports.
+type Result struct {
+	Stats   *stats.DumpStatsEntry
+	LogPath string
+}
+
+// Dumper runs CRIU dumps.
+type Dumper struct {
+	bin criu.Binary
+	log *slog.Logger
+}
+
+func New(bin criu.Binary, log *slog.Logger) *Dumper { return &Dumper{bin: bin, log: log} }
+
+// Dump checkpoints the tree rooted at req.PID into req.Dir.
+func (d *Dumper) Dump(ctx context.Context, req Request) (Result, error) {
+	logPath := filepath.Join(req.Dir, LogFile)
+	if err := checkTarget(req.PID); err != nil {
+		return Result{}, err
+	}
+	dir, err := os.Open(req.Dir)
+	if err != nil {
+		return Result{}, fmt.Errorf("open images dir: %w", err)
+	}
+	defer dir.Close()
+
+	opts := &rpc.CriuOpts{
+		ImagesDirFd:    ptr(int32(dir.Fd())),
+		Pid:            ptr(int32(req.PID)),
+		LogFile:        ptr(LogFile),
+		LogLevel:       ptr(int32(4)),
+		LeaveRunning:   ptr(req.Options.LeaveRunning),
+		TcpEstablished: ptr(req.Options.TCPEstablished),
+		FileLocks:      ptr(req.Options.FileLocks),
+		ExtUnixSk:      ptr(req.Options.ExtUnixSk),
+		ShellJob:       ptr(req.Options.ShellJob),
+	}
+	stoppedBefore := stopped(req.PID)
+	n := &notify{commit: req.Commit}
+	d.log.Debug("criu dump", "pid", req.PID, "dir", req.Dir)
+	if err := d.bin.New().Dump(opts, n); err != nil {
+		d.resumeIfLeftStopped(req.PID, stoppedBefore)
+		if n.commitErr != nil {
+			return Result{}, n.commitErr
+		}
+		return Result{}, criu.Error("dump", logPath, err)
+	}
+	st, err := readStats(dir)
+	if err != nil {
+		return Result{LogPath: logPath}, fmt.Errorf("read dump stats: %w", err)
+	}
+	return Result{Stats: st, LogPath: logPath}, nil
+}
+
+func checkTarget(pid int) error {
+	if pid <= 0 {
+		return fmt.Errorf("pid %d: %w", pid, errdefs.ErrInvalidArgument)
+	}
+	if pid == os.Getpid() {
+		return fmt.Errorf("pid %d is ckptd itself: %w", pid, errdefs.ErrInvalidArgument)
+	}
+	if !proc.Alive(pid, 0) {
+		return fmt.Errorf("process %d: %w", pid, errdefs.ErrNotFound)
+	}
+	return nil
+}
+
+// stopped returns the PIDs of the tree that are in stopped state.
+func stopped(root int) map[int]bool {
+	out := map[int]bool{}
+	for _, pid := range proc.Tree(root) {
+		if st, err := proc.ReadStat(pid); err == nil && (st.State == 'T' || st.State == 't') {
+			out[pid] = true
+		}
+	}
+	return out
+}
+
+// resumeIfLeftStopped is the safety net for a CRIU that died while the tree
+// was frozen: tasks it stopped and that were running before get SIGCONT.
+func (d *Dumper) resumeIfLeftStopped(root int, before map[int]bool) {
+	for pid := range stopped(root) {
+		if before[pid] {
+			continue
+		}
+		d.log.Warn("process left stopped by a failed dump; resuming it", "pid", pid)
+		if err := syscall.Kill(pid, syscall.SIGCONT); err != nil && !errors.Is(err, syscall.ESRCH) {
+			d.log.Error("resume after failed dump", "pid", pid, "err", err)
+		}
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// readStats reads stats-dump through the directory's descriptor: Commit
+// may have renamed the directory while CRIU was still writing into it.
+func readStats(dir *os.File) (*stats.DumpStatsEntry, error) {
+	viaFD, err := os.Open(fmt.Sprintf("/proc/self/fd/%d", dir.Fd()))
+	if err != nil {
+		return nil, err
+	}
+	defer viaFD.Close()
+	return stats.CriuGetDumpStats(viaFD)
+}

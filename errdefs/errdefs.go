@@ -1,0 +1,22 @@
+// Package errdefs holds the error kinds shared by ckptd's packages. Domain
+// code wraps them with %w; only api/ maps them to transport codes.
+package errdefs
+
+import "errors"
+
+var (
+	ErrNotFound           = errors.New("not found")
+	ErrAlreadyExists      = errors.New("already exists")
+	ErrInvalidArgument    = errors.New("invalid argument")
+	ErrFailedPrecondition = errors.New("failed precondition")
+	ErrUnavailable        = errors.New("unavailable")
+	// ErrDataLoss marks a checkpoint whose files no longer match their checksums.
+	ErrDataLoss = errors.New("data loss")
+)
+
+func IsNotFound(err error) bool           { return errors.Is(err, ErrNotFound) }
+func IsAlreadyExists(err error) bool      { return errors.Is(err, ErrAlreadyExists) }
+func IsInvalidArgument(err error) bool    { return errors.Is(err, ErrInvalidArgument) }
+func IsFailedPrecondition(err error) bool { return errors.Is(err, ErrFailedPrecondition) }
+func IsUnavailable(err error) bool        { return errors.Is(err, ErrUnavailable) }
+func IsDataLoss(err error) bool           { return errors.Is(err, ErrDataLoss) }

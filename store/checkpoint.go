@@ -1,0 +1,128 @@
+package store
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/ckptd/ckptd/errdefs"
+)
+
+// FormatVersion is the version of checkpoint.json and of the directory
+// layout it describes. Readers refuse versions they do not know.
+const FormatVersion = 1
+
+// Target kinds.
+const (
+	KindProcess  = "process"  // any host process tree, by PID
+	KindWorkload = "workload" // a tree ckptd launched in its own PID namespace
+)
+
+// TargetRef names what a checkpoint was taken of.
+type TargetRef struct {
+	Kind    string   `json:"kind"`
+	Name    string   `json:"name,omitempty"`
+	PID     int      `json:"pid"`
+	Command []string `json:"command,omitempty"`
+	// LogPath is where a workload's stdout and stderr went; a restore hands
+	// it a fresh log in its place.
+	LogPath string `json:"log_path,omitempty"`
+}
+
+// Key identifies a target across checkpoints: successive checkpoints of one
+// key form a chain.
+func (t TargetRef) Key() string {
+	if t.Kind == KindWorkload {
+		return "workload/" + t.Name
+	}
+	return fmt.Sprintf("pid/%d", t.PID)
+}
+
+// Options records how a checkpoint was taken.
+type Options struct {
+	LeaveRunning   bool `json:"leave_running"`
+	TCPEstablished bool `json:"tcp_established"`
+	FileLocks      bool `json:"file_locks"`
+	ExtUnixSk      bool `json:"ext_unix_sk"`
+	ShellJob       bool `json:"shell_job"`
+}
+
+// DumpStats are CRIU's dump statistics, under CRIU's own names (microseconds).
+type DumpStats struct {
+	FreezingTime       uint32 `json:"freezing_time"`
+	FrozenTime         uint32 `json:"frozen_time"`
+	MemdumpTime        uint32 `json:"memdump_time"`
+	MemwriteTime       uint32 `json:"memwrite_time"`
+	PagesScanned       uint64 `json:"pages_scanned"`
+	PagesWritten       uint64 `json:"pages_written"`
+	PagesSkippedParent uint64 `json:"pages_skipped_parent"`
+}
+
+// FileSum is the size and SHA-256 of one file of a checkpoint.
+type FileSum struct {
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// Checkpoint is the record kept in checkpoint.json and in the index.
+type Checkpoint struct {
+	FormatVersion int                `json:"format_version"`
+	ID            string             `json:"id"`
+	Name          string             `json:"name"`
+	Target        TargetRef          `json:"target"`
+	Parent        string             `json:"parent,omitempty"`
+	Created       time.Time          `json:"created"`
+	CRIUVersion   string             `json:"criu_version"`
+	Kernel        string             `json:"kernel"`
+	Host          string             `json:"host"`
+	CPUModel      string             `json:"cpu_model"`
+	Options       Options            `json:"options"`
+	Stats         *DumpStats         `json:"stats,omitempty"`
+	Files         map[string]FileSum `json:"files"`
+}
+
+// Size is the total size of the checkpoint's files.
+func (c *Checkpoint) Size() int64 {
+	var n int64
+	for _, f := range c.Files {
+		n += f.Size
+	}
+	return n
+}
+
+// NewID returns a fresh random checkpoint id.
+func NewID() string {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand does not fail on Linux
+	}
+	return hex.EncodeToString(b[:])
+}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+
+// MaxNameLen bounds checkpoint and workload names.
+const MaxNameLen = 64
+
+// ValidateName checks a user-chosen name: it becomes part of paths, so it
+// must not hold '/', '..' or anything else that could escape the state root.
+func ValidateName(name string) error {
+	switch {
+	case name == "":
+		return fmt.Errorf("name is empty: %w", errdefs.ErrInvalidArgument)
+	case len(name) > MaxNameLen:
+		return fmt.Errorf("name %.20q... is longer than %d characters: %w", name, MaxNameLen, errdefs.ErrInvalidArgument)
+	case strings.Contains(name, ".."):
+		return fmt.Errorf("name %q contains '..': %w", name, errdefs.ErrInvalidArgument)
+	case !nameRE.MatchString(name):
+		return fmt.Errorf("name %q: use letters, digits, '_', '.', '-', starting with a letter or digit: %w", name, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
+var idRE = regexp.MustCompile(`^[0-9a-f]{16}$`)
+
+func validID(id string) bool { return idRE.MatchString(id) }

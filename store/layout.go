@@ -1,0 +1,42 @@
+package store
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// Layout is the single owner of ckptd's on-disk layout under the state root:
+//
+//	<root>/index.db              bbolt index: checkpoints, names, targets
+//	<root>/staging/<id>/         a checkpoint being written (removed on start)
+//	<root>/checkpoints/<id>/     published checkpoints: CRIU images, dump.log, checkpoint.json
+//	<root>/quarantine/<id>/      checkpoints that failed verification at start
+//	<root>/workloads/<name>/     logs of workloads ckptd launched or restored
+//	<root>/restores/<op>/        CRIU work dirs of restores (restore.log, stats-restore)
+type Layout struct{ Root string }
+
+const (
+	MetadataFile = "checkpoint.json"
+	DumpLogFile  = "dump.log"
+)
+
+func (l Layout) Index() string               { return filepath.Join(l.Root, "index.db") }
+func (l Layout) StagingDir() string          { return filepath.Join(l.Root, "staging") }
+func (l Layout) Staging(id string) string    { return filepath.Join(l.StagingDir(), id) }
+func (l Layout) CheckpointsDir() string      { return filepath.Join(l.Root, "checkpoints") }
+func (l Layout) Checkpoint(id string) string { return filepath.Join(l.CheckpointsDir(), id) }
+func (l Layout) QuarantineDir() string       { return filepath.Join(l.Root, "quarantine") }
+func (l Layout) WorkloadsDir() string        { return filepath.Join(l.Root, "workloads") }
+func (l Layout) Workload(name string) string { return filepath.Join(l.WorkloadsDir(), name) }
+func (l Layout) RestoresDir() string         { return filepath.Join(l.Root, "restores") }
+
+// Ensure creates the state root and its directories, owner-only.
+func (l Layout) Ensure() error {
+	for _, d := range []string{l.Root, l.StagingDir(), l.CheckpointsDir(), l.QuarantineDir(), l.WorkloadsDir(), l.RestoresDir()} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return fmt.Errorf("create state dir: %w", err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,160 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/ckptd/ckptd/errdefs"
+)
+
+// Stage creates the staging directory a new checkpoint is written into.
+func (s *Store) Stage(ctx context.Context, id string) (string, error) {
+	if !validID(id) {
+		return "", fmt.Errorf("checkpoint id %q: %w", id, errdefs.ErrInvalidArgument)
+	}
+	dir := s.layout.Staging(id)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return "", fmt.Errorf("stage %s: %w", id, err)
+	}
+	return dir, nil
+}
+
+// Discard removes whatever an unfinished checkpoint left: its staging
+// directory, or its directory if it was renamed but never indexed.
+func (s *Store) Discard(ctx context.Context, id string) error {
+	if !validID(id) {
+		return fmt.Errorf("checkpoint id %q: %w", id, errdefs.ErrInvalidArgument)
+	}
+	if _, err := s.Get(ctx, id); err == nil {
+		return fmt.Errorf("discard %s: checkpoint is published: %w", id, errdefs.ErrFailedPrecondition)
+	}
+	if err := os.RemoveAll(s.layout.Staging(id)); err != nil {
+		return fmt.Errorf("discard %s: %w", id, err)
+	}
+	if err := os.RemoveAll(s.layout.Checkpoint(id)); err != nil {
+		return fmt.Errorf("discard %s: %w", id, err)
+	}
+	return nil
+}
+
+// Publish seals the staged checkpoint c.ID: it hashes and fsyncs every file
+// (skipping the ones still being written, named in open), writes
+// checkpoint.json, renames the directory into place and only then commits
+// the index entry. A checkpoint is visible only once all of that is done.
+func (s *Store) Publish(ctx context.Context, c *Checkpoint, open ...string) error {
+	if err := s.publish(ctx, c, open); err != nil {
+		return fmt.Errorf("publish %s: %w", c.ID, err)
+	}
+	return nil
+}
+
+func (s *Store) publish(ctx context.Context, c *Checkpoint, open []string) error {
+	if !validID(c.ID) {
+		return fmt.Errorf("id %q: %w", c.ID, errdefs.ErrInvalidArgument)
+	}
+	if err := ValidateName(c.Name); err != nil {
+		return err
+	}
+	staging := s.layout.Staging(c.ID)
+	sums, err := sumDir(staging, open)
+	if err != nil {
+		return err
+	}
+	c.FormatVersion = FormatVersion
+	c.Files = sums
+	if err := writeMetadata(staging, c); err != nil {
+		return err
+	}
+	if err := syncDir(staging); err != nil {
+		return err
+	}
+	final := s.layout.Checkpoint(c.ID)
+	if err := os.Rename(staging, final); err != nil {
+		return err
+	}
+	if err := syncDir(s.layout.CheckpointsDir()); err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		names := tx.Bucket(bucketNames)
+		if names.Get([]byte(c.Name)) != nil {
+			return fmt.Errorf("name %q: %w", c.Name, errdefs.ErrAlreadyExists)
+		}
+		if c.Parent != "" && tx.Bucket(bucketCheckpoints).Get([]byte(c.Parent)) == nil {
+			return fmt.Errorf("parent %s: %w", c.Parent, errdefs.ErrNotFound)
+		}
+		if err := names.Put([]byte(c.Name), []byte(c.ID)); err != nil {
+			return err
+		}
+		return putTx(tx, c)
+	})
+}
+
+// Finish records what CRIU wrote after the checkpoint was published: its
+// statistics and the files it closed last (the log, stats-dump).
+func (s *Store) Finish(ctx context.Context, id string, stats *DumpStats, files ...string) error {
+	c, err := s.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	dir := s.layout.Checkpoint(c.ID)
+	for _, name := range files {
+		sum, err := sumFile(filepath.Join(dir, name), true)
+		if err != nil {
+			return fmt.Errorf("finish %s: %w", id, err)
+		}
+		c.Files[name] = sum
+	}
+	c.Stats = stats
+	if err := writeMetadata(dir, c); err != nil {
+		return fmt.Errorf("finish %s: %w", id, err)
+	}
+	return s.db.Update(func(tx *bolt.Tx) error { return putTx(tx, c) })
+}
+
+func writeMetadata(dir string, c *Checkpoint) error {
+	data, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(dir, MetadataFile), append(data, '\n'))
+}
+
+// sumDir hashes and fsyncs every regular file in dir except skip.
+func sumDir(dir string, skip []string) (map[string]FileSum, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	skipSet := map[string]bool{MetadataFile: true}
+	for _, n := range skip {
+		skipSet[n] = true
+	}
+	var names []string
+	for _, e := range entries {
+		if e.Type().IsRegular() && !skipSet[e.Name()] {
+			names = append(names, e.Name())
+		}
+	}
+	sort.Strings(names)
+	var mu sync.Mutex
+	sums := make(map[string]FileSum, len(names))
+	err = forEachParallel(names, func(name string) error {
+		sum, err := sumFile(filepath.Join(dir, name), true)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		sums[name] = sum
+		mu.Unlock()
+		return nil
+	})
+	return sums, err
+}

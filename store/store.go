@@ -1,0 +1,169 @@
+// Package store keeps checkpoints on disk and their index in bbolt. It owns
+// the state root's layout; every other package asks it for paths.
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/ckptd/ckptd/errdefs"
+)
+
+var (
+	bucketCheckpoints = []byte("checkpoints") // id -> Checkpoint JSON
+	bucketNames       = []byte("names")       // name -> id
+	bucketTargets     = []byte("targets")     // target key -> Target JSON
+)
+
+// Store is the checkpoint store. It is safe for concurrent use.
+type Store struct {
+	layout Layout
+	db     *bolt.DB
+	log    *slog.Logger
+}
+
+// Open opens (creating if needed) the store under root and recovers from
+// any crash: staging leftovers and damaged or missing checkpoints are
+// removed from view and reported in the log.
+func Open(ctx context.Context, root string, log *slog.Logger) (*Store, error) {
+	l := Layout{Root: root}
+	if err := l.Ensure(); err != nil {
+		return nil, err
+	}
+	db, err := bolt.Open(l.Index(), 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("open index %s: locked by another ckptd: %w", l.Index(), errdefs.ErrUnavailable)
+		}
+		return nil, fmt.Errorf("open index %s: %w", l.Index(), err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketCheckpoints, bucketNames, bucketTargets} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("init index: %w", err)
+	}
+	s := &Store{layout: l, db: db, log: log}
+	if err := s.recover(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("recover store: %w", err)
+	}
+	return s, nil
+}
+
+func (s *Store) Close() error { return s.db.Close() }
+
+// Layout returns the on-disk layout of this store.
+func (s *Store) Layout() Layout { return s.layout }
+
+// Dir is the directory of a published checkpoint.
+func (s *Store) Dir(id string) string { return s.layout.Checkpoint(id) }
+
+// Get finds a checkpoint by id, unique id prefix, or name.
+func (s *Store) Get(ctx context.Context, ref string) (*Checkpoint, error) {
+	var c *Checkpoint
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		c, err = getTx(tx, ref)
+		return err
+	})
+	return c, err
+}
+
+func getTx(tx *bolt.Tx, ref string) (*Checkpoint, error) {
+	if ref == "" {
+		return nil, fmt.Errorf("empty checkpoint reference: %w", errdefs.ErrInvalidArgument)
+	}
+	cb := tx.Bucket(bucketCheckpoints)
+	if id := tx.Bucket(bucketNames).Get([]byte(ref)); id != nil {
+		return decode(cb.Get(id))
+	}
+	var found []byte
+	c := cb.Cursor()
+	for k, v := c.Seek([]byte(ref)); k != nil && strings.HasPrefix(string(k), ref); k, v = c.Next() {
+		if found != nil {
+			return nil, fmt.Errorf("checkpoint %q is ambiguous, give more of its id: %w", ref, errdefs.ErrInvalidArgument)
+		}
+		found = v
+	}
+	if found == nil {
+		return nil, fmt.Errorf("checkpoint %q: %w", ref, errdefs.ErrNotFound)
+	}
+	return decode(found)
+}
+
+func decode(v []byte) (*Checkpoint, error) {
+	var c Checkpoint
+	if err := json.Unmarshal(v, &c); err != nil {
+		return nil, fmt.Errorf("decode index entry: %w", err)
+	}
+	return &c, nil
+}
+
+// Filter narrows List. Empty fields match everything.
+type Filter struct {
+	TargetKey string
+}
+
+// List returns checkpoints oldest first.
+func (s *Store) List(ctx context.Context, f Filter) ([]*Checkpoint, error) {
+	var out []*Checkpoint
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketCheckpoints).ForEach(func(_, v []byte) error {
+			c, err := decode(v)
+			if err != nil {
+				return err
+			}
+			if f.TargetKey == "" || c.Target.Key() == f.TargetKey {
+				out = append(out, c)
+			}
+			return nil
+		})
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
+	return out, err
+}
+
+// Latest returns the newest checkpoint of a target, or NotFound.
+func (s *Store) Latest(ctx context.Context, targetKey string) (*Checkpoint, error) {
+	all, err := s.List(ctx, Filter{TargetKey: targetKey})
+	if err != nil {
+		return nil, err
+	}
+	if len(all) == 0 {
+		return nil, fmt.Errorf("checkpoints of %s: %w", targetKey, errdefs.ErrNotFound)
+	}
+	return all[len(all)-1], nil
+}
+
+// NameTaken reports whether a checkpoint already has this name.
+func (s *Store) NameTaken(ctx context.Context, name string) (bool, error) {
+	var taken bool
+	err := s.db.View(func(tx *bolt.Tx) error {
+		taken = tx.Bucket(bucketNames).Get([]byte(name)) != nil
+		return nil
+	})
+	return taken, err
+}
+
+func putTx(tx *bolt.Tx, c *Checkpoint) error {
+	v, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketCheckpoints).Put([]byte(c.ID), v)
+}

@@ -1,0 +1,87 @@
+// Package workload starts the process trees ckptd owns and reaps them:
+// ckptd is a child subreaper, so restored roots and orphans of host-PID
+// restores become its children, and a zombie would otherwise keep a PID a
+// later restore needs.
+package workload
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/ckptd/ckptd/errdefs"
+)
+
+// Spec is a command to launch.
+type Spec struct {
+	Args    []string
+	Env     []string
+	Dir     string
+	LogPath string // stdout and stderr, appended
+}
+
+// Launch starts spec as pid 1 of a new PID namespace, in its own session,
+// with stdin from /dev/null and output to spec.LogPath. Being namespaced,
+// a checkpoint of it restores beside the running original.
+func (s *Supervisor) Launch(spec Spec) (int, error) {
+	if len(spec.Args) == 0 {
+		return 0, fmt.Errorf("no command given: %w", errdefs.ErrInvalidArgument)
+	}
+	path := spec.Args[0]
+	if filepath.Base(path) == path {
+		// Look the command up in the caller's PATH, as a shell would.
+		p, err := lookPath(path, spec.Env)
+		if err != nil {
+			return 0, err
+		}
+		path = p
+	}
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		return 0, err
+	}
+	defer null.Close()
+	out, err := os.OpenFile(spec.LogPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return 0, fmt.Errorf("open log: %w", err)
+	}
+	defer out.Close()
+	dir := spec.Dir
+	if dir == "" {
+		dir = "/"
+	}
+	attr := &os.ProcAttr{
+		Dir:   dir,
+		Env:   spec.Env,
+		Files: []*os.File{null, out, out},
+		Sys: &syscall.SysProcAttr{
+			Setsid:     true,
+			Cloneflags: syscall.CLONE_NEWPID,
+		},
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock() // held until tracked, so the orphan reaper cannot take it
+	p, err := os.StartProcess(path, spec.Args, attr)
+	if err != nil {
+		return 0, fmt.Errorf("start %s: %w", spec.Args[0], err)
+	}
+	s.trackLocked(p)
+	return p.Pid, nil
+}
+
+func lookPath(name string, env []string) (string, error) {
+	pathEnv := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	for _, kv := range env {
+		if len(kv) > 5 && kv[:5] == "PATH=" {
+			pathEnv = kv[5:]
+		}
+	}
+	for _, dir := range filepath.SplitList(pathEnv) {
+		p := filepath.Join(dir, name)
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("command %q not found in PATH: %w", name, errdefs.ErrInvalidArgument)
+}
