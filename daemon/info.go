@@ -84,4 +84,3 @@ func (d *Daemon) Inspect(ctx context.Context, ref string) (*Inspection, error) {
 	}
 	return in, nil
 }
-

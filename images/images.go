@@ -98,7 +98,8 @@ func Read(dir string) ([]Process, error) {
 	for _, sk := range sks {
 		if i, ok := index[sk.PId]; ok {
 			for _, s := range sk.Sockets {
-				procs[i].Sockets = append(procs[i].Sockets, Socket{FD: s.Fd, Type: s.FdType + "/" + s.Type, State: s.State, Src: s.SrcAddr, Dst: s.DestAddr})
+				procs[i].Sockets = append(procs[i].Sockets, Socket{FD: s.Fd, Type: s.FdType + "/" + s.Type, State: s.State,
+					Src: addr(s.SrcAddr, s.SrcPort), Dst: addr(s.DestAddr, s.DestPort)})
 			}
 		}
 	}
@@ -118,6 +119,12 @@ func memory(dir string, pid uint32) ([]string, int64) {
 	}
 	var pages int64
 	for _, e := range mr.GetPagemapEntries() {
+		// CRIU writes the page count as compat_nr_pages, which go-criu's
+		// page lookup does not read: copy it where the lookup looks.
+		if e.NrPages == nil {
+			n := uint64(e.GetCompatNrPages())
+			e.NrPages = &n
+		}
 		pages += int64(e.GetNrPages())
 	}
 	var argv []string
@@ -125,4 +132,11 @@ func memory(dir string, pid uint32) ([]string, int64) {
 		argv = strings.Split(strings.TrimRight(buf.String(), "\x00"), "\x00")
 	}
 	return argv, pages * int64(page)
+}
+
+func addr(host string, port uint32) string {
+	if port == 0 {
+		return host
+	}
+	return fmt.Sprintf("%s:%d", host, port)
 }

@@ -12,7 +12,7 @@ import (
 type Stat struct {
 	PID       int
 	Comm      string
-	State     byte   // R, S, D, T (stopped), t (traced), Z (zombie), ...
+	State     byte // R, S, D, T (stopped), t (traced), Z (zombie), ...
 	PPID      int
 	StartTime uint64 // clock ticks after boot
 }
