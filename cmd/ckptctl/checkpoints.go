@@ -178,7 +178,7 @@ func printInspection(in *apiv1.InspectResponse) {
 		st.GetFreezingTime(), st.GetFrozenTime(), st.GetMemdumpTime(), st.GetMemwriteTime(), st.GetPagesScanned(), st.GetPagesWritten())
 	w := newTable("PID", "PPID", "COMM", "MEMORY", "COMMAND")
 	for _, p := range in.GetProcesses() {
-		row(w, p.GetPid(), p.GetPpid(), p.GetComm(), humanBytes(p.GetMemoryBytes()), command(p.GetCommand()))
+		row(w, p.GetPid(), p.GetPpid(), p.GetComm(), humanBytes(p.GetMemoryBytes()), strings.Join(p.GetCommand(), " "))
 	}
 	w.Flush()
 	fmt.Println()

@@ -1,0 +1,110 @@
+package integration
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestCreateThenRestoreContinues(t *testing.T) {
+	d := startDaemon(t)
+	w := d.runLoad("job", 64)
+	before := loadStatus(t, w.Ref.PID, w.Ref.LogPath)
+
+	c := d.create("job")
+	if c.Stats.FrozenTime <= 0 {
+		t.Errorf("checkpoint has no frozen_time: %+v", c)
+	}
+	waitFor(t, "checkpointed target to end", func() bool { return !alive(w.Ref.PID) })
+	if d.workload("job").Running {
+		t.Fatal("ps says job runs after a checkpoint without --leave-running")
+	}
+
+	d.must("restore", c.Name)
+	r := d.workload("job")
+	if !r.Running || r.RestoredFrom != c.ID {
+		t.Fatalf("restored job: %+v", r)
+	}
+	after := loadStatus(t, r.Ref.PID, r.Ref.LogPath)
+	continues(t, before, after)
+	time.Sleep(100 * time.Millisecond)
+	continues(t, after, loadStatus(t, r.Ref.PID, r.Ref.LogPath))
+}
+
+func TestLeaveRunning(t *testing.T) {
+	d := startDaemon(t)
+	w := d.runLoad("svc", 16)
+	before := loadStatus(t, w.Ref.PID, w.Ref.LogPath)
+	d.create("svc", "--leave-running")
+	if !alive(w.Ref.PID) {
+		t.Fatal("target stopped despite --leave-running")
+	}
+	continues(t, before, loadStatus(t, w.Ref.PID, w.Ref.LogPath))
+}
+
+func TestCopiesRunSideBySide(t *testing.T) {
+	d := startDaemon(t)
+	w := d.runLoad("orig", 32)
+	snap := d.create("orig", "--leave-running", "--name", "snap")
+	d.must("restore", "snap", "--name", "copy1")
+	d.must("restore", "snap", "--name", "copy2")
+
+	want := loadStatus(t, w.Ref.PID, w.Ref.LogPath)
+	for _, name := range []string{"copy1", "copy2"} {
+		c := d.workload(name)
+		if !c.Running || c.RestoredFrom != snap.ID {
+			t.Fatalf("%s: %+v", name, c)
+		}
+		if c.Ref.LogPath == w.Ref.LogPath {
+			t.Errorf("%s writes to the original's log", name)
+		}
+		if got := loadStatus(t, c.Ref.PID, c.Ref.LogPath); got.Hash != want.Hash {
+			t.Errorf("%s memory hash %s, original %s", name, got.Hash, want.Hash)
+		}
+	}
+	if !alive(w.Ref.PID) {
+		t.Fatal("original died when copies were restored")
+	}
+	// A checkpoint of a copy descends from the checkpoint it came from.
+	cc := d.create("copy1", "--leave-running")
+	if cc.Parent != snap.ID {
+		t.Errorf("checkpoint of copy1 has parent %q, want %s", cc.Parent, snap.ID)
+	}
+	tree := d.must("ls", "--tree")
+	for _, s := range []string{"snap", "restored as copy1", "restored as copy2", cc.Name} {
+		if !strings.Contains(tree, s) {
+			t.Errorf("ls --tree lacks %q:\n%s", s, tree)
+		}
+	}
+	d.mustFail("descendants", "rm", "snap")
+	out := d.must("rm", "--recursive", "snap")
+	if !strings.Contains(out, snap.ID) || !strings.Contains(out, cc.ID) {
+		t.Errorf("rm --recursive removed %q, want %s and %s", out, snap.ID, cc.ID)
+	}
+	if n := len(d.checkpoints()); n != 0 {
+		t.Errorf("%d checkpoints left after rm --recursive", n)
+	}
+	if _, err := os.Stat(filepath.Join(d.root, "checkpoints", snap.ID)); !os.IsNotExist(err) {
+		t.Errorf("checkpoint directory still there: %v", err)
+	}
+}
+
+func TestInspect(t *testing.T) {
+	d := startDaemon(t)
+	d.runLoad("insp", 16)
+	c := d.create("insp", "--leave-running")
+	out := d.must("inspect", c.Name)
+	for _, s := range []string{"frozen_time", "memload", "--mib 16", "output.log", "UNIXSK", "PIPE"} {
+		if !strings.Contains(out, s) {
+			t.Errorf("inspect lacks %q:\n%s", s, out)
+		}
+	}
+	js := d.must("inspect", "-o", "json", c.ID[:6])
+	for _, s := range []string{`"freezing_time"`, `"pages_written"`, `"memory_bytes"`, `"sha256"`} {
+		if !strings.Contains(js, s) {
+			t.Errorf("inspect -o json lacks %s", s)
+		}
+	}
+}

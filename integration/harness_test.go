@@ -1,0 +1,245 @@
+package integration
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// daemon is one ckptd on a private state root and socket.
+type daemon struct {
+	t      *testing.T
+	root   string
+	socket string
+	cmd    *exec.Cmd
+	log    *bytes.Buffer
+}
+
+func startDaemon(t *testing.T) *daemon {
+	t.Helper()
+	dir := t.TempDir()
+	d := &daemon{t: t, root: filepath.Join(dir, "state"), socket: filepath.Join(dir, "ckptd.sock")}
+	d.start()
+	t.Cleanup(d.cleanup)
+	return d
+}
+
+func (d *daemon) start() {
+	d.t.Helper()
+	d.log = &bytes.Buffer{}
+	d.cmd = exec.Command(bins.ckptd, "--root", d.root, "--socket", d.socket, "--log-level", "debug")
+	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	if err := d.cmd.Start(); err != nil {
+		d.t.Fatalf("start ckptd: %v", err)
+	}
+	for i := 0; i < 100; i++ {
+		if c, err := net.Dial("unix", d.socket); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	d.t.Fatalf("ckptd did not come up:\n%s", d.log)
+}
+
+// kill9 kills the daemon as a crash would.
+func (d *daemon) kill9() {
+	d.cmd.Process.Kill()
+	d.cmd.Wait()
+}
+
+// cleanup ends the workloads this daemon ran, by PID, then the daemon.
+func (d *daemon) cleanup() {
+	if d.cmd.ProcessState == nil {
+		for _, t := range d.ps() {
+			if t.Running {
+				syscall.Kill(t.Ref.PID, syscall.SIGKILL)
+			}
+		}
+		d.cmd.Process.Signal(syscall.SIGTERM)
+		d.cmd.Wait()
+	}
+	if d.t.Failed() {
+		d.t.Logf("ckptd log:\n%s", d.log)
+	}
+}
+
+// ctl runs ckptctl against this daemon.
+func (d *daemon) ctl(args ...string) (stdout, stderr string, err error) {
+	cmd := exec.Command(bins.ckptctl, append([]string{"--socket", d.socket}, args...)...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err = cmd.Run()
+	return o.String(), e.String(), err
+}
+
+// must runs ckptctl and fails the test if it fails.
+func (d *daemon) must(args ...string) string {
+	d.t.Helper()
+	out, errOut, err := d.ctl(args...)
+	if err != nil {
+		d.t.Fatalf("ckptctl %s: %v: %s", strings.Join(args, " "), err, errOut)
+	}
+	return out
+}
+
+// mustFail runs ckptctl, expects failure with exactly one line on stderr
+// containing want, and returns that line.
+func (d *daemon) mustFail(want string, args ...string) string {
+	d.t.Helper()
+	_, errOut, err := d.ctl(args...)
+	if err == nil {
+		d.t.Fatalf("ckptctl %s succeeded, want failure containing %q", strings.Join(args, " "), want)
+	}
+	lines := strings.Split(strings.TrimRight(errOut, "\n"), "\n")
+	if len(lines) != 1 || !strings.Contains(lines[0], want) {
+		d.t.Fatalf("ckptctl %s: stderr %q, want one line containing %q", strings.Join(args, " "), errOut, want)
+	}
+	return lines[0]
+}
+
+type target struct {
+	Ref struct {
+		Kind    string `json:"kind"`
+		Name    string `json:"name"`
+		PID     int    `json:"pid"`
+		LogPath string `json:"log_path"`
+	} `json:"ref"`
+	Running      bool   `json:"running"`
+	RestoredFrom string `json:"restored_from"`
+}
+
+func (d *daemon) ps() []target {
+	out, _, err := d.ctl("ps", "-a", "-o", "json")
+	if err != nil {
+		return nil
+	}
+	var ts []target
+	json.Unmarshal([]byte(out), &ts)
+	return ts
+}
+
+func (d *daemon) workload(name string) target {
+	d.t.Helper()
+	for _, t := range d.ps() {
+		if t.Ref.Kind == "workload" && t.Ref.Name == name {
+			return t
+		}
+	}
+	d.t.Fatalf("workload %s not in ps", name)
+	return target{}
+}
+
+type checkpoint struct {
+	ID     string `json:"id"`
+	Name   string `json:"name"`
+	Parent string `json:"parent"`
+	Stats  struct {
+		FrozenTime int64 `json:"frozen_time"`
+	} `json:"stats"`
+}
+
+func (d *daemon) checkpoints() []checkpoint {
+	d.t.Helper()
+	var cs []checkpoint
+	if err := json.Unmarshal([]byte(d.must("ls", "-o", "json")), &cs); err != nil {
+		d.t.Fatalf("ls -o json: %v", err)
+	}
+	return cs
+}
+
+func (d *daemon) create(args ...string) checkpoint {
+	d.t.Helper()
+	var c checkpoint
+	out := d.must(append([]string{"create", "-o", "json"}, args...)...)
+	if err := json.Unmarshal([]byte(out), &c); err != nil {
+		d.t.Fatalf("create output %q: %v", out, err)
+	}
+	return c
+}
+
+// runLoad starts memload as a workload and waits until it filled its memory.
+func (d *daemon) runLoad(name string, mib int, extra ...string) target {
+	d.t.Helper()
+	d.must(append([]string{"run", "--name", name, "--", bins.memload, "--mib", strconv.Itoa(mib)}, extra...)...)
+	w := d.workload(name)
+	waitFor(d.t, fmt.Sprintf("%s ready", name), func() bool { return strings.Contains(readFile(w.Ref.LogPath), "ready") })
+	return w
+}
+
+// status is one status line of memload.
+type status struct {
+	Counter, Pipe, Unix int
+	Hash                string
+}
+
+var statusRE = regexp.MustCompile(`status counter=(\d+) pipe=(\d+) unix=(\d+) hash=([0-9a-f]+)`)
+
+// loadStatus asks the memload with host PID pid for a status line and
+// reads it from its log.
+func loadStatus(t *testing.T, pid int, logPath string) status {
+	t.Helper()
+	before := len(statusRE.FindAllString(readFile(logPath), -1))
+	if err := syscall.Kill(pid, syscall.SIGUSR1); err != nil {
+		t.Fatalf("signal memload %d: %v", pid, err)
+	}
+	var m []string
+	waitFor(t, "status line", func() bool {
+		all := statusRE.FindAllStringSubmatch(readFile(logPath), -1)
+		if len(all) > before {
+			m = all[len(all)-1]
+			return true
+		}
+		return false
+	})
+	n := func(s string) int { v, _ := strconv.Atoi(s); return v }
+	return status{Counter: n(m[1]), Pipe: n(m[2]), Unix: n(m[3]), Hash: m[4]}
+}
+
+func readFile(p string) string {
+	b, _ := os.ReadFile(p)
+	return string(b)
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// alive reports whether pid runs and is not stopped or a zombie.
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	return len(f) > 0 && f[0] != "Z" && f[0] != "T" && f[0] != "t"
+}
+
+// continues checks that after is the same workload state as before, moved on.
+func continues(t *testing.T, before, after status) {
+	t.Helper()
+	if after.Hash != before.Hash {
+		t.Errorf("memory hash changed: %s -> %s", before.Hash, after.Hash)
+	}
+	if after.Counter < before.Counter || after.Pipe < before.Pipe || after.Unix < before.Unix {
+		t.Errorf("state went backwards: %+v -> %+v", before, after)
+	}
+}

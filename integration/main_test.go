@@ -1,0 +1,47 @@
+// Package integration drives the real ckptd, ckptctl and CRIU against real
+// processes. It needs root and CRIU >= 4.1 (make deps); without them it
+// fails loudly rather than skipping.
+package integration
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+var bins struct{ ckptd, ckptctl, memload string }
+
+func TestMain(m *testing.M) {
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "FAIL: integration tests need root (CRIU checkpoints other processes); run 'make test' as root")
+		os.Exit(1)
+	}
+	if _, err := exec.LookPath("criu"); err != nil {
+		fmt.Fprintln(os.Stderr, "FAIL: criu not found in PATH; run 'make deps'")
+		os.Exit(1)
+	}
+	dir, err := os.MkdirTemp("", "ckptd-it-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := func() int {
+		defer os.RemoveAll(dir)
+		for _, b := range []struct {
+			out *string
+			pkg string
+		}{{&bins.ckptd, "./cmd/ckptd"}, {&bins.ckptctl, "./cmd/ckptctl"}, {&bins.memload, "./test/memload"}} {
+			*b.out = filepath.Join(dir, filepath.Base(b.pkg))
+			cmd := exec.Command("go", "build", "-o", *b.out, b.pkg)
+			cmd.Dir = ".."
+			if out, err := cmd.CombinedOutput(); err != nil {
+				fmt.Fprintf(os.Stderr, "FAIL: build %s: %v\n%s", b.pkg, err, out)
+				return 1
+			}
+		}
+		return m.Run()
+	}()
+	os.Exit(code)
+}
