@@ -1,0 +1,244 @@
+package integration
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestKillDaemonDuringCreate kills ckptd while CRIU is dumping: the target
+// must keep running and no checkpoint may be listed after a restart.
+func TestKillDaemonDuringCreate(t *testing.T) {
+	d := startDaemon(t)
+	w := d.runLoad("victim", 512)
+	before := loadStatus(t, w.Ref.PID, w.Ref.LogPath)
+
+	create := exec.Command(bins.ckptctl, "--socket", d.socket, "create", "victim")
+	if err := create.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer create.Wait()
+	waitFor(t, "criu to start dumping", func() bool { return criuChild(d.cmd.Process.Pid) > 0 })
+	d.kill9()
+	if err := create.Wait(); err == nil {
+		t.Error("ckptctl create succeeded although ckptd was killed")
+	}
+	waitFor(t, "criu to finish", func() bool { return criuChild(d.cmd.Process.Pid) == 0 })
+	time.Sleep(200 * time.Millisecond)
+	if !alive(w.Ref.PID) {
+		t.Fatal("target is not running after ckptd was killed during create")
+	}
+	continues(t, before, loadStatus(t, w.Ref.PID, w.Ref.LogPath))
+
+	d.start()
+	if cs := d.checkpoints(); len(cs) != 0 {
+		t.Errorf("checkpoints listed after the interrupted create: %+v", cs)
+	}
+	if left, _ := os.ReadDir(filepath.Join(d.root, "staging")); len(left) != 0 {
+		t.Errorf("staging not cleaned after restart: %v", left)
+	}
+	d.create("victim", "--leave-running") // the target is still usable
+	syscall.Kill(w.Ref.PID, syscall.SIGKILL)
+}
+
+// criuChild returns the PID of a criu process whose parent is ppid, or 0.
+func criuChild(ppid int) int {
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if strings.Contains(s, "(criu)") && len(f) > 1 && f[1] == strconv.Itoa(ppid) {
+			return pid
+		}
+	}
+	return 0
+}
+
+func TestCorruptedCheckpointRefused(t *testing.T) {
+	d := startDaemon(t)
+	d.runLoad("data", 16)
+	c := d.create("data", "--leave-running")
+	pages, _ := filepath.Glob(filepath.Join(d.root, "checkpoints", c.ID, "pages-*.img"))
+	if len(pages) == 0 {
+		t.Fatal("no pages image in checkpoint")
+	}
+	f, err := os.OpenFile(pages[0], os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 1)
+	f.ReadAt(b, 4096)
+	b[0] ^= 0xff
+	f.WriteAt(b, 4096)
+	f.Close()
+
+	d.mustFail("does not match its checksum", "restore", c.Name, "--name", "bad")
+	for _, tg := range d.ps() {
+		if tg.Ref.Name == "bad" && tg.Running {
+			t.Fatal("a copy restored from a corrupted checkpoint is running")
+		}
+	}
+	// On restart the damaged checkpoint leaves the index for quarantine.
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	d.cmd.Wait()
+	d.start()
+	if cs := d.checkpoints(); len(cs) != 0 {
+		t.Errorf("damaged checkpoint still listed after restart: %+v", cs)
+	}
+	if _, err := os.Stat(filepath.Join(d.root, "quarantine", c.ID)); err != nil {
+		t.Errorf("damaged checkpoint not quarantined: %v", err)
+	}
+	if !strings.Contains(d.log.String(), "failed verification") {
+		t.Error("restart did not log the damaged checkpoint")
+	}
+}
+
+// TestDiskFull checkpoints onto a state root too small for the images.
+func TestDiskFull(t *testing.T) {
+	d := &daemon{t: t}
+	dir := t.TempDir()
+	d.root, d.socket = filepath.Join(dir, "state"), filepath.Join(dir, "ckptd.sock")
+	if err := os.Mkdir(d.root, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", d.root).CombinedOutput(); err != nil {
+		t.Fatalf("mount tmpfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", d.root).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", d.root, err, out)
+		}
+	})
+	d.start()
+	t.Cleanup(d.cleanup) // runs before the umount
+	w := d.runLoad("big", 64)
+	before := loadStatus(t, w.Ref.PID, w.Ref.LogPath)
+	line := d.mustFail("log:", "create", "big")
+	if !strings.Contains(line, "dump.log") {
+		t.Errorf("CRIU error does not name its log: %s", line)
+	}
+	if !alive(w.Ref.PID) {
+		t.Fatal("target not running after a failed create")
+	}
+	continues(t, before, loadStatus(t, w.Ref.PID, w.Ref.LogPath))
+	if cs := d.checkpoints(); len(cs) != 0 {
+		t.Errorf("partial checkpoint listed: %+v", cs)
+	}
+	for _, sub := range []string{"staging", "checkpoints"} {
+		if left, _ := os.ReadDir(filepath.Join(d.root, sub)); len(left) != 0 {
+			t.Errorf("%s not cleaned after failed create: %v", sub, left)
+		}
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	d := startDaemon(t)
+	d.runLoad("w", 8)
+	c := d.create("w", "--leave-running", "--name", "base")
+	d.create("w", "--leave-running", "--name", "child")
+	for _, tc := range []struct {
+		want string
+		args []string
+	}{
+		{"not found", []string{"restore", "nope"}},
+		{"not found", []string{"create", "no-such-workload"}},
+		{"process 999999999", []string{"create", "999999999"}},
+		{"contains '..'", []string{"create", "w", "--name", "a..b"}},
+		{"use letters", []string{"create", "w", "--name", "a/b"}},
+		{"longer than", []string{"restore", "base", "--name", strings.Repeat("x", 65)}},
+		{"already exists", []string{"create", "w", "--name", "base"}},
+		{"is running", []string{"run", "--name", "w", "--", bins.memload}},
+		{"is running", []string{"restore", "base"}},
+		{"descendants", []string{"rm", "base"}},
+		{"--name is required", []string{"run", "--", "true"}},
+		{"not found in PATH", []string{"run", "--name", "x", "--", "no-such-command-ckptd"}},
+		{"--output", []string{"ls", "-o", "yaml"}},
+		{"cannot reach ckptd", []string{"--socket", "/nonexistent/ckptd.sock", "ls"}},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			d.t = t
+			d.mustFail(tc.want, tc.args...)
+		})
+	}
+	d.t = t
+	if n := len(d.checkpoints()); n != 2 {
+		t.Errorf("bad input changed the store: %d checkpoints, want 2", n)
+	}
+	_ = c
+}
+
+// TestHostProcess checkpoints a process ckptd did not launch, by PID, with
+// a file lock, and restores it into its original PID.
+func TestHostProcess(t *testing.T) {
+	d := startDaemon(t)
+	dir := t.TempDir()
+	logPath, lockPath := filepath.Join(dir, "out.log"), filepath.Join(dir, "lock")
+	out, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	p := exec.Command(bins.memload, "--mib", "16", "--lock", lockPath)
+	p.Stdout, p.Stderr = out, out
+	p.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := p.Process.Pid
+	go p.Wait() // we are its parent until the checkpoint kills it
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	waitFor(t, "memload ready", func() bool { return strings.Contains(readFile(logPath), "ready") })
+	before := loadStatus(t, pid, logPath)
+
+	// Restoring over the live PID is refused with the PID and a way out.
+	c := d.create(strconv.Itoa(pid), "--leave-running", "--file-locks")
+	line := d.mustFail(fmt.Sprintf("pid %d is in use", pid), "restore", c.Name)
+	if !strings.Contains(line, "ckptctl run") {
+		t.Errorf("refusal does not suggest workloads: %s", line)
+	}
+	d.mustFail("cannot be copied", "restore", c.Name, "--name", "copy")
+	d.must("rm", c.Name)
+
+	c = d.create(strconv.Itoa(pid), "--file-locks")
+	waitFor(t, "target to end", func() bool { return !alive(pid) })
+	if lockHeld(t, lockPath) {
+		t.Fatal("lock still held after the target was killed")
+	}
+	// The log grew since the dump; the restored process must still get it.
+	d.must("restore", c.Name)
+	if !alive(pid) {
+		t.Fatalf("pid %d not running after restore", pid)
+	}
+	if !lockHeld(t, lockPath) {
+		t.Error("file lock not restored")
+	}
+	continues(t, before, loadStatus(t, pid, logPath))
+}
+
+func lockHeld(t *testing.T, path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+	if err == nil {
+		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		return false
+	}
+	return err == syscall.EWOULDBLOCK
+}
