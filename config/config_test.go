@@ -1,0 +1,63 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ckptd/ckptd/errdefs"
+)
+
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	write := func(body string) string {
+		p := filepath.Join(dir, strings.ReplaceAll(t.Name(), "/", "_")+".toml")
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	for _, tc := range []struct {
+		name, body, wantErr string
+		check               func(Config) bool
+	}{
+		{name: "overrides", body: "root = \"/srv/ck\"\nlog_level = \"debug\"\n",
+			check: func(c Config) bool { return c.Root == "/srv/ck" && c.LogLevel == "debug" && c.Socket == Default().Socket }},
+		{name: "unknown key", body: "rooot = \"/x\"\n", wantErr: "unknown key"},
+		{name: "bad toml", body: "root = \n", wantErr: "parse config"},
+		{name: "relative root", body: "root = \"state\"\n", wantErr: "absolute path"},
+		{name: "root is /", body: "root = \"/\"\n", wantErr: "other than /"},
+		{name: "bad level", body: "log_level = \"loud\"\n", wantErr: "log_level"},
+		{name: "bad format", body: "log_format = \"xml\"\n", wantErr: "log_format"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Load(write(tc.body), true)
+			if err == nil {
+				err = c.Validate()
+			}
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !errdefs.IsInvalidArgument(err) {
+					t.Fatalf("err = %v, want InvalidArgument containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || !tc.check(c) {
+				t.Fatalf("config %+v, err %v", c, err)
+			}
+		})
+	}
+}
+
+func TestMissingFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "none.toml")
+	if c, err := Load(p, false); err != nil || c != Default() {
+		t.Errorf("optional missing file: %+v %v", c, err)
+	}
+	if _, err := Load(p, true); err == nil {
+		t.Error("required missing file loaded")
+	}
+	if err := Default().Validate(); err != nil {
+		t.Errorf("default config invalid: %v", err)
+	}
+}
