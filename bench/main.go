@@ -1,0 +1,209 @@
+// Command bench measures ckptctl create/restore against raw criu dump/restore
+// on the same workload in the same run, and prints figures and ratios.
+// Run it with `make bench` (root, CRIU installed, binaries built).
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/checkpoint-restore/go-criu/v8/stats"
+)
+
+var (
+	mib    = flag.Int("mib", 1024, "workload size in MiB")
+	rounds = flag.Int("rounds", 3, "rounds per measurement (median is reported)")
+	binDir = flag.String("bin", "bin", "directory with ckptd and ckptctl")
+)
+
+type sample struct {
+	wall   time.Duration
+	frozen time.Duration // CRIU's frozen_time, dumps only
+}
+
+func main() {
+	flag.Parse()
+	log.SetFlags(0)
+	work, err := os.MkdirTemp("/var/tmp", "ckptd-bench-")
+	check(err)
+	defer os.RemoveAll(work)
+	memload := filepath.Join(work, "memload")
+	run("go", "build", "-o", memload, "./test/memload")
+
+	var rawDump, rawRestore, ctlDump, ctlRestore []sample
+	for i := range *rounds {
+		d, r := rawRound(work, memload, i)
+		rawDump, rawRestore = append(rawDump, d), append(rawRestore, r)
+	}
+	d := startDaemon(work)
+	defer d.stop()
+	for i := range *rounds {
+		c, r := d.round(memload, i)
+		ctlDump, ctlRestore = append(ctlDump, c), append(ctlRestore, r)
+	}
+	report(rawDump, rawRestore, ctlDump, ctlRestore)
+}
+
+// rawRound launches memload as pid 1 of a new PID namespace, as ckptd does,
+// and dumps and restores it with the criu command line.
+func rawRound(work, memload string, i int) (sample, sample) {
+	dir := filepath.Join(work, fmt.Sprintf("raw-%d", i))
+	check(os.MkdirAll(dir, 0o700))
+	out, err := os.Create(filepath.Join(work, fmt.Sprintf("raw-%d.log", i)))
+	check(err)
+	defer out.Close()
+	cmd := exec.Command(memload, "--mib", strconv.Itoa(*mib))
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Cloneflags: syscall.CLONE_NEWPID}
+	check(cmd.Start())
+	go cmd.Wait()
+	waitReady(out.Name())
+
+	start := time.Now()
+	run("criu", "dump", "-t", strconv.Itoa(cmd.Process.Pid), "-D", dir, "-o", "dump.log", "-v4")
+	dump := sample{wall: time.Since(start), frozen: frozen(dir)}
+
+	pidfile := filepath.Join(work, fmt.Sprintf("raw-%d.pid", i))
+	start = time.Now()
+	run("criu", "restore", "-D", dir, "-o", "restore.log", "-v4", "-d", "--pidfile", pidfile)
+	restore := sample{wall: time.Since(start)}
+	pid, err := strconv.Atoi(strings.TrimSpace(readFile(pidfile)))
+	check(err)
+	check(syscall.Kill(pid, syscall.SIGKILL))
+	os.RemoveAll(dir)
+	return dump, restore
+}
+
+func frozen(dir string) time.Duration {
+	f, err := os.Open(dir)
+	check(err)
+	defer f.Close()
+	st, err := stats.CriuGetDumpStats(f)
+	check(err)
+	return time.Duration(st.GetFrozenTime()) * time.Microsecond
+}
+
+type daemon struct {
+	cmd          *exec.Cmd
+	socket, root string
+}
+
+func startDaemon(work string) *daemon {
+	d := &daemon{socket: filepath.Join(work, "ckptd.sock"), root: filepath.Join(work, "state")}
+	d.cmd = exec.Command(filepath.Join(*binDir, "ckptd"), "--root", d.root, "--socket", d.socket, "--log-level", "warn")
+	d.cmd.Stderr = os.Stderr
+	check(d.cmd.Start())
+	for range 100 {
+		if c, err := net.Dial("unix", d.socket); err == nil {
+			c.Close()
+			return d
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	log.Fatal("ckptd did not start")
+	return nil
+}
+
+func (d *daemon) stop() {
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	d.cmd.Wait()
+}
+
+func (d *daemon) ctl(args ...string) string {
+	return run(filepath.Join(*binDir, "ckptctl"), append([]string{"--socket", d.socket}, args...)...)
+}
+
+func (d *daemon) round(memload string, i int) (sample, sample) {
+	name := fmt.Sprintf("bench%d", i)
+	d.ctl("run", "--name", name, "--", memload, "--mib", strconv.Itoa(*mib))
+	waitReady(filepath.Join(d.root, "workloads", name, "output.log"))
+
+	start := time.Now()
+	out := d.ctl("create", "-o", "json", name)
+	dump := sample{wall: time.Since(start)}
+	var c struct {
+		Name  string `json:"name"`
+		Stats struct {
+			FrozenTime int64 `json:"frozen_time"`
+		} `json:"stats"`
+	}
+	check(json.Unmarshal([]byte(out), &c))
+	dump.frozen = time.Duration(c.Stats.FrozenTime) * time.Microsecond
+
+	start = time.Now()
+	d.ctl("restore", c.Name)
+	restore := sample{wall: time.Since(start)}
+	d.ctl("kill", name)
+	d.ctl("rm", c.Name)
+	return dump, restore
+}
+
+func report(rawDump, rawRestore, ctlDump, ctlRestore []sample) {
+	med := func(s []sample, f func(sample) time.Duration) time.Duration {
+		v := make([]time.Duration, len(s))
+		for i := range s {
+			v[i] = f(s[i])
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	wall := func(s sample) time.Duration { return s.wall }
+	froz := func(s sample) time.Duration { return s.frozen }
+	ratio := func(a, b time.Duration) string { return fmt.Sprintf("%.2fx", float64(a)/float64(b)) }
+	fmt.Printf("workload: memload %d MiB, median of %d rounds\n\n", *mib, *rounds)
+	fmt.Printf("%-22s %12s %12s %8s\n", "measure", "raw criu", "ckptctl", "ratio")
+	for _, r := range []struct {
+		name     string
+		raw, ctl time.Duration
+	}{
+		{"dump wall", med(rawDump, wall), med(ctlDump, wall)},
+		{"dump frozen_time", med(rawDump, froz), med(ctlDump, froz)},
+		{"restore wall", med(rawRestore, wall), med(ctlRestore, wall)},
+	} {
+		fmt.Printf("%-22s %11.3fs %11.3fs %8s\n", r.name, r.raw.Seconds(), r.ctl.Seconds(), ratio(r.ctl, r.raw))
+	}
+}
+
+func waitReady(logPath string) {
+	deadline := time.Now().Add(2 * time.Minute)
+	for !strings.Contains(readFile(logPath), "ready") {
+		if time.Now().After(deadline) {
+			log.Fatalf("workload did not become ready: %s", logPath)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func readFile(p string) string {
+	b, _ := os.ReadFile(p)
+	return string(b)
+}
+
+func run(name string, args ...string) string {
+	out, err := exec.Command(name, args...).Output()
+	if err != nil {
+		msg := err.Error()
+		if ee, ok := err.(*exec.ExitError); ok {
+			msg += ": " + strings.TrimSpace(string(ee.Stderr))
+		}
+		log.Fatalf("%s %s: %s", name, strings.Join(args, " "), msg)
+	}
+	return string(out)
+}
+
+func check(err error) {
+	if err != nil {
+		log.Fatal(err)
+	}
+}
