@@ -23,7 +23,19 @@ func (s *Store) Stage(ctx context.Context, id string) (string, error) {
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return "", fmt.Errorf("stage %s: %w", id, err)
 	}
+	s.mu.Lock()
+	s.pre[id] = startPrehash(dir)
+	s.mu.Unlock()
 	return dir, nil
+}
+
+// takePrehash detaches the background hashing of a staged checkpoint.
+func (s *Store) takePrehash(id string) *prehasher {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.pre[id]
+	delete(s.pre, id)
+	return p
 }
 
 // Discard removes whatever an unfinished checkpoint left: its staging
@@ -31,6 +43,9 @@ func (s *Store) Stage(ctx context.Context, id string) (string, error) {
 func (s *Store) Discard(ctx context.Context, id string) error {
 	if !validID(id) {
 		return fmt.Errorf("checkpoint id %q: %w", id, errdefs.ErrInvalidArgument)
+	}
+	if p := s.takePrehash(id); p != nil {
+		p.abort()
 	}
 	if _, err := s.Get(ctx, id); err == nil {
 		return fmt.Errorf("discard %s: checkpoint is published: %w", id, errdefs.ErrFailedPrecondition)
@@ -63,7 +78,11 @@ func (s *Store) publish(ctx context.Context, c *Checkpoint, open []string) error
 		return err
 	}
 	staging := s.layout.Staging(c.ID)
-	sums, err := sumDir(staging, open)
+	var done map[string]FileSum
+	if p := s.takePrehash(c.ID); p != nil {
+		done = p.finish()
+	}
+	sums, err := sumDir(staging, open, done)
 	if err != nil {
 		return err
 	}
@@ -127,8 +146,9 @@ func writeMetadata(dir string, c *Checkpoint) error {
 	return writeFileAtomic(filepath.Join(dir, MetadataFile), append(data, '\n'))
 }
 
-// sumDir hashes and fsyncs every regular file in dir except skip.
-func sumDir(dir string, skip []string) (map[string]FileSum, error) {
+// sumDir hashes and fsyncs every regular file in dir except skip; the
+// sums in done were already taken.
+func sumDir(dir string, skip []string, done map[string]FileSum) (map[string]FileSum, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
@@ -138,14 +158,19 @@ func sumDir(dir string, skip []string) (map[string]FileSum, error) {
 		skipSet[n] = true
 	}
 	var names []string
+	sums := make(map[string]FileSum, len(entries))
 	for _, e := range entries {
-		if e.Type().IsRegular() && !skipSet[e.Name()] {
-			names = append(names, e.Name())
+		if !e.Type().IsRegular() || skipSet[e.Name()] {
+			continue
 		}
+		if sum, ok := done[e.Name()]; ok {
+			sums[e.Name()] = sum
+			continue
+		}
+		names = append(names, e.Name())
 	}
 	sort.Strings(names)
 	var mu sync.Mutex
-	sums := make(map[string]FileSum, len(names))
 	err = forEachParallel(names, func(name string) error {
 		sum, err := sumFile(filepath.Join(dir, name), true)
 		if err != nil {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -28,6 +29,9 @@ type Store struct {
 	layout Layout
 	db     *bolt.DB
 	log    *slog.Logger
+
+	mu  sync.Mutex
+	pre map[string]*prehasher // staged id -> background hashing of its images
 }
 
 // Open opens (creating if needed) the store under root and recovers from
@@ -57,7 +61,7 @@ func Open(ctx context.Context, root string, log *slog.Logger) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("init index: %w", err)
 	}
-	s := &Store{layout: l, db: db, log: log}
+	s := &Store{layout: l, db: db, log: log, pre: map[string]*prehasher{}}
 	if err := s.recover(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("recover store: %w", err)

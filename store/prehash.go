@@ -1,0 +1,172 @@
+package store
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// prehasher hashes the big page images while CRIU is still writing them
+// and starts their writeback, so that publishing, which happens while the
+// target is frozen, has only the tail left to hash and to fsync. CRIU writes
+// page images front to back; a file that shrank or was replaced meanwhile
+// is hashed again from the start.
+type prehasher struct {
+	dir   string
+	stop  chan struct{}
+	done  chan struct{}
+	mu    sync.Mutex
+	files map[string]*partial
+}
+
+type partial struct {
+	f   *os.File
+	ino uint64
+	h   hash.Hash
+	off int64
+}
+
+const prehashEvery = 10 * time.Millisecond
+
+func isPageImage(name string) bool {
+	return strings.HasPrefix(name, "pages-") && strings.HasSuffix(name, ".img")
+}
+
+func startPrehash(dir string) *prehasher {
+	p := &prehasher{dir: dir, stop: make(chan struct{}), done: make(chan struct{}), files: map[string]*partial{}}
+	go p.loop()
+	return p
+}
+
+func (p *prehasher) loop() {
+	defer close(p.done)
+	t := time.NewTicker(prehashEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+			p.scan()
+		}
+	}
+}
+
+// scan catches up with every page image; errors are left for the final
+// pass, which reads whatever this one could not.
+func (p *prehasher) scan() {
+	entries, err := os.ReadDir(p.dir)
+	if err != nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, e := range entries {
+		if !e.Type().IsRegular() || !isPageImage(e.Name()) {
+			continue
+		}
+		pt := p.files[e.Name()]
+		if pt == nil {
+			f, err := os.Open(filepath.Join(p.dir, e.Name()))
+			if err != nil {
+				continue
+			}
+			pt = &partial{f: f, ino: inode(f), h: sha256.New()}
+			p.files[e.Name()] = pt
+		}
+		pt.catchUp()
+	}
+}
+
+// catchUp hashes what was appended since the last call and starts its
+// writeback to disk.
+func (pt *partial) catchUp() error {
+	st, err := pt.f.Stat()
+	if err != nil {
+		return err
+	}
+	n := st.Size() - pt.off
+	if n <= 0 {
+		return nil
+	}
+	if _, err := io.Copy(pt.h, io.NewSectionReader(pt.f, pt.off, n)); err != nil {
+		return err
+	}
+	// Best effort: the final fsync is what makes the data durable.
+	_ = unix.SyncFileRange(int(pt.f.Fd()), pt.off, n, unix.SYNC_FILE_RANGE_WRITE)
+	pt.off += n
+	return nil
+}
+
+// finish stops the background scan and returns the sums of the files it
+// followed, each completed, fsynced and checked to still be the same file.
+// Files it could not vouch for are left out, for the caller to hash whole.
+func (p *prehasher) finish() map[string]FileSum {
+	close(p.stop)
+	<-p.done
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := map[string]FileSum{}
+	for name, pt := range p.files {
+		if sum, err := pt.seal(filepath.Join(p.dir, name)); err == nil {
+			out[name] = sum
+		}
+		pt.f.Close()
+	}
+	p.files = nil
+	return out
+}
+
+// abort stops the scan and drops its state.
+func (p *prehasher) abort() {
+	close(p.stop)
+	<-p.done
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, pt := range p.files {
+		pt.f.Close()
+	}
+	p.files = nil
+}
+
+func (pt *partial) seal(path string) (FileSum, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return FileSum{}, err
+	}
+	if inodeOf(st) != pt.ino || st.Size() < pt.off {
+		return FileSum{}, fmt.Errorf("%s changed under the prehash", path)
+	}
+	if err := pt.catchUp(); err != nil {
+		return FileSum{}, err
+	}
+	if err := pt.f.Sync(); err != nil {
+		return FileSum{}, err
+	}
+	return FileSum{Size: pt.off, SHA256: hex.EncodeToString(pt.h.Sum(nil))}, nil
+}
+
+func inode(f *os.File) uint64 {
+	st, err := f.Stat()
+	if err != nil {
+		return 0
+	}
+	return inodeOf(st)
+}
+
+func inodeOf(st os.FileInfo) uint64 {
+	if s, ok := st.Sys().(*syscall.Stat_t); ok {
+		return s.Ino
+	}
+	return 0
+}
