@@ -23,7 +23,9 @@ func TestLoad(t *testing.T) {
 		check               func(Config) bool
 	}{
 		{name: "overrides", body: "root = \"/srv/ck\"\nlog_level = \"debug\"\n",
-			check: func(c Config) bool { return c.Root == "/srv/ck" && c.LogLevel == "debug" && c.Socket == Default().Socket }},
+			check: func(c Config) bool {
+				return c.Root == "/srv/ck" && c.LogLevel == "debug" && c.Socket == Default().Socket
+			}},
 		{name: "unknown key", body: "rooot = \"/x\"\n", wantErr: "unknown key"},
 		{name: "bad toml", body: "root = \n", wantErr: "parse config"},
 		{name: "relative root", body: "root = \"state\"\n", wantErr: "absolute path"},

@@ -9,10 +9,12 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 
 	gocriu "github.com/checkpoint-restore/go-criu/v8"
 
 	"github.com/ckptd/ckptd/errdefs"
+	"github.com/ckptd/ckptd/proc"
 )
 
 // MinVersion is the oldest CRIU ckptd accepts (4.1.0): older ones fail on
@@ -80,15 +82,47 @@ func parseVersion(out string) (int, error) {
 // reports mem-track present even when the kernel lacks soft-dirty bits,
 // so the command line is the reliable source.
 func (b Binary) HasFeature(ctx context.Context, name string) (bool, string) {
-	out, err := exec.CommandContext(ctx, b.Path, "check", "--feature", name).CombinedOutput()
-	return err == nil, lastLine(string(out))
+	cmd := exec.CommandContext(ctx, b.Path, "check", "--feature", name)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	proc.SpawnMu.Lock() // see Start
+	err := cmd.Start()
+	proc.SpawnMu.Unlock()
+	if err == nil {
+		err = cmd.Wait()
+	}
+	return err == nil, lastLine(out.String())
 }
 
-// New returns a go-criu handle bound to this binary.
-func (b Binary) New() *gocriu.Criu {
+// criuMu runs one CRIU request at a time. Two dumps of different
+// PID-namespaced trees at once intermittently failed here inside CRIU's
+// parasite ("Parasite failed to dump /proc/self/cgroup", "Message reply
+// from daemon is trimmed"); until that is understood, CRIU work queues.
+var criuMu sync.Mutex
+
+// Do runs fn with a fresh `criu swrk` helper and cleans it up. inherit, if
+// set, registers descriptors for the helper before it starts. go-criu hands
+// the helper its socket by leaving the descriptor open across exec, so the
+// spawn is also serialized with every other child ckptd starts.
+func (b Binary) Do(inherit func(*gocriu.Criu), fn func(*gocriu.Criu) error) error {
+	criuMu.Lock()
+	defer criuMu.Unlock()
 	c := gocriu.MakeCriu()
 	c.SetCriuPath(b.Path)
-	return c
+	if inherit != nil {
+		inherit(c)
+	}
+	proc.SpawnMu.Lock()
+	err := c.Prepare()
+	proc.SpawnMu.Unlock()
+	if err != nil {
+		return fmt.Errorf("start criu swrk: %w", err)
+	}
+	err = fn(c)
+	if cerr := c.Cleanup(); err == nil && cerr != nil {
+		err = cerr
+	}
+	return err
 }
 
 // Error wraps a CRIU failure with the operation, the log path, and the

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	gocriu "github.com/checkpoint-restore/go-criu/v8"
 	"github.com/checkpoint-restore/go-criu/v8/rpc"
 	"github.com/checkpoint-restore/go-criu/v8/stats"
 
@@ -83,7 +84,8 @@ func (d *Dumper) Dump(ctx context.Context, req Request) (Result, error) {
 	stoppedBefore := stopped(req.PID)
 	n := &notify{commit: req.Commit}
 	d.log.Debug("criu dump", "pid", req.PID, "dir", req.Dir)
-	if err := d.bin.New().Dump(opts, n); err != nil {
+	err = d.bin.Do(nil, func(c *gocriu.Criu) error { return c.Dump(opts, n) })
+	if err != nil {
 		d.resumeIfLeftStopped(req.PID, stoppedBefore)
 		if n.commitErr != nil {
 			return Result{}, n.commitErr

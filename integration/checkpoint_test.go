@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -105,6 +106,42 @@ func TestInspect(t *testing.T) {
 	for _, s := range []string{`"freezing_time"`, `"pages_written"`, `"memory_bytes"`, `"sha256"`} {
 		if !strings.Contains(js, s) {
 			t.Errorf("inspect -o json lacks %s", s)
+		}
+	}
+}
+
+// TestParallelCreates: different targets checkpoint at once; creates of one
+// target are serialized, so they chain parent to child.
+func TestParallelCreates(t *testing.T) {
+	d := startDaemon(t)
+	d.runLoad("a", 32)
+	d.runLoad("b", 32)
+	errs := make(chan error, 4)
+	for _, tg := range []string{"a", "b", "a", "b"} {
+		go func() {
+			_, e, err := d.ctl("create", tg, "--leave-running")
+			if err != nil {
+				err = fmt.Errorf("create %s: %v: %s", tg, err, e)
+			}
+			errs <- err
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	byName := map[string]checkpoint{}
+	for _, c := range d.checkpoints() {
+		byName[c.Name] = c
+	}
+	for _, tg := range []string{"a", "b"} {
+		first, second := byName[tg+"-1"], byName[tg+"-2"]
+		if first.ID == "" || second.ID == "" {
+			t.Fatalf("checkpoints of %s: %+v", tg, byName)
+		}
+		if first.Parent != "" || second.Parent != first.ID {
+			t.Errorf("%s chain: %s(parent %q) -> %s(parent %q)", tg, first.Name, first.Parent, second.Name, second.Parent)
 		}
 	}
 }

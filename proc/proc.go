@@ -6,7 +6,13 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 )
+
+// SpawnMu is held while ckptd starts a child that must not inherit another
+// child's descriptors: go-criu passes its socket by leaving it open across
+// exec, so CRIU helpers and workloads are started one at a time.
+var SpawnMu sync.Mutex
 
 // Stat is the part of /proc/PID/stat ckptd uses.
 type Stat struct {

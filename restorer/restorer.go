@@ -80,11 +80,11 @@ func (r *Restorer) Restore(ctx context.Context, req Request) (Result, error) {
 		ExtUnixSk:      ptr(req.Options.ExtUnixSk),
 		ShellJob:       ptr(req.Options.ShellJob),
 	}
-	c := r.bin.New()
-	inheritKeys(c, req.Inherit)
 	n := &notify{beforeResume: req.BeforeResume}
 	r.log.Debug("criu restore", "images", req.ImagesDir, "work", req.WorkDir)
-	if err := c.Restore(opts, n); err != nil {
+	err = r.bin.Do(func(c *gocriu.Criu) { inheritKeys(c, req.Inherit) },
+		func(c *gocriu.Criu) error { return c.Restore(opts, n) })
+	if err != nil {
 		if n.hookErr != nil {
 			return Result{LogPath: logPath}, n.hookErr
 		}

@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/ckptd/ckptd/errdefs"
+	"github.com/ckptd/ckptd/proc"
 )
 
 // Spec is a command to launch.
@@ -62,7 +63,9 @@ func (s *Supervisor) Launch(spec Spec) (int, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock() // held until tracked, so the orphan reaper cannot take it
+	proc.SpawnMu.Lock()
 	p, err := os.StartProcess(path, spec.Args, attr)
+	proc.SpawnMu.Unlock()
 	if err != nil {
 		return 0, fmt.Errorf("start %s: %w", spec.Args[0], err)
 	}
