@@ -5,6 +5,7 @@ package criu
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -128,12 +129,21 @@ func (b Binary) Do(inherit func(*gocriu.Criu), fn func(*gocriu.Criu) error) erro
 // Error wraps a CRIU failure with the operation, the log path, and the
 // log's last error lines, so the user sees the cause without digging.
 func Error(op, logPath string, err error) error {
+	if strings.Contains(err.Error(), rlimitNoise) {
+		// go-criu reports CRIU's first error line, which on hosts with a low
+		// hard RLIMIT_NOFILE is this harmless one; the log tells the cause.
+		err = errors.New("operation failed")
+	}
 	detail := errorLines(logPath, 3)
 	if detail != "" {
 		return fmt.Errorf("criu %s: %w: %s (log: %s)", op, err, detail, logPath)
 	}
 	return fmt.Errorf("criu %s: %w (log: %s)", op, err, logPath)
 }
+
+// rlimitNoise is an error CRIU logs, and then ignores, when it cannot raise
+// its own RLIMIT_NOFILE above the hard limit.
+const rlimitNoise = "Can't setup RLIMIT_NOFILE"
 
 // errorLines returns the last n "Error" lines of a CRIU log, joined.
 func errorLines(logPath string, n int) string {
@@ -146,7 +156,7 @@ func errorLines(logPath string, n int) string {
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	for sc.Scan() {
-		if l := sc.Text(); strings.Contains(l, "Error (") {
+		if l := sc.Text(); strings.Contains(l, "Error (") && !strings.Contains(l, rlimitNoise) {
 			lines = append(lines, strings.TrimSpace(l))
 		}
 	}
