@@ -226,7 +226,18 @@ func TestHostProcess(t *testing.T) {
 	if !lockHeld(t, lockPath) {
 		t.Error("file lock not restored")
 	}
-	continues(t, before, loadStatus(t, pid, logPath))
+	after := loadStatus(t, pid, logPath)
+	continues(t, before, after)
+
+	// The restored process is ckptd's child now. Checkpointing it kills it;
+	// ckptd must reap it at once, or restoring into its PID fails with
+	// "Can't fork for N: File exists".
+	c2 := d.create(strconv.Itoa(pid), "--file-locks")
+	if c2.Parent != c.ID {
+		t.Errorf("second checkpoint has parent %q, want %s", c2.Parent, c.ID)
+	}
+	d.must("restore", c2.Name)
+	continues(t, after, loadStatus(t, pid, logPath))
 }
 
 func lockHeld(t *testing.T, path string) bool {
