@@ -60,7 +60,7 @@ func (d *Daemon) Create(ctx context.Context, req CreateRequest) (*store.Checkpoi
 		return nil, fmt.Errorf("checkpoint %s: %w", req.Target, err)
 	}
 	d.log.Info("checkpoint created", "id", c.ID, "name", c.Name, "target", c.Target.Key(),
-		"frozen_ms", c.Stats.FrozenTime/1000, "bytes", c.Size())
+		"stats", c.Stats, "bytes", c.Size())
 	return c, nil
 }
 

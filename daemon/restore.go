@@ -118,7 +118,10 @@ func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.Tar
 		}
 		return nil, err
 	}
-	os.RemoveAll(workDir) // kept only when the restore failed, for its log
+	// The work dir is kept only when the restore failed, for its log.
+	if err := os.RemoveAll(workDir); err != nil {
+		d.log.Warn("remove restore work dir", "dir", workDir, "err", err)
+	}
 	d.sup.Forget(res.PID)
 	t := &store.Target{TargetRef: ref, RestoredFrom: c.ID, Created: time.Now().UTC()}
 	t.PID = res.PID

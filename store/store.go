@@ -69,7 +69,16 @@ func Open(ctx context.Context, root string, log *slog.Logger) (*Store, error) {
 	return s, nil
 }
 
-func (s *Store) Close() error { return s.db.Close() }
+// Close stops background hashing and closes the index.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	for id, p := range s.pre {
+		p.abort()
+		delete(s.pre, id)
+	}
+	s.mu.Unlock()
+	return s.db.Close()
+}
 
 // Layout returns the on-disk layout of this store.
 func (s *Store) Layout() Layout { return s.layout }
