@@ -115,11 +115,6 @@ func (d *Daemon) Remove(ctx context.Context, refs []string, recursive bool) ([]s
 	return d.store.Remove(ctx, refs, recursive)
 }
 
-// Get returns one checkpoint.
-func (d *Daemon) Get(ctx context.Context, ref string) (*store.Checkpoint, error) {
-	return d.store.Get(ctx, ref)
-}
-
 // List returns checkpoints, of one target when target is not empty.
 func (d *Daemon) List(ctx context.Context, target string) ([]*store.Checkpoint, error) {
 	if target == "" {

@@ -122,7 +122,6 @@ func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.Tar
 	if err := os.RemoveAll(workDir); err != nil {
 		d.log.Warn("remove restore work dir", "dir", workDir, "err", err)
 	}
-	d.sup.Forget(res.PID)
 	t := &store.Target{TargetRef: ref, RestoredFrom: c.ID, Created: time.Now().UTC()}
 	t.PID = res.PID
 	if st, err := proc.ReadStat(res.PID); err == nil {

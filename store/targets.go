@@ -66,8 +66,3 @@ func (s *Store) ListTargets(ctx context.Context) ([]*Target, error) {
 	sort.Slice(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
 	return out, err
 }
-
-// DeleteTarget forgets a target. Its checkpoints stay.
-func (s *Store) DeleteTarget(ctx context.Context, key string) error {
-	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketTargets).Delete([]byte(key)) })
-}

@@ -66,6 +66,7 @@ func (s *Supervisor) Adopt(pid int) error {
 
 func (s *Supervisor) trackLocked(p *os.Process) {
 	s.tracked[p.Pid] = true
+	delete(s.exits, p.Pid) // the exit of an earlier process with this PID
 	go func() {
 		st, err := p.Wait()
 		s.mu.Lock()
@@ -86,13 +87,6 @@ func (s *Supervisor) ExitOf(pid int) (Exit, bool) {
 	defer s.mu.Unlock()
 	e, ok := s.exits[pid]
 	return e, ok
-}
-
-// Forget drops the recorded exit of pid (a new process may get the PID).
-func (s *Supervisor) Forget(pid int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.exits, pid)
 }
 
 // CRIUCall marks a CRIU invocation in flight; call the returned func when
