@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"time"
 
@@ -69,15 +70,21 @@ func (d *Daemon) dump(ctx context.Context, c *store.Checkpoint) error {
 	if err != nil {
 		return err
 	}
+	// CRIU logs apart from the images, so that a failed dump's log outlives
+	// its discarded staging directory; it is kept only when the dump fails.
+	workDir := d.store.Layout().Dump(c.ID)
+	if err := os.Mkdir(workDir, 0o700); err != nil {
+		return errors.Join(err, d.store.Discard(ctx, c.ID))
+	}
 	published := false
 	req := dumper.Request{
 		PID:     c.Target.PID,
 		Dir:     dir,
+		WorkDir: workDir,
 		Options: dumperOptions(c.Options),
 		Commit: func() error {
 			c.Created = time.Now().UTC()
-			// The log is still being written by CRIU: it is hashed in Finish.
-			if err := d.store.Publish(ctx, c, dumper.LogFile); err != nil {
+			if err := d.store.Publish(ctx, c); err != nil {
 				return err
 			}
 			published = true
@@ -99,8 +106,11 @@ func (d *Daemon) dump(ctx context.Context, c *store.Checkpoint) error {
 		return err
 	}
 	c.Stats = convertStats(res.Stats)
-	if err := d.store.Finish(ctx, c.ID, c.Stats, dumper.LogFile, "stats-dump"); err != nil {
+	if err := d.store.Finish(ctx, c.ID, c.Stats, workDir, dumper.LogFile, dumper.StatsFile); err != nil {
 		return err
+	}
+	if err := os.Remove(workDir); err != nil {
+		d.log.Warn("remove dump work dir", "dir", workDir, "err", err)
 	}
 	return nil
 }

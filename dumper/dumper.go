@@ -19,8 +19,11 @@ import (
 	"github.com/ckptd/ckptd/proc"
 )
 
-// LogFile is the name of CRIU's dump log inside the images directory.
-const LogFile = "dump.log"
+// Files CRIU writes into the work directory of a dump.
+const (
+	LogFile   = "dump.log"
+	StatsFile = "stats-dump"
+)
 
 // Options are the CRIU dump switches ckptd exposes.
 type Options struct {
@@ -34,7 +37,8 @@ type Options struct {
 // Request is one dump.
 type Request struct {
 	PID     int
-	Dir     string // images and work directory; must exist and be empty
+	Dir     string // images directory; must exist and be empty
+	WorkDir string // CRIU's log and statistics go here, apart from the images
 	Options Options
 	// Commit runs while the tree is still frozen and every image is written.
 	// When it returns nil the tree is killed (or resumed with LeaveRunning);
@@ -60,7 +64,7 @@ func New(bin criu.Binary, log *slog.Logger) *Dumper { return &Dumper{bin: bin, l
 
 // Dump checkpoints the tree rooted at req.PID into req.Dir.
 func (d *Dumper) Dump(ctx context.Context, req Request) (Result, error) {
-	logPath := filepath.Join(req.Dir, LogFile)
+	logPath := filepath.Join(req.WorkDir, LogFile)
 	if err := checkTarget(req.PID); err != nil {
 		return Result{}, err
 	}
@@ -69,9 +73,15 @@ func (d *Dumper) Dump(ctx context.Context, req Request) (Result, error) {
 		return Result{}, fmt.Errorf("open images dir: %w", err)
 	}
 	defer dir.Close()
+	work, err := os.Open(req.WorkDir)
+	if err != nil {
+		return Result{}, fmt.Errorf("open work dir: %w", err)
+	}
+	defer work.Close()
 
 	opts := &rpc.CriuOpts{
 		ImagesDirFd:    ptr(int32(dir.Fd())),
+		WorkDirFd:      ptr(int32(work.Fd())),
 		Pid:            ptr(int32(req.PID)),
 		LogFile:        ptr(LogFile),
 		LogLevel:       ptr(int32(4)),
@@ -92,7 +102,7 @@ func (d *Dumper) Dump(ctx context.Context, req Request) (Result, error) {
 		}
 		return Result{}, criu.Error("dump", logPath, err)
 	}
-	st, err := readStats(dir)
+	st, err := stats.CriuGetDumpStats(work)
 	if err != nil {
 		return Result{LogPath: logPath}, fmt.Errorf("read dump stats: %w", err)
 	}
@@ -138,14 +148,3 @@ func (d *Dumper) resumeIfLeftStopped(root int, before map[int]bool) {
 }
 
 func ptr[T any](v T) *T { return &v }
-
-// readStats reads stats-dump through the directory's descriptor: Commit
-// may have renamed the directory while CRIU was still writing into it.
-func readStats(dir *os.File) (*stats.DumpStatsEntry, error) {
-	viaFD, err := os.Open(fmt.Sprintf("/proc/self/fd/%d", dir.Fd()))
-	if err != nil {
-		return nil, err
-	}
-	defer viaFD.Close()
-	return stats.CriuGetDumpStats(viaFD)
-}

@@ -127,10 +127,7 @@ func TestDiskFull(t *testing.T) {
 	t.Cleanup(d.cleanup) // runs before the umount
 	w := d.runLoad("big", 64)
 	before := loadStatus(t, w.Ref.PID, w.Ref.LogPath)
-	line := d.mustFail("log:", "create", "big")
-	if !strings.Contains(line, "dump.log") {
-		t.Errorf("CRIU error does not name its log: %s", line)
-	}
+	criuLogKept(t, d.mustFail("log:", "create", "big"))
 	if !alive(w.Ref.PID) {
 		t.Fatal("target not running after a failed create")
 	}
@@ -142,6 +139,20 @@ func TestDiskFull(t *testing.T) {
 		if left, _ := os.ReadDir(filepath.Join(d.root, sub)); len(left) != 0 {
 			t.Errorf("%s not cleaned after failed create: %v", sub, left)
 		}
+	}
+}
+
+// criuLogKept checks that an error names a CRIU log and that the log is
+// still there to read.
+func criuLogKept(t *testing.T, msg string) {
+	t.Helper()
+	_, after, ok := strings.Cut(msg, "(log: ")
+	path, _, _ := strings.Cut(after, ")")
+	if !ok || !strings.HasSuffix(path, ".log") {
+		t.Fatalf("error does not name a CRIU log: %q", msg)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Errorf("the CRIU log the error names is gone: %v", err)
 	}
 }
 
@@ -252,4 +263,42 @@ func lockHeld(t *testing.T, path string) bool {
 		return false
 	}
 	return err == syscall.EWOULDBLOCK
+}
+
+// TestCRIUKilledDuringCreate kills the CRIU helper mid-dump: the target
+// must come back running (not left stopped), the error must name the CRIU
+// log, and nothing may be listed or left in staging.
+func TestCRIUKilledDuringCreate(t *testing.T) {
+	d := startDaemon(t)
+	w := d.runLoad("frozen", 512)
+	before := loadStatus(t, w.Ref.PID, w.Ref.LogPath)
+
+	create := exec.Command(bins.ckptctl, "--socket", d.socket, "create", "frozen")
+	var stderr strings.Builder
+	create.Stderr = &stderr
+	if err := create.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var criu int
+	waitFor(t, "criu to start dumping", func() bool { criu = criuChild(d.cmd.Process.Pid); return criu > 0 })
+	time.Sleep(50 * time.Millisecond) // let it freeze the tree
+	syscall.Kill(criu, syscall.SIGKILL)
+	if err := create.Wait(); err == nil {
+		t.Fatal("create succeeded although CRIU was killed")
+	}
+	t.Logf("create failed: %s", stderr.String())
+	if msg := stderr.String(); strings.Count(msg, "\n") != 1 {
+		t.Errorf("error is not one line: %q", msg)
+	}
+	criuLogKept(t, stderr.String())
+	waitFor(t, "target to run again", func() bool { return alive(w.Ref.PID) })
+	continues(t, before, loadStatus(t, w.Ref.PID, w.Ref.LogPath))
+	if cs := d.checkpoints(); len(cs) != 0 {
+		t.Errorf("checkpoint listed after CRIU was killed: %+v", cs)
+	}
+	for _, sub := range []string{"staging", "checkpoints"} {
+		if left, _ := os.ReadDir(filepath.Join(d.root, sub)); len(left) != 0 {
+			t.Errorf("%s not cleaned: %v", sub, left)
+		}
+	}
 }

@@ -61,9 +61,19 @@ func (d *daemon) kill9() {
 // cleanup ends the workloads this daemon ran, by PID, then the daemon.
 func (d *daemon) cleanup() {
 	if d.cmd.ProcessState == nil {
+		var killed []int
 		for _, t := range d.ps() {
 			if t.Running {
 				syscall.Kill(t.Ref.PID, syscall.SIGKILL)
+				killed = append(killed, t.Ref.PID)
+			}
+		}
+		// Wait until they let go of their files (the state root may be a
+		// mount the test removes next).
+		deadline := time.Now().Add(10 * time.Second)
+		for _, pid := range killed {
+			for alive(pid) && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
 			}
 		}
 		d.cmd.Process.Signal(syscall.SIGTERM)

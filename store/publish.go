@@ -59,18 +59,18 @@ func (s *Store) Discard(ctx context.Context, id string) error {
 	return nil
 }
 
-// Publish seals the staged checkpoint c.ID: it hashes and fsyncs every file
-// (skipping the ones still being written, named in open), writes
-// checkpoint.json, renames the directory into place and only then commits
-// the index entry. A checkpoint is visible only once all of that is done.
-func (s *Store) Publish(ctx context.Context, c *Checkpoint, open ...string) error {
-	if err := s.publish(ctx, c, open); err != nil {
+// Publish seals the staged checkpoint c.ID: it hashes and fsyncs every file,
+// writes checkpoint.json, renames the directory into place and only then
+// commits the index entry. A checkpoint is visible only once all of that is
+// done.
+func (s *Store) Publish(ctx context.Context, c *Checkpoint) error {
+	if err := s.publish(ctx, c); err != nil {
 		return fmt.Errorf("publish %s: %w", c.ID, err)
 	}
 	return nil
 }
 
-func (s *Store) publish(ctx context.Context, c *Checkpoint, open []string) error {
+func (s *Store) publish(ctx context.Context, c *Checkpoint) error {
 	if !validID(c.ID) {
 		return fmt.Errorf("id %q: %w", c.ID, errdefs.ErrInvalidArgument)
 	}
@@ -82,7 +82,7 @@ func (s *Store) publish(ctx context.Context, c *Checkpoint, open []string) error
 	if p := s.takePrehash(c.ID); p != nil {
 		done = p.finish()
 	}
-	sums, err := sumDir(staging, open, done)
+	sums, err := sumDir(staging, done)
 	if err != nil {
 		return err
 	}
@@ -117,14 +117,19 @@ func (s *Store) publish(ctx context.Context, c *Checkpoint, open []string) error
 }
 
 // Finish records what CRIU wrote after the checkpoint was published: its
-// statistics and the files it closed last (the log, stats-dump).
-func (s *Store) Finish(ctx context.Context, id string, stats *DumpStats, files ...string) error {
+// statistics, and the files it closed last (the log, stats-dump), moved
+// from its work directory workDir (under the state root) into the
+// checkpoint.
+func (s *Store) Finish(ctx context.Context, id string, stats *DumpStats, workDir string, files ...string) error {
 	c, err := s.Get(ctx, id)
 	if err != nil {
 		return err
 	}
 	dir := s.layout.Checkpoint(c.ID)
 	for _, name := range files {
+		if err := os.Rename(filepath.Join(workDir, name), filepath.Join(dir, name)); err != nil {
+			return fmt.Errorf("finish %s: %w", id, err)
+		}
 		sum, err := sumFile(filepath.Join(dir, name), true)
 		if err != nil {
 			return fmt.Errorf("finish %s: %w", id, err)
@@ -146,21 +151,17 @@ func writeMetadata(dir string, c *Checkpoint) error {
 	return writeFileAtomic(filepath.Join(dir, MetadataFile), append(data, '\n'))
 }
 
-// sumDir hashes and fsyncs every regular file in dir except skip; the
-// sums in done were already taken.
-func sumDir(dir string, skip []string, done map[string]FileSum) (map[string]FileSum, error) {
+// sumDir hashes and fsyncs every regular file in dir but checkpoint.json;
+// the sums in done were already taken.
+func sumDir(dir string, done map[string]FileSum) (map[string]FileSum, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
 	}
-	skipSet := map[string]bool{MetadataFile: true}
-	for _, n := range skip {
-		skipSet[n] = true
-	}
 	var names []string
 	sums := make(map[string]FileSum, len(entries))
 	for _, e := range entries {
-		if !e.Type().IsRegular() || skipSet[e.Name()] {
+		if !e.Type().IsRegular() || e.Name() == MetadataFile {
 			continue
 		}
 		if sum, ok := done[e.Name()]; ok {
