@@ -15,6 +15,7 @@ func targetToAPI(t *daemon.TargetStatus) *apiv1.Target {
 	return &apiv1.Target{
 		Ref: refToAPI(t.TargetRef), StartTime: t.StartTime, RestoredFrom: t.RestoredFrom,
 		CreatedUnixNano: t.Created.UnixNano(), Running: t.Running, Exit: t.Exit,
+		Image: t.Image, Warnings: t.Warnings,
 	}
 }
 
@@ -38,6 +39,12 @@ func checkpointToAPI(c *store.Checkpoint) *apiv1.Checkpoint {
 	}
 	for name, f := range c.Files {
 		out.Files[name] = &apiv1.FileSum{Size: f.Size, Sha256: f.SHA256}
+	}
+	if ci := c.Container; ci != nil {
+		out.Container = &apiv1.ContainerInfo{
+			Namespace: ci.Namespace, Id: ci.ID, Image: ci.Image, ImageDigest: ci.ImageDigest,
+			Snapshotter: ci.Snapshotter, Runtime: ci.Runtime, Labels: ci.Labels, RootfsMediaType: ci.RootfsMediaType,
+		}
 	}
 	if s := c.Stats; s != nil {
 		out.Stats = &apiv1.DumpStats{

@@ -39,11 +39,11 @@ func (s *Server) Run(ctx context.Context, r *apiv1.RunRequest) (*apiv1.Target, e
 }
 
 func (s *Server) Ps(ctx context.Context, r *apiv1.PsRequest) (*apiv1.PsResponse, error) {
-	ts, err := s.d.Ps(ctx, r.GetAll())
+	ts, warnings, err := s.d.Ps(ctx, r.GetAll())
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	out := &apiv1.PsResponse{}
+	out := &apiv1.PsResponse{Warnings: warnings}
 	for _, t := range ts {
 		out.Targets = append(out.Targets, targetToAPI(t))
 	}

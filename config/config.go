@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/BurntSushi/toml"
+	"github.com/containerd/containerd/v2/pkg/identifiers"
 
 	"github.com/ckptd/ckptd/errdefs"
 )
@@ -25,11 +26,19 @@ type Config struct {
 	CRIUPath  string `toml:"criu_path"`  // empty: look criu up in PATH
 	LogLevel  string `toml:"log_level"`  // debug, info, warn, error
 	LogFormat string `toml:"log_format"` // text or json
+	// Containerd is the containerd socket for ctr: targets; ckptd runs
+	// without it, and says so when a container is asked for.
+	Containerd string `toml:"containerd_socket"`
+	// ContainerdNamespace is the namespace of a ctr:ID target without one.
+	ContainerdNamespace string `toml:"containerd_namespace"`
 }
 
 // Default is the embedded configuration `make run` uses.
 func Default() Config {
-	return Config{Root: "/var/lib/ckptd", Socket: "/run/ckptd/ckptd.sock", LogLevel: "info", LogFormat: "text"}
+	return Config{
+		Root: "/var/lib/ckptd", Socket: "/run/ckptd/ckptd.sock", LogLevel: "info", LogFormat: "text",
+		Containerd: "/run/containerd/containerd.sock", ContainerdNamespace: "default",
+	}
 }
 
 // Load reads path over the defaults. A missing file is an error only when
@@ -60,6 +69,12 @@ func (c Config) Validate() error {
 	}
 	if !filepath.IsAbs(c.Socket) {
 		return fmt.Errorf("socket %q must be an absolute path: %w", c.Socket, errdefs.ErrInvalidArgument)
+	}
+	if !filepath.IsAbs(c.Containerd) {
+		return fmt.Errorf("containerd_socket %q must be an absolute path: %w", c.Containerd, errdefs.ErrInvalidArgument)
+	}
+	if err := identifiers.Validate(c.ContainerdNamespace); err != nil {
+		return fmt.Errorf("containerd_namespace %q: %v: %w", c.ContainerdNamespace, err, errdefs.ErrInvalidArgument)
 	}
 	if _, err := c.Level(); err != nil {
 		return err

@@ -32,6 +32,10 @@ func TestLoad(t *testing.T) {
 		{name: "root is /", body: "root = \"/\"\n", wantErr: "other than /"},
 		{name: "bad level", body: "log_level = \"loud\"\n", wantErr: "log_level"},
 		{name: "bad format", body: "log_format = \"xml\"\n", wantErr: "log_format"},
+		{name: "containerd", body: "containerd_socket = \"/tmp/c.sock\"\ncontainerd_namespace = \"k8s.io\"\n",
+			check: func(c Config) bool { return c.Containerd == "/tmp/c.sock" && c.ContainerdNamespace == "k8s.io" }},
+		{name: "relative containerd socket", body: "containerd_socket = \"c.sock\"\n", wantErr: "containerd_socket"},
+		{name: "bad namespace", body: "containerd_namespace = \"a/b\"\n", wantErr: "containerd_namespace"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := Load(write(tc.body), true)

@@ -101,6 +101,14 @@ func (b Binary) HasFeature(ctx context.Context, name string) (bool, string) {
 // from daemon is trimmed"); until that is understood, CRIU work queues.
 var criuMu sync.Mutex
 
+// Exclusive runs fn, which drives CRIU through another program (runc),
+// in the same queue as Do.
+func Exclusive(fn func() error) error {
+	criuMu.Lock()
+	defer criuMu.Unlock()
+	return fn()
+}
+
 // Do runs fn with a fresh `criu swrk` helper and cleans it up. inherit, if
 // set, registers descriptors for the helper before it starts. go-criu hands
 // the helper its socket by leaving the descriptor open across exec, so the

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"strconv"
 	"time"
 
@@ -34,7 +35,11 @@ func (d *Daemon) Create(ctx context.Context, req CreateRequest) (*store.Checkpoi
 	unlock := d.locks.Lock(ref.Key())
 	defer unlock()
 
-	target, err := d.liveTarget(ctx, ref)
+	live := d.liveTarget
+	if ref.Kind == store.KindContainer {
+		live = d.liveContainer
+	}
+	target, err := live(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -57,7 +62,11 @@ func (d *Daemon) Create(ctx context.Context, req CreateRequest) (*store.Checkpoi
 		CPUModel:    d.host.CPUModel,
 		Options:     req.Options,
 	}
-	if err := d.dump(ctx, c); err != nil {
+	dump := d.dump
+	if ref.Kind == store.KindContainer {
+		dump = d.checkpointContainer
+	}
+	if err := dump(ctx, c); err != nil {
 		return nil, fmt.Errorf("checkpoint %s: %w", req.Target, err)
 	}
 	d.log.Info("checkpoint created", "id", c.ID, "name", c.Name, "target", c.Target.Key(),
@@ -66,6 +75,27 @@ func (d *Daemon) Create(ctx context.Context, req CreateRequest) (*store.Checkpoi
 }
 
 func (d *Daemon) dump(ctx context.Context, c *store.Checkpoint) error {
+	return d.capture(ctx, c, func(dir, workDir string, commit func() error) (*store.DumpStats, error) {
+		done := d.sup.CRIUCall()
+		defer done()
+		res, err := d.dumper.Dump(ctx, dumper.Request{
+			PID: c.Target.PID, Dir: dir, WorkDir: workDir,
+			Options: dumperOptions(c.Options), Commit: commit,
+		})
+		if err != nil {
+			return nil, err
+		}
+		return convertStats(res.Stats), nil
+	})
+}
+
+// dumpFunc writes a checkpoint's images into dir and CRIU's log and
+// statistics into workDir, and calls commit while the target is frozen.
+type dumpFunc func(dir, workDir string, commit func() error) (*store.DumpStats, error)
+
+// capture runs one dump into a staged checkpoint: commit publishes it;
+// a dump that fails before that leaves nothing but its CRIU log.
+func (d *Daemon) capture(ctx context.Context, c *store.Checkpoint, dump dumpFunc) error {
 	dir, err := d.store.Stage(ctx, c.ID)
 	if err != nil {
 		return err
@@ -77,35 +107,26 @@ func (d *Daemon) dump(ctx context.Context, c *store.Checkpoint) error {
 		return errors.Join(err, d.store.Discard(ctx, c.ID))
 	}
 	published := false
-	req := dumper.Request{
-		PID:     c.Target.PID,
-		Dir:     dir,
-		WorkDir: workDir,
-		Options: dumperOptions(c.Options),
-		Commit: func() error {
-			c.Created = time.Now().UTC()
-			if err := d.store.Publish(ctx, c); err != nil {
-				return err
-			}
-			published = true
-			return nil
-		},
-	}
-	done := d.sup.CRIUCall()
-	res, err := d.dumper.Dump(ctx, req)
-	done()
+	stats, err := dump(dir, workDir, func() error {
+		c.Created = time.Now().UTC()
+		if err := d.store.Publish(ctx, c); err != nil {
+			return err
+		}
+		published = true
+		return nil
+	})
 	if err != nil {
 		if published {
 			// CRIU failed after the checkpoint was committed; it is complete
 			// and listed, so keep it and say what went wrong.
-			return fmt.Errorf("checkpoint %s was saved, but CRIU then failed: %w", c.ID, err)
+			return fmt.Errorf("checkpoint %s was saved, but then: %w", c.ID, err)
 		}
 		if derr := d.store.Discard(ctx, c.ID); derr != nil {
 			return errors.Join(err, fmt.Errorf("clean up: %w", derr))
 		}
 		return err
 	}
-	c.Stats = convertStats(res.Stats)
+	c.Stats = stats
 	if err := d.store.Finish(ctx, c.ID, c.Stats, workDir, dumper.LogFile, dumper.StatsFile); err != nil {
 		return err
 	}
@@ -156,8 +177,11 @@ func (d *Daemon) checkpointName(ctx context.Context, name string, ref store.Targ
 		return name, nil
 	}
 	base := ref.Name
-	if ref.Kind == store.KindProcess {
+	switch ref.Kind {
+	case store.KindProcess:
 		base = "pid" + strconv.Itoa(ref.PID)
+	case store.KindContainer:
+		base = path.Base(ref.Name) // the container ID
 	}
 	for n := 1; ; n++ {
 		cand := base + "-" + strconv.Itoa(n)

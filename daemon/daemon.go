@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ckptd/ckptd/container"
 	"github.com/ckptd/ckptd/criu"
 	"github.com/ckptd/ckptd/dumper"
 	"github.com/ckptd/ckptd/errdefs"
@@ -34,15 +35,51 @@ type Restorer interface {
 	Restore(ctx context.Context, req restorer.Request) (restorer.Result, error)
 }
 
+// Containers checkpoints and restores containerd containers;
+// *container.Runtime is the real one.
+type Containers interface {
+	Checkpoint(ctx context.Context, req container.CheckpointRequest) (container.CheckpointResult, error)
+	Restore(ctx context.Context, req container.RestoreRequest) (container.RestoreResult, error)
+	ResumeMarked(ctx context.Context, marker string) (container.Ref, error)
+}
+
+// ContainerLister says what containerd runs; *container.Runtime is the
+// real one.
+type ContainerLister interface {
+	Get(ctx context.Context, ref container.Ref) (container.Info, error)
+	List(ctx context.Context) ([]container.Info, error)
+	Version(ctx context.Context) (string, error)
+}
+
+// Parts are what a Daemon drives. Every field is required.
+type Parts struct {
+	Log        *slog.Logger
+	Store      *store.Store
+	Dumper     Dumper
+	Restorer   Restorer
+	Supervisor *workload.Supervisor
+	CRIU       criu.Binary
+	Containers interface {
+		Containers
+		ContainerLister
+	}
+	ContainerNamespace string // of ctr:ID targets
+	ContainerdAddress  string // for messages
+}
+
 // Daemon holds ckptd's parts. Build it with New.
 type Daemon struct {
-	log      *slog.Logger
-	store    *store.Store
-	dumper   Dumper
-	restorer Restorer
-	sup      *workload.Supervisor
-	criu     criu.Binary
-	host     HostInfo
+	log        *slog.Logger
+	store      *store.Store
+	dumper     Dumper
+	restorer   Restorer
+	sup        *workload.Supervisor
+	criu       criu.Binary
+	containers Containers
+	ctrs       ContainerLister
+	defaultNS  string
+	ctrdAddr   string
+	host       HostInfo
 
 	locks keyedMutex
 	mu    sync.Mutex
@@ -56,14 +93,18 @@ type HostInfo struct {
 	CPUModel string
 }
 
-// New wires a Daemon from its parts.
-func New(log *slog.Logger, st *store.Store, d Dumper, r Restorer, sup *workload.Supervisor, bin criu.Binary) *Daemon {
-	return &Daemon{
-		log: log, store: st, dumper: d, restorer: r, sup: sup, criu: bin,
+// New wires a Daemon from its parts and thaws any container that a
+// previous ckptd paused for a checkpoint and died before resuming.
+func New(ctx context.Context, p Parts) *Daemon {
+	d := &Daemon{
+		log: p.Log, store: p.Store, dumper: p.Dumper, restorer: p.Restorer, sup: p.Supervisor, criu: p.CRIU,
+		containers: p.Containers, ctrs: p.Containers, defaultNS: p.ContainerNamespace, ctrdAddr: p.ContainerdAddress,
 		host:  readHostInfo(),
 		locks: keyedMutex{m: map[string]*lockEntry{}},
 		busy:  map[string]int{},
 	}
+	d.resumePausedContainers(ctx)
+	return d
 }
 
 func readHostInfo() HostInfo {

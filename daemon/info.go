@@ -2,7 +2,9 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"runtime"
+	"time"
 
 	"github.com/ckptd/ckptd/images"
 	"github.com/ckptd/ckptd/store"
@@ -37,6 +39,7 @@ func (d *Daemon) Check(ctx context.Context) []Check {
 	out := []Check{
 		{Name: "criu", OK: true, Detail: d.criu.Path + " " + d.criu.VersionString() + " (criu check passed at start)"},
 		{Name: "kernel", OK: true, Detail: d.host.Kernel},
+		d.checkContainerd(ctx),
 	}
 	done := d.sup.CRIUCall()
 	defer done()
@@ -52,6 +55,16 @@ func (d *Daemon) Check(ctx context.Context) []Check {
 		out = append(out, c)
 	}
 	return out
+}
+
+func (d *Daemon) checkContainerd(ctx context.Context) Check {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	v, err := d.ctrs.Version(ctx)
+	if err != nil {
+		return Check{Name: "containerd", Detail: fmt.Sprintf("%v (ctr: targets unavailable)", err)}
+	}
+	return Check{Name: "containerd", OK: true, Detail: fmt.Sprintf("%s at %s", v, d.ctrdAddr)}
 }
 
 // Inspection is a checkpoint's record and what its images hold.

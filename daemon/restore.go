@@ -40,18 +40,29 @@ func (d *Daemon) Restore(ctx context.Context, req RestoreRequest) (*TargetStatus
 	release := d.markBusy(c.ID)
 	defer release()
 
-	t, err := d.restore(ctx, c, ref)
+	var t *store.Target
+	var warnings []string
+	if ref.Kind == store.KindContainer {
+		t, warnings, err = d.restoreContainer(ctx, c, ref)
+	} else {
+		t, err = d.restore(ctx, c, ref)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("restore %s: %w", c.Name, err)
 	}
 	d.log.Info("restored", "checkpoint", c.ID, "target", t.Key(), "pid", t.PID)
-	return d.status(t), nil
+	s := d.status(t)
+	s.Warnings = warnings
+	return s, nil
 }
 
 // restoreTarget decides what the restored tree will be known as.
 func (d *Daemon) restoreTarget(c *store.Checkpoint, name string) (store.TargetRef, error) {
 	ref := c.Target
-	if ref.Kind != store.KindWorkload {
+	switch ref.Kind {
+	case store.KindContainer:
+		return d.containerRestoreRef(c, name)
+	case store.KindProcess:
 		if name != "" {
 			return ref, fmt.Errorf("checkpoint %s is of host process %d, which restores into its original PIDs and cannot be copied under a new name; start workloads with 'ckptctl run' to restore copies: %w",
 				c.Name, ref.PID, errdefs.ErrInvalidArgument)
@@ -93,9 +104,7 @@ func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.Tar
 	if err != nil {
 		return nil, err
 	}
-	verified := make(chan error, 1)
-	go func() { verified <- d.store.Verify(ctx, c) }()
-	waitVerify := sync.OnceValue(func() error { return <-verified })
+	waitVerify := d.verifyAsync(ctx, c)
 
 	done := d.sup.CRIUCall()
 	res, err := d.restorer.Restore(ctx, restorer.Request{
@@ -118,10 +127,7 @@ func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.Tar
 		}
 		return nil, err
 	}
-	// The work dir is kept only when the restore failed, for its log.
-	if err := os.RemoveAll(workDir); err != nil {
-		d.log.Warn("remove restore work dir", "dir", workDir, "err", err)
-	}
+	d.removeWorkDir(workDir)
 	t := &store.Target{TargetRef: ref, RestoredFrom: c.ID, Created: time.Now().UTC()}
 	t.PID = res.PID
 	if st, err := proc.ReadStat(res.PID); err == nil {
@@ -131,6 +137,22 @@ func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.Tar
 		return nil, fmt.Errorf("restored as pid %d, but recording it failed: %w", res.PID, err)
 	}
 	return t, nil
+}
+
+// verifyAsync checks c's files in the background; the function it returns
+// waits for the verdict.
+func (d *Daemon) verifyAsync(ctx context.Context, c *store.Checkpoint) func() error {
+	verified := make(chan error, 1)
+	go func() { verified <- d.store.Verify(ctx, c) }()
+	return sync.OnceValue(func() error { return <-verified })
+}
+
+// removeWorkDir drops a restore's CRIU work dir after success; it is kept
+// only when the restore failed, for its log.
+func (d *Daemon) removeWorkDir(dir string) {
+	if err := os.RemoveAll(dir); err != nil {
+		d.log.Warn("remove restore work dir", "dir", dir, "err", err)
+	}
 }
 
 // hostPIDsFree refuses to restore a host-PID tree over live processes:

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ckptd/ckptd/container"
 	"github.com/ckptd/ckptd/errdefs"
 	"github.com/ckptd/ckptd/proc"
 	"github.com/ckptd/ckptd/store"
@@ -23,8 +24,10 @@ const LogFile = "output.log"
 // TargetStatus is a known target and whether it runs.
 type TargetStatus struct {
 	store.Target
-	Running bool
-	Exit    string // how it ended, when known
+	Running  bool
+	Exit     string   // how it ended, when known
+	Image    string   // a container's image
+	Warnings []string // what a restore could not give back as saved
 }
 
 // RunRequest launches a workload.
@@ -78,19 +81,35 @@ func (d *Daemon) prepareWorkload(ctx context.Context, name string) (string, erro
 	return filepath.Join(dir, LogFile), nil
 }
 
-// Ps lists known targets; all includes the ones that ended.
-func (d *Daemon) Ps(ctx context.Context, all bool) ([]*TargetStatus, error) {
+// Ps lists known targets and containerd's containers; all includes the
+// ones that ended. When containerd cannot be reached, the other targets
+// are still listed and the warning says why containers are missing.
+func (d *Daemon) Ps(ctx context.Context, all bool) (out []*TargetStatus, warnings []string, err error) {
 	ts, err := d.store.ListTargets(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var out []*TargetStatus
+	containers := map[string]*store.Target{}
 	for _, t := range ts {
+		if t.Kind == store.KindContainer {
+			containers[t.Key()] = t
+			continue
+		}
 		if s := d.status(t); all || s.Running {
 			out = append(out, s)
 		}
 	}
-	return out, nil
+	cs, err := d.containerStatuses(ctx, all, containers)
+	if err != nil {
+		return out, []string{fmt.Sprintf("containers not listed: %v", err)}, nil
+	}
+	out = append(out, cs...)
+	if all {
+		for _, t := range containers { // gone from containerd
+			out = append(out, d.status(t))
+		}
+	}
+	return out, nil, nil
 }
 
 func (d *Daemon) alive(t *store.Target) bool { return proc.Alive(t.PID, t.StartTime) }
@@ -106,9 +125,16 @@ func (d *Daemon) status(t *store.Target) *TargetStatus {
 	return s
 }
 
-// Logs returns up to tail bytes (all when tail <= 0) of a workload's log.
+// Logs returns up to tail bytes (all when tail <= 0) of the log of a
+// workload, or of a container ckptd restored.
 func (d *Daemon) Logs(ctx context.Context, name string, tail int64) ([]byte, error) {
-	t, err := d.workload(ctx, name)
+	var t *store.Target
+	var err error
+	if container.IsRef(name) {
+		t, err = d.restoredContainer(ctx, name)
+	} else {
+		t, err = d.workload(ctx, name)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -157,11 +183,32 @@ func (d *Daemon) workload(ctx context.Context, name string) (*store.Target, erro
 	return t, err
 }
 
-// resolveRef turns a user's TARGET into a reference: a number is a PID (the
-// workload it is the root of, if any), anything else a workload name.
+// restoredContainer is the record of a container ckptd restored, which
+// has a log ckptd keeps.
+func (d *Daemon) restoredContainer(ctx context.Context, target string) (*store.Target, error) {
+	ref, err := d.containerRef(target)
+	if err != nil {
+		return nil, err
+	}
+	t, err := d.store.GetTarget(ctx, ref.Key())
+	if err == nil && t.LogPath == "" {
+		err = errdefs.ErrNotFound
+	}
+	if errdefs.IsNotFound(err) {
+		return nil, fmt.Errorf("no log of %s: ckptd keeps the logs of containers it restored: %w", target, errdefs.ErrNotFound)
+	}
+	return t, err
+}
+
+// resolveRef turns a user's TARGET into a reference: ctr:NAMESPACE/ID is a
+// container, a number is a PID (the workload it is the root of, if any),
+// anything else a workload name.
 func (d *Daemon) resolveRef(ctx context.Context, target string) (store.TargetRef, error) {
 	if target == "" {
 		return store.TargetRef{}, fmt.Errorf("no target given: %w", errdefs.ErrInvalidArgument)
+	}
+	if container.IsRef(target) {
+		return d.containerRef(target)
 	}
 	pid, err := strconv.Atoi(target)
 	if err != nil {

@@ -18,17 +18,27 @@ import (
 
 // daemon is one ckptd on a private state root and socket.
 type daemon struct {
-	t      *testing.T
-	root   string
-	socket string
-	cmd    *exec.Cmd
-	log    *bytes.Buffer
+	t          *testing.T
+	root       string
+	socket     string
+	containerd string
+	cmd        *exec.Cmd
+	log        *bytes.Buffer
 }
 
+// startDaemon starts a ckptd whose containerd socket leads nowhere, so that
+// no test ever sees (or cleans up) the host's containers.
 func startDaemon(t *testing.T) *daemon {
 	t.Helper()
 	dir := t.TempDir()
-	d := &daemon{t: t, root: filepath.Join(dir, "state"), socket: filepath.Join(dir, "ckptd.sock")}
+	return startDaemonAt(t, filepath.Join(dir, "state"), filepath.Join(dir, "no-containerd.sock"))
+}
+
+// startDaemonAt starts a ckptd on state root root, talking to the
+// containerd at containerd.
+func startDaemonAt(t *testing.T, root, containerd string) *daemon {
+	t.Helper()
+	d := &daemon{t: t, root: root, socket: filepath.Join(t.TempDir(), "ckptd.sock"), containerd: containerd}
 	d.start()
 	t.Cleanup(d.cleanup)
 	return d
@@ -37,7 +47,8 @@ func startDaemon(t *testing.T) *daemon {
 func (d *daemon) start() {
 	d.t.Helper()
 	d.log = &bytes.Buffer{}
-	d.cmd = exec.Command(bins.ckptd, "--root", d.root, "--socket", d.socket, "--log-level", "debug")
+	d.cmd = exec.Command(bins.ckptd, "--root", d.root, "--socket", d.socket, "--log-level", "debug",
+		"--containerd", d.containerd)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.cmd.Start(); err != nil {
 		d.t.Fatalf("start ckptd: %v", err)
@@ -58,12 +69,19 @@ func (d *daemon) kill9() {
 	d.cmd.Wait()
 }
 
+// stop ends the daemon as an operator would (SIGTERM).
+func (d *daemon) stop() {
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	d.cmd.Wait()
+}
+
 // cleanup ends the workloads this daemon ran, by PID, then the daemon.
+// Containers are left to the containerd instance's own cleanup.
 func (d *daemon) cleanup() {
 	if d.cmd.ProcessState == nil {
 		var killed []int
 		for _, t := range d.ps() {
-			if t.Running {
+			if t.Running && t.Ref.Kind != "container" {
 				syscall.Kill(t.Ref.PID, syscall.SIGKILL)
 				killed = append(killed, t.Ref.PID)
 			}

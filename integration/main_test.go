@@ -1,6 +1,7 @@
 // Package integration drives the real ckptd, ckptctl and CRIU against real
-// processes. It needs root and CRIU >= 4.1 (make deps); without them it
-// fails loudly rather than skipping.
+// processes, and against private containerd instances it starts. It needs
+// root, CRIU >= 4.1, containerd, runc and busybox-static (make deps);
+// without them it fails loudly rather than skipping.
 package integration
 
 import (
@@ -18,9 +19,11 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "FAIL: integration tests need root (CRIU checkpoints other processes); run 'make test' as root")
 		os.Exit(1)
 	}
-	if _, err := exec.LookPath("criu"); err != nil {
-		fmt.Fprintln(os.Stderr, "FAIL: criu not found in PATH; run 'make deps'")
-		os.Exit(1)
+	for _, tool := range []string{"criu", "containerd", "runc", "busybox"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			fmt.Fprintf(os.Stderr, "FAIL: %s not found in PATH; run 'make deps'\n", tool)
+			os.Exit(1)
+		}
 	}
 	dir, err := os.MkdirTemp("", "ckptd-it-bin-")
 	if err != nil {

@@ -91,10 +91,12 @@ SRC
 	hash -r
 }
 
+# containerd and runc for ctr: targets; busybox-static for the tests' image.
 apt_install iptables nftables iproute2 libprotobuf-c1 libnl-3-200 libnet1 libnftables1 \
-	libbsd0 libgnutls30 libuuid1 libcap2 ca-certificates
+	libbsd0 libgnutls30 libuuid1 libcap2 ca-certificates containerd runc busybox-static
 if ! criu_ok; then
 	build_criu
 	criu_ok || { echo "deps: criu at $(command -v criu) is not >= 4.1 or 'criu check' fails" >&2; exit 1; }
 fi
 log "criu $(criu --version | awk '/^Version:/ {print $2}') at $(command -v criu)"
+log "$(containerd --version | awk '{print "containerd", $3}'), $(runc --version | head -n1)"

@@ -17,8 +17,9 @@ const FormatVersion = 1
 
 // Target kinds.
 const (
-	KindProcess  = "process"  // any host process tree, by PID
-	KindWorkload = "workload" // a tree ckptd launched in its own PID namespace
+	KindProcess   = "process"   // any host process tree, by PID
+	KindWorkload  = "workload"  // a tree ckptd launched in its own PID namespace
+	KindContainer = "container" // a containerd container; Name is NAMESPACE/ID
 )
 
 // TargetRef names what a checkpoint was taken of.
@@ -35,8 +36,11 @@ type TargetRef struct {
 // Key identifies a target across checkpoints: successive checkpoints of one
 // key form a chain.
 func (t TargetRef) Key() string {
-	if t.Kind == KindWorkload {
+	switch t.Kind {
+	case KindWorkload:
 		return "workload/" + t.Name
+	case KindContainer:
+		return "container/" + t.Name
 	}
 	return fmt.Sprintf("pid/%d", t.PID)
 }
@@ -61,6 +65,23 @@ type DumpStats struct {
 	PagesSkippedParent uint64 `json:"pages_skipped_parent"`
 }
 
+// ContainerInfo is what a container checkpoint needs beyond CRIU's images
+// to recreate the container: its base image, where its root filesystem
+// came from, and how containerd ran it. The OCI spec and the writable
+// layer are files of the checkpoint (ContainerSpecFile, RootfsDiffFile).
+type ContainerInfo struct {
+	Namespace   string            `json:"namespace"`
+	ID          string            `json:"id"`
+	Image       string            `json:"image"`
+	ImageDigest string            `json:"image_digest"`
+	Snapshotter string            `json:"snapshotter"`
+	Runtime     string            `json:"runtime"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	// RootfsMediaType is the media type of RootfsDiffFile; empty when the
+	// container had no writable layer to save.
+	RootfsMediaType string `json:"rootfs_media_type,omitempty"`
+}
+
 // FileSum is the size and SHA-256 of one file of a checkpoint.
 type FileSum struct {
 	Size   int64  `json:"size"`
@@ -81,6 +102,7 @@ type Checkpoint struct {
 	CPUModel      string             `json:"cpu_model"`
 	Options       Options            `json:"options"`
 	Stats         *DumpStats         `json:"stats,omitempty"`
+	Container     *ContainerInfo     `json:"container,omitempty"`
 	Files         map[string]FileSum `json:"files"`
 }
 

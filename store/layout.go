@@ -13,12 +13,20 @@ import (
 //	<root>/checkpoints/<id>/     published checkpoints: CRIU images, dump.log, checkpoint.json
 //	<root>/quarantine/<id>/      checkpoints that failed verification at start
 //	<root>/workloads/<name>/     logs of workloads ckptd launched or restored
+//	<root>/containers/<ns>/<id>/ logs of containers ckptd restored
 //	<root>/dumps/<id>/           CRIU work dir of a dump (dump.log, stats-dump); its
-//	                             files move into the checkpoint, it stays only on failure
+//	                             files move into the checkpoint, it stays only on failure;
+//	                             paused.json names a container the dump paused, until resumed
 //	<root>/restores/<op>/        CRIU work dirs of restores (restore.log, stats-restore)
 type Layout struct{ Root string }
 
-const MetadataFile = "checkpoint.json"
+// Files of a checkpoint besides CRIU's images.
+const (
+	MetadataFile      = "checkpoint.json"
+	ContainerSpecFile = "config.json"     // a container's OCI runtime spec
+	RootfsDiffFile    = "rootfs-diff.tar" // a container's writable layer
+	PausedFile        = "paused.json"     // in a dump's work dir
+)
 
 func (l Layout) Index() string               { return filepath.Join(l.Root, "index.db") }
 func (l Layout) StagingDir() string          { return filepath.Join(l.Root, "staging") }
@@ -28,13 +36,17 @@ func (l Layout) Checkpoint(id string) string { return filepath.Join(l.Checkpoint
 func (l Layout) QuarantineDir() string       { return filepath.Join(l.Root, "quarantine") }
 func (l Layout) WorkloadsDir() string        { return filepath.Join(l.Root, "workloads") }
 func (l Layout) Workload(name string) string { return filepath.Join(l.WorkloadsDir(), name) }
-func (l Layout) DumpsDir() string            { return filepath.Join(l.Root, "dumps") }
-func (l Layout) Dump(id string) string       { return filepath.Join(l.DumpsDir(), id) }
-func (l Layout) RestoresDir() string         { return filepath.Join(l.Root, "restores") }
+func (l Layout) ContainersDir() string       { return filepath.Join(l.Root, "containers") }
+func (l Layout) Container(ns, id string) string {
+	return filepath.Join(l.ContainersDir(), ns, id)
+}
+func (l Layout) DumpsDir() string      { return filepath.Join(l.Root, "dumps") }
+func (l Layout) Dump(id string) string { return filepath.Join(l.DumpsDir(), id) }
+func (l Layout) RestoresDir() string   { return filepath.Join(l.Root, "restores") }
 
 // Ensure creates the state root and its directories, owner-only.
 func (l Layout) Ensure() error {
-	for _, d := range []string{l.Root, l.StagingDir(), l.CheckpointsDir(), l.QuarantineDir(), l.WorkloadsDir(), l.DumpsDir(), l.RestoresDir()} {
+	for _, d := range []string{l.Root, l.StagingDir(), l.CheckpointsDir(), l.QuarantineDir(), l.WorkloadsDir(), l.ContainersDir(), l.DumpsDir(), l.RestoresDir()} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return fmt.Errorf("create state dir: %w", err)
 		}

@@ -277,7 +277,7 @@ func (x *CheckResponse) GetChecks() []*CheckResult {
 
 type TargetRef struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Kind          string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"` // "process" or "workload"
+	Kind          string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"` // "process", "workload" or "container"
 	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	Pid           int32                  `protobuf:"varint,3,opt,name=pid,proto3" json:"pid,omitempty"`
 	Command       []string               `protobuf:"bytes,4,rep,name=command,proto3" json:"command,omitempty"`
@@ -359,6 +359,8 @@ type Target struct {
 	CreatedUnixNano int64                  `protobuf:"varint,4,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
 	Running         bool                   `protobuf:"varint,5,opt,name=running,proto3" json:"running,omitempty"`
 	Exit            string                 `protobuf:"bytes,6,opt,name=exit,proto3" json:"exit,omitempty"`
+	Image           string                 `protobuf:"bytes,7,opt,name=image,proto3" json:"image,omitempty"`       // a container's image
+	Warnings        []string               `protobuf:"bytes,8,rep,name=warnings,proto3" json:"warnings,omitempty"` // what a restore could not give back as saved
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -433,6 +435,20 @@ func (x *Target) GetExit() string {
 		return x.Exit
 	}
 	return ""
+}
+
+func (x *Target) GetImage() string {
+	if x != nil {
+		return x.Image
+	}
+	return ""
+}
+
+func (x *Target) GetWarnings() []string {
+	if x != nil {
+		return x.Warnings
+	}
+	return nil
 }
 
 type RunRequest struct {
@@ -550,6 +566,7 @@ func (x *PsRequest) GetAll() bool {
 type PsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Targets       []*Target              `protobuf:"bytes,1,rep,name=targets,proto3" json:"targets,omitempty"`
+	Warnings      []string               `protobuf:"bytes,2,rep,name=warnings,proto3" json:"warnings,omitempty"` // e.g. containerd not reachable
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -587,6 +604,13 @@ func (*PsResponse) Descriptor() ([]byte, []int) {
 func (x *PsResponse) GetTargets() []*Target {
 	if x != nil {
 		return x.Targets
+	}
+	return nil
+}
+
+func (x *PsResponse) GetWarnings() []string {
+	if x != nil {
+		return x.Warnings
 	}
 	return nil
 }
@@ -1004,6 +1028,7 @@ type Checkpoint struct {
 	Stats           *DumpStats             `protobuf:"bytes,12,opt,name=stats,proto3" json:"stats,omitempty"`
 	Files           map[string]*FileSum    `protobuf:"bytes,13,rep,name=files,proto3" json:"files,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	Size            int64                  `protobuf:"varint,14,opt,name=size,proto3" json:"size,omitempty"`
+	Container       *ContainerInfo         `protobuf:"bytes,15,opt,name=container,proto3" json:"container,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -1136,6 +1161,114 @@ func (x *Checkpoint) GetSize() int64 {
 	return 0
 }
 
+func (x *Checkpoint) GetContainer() *ContainerInfo {
+	if x != nil {
+		return x.Container
+	}
+	return nil
+}
+
+// What recreating a container needs besides the checkpoint's files.
+type ContainerInfo struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Namespace       string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Id              string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	Image           string                 `protobuf:"bytes,3,opt,name=image,proto3" json:"image,omitempty"`
+	ImageDigest     string                 `protobuf:"bytes,4,opt,name=image_digest,json=imageDigest,proto3" json:"image_digest,omitempty"`
+	Snapshotter     string                 `protobuf:"bytes,5,opt,name=snapshotter,proto3" json:"snapshotter,omitempty"`
+	Runtime         string                 `protobuf:"bytes,6,opt,name=runtime,proto3" json:"runtime,omitempty"`
+	Labels          map[string]string      `protobuf:"bytes,7,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	RootfsMediaType string                 `protobuf:"bytes,8,opt,name=rootfs_media_type,json=rootfsMediaType,proto3" json:"rootfs_media_type,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ContainerInfo) Reset() {
+	*x = ContainerInfo{}
+	mi := &file_ckptd_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerInfo) ProtoMessage() {}
+
+func (x *ContainerInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_ckptd_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerInfo.ProtoReflect.Descriptor instead.
+func (*ContainerInfo) Descriptor() ([]byte, []int) {
+	return file_ckptd_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ContainerInfo) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *ContainerInfo) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ContainerInfo) GetImage() string {
+	if x != nil {
+		return x.Image
+	}
+	return ""
+}
+
+func (x *ContainerInfo) GetImageDigest() string {
+	if x != nil {
+		return x.ImageDigest
+	}
+	return ""
+}
+
+func (x *ContainerInfo) GetSnapshotter() string {
+	if x != nil {
+		return x.Snapshotter
+	}
+	return ""
+}
+
+func (x *ContainerInfo) GetRuntime() string {
+	if x != nil {
+		return x.Runtime
+	}
+	return ""
+}
+
+func (x *ContainerInfo) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *ContainerInfo) GetRootfsMediaType() string {
+	if x != nil {
+		return x.RootfsMediaType
+	}
+	return ""
+}
+
 type CreateRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Target        string                 `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
@@ -1147,7 +1280,7 @@ type CreateRequest struct {
 
 func (x *CreateRequest) Reset() {
 	*x = CreateRequest{}
-	mi := &file_ckptd_proto_msgTypes[18]
+	mi := &file_ckptd_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1159,7 +1292,7 @@ func (x *CreateRequest) String() string {
 func (*CreateRequest) ProtoMessage() {}
 
 func (x *CreateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[18]
+	mi := &file_ckptd_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1172,7 +1305,7 @@ func (x *CreateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRequest.ProtoReflect.Descriptor instead.
 func (*CreateRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{18}
+	return file_ckptd_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CreateRequest) GetTarget() string {
@@ -1205,7 +1338,7 @@ type ListRequest struct {
 
 func (x *ListRequest) Reset() {
 	*x = ListRequest{}
-	mi := &file_ckptd_proto_msgTypes[19]
+	mi := &file_ckptd_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1217,7 +1350,7 @@ func (x *ListRequest) String() string {
 func (*ListRequest) ProtoMessage() {}
 
 func (x *ListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[19]
+	mi := &file_ckptd_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1230,7 +1363,7 @@ func (x *ListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
 func (*ListRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{19}
+	return file_ckptd_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListRequest) GetTarget() string {
@@ -1249,7 +1382,7 @@ type ListResponse struct {
 
 func (x *ListResponse) Reset() {
 	*x = ListResponse{}
-	mi := &file_ckptd_proto_msgTypes[20]
+	mi := &file_ckptd_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1261,7 +1394,7 @@ func (x *ListResponse) String() string {
 func (*ListResponse) ProtoMessage() {}
 
 func (x *ListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[20]
+	mi := &file_ckptd_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1274,7 +1407,7 @@ func (x *ListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
 func (*ListResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{20}
+	return file_ckptd_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListResponse) GetCheckpoints() []*Checkpoint {
@@ -1294,7 +1427,7 @@ type RemoveRequest struct {
 
 func (x *RemoveRequest) Reset() {
 	*x = RemoveRequest{}
-	mi := &file_ckptd_proto_msgTypes[21]
+	mi := &file_ckptd_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1306,7 +1439,7 @@ func (x *RemoveRequest) String() string {
 func (*RemoveRequest) ProtoMessage() {}
 
 func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[21]
+	mi := &file_ckptd_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1319,7 +1452,7 @@ func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{21}
+	return file_ckptd_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RemoveRequest) GetRefs() []string {
@@ -1345,7 +1478,7 @@ type RemoveResponse struct {
 
 func (x *RemoveResponse) Reset() {
 	*x = RemoveResponse{}
-	mi := &file_ckptd_proto_msgTypes[22]
+	mi := &file_ckptd_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1357,7 +1490,7 @@ func (x *RemoveResponse) String() string {
 func (*RemoveResponse) ProtoMessage() {}
 
 func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[22]
+	mi := &file_ckptd_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1370,7 +1503,7 @@ func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveResponse.ProtoReflect.Descriptor instead.
 func (*RemoveResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{22}
+	return file_ckptd_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RemoveResponse) GetRemoved() []string {
@@ -1390,7 +1523,7 @@ type RestoreRequest struct {
 
 func (x *RestoreRequest) Reset() {
 	*x = RestoreRequest{}
-	mi := &file_ckptd_proto_msgTypes[23]
+	mi := &file_ckptd_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1402,7 +1535,7 @@ func (x *RestoreRequest) String() string {
 func (*RestoreRequest) ProtoMessage() {}
 
 func (x *RestoreRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[23]
+	mi := &file_ckptd_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1415,7 +1548,7 @@ func (x *RestoreRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreRequest.ProtoReflect.Descriptor instead.
 func (*RestoreRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{23}
+	return file_ckptd_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RestoreRequest) GetCheckpoint() string {
@@ -1441,7 +1574,7 @@ type InspectRequest struct {
 
 func (x *InspectRequest) Reset() {
 	*x = InspectRequest{}
-	mi := &file_ckptd_proto_msgTypes[24]
+	mi := &file_ckptd_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1453,7 +1586,7 @@ func (x *InspectRequest) String() string {
 func (*InspectRequest) ProtoMessage() {}
 
 func (x *InspectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[24]
+	mi := &file_ckptd_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1466,7 +1599,7 @@ func (x *InspectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectRequest.ProtoReflect.Descriptor instead.
 func (*InspectRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{24}
+	return file_ckptd_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *InspectRequest) GetCheckpoint() string {
@@ -1487,7 +1620,7 @@ type File struct {
 
 func (x *File) Reset() {
 	*x = File{}
-	mi := &file_ckptd_proto_msgTypes[25]
+	mi := &file_ckptd_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1499,7 +1632,7 @@ func (x *File) String() string {
 func (*File) ProtoMessage() {}
 
 func (x *File) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[25]
+	mi := &file_ckptd_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1512,7 +1645,7 @@ func (x *File) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use File.ProtoReflect.Descriptor instead.
 func (*File) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{25}
+	return file_ckptd_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *File) GetFd() string {
@@ -1549,7 +1682,7 @@ type Socket struct {
 
 func (x *Socket) Reset() {
 	*x = Socket{}
-	mi := &file_ckptd_proto_msgTypes[26]
+	mi := &file_ckptd_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1561,7 +1694,7 @@ func (x *Socket) String() string {
 func (*Socket) ProtoMessage() {}
 
 func (x *Socket) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[26]
+	mi := &file_ckptd_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1574,7 +1707,7 @@ func (x *Socket) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Socket.ProtoReflect.Descriptor instead.
 func (*Socket) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{26}
+	return file_ckptd_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Socket) GetFd() uint32 {
@@ -1627,7 +1760,7 @@ type Process struct {
 
 func (x *Process) Reset() {
 	*x = Process{}
-	mi := &file_ckptd_proto_msgTypes[27]
+	mi := &file_ckptd_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1639,7 +1772,7 @@ func (x *Process) String() string {
 func (*Process) ProtoMessage() {}
 
 func (x *Process) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[27]
+	mi := &file_ckptd_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1652,7 +1785,7 @@ func (x *Process) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Process.ProtoReflect.Descriptor instead.
 func (*Process) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{27}
+	return file_ckptd_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Process) GetPid() uint32 {
@@ -1715,7 +1848,7 @@ type InspectResponse struct {
 
 func (x *InspectResponse) Reset() {
 	*x = InspectResponse{}
-	mi := &file_ckptd_proto_msgTypes[28]
+	mi := &file_ckptd_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1727,7 +1860,7 @@ func (x *InspectResponse) String() string {
 func (*InspectResponse) ProtoMessage() {}
 
 func (x *InspectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[28]
+	mi := &file_ckptd_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1740,7 +1873,7 @@ func (x *InspectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectResponse.ProtoReflect.Descriptor instead.
 func (*InspectResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{28}
+	return file_ckptd_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *InspectResponse) GetCheckpoint() *Checkpoint {
@@ -1788,7 +1921,7 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x10\n" +
 	"\x03pid\x18\x03 \x01(\x05R\x03pid\x12\x18\n" +
 	"\acommand\x18\x04 \x03(\tR\acommand\x12\x19\n" +
-	"\blog_path\x18\x05 \x01(\tR\alogPath\"\xcd\x01\n" +
+	"\blog_path\x18\x05 \x01(\tR\alogPath\"\xff\x01\n" +
 	"\x06Target\x12%\n" +
 	"\x03ref\x18\x01 \x01(\v2\x13.ckptd.v1.TargetRefR\x03ref\x12\x1d\n" +
 	"\n" +
@@ -1796,7 +1929,9 @@ const file_ckptd_proto_rawDesc = "" +
 	"\rrestored_from\x18\x03 \x01(\tR\frestoredFrom\x12*\n" +
 	"\x11created_unix_nano\x18\x04 \x01(\x03R\x0fcreatedUnixNano\x12\x18\n" +
 	"\arunning\x18\x05 \x01(\bR\arunning\x12\x12\n" +
-	"\x04exit\x18\x06 \x01(\tR\x04exit\"X\n" +
+	"\x04exit\x18\x06 \x01(\tR\x04exit\x12\x14\n" +
+	"\x05image\x18\a \x01(\tR\x05image\x12\x1a\n" +
+	"\bwarnings\x18\b \x03(\tR\bwarnings\"X\n" +
 	"\n" +
 	"RunRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
@@ -1804,10 +1939,11 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x03env\x18\x03 \x03(\tR\x03env\x12\x10\n" +
 	"\x03dir\x18\x04 \x01(\tR\x03dir\"\x1d\n" +
 	"\tPsRequest\x12\x10\n" +
-	"\x03all\x18\x01 \x01(\bR\x03all\"8\n" +
+	"\x03all\x18\x01 \x01(\bR\x03all\"T\n" +
 	"\n" +
 	"PsResponse\x12*\n" +
-	"\atargets\x18\x01 \x03(\v2\x10.ckptd.v1.TargetR\atargets\"@\n" +
+	"\atargets\x18\x01 \x03(\v2\x10.ckptd.v1.TargetR\atargets\x12\x1a\n" +
+	"\bwarnings\x18\x02 \x03(\tR\bwarnings\"@\n" +
 	"\vLogsRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
@@ -1835,7 +1971,7 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x14pages_skipped_parent\x18\a \x01(\x04R\x12pagesSkippedParent\"5\n" +
 	"\aFileSum\x12\x12\n" +
 	"\x04size\x18\x01 \x01(\x03R\x04size\x12\x16\n" +
-	"\x06sha256\x18\x02 \x01(\tR\x06sha256\"\xa4\x04\n" +
+	"\x06sha256\x18\x02 \x01(\tR\x06sha256\"\xdb\x04\n" +
 	"\n" +
 	"Checkpoint\x12%\n" +
 	"\x0eformat_version\x18\x01 \x01(\x05R\rformatVersion\x12\x0e\n" +
@@ -1852,11 +1988,24 @@ const file_ckptd_proto_rawDesc = "" +
 	"\aoptions\x18\v \x01(\v2\x11.ckptd.v1.OptionsR\aoptions\x12)\n" +
 	"\x05stats\x18\f \x01(\v2\x13.ckptd.v1.DumpStatsR\x05stats\x125\n" +
 	"\x05files\x18\r \x03(\v2\x1f.ckptd.v1.Checkpoint.FilesEntryR\x05files\x12\x12\n" +
-	"\x04size\x18\x0e \x01(\x03R\x04size\x1aK\n" +
+	"\x04size\x18\x0e \x01(\x03R\x04size\x125\n" +
+	"\tcontainer\x18\x0f \x01(\v2\x17.ckptd.v1.ContainerInfoR\tcontainer\x1aK\n" +
 	"\n" +
 	"FilesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12'\n" +
-	"\x05value\x18\x02 \x01(\v2\x11.ckptd.v1.FileSumR\x05value:\x028\x01\"h\n" +
+	"\x05value\x18\x02 \x01(\v2\x11.ckptd.v1.FileSumR\x05value:\x028\x01\"\xd6\x02\n" +
+	"\rContainerInfo\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x14\n" +
+	"\x05image\x18\x03 \x01(\tR\x05image\x12!\n" +
+	"\fimage_digest\x18\x04 \x01(\tR\vimageDigest\x12 \n" +
+	"\vsnapshotter\x18\x05 \x01(\tR\vsnapshotter\x12\x18\n" +
+	"\aruntime\x18\x06 \x01(\tR\aruntime\x12;\n" +
+	"\x06labels\x18\a \x03(\v2#.ckptd.v1.ContainerInfo.LabelsEntryR\x06labels\x12*\n" +
+	"\x11rootfs_media_type\x18\b \x01(\tR\x0frootfsMediaType\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"h\n" +
 	"\rCreateRequest\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12+\n" +
@@ -1928,7 +2077,7 @@ func file_ckptd_proto_rawDescGZIP() []byte {
 	return file_ckptd_proto_rawDescData
 }
 
-var file_ckptd_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_ckptd_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_ckptd_proto_goTypes = []any{
 	(*VersionRequest)(nil),  // 0: ckptd.v1.VersionRequest
 	(*VersionResponse)(nil), // 1: ckptd.v1.VersionResponse
@@ -1948,18 +2097,20 @@ var file_ckptd_proto_goTypes = []any{
 	(*DumpStats)(nil),       // 15: ckptd.v1.DumpStats
 	(*FileSum)(nil),         // 16: ckptd.v1.FileSum
 	(*Checkpoint)(nil),      // 17: ckptd.v1.Checkpoint
-	(*CreateRequest)(nil),   // 18: ckptd.v1.CreateRequest
-	(*ListRequest)(nil),     // 19: ckptd.v1.ListRequest
-	(*ListResponse)(nil),    // 20: ckptd.v1.ListResponse
-	(*RemoveRequest)(nil),   // 21: ckptd.v1.RemoveRequest
-	(*RemoveResponse)(nil),  // 22: ckptd.v1.RemoveResponse
-	(*RestoreRequest)(nil),  // 23: ckptd.v1.RestoreRequest
-	(*InspectRequest)(nil),  // 24: ckptd.v1.InspectRequest
-	(*File)(nil),            // 25: ckptd.v1.File
-	(*Socket)(nil),          // 26: ckptd.v1.Socket
-	(*Process)(nil),         // 27: ckptd.v1.Process
-	(*InspectResponse)(nil), // 28: ckptd.v1.InspectResponse
-	nil,                     // 29: ckptd.v1.Checkpoint.FilesEntry
+	(*ContainerInfo)(nil),   // 18: ckptd.v1.ContainerInfo
+	(*CreateRequest)(nil),   // 19: ckptd.v1.CreateRequest
+	(*ListRequest)(nil),     // 20: ckptd.v1.ListRequest
+	(*ListResponse)(nil),    // 21: ckptd.v1.ListResponse
+	(*RemoveRequest)(nil),   // 22: ckptd.v1.RemoveRequest
+	(*RemoveResponse)(nil),  // 23: ckptd.v1.RemoveResponse
+	(*RestoreRequest)(nil),  // 24: ckptd.v1.RestoreRequest
+	(*InspectRequest)(nil),  // 25: ckptd.v1.InspectRequest
+	(*File)(nil),            // 26: ckptd.v1.File
+	(*Socket)(nil),          // 27: ckptd.v1.Socket
+	(*Process)(nil),         // 28: ckptd.v1.Process
+	(*InspectResponse)(nil), // 29: ckptd.v1.InspectResponse
+	nil,                     // 30: ckptd.v1.Checkpoint.FilesEntry
+	nil,                     // 31: ckptd.v1.ContainerInfo.LabelsEntry
 }
 var file_ckptd_proto_depIdxs = []int32{
 	3,  // 0: ckptd.v1.CheckResponse.checks:type_name -> ckptd.v1.CheckResult
@@ -1968,41 +2119,43 @@ var file_ckptd_proto_depIdxs = []int32{
 	5,  // 3: ckptd.v1.Checkpoint.target:type_name -> ckptd.v1.TargetRef
 	14, // 4: ckptd.v1.Checkpoint.options:type_name -> ckptd.v1.Options
 	15, // 5: ckptd.v1.Checkpoint.stats:type_name -> ckptd.v1.DumpStats
-	29, // 6: ckptd.v1.Checkpoint.files:type_name -> ckptd.v1.Checkpoint.FilesEntry
-	14, // 7: ckptd.v1.CreateRequest.options:type_name -> ckptd.v1.Options
-	17, // 8: ckptd.v1.ListResponse.checkpoints:type_name -> ckptd.v1.Checkpoint
-	25, // 9: ckptd.v1.Process.files:type_name -> ckptd.v1.File
-	26, // 10: ckptd.v1.Process.sockets:type_name -> ckptd.v1.Socket
-	17, // 11: ckptd.v1.InspectResponse.checkpoint:type_name -> ckptd.v1.Checkpoint
-	27, // 12: ckptd.v1.InspectResponse.processes:type_name -> ckptd.v1.Process
-	16, // 13: ckptd.v1.Checkpoint.FilesEntry.value:type_name -> ckptd.v1.FileSum
-	0,  // 14: ckptd.v1.Ckptd.Version:input_type -> ckptd.v1.VersionRequest
-	2,  // 15: ckptd.v1.Ckptd.Check:input_type -> ckptd.v1.CheckRequest
-	7,  // 16: ckptd.v1.Ckptd.Run:input_type -> ckptd.v1.RunRequest
-	8,  // 17: ckptd.v1.Ckptd.Ps:input_type -> ckptd.v1.PsRequest
-	10, // 18: ckptd.v1.Ckptd.Logs:input_type -> ckptd.v1.LogsRequest
-	12, // 19: ckptd.v1.Ckptd.Kill:input_type -> ckptd.v1.KillRequest
-	18, // 20: ckptd.v1.Ckptd.Create:input_type -> ckptd.v1.CreateRequest
-	19, // 21: ckptd.v1.Ckptd.List:input_type -> ckptd.v1.ListRequest
-	21, // 22: ckptd.v1.Ckptd.Remove:input_type -> ckptd.v1.RemoveRequest
-	23, // 23: ckptd.v1.Ckptd.Restore:input_type -> ckptd.v1.RestoreRequest
-	24, // 24: ckptd.v1.Ckptd.Inspect:input_type -> ckptd.v1.InspectRequest
-	1,  // 25: ckptd.v1.Ckptd.Version:output_type -> ckptd.v1.VersionResponse
-	4,  // 26: ckptd.v1.Ckptd.Check:output_type -> ckptd.v1.CheckResponse
-	6,  // 27: ckptd.v1.Ckptd.Run:output_type -> ckptd.v1.Target
-	9,  // 28: ckptd.v1.Ckptd.Ps:output_type -> ckptd.v1.PsResponse
-	11, // 29: ckptd.v1.Ckptd.Logs:output_type -> ckptd.v1.LogsResponse
-	13, // 30: ckptd.v1.Ckptd.Kill:output_type -> ckptd.v1.KillResponse
-	17, // 31: ckptd.v1.Ckptd.Create:output_type -> ckptd.v1.Checkpoint
-	20, // 32: ckptd.v1.Ckptd.List:output_type -> ckptd.v1.ListResponse
-	22, // 33: ckptd.v1.Ckptd.Remove:output_type -> ckptd.v1.RemoveResponse
-	6,  // 34: ckptd.v1.Ckptd.Restore:output_type -> ckptd.v1.Target
-	28, // 35: ckptd.v1.Ckptd.Inspect:output_type -> ckptd.v1.InspectResponse
-	25, // [25:36] is the sub-list for method output_type
-	14, // [14:25] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	30, // 6: ckptd.v1.Checkpoint.files:type_name -> ckptd.v1.Checkpoint.FilesEntry
+	18, // 7: ckptd.v1.Checkpoint.container:type_name -> ckptd.v1.ContainerInfo
+	31, // 8: ckptd.v1.ContainerInfo.labels:type_name -> ckptd.v1.ContainerInfo.LabelsEntry
+	14, // 9: ckptd.v1.CreateRequest.options:type_name -> ckptd.v1.Options
+	17, // 10: ckptd.v1.ListResponse.checkpoints:type_name -> ckptd.v1.Checkpoint
+	26, // 11: ckptd.v1.Process.files:type_name -> ckptd.v1.File
+	27, // 12: ckptd.v1.Process.sockets:type_name -> ckptd.v1.Socket
+	17, // 13: ckptd.v1.InspectResponse.checkpoint:type_name -> ckptd.v1.Checkpoint
+	28, // 14: ckptd.v1.InspectResponse.processes:type_name -> ckptd.v1.Process
+	16, // 15: ckptd.v1.Checkpoint.FilesEntry.value:type_name -> ckptd.v1.FileSum
+	0,  // 16: ckptd.v1.Ckptd.Version:input_type -> ckptd.v1.VersionRequest
+	2,  // 17: ckptd.v1.Ckptd.Check:input_type -> ckptd.v1.CheckRequest
+	7,  // 18: ckptd.v1.Ckptd.Run:input_type -> ckptd.v1.RunRequest
+	8,  // 19: ckptd.v1.Ckptd.Ps:input_type -> ckptd.v1.PsRequest
+	10, // 20: ckptd.v1.Ckptd.Logs:input_type -> ckptd.v1.LogsRequest
+	12, // 21: ckptd.v1.Ckptd.Kill:input_type -> ckptd.v1.KillRequest
+	19, // 22: ckptd.v1.Ckptd.Create:input_type -> ckptd.v1.CreateRequest
+	20, // 23: ckptd.v1.Ckptd.List:input_type -> ckptd.v1.ListRequest
+	22, // 24: ckptd.v1.Ckptd.Remove:input_type -> ckptd.v1.RemoveRequest
+	24, // 25: ckptd.v1.Ckptd.Restore:input_type -> ckptd.v1.RestoreRequest
+	25, // 26: ckptd.v1.Ckptd.Inspect:input_type -> ckptd.v1.InspectRequest
+	1,  // 27: ckptd.v1.Ckptd.Version:output_type -> ckptd.v1.VersionResponse
+	4,  // 28: ckptd.v1.Ckptd.Check:output_type -> ckptd.v1.CheckResponse
+	6,  // 29: ckptd.v1.Ckptd.Run:output_type -> ckptd.v1.Target
+	9,  // 30: ckptd.v1.Ckptd.Ps:output_type -> ckptd.v1.PsResponse
+	11, // 31: ckptd.v1.Ckptd.Logs:output_type -> ckptd.v1.LogsResponse
+	13, // 32: ckptd.v1.Ckptd.Kill:output_type -> ckptd.v1.KillResponse
+	17, // 33: ckptd.v1.Ckptd.Create:output_type -> ckptd.v1.Checkpoint
+	21, // 34: ckptd.v1.Ckptd.List:output_type -> ckptd.v1.ListResponse
+	23, // 35: ckptd.v1.Ckptd.Remove:output_type -> ckptd.v1.RemoveResponse
+	6,  // 36: ckptd.v1.Ckptd.Restore:output_type -> ckptd.v1.Target
+	29, // 37: ckptd.v1.Ckptd.Inspect:output_type -> ckptd.v1.InspectResponse
+	27, // [27:38] is the sub-list for method output_type
+	16, // [16:27] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_ckptd_proto_init() }
@@ -2016,7 +2169,7 @@ func file_ckptd_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ckptd_proto_rawDesc), len(file_ckptd_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   30,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -14,7 +15,7 @@ func (c *cli) createCmd() *cobra.Command {
 	var o apiv1.Options
 	cmd := &cobra.Command{
 		Use:   "create TARGET",
-		Short: "Checkpoint a target (a PID or a workload name)",
+		Short: "Checkpoint a target: a PID, a workload name, or a container ctr:NAMESPACE/ID",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cl, err := c.client()
@@ -117,7 +118,7 @@ func (c *cli) restoreCmd() *cobra.Command {
 	var name string
 	cmd := &cobra.Command{
 		Use:   "restore CHECKPOINT",
-		Short: "Restore a checkpoint; --name restores a workload as a new copy",
+		Short: "Restore a checkpoint; --name restores a workload or container as a new copy",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cl, err := c.client()
@@ -131,11 +132,14 @@ func (c *cli) restoreCmd() *cobra.Command {
 			if c.output == "json" {
 				return printJSON(t)
 			}
+			for _, w := range t.GetWarnings() {
+				fmt.Fprintln(os.Stderr, "warning:", w)
+			}
 			fmt.Printf("%s restored as pid %d\n", targetName(t.GetRef()), t.GetRef().GetPid())
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&name, "name", "", "restore a workload checkpoint as a new workload with this name")
+	cmd.Flags().StringVar(&name, "name", "", "restore as a new workload, or a new container (ID or ctr:NAMESPACE/ID), with this name")
 	return cmd
 }
 
@@ -174,6 +178,10 @@ func printInspection(in *apiv1.InspectResponse) {
 		strings.Join(in.GetChildren(), ", "), ago(ck.GetCreatedUnixNano()))
 	fmt.Printf("Host:      %s, kernel %s, CRIU %s\nCPU:       %s\nSize:      %s in %d files\n",
 		ck.GetHost(), ck.GetKernel(), ck.GetCriuVersion(), ck.GetCpuModel(), humanBytes(ck.GetSize()), len(ck.GetFiles()))
+	if ci := ck.GetContainer(); ci != nil {
+		fmt.Printf("Container: ctr:%s/%s, image %s (%s), snapshotter %s, runtime %s\n",
+			ci.GetNamespace(), ci.GetId(), ci.GetImage(), ci.GetImageDigest(), ci.GetSnapshotter(), ci.GetRuntime())
+	}
 	fmt.Printf("CRIU stats: freezing_time %dus, frozen_time %dus, memdump_time %dus, memwrite_time %dus, pages_scanned %d, pages_written %d\n\n",
 		st.GetFreezingTime(), st.GetFrozenTime(), st.GetMemdumpTime(), st.GetMemwriteTime(), st.GetPagesScanned(), st.GetPagesWritten())
 	w := newTable("PID", "PPID", "COMM", "MEMORY", "COMMAND")

@@ -54,10 +54,13 @@ func (c *cli) psCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			for _, w := range resp.GetWarnings() {
+				fmt.Fprintln(os.Stderr, "warning:", w)
+			}
 			if c.output == "json" {
 				return printJSONList(resp.GetTargets())
 			}
-			w := newTable("NAME", "KIND", "PID", "STATUS", "RESTORED FROM", "CREATED", "COMMAND")
+			w := newTable("NAME", "KIND", "PID", "STATUS", "RESTORED FROM", "CREATED", "COMMAND / IMAGE")
 			for _, t := range resp.GetTargets() {
 				status := "running"
 				if !t.GetRunning() {
@@ -67,8 +70,12 @@ func (c *cli) psCmd() *cobra.Command {
 				if from == "" {
 					from = "-"
 				}
+				cmdline := command(t.GetRef().GetCommand())
+				if t.GetImage() != "" {
+					cmdline = t.GetImage()
+				}
 				row(w, targetName(t.GetRef()), t.GetRef().GetKind(), t.GetRef().GetPid(), status, from,
-					ago(t.GetCreatedUnixNano()), command(t.GetRef().GetCommand()))
+					ago(t.GetCreatedUnixNano()), cmdline)
 			}
 			return w.Flush()
 		},
@@ -78,8 +85,11 @@ func (c *cli) psCmd() *cobra.Command {
 }
 
 func targetName(r *apiv1.TargetRef) string {
-	if r.GetKind() == "workload" {
+	switch r.GetKind() {
+	case "workload":
 		return r.GetName()
+	case "container":
+		return "ctr:" + r.GetName()
 	}
 	return fmt.Sprintf("pid:%d", r.GetPid())
 }
@@ -87,8 +97,8 @@ func targetName(r *apiv1.TargetRef) string {
 func (c *cli) logsCmd() *cobra.Command {
 	var tail int64
 	cmd := &cobra.Command{
-		Use:   "logs NAME",
-		Short: "Print a workload's output",
+		Use:   "logs NAME|ctr:NAMESPACE/ID",
+		Short: "Print a workload's output, or that of a container ckptd restored",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cl, err := c.client()
@@ -110,7 +120,7 @@ func (c *cli) logsCmd() *cobra.Command {
 func (c *cli) killCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "kill TARGET",
-		Short: "Kill a workload (its whole PID namespace) or a known process",
+		Short: "Kill a workload (its whole PID namespace), a known process or a container ckptd checkpointed or restored",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cl, err := c.client()

@@ -20,6 +20,7 @@ import (
 	"github.com/ckptd/ckptd/api"
 	apiv1 "github.com/ckptd/ckptd/api/v1"
 	"github.com/ckptd/ckptd/config"
+	"github.com/ckptd/ckptd/container"
 	"github.com/ckptd/ckptd/criu"
 	"github.com/ckptd/ckptd/daemon"
 	"github.com/ckptd/ckptd/dumper"
@@ -70,7 +71,16 @@ func run() error {
 		return err
 	}
 	defer st.Close()
-	d := daemon.New(log, st, dumper.New(bin, log), restorer.New(bin, log), sup, bin)
+	ctrs, err := container.New(log, cfg.Containerd)
+	if err != nil {
+		return err
+	}
+	defer ctrs.Close()
+	d := daemon.New(ctx, daemon.Parts{
+		Log: log, Store: st, Dumper: dumper.New(bin, log), Restorer: restorer.New(bin, log),
+		Supervisor: sup, CRIU: bin, Containers: ctrs,
+		ContainerNamespace: cfg.ContainerdNamespace, ContainerdAddress: cfg.Containerd,
+	})
 
 	lis, err := listen(cfg.Socket)
 	if err != nil {
@@ -106,6 +116,8 @@ func loadConfig(args []string) (config.Config, error) {
 	criuPath := fs.String("criu", "", "CRIU binary (default: criu in PATH)")
 	level := fs.String("log-level", "", "debug, info, warn or error")
 	format := fs.String("log-format", "", "text or json")
+	ctrd := fs.String("containerd", "", "containerd socket for ctr: targets (default "+config.Default().Containerd+")")
+	ns := fs.String("containerd-namespace", "", "namespace of ctr:ID targets (default "+config.Default().ContainerdNamespace+")")
 	if err := fs.Parse(args); err != nil {
 		return config.Config{}, err
 	}
@@ -120,7 +132,8 @@ func loadConfig(args []string) (config.Config, error) {
 	if err != nil {
 		return cfg, err
 	}
-	for dst, v := range map[*string]string{&cfg.Root: *root, &cfg.Socket: *socket, &cfg.CRIUPath: *criuPath, &cfg.LogLevel: *level, &cfg.LogFormat: *format} {
+	for dst, v := range map[*string]string{&cfg.Root: *root, &cfg.Socket: *socket, &cfg.CRIUPath: *criuPath, &cfg.LogLevel: *level, &cfg.LogFormat: *format,
+		&cfg.Containerd: *ctrd, &cfg.ContainerdNamespace: *ns} {
 		if v != "" {
 			*dst = v
 		}

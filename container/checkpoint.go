@@ -1,0 +1,210 @@
+package container
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/checkpoint-restore/go-criu/v8/stats"
+	"github.com/containerd/containerd/api/types/runc/options"
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+
+	"github.com/ckptd/ckptd/criu"
+	"github.com/ckptd/ckptd/errdefs"
+)
+
+// Options are the CRIU switches passed through containerd to runc.
+type Options struct {
+	LeaveRunning   bool
+	TCPEstablished bool
+	FileLocks      bool
+	ExtUnixSk      bool
+	ShellJob       bool
+}
+
+// Source is what recreating a container needs besides its files.
+type Source struct {
+	Image           string
+	ImageDigest     string
+	Snapshotter     string
+	Runtime         string
+	Labels          map[string]string
+	RootfsMediaType string // "" when there was no writable layer
+}
+
+// CheckpointRequest is one container checkpoint.
+type CheckpointRequest struct {
+	Ref        Ref
+	ImagesDir  string // CRIU images go here, straight from runc
+	WorkDir    string // runc's CRIU log and statistics
+	SpecPath   string // where to save the OCI spec
+	RootfsPath string // where to save the writable layer as a tar
+	// PausedMarker is written while the container is paused by this
+	// checkpoint, so that a ckptd that dies meanwhile can resume it at start.
+	PausedMarker string
+	Options      Options
+	// Commit runs while the container is still frozen with every file
+	// written. Only when it returns nil is the container stopped (unless
+	// LeaveRunning); when it fails the container resumes as it was.
+	Commit func(Source) error
+}
+
+// CheckpointResult is what a successful checkpoint reports.
+type CheckpointResult struct {
+	PID   int
+	Stats *stats.DumpStatsEntry
+}
+
+// Files runc's CRIU writes into the work directory.
+const (
+	DumpLogFile = "dump.log"
+	StatsFile   = "stats-dump"
+)
+
+// Checkpoint freezes the container, saves its spec, writable layer and CRIU
+// images, commits, and then stops it (or resumes it with LeaveRunning). On
+// any failure before the commit the container is resumed as it was.
+func (r *Runtime) Checkpoint(ctx context.Context, req CheckpointRequest) (res CheckpointResult, err error) {
+	ctx = namespaces.WithNamespace(ctx, req.Ref.Namespace)
+	c, err := r.client.LoadContainer(ctx, req.Ref.ID)
+	if err != nil {
+		return res, fmt.Errorf("container %s: %w", req.Ref, r.wrap(err))
+	}
+	task, err := c.Task(ctx, nil)
+	if err != nil {
+		return res, fmt.Errorf("container %s has no task to checkpoint: %w", req.Ref, errdefs.ErrFailedPrecondition)
+	}
+	st, err := task.Status(ctx)
+	if err != nil {
+		return res, r.wrap(err)
+	}
+	if st.Status != client.Running && st.Status != client.Paused {
+		return res, fmt.Errorf("container %s is %s, not running: %w", req.Ref, st.Status, errdefs.ErrFailedPrecondition)
+	}
+	res.PID = int(task.Pid())
+	if st.Status == client.Running {
+		resume, err := r.pause(ctx, task, req)
+		if err != nil {
+			return res, err
+		}
+		defer func() { err = errors.Join(err, resume()) }()
+	}
+
+	src, err := r.saveState(ctx, c, req)
+	if err != nil {
+		return res, err
+	}
+	if err := r.dump(ctx, task, req); err != nil {
+		return res, err
+	}
+	if err := req.Commit(src); err != nil {
+		return res, err
+	}
+	res.Stats, err = readStats(req.WorkDir)
+	if !req.Options.LeaveRunning {
+		if kerr := stopTask(ctx, task); kerr != nil {
+			err = errors.Join(err, fmt.Errorf("checkpoint saved, but stopping container %s failed: %w", req.Ref, r.wrap(kerr)))
+		}
+	}
+	return res, err
+}
+
+// saveState writes the spec and the writable layer while the container is
+// frozen, so that both match its memory.
+func (r *Runtime) saveState(ctx context.Context, c client.Container, req CheckpointRequest) (Source, error) {
+	info, err := c.Info(ctx, client.WithoutRefreshedMetadata)
+	if err != nil {
+		return Source{}, r.wrap(err)
+	}
+	if info.Image == "" {
+		return Source{}, fmt.Errorf("container %s was not created from an image, so it cannot be recreated: %w", req.Ref, errdefs.ErrFailedPrecondition)
+	}
+	img, err := r.client.ImageService().Get(ctx, info.Image)
+	if err != nil {
+		return Source{}, fmt.Errorf("base image %s of container %s: %w", info.Image, req.Ref, r.wrap(err))
+	}
+	src := Source{
+		Image: info.Image, ImageDigest: img.Target.Digest.String(),
+		Snapshotter: info.Snapshotter, Runtime: info.Runtime.Name, Labels: info.Labels,
+	}
+	spec, err := c.Spec(ctx)
+	if err != nil {
+		return Source{}, r.wrap(err)
+	}
+	data, err := json.MarshalIndent(spec, "", "  ")
+	if err != nil {
+		return Source{}, err
+	}
+	if err := os.WriteFile(req.SpecPath, data, 0o600); err != nil {
+		return Source{}, err
+	}
+	if info.SnapshotKey != "" {
+		if src.RootfsMediaType, err = r.saveRootfs(ctx, info.Snapshotter, info.SnapshotKey, req.RootfsPath); err != nil {
+			return Source{}, fmt.Errorf("save writable layer of %s: %w", req.Ref, err)
+		}
+	}
+	return src, nil
+}
+
+// dump has runc write CRIU's images into req.ImagesDir. The container is
+// paused, and runc leaves it paused: it is stopped only after the commit.
+func (r *Runtime) dump(ctx context.Context, task client.Task, req CheckpointRequest) error {
+	opts := &options.CheckpointOptions{
+		OpenTcp:             req.Options.TCPEstablished,
+		ExternalUnixSockets: req.Options.ExtUnixSk,
+		Terminal:            req.Options.ShellJob,
+		FileLocks:           req.Options.FileLocks,
+		ImagePath:           req.ImagesDir,
+		WorkPath:            req.WorkDir,
+	}
+	err := criu.Exclusive(func() error {
+		_, err := task.Checkpoint(ctx, func(i *client.CheckpointTaskInfo) error {
+			i.Options = opts
+			return nil
+		})
+		return err
+	})
+	if err != nil {
+		return criu.Error("dump", filepath.Join(req.WorkDir, DumpLogFile), r.wrap(err))
+	}
+	return nil
+}
+
+// stopTask kills a (frozen) task and removes it, leaving the container
+// record and its snapshot for inspection or an in-place restore.
+func stopTask(ctx context.Context, task client.Task) error {
+	exited, err := task.Wait(ctx)
+	if err != nil {
+		return err
+	}
+	if err := task.Kill(ctx, syscall.SIGKILL, client.WithKillAll); err != nil && !isGone(err) {
+		return err
+	}
+	// runc thaws a frozen container to deliver SIGKILL; resume if not.
+	if st, err := task.Status(ctx); err == nil && st.Status == client.Paused {
+		if err := task.Resume(ctx); err != nil && !isGone(err) {
+			return err
+		}
+	}
+	<-exited
+	_, err = task.Delete(ctx)
+	return err
+}
+
+func readStats(workDir string) (*stats.DumpStatsEntry, error) {
+	dir, err := os.Open(workDir)
+	if err != nil {
+		return nil, err
+	}
+	defer dir.Close()
+	st, err := stats.CriuGetDumpStats(dir)
+	if err != nil {
+		return nil, fmt.Errorf("read dump stats: %w", err)
+	}
+	return st, nil
+}

@@ -1,0 +1,84 @@
+package container
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	cerrdefs "github.com/containerd/errdefs"
+)
+
+// pause freezes the container and returns what thaws it again; a marker
+// on disk lets a restarted ckptd thaw it if this one dies in between.
+func (r *Runtime) pause(ctx context.Context, task client.Task, req CheckpointRequest) (resume func() error, err error) {
+	if err := writeMarker(req.PausedMarker, req.Ref); err != nil {
+		return nil, err
+	}
+	if err := task.Pause(ctx); err != nil {
+		return nil, errors.Join(fmt.Errorf("pause %s: %w", req.Ref, r.wrap(err)), os.Remove(req.PausedMarker))
+	}
+	return func() error {
+		// A context of its own: the request's may be cancelled, and the
+		// container must not stay frozen.
+		ctx := namespaces.WithNamespace(context.WithoutCancel(ctx), req.Ref.Namespace)
+		if err := resumeIfPaused(ctx, task); err != nil && !isGone(err) {
+			return fmt.Errorf("resume %s: %w", req.Ref, r.wrap(err))
+		}
+		return os.Remove(req.PausedMarker)
+	}, nil
+}
+
+func writeMarker(path string, ref Ref) error {
+	data, err := json.Marshal(ref)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, data, 0o600)
+}
+
+// ResumeMarked thaws the container named in a marker that a checkpoint
+// left because ckptd died while the container was paused, and removes the
+// marker.
+func (r *Runtime) ResumeMarked(ctx context.Context, marker string) (Ref, error) {
+	data, err := os.ReadFile(marker)
+	if err != nil {
+		return Ref{}, err
+	}
+	var m Ref
+	if err := json.Unmarshal(data, &m); err != nil {
+		return Ref{}, fmt.Errorf("marker %s: %w", marker, err)
+	}
+	ref, err := NewRef(m.Namespace, m.ID)
+	if err != nil {
+		return Ref{}, fmt.Errorf("marker %s: %w", marker, err)
+	}
+	ctx = namespaces.WithNamespace(ctx, ref.Namespace)
+	c, err := r.client.LoadContainer(ctx, ref.ID)
+	if err == nil {
+		var task client.Task
+		if task, err = c.Task(ctx, nil); err == nil {
+			err = resumeIfPaused(ctx, task)
+		}
+	}
+	if err != nil && !isGone(err) {
+		return ref, fmt.Errorf("resume %s: %w", ref, r.wrap(err))
+	}
+	return ref, os.Remove(marker)
+}
+
+func resumeIfPaused(ctx context.Context, task client.Task) error {
+	st, err := task.Status(ctx)
+	if err == nil && st.Status == client.Paused {
+		err = task.Resume(ctx)
+	}
+	return err
+}
+
+// isGone tells errors that mean the task is no longer there to act on.
+func isGone(err error) bool {
+	return cerrdefs.IsNotFound(err) || cerrdefs.IsFailedPrecondition(err) || errors.Is(err, os.ErrNotExist)
+}

@@ -1,0 +1,185 @@
+package container
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	cerrdefs "github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/ckptd/ckptd/criu"
+	"github.com/ckptd/ckptd/errdefs"
+)
+
+// RestoreRequest recreates a container from a checkpoint.
+type RestoreRequest struct {
+	Ref        Ref // the container to create
+	From       Ref // the container the checkpoint was taken of
+	Source     Source
+	ImagesDir  string
+	WorkDir    string // runc's CRIU restore log
+	SpecPath   string
+	RootfsPath string
+	LogPath    string // the restored task's stdout and stderr
+	// Verified is awaited before CRIU starts: a damaged checkpoint must
+	// never run.
+	Verified func() error
+}
+
+// RestoreResult is a restored container.
+type RestoreResult struct {
+	PID      int
+	Warnings []string // what the restored container does not get as saved
+}
+
+// RestoreLogFile is what runc's CRIU writes into the work directory.
+const RestoreLogFile = "restore.log"
+
+// Restore creates req.Ref from the checkpoint's base image, writable layer
+// and spec, and restores its task from the CRIU images. A stopped
+// container of the same ID is replaced; a running one is refused. On
+// failure nothing it created is left.
+func (r *Runtime) Restore(ctx context.Context, req RestoreRequest) (res RestoreResult, err error) {
+	ctx = namespaces.WithNamespace(ctx, req.Ref.Namespace)
+	spec, err := readSpec(req.SpecPath)
+	if err != nil {
+		return res, err
+	}
+	if res.Warnings, err = rlimitWarnings(spec); err != nil {
+		return res, err
+	}
+	if err := r.removeStopped(ctx, req.Ref); err != nil {
+		return res, err
+	}
+	img, err := r.baseImage(ctx, req)
+	if err != nil {
+		return res, err
+	}
+	if req.Ref.ID != req.From.ID && spec.Linux != nil && spec.Linux.CgroupsPath != "" {
+		// A copy beside the original needs its own cgroup.
+		spec.Linux.CgroupsPath = path.Join(path.Dir(spec.Linux.CgroupsPath), req.Ref.ID)
+	}
+	c, err := r.client.NewContainer(ctx, req.Ref.ID,
+		client.WithImage(img),
+		client.WithSnapshotter(req.Source.Snapshotter),
+		client.WithNewSnapshot(req.Ref.ID, img),
+		client.WithSpec(spec),
+		client.WithRuntime(req.Source.Runtime, nil),
+		client.WithContainerLabels(req.Source.Labels))
+	if err != nil {
+		return res, fmt.Errorf("create container %s: %w", req.Ref, r.wrap(err))
+	}
+	defer func() {
+		if err != nil {
+			dctx := context.WithoutCancel(ctx)
+			if derr := c.Delete(dctx, client.WithSnapshotCleanup); derr != nil {
+				err = errors.Join(err, fmt.Errorf("clean up container %s: %w", req.Ref, r.wrap(derr)))
+			}
+		}
+	}()
+	if req.Source.RootfsMediaType != "" {
+		if err := r.applyRootfs(ctx, req.Source.Snapshotter, req.Ref.ID, req.Source.RootfsMediaType, req.RootfsPath); err != nil {
+			return res, fmt.Errorf("restore writable layer of %s: %w", req.Ref, err)
+		}
+	}
+	if err := req.Verified(); err != nil {
+		return res, err
+	}
+	res.PID, err = r.startRestored(ctx, c, req)
+	return res, err
+}
+
+// startRestored creates the task from the CRIU images: runc restores it.
+func (r *Runtime) startRestored(ctx context.Context, c client.Container, req RestoreRequest) (int, error) {
+	task, err := c.NewTask(ctx, cio.LogFile(req.LogPath),
+		client.WithRestoreImagePath(req.ImagesDir), client.WithRestoreWorkPath(req.WorkDir))
+	if err != nil {
+		return 0, fmt.Errorf("create task of %s: %w", req.Ref, r.wrap(err))
+	}
+	if err := criu.Exclusive(func() error { return task.Start(ctx) }); err != nil {
+		err = criu.Error("restore", filepath.Join(req.WorkDir, RestoreLogFile), r.wrap(err))
+		if _, derr := task.Delete(context.WithoutCancel(ctx), client.WithProcessKill); derr != nil && !cerrdefs.IsNotFound(derr) {
+			err = errors.Join(err, fmt.Errorf("clean up task of %s: %w", req.Ref, r.wrap(derr)))
+		}
+		return 0, err
+	}
+	return int(task.Pid()), nil
+}
+
+// removeStopped makes room for an in-place restore: a container of the
+// same ID may stay behind, stopped, after its checkpoint; a running one
+// is never touched.
+func (r *Runtime) removeStopped(ctx context.Context, ref Ref) error {
+	c, err := r.client.LoadContainer(ctx, ref.ID)
+	if cerrdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return r.wrap(err)
+	}
+	if task, err := c.Task(ctx, nil); err == nil {
+		st, err := task.Status(ctx)
+		if err != nil {
+			return r.wrap(err)
+		}
+		if st.Status != client.Stopped {
+			return fmt.Errorf("container %s exists and is %s; restore under another name with --name: %w", ref, st.Status, errdefs.ErrAlreadyExists)
+		}
+		if _, err := task.Delete(ctx); err != nil {
+			return fmt.Errorf("remove stopped task of %s: %w", ref, r.wrap(err))
+		}
+	}
+	if err := c.Delete(ctx, client.WithSnapshotCleanup); err != nil {
+		return fmt.Errorf("remove stopped container %s: %w", ref, r.wrap(err))
+	}
+	r.log.Info("replaced stopped container with its restore", "container", ref.String())
+	return nil
+}
+
+// baseImage finds the checkpoint's base image, the same digest, unpacked
+// for the snapshotter the container used.
+func (r *Runtime) baseImage(ctx context.Context, req RestoreRequest) (client.Image, error) {
+	src := req.Source
+	img, err := r.client.GetImage(ctx, src.Image)
+	if cerrdefs.IsNotFound(err) {
+		return nil, fmt.Errorf("base image %s (%s) is not in containerd namespace %q; pull or import it first: %w",
+			src.Image, src.ImageDigest, req.Ref.Namespace, errdefs.ErrFailedPrecondition)
+	}
+	if err != nil {
+		return nil, r.wrap(err)
+	}
+	if got := img.Target().Digest.String(); got != src.ImageDigest {
+		return nil, fmt.Errorf("base image %s is %s here, but the checkpoint was taken on %s: %w",
+			src.Image, got, src.ImageDigest, errdefs.ErrFailedPrecondition)
+	}
+	unpacked, err := img.IsUnpacked(ctx, src.Snapshotter)
+	if err != nil {
+		return nil, r.wrap(err)
+	}
+	if !unpacked {
+		if err := img.Unpack(ctx, src.Snapshotter); err != nil {
+			return nil, fmt.Errorf("unpack %s: %w", src.Image, r.wrap(err))
+		}
+	}
+	return img, nil
+}
+
+func readSpec(p string) (*specs.Spec, error) {
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return nil, err
+	}
+	var spec specs.Spec
+	if err := json.Unmarshal(data, &spec); err != nil {
+		return nil, fmt.Errorf("container spec %s: %w", p, errdefs.ErrDataLoss)
+	}
+	return &spec, nil
+}
