@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/checkpoint-restore/go-criu/v8/stats"
@@ -170,9 +171,19 @@ func (r *Runtime) dump(ctx context.Context, task client.Task, req CheckpointRequ
 		return err
 	})
 	if err != nil {
-		return criu.Error("dump", filepath.Join(req.WorkDir, DumpLogFile), r.wrap(err))
+		return criu.Error("dump", filepath.Join(req.WorkDir, DumpLogFile), r.runcError(err))
 	}
 	return nil
+}
+
+// runcError shortens runc's report of a CRIU failure, which names a copy
+// of the log in containerd's state that goes away with the task; the
+// caller names ckptd's own copy and its error lines instead.
+func (r *Runtime) runcError(err error) error {
+	if strings.Contains(err.Error(), "criu failed") {
+		return errors.New("runc: criu failed")
+	}
+	return r.wrap(err)
 }
 
 // stopTask kills a (frozen) task and removes it, leaving the container

@@ -10,8 +10,9 @@ import (
 // rlimitWarnings tells when a spec raises RLIMIT_NOFILE above this host's
 // hard limit, which even root cannot exceed here. Starting such a container
 // fails in runc with a bare "operation not permitted" (podman's default of
-// 1048576 does that); a restore succeeds, but CRIU cannot give the tree
-// its saved limit and only logs it, so ckptd says it out loud.
+// 1048576 does that). A restore still works (seen here: the restored tree
+// gets the limits saved in its images, not the spec's), so ckptd restores
+// and says that the container cannot be started anew on this host.
 func rlimitWarnings(spec *specs.Spec) ([]string, error) {
 	var host unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &host); err != nil {
@@ -27,7 +28,7 @@ func nofileWarnings(spec *specs.Spec, hostMax uint64) []string {
 	var out []string
 	for _, rl := range spec.Process.Rlimits {
 		if rl.Type == "RLIMIT_NOFILE" && (rl.Hard > hostMax || rl.Soft > hostMax) {
-			out = append(out, fmt.Sprintf("container spec sets RLIMIT_NOFILE to %d:%d, above this host's hard limit %d: the restored container keeps the lower limit it inherits, and a restart of it would fail in runc; lower the limit (podman: --ulimit nofile=1024:1024)",
+			out = append(out, fmt.Sprintf("container spec sets RLIMIT_NOFILE to %d:%d, above this host's hard limit %d: restored, but runc cannot start this container anew here; lower the limit (podman: --ulimit nofile=1024:1024)",
 				rl.Soft, rl.Hard, hostMax))
 		}
 	}

@@ -37,7 +37,17 @@ func writeMarker(path string, ref Ref) error {
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(path, data, 0o600)
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		return errors.Join(fmt.Errorf("write pause marker: %w", err), removeIfExists(path))
+	}
+	return nil
+}
+
+func removeIfExists(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
 }
 
 // ResumeMarked thaws the container named in a marker that a checkpoint

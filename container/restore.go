@@ -105,7 +105,7 @@ func (r *Runtime) startRestored(ctx context.Context, c client.Container, req Res
 		return 0, fmt.Errorf("create task of %s: %w", req.Ref, r.wrap(err))
 	}
 	if err := criu.Exclusive(func() error { return task.Start(ctx) }); err != nil {
-		err = criu.Error("restore", filepath.Join(req.WorkDir, RestoreLogFile), r.wrap(err))
+		err = criu.Error("restore", filepath.Join(req.WorkDir, RestoreLogFile), r.runcError(err))
 		if _, derr := task.Delete(context.WithoutCancel(ctx), client.WithProcessKill); derr != nil && !cerrdefs.IsNotFound(derr) {
 			err = errors.Join(err, fmt.Errorf("clean up task of %s: %w", req.Ref, r.wrap(derr)))
 		}

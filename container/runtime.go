@@ -5,11 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sort"
+	"strings"
 
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/ckptd/ckptd/errdefs"
 )
@@ -25,7 +31,17 @@ type Runtime struct {
 // yet: ckptd runs without containerd, and each call says when it is not
 // reachable.
 func New(log *slog.Logger, address string) (*Runtime, error) {
-	c, err := client.New(address)
+	// containerd's own dialer waits up to its timeout for a missing socket
+	// to appear; a plain dial fails at once, so every call answers quickly
+	// when containerd is not there.
+	dial := func(ctx context.Context, addr string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", strings.TrimPrefix(addr, "unix://"))
+	}
+	c, err := client.New(address, client.WithDialOpts([]grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(dial),
+	}))
 	if err != nil {
 		return nil, fmt.Errorf("containerd client for %s: %w", address, err)
 	}
@@ -120,11 +136,19 @@ func (r *Runtime) info(ctx context.Context, ref Ref, c client.Container) (Info, 
 // wrap turns containerd's error kinds into ckptd's, naming the socket when
 // containerd cannot be reached.
 func (r *Runtime) wrap(err error) error {
-	switch {
-	case err == nil:
+	if err == nil {
 		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		err = errgrpc.ToNative(err)
+	}
+	switch {
 	case cerrdefs.IsUnavailable(err), errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("containerd at %s is not reachable: %v: %w", r.address, err, errdefs.ErrUnavailable)
+		cause := err.Error()
+		if i := strings.LastIndex(cause, "connect: "); i >= 0 {
+			cause = strings.Trim(cause[i:], `"`)
+		}
+		return fmt.Errorf("containerd at %s is not reachable (%s): %w", r.address, cause, errdefs.ErrUnavailable)
 	case cerrdefs.IsNotFound(err):
 		return fmt.Errorf("%v: %w", err, errdefs.ErrNotFound)
 	case cerrdefs.IsAlreadyExists(err):

@@ -152,3 +152,38 @@ func stagingEmpty(t *testing.T, root string) {
 		}
 	}
 }
+
+// TestContainerPsAndCheck: ps lists containers beside workloads, check
+// reports containerd; without containerd both still work and say why.
+func TestContainerPsAndCheck(t *testing.T) {
+	x := startContainerd(t, true)
+	d := startDaemonAt(t, filepath.Join(t.TempDir(), "state"), x.in.Address)
+	x.run("web", counterScript)
+	d.runLoad("job", 4)
+	out, errOut, err := d.ctl("ps")
+	if err != nil || errOut != "" {
+		t.Fatalf("ps: %v %s", err, errOut)
+	}
+	for _, want := range []string{"ctr:default/web", "container", "job", "workload"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("ps lacks %q:\n%s", want, out)
+		}
+	}
+	if out := d.must("check"); !strings.Contains(out, "containerd") || !strings.Contains(out, "1.6") {
+		t.Errorf("check does not report containerd's version:\n%s", out)
+	}
+
+	lone := startDaemon(t) // its containerd socket leads nowhere
+	lone.runLoad("solo", 4)
+	out, errOut, err = lone.ctl("ps")
+	if err != nil || !strings.Contains(out, "solo") {
+		t.Fatalf("ps without containerd: %v\n%s", err, out)
+	}
+	if !strings.Contains(errOut, "warning: containers not listed") || !strings.Contains(errOut, "not reachable") {
+		t.Errorf("ps without containerd does not say why containers are missing: %q", errOut)
+	}
+	if out := lone.must("check"); !strings.Contains(out, "not reachable") {
+		t.Errorf("check without containerd:\n%s", out)
+	}
+	lone.mustFail("not reachable", "create", "ctr:web")
+}

@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
@@ -75,13 +77,24 @@ func (c *cli) client() (apiv1.CkptdClient, error) {
 	return apiv1.NewCkptdClient(c.conn), nil
 }
 
+// reachable tells a ckptd that is down from one that reports something it
+// depends on (containerd) as unavailable.
+func (c *cli) reachable() bool {
+	conn, err := net.DialTimeout("unix", c.socket, time.Second)
+	if err != nil {
+		return false
+	}
+	conn.Close()
+	return true
+}
+
 // describe turns an error into the one line the user sees.
 func (c *cli) describe(err error) string {
 	st, ok := status.FromError(err)
 	if !ok {
 		return err.Error()
 	}
-	if st.Code() == codes.Unavailable {
+	if st.Code() == codes.Unavailable && !c.reachable() {
 		return fmt.Sprintf("cannot reach ckptd at %s: is it running? (start it with 'make run')", c.socket)
 	}
 	return strings.ReplaceAll(st.Message(), "\n", " ")
