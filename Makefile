@@ -7,7 +7,7 @@ PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 LDFLAGS   := -X github.com/ckptd/ckptd/daemon.Version=$(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all deps build run test unit integration bench proto vet clean
+.PHONY: all deps bench-deps build run test unit integration bench proto vet clean
 
 all: build
 
@@ -35,9 +35,10 @@ integration: deps
 vet:
 	$(GO) vet ./...
 
-# Benchmarks: ckptctl against raw CRIU on the same workload, same run.
+# Benchmarks, same run: ckptctl against raw CRIU (memload), and against
+# ctr and podman (a busybox container).
 BENCH_MIB ?= 1024
-bench: deps build
+bench: deps bench-deps build
 	$(GO) run ./bench --mib $(BENCH_MIB)
 
 proto:
@@ -49,3 +50,7 @@ proto:
 
 clean:
 	rm -rf $(BIN)
+
+# podman, for the container benchmark's comparison (not needed by tests).
+bench-deps:
+	@command -v podman >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends podman >/dev/null

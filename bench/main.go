@@ -25,6 +25,8 @@ var (
 	mib    = flag.Int("mib", 1024, "workload size in MiB")
 	rounds = flag.Int("rounds", 3, "rounds per measurement (median is reported)")
 	binDir = flag.String("bin", "bin", "directory with ckptd and ckptctl")
+	procs  = flag.Bool("processes", true, "benchmark memload against raw criu")
+	ctrs   = flag.Bool("containers", true, "benchmark a container against ctr and podman")
 )
 
 type sample struct {
@@ -38,6 +40,15 @@ func main() {
 	work, err := os.MkdirTemp("/var/tmp", "ckptd-bench-")
 	check(err)
 	defer os.RemoveAll(work)
+	if *procs {
+		benchProcesses(work)
+	}
+	if *ctrs {
+		benchContainers(work)
+	}
+}
+
+func benchProcesses(work string) {
 	memload := filepath.Join(work, "memload")
 	run("go", "build", "-o", memload, "./test/memload")
 
@@ -46,7 +57,7 @@ func main() {
 		d, r := rawRound(work, memload, i)
 		rawDump, rawRestore = append(rawDump, d), append(rawRestore, r)
 	}
-	d := startDaemon(work)
+	d := startDaemon(work, "proc", filepath.Join(work, "no-containerd.sock"))
 	defer d.stop()
 	for i := range *rounds {
 		c, r := d.round(memload, i)
@@ -99,9 +110,10 @@ type daemon struct {
 	socket, root string
 }
 
-func startDaemon(work string) *daemon {
-	d := &daemon{socket: filepath.Join(work, "ckptd.sock"), root: filepath.Join(work, "state")}
-	d.cmd = exec.Command(filepath.Join(*binDir, "ckptd"), "--root", d.root, "--socket", d.socket, "--log-level", "warn")
+func startDaemon(work, name, containerd string) *daemon {
+	d := &daemon{socket: filepath.Join(work, name+".sock"), root: filepath.Join(work, name+"-state")}
+	d.cmd = exec.Command(filepath.Join(*binDir, "ckptd"), "--root", d.root, "--socket", d.socket, "--log-level", "warn",
+		"--containerd", containerd)
 	d.cmd.Stderr = os.Stderr
 	check(d.cmd.Start())
 	for range 100 {
