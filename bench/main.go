@@ -27,6 +27,7 @@ var (
 	binDir = flag.String("bin", "bin", "directory with ckptd and ckptctl")
 	procs  = flag.Bool("processes", true, "benchmark memload against raw criu")
 	ctrs   = flag.Bool("containers", true, "benchmark a container against ctr and podman")
+	dlog   = flag.String("daemon-log-level", "warn", "log level of the ckptd under test (its log goes to stderr)")
 )
 
 type sample struct {
@@ -112,7 +113,7 @@ type daemon struct {
 
 func startDaemon(work, name, containerd string) *daemon {
 	d := &daemon{socket: filepath.Join(work, name+".sock"), root: filepath.Join(work, name+"-state")}
-	d.cmd = exec.Command(filepath.Join(*binDir, "ckptd"), "--root", d.root, "--socket", d.socket, "--log-level", "warn",
+	d.cmd = exec.Command(filepath.Join(*binDir, "ckptd"), "--root", d.root, "--socket", d.socket, "--log-level", *dlog,
 		"--containerd", containerd)
 	d.cmd.Stderr = os.Stderr
 	check(d.cmd.Start())

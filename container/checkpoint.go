@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/checkpoint-restore/go-criu/v8/stats"
 	"github.com/containerd/containerd/api/types/runc/options"
@@ -96,22 +97,28 @@ func (r *Runtime) Checkpoint(ctx context.Context, req CheckpointRequest) (res Ch
 		defer func() { err = errors.Join(err, resume()) }()
 	}
 
+	t0 := time.Now()
 	src, err := r.saveState(ctx, c, req)
 	if err != nil {
 		return res, err
 	}
+	t1 := time.Now()
 	if err := r.dump(ctx, task, req); err != nil {
 		return res, err
 	}
+	t2 := time.Now()
 	if err := req.Commit(src); err != nil {
 		return res, err
 	}
+	t3 := time.Now()
 	res.Stats, err = readStats(req.WorkDir)
 	if !req.Options.LeaveRunning {
 		if kerr := stopTask(ctx, task); kerr != nil {
 			err = errors.Join(err, fmt.Errorf("checkpoint saved, but stopping container %s failed: %w", req.Ref, r.wrap(kerr)))
 		}
 	}
+	r.log.Debug("container checkpoint", "container", req.Ref.String(), "save_state", t1.Sub(t0),
+		"runc_checkpoint", t2.Sub(t1), "commit", t3.Sub(t2), "stop", time.Since(t3))
 	return res, err
 }
 
