@@ -92,6 +92,14 @@ func TestContainerCRIUFailure(t *testing.T) {
 		t.Errorf("the CRIU log the error names is gone: %v", err)
 	}
 	assertUntouched(t, x, d, "tcp", logPath)
+
+	// --tcp-established reaches CRIU, but CRIU 4.1.1 cannot dump a TCP
+	// socket on this kernel (getsockopt SO_PASSCRED/SO_PASSSEC on a TCP
+	// socket fails with EOPNOTSUPP; raw `criu dump --tcp-established` of a
+	// host process fails the same way). Should a CRIU fix that, this
+	// fails and the option deserves a success test instead.
+	d.mustFail("Can't get 1:34 opt", "create", "ctr:tcp", "--tcp-established")
+	assertUntouched(t, x, d, "tcp", logPath)
 }
 
 // TestContainerDiskFull: the state root fills up during the create, with
