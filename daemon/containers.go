@@ -203,9 +203,13 @@ func (d *Daemon) containerStatuses(ctx context.Context, all bool, known map[stri
 			continue
 		}
 		ref := store.TargetRef{Kind: store.KindContainer, Name: info.Ref.Name(), PID: info.PID}
-		s := &TargetStatus{Target: store.Target{TargetRef: ref}, Running: info.Running(), Image: info.Image, Exit: info.Status}
-		if info.Running() {
-			s.Exit = ""
+		s := &TargetStatus{Target: store.Target{TargetRef: ref}, Running: info.Running(), Image: info.Image}
+		switch {
+		case info.Running():
+		case info.Status == "":
+			s.Exit = "no task"
+		default:
+			s.Exit = info.Status
 		}
 		if t := known[ref.Key()]; t != nil && t.PID == info.PID {
 			s.Target = *t

@@ -26,6 +26,9 @@ func TestContainerCheckpointRestore(t *testing.T) {
 	if st := x.status("web"); st != "" {
 		t.Fatalf("after create without --leave-running the task is %q, want none", st)
 	}
+	if out := d.must("ps", "-a"); !strings.Contains(out, "no task") {
+		t.Errorf("ps -a does not show the stopped container:\n%s", out)
+	}
 	counts, _ := counterLines(readFile(logPath))
 	last := counts[len(counts)-1]
 
