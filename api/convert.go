@@ -1,6 +1,8 @@
 package api
 
 import (
+	"time"
+
 	apiv1 "github.com/ckptd/ckptd/api/v1"
 	"github.com/ckptd/ckptd/daemon"
 	"github.com/ckptd/ckptd/images"
@@ -14,9 +16,17 @@ func refToAPI(r store.TargetRef) *apiv1.TargetRef {
 func targetToAPI(t *daemon.TargetStatus) *apiv1.Target {
 	return &apiv1.Target{
 		Ref: refToAPI(t.TargetRef), StartTime: t.StartTime, RestoredFrom: t.RestoredFrom,
-		CreatedUnixNano: t.Created.UnixNano(), Running: t.Running, Exit: t.Exit,
+		CreatedUnixNano: unixNano(t.Created), Running: t.Running, Exit: t.Exit,
 		Image: t.Image, Warnings: t.Warnings,
 	}
+}
+
+// unixNano is 0 for an unknown time, which clients show as "-".
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
 }
 
 func optionsFromAPI(o *apiv1.Options) store.Options {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
@@ -67,8 +68,9 @@ func (r *Runtime) Version(ctx context.Context) (string, error) {
 type Info struct {
 	Ref    Ref
 	Image  string
-	Status string // running, paused, stopped, created; "" without a task
-	PID    int
+	Status  string // running, paused, stopped, created; "" without a task
+	PID     int
+	Created time.Time
 }
 
 // Running tells whether the container's task runs (or is paused).
@@ -117,7 +119,7 @@ func (r *Runtime) info(ctx context.Context, ref Ref, c client.Container) (Info, 
 	if err != nil {
 		return Info{}, r.wrap(err)
 	}
-	info := Info{Ref: ref, Image: ci.Image}
+	info := Info{Ref: ref, Image: ci.Image, Created: ci.CreatedAt}
 	task, err := c.Task(ctx, nil)
 	if cerrdefs.IsNotFound(err) {
 		return info, nil

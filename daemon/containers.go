@@ -203,7 +203,7 @@ func (d *Daemon) containerStatuses(ctx context.Context, all bool, known map[stri
 			continue
 		}
 		ref := store.TargetRef{Kind: store.KindContainer, Name: info.Ref.Name(), PID: info.PID}
-		s := &TargetStatus{Target: store.Target{TargetRef: ref}, Running: info.Running(), Image: info.Image}
+		s := &TargetStatus{Target: store.Target{TargetRef: ref, Created: info.Created}, Running: info.Running(), Image: info.Image}
 		switch {
 		case info.Running():
 		case info.Status == "":
@@ -211,7 +211,7 @@ func (d *Daemon) containerStatuses(ctx context.Context, all bool, known map[stri
 		default:
 			s.Exit = info.Status
 		}
-		if t := known[ref.Key()]; t != nil && t.PID == info.PID {
+		if t := known[ref.Key()]; t != nil && t.PID == info.PID && info.Running() {
 			s.Target = *t
 		}
 		out = append(out, s)

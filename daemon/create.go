@@ -69,6 +69,10 @@ func (d *Daemon) Create(ctx context.Context, req CreateRequest) (*store.Checkpoi
 	if err := dump(ctx, c); err != nil {
 		return nil, fmt.Errorf("checkpoint %s: %w", req.Target, err)
 	}
+	// The record as stored, with the files CRIU closed last.
+	if c, err = d.store.Get(ctx, c.ID); err != nil {
+		return nil, err
+	}
 	d.log.Info("checkpoint created", "id", c.ID, "name", c.Name, "target", c.Target.Key(),
 		"stats", c.Stats, "bytes", c.Size())
 	return c, nil

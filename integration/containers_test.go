@@ -23,6 +23,9 @@ func TestContainerCheckpointRestore(t *testing.T) {
 	if c1.Name != "web-1" {
 		t.Errorf("checkpoint name %q, want web-1", c1.Name)
 	}
+	if _, ok := c1.Files["dump.log"]; !ok {
+		t.Errorf("create reports the checkpoint without the files CRIU closed last: %v", keys(c1.Files))
+	}
 	if st := x.status("web"); st != "" {
 		t.Fatalf("after create without --leave-running the task is %q, want none", st)
 	}

@@ -175,6 +175,7 @@ type checkpoint struct {
 	Stats  struct {
 		FrozenTime int64 `json:"frozen_time"`
 	} `json:"stats"`
+	Files map[string]any `json:"files"`
 }
 
 func (d *daemon) checkpoints() []checkpoint {
