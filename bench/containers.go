@@ -11,10 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/containerd/containerd/v2/client"
-	"github.com/containerd/containerd/v2/pkg/cio"
-	"github.com/containerd/containerd/v2/pkg/namespaces"
-	"github.com/containerd/containerd/v2/pkg/oci"
 
 	"github.com/ckptd/ckptd/test/containerdtest"
 	"github.com/ckptd/ckptd/test/ociimage"
@@ -30,8 +26,6 @@ const (
 type containerBench struct {
 	work string
 	in   *containerdtest.Instance
-	c    *client.Client
-	img  *ociimage.Image
 }
 
 func benchContainers(work string) {
@@ -43,10 +37,7 @@ func benchContainers(work string) {
 	check(err)
 	defer func() { check(in.Close()) }()
 	check(in.Import(context.Background(), "default", img.Layout))
-	c, err := in.Client()
-	check(err)
-	defer c.Close()
-	b := &containerBench{work: work, in: in, c: c, img: img}
+	b := &containerBench{work: work, in: in}
 
 	d := startDaemon(work, "ctr", in.Address)
 	defer d.stop()
@@ -119,16 +110,8 @@ func median(s []sample) time.Duration {
 
 // run starts container id and waits until it has printed a few lines.
 func (b *containerBench) run(id string) {
-	ctx := namespaces.WithNamespace(context.Background(), "default")
-	img, err := b.c.GetImage(ctx, benchImage)
-	check(err)
-	ctr, err := b.c.NewContainer(ctx, id, client.WithNewSnapshot(id, img),
-		client.WithNewSpec(oci.WithImageConfig(img), oci.WithProcessArgs("/bin/sh", "-c", benchScript)))
-	check(err)
 	logPath := filepath.Join(b.work, id+".log")
-	task, err := ctr.NewTask(ctx, cio.LogFile(logPath))
-	check(err)
-	check(task.Start(ctx))
+	check(b.in.Run(context.Background(), "default", benchImage, id, benchScript, logPath))
 	waitLines(logPath, 3)
 }
 

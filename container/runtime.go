@@ -15,8 +15,8 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/ckptd/ckptd/errdefs"
 )
@@ -66,8 +66,8 @@ func (r *Runtime) Version(ctx context.Context) (string, error) {
 
 // Info is a container as containerd sees it.
 type Info struct {
-	Ref    Ref
-	Image  string
+	Ref     Ref
+	Image   string
 	Status  string // running, paused, stopped, created; "" without a task
 	PID     int
 	Created time.Time

@@ -11,9 +11,7 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
-	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
-	"github.com/containerd/containerd/v2/pkg/oci"
 
 	"github.com/ckptd/ckptd/test/containerdtest"
 	"github.com/ckptd/ckptd/test/ociimage"
@@ -83,23 +81,9 @@ func (x *ctrd) importImage() {
 // run starts container id with script and returns its log path.
 func (x *ctrd) run(id, script string) string {
 	x.t.Helper()
-	ctx := x.ctx()
-	img, err := x.c.GetImage(ctx, testImage)
-	if err != nil {
-		x.t.Fatal(err)
-	}
-	ctr, err := x.c.NewContainer(ctx, id, client.WithNewSnapshot(id, img),
-		client.WithNewSpec(oci.WithImageConfig(img), oci.WithProcessArgs("/bin/sh", "-c", script)))
-	if err != nil {
-		x.t.Fatalf("create container %s: %v", id, err)
-	}
 	logPath := filepath.Join(x.in.Dir, id+".log")
-	task, err := ctr.NewTask(ctx, cio.LogFile(logPath))
-	if err != nil {
-		x.t.Fatalf("create task %s: %v", id, err)
-	}
-	if err := task.Start(ctx); err != nil {
-		x.t.Fatalf("start %s: %v", id, err)
+	if err := x.in.Run(context.Background(), "default", testImage, id, script, logPath); err != nil {
+		x.t.Fatal(err)
 	}
 	return logPath
 }

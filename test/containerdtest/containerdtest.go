@@ -15,7 +15,9 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/containerd/v2/pkg/oci"
 	"golang.org/x/sys/unix"
 )
 
@@ -122,6 +124,34 @@ func (in *Instance) Import(ctx context.Context, ns string, layout []byte) error 
 		if err := client.NewImage(c, img).Unpack(ctx, ""); err != nil {
 			return fmt.Errorf("unpack %s: %w", img.Name, err)
 		}
+	}
+	return nil
+}
+
+// Run creates and starts container id in namespace ns from image, running
+// sh -c script, with its output in logPath.
+func (in *Instance) Run(ctx context.Context, ns, image, id, script, logPath string) error {
+	c, err := in.Client()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx = namespaces.WithNamespace(ctx, ns)
+	img, err := c.GetImage(ctx, image)
+	if err != nil {
+		return err
+	}
+	ctr, err := c.NewContainer(ctx, id, client.WithNewSnapshot(id, img),
+		client.WithNewSpec(oci.WithImageConfig(img), oci.WithProcessArgs("/bin/sh", "-c", script)))
+	if err != nil {
+		return fmt.Errorf("create container %s: %w", id, err)
+	}
+	task, err := ctr.NewTask(ctx, cio.LogFile(logPath))
+	if err != nil {
+		return fmt.Errorf("create task %s: %w", id, err)
+	}
+	if err := task.Start(ctx); err != nil {
+		return fmt.Errorf("start %s: %w", id, err)
 	}
 	return nil
 }
