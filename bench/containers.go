@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-
 	"github.com/ckptd/ckptd/test/containerdtest"
 	"github.com/ckptd/ckptd/test/ociimage"
 )
