@@ -56,11 +56,13 @@ func (r *Runtime) Restore(ctx context.Context, req RestoreRequest) (res RestoreR
 	if res.Warnings, err = rlimitWarnings(spec); err != nil {
 		return res, err
 	}
-	if err := r.removeStopped(ctx, req.Ref); err != nil {
-		return res, err
-	}
+	// Everything that can refuse the restore comes before a stopped
+	// container of the same ID is replaced.
 	img, err := r.baseImage(ctx, req)
 	if err != nil {
+		return res, err
+	}
+	if err := r.removeStopped(ctx, req.Ref, req.Verified); err != nil {
 		return res, err
 	}
 	if req.Ref.ID != req.From.ID && spec.Linux != nil && spec.Linux.CgroupsPath != "" {
@@ -116,8 +118,9 @@ func (r *Runtime) startRestored(ctx context.Context, c client.Container, req Res
 
 // removeStopped makes room for an in-place restore: a container of the
 // same ID may stay behind, stopped, after its checkpoint; a running one
-// is never touched.
-func (r *Runtime) removeStopped(ctx context.Context, ref Ref) error {
+// is never touched, and a stopped one only once verified says the
+// checkpoint is sound.
+func (r *Runtime) removeStopped(ctx context.Context, ref Ref, verified func() error) error {
 	c, err := r.client.LoadContainer(ctx, ref.ID)
 	if cerrdefs.IsNotFound(err) {
 		return nil
@@ -125,7 +128,9 @@ func (r *Runtime) removeStopped(ctx context.Context, ref Ref) error {
 	if err != nil {
 		return r.wrap(err)
 	}
-	if task, err := c.Task(ctx, nil); err == nil {
+	task, err := c.Task(ctx, nil)
+	hasTask := err == nil
+	if hasTask {
 		st, err := task.Status(ctx)
 		if err != nil {
 			return r.wrap(err)
@@ -133,6 +138,11 @@ func (r *Runtime) removeStopped(ctx context.Context, ref Ref) error {
 		if st.Status != client.Stopped {
 			return fmt.Errorf("container %s exists and is %s; restore under another name with --name: %w", ref, st.Status, errdefs.ErrAlreadyExists)
 		}
+	}
+	if err := verified(); err != nil {
+		return err
+	}
+	if hasTask {
 		if _, err := task.Delete(ctx); err != nil {
 			return fmt.Errorf("remove stopped task of %s: %w", ref, r.wrap(err))
 		}

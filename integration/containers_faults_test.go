@@ -184,7 +184,28 @@ func TestContainerCorruptedCheckpoint(t *testing.T) {
 	logPath := x.run("web", counterScript)
 	waitCount(t, logPath, 2)
 	c := d.create("ctr:web", "--leave-running")
-	pages, _ := filepath.Glob(filepath.Join(d.root, "checkpoints", c.ID, "pages-*.img"))
+	corrupt(t, d, c.ID)
+	d.mustFail("checksum", "restore", c.Name, "--name", "copy")
+	if st := x.status("copy"); st != "absent" {
+		t.Errorf("refused restore left container copy (%q)", st)
+	}
+	if st := x.status("web"); st != "running" {
+		t.Errorf("original is %q", st)
+	}
+
+	// In place: the stopped container stays until the checkpoint is known good.
+	c2 := d.create("ctr:web")
+	corrupt(t, d, c2.ID)
+	d.mustFail("checksum", "restore", c2.Name)
+	if st := x.status("web"); st != "" {
+		t.Errorf("refused in-place restore: container web is %q, want still there without a task", st)
+	}
+}
+
+// corrupt flips a byte of a page image of checkpoint id.
+func corrupt(t *testing.T, d *daemon, id string) {
+	t.Helper()
+	pages, _ := filepath.Glob(filepath.Join(d.root, "checkpoints", id, "pages-*.img"))
 	if len(pages) == 0 {
 		t.Fatal("no page images")
 	}
@@ -192,16 +213,13 @@ func TestContainerCorruptedCheckpoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer f.Close()
 	b := make([]byte, 1)
-	f.ReadAt(b, 100)
-	b[0] ^= 0xff
-	f.WriteAt(b, 100)
-	f.Close()
-	d.mustFail("checksum", "restore", c.Name, "--name", "copy")
-	if st := x.status("copy"); st != "absent" {
-		t.Errorf("refused restore left container copy (%q)", st)
+	if _, err := f.ReadAt(b, 100); err != nil {
+		t.Fatal(err)
 	}
-	if st := x.status("web"); st != "running" {
-		t.Errorf("original is %q", st)
+	b[0] ^= 0xff
+	if _, err := f.WriteAt(b, 100); err != nil {
+		t.Fatal(err)
 	}
 }
