@@ -179,6 +179,8 @@ func TestBadInput(t *testing.T) {
 		{"not found in PATH", []string{"run", "--name", "x", "--", "no-such-command-ckptd"}},
 		{"--output", []string{"ls", "-o", "yaml"}},
 		{"cannot reach ckptd", []string{"--socket", "/nonexistent/ckptd.sock", "ls"}},
+		{"load CA", []string{"certs", "host", "h", "--ca", "/nonexistent", "--out", t.TempDir(), "--ip", "127.0.0.1"}},
+		{"at least one IP address", []string{"certs", "host", "h", "--ca", "/nonexistent", "--out", t.TempDir()}},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			d.t = t
