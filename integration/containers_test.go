@@ -102,6 +102,11 @@ func TestContainerCheckpointRestore(t *testing.T) {
 	if out := d.must("ls", "--tree"); !strings.Contains(out, "web2") {
 		t.Errorf("lineage tree lacks the copy:\n%s", out)
 	}
+	d.must("kill", "ctr:web2")
+	waitFor(t, "killed copy to stop", func() bool { return x.status("web2") == "stopped" })
+	if x.status("web") != "running" {
+		t.Errorf("killing the copy touched the original: %q", x.status("web"))
+	}
 }
 
 // TestContainerRestoreOnSecondContainerd restores a checkpoint into another
