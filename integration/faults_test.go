@@ -112,6 +112,7 @@ func TestDiskFull(t *testing.T) {
 	d := &daemon{t: t}
 	dir := t.TempDir()
 	d.root, d.socket = filepath.Join(dir, "state"), filepath.Join(dir, "ckptd.sock")
+	d.containerd = filepath.Join(dir, "no-containerd.sock")
 	if err := os.Mkdir(d.root, 0o700); err != nil {
 		t.Fatal(err)
 	}
