@@ -114,7 +114,7 @@ func (r *Runtime) Checkpoint(ctx context.Context, req CheckpointRequest) (res Ch
 	res.Stats, err = readStats(req.WorkDir)
 	if !req.Options.LeaveRunning {
 		if kerr := stopTask(ctx, task); kerr != nil {
-			err = errors.Join(err, fmt.Errorf("checkpoint saved, but stopping container %s failed: %w", req.Ref, r.wrap(kerr)))
+			err = errors.Join(err, fmt.Errorf("stopping container %s failed: %w", req.Ref, r.wrap(kerr)))
 		}
 	}
 	r.log.Debug("container checkpoint", "container", req.Ref.String(), "save_state", t1.Sub(t0),
@@ -204,10 +204,8 @@ func stopTask(ctx context.Context, task client.Task) error {
 		return err
 	}
 	// runc thaws a frozen container to deliver SIGKILL; resume if not.
-	if st, err := task.Status(ctx); err == nil && st.Status == client.Paused {
-		if err := task.Resume(ctx); err != nil && !isGone(err) {
-			return err
-		}
+	if err := resumeIfPaused(ctx, task); err != nil && !isGone(err) {
+		return err
 	}
 	<-exited
 	_, err = task.Delete(ctx)

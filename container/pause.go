@@ -82,10 +82,18 @@ func (r *Runtime) ResumeMarked(ctx context.Context, marker string) (Ref, error) 
 
 func resumeIfPaused(ctx context.Context, task client.Task) error {
 	st, err := task.Status(ctx)
-	if err == nil && st.Status == client.Paused {
-		err = task.Resume(ctx)
+	if err != nil || st.Status != client.Paused {
+		return err
 	}
-	return err
+	if err := task.Resume(ctx); err != nil {
+		// A kill may have stopped it since we looked; only a task that
+		// is still paused is a failure.
+		if st, serr := task.Status(ctx); serr == nil && st.Status != client.Paused {
+			return nil
+		}
+		return err
+	}
+	return nil
 }
 
 // isGone tells errors that mean the task is no longer there to act on.
