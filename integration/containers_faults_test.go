@@ -112,7 +112,7 @@ func TestContainerDiskFull(t *testing.T) {
 			if err := unix.Mount("tmpfs", mnt, "tmpfs", 0, "size=24m"); err != nil {
 				t.Fatalf("mount tmpfs: %v", err)
 			}
-			t.Cleanup(func() { unix.Unmount(mnt, unix.MNT_DETACH) })
+			t.Cleanup(func() { unmountRetrying(t, mnt) })
 			d := startDaemonAt(t, filepath.Join(mnt, "state"), x.in.Address)
 			logPath := x.run("web", counterScript)
 			waitCount(t, logPath, 2)

@@ -119,11 +119,7 @@ func TestDiskFull(t *testing.T) {
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", d.root).CombinedOutput(); err != nil {
 		t.Fatalf("mount tmpfs: %v: %s", err, out)
 	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", d.root).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", d.root, err, out)
-		}
-	})
+	t.Cleanup(func() { unmountRetrying(t, d.root) })
 	d.start()
 	t.Cleanup(d.cleanup) // runs before the umount
 	w := d.runLoad("big", 64)

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // daemon is one ckptd on a private state root and socket.
@@ -270,5 +272,24 @@ func continues(t *testing.T, before, after status) {
 	}
 	if after.Counter < before.Counter || after.Pipe < before.Pipe || after.Unix < before.Unix {
 		t.Errorf("state went backwards: %+v -> %+v", before, after)
+	}
+}
+
+// unmountRetrying unmounts a test's tmpfs. A process the test killed can
+// hold it for a moment after it stops counting as alive, so "busy" is
+// retried for a while before it fails the test.
+func unmountRetrying(t *testing.T, dir string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := unix.Unmount(dir, 0)
+		if err == nil {
+			return
+		}
+		if err != unix.EBUSY || time.Now().After(deadline) {
+			t.Errorf("unmount %s: %v", dir, err)
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
