@@ -15,7 +15,10 @@ import (
 // saveRootfs has containerd's differ write the container's writable layer
 // (its snapshot against the image) as an uncompressed tar, and copies it
 // to path. The blob lives in containerd's content store only under a
-// lease, which is dropped at the end.
+// lease, which is dropped at the end; containerd's GC then removes it. It
+// is not deleted here: two containers with identical layers share the
+// blob, and deleting it under the other's read failed a concurrent
+// checkpoint.
 func (r *Runtime) saveRootfs(ctx context.Context, snapshotter, key, path string) (string, error) {
 	ctx, done, err := r.client.WithLease(ctx)
 	if err != nil {
@@ -43,9 +46,6 @@ func (r *Runtime) saveRootfs(ctx context.Context, snapshotter, key, path string)
 	}
 	if err != nil {
 		return "", err
-	}
-	if err := cs.Delete(ctx, desc.Digest); err != nil && !cerrdefs.IsNotFound(err) {
-		return "", r.wrap(err)
 	}
 	return desc.MediaType, nil
 }
@@ -81,9 +81,6 @@ func (r *Runtime) applyRootfs(ctx context.Context, snapshotter, key, mediaType, 
 		return r.wrap(err)
 	}
 	if _, err := r.client.DiffService().Apply(ctx, desc, mounts); err != nil {
-		return r.wrap(err)
-	}
-	if err := cs.Delete(ctx, desc.Digest); err != nil && !cerrdefs.IsNotFound(err) {
 		return r.wrap(err)
 	}
 	return nil
