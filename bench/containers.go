@@ -138,7 +138,9 @@ func benchPodman(work string, img *ociimage.Image) (ckpt, restore []sample) {
 	}
 	defer func() {
 		pm("system", "reset", "-f")
-		unmountUnder(root)
+		if err := containerdtest.UnmountUnder(root); err != nil {
+			log.Printf("podman leftovers: %v", err)
+		}
 	}()
 	tar := filepath.Join(work, "image.tar")
 	check(os.WriteFile(tar, img.Layout, 0o600))
@@ -162,20 +164,5 @@ func waitPodman(pm func(...string) string, name string) {
 			log.Fatalf("podman container %s did not start printing", name)
 		}
 		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// unmountUnder detaches what podman left mounted below dir.
-func unmountUnder(dir string) {
-	var mounts []string
-	for _, line := range strings.Split(readFile("/proc/self/mountinfo"), "\n") {
-		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
-			mounts = append(mounts, f[4])
-		}
-	}
-	for i := len(mounts) - 1; i >= 0; i-- {
-		if out, err := exec.Command("umount", "-l", mounts[i]).CombinedOutput(); err != nil {
-			log.Printf("umount %s: %v %s", mounts[i], err, out)
-		}
 	}
 }

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -37,10 +38,7 @@ func assertUntouched(t *testing.T, x *ctrd, d *daemon, id, logPath string) {
 }
 
 func TestContainerBadInput(t *testing.T) {
-	x := startContainerd(t, true)
-	d := startDaemonAt(t, filepath.Join(t.TempDir(), "state"), x.in.Address)
-	logPath := x.run("web", counterScript)
-	waitCount(t, logPath, 2)
+	x, d, _ := withRunningContainer(t, "web", counterScript, 2)
 	img, err := x.c.GetImage(x.ctx(), testImage)
 	if err != nil {
 		t.Fatal(err)
@@ -49,10 +47,7 @@ func TestContainerBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := d.create("ctr:web", "--leave-running")
-	for _, tc := range []struct {
-		want string
-		args []string
-	}{
+	d.mustFailAll(t, []failCase{
 		{"not found", []string{"create", "ctr:default/nope"}},
 		{"not found", []string{"create", "ctr:other/web"}},
 		{"container id", []string{"create", "ctr:default/"}},
@@ -61,13 +56,7 @@ func TestContainerBadInput(t *testing.T) {
 		{"exists and is running", []string{"restore", c.Name}},
 		{"container id", []string{"restore", c.Name, "--name", "a/b/c"}},
 		{"ckptd keeps the logs of containers it restored", []string{"logs", "ctr:web"}},
-	} {
-		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
-			d.t = t
-			d.mustFail(tc.want, tc.args...)
-		})
-	}
-	d.t = t
+	})
 	if n := len(d.checkpoints()); n != 1 {
 		t.Errorf("bad input changed the store: %d checkpoints, want 1", n)
 	}
@@ -78,19 +67,8 @@ func TestContainerBadInput(t *testing.T) {
 
 // TestContainerCRIUFailure: CRIU refuses the dump; the container must run on.
 func TestContainerCRIUFailure(t *testing.T) {
-	x := startContainerd(t, true)
-	d := startDaemonAt(t, filepath.Join(t.TempDir(), "state"), x.in.Address)
-	logPath := x.run("tcp", tcpScript)
-	waitCount(t, logPath, 5)
-	line := d.mustFail("TCP", "create", "ctr:tcp")
-	if !strings.Contains(line, "log: ") {
-		t.Errorf("error does not name the CRIU log: %s", line)
-	}
-	logFile := line[strings.LastIndex(line, "log: ")+5:]
-	logFile = strings.TrimRight(logFile, ")")
-	if _, err := os.Stat(logFile); err != nil {
-		t.Errorf("the CRIU log the error names is gone: %v", err)
-	}
+	x, d, logPath := withRunningContainer(t, "tcp", tcpScript, 5)
+	criuLogKept(t, d.mustFail("TCP", "create", "ctr:tcp"))
 	assertUntouched(t, x, d, "tcp", logPath)
 
 	// --tcp-established reaches CRIU, but CRIU 4.1.1 cannot dump a TCP
@@ -149,10 +127,7 @@ func fill(t *testing.T, path string, room int64) {
 // TestContainerKillDaemonWhilePaused kills ckptd while the container is
 // paused for a checkpoint; the next ckptd resumes it.
 func TestContainerKillDaemonWhilePaused(t *testing.T) {
-	x := startContainerd(t, true)
-	d := startDaemonAt(t, filepath.Join(t.TempDir(), "state"), x.in.Address)
-	logPath := x.run("web", counterScript)
-	waitCount(t, logPath, 2)
+	x, d, logPath := withRunningContainer(t, "web", counterScript, 2)
 	done := make(chan error, 1)
 	go func() { _, _, err := d.ctl("create", "ctr:web"); done <- err }()
 	deadline := time.Now().Add(10 * time.Second)
@@ -164,10 +139,11 @@ func TestContainerKillDaemonWhilePaused(t *testing.T) {
 	}
 	d.kill9()
 	<-done
-	// runc may still be dumping; it leaves the container paused either way.
+	// runc may still be dumping; it leaves the container paused either
+	// way, and nobody but ckptd would resume it.
 	time.Sleep(time.Second)
 	if st := x.status("web"); st != "paused" {
-		t.Logf("container is %q after ckptd died (expected paused)", st)
+		t.Fatalf("container is %q after ckptd died, want paused (else this test proves nothing)", st)
 	}
 	d.start()
 	if st := x.status("web"); st != "running" {
@@ -179,12 +155,9 @@ func TestContainerKillDaemonWhilePaused(t *testing.T) {
 // TestContainerCorruptedCheckpoint: a damaged image is refused at restore
 // and no container is left behind.
 func TestContainerCorruptedCheckpoint(t *testing.T) {
-	x := startContainerd(t, true)
-	d := startDaemonAt(t, filepath.Join(t.TempDir(), "state"), x.in.Address)
-	logPath := x.run("web", counterScript)
-	waitCount(t, logPath, 2)
+	x, d, _ := withRunningContainer(t, "web", counterScript, 2)
 	c := d.create("ctr:web", "--leave-running")
-	corrupt(t, d, c.ID)
+	corrupt(t, d, c.ID, 100)
 	d.mustFail("checksum", "restore", c.Name, "--name", "copy")
 	if st := x.status("copy"); st != "absent" {
 		t.Errorf("refused restore left container copy (%q)", st)
@@ -195,31 +168,54 @@ func TestContainerCorruptedCheckpoint(t *testing.T) {
 
 	// In place: the stopped container stays until the checkpoint is known good.
 	c2 := d.create("ctr:web")
-	corrupt(t, d, c2.ID)
+	corrupt(t, d, c2.ID, 100)
 	d.mustFail("checksum", "restore", c2.Name)
 	if st := x.status("web"); st != "" {
 		t.Errorf("refused in-place restore: container web is %q, want still there without a task", st)
 	}
 }
 
-// corrupt flips a byte of a page image of checkpoint id.
-func corrupt(t *testing.T, d *daemon, id string) {
-	t.Helper()
-	pages, _ := filepath.Glob(filepath.Join(d.root, "checkpoints", id, "pages-*.img"))
-	if len(pages) == 0 {
-		t.Fatal("no page images")
-	}
-	f, err := os.OpenFile(pages[0], os.O_RDWR, 0)
-	if err != nil {
+// TestContainerCommitFails: two containers checkpointed at once under one
+// name both pass the early name check; the second to publish fails inside
+// the commit, while its container is frozen. It must be resumed.
+func TestContainerCommitFails(t *testing.T) {
+	x, d, logA := withRunningContainer(t, "a", counterScript, 2)
+	logB := filepath.Join(x.in.Dir, "b.log")
+	if err := x.in.Run(context.Background(), "default", testImage, "b", counterScript, logB); err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	b := make([]byte, 1)
-	if _, err := f.ReadAt(b, 100); err != nil {
-		t.Fatal(err)
+	waitCount(t, logB, 2)
+	errs := make(chan string, 2)
+	for _, id := range []string{"a", "b"} {
+		go func() {
+			_, stderr, err := d.ctl("create", "--leave-running", "--name", "same", "ctr:"+id)
+			if err == nil {
+				stderr = ""
+			}
+			errs <- stderr
+		}()
 	}
-	b[0] ^= 0xff
-	if _, err := f.WriteAt(b, 100); err != nil {
-		t.Fatal(err)
+	var failed []string
+	for range 2 {
+		if e := <-errs; e != "" {
+			failed = append(failed, e)
+		}
+	}
+	if len(failed) != 1 || !strings.Contains(failed[0], "already exists") {
+		t.Fatalf("want exactly one create refused for the taken name, got %q", failed)
+	}
+	if n := len(d.checkpoints()); n != 1 {
+		t.Errorf("%d checkpoints listed, want 1", n)
+	}
+	for id, logPath := range map[string]string{"a": logA, "b": logB} {
+		if st := x.status(id); st != "running" {
+			t.Errorf("container %s is %q, want running", id, st)
+		}
+		if !counting(t, logPath) {
+			t.Errorf("container %s does not count", id)
+		}
+	}
+	if entries, _ := os.ReadDir(filepath.Join(d.root, "staging")); len(entries) != 0 {
+		t.Errorf("staging holds %d entries", len(entries))
 	}
 }

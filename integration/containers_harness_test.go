@@ -63,6 +63,18 @@ func startContainerd(t *testing.T, withImage bool) *ctrd {
 	return x
 }
 
+// withRunningContainer starts a private containerd with the test image, a
+// ckptd talking to it, and container id running script until it printed
+// a counter of n; it returns all three and the container's log path.
+func withRunningContainer(t *testing.T, id, script string, n int) (*ctrd, *daemon, string) {
+	t.Helper()
+	x := startContainerd(t, true)
+	d := startDaemonAt(t, filepath.Join(t.TempDir(), "state"), x.in.Address)
+	logPath := x.run(id, script)
+	waitCount(t, logPath, n)
+	return x, d, logPath
+}
+
 func (x *ctrd) ctx() context.Context {
 	return namespaces.WithNamespace(context.Background(), "default")
 }

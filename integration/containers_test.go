@@ -11,10 +11,7 @@ import (
 // TestContainerCheckpointRestore checkpoints a containerd container and
 // restores it in place, then again as a copy beside the original.
 func TestContainerCheckpointRestore(t *testing.T) {
-	x := startContainerd(t, true)
-	d := startDaemonAt(t, filepath.Join(t.TempDir(), "state"), x.in.Address)
-	logPath := x.run("web", counterScript)
-	waitCount(t, logPath, 5)
+	x, d, logPath := withRunningContainer(t, "web", counterScript, 5)
 
 	if out := d.must("ps"); !strings.Contains(out, "ctr:default/web") || !strings.Contains(out, testImage) {
 		t.Fatalf("ps does not list the container with its image:\n%s", out)
@@ -150,7 +147,7 @@ func keys(m map[string]any) []string {
 	return out
 }
 
-// containerCheckpointDirs lists what the store holds on disk.
+// stagingEmpty checks that a failed create left nothing in staging/ or checkpoints/.
 func stagingEmpty(t *testing.T, root string) {
 	t.Helper()
 	for _, sub := range []string{"staging", "checkpoints"} {

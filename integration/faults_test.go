@@ -72,19 +72,7 @@ func TestCorruptedCheckpointRefused(t *testing.T) {
 	d := startDaemon(t)
 	d.runLoad("data", 16)
 	c := d.create("data", "--leave-running")
-	pages, _ := filepath.Glob(filepath.Join(d.root, "checkpoints", c.ID, "pages-*.img"))
-	if len(pages) == 0 {
-		t.Fatal("no pages image in checkpoint")
-	}
-	f, err := os.OpenFile(pages[0], os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := make([]byte, 1)
-	f.ReadAt(b, 4096)
-	b[0] ^= 0xff
-	f.WriteAt(b, 4096)
-	f.Close()
+	corrupt(t, d, c.ID, 4096)
 
 	d.mustFail("does not match its checksum", "restore", c.Name, "--name", "bad")
 	for _, tg := range d.ps() {
@@ -156,12 +144,9 @@ func criuLogKept(t *testing.T, msg string) {
 func TestBadInput(t *testing.T) {
 	d := startDaemon(t)
 	d.runLoad("w", 8)
-	c := d.create("w", "--leave-running", "--name", "base")
+	d.create("w", "--leave-running", "--name", "base")
 	d.create("w", "--leave-running", "--name", "child")
-	for _, tc := range []struct {
-		want string
-		args []string
-	}{
+	d.mustFailAll(t, []failCase{
 		{"not found", []string{"restore", "nope"}},
 		{"not found", []string{"create", "no-such-workload"}},
 		{"process 999999999", []string{"create", "999999999"}},
@@ -178,17 +163,10 @@ func TestBadInput(t *testing.T) {
 		{"cannot reach ckptd", []string{"--socket", "/nonexistent/ckptd.sock", "ls"}},
 		{"load CA", []string{"certs", "host", "h", "--ca", "/nonexistent", "--out", t.TempDir(), "--ip", "127.0.0.1"}},
 		{"at least one IP address", []string{"certs", "host", "h", "--ca", "/nonexistent", "--out", t.TempDir()}},
-	} {
-		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
-			d.t = t
-			d.mustFail(tc.want, tc.args...)
-		})
-	}
-	d.t = t
+	})
 	if n := len(d.checkpoints()); n != 2 {
 		t.Errorf("bad input changed the store: %d checkpoints, want 2", n)
 	}
-	_ = c
 }
 
 // TestHostProcess checkpoints a process ckptd did not launch, by PID, with

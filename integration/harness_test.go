@@ -138,6 +138,24 @@ func (d *daemon) mustFail(want string, args ...string) string {
 	return lines[0]
 }
 
+// failCase is one bad command and the text its error line must hold.
+type failCase struct {
+	want string
+	args []string
+}
+
+// mustFailAll runs each case as a subtest of t with mustFail.
+func (d *daemon) mustFailAll(t *testing.T, cases []failCase) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			d.t = t
+			d.mustFail(tc.want, tc.args...)
+		})
+	}
+	d.t = t
+}
+
 type target struct {
 	Ref struct {
 		Kind    string `json:"kind"`
@@ -291,5 +309,27 @@ func unmountRetrying(t *testing.T, dir string) {
 			return
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// corrupt flips the byte at off of a page image of checkpoint id.
+func corrupt(t *testing.T, d *daemon, id string, off int64) {
+	t.Helper()
+	pages, _ := filepath.Glob(filepath.Join(d.root, "checkpoints", id, "pages-*.img"))
+	if len(pages) == 0 {
+		t.Fatal("no page images in checkpoint")
+	}
+	f, err := os.OpenFile(pages[0], os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := make([]byte, 1)
+	if _, err := f.ReadAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0xff
+	if _, err := f.WriteAt(b, off); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -40,11 +40,7 @@ func NewCA(dir, name string) error {
 	if err := refuseOverwrite(dir, CAFile, CAKey); err != nil {
 		return err
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	tmpl, err := template(name)
+	key, tmpl, err := newKey(name)
 	if err != nil {
 		return err
 	}
@@ -76,11 +72,7 @@ func IssueHost(caDir, outDir, name string, ips []net.IP, dnsNames []string) erro
 	if err != nil {
 		return err
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	tmpl, err := template(name)
+	key, tmpl, err := newKey(name)
 	if err != nil {
 		return err
 	}
@@ -126,13 +118,19 @@ func Config(dir string) (*tls.Config, error) {
 	}, nil
 }
 
-func template(name string) (*x509.Certificate, error) {
+// newKey makes a key pair and the certificate template common to a CA
+// and a host: a random serial, the name, a year's validity.
+func newKey(name string) (*ecdsa.PrivateKey, *x509.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	now := time.Now()
-	return &x509.Certificate{
+	return key, &x509.Certificate{
 		SerialNumber: serial,
 		Subject:      pkix.Name{CommonName: name, Organization: []string{"ckptd"}},
 		NotBefore:    now.Add(-time.Minute),

@@ -4,6 +4,7 @@
 package containerdtest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -116,7 +117,7 @@ func (in *Instance) Import(ctx context.Context, ns string, layout []byte) error 
 	}
 	defer c.Close()
 	ctx = namespaces.WithNamespace(ctx, ns)
-	imgs, err := c.Import(ctx, strings.NewReader(string(layout)))
+	imgs, err := c.Import(ctx, bytes.NewReader(layout))
 	if err != nil {
 		return fmt.Errorf("import: %w", err)
 	}
@@ -175,7 +176,7 @@ func (in *Instance) Close() error {
 			<-in.done
 		}
 	}
-	errs = append(errs, unmountUnder(in.Dir), os.RemoveAll(in.Dir))
+	errs = append(errs, UnmountUnder(in.Dir), os.RemoveAll(in.Dir))
 	return errors.Join(errs...)
 }
 
@@ -206,8 +207,8 @@ func deleteAll(ctx context.Context, c *client.Client) error {
 	return errors.Join(errs...)
 }
 
-// unmountUnder detaches every mount below dir, deepest first.
-func unmountUnder(dir string) error {
+// UnmountUnder detaches every mount below dir, deepest first.
+func UnmountUnder(dir string) error {
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		return err
