@@ -56,14 +56,22 @@ func checkpointToAPI(c *store.Checkpoint) *apiv1.Checkpoint {
 			Snapshotter: ci.Snapshotter, Runtime: ci.Runtime, Labels: ci.Labels, RootfsMediaType: ci.RootfsMediaType,
 		}
 	}
-	if s := c.Stats; s != nil {
-		out.Stats = &apiv1.DumpStats{
-			FreezingTime: s.FreezingTime, FrozenTime: s.FrozenTime, MemdumpTime: s.MemdumpTime,
-			MemwriteTime: s.MemwriteTime, PagesScanned: s.PagesScanned, PagesWritten: s.PagesWritten,
-			PagesSkippedParent: s.PagesSkippedParent,
-		}
+	if m := c.Migration; m != nil {
+		out.Migration = &apiv1.Migration{Peer: m.Peer, ReceivedUnixNano: unixNano(m.Received)}
 	}
+	out.Stats = statsToAPI(c.Stats)
 	return out
+}
+
+func statsToAPI(s *store.DumpStats) *apiv1.DumpStats {
+	if s == nil {
+		return nil
+	}
+	return &apiv1.DumpStats{
+		FreezingTime: s.FreezingTime, FrozenTime: s.FrozenTime, MemdumpTime: s.MemdumpTime,
+		MemwriteTime: s.MemwriteTime, PagesScanned: s.PagesScanned, PagesWritten: s.PagesWritten,
+		PagesSkippedParent: s.PagesSkippedParent,
+	}
 }
 
 func processToAPI(p images.Process) *apiv1.Process {

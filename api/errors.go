@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"errors"
-	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -39,15 +38,4 @@ func toStatus(err error) error {
 	return status.Error(code, message(err))
 }
 
-// message drops a trailing ": <kind>" that adds nothing to the sentence
-// (the code carries it); "not found" and "already exists" read well and stay.
-func message(err error) string {
-	msg := err.Error()
-	for _, kind := range []error{errdefs.ErrInvalidArgument, errdefs.ErrFailedPrecondition,
-		errdefs.ErrUnavailable, errdefs.ErrDataLoss} {
-		if m, ok := strings.CutSuffix(msg, ": "+kind.Error()); ok {
-			return m
-		}
-	}
-	return msg
-}
+func message(err error) string { return errdefs.Message(err) }

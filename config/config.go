@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,6 +32,12 @@ type Config struct {
 	Containerd string `toml:"containerd_socket"`
 	// ContainerdNamespace is the namespace of a ctr:ID target without one.
 	ContainerdNamespace string `toml:"containerd_namespace"`
+	// PeerListen is the TCP address (host:port) other ckptds migrate to;
+	// empty serves no peers.
+	PeerListen string `toml:"peer_listen"`
+	// PeerCerts holds this host's certificate, key and the CA every peer
+	// must be signed by (ckptctl certs writes them); migrations need it.
+	PeerCerts string `toml:"peer_certs"`
 }
 
 // Default is the embedded configuration `make run` uses.
@@ -38,6 +45,7 @@ func Default() Config {
 	return Config{
 		Root: "/var/lib/ckptd", Socket: "/run/ckptd/ckptd.sock", LogLevel: "info", LogFormat: "text",
 		Containerd: "/run/containerd/containerd.sock", ContainerdNamespace: "default",
+		PeerCerts: "/etc/ckptd/peer",
 	}
 }
 
@@ -75,6 +83,14 @@ func (c Config) Validate() error {
 	}
 	if err := identifiers.Validate(c.ContainerdNamespace); err != nil {
 		return fmt.Errorf("containerd_namespace %q: %v: %w", c.ContainerdNamespace, err, errdefs.ErrInvalidArgument)
+	}
+	if c.PeerListen != "" {
+		if _, _, err := net.SplitHostPort(c.PeerListen); err != nil {
+			return fmt.Errorf("peer_listen %q: want host:port: %w", c.PeerListen, errdefs.ErrInvalidArgument)
+		}
+	}
+	if !filepath.IsAbs(c.PeerCerts) {
+		return fmt.Errorf("peer_certs %q must be an absolute path: %w", c.PeerCerts, errdefs.ErrInvalidArgument)
 	}
 	if _, err := c.Level(); err != nil {
 		return err

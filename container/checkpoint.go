@@ -125,20 +125,9 @@ func (r *Runtime) Checkpoint(ctx context.Context, req CheckpointRequest) (res Ch
 // saveState writes the spec and the writable layer while the container is
 // frozen, so that both match its memory.
 func (r *Runtime) saveState(ctx context.Context, c client.Container, req CheckpointRequest) (Source, error) {
-	info, err := c.Info(ctx, client.WithoutRefreshedMetadata)
+	info, src, err := r.source(ctx, c, req.Ref)
 	if err != nil {
-		return Source{}, r.wrap(err)
-	}
-	if info.Image == "" {
-		return Source{}, fmt.Errorf("container %s was not created from an image, so it cannot be recreated: %w", req.Ref, errdefs.ErrFailedPrecondition)
-	}
-	img, err := r.client.ImageService().Get(ctx, info.Image)
-	if err != nil {
-		return Source{}, fmt.Errorf("base image %s of container %s: %w", info.Image, req.Ref, r.wrap(err))
-	}
-	src := Source{
-		Image: info.Image, ImageDigest: img.Target.Digest.String(),
-		Snapshotter: info.Snapshotter, Runtime: info.Runtime.Name, Labels: info.Labels,
+		return Source{}, err
 	}
 	spec, err := c.Spec(ctx)
 	if err != nil {

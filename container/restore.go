@@ -158,17 +158,9 @@ func (r *Runtime) removeStopped(ctx context.Context, ref Ref, verified func() er
 // for the snapshotter the container used.
 func (r *Runtime) baseImage(ctx context.Context, req RestoreRequest) (client.Image, error) {
 	src := req.Source
-	img, err := r.client.GetImage(ctx, src.Image)
-	if cerrdefs.IsNotFound(err) {
-		return nil, fmt.Errorf("base image %s (%s) is not in containerd namespace %q; pull or import it first: %w",
-			src.Image, src.ImageDigest, req.Ref.Namespace, errdefs.ErrFailedPrecondition)
-	}
+	img, err := r.findImage(ctx, req.Ref.Namespace, src)
 	if err != nil {
-		return nil, r.wrap(err)
-	}
-	if got := img.Target().Digest.String(); got != src.ImageDigest {
-		return nil, fmt.Errorf("base image %s is %s here, but the checkpoint was taken on %s: %w",
-			src.Image, got, src.ImageDigest, errdefs.ErrFailedPrecondition)
+		return nil, err
 	}
 	unpacked, err := img.IsUnpacked(ctx, src.Snapshotter)
 	if err != nil {

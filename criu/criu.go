@@ -83,16 +83,8 @@ func parseVersion(out string) (int, error) {
 // reports mem-track present even when the kernel lacks soft-dirty bits,
 // so the command line is the reliable source.
 func (b Binary) HasFeature(ctx context.Context, name string) (bool, string) {
-	cmd := exec.CommandContext(ctx, b.Path, "check", "--feature", name)
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	proc.SpawnMu.Lock() // see Start
-	err := cmd.Start()
-	proc.SpawnMu.Unlock()
-	if err == nil {
-		err = cmd.Wait()
-	}
-	return err == nil, lastLine(out.String())
+	out, err := b.command(ctx, "check", "--feature", name)
+	return err == nil, lastLine(out)
 }
 
 // criuMu runs one CRIU request at a time. Two dumps of different

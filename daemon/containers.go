@@ -114,10 +114,10 @@ func (d *Daemon) containerRestoreRef(c *store.Checkpoint, name string) (store.Ta
 	return ref, nil
 }
 
-// restoreContainer recreates a container from checkpoint c as ref. The
-// checkpoint is verified while containerd prepares the container; the
-// task starts only once verification passed.
-func (d *Daemon) restoreContainer(ctx context.Context, c *store.Checkpoint, ref store.TargetRef) (*store.Target, []string, error) {
+// restoreContainer recreates a container from checkpoint c as ref.
+// containerd prepares the container while verified runs; the task starts
+// only once it passed.
+func (d *Daemon) restoreContainer(ctx context.Context, c *store.Checkpoint, ref store.TargetRef, verified func() error) (*store.Target, []string, error) {
 	if c.Container == nil {
 		return nil, nil, fmt.Errorf("checkpoint %s lacks its container record: %w", c.Name, errdefs.ErrDataLoss)
 	}
@@ -137,7 +137,6 @@ func (d *Daemon) restoreContainer(ctx context.Context, c *store.Checkpoint, ref 
 	if err != nil {
 		return nil, nil, err
 	}
-	verified := d.verifyAsync(ctx, c)
 	dir := d.store.Dir(c.ID)
 	ci := c.Container
 	res, err := d.containers.Restore(ctx, container.RestoreRequest{

@@ -5,6 +5,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"os"
@@ -51,6 +52,13 @@ type ContainerLister interface {
 	Version(ctx context.Context) (string, error)
 }
 
+// ContainerImages tells what recreating a container elsewhere needs, and
+// whether this host has it; *container.Runtime is the real one.
+type ContainerImages interface {
+	Describe(ctx context.Context, ref container.Ref) (container.Source, error)
+	CheckImage(ctx context.Context, ns string, src container.Source) error
+}
+
 // Parts are what a Daemon drives. Every field is required.
 type Parts struct {
 	Log        *slog.Logger
@@ -62,9 +70,13 @@ type Parts struct {
 	Containers interface {
 		Containers
 		ContainerLister
+		ContainerImages
 	}
 	ContainerNamespace string // of ctr:ID targets
 	ContainerdAddress  string // for messages
+	// Peer is the mutual-TLS configuration for migrations to and from
+	// other ckptds; nil when none is configured.
+	Peer *tls.Config
 }
 
 // Daemon holds ckptd's parts. Build it with New.
@@ -77,6 +89,8 @@ type Daemon struct {
 	criu       criu.Binary
 	containers Containers
 	ctrs       ContainerLister
+	images     ContainerImages
+	peer       *tls.Config
 	defaultNS  string
 	ctrdAddr   string
 	host       HostInfo
@@ -98,7 +112,7 @@ type HostInfo struct {
 func New(ctx context.Context, p Parts) *Daemon {
 	d := &Daemon{
 		log: p.Log, store: p.Store, dumper: p.Dumper, restorer: p.Restorer, sup: p.Supervisor, criu: p.CRIU,
-		containers: p.Containers, ctrs: p.Containers, defaultNS: p.ContainerNamespace, ctrdAddr: p.ContainerdAddress,
+		containers: p.Containers, ctrs: p.Containers, images: p.Containers, peer: p.Peer, defaultNS: p.ContainerNamespace, ctrdAddr: p.ContainerdAddress,
 		host:  readHostInfo(),
 		locks: keyedMutex{m: map[string]*lockEntry{}},
 		busy:  map[string]int{},

@@ -54,6 +54,11 @@ func (d *Daemon) Check(ctx context.Context) []Check {
 		}
 		out = append(out, c)
 	}
+	peer := Check{Name: "migration", OK: d.peer != nil, Detail: "peer credentials loaded; ckptctl migrate works"}
+	if d.peer == nil {
+		peer.Detail = "no peer credentials (peer_certs): ckptctl migrate is off"
+	}
+	out = append(out, peer, Check{Name: "lazy-migration", OK: false, Detail: "off: " + LazyUnavailable})
 	return out
 }
 

@@ -43,9 +43,9 @@ func (d *Daemon) Restore(ctx context.Context, req RestoreRequest) (*TargetStatus
 	var t *store.Target
 	var warnings []string
 	if ref.Kind == store.KindContainer {
-		t, warnings, err = d.restoreContainer(ctx, c, ref)
+		t, warnings, err = d.restoreContainer(ctx, c, ref, d.verifyAsync(ctx, c))
 	} else {
-		t, err = d.restore(ctx, c, ref)
+		t, err = d.restore(ctx, c, ref, d.store.Dir(c.ID), d.verifyAsync(ctx, c))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("restore %s: %w", c.Name, err)
@@ -78,8 +78,9 @@ func (d *Daemon) restoreTarget(c *store.Checkpoint, name string) (store.TargetRe
 	return ref, nil
 }
 
-func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.TargetRef) (*store.Target, error) {
-	imagesDir := d.store.Dir(c.ID)
+// restore brings checkpoint c, whose images are in imagesDir, back as ref.
+// The tree runs only once verified passes.
+func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.TargetRef, imagesDir string, verified func() error) (*store.Target, error) {
 	inherit := map[string]*os.File{}
 	if ref.Kind == store.KindWorkload {
 		logPath, err := d.prepareWorkload(ctx, ref.Name)
@@ -104,8 +105,6 @@ func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.Tar
 	if err != nil {
 		return nil, err
 	}
-	waitVerify := d.verifyAsync(ctx, c)
-
 	done := d.sup.CRIUCall()
 	res, err := d.restorer.Restore(ctx, restorer.Request{
 		ImagesDir: imagesDir,
@@ -117,12 +116,12 @@ func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.Tar
 			if err := d.sup.Adopt(pid); err != nil {
 				return err
 			}
-			return waitVerify()
+			return verified()
 		},
 	})
 	done()
 	if err != nil {
-		if verr := waitVerify(); verr != nil {
+		if verr := verified(); verr != nil {
 			err = verr // the damage explains the failure better than CRIU does
 		}
 		return nil, err

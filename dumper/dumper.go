@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -40,6 +41,9 @@ type Request struct {
 	Dir     string // images directory; must exist and be empty
 	WorkDir string // CRIU's log and statistics go here, apart from the images
 	Options Options
+	// PageServer, when set, is the address (host:port) of a CRIU page
+	// server that receives the memory pages instead of Dir.
+	PageServer *net.TCPAddr
 	// Commit runs while the tree is still frozen and every image is written.
 	// When it returns nil the tree is killed (or resumed with LeaveRunning);
 	// when it fails, or ckptd dies before it returns, CRIU resumes the tree
@@ -90,6 +94,9 @@ func (d *Dumper) Dump(ctx context.Context, req Request) (Result, error) {
 		FileLocks:      ptr(req.Options.FileLocks),
 		ExtUnixSk:      ptr(req.Options.ExtUnixSk),
 		ShellJob:       ptr(req.Options.ShellJob),
+	}
+	if ps := req.PageServer; ps != nil {
+		opts.Ps = &rpc.CriuPageServerInfo{Address: ptr(ps.IP.String()), Port: ptr(int32(ps.Port))}
 	}
 	stoppedBefore := stopped(req.PID)
 	n := &notify{commit: req.Commit}

@@ -2,7 +2,10 @@
 // code wraps them with %w; only api/ maps them to transport codes.
 package errdefs
 
-import "errors"
+import (
+	"errors"
+	"strings"
+)
 
 var (
 	ErrNotFound           = errors.New("not found")
@@ -20,3 +23,16 @@ func IsInvalidArgument(err error) bool    { return errors.Is(err, ErrInvalidArgu
 func IsFailedPrecondition(err error) bool { return errors.Is(err, ErrFailedPrecondition) }
 func IsUnavailable(err error) bool        { return errors.Is(err, ErrUnavailable) }
 func IsDataLoss(err error) bool           { return errors.Is(err, ErrDataLoss) }
+
+// Message is err's text without a trailing ": <kind>" that adds nothing
+// to the sentence (a transport code or a report carries it); "not found"
+// and "already exists" read well and stay.
+func Message(err error) string {
+	msg := err.Error()
+	for _, kind := range []error{ErrInvalidArgument, ErrFailedPrecondition, ErrUnavailable, ErrDataLoss} {
+		if m, ok := strings.CutSuffix(msg, ": "+kind.Error()); ok {
+			return m
+		}
+	}
+	return msg
+}

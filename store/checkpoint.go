@@ -82,6 +82,13 @@ type ContainerInfo struct {
 	RootfsMediaType string `json:"rootfs_media_type,omitempty"`
 }
 
+// Migration records where a checkpoint received from a peer ckptd came
+// from; Host and Target say what it was taken of there.
+type Migration struct {
+	Peer     string    `json:"peer"`     // the source ckptd: certificate name (address)
+	Received time.Time `json:"received"` // when the destination ran it
+}
+
 // FileSum is the size and SHA-256 of one file of a checkpoint.
 type FileSum struct {
 	Size   int64  `json:"size"`
@@ -103,6 +110,7 @@ type Checkpoint struct {
 	Options       Options            `json:"options"`
 	Stats         *DumpStats         `json:"stats,omitempty"`
 	Container     *ContainerInfo     `json:"container,omitempty"`
+	Migration     *Migration         `json:"migration,omitempty"`
 	Files         map[string]FileSum `json:"files"`
 }
 

@@ -17,6 +17,7 @@ import (
 //	<root>/dumps/<id>/           CRIU work dir of a dump (dump.log, stats-dump); its
 //	                             files move into the checkpoint, it stays only on failure;
 //	                             paused.json names a container the dump paused, until resumed
+//	<root>/dumps/<id>/images/    a migration's CRIU images before they are sent
 //	<root>/restores/<op>/        CRIU work dirs of restores (restore.log, stats-restore)
 type Layout struct{ Root string }
 
@@ -43,6 +44,9 @@ func (l Layout) Container(ns, id string) string {
 func (l Layout) DumpsDir() string      { return filepath.Join(l.Root, "dumps") }
 func (l Layout) Dump(id string) string { return filepath.Join(l.DumpsDir(), id) }
 func (l Layout) RestoresDir() string   { return filepath.Join(l.Root, "restores") }
+
+// DumpImages is where a migration's source writes the images it sends.
+func (l Layout) DumpImages(id string) string { return filepath.Join(l.Dump(id), "images") }
 
 // Ensure creates the state root and its directories, owner-only.
 func (l Layout) Ensure() error {

@@ -1029,6 +1029,7 @@ type Checkpoint struct {
 	Files           map[string]*FileSum    `protobuf:"bytes,13,rep,name=files,proto3" json:"files,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	Size            int64                  `protobuf:"varint,14,opt,name=size,proto3" json:"size,omitempty"`
 	Container       *ContainerInfo         `protobuf:"bytes,15,opt,name=container,proto3" json:"container,omitempty"`
+	Migration       *Migration             `protobuf:"bytes,16,opt,name=migration,proto3" json:"migration,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -1168,6 +1169,66 @@ func (x *Checkpoint) GetContainer() *ContainerInfo {
 	return nil
 }
 
+func (x *Checkpoint) GetMigration() *Migration {
+	if x != nil {
+		return x.Migration
+	}
+	return nil
+}
+
+// Where a checkpoint received from a peer ckptd came from.
+type Migration struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Peer             string                 `protobuf:"bytes,1,opt,name=peer,proto3" json:"peer,omitempty"`
+	ReceivedUnixNano int64                  `protobuf:"varint,2,opt,name=received_unix_nano,json=receivedUnixNano,proto3" json:"received_unix_nano,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *Migration) Reset() {
+	*x = Migration{}
+	mi := &file_ckptd_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Migration) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Migration) ProtoMessage() {}
+
+func (x *Migration) ProtoReflect() protoreflect.Message {
+	mi := &file_ckptd_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Migration.ProtoReflect.Descriptor instead.
+func (*Migration) Descriptor() ([]byte, []int) {
+	return file_ckptd_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *Migration) GetPeer() string {
+	if x != nil {
+		return x.Peer
+	}
+	return ""
+}
+
+func (x *Migration) GetReceivedUnixNano() int64 {
+	if x != nil {
+		return x.ReceivedUnixNano
+	}
+	return 0
+}
+
 // What recreating a container needs besides the checkpoint's files.
 type ContainerInfo struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
@@ -1185,7 +1246,7 @@ type ContainerInfo struct {
 
 func (x *ContainerInfo) Reset() {
 	*x = ContainerInfo{}
-	mi := &file_ckptd_proto_msgTypes[18]
+	mi := &file_ckptd_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1197,7 +1258,7 @@ func (x *ContainerInfo) String() string {
 func (*ContainerInfo) ProtoMessage() {}
 
 func (x *ContainerInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[18]
+	mi := &file_ckptd_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1210,7 +1271,7 @@ func (x *ContainerInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerInfo.ProtoReflect.Descriptor instead.
 func (*ContainerInfo) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{18}
+	return file_ckptd_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ContainerInfo) GetNamespace() string {
@@ -1280,7 +1341,7 @@ type CreateRequest struct {
 
 func (x *CreateRequest) Reset() {
 	*x = CreateRequest{}
-	mi := &file_ckptd_proto_msgTypes[19]
+	mi := &file_ckptd_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1292,7 +1353,7 @@ func (x *CreateRequest) String() string {
 func (*CreateRequest) ProtoMessage() {}
 
 func (x *CreateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[19]
+	mi := &file_ckptd_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1305,7 +1366,7 @@ func (x *CreateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRequest.ProtoReflect.Descriptor instead.
 func (*CreateRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{19}
+	return file_ckptd_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CreateRequest) GetTarget() string {
@@ -1338,7 +1399,7 @@ type ListRequest struct {
 
 func (x *ListRequest) Reset() {
 	*x = ListRequest{}
-	mi := &file_ckptd_proto_msgTypes[20]
+	mi := &file_ckptd_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1350,7 +1411,7 @@ func (x *ListRequest) String() string {
 func (*ListRequest) ProtoMessage() {}
 
 func (x *ListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[20]
+	mi := &file_ckptd_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1363,7 +1424,7 @@ func (x *ListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
 func (*ListRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{20}
+	return file_ckptd_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListRequest) GetTarget() string {
@@ -1382,7 +1443,7 @@ type ListResponse struct {
 
 func (x *ListResponse) Reset() {
 	*x = ListResponse{}
-	mi := &file_ckptd_proto_msgTypes[21]
+	mi := &file_ckptd_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1394,7 +1455,7 @@ func (x *ListResponse) String() string {
 func (*ListResponse) ProtoMessage() {}
 
 func (x *ListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[21]
+	mi := &file_ckptd_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1407,7 +1468,7 @@ func (x *ListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
 func (*ListResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{21}
+	return file_ckptd_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListResponse) GetCheckpoints() []*Checkpoint {
@@ -1427,7 +1488,7 @@ type RemoveRequest struct {
 
 func (x *RemoveRequest) Reset() {
 	*x = RemoveRequest{}
-	mi := &file_ckptd_proto_msgTypes[22]
+	mi := &file_ckptd_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1439,7 +1500,7 @@ func (x *RemoveRequest) String() string {
 func (*RemoveRequest) ProtoMessage() {}
 
 func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[22]
+	mi := &file_ckptd_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1452,7 +1513,7 @@ func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{22}
+	return file_ckptd_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RemoveRequest) GetRefs() []string {
@@ -1478,7 +1539,7 @@ type RemoveResponse struct {
 
 func (x *RemoveResponse) Reset() {
 	*x = RemoveResponse{}
-	mi := &file_ckptd_proto_msgTypes[23]
+	mi := &file_ckptd_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1490,7 +1551,7 @@ func (x *RemoveResponse) String() string {
 func (*RemoveResponse) ProtoMessage() {}
 
 func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[23]
+	mi := &file_ckptd_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1503,7 +1564,7 @@ func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveResponse.ProtoReflect.Descriptor instead.
 func (*RemoveResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{23}
+	return file_ckptd_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RemoveResponse) GetRemoved() []string {
@@ -1523,7 +1584,7 @@ type RestoreRequest struct {
 
 func (x *RestoreRequest) Reset() {
 	*x = RestoreRequest{}
-	mi := &file_ckptd_proto_msgTypes[24]
+	mi := &file_ckptd_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1535,7 +1596,7 @@ func (x *RestoreRequest) String() string {
 func (*RestoreRequest) ProtoMessage() {}
 
 func (x *RestoreRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[24]
+	mi := &file_ckptd_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1548,7 +1609,7 @@ func (x *RestoreRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreRequest.ProtoReflect.Descriptor instead.
 func (*RestoreRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{24}
+	return file_ckptd_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RestoreRequest) GetCheckpoint() string {
@@ -1574,7 +1635,7 @@ type InspectRequest struct {
 
 func (x *InspectRequest) Reset() {
 	*x = InspectRequest{}
-	mi := &file_ckptd_proto_msgTypes[25]
+	mi := &file_ckptd_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1586,7 +1647,7 @@ func (x *InspectRequest) String() string {
 func (*InspectRequest) ProtoMessage() {}
 
 func (x *InspectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[25]
+	mi := &file_ckptd_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1599,7 +1660,7 @@ func (x *InspectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectRequest.ProtoReflect.Descriptor instead.
 func (*InspectRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{25}
+	return file_ckptd_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *InspectRequest) GetCheckpoint() string {
@@ -1620,7 +1681,7 @@ type File struct {
 
 func (x *File) Reset() {
 	*x = File{}
-	mi := &file_ckptd_proto_msgTypes[26]
+	mi := &file_ckptd_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1632,7 +1693,7 @@ func (x *File) String() string {
 func (*File) ProtoMessage() {}
 
 func (x *File) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[26]
+	mi := &file_ckptd_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1645,7 +1706,7 @@ func (x *File) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use File.ProtoReflect.Descriptor instead.
 func (*File) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{26}
+	return file_ckptd_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *File) GetFd() string {
@@ -1682,7 +1743,7 @@ type Socket struct {
 
 func (x *Socket) Reset() {
 	*x = Socket{}
-	mi := &file_ckptd_proto_msgTypes[27]
+	mi := &file_ckptd_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1694,7 +1755,7 @@ func (x *Socket) String() string {
 func (*Socket) ProtoMessage() {}
 
 func (x *Socket) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[27]
+	mi := &file_ckptd_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1707,7 +1768,7 @@ func (x *Socket) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Socket.ProtoReflect.Descriptor instead.
 func (*Socket) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{27}
+	return file_ckptd_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Socket) GetFd() uint32 {
@@ -1760,7 +1821,7 @@ type Process struct {
 
 func (x *Process) Reset() {
 	*x = Process{}
-	mi := &file_ckptd_proto_msgTypes[28]
+	mi := &file_ckptd_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1772,7 +1833,7 @@ func (x *Process) String() string {
 func (*Process) ProtoMessage() {}
 
 func (x *Process) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[28]
+	mi := &file_ckptd_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1785,7 +1846,7 @@ func (x *Process) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Process.ProtoReflect.Descriptor instead.
 func (*Process) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{28}
+	return file_ckptd_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Process) GetPid() uint32 {
@@ -1848,7 +1909,7 @@ type InspectResponse struct {
 
 func (x *InspectResponse) Reset() {
 	*x = InspectResponse{}
-	mi := &file_ckptd_proto_msgTypes[29]
+	mi := &file_ckptd_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1860,7 +1921,7 @@ func (x *InspectResponse) String() string {
 func (*InspectResponse) ProtoMessage() {}
 
 func (x *InspectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[29]
+	mi := &file_ckptd_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1873,7 +1934,7 @@ func (x *InspectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectResponse.ProtoReflect.Descriptor instead.
 func (*InspectResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{29}
+	return file_ckptd_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *InspectResponse) GetCheckpoint() *Checkpoint {
@@ -1896,6 +1957,356 @@ func (x *InspectResponse) GetChildren() []string {
 	}
 	return nil
 }
+
+type MigrateRequest struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Target           string                 `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	To               string                 `protobuf:"bytes,2,opt,name=to,proto3" json:"to,omitempty"`                                    // the destination ckptd's peer address, host:port
+	Name             string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`                                // the target's name there; empty keeps it
+	KeepSource       bool                   `protobuf:"varint,4,opt,name=keep_source,json=keepSource,proto3" json:"keep_source,omitempty"` // leave the source running
+	Lazy             bool                   `protobuf:"varint,5,opt,name=lazy,proto3" json:"lazy,omitempty"`                               // post-copy
+	Options          *Options               `protobuf:"bytes,6,opt,name=options,proto3" json:"options,omitempty"`
+	RestoreTimeoutMs int64                  `protobuf:"varint,7,opt,name=restore_timeout_ms,json=restoreTimeoutMs,proto3" json:"restore_timeout_ms,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *MigrateRequest) Reset() {
+	*x = MigrateRequest{}
+	mi := &file_ckptd_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MigrateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MigrateRequest) ProtoMessage() {}
+
+func (x *MigrateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ckptd_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MigrateRequest.ProtoReflect.Descriptor instead.
+func (*MigrateRequest) Descriptor() ([]byte, []int) {
+	return file_ckptd_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *MigrateRequest) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *MigrateRequest) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+func (x *MigrateRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *MigrateRequest) GetKeepSource() bool {
+	if x != nil {
+		return x.KeepSource
+	}
+	return false
+}
+
+func (x *MigrateRequest) GetLazy() bool {
+	if x != nil {
+		return x.Lazy
+	}
+	return false
+}
+
+func (x *MigrateRequest) GetOptions() *Options {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
+func (x *MigrateRequest) GetRestoreTimeoutMs() int64 {
+	if x != nil {
+		return x.RestoreTimeoutMs
+	}
+	return 0
+}
+
+type MigrateProgress struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Phase         string                 `protobuf:"bytes,1,opt,name=phase,proto3" json:"phase,omitempty"` // preflight, transfer, restore
+	Bytes         int64                  `protobuf:"varint,2,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	Total         int64                  `protobuf:"varint,3,opt,name=total,proto3" json:"total,omitempty"` // estimate
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MigrateProgress) Reset() {
+	*x = MigrateProgress{}
+	mi := &file_ckptd_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MigrateProgress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MigrateProgress) ProtoMessage() {}
+
+func (x *MigrateProgress) ProtoReflect() protoreflect.Message {
+	mi := &file_ckptd_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MigrateProgress.ProtoReflect.Descriptor instead.
+func (*MigrateProgress) Descriptor() ([]byte, []int) {
+	return file_ckptd_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *MigrateProgress) GetPhase() string {
+	if x != nil {
+		return x.Phase
+	}
+	return ""
+}
+
+func (x *MigrateProgress) GetBytes() int64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *MigrateProgress) GetTotal() int64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+type MigrateResult struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Destination   string                 `protobuf:"bytes,1,opt,name=destination,proto3" json:"destination,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Pid           int32                  `protobuf:"varint,3,opt,name=pid,proto3" json:"pid,omitempty"`
+	Checkpoint    string                 `protobuf:"bytes,4,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`                    // id of the checkpoint the destination keeps
+	DowntimeNs    int64                  `protobuf:"varint,5,opt,name=downtime_ns,json=downtimeNs,proto3" json:"downtime_ns,omitempty"` // source frozen to destination running
+	TotalNs       int64                  `protobuf:"varint,6,opt,name=total_ns,json=totalNs,proto3" json:"total_ns,omitempty"`
+	Bytes         int64                  `protobuf:"varint,7,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	Stats         *DumpStats             `protobuf:"bytes,8,opt,name=stats,proto3" json:"stats,omitempty"`
+	SourceStopped bool                   `protobuf:"varint,9,opt,name=source_stopped,json=sourceStopped,proto3" json:"source_stopped,omitempty"`
+	Warnings      []string               `protobuf:"bytes,10,rep,name=warnings,proto3" json:"warnings,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MigrateResult) Reset() {
+	*x = MigrateResult{}
+	mi := &file_ckptd_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MigrateResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MigrateResult) ProtoMessage() {}
+
+func (x *MigrateResult) ProtoReflect() protoreflect.Message {
+	mi := &file_ckptd_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MigrateResult.ProtoReflect.Descriptor instead.
+func (*MigrateResult) Descriptor() ([]byte, []int) {
+	return file_ckptd_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *MigrateResult) GetDestination() string {
+	if x != nil {
+		return x.Destination
+	}
+	return ""
+}
+
+func (x *MigrateResult) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *MigrateResult) GetPid() int32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *MigrateResult) GetCheckpoint() string {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return ""
+}
+
+func (x *MigrateResult) GetDowntimeNs() int64 {
+	if x != nil {
+		return x.DowntimeNs
+	}
+	return 0
+}
+
+func (x *MigrateResult) GetTotalNs() int64 {
+	if x != nil {
+		return x.TotalNs
+	}
+	return 0
+}
+
+func (x *MigrateResult) GetBytes() int64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *MigrateResult) GetStats() *DumpStats {
+	if x != nil {
+		return x.Stats
+	}
+	return nil
+}
+
+func (x *MigrateResult) GetSourceStopped() bool {
+	if x != nil {
+		return x.SourceStopped
+	}
+	return false
+}
+
+func (x *MigrateResult) GetWarnings() []string {
+	if x != nil {
+		return x.Warnings
+	}
+	return nil
+}
+
+type MigrateEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Event:
+	//
+	//	*MigrateEvent_Progress
+	//	*MigrateEvent_Result
+	Event         isMigrateEvent_Event `protobuf_oneof:"event"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MigrateEvent) Reset() {
+	*x = MigrateEvent{}
+	mi := &file_ckptd_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MigrateEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MigrateEvent) ProtoMessage() {}
+
+func (x *MigrateEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_ckptd_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MigrateEvent.ProtoReflect.Descriptor instead.
+func (*MigrateEvent) Descriptor() ([]byte, []int) {
+	return file_ckptd_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *MigrateEvent) GetEvent() isMigrateEvent_Event {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+func (x *MigrateEvent) GetProgress() *MigrateProgress {
+	if x != nil {
+		if x, ok := x.Event.(*MigrateEvent_Progress); ok {
+			return x.Progress
+		}
+	}
+	return nil
+}
+
+func (x *MigrateEvent) GetResult() *MigrateResult {
+	if x != nil {
+		if x, ok := x.Event.(*MigrateEvent_Result); ok {
+			return x.Result
+		}
+	}
+	return nil
+}
+
+type isMigrateEvent_Event interface {
+	isMigrateEvent_Event()
+}
+
+type MigrateEvent_Progress struct {
+	Progress *MigrateProgress `protobuf:"bytes,1,opt,name=progress,proto3,oneof"`
+}
+
+type MigrateEvent_Result struct {
+	Result *MigrateResult `protobuf:"bytes,2,opt,name=result,proto3,oneof"`
+}
+
+func (*MigrateEvent_Progress) isMigrateEvent_Event() {}
+
+func (*MigrateEvent_Result) isMigrateEvent_Event() {}
 
 var File_ckptd_proto protoreflect.FileDescriptor
 
@@ -1971,7 +2382,7 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x14pages_skipped_parent\x18\a \x01(\x04R\x12pagesSkippedParent\"5\n" +
 	"\aFileSum\x12\x12\n" +
 	"\x04size\x18\x01 \x01(\x03R\x04size\x12\x16\n" +
-	"\x06sha256\x18\x02 \x01(\tR\x06sha256\"\xdb\x04\n" +
+	"\x06sha256\x18\x02 \x01(\tR\x06sha256\"\x8e\x05\n" +
 	"\n" +
 	"Checkpoint\x12%\n" +
 	"\x0eformat_version\x18\x01 \x01(\x05R\rformatVersion\x12\x0e\n" +
@@ -1989,11 +2400,15 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x05stats\x18\f \x01(\v2\x13.ckptd.v1.DumpStatsR\x05stats\x125\n" +
 	"\x05files\x18\r \x03(\v2\x1f.ckptd.v1.Checkpoint.FilesEntryR\x05files\x12\x12\n" +
 	"\x04size\x18\x0e \x01(\x03R\x04size\x125\n" +
-	"\tcontainer\x18\x0f \x01(\v2\x17.ckptd.v1.ContainerInfoR\tcontainer\x1aK\n" +
+	"\tcontainer\x18\x0f \x01(\v2\x17.ckptd.v1.ContainerInfoR\tcontainer\x121\n" +
+	"\tmigration\x18\x10 \x01(\v2\x13.ckptd.v1.MigrationR\tmigration\x1aK\n" +
 	"\n" +
 	"FilesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12'\n" +
-	"\x05value\x18\x02 \x01(\v2\x11.ckptd.v1.FileSumR\x05value:\x028\x01\"\xd6\x02\n" +
+	"\x05value\x18\x02 \x01(\v2\x11.ckptd.v1.FileSumR\x05value:\x028\x01\"M\n" +
+	"\tMigration\x12\x12\n" +
+	"\x04peer\x18\x01 \x01(\tR\x04peer\x12,\n" +
+	"\x12received_unix_nano\x18\x02 \x01(\x03R\x10receivedUnixNano\"\xd6\x02\n" +
 	"\rContainerInfo\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x14\n" +
@@ -2051,7 +2466,39 @@ const file_ckptd_proto_rawDesc = "" +
 	"checkpoint\x18\x01 \x01(\v2\x14.ckptd.v1.CheckpointR\n" +
 	"checkpoint\x12/\n" +
 	"\tprocesses\x18\x02 \x03(\v2\x11.ckptd.v1.ProcessR\tprocesses\x12\x1a\n" +
-	"\bchildren\x18\x03 \x03(\tR\bchildren2\xf3\x04\n" +
+	"\bchildren\x18\x03 \x03(\tR\bchildren\"\xdc\x01\n" +
+	"\x0eMigrateRequest\x12\x16\n" +
+	"\x06target\x18\x01 \x01(\tR\x06target\x12\x0e\n" +
+	"\x02to\x18\x02 \x01(\tR\x02to\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12\x1f\n" +
+	"\vkeep_source\x18\x04 \x01(\bR\n" +
+	"keepSource\x12\x12\n" +
+	"\x04lazy\x18\x05 \x01(\bR\x04lazy\x12+\n" +
+	"\aoptions\x18\x06 \x01(\v2\x11.ckptd.v1.OptionsR\aoptions\x12,\n" +
+	"\x12restore_timeout_ms\x18\a \x01(\x03R\x10restoreTimeoutMs\"S\n" +
+	"\x0fMigrateProgress\x12\x14\n" +
+	"\x05phase\x18\x01 \x01(\tR\x05phase\x12\x14\n" +
+	"\x05bytes\x18\x02 \x01(\x03R\x05bytes\x12\x14\n" +
+	"\x05total\x18\x03 \x01(\x03R\x05total\"\xb7\x02\n" +
+	"\rMigrateResult\x12 \n" +
+	"\vdestination\x18\x01 \x01(\tR\vdestination\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x10\n" +
+	"\x03pid\x18\x03 \x01(\x05R\x03pid\x12\x1e\n" +
+	"\n" +
+	"checkpoint\x18\x04 \x01(\tR\n" +
+	"checkpoint\x12\x1f\n" +
+	"\vdowntime_ns\x18\x05 \x01(\x03R\n" +
+	"downtimeNs\x12\x19\n" +
+	"\btotal_ns\x18\x06 \x01(\x03R\atotalNs\x12\x14\n" +
+	"\x05bytes\x18\a \x01(\x03R\x05bytes\x12)\n" +
+	"\x05stats\x18\b \x01(\v2\x13.ckptd.v1.DumpStatsR\x05stats\x12%\n" +
+	"\x0esource_stopped\x18\t \x01(\bR\rsourceStopped\x12\x1a\n" +
+	"\bwarnings\x18\n" +
+	" \x03(\tR\bwarnings\"\x83\x01\n" +
+	"\fMigrateEvent\x127\n" +
+	"\bprogress\x18\x01 \x01(\v2\x19.ckptd.v1.MigrateProgressH\x00R\bprogress\x121\n" +
+	"\x06result\x18\x02 \x01(\v2\x17.ckptd.v1.MigrateResultH\x00R\x06resultB\a\n" +
+	"\x05event2\xb2\x05\n" +
 	"\x05Ckptd\x12>\n" +
 	"\aVersion\x12\x18.ckptd.v1.VersionRequest\x1a\x19.ckptd.v1.VersionResponse\x128\n" +
 	"\x05Check\x12\x16.ckptd.v1.CheckRequest\x1a\x17.ckptd.v1.CheckResponse\x12-\n" +
@@ -2063,7 +2510,8 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x04List\x12\x15.ckptd.v1.ListRequest\x1a\x16.ckptd.v1.ListResponse\x12;\n" +
 	"\x06Remove\x12\x17.ckptd.v1.RemoveRequest\x1a\x18.ckptd.v1.RemoveResponse\x125\n" +
 	"\aRestore\x12\x18.ckptd.v1.RestoreRequest\x1a\x10.ckptd.v1.Target\x12>\n" +
-	"\aInspect\x12\x18.ckptd.v1.InspectRequest\x1a\x19.ckptd.v1.InspectResponseB%Z#github.com/ckptd/ckptd/api/v1;apiv1b\x06proto3"
+	"\aInspect\x12\x18.ckptd.v1.InspectRequest\x1a\x19.ckptd.v1.InspectResponse\x12=\n" +
+	"\aMigrate\x12\x18.ckptd.v1.MigrateRequest\x1a\x16.ckptd.v1.MigrateEvent0\x01B%Z#github.com/ckptd/ckptd/api/v1;apiv1b\x06proto3"
 
 var (
 	file_ckptd_proto_rawDescOnce sync.Once
@@ -2077,7 +2525,7 @@ func file_ckptd_proto_rawDescGZIP() []byte {
 	return file_ckptd_proto_rawDescData
 }
 
-var file_ckptd_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_ckptd_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_ckptd_proto_goTypes = []any{
 	(*VersionRequest)(nil),  // 0: ckptd.v1.VersionRequest
 	(*VersionResponse)(nil), // 1: ckptd.v1.VersionResponse
@@ -2097,20 +2545,25 @@ var file_ckptd_proto_goTypes = []any{
 	(*DumpStats)(nil),       // 15: ckptd.v1.DumpStats
 	(*FileSum)(nil),         // 16: ckptd.v1.FileSum
 	(*Checkpoint)(nil),      // 17: ckptd.v1.Checkpoint
-	(*ContainerInfo)(nil),   // 18: ckptd.v1.ContainerInfo
-	(*CreateRequest)(nil),   // 19: ckptd.v1.CreateRequest
-	(*ListRequest)(nil),     // 20: ckptd.v1.ListRequest
-	(*ListResponse)(nil),    // 21: ckptd.v1.ListResponse
-	(*RemoveRequest)(nil),   // 22: ckptd.v1.RemoveRequest
-	(*RemoveResponse)(nil),  // 23: ckptd.v1.RemoveResponse
-	(*RestoreRequest)(nil),  // 24: ckptd.v1.RestoreRequest
-	(*InspectRequest)(nil),  // 25: ckptd.v1.InspectRequest
-	(*File)(nil),            // 26: ckptd.v1.File
-	(*Socket)(nil),          // 27: ckptd.v1.Socket
-	(*Process)(nil),         // 28: ckptd.v1.Process
-	(*InspectResponse)(nil), // 29: ckptd.v1.InspectResponse
-	nil,                     // 30: ckptd.v1.Checkpoint.FilesEntry
-	nil,                     // 31: ckptd.v1.ContainerInfo.LabelsEntry
+	(*Migration)(nil),       // 18: ckptd.v1.Migration
+	(*ContainerInfo)(nil),   // 19: ckptd.v1.ContainerInfo
+	(*CreateRequest)(nil),   // 20: ckptd.v1.CreateRequest
+	(*ListRequest)(nil),     // 21: ckptd.v1.ListRequest
+	(*ListResponse)(nil),    // 22: ckptd.v1.ListResponse
+	(*RemoveRequest)(nil),   // 23: ckptd.v1.RemoveRequest
+	(*RemoveResponse)(nil),  // 24: ckptd.v1.RemoveResponse
+	(*RestoreRequest)(nil),  // 25: ckptd.v1.RestoreRequest
+	(*InspectRequest)(nil),  // 26: ckptd.v1.InspectRequest
+	(*File)(nil),            // 27: ckptd.v1.File
+	(*Socket)(nil),          // 28: ckptd.v1.Socket
+	(*Process)(nil),         // 29: ckptd.v1.Process
+	(*InspectResponse)(nil), // 30: ckptd.v1.InspectResponse
+	(*MigrateRequest)(nil),  // 31: ckptd.v1.MigrateRequest
+	(*MigrateProgress)(nil), // 32: ckptd.v1.MigrateProgress
+	(*MigrateResult)(nil),   // 33: ckptd.v1.MigrateResult
+	(*MigrateEvent)(nil),    // 34: ckptd.v1.MigrateEvent
+	nil,                     // 35: ckptd.v1.Checkpoint.FilesEntry
+	nil,                     // 36: ckptd.v1.ContainerInfo.LabelsEntry
 }
 var file_ckptd_proto_depIdxs = []int32{
 	3,  // 0: ckptd.v1.CheckResponse.checks:type_name -> ckptd.v1.CheckResult
@@ -2119,43 +2572,50 @@ var file_ckptd_proto_depIdxs = []int32{
 	5,  // 3: ckptd.v1.Checkpoint.target:type_name -> ckptd.v1.TargetRef
 	14, // 4: ckptd.v1.Checkpoint.options:type_name -> ckptd.v1.Options
 	15, // 5: ckptd.v1.Checkpoint.stats:type_name -> ckptd.v1.DumpStats
-	30, // 6: ckptd.v1.Checkpoint.files:type_name -> ckptd.v1.Checkpoint.FilesEntry
-	18, // 7: ckptd.v1.Checkpoint.container:type_name -> ckptd.v1.ContainerInfo
-	31, // 8: ckptd.v1.ContainerInfo.labels:type_name -> ckptd.v1.ContainerInfo.LabelsEntry
-	14, // 9: ckptd.v1.CreateRequest.options:type_name -> ckptd.v1.Options
-	17, // 10: ckptd.v1.ListResponse.checkpoints:type_name -> ckptd.v1.Checkpoint
-	26, // 11: ckptd.v1.Process.files:type_name -> ckptd.v1.File
-	27, // 12: ckptd.v1.Process.sockets:type_name -> ckptd.v1.Socket
-	17, // 13: ckptd.v1.InspectResponse.checkpoint:type_name -> ckptd.v1.Checkpoint
-	28, // 14: ckptd.v1.InspectResponse.processes:type_name -> ckptd.v1.Process
-	16, // 15: ckptd.v1.Checkpoint.FilesEntry.value:type_name -> ckptd.v1.FileSum
-	0,  // 16: ckptd.v1.Ckptd.Version:input_type -> ckptd.v1.VersionRequest
-	2,  // 17: ckptd.v1.Ckptd.Check:input_type -> ckptd.v1.CheckRequest
-	7,  // 18: ckptd.v1.Ckptd.Run:input_type -> ckptd.v1.RunRequest
-	8,  // 19: ckptd.v1.Ckptd.Ps:input_type -> ckptd.v1.PsRequest
-	10, // 20: ckptd.v1.Ckptd.Logs:input_type -> ckptd.v1.LogsRequest
-	12, // 21: ckptd.v1.Ckptd.Kill:input_type -> ckptd.v1.KillRequest
-	19, // 22: ckptd.v1.Ckptd.Create:input_type -> ckptd.v1.CreateRequest
-	20, // 23: ckptd.v1.Ckptd.List:input_type -> ckptd.v1.ListRequest
-	22, // 24: ckptd.v1.Ckptd.Remove:input_type -> ckptd.v1.RemoveRequest
-	24, // 25: ckptd.v1.Ckptd.Restore:input_type -> ckptd.v1.RestoreRequest
-	25, // 26: ckptd.v1.Ckptd.Inspect:input_type -> ckptd.v1.InspectRequest
-	1,  // 27: ckptd.v1.Ckptd.Version:output_type -> ckptd.v1.VersionResponse
-	4,  // 28: ckptd.v1.Ckptd.Check:output_type -> ckptd.v1.CheckResponse
-	6,  // 29: ckptd.v1.Ckptd.Run:output_type -> ckptd.v1.Target
-	9,  // 30: ckptd.v1.Ckptd.Ps:output_type -> ckptd.v1.PsResponse
-	11, // 31: ckptd.v1.Ckptd.Logs:output_type -> ckptd.v1.LogsResponse
-	13, // 32: ckptd.v1.Ckptd.Kill:output_type -> ckptd.v1.KillResponse
-	17, // 33: ckptd.v1.Ckptd.Create:output_type -> ckptd.v1.Checkpoint
-	21, // 34: ckptd.v1.Ckptd.List:output_type -> ckptd.v1.ListResponse
-	23, // 35: ckptd.v1.Ckptd.Remove:output_type -> ckptd.v1.RemoveResponse
-	6,  // 36: ckptd.v1.Ckptd.Restore:output_type -> ckptd.v1.Target
-	29, // 37: ckptd.v1.Ckptd.Inspect:output_type -> ckptd.v1.InspectResponse
-	27, // [27:38] is the sub-list for method output_type
-	16, // [16:27] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	35, // 6: ckptd.v1.Checkpoint.files:type_name -> ckptd.v1.Checkpoint.FilesEntry
+	19, // 7: ckptd.v1.Checkpoint.container:type_name -> ckptd.v1.ContainerInfo
+	18, // 8: ckptd.v1.Checkpoint.migration:type_name -> ckptd.v1.Migration
+	36, // 9: ckptd.v1.ContainerInfo.labels:type_name -> ckptd.v1.ContainerInfo.LabelsEntry
+	14, // 10: ckptd.v1.CreateRequest.options:type_name -> ckptd.v1.Options
+	17, // 11: ckptd.v1.ListResponse.checkpoints:type_name -> ckptd.v1.Checkpoint
+	27, // 12: ckptd.v1.Process.files:type_name -> ckptd.v1.File
+	28, // 13: ckptd.v1.Process.sockets:type_name -> ckptd.v1.Socket
+	17, // 14: ckptd.v1.InspectResponse.checkpoint:type_name -> ckptd.v1.Checkpoint
+	29, // 15: ckptd.v1.InspectResponse.processes:type_name -> ckptd.v1.Process
+	14, // 16: ckptd.v1.MigrateRequest.options:type_name -> ckptd.v1.Options
+	15, // 17: ckptd.v1.MigrateResult.stats:type_name -> ckptd.v1.DumpStats
+	32, // 18: ckptd.v1.MigrateEvent.progress:type_name -> ckptd.v1.MigrateProgress
+	33, // 19: ckptd.v1.MigrateEvent.result:type_name -> ckptd.v1.MigrateResult
+	16, // 20: ckptd.v1.Checkpoint.FilesEntry.value:type_name -> ckptd.v1.FileSum
+	0,  // 21: ckptd.v1.Ckptd.Version:input_type -> ckptd.v1.VersionRequest
+	2,  // 22: ckptd.v1.Ckptd.Check:input_type -> ckptd.v1.CheckRequest
+	7,  // 23: ckptd.v1.Ckptd.Run:input_type -> ckptd.v1.RunRequest
+	8,  // 24: ckptd.v1.Ckptd.Ps:input_type -> ckptd.v1.PsRequest
+	10, // 25: ckptd.v1.Ckptd.Logs:input_type -> ckptd.v1.LogsRequest
+	12, // 26: ckptd.v1.Ckptd.Kill:input_type -> ckptd.v1.KillRequest
+	20, // 27: ckptd.v1.Ckptd.Create:input_type -> ckptd.v1.CreateRequest
+	21, // 28: ckptd.v1.Ckptd.List:input_type -> ckptd.v1.ListRequest
+	23, // 29: ckptd.v1.Ckptd.Remove:input_type -> ckptd.v1.RemoveRequest
+	25, // 30: ckptd.v1.Ckptd.Restore:input_type -> ckptd.v1.RestoreRequest
+	26, // 31: ckptd.v1.Ckptd.Inspect:input_type -> ckptd.v1.InspectRequest
+	31, // 32: ckptd.v1.Ckptd.Migrate:input_type -> ckptd.v1.MigrateRequest
+	1,  // 33: ckptd.v1.Ckptd.Version:output_type -> ckptd.v1.VersionResponse
+	4,  // 34: ckptd.v1.Ckptd.Check:output_type -> ckptd.v1.CheckResponse
+	6,  // 35: ckptd.v1.Ckptd.Run:output_type -> ckptd.v1.Target
+	9,  // 36: ckptd.v1.Ckptd.Ps:output_type -> ckptd.v1.PsResponse
+	11, // 37: ckptd.v1.Ckptd.Logs:output_type -> ckptd.v1.LogsResponse
+	13, // 38: ckptd.v1.Ckptd.Kill:output_type -> ckptd.v1.KillResponse
+	17, // 39: ckptd.v1.Ckptd.Create:output_type -> ckptd.v1.Checkpoint
+	22, // 40: ckptd.v1.Ckptd.List:output_type -> ckptd.v1.ListResponse
+	24, // 41: ckptd.v1.Ckptd.Remove:output_type -> ckptd.v1.RemoveResponse
+	6,  // 42: ckptd.v1.Ckptd.Restore:output_type -> ckptd.v1.Target
+	30, // 43: ckptd.v1.Ckptd.Inspect:output_type -> ckptd.v1.InspectResponse
+	34, // 44: ckptd.v1.Ckptd.Migrate:output_type -> ckptd.v1.MigrateEvent
+	33, // [33:45] is the sub-list for method output_type
+	21, // [21:33] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_ckptd_proto_init() }
@@ -2163,13 +2623,17 @@ func file_ckptd_proto_init() {
 	if File_ckptd_proto != nil {
 		return
 	}
+	file_ckptd_proto_msgTypes[34].OneofWrappers = []any{
+		(*MigrateEvent_Progress)(nil),
+		(*MigrateEvent_Result)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ckptd_proto_rawDesc), len(file_ckptd_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   32,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -32,6 +32,7 @@ const (
 	Ckptd_Remove_FullMethodName  = "/ckptd.v1.Ckptd/Remove"
 	Ckptd_Restore_FullMethodName = "/ckptd.v1.Ckptd/Restore"
 	Ckptd_Inspect_FullMethodName = "/ckptd.v1.Ckptd/Inspect"
+	Ckptd_Migrate_FullMethodName = "/ckptd.v1.Ckptd/Migrate"
 )
 
 // CkptdClient is the client API for Ckptd service.
@@ -49,6 +50,9 @@ type CkptdClient interface {
 	Remove(ctx context.Context, in *RemoveRequest, opts ...grpc.CallOption) (*RemoveResponse, error)
 	Restore(ctx context.Context, in *RestoreRequest, opts ...grpc.CallOption) (*Target, error)
 	Inspect(ctx context.Context, in *InspectRequest, opts ...grpc.CallOption) (*InspectResponse, error)
+	// Migrate moves a running target to another ckptd; progress events
+	// stream until the last event, the result.
+	Migrate(ctx context.Context, in *MigrateRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[MigrateEvent], error)
 }
 
 type ckptdClient struct {
@@ -169,6 +173,25 @@ func (c *ckptdClient) Inspect(ctx context.Context, in *InspectRequest, opts ...g
 	return out, nil
 }
 
+func (c *ckptdClient) Migrate(ctx context.Context, in *MigrateRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[MigrateEvent], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Ckptd_ServiceDesc.Streams[0], Ckptd_Migrate_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[MigrateRequest, MigrateEvent]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Ckptd_MigrateClient = grpc.ServerStreamingClient[MigrateEvent]
+
 // CkptdServer is the server API for Ckptd service.
 // All implementations must embed UnimplementedCkptdServer
 // for forward compatibility.
@@ -184,6 +207,9 @@ type CkptdServer interface {
 	Remove(context.Context, *RemoveRequest) (*RemoveResponse, error)
 	Restore(context.Context, *RestoreRequest) (*Target, error)
 	Inspect(context.Context, *InspectRequest) (*InspectResponse, error)
+	// Migrate moves a running target to another ckptd; progress events
+	// stream until the last event, the result.
+	Migrate(*MigrateRequest, grpc.ServerStreamingServer[MigrateEvent]) error
 	mustEmbedUnimplementedCkptdServer()
 }
 
@@ -226,6 +252,9 @@ func (UnimplementedCkptdServer) Restore(context.Context, *RestoreRequest) (*Targ
 }
 func (UnimplementedCkptdServer) Inspect(context.Context, *InspectRequest) (*InspectResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Inspect not implemented")
+}
+func (UnimplementedCkptdServer) Migrate(*MigrateRequest, grpc.ServerStreamingServer[MigrateEvent]) error {
+	return status.Errorf(codes.Unimplemented, "method Migrate not implemented")
 }
 func (UnimplementedCkptdServer) mustEmbedUnimplementedCkptdServer() {}
 func (UnimplementedCkptdServer) testEmbeddedByValue()               {}
@@ -446,6 +475,17 @@ func _Ckptd_Inspect_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Ckptd_Migrate_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(MigrateRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(CkptdServer).Migrate(m, &grpc.GenericServerStream[MigrateRequest, MigrateEvent]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Ckptd_MigrateServer = grpc.ServerStreamingServer[MigrateEvent]
+
 // Ckptd_ServiceDesc is the grpc.ServiceDesc for Ckptd service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -498,6 +538,12 @@ var Ckptd_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Ckptd_Inspect_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Migrate",
+			Handler:       _Ckptd_Migrate_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "ckptd.proto",
 }

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -24,6 +25,8 @@ import (
 	"github.com/ckptd/ckptd/criu"
 	"github.com/ckptd/ckptd/daemon"
 	"github.com/ckptd/ckptd/dumper"
+	"github.com/ckptd/ckptd/migrate"
+	"github.com/ckptd/ckptd/peer"
 	"github.com/ckptd/ckptd/restorer"
 	"github.com/ckptd/ckptd/store"
 	"github.com/ckptd/ckptd/workload"
@@ -76,11 +79,25 @@ func run() error {
 		return err
 	}
 	defer ctrs.Close()
+	peerTLS, err := peerConfig(cfg)
+	if err != nil {
+		return err
+	}
 	d := daemon.New(ctx, daemon.Parts{
 		Log: log, Store: st, Dumper: dumper.New(bin, log), Restorer: restorer.New(bin, log),
 		Supervisor: sup, CRIU: bin, Containers: ctrs,
 		ContainerNamespace: cfg.ContainerdNamespace, ContainerdAddress: cfg.Containerd,
+		Peer: peerTLS,
 	})
+	peers := make(chan error, 1)
+	if cfg.PeerListen != "" {
+		ps, err := migrate.Listen(cfg.PeerListen, peerTLS, d, log)
+		if err != nil {
+			return err
+		}
+		log.Info("serving peers", "address", ps.Addr().String())
+		go func() { peers <- ps.Serve(ctx) }()
+	}
 
 	lis, err := listen(cfg.Socket)
 	if err != nil {
@@ -95,15 +112,24 @@ func run() error {
 	select {
 	case err := <-errc:
 		return err
+	case err := <-peers:
+		return err
 	case <-ctx.Done():
 	}
 	log.Info("shutting down: waiting for operations in flight")
 	stopped := make(chan struct{})
 	go func() { srv.GracefulStop(); close(stopped) }()
+	deadline := time.After(2 * time.Minute)
 	select {
 	case <-stopped:
-	case <-time.After(2 * time.Minute):
+	case <-deadline:
 		srv.Stop()
+	}
+	if cfg.PeerListen != "" {
+		select {
+		case <-peers: // incoming migrations finished
+		case <-deadline:
+		}
 	}
 	return nil
 }
@@ -118,6 +144,8 @@ func loadConfig(args []string) (config.Config, error) {
 	format := fs.String("log-format", "", "text or json")
 	ctrd := fs.String("containerd", "", "containerd socket for ctr: targets (default "+config.Default().Containerd+")")
 	ns := fs.String("containerd-namespace", "", "namespace of ctr:ID targets (default "+config.Default().ContainerdNamespace+")")
+	peerListen := fs.String("peer-listen", "", "TCP address (host:port) to accept migrations from other ckptds on")
+	peerCerts := fs.String("peer-certs", "", "directory with this host's peer certificate, key and CA (default "+config.Default().PeerCerts+")")
 	if err := fs.Parse(args); err != nil {
 		return config.Config{}, err
 	}
@@ -133,12 +161,21 @@ func loadConfig(args []string) (config.Config, error) {
 		return cfg, err
 	}
 	for dst, v := range map[*string]string{&cfg.Root: *root, &cfg.Socket: *socket, &cfg.CRIUPath: *criuPath, &cfg.LogLevel: *level, &cfg.LogFormat: *format,
-		&cfg.Containerd: *ctrd, &cfg.ContainerdNamespace: *ns} {
+		&cfg.Containerd: *ctrd, &cfg.ContainerdNamespace: *ns, &cfg.PeerListen: *peerListen, &cfg.PeerCerts: *peerCerts} {
 		if v != "" {
 			*dst = v
 		}
 	}
 	return cfg, cfg.Validate()
+}
+
+// peerConfig loads the peer credentials. Without them ckptd runs, but
+// cannot migrate; serving peers requires them.
+func peerConfig(cfg config.Config) (*tls.Config, error) {
+	if _, err := os.Stat(cfg.PeerCerts); errors.Is(err, os.ErrNotExist) && cfg.PeerListen == "" {
+		return nil, nil
+	}
+	return peer.Config(cfg.PeerCerts)
 }
 
 // listen opens the API socket, root-owned with mode 0660.

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	apiv1 "github.com/ckptd/ckptd/api/v1"
+)
+
+func (c *cli) migrateCmd() *cobra.Command {
+	var req apiv1.MigrateRequest
+	var o apiv1.Options
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "migrate TARGET --to HOST:PORT",
+		Short: "Move a running target (workload, PID or ctr:NAMESPACE/ID) to the ckptd at HOST:PORT",
+		Long: `Move a running target to another ckptd. The destination checks first that it
+can take the target (CRIU, CPU, kernel features, disk, memory, files, base
+image); only then is the target frozen and its pages streamed to the
+destination's CRIU page server. The source is stopped once the destination
+runs the target; if anything fails before that, the source resumes.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if req.To == "" {
+				return errors.New("--to HOST:PORT is required")
+			}
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			req.Target, req.Options, req.RestoreTimeoutMs = args[0], &o, timeout.Milliseconds()
+			stream, err := cl.Migrate(c.ctx(), &req)
+			if err != nil {
+				return err
+			}
+			bar := newProgressBar(os.Stderr)
+			for {
+				ev, err := stream.Recv()
+				if errors.Is(err, io.EOF) {
+					return errors.New("ckptd ended the migration without a result")
+				}
+				if err != nil {
+					bar.clear()
+					return err
+				}
+				if p := ev.GetProgress(); p != nil {
+					bar.show(p)
+					continue
+				}
+				bar.clear()
+				return c.printMigrated(ev.GetResult())
+			}
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&req.To, "to", "", "the destination ckptd's peer address (its peer_listen), HOST:PORT")
+	f.StringVar(&req.Name, "name", "", "the target's name on the destination (default: the same)")
+	f.BoolVar(&req.KeepSource, "keep-source", false, "leave the source running: the destination gets a copy")
+	f.BoolVar(&req.Lazy, "lazy", false, "post-copy: run at once on the destination, fetch memory on demand (see 'ckptctl check')")
+	f.DurationVar(&timeout, "restore-timeout", 0, "how long the frozen source waits for the destination to run it (default 5m)")
+	f.BoolVar(&o.TcpEstablished, "tcp-established", false, "migrate established TCP connections")
+	f.BoolVar(&o.FileLocks, "file-locks", false, "migrate file locks")
+	f.BoolVar(&o.ExtUnixSk, "ext-unix-sk", false, "allow unix sockets connected outside the tree")
+	f.BoolVar(&o.ShellJob, "shell-job", false, "the target is a shell job (shares a session and terminal)")
+	return cmd
+}
+
+func (c *cli) printMigrated(r *apiv1.MigrateResult) error {
+	if c.output == "json" {
+		return printJSON(r)
+	}
+	down := time.Duration(r.GetDowntimeNs())
+	total := time.Duration(r.GetTotalNs())
+	fmt.Printf("migrated to %s as %s (pid %d)\n", r.GetDestination(), r.GetName(), r.GetPid())
+	fmt.Printf("downtime %.3f s, total %.3f s, %s moved", down.Seconds(), total.Seconds(), humanBytes(r.GetBytes()))
+	if s := r.GetStats(); s != nil {
+		fmt.Printf(", CRIU: frozen %.1f ms, memdump %.1f ms, %d pages written",
+			float64(s.GetFrozenTime())/1000, float64(s.GetMemdumpTime())/1000, s.GetPagesWritten())
+	}
+	fmt.Println()
+	state := "stopped"
+	if !r.GetSourceStopped() {
+		state = "left running (--keep-source)"
+	}
+	fmt.Printf("source %s; the destination keeps checkpoint %s\n", state, shortID(r.GetCheckpoint()))
+	for _, w := range r.GetWarnings() {
+		fmt.Fprintln(os.Stderr, "warning:", w)
+	}
+	return nil
+}
+
+// progressBar draws one self-overwriting line on a terminal, and a line
+// per phase elsewhere (logs, tests).
+type progressBar struct {
+	w     io.Writer
+	tty   bool
+	start time.Time
+	phase string
+	drawn bool
+}
+
+func newProgressBar(f *os.File) *progressBar {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return &progressBar{w: f, tty: err == nil, start: time.Now()}
+}
+
+func (b *progressBar) show(p *apiv1.MigrateProgress) {
+	if !b.tty {
+		if p.GetPhase() != b.phase {
+			fmt.Fprintf(b.w, "%s...\n", p.GetPhase())
+		}
+		b.phase = p.GetPhase()
+		return
+	}
+	b.phase = p.GetPhase()
+	rate := float64(p.GetBytes()) / time.Since(b.start).Seconds()
+	line := fmt.Sprintf("%-9s %s %9s", p.GetPhase(), bar(p.GetBytes(), p.GetTotal(), 30), humanBytes(p.GetBytes()))
+	if p.GetBytes() > 0 {
+		line += fmt.Sprintf("  %s/s", humanBytes(int64(rate)))
+	}
+	fmt.Fprintf(b.w, "\r\033[K%s", line)
+	b.drawn = true
+}
+
+func (b *progressBar) clear() {
+	if b.drawn {
+		fmt.Fprint(b.w, "\r\033[K")
+	}
+}
+
+// bar renders done of total as [#####.....]; the total is an estimate
+// (resident memory), so it is capped.
+func bar(done, total int64, width int) string {
+	n := 0
+	if total > 0 {
+		n = int(min(done*int64(width)/total, int64(width)))
+	}
+	return "[" + strings.Repeat("#", n) + strings.Repeat(".", width-n) + "]"
+}

@@ -1,0 +1,70 @@
+package container
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	cerrdefs "github.com/containerd/errdefs"
+
+	"github.com/ckptd/ckptd/errdefs"
+)
+
+// Describe returns what recreating the container elsewhere needs (its base
+// image and digest, snapshotter, runtime, labels), without touching it.
+// A migration's pre-flight sends it to the destination.
+func (r *Runtime) Describe(ctx context.Context, ref Ref) (Source, error) {
+	ctx = namespaces.WithNamespace(ctx, ref.Namespace)
+	c, err := r.client.LoadContainer(ctx, ref.ID)
+	if err != nil {
+		return Source{}, fmt.Errorf("container %s: %w", ref, r.wrap(err))
+	}
+	_, src, err := r.source(ctx, c, ref)
+	return src, err
+}
+
+// CheckImage says whether this containerd has the base image of src, with
+// the same digest, in namespace ns.
+func (r *Runtime) CheckImage(ctx context.Context, ns string, src Source) error {
+	_, err := r.findImage(namespaces.WithNamespace(ctx, ns), ns, src)
+	return err
+}
+
+// source reads a container's record and its base image's digest.
+func (r *Runtime) source(ctx context.Context, c client.Container, ref Ref) (containers.Container, Source, error) {
+	info, err := c.Info(ctx, client.WithoutRefreshedMetadata)
+	if err != nil {
+		return info, Source{}, r.wrap(err)
+	}
+	if info.Image == "" {
+		return info, Source{}, fmt.Errorf("container %s was not created from an image, so it cannot be recreated: %w", ref, errdefs.ErrFailedPrecondition)
+	}
+	img, err := r.client.ImageService().Get(ctx, info.Image)
+	if err != nil {
+		return info, Source{}, fmt.Errorf("base image %s of container %s: %w", info.Image, ref, r.wrap(err))
+	}
+	return info, Source{
+		Image: info.Image, ImageDigest: img.Target.Digest.String(),
+		Snapshotter: info.Snapshotter, Runtime: info.Runtime.Name, Labels: info.Labels,
+	}, nil
+}
+
+// findImage looks up src's base image in the namespace of ctx and checks
+// its digest.
+func (r *Runtime) findImage(ctx context.Context, ns string, src Source) (client.Image, error) {
+	img, err := r.client.GetImage(ctx, src.Image)
+	if cerrdefs.IsNotFound(err) {
+		return nil, fmt.Errorf("base image %s (%s) is not in containerd namespace %q; pull or import it first: %w",
+			src.Image, src.ImageDigest, ns, errdefs.ErrFailedPrecondition)
+	}
+	if err != nil {
+		return nil, r.wrap(err)
+	}
+	if got := img.Target().Digest.String(); got != src.ImageDigest {
+		return nil, fmt.Errorf("base image %s is %s here, but the checkpoint was taken on %s: %w",
+			src.Image, got, src.ImageDigest, errdefs.ErrFailedPrecondition)
+	}
+	return img, nil
+}

@@ -1,0 +1,255 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ckptd/ckptd/criu"
+	"github.com/ckptd/ckptd/errdefs"
+	"github.com/ckptd/ckptd/migrate"
+	"github.com/ckptd/ckptd/store"
+)
+
+// pageStreamWait bounds how long a destination waits for the source to
+// open the page stream it announced.
+const pageStreamWait = time.Minute
+
+// doneWait bounds how long a destination that runs the target waits for
+// the source's last word.
+const doneWait = time.Minute
+
+// ServeMigration takes one incoming migration on its control connection:
+// pre-flight, then the images (pages through a local CRIU page server),
+// then the restore. Whatever fails, nothing of it is left here.
+func (d *Daemon) ServeMigration(ctx context.Context, c *migrate.Conn) error {
+	msg, err := c.Recv(migrate.KindOffer)
+	if err != nil {
+		return err
+	}
+	o := msg.Offer
+	ref, err := d.restoreTarget(&store.Checkpoint{Name: "incoming", Target: o.Target}, o.Name)
+	if err != nil {
+		return refuse(c, []string{errdefs.Message(err)})
+	}
+	unlock := d.locks.Lock(ref.Key())
+	defer unlock()
+	in := &incoming{d: d, conn: c, offer: o, ref: ref, id: store.NewID()}
+	in.work = d.store.Layout().Dump(in.id)
+	if err := os.Mkdir(in.work, 0o700); err != nil {
+		c.SendError(err)
+		return err
+	}
+	if problems := d.preflight(ctx, o, ref, in.work); len(problems) > 0 {
+		os.RemoveAll(in.work)
+		return refuse(c, problems)
+	}
+	d.log.Info("incoming migration", "peer", c.Peer(), "target", o.Target.Key(), "as", ref.Key(), "bytes", o.MemoryBytes)
+	err = in.run(ctx)
+	if err != nil {
+		c.SendError(errors.New(errdefs.Message(err)))
+		return fmt.Errorf("%s from %s: %w", o.Target.Key(), c.Peer(), err)
+	}
+	os.RemoveAll(in.work) // its logs are kept only when it failed
+	return nil
+}
+
+func refuse(c *migrate.Conn, problems []string) error {
+	if err := c.Send(&migrate.Message{Kind: migrate.KindReport, Report: &migrate.Report{Problems: problems}}); err != nil {
+		return err
+	}
+	return fmt.Errorf("pre-flight refused: %s", strings.Join(problems, "; "))
+}
+
+// incoming is one migration on its destination.
+type incoming struct {
+	d     *Daemon
+	conn  *migrate.Conn
+	offer *migrate.Offer
+	ref   store.TargetRef
+	id    string
+	work  string // page server and restore logs
+}
+
+func (in *incoming) run(ctx context.Context) (err error) {
+	d := in.d
+	dir, err := d.store.Stage(ctx, in.id)
+	if err != nil {
+		return err
+	}
+	published := false
+	defer func() {
+		if err == nil {
+			return
+		}
+		var cerr error
+		if published {
+			_, cerr = d.store.Remove(context.WithoutCancel(ctx), []string{in.id}, false)
+		} else {
+			cerr = d.store.Discard(context.WithoutCancel(ctx), in.id)
+		}
+		if cerr != nil {
+			err = errors.Join(err, fmt.Errorf("clean up: %w", cerr))
+		}
+	}()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends a page server still waiting
+	report := &migrate.Report{}
+	var pagesDone chan error
+	if in.offer.PageStream {
+		token, wait, withdraw, err := in.conn.ExpectPages()
+		if err != nil {
+			return err
+		}
+		defer withdraw()
+		report.Token = token
+		pagesDone = make(chan error, 1)
+		go func() { pagesDone <- in.receivePages(ctx, wait, dir) }()
+	}
+	if err := in.conn.Send(&migrate.Message{Kind: migrate.KindReport, Report: report}); err != nil {
+		return err
+	}
+	src, err := in.receiveFiles(dir)
+	if err != nil {
+		return err
+	}
+	if pagesDone != nil {
+		if err := <-pagesDone; err != nil {
+			return err
+		}
+	}
+	c, err := in.record(ctx, src)
+	if err != nil {
+		return err
+	}
+	t, warnings, err := in.restore(ctx, c, dir, &published)
+	if err != nil {
+		return err
+	}
+	if err := in.conn.Send(&migrate.Message{Kind: migrate.KindRestored, Restored: &migrate.Restored{
+		Checkpoint: c.ID, Name: in.ref.Name, PID: t.PID, Warnings: warnings,
+	}}); err != nil {
+		d.log.Warn("incoming migration: the source may not know it runs here", "target", t.Key(), "err", err)
+	}
+	in.awaitDone(t)
+	return nil
+}
+
+// receiveFiles stores the files the source sends until its commit.
+func (in *incoming) receiveFiles(dir string) (*store.Checkpoint, error) {
+	for {
+		msg, err := in.conn.Next()
+		if err != nil {
+			return nil, err
+		}
+		switch msg.Kind {
+		case migrate.KindFile:
+			if err := in.conn.RecvFile(dir, msg.File); err != nil {
+				return nil, err
+			}
+		case migrate.KindCommit:
+			if msg.Commit == nil || msg.Commit.Checkpoint == nil {
+				return nil, errors.New("protocol: empty commit")
+			}
+			return msg.Commit.Checkpoint, nil
+		default:
+			return nil, fmt.Errorf("protocol: unexpected %q", msg.Kind)
+		}
+	}
+}
+
+// receivePages runs a CRIU page server for the source's page stream.
+func (in *incoming) receivePages(ctx context.Context, wait func(context.Context) (net.Conn, error), dir string) error {
+	wctx, cancel := context.WithTimeout(ctx, pageStreamWait)
+	remote, err := wait(wctx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("page stream did not arrive: %w", err)
+	}
+	defer remote.Close()
+	mine, theirs, err := migrate.LoopbackPair()
+	if err != nil {
+		return err
+	}
+	defer mine.Close()
+	defer in.d.sup.CRIUCall()() // the page server's exit is ours to reap
+	ps, err := in.d.criu.PageServer(ctx, dir, in.work, theirs)
+	theirs.Close()
+	if err != nil {
+		return err
+	}
+	terr := (&migrate.Tunnel{}).Run(ctx, mine, remote.(migrate.HalfCloser))
+	if werr := ps.Wait(); werr != nil {
+		return criu.PageServerError(in.work, werr)
+	}
+	return terr
+}
+
+// record is the checkpoint this host keeps of what it received: the
+// source's description, under a name free here, with where it came from.
+func (in *incoming) record(ctx context.Context, src *store.Checkpoint) (*store.Checkpoint, error) {
+	name, err := in.d.checkpointName(ctx, "", src.Target)
+	if err != nil {
+		return nil, err
+	}
+	return &store.Checkpoint{
+		ID: in.id, Name: name, Target: src.Target, Created: src.Created,
+		CRIUVersion: src.CRIUVersion, Kernel: src.Kernel, Host: src.Host, CPUModel: src.CPUModel,
+		Options: src.Options, Container: src.Container,
+		Migration: &store.Migration{Peer: in.conn.Peer(), Received: time.Now().UTC()},
+	}, nil
+}
+
+// restore runs the received checkpoint. It arrived over an authenticated,
+// integrity-checked stream, so it is not verified again: a process tree
+// restores straight from staging and is published afterwards, out of the
+// downtime; a container's few files are published first, since containerd
+// restores from the published directory.
+func (in *incoming) restore(ctx context.Context, c *store.Checkpoint, staging string, published *bool) (*store.Target, []string, error) {
+	d := in.d
+	trusted := func() error { return nil }
+	if in.ref.Kind == store.KindContainer {
+		if err := d.store.Publish(ctx, c); err != nil {
+			return nil, nil, err
+		}
+		*published = true
+		return d.restoreContainer(ctx, c, in.ref, trusted)
+	}
+	t, err := d.restore(ctx, c, in.ref, staging, trusted)
+	if err != nil {
+		return nil, nil, err
+	}
+	var warnings []string
+	if err := d.store.Publish(context.WithoutCancel(ctx), c); err != nil {
+		d.log.Error("incoming migration: keeping the checkpoint failed; the target runs", "target", t.Key(), "err", err)
+		warnings = append(warnings, fmt.Sprintf("the destination runs it but could not keep its checkpoint: %v", err))
+		if derr := d.store.Discard(context.WithoutCancel(ctx), c.ID); derr != nil {
+			d.log.Error("discard", "id", c.ID, "err", derr)
+		}
+	}
+	return t, warnings, nil
+}
+
+// awaitDone hears the source out. If the source gave up after all (it
+// timed out waiting for us, and resumed), this copy must go; if its word
+// is lost, both may run, which is better than neither.
+func (in *incoming) awaitDone(t *store.Target) {
+	in.conn.SetDeadline(time.Now().Add(doneWait))
+	msg, err := in.conn.Recv(migrate.KindDone)
+	switch {
+	case err == nil:
+		in.d.log.Info("incoming migration done", "target", t.Key(), "pid", t.PID, "source_stopped", msg.Done.SourceStopped)
+	case errors.Is(err, migrate.ErrRemote):
+		in.d.log.Warn("source resumed its copy after all; stopping ours", "target", t.Key(), "err", err)
+		if kerr := syscall.Kill(t.PID, syscall.SIGKILL); kerr != nil && !errors.Is(kerr, syscall.ESRCH) {
+			in.d.log.Error("stop our copy", "pid", t.PID, "err", kerr)
+		}
+	default:
+		in.d.log.Warn("source's last word lost; if it resumed its copy, both run", "target", t.Key(), "err", err)
+	}
+}

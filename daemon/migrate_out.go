@@ -1,0 +1,372 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/ckptd/ckptd/container"
+	"github.com/ckptd/ckptd/dumper"
+	"github.com/ckptd/ckptd/errdefs"
+	"github.com/ckptd/ckptd/migrate"
+	"github.com/ckptd/ckptd/store"
+)
+
+// LazyUnavailable is why --lazy (post-copy) migration is refused: seen on
+// this project's hosts (kernel 6.18, CRIU 4.1.1), and pinned by
+// integration.TestLazyPagesBroken, which fails once CRIU can do it.
+const LazyUnavailable = "CRIU's lazy-pages dump fails on this kernel (page-pipe: splice: Bad file descriptor once the destination asks for pages)"
+
+// DefaultRestoreTimeout bounds how long a frozen source waits for the
+// destination to report the target running.
+const DefaultRestoreTimeout = 5 * time.Minute
+
+// MigrateRequest asks for a target to be moved to another ckptd.
+type MigrateRequest struct {
+	Target     string
+	To         string // the destination ckptd's peer address, host:port
+	Name       string // the target's name there; empty keeps it
+	KeepSource bool   // leave the source running: the destination gets a copy
+	Lazy       bool   // post-copy; refused while LazyUnavailable holds
+	// Options are CRIU's switches; LeaveRunning is KeepSource's business.
+	Options        store.Options
+	RestoreTimeout time.Duration // 0: DefaultRestoreTimeout
+	Progress       func(MigrateProgress)
+}
+
+// MigrateProgress is reported while a migration runs.
+type MigrateProgress struct {
+	Phase string // "preflight", "transfer", "restore"
+	Bytes int64  // moved so far
+	Total int64  // the estimate: the target's resident memory
+}
+
+// MigrateResult is a finished migration.
+type MigrateResult struct {
+	Destination   string // the peer's certificate name and address
+	Name          string // the target's name there
+	PID           int    // there
+	Checkpoint    string // the id of the checkpoint the destination keeps
+	Downtime      time.Duration
+	Total         time.Duration
+	Bytes         int64
+	Stats         *store.DumpStats
+	SourceStopped bool
+	Warnings      []string
+}
+
+// Migrate moves a running target to the ckptd at req.To: pre-flight there
+// before anything freezes, then stop-and-copy with the pages streamed
+// straight to the destination's CRIU page server. The source is stopped
+// only once the destination reports the target running; any failure
+// before that resumes the source as it was.
+func (d *Daemon) Migrate(ctx context.Context, req MigrateRequest) (*MigrateResult, error) {
+	start := time.Now()
+	switch {
+	case req.To == "":
+		return nil, fmt.Errorf("no destination given: %w", errdefs.ErrInvalidArgument)
+	case req.Lazy:
+		return nil, fmt.Errorf("--lazy is off: %s: %w", LazyUnavailable, errdefs.ErrFailedPrecondition)
+	case d.peer == nil:
+		return nil, fmt.Errorf("no peer credentials configured (peer_certs): %w", errdefs.ErrFailedPrecondition)
+	}
+	if _, _, err := net.SplitHostPort(req.To); err != nil {
+		return nil, fmt.Errorf("destination %q: want host:port: %w", req.To, errdefs.ErrInvalidArgument)
+	}
+	ref, err := d.resolveRef(ctx, req.Target)
+	if err != nil {
+		return nil, err
+	}
+	unlock := d.locks.Lock(ref.Key())
+	defer unlock()
+	live := d.liveTarget
+	if ref.Kind == store.KindContainer {
+		live = d.liveContainer
+	}
+	t, err := live(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	m := &outgoing{d: d, req: req, target: t, id: store.NewID(), start: start}
+	res, err := m.run(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("migrate %s to %s: %w", req.Target, req.To, err)
+	}
+	d.log.Info("migrated", "target", t.Key(), "to", res.Destination, "name", res.Name,
+		"downtime", res.Downtime, "bytes", res.Bytes, "source_stopped", res.SourceStopped)
+	return res, nil
+}
+
+// outgoing is one migration on its source.
+type outgoing struct {
+	d      *Daemon
+	req    MigrateRequest
+	target *store.Target
+	id     string
+	start  time.Time
+	conn   *migrate.Conn
+	offer  *migrate.Offer
+
+	filesSent atomic.Int64
+	restoring atomic.Bool
+	pagesSent func() int64
+	frozen    time.Time
+	restored  *migrate.Restored
+	downtime  time.Duration
+}
+
+func (m *outgoing) run(ctx context.Context) (res *MigrateResult, err error) {
+	d := m.d
+	work := d.store.Layout().Dump(m.id)
+	images := d.store.Layout().DumpImages(m.id)
+	if err := os.MkdirAll(images, 0o700); err != nil {
+		return nil, err
+	}
+	defer func() { m.cleanup(work, images, err) }()
+	m.progress("preflight")
+	if m.offer, err = d.offer(ctx, m.target, m.req, work); err != nil {
+		return nil, err
+	}
+	if m.conn, err = migrate.Dial(ctx, m.req.To, d.peer); err != nil {
+		return nil, fmt.Errorf("%w: %w", err, errdefs.ErrUnavailable)
+	}
+	defer m.conn.Close()
+	if err := m.conn.Send(&migrate.Message{Kind: migrate.KindOffer, Offer: m.offer}); err != nil {
+		return nil, err
+	}
+	msg, err := m.conn.Recv(migrate.KindReport)
+	if err != nil {
+		return nil, err
+	}
+	if p := msg.Report.Problems; len(p) > 0 {
+		return nil, fmt.Errorf("pre-flight on %s failed, nothing was frozen: %s: %w",
+			m.conn.Peer(), strings.Join(p, "; "), errdefs.ErrFailedPrecondition)
+	}
+
+	stop := m.reportProgress()
+	c := m.record()
+	var stats *store.DumpStats
+	if m.target.Kind == store.KindContainer {
+		stats, err = m.dumpContainer(ctx, c, images, work)
+	} else {
+		stats, err = m.dumpProcess(ctx, c, msg.Report.Token, images, work)
+	}
+	stop()
+	if err != nil {
+		// The destination drops what it has; the source runs on.
+		m.conn.SendError(errors.New(errdefs.Message(err)))
+		if m.restored != nil {
+			return nil, fmt.Errorf("%s runs it, but stopping it here failed: %w", m.conn.Peer(), err)
+		}
+		return nil, err
+	}
+	stopped := !m.req.KeepSource
+	if err := m.conn.Send(&migrate.Message{Kind: migrate.KindDone, Done: &migrate.Done{SourceStopped: stopped}}); err != nil {
+		d.log.Warn("migration: telling the destination we are done", "err", err)
+	}
+	return &MigrateResult{
+		Destination: m.conn.Peer(), Name: m.restored.Name, PID: m.restored.PID, Checkpoint: m.restored.Checkpoint,
+		Downtime: m.downtime, Total: time.Since(m.start), Bytes: m.bytes(), Stats: stats,
+		SourceStopped: stopped, Warnings: m.restored.Warnings,
+	}, nil
+}
+
+// record is the checkpoint as the destination will keep it.
+func (m *outgoing) record() *store.Checkpoint {
+	h := m.d.host
+	return &store.Checkpoint{
+		ID: m.id, Name: m.offer.Name, Target: m.target.TargetRef,
+		CRIUVersion: m.d.criu.VersionString(), Kernel: h.Kernel, Host: h.Hostname, CPUModel: h.CPUModel,
+		Options: m.req.Options,
+	}
+}
+
+// cleanup removes the sent images; CRIU's logs stay when it failed.
+func (m *outgoing) cleanup(work, images string, err error) {
+	dir := work
+	if err != nil {
+		dir = images
+	}
+	if rerr := os.RemoveAll(dir); rerr != nil {
+		m.d.log.Warn("migration: clean up", "dir", dir, "err", rerr)
+	}
+}
+
+func (m *outgoing) dumpProcess(ctx context.Context, c *store.Checkpoint, token, images, work string) (*store.DumpStats, error) {
+	pages, err := m.conn.DialPages(ctx, token)
+	if err != nil {
+		return nil, err
+	}
+	defer pages.Close()
+	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return nil, err
+	}
+	defer ln.Close()
+	tunnel := &migrate.Tunnel{}
+	m.pagesSent = tunnel.Sent.Load
+	tctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	tunnelDone := make(chan error, 1)
+	go func() { tunnelDone <- m.tunnel(tctx, ln, pages.(migrate.HalfCloser), tunnel) }()
+
+	opts := dumperOptions(m.req.Options)
+	opts.LeaveRunning = m.req.KeepSource
+	done := m.d.sup.CRIUCall()
+	defer done()
+	m.frozen = time.Now()
+	res, err := m.d.dumper.Dump(ctx, dumper.Request{
+		PID: m.target.PID, Dir: images, WorkDir: work, Options: opts,
+		PageServer: ln.Addr().(*net.TCPAddr),
+		Commit: func() error {
+			// CRIU has flushed and left its page server: the stream is whole.
+			if err := <-tunnelDone; err != nil {
+				return err
+			}
+			return m.commit(c, images)
+		},
+	})
+	if err != nil {
+		cancel()
+		select {
+		case terr := <-tunnelDone:
+			if terr != nil && m.restored == nil {
+				// The broken stream is the cause; CRIU only noticed it.
+				err = fmt.Errorf("%w (%w)", terr, err)
+			}
+		default:
+		}
+		return nil, err
+	}
+	return convertStats(res.Stats), nil
+}
+
+// tunnel carries CRIU's one page-server connection to the destination.
+func (m *outgoing) tunnel(ctx context.Context, ln *net.TCPListener, remote migrate.HalfCloser, t *migrate.Tunnel) error {
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	local, err := ln.AcceptTCP()
+	stop()
+	ln.Close()
+	if err != nil {
+		remote.Close()
+		return fmt.Errorf("page stream: CRIU did not connect: %w", err)
+	}
+	return t.Run(ctx, local, remote)
+}
+
+func (m *outgoing) dumpContainer(ctx context.Context, c *store.Checkpoint, images, work string) (*store.DumpStats, error) {
+	r, err := container.RefFromName(m.target.Name)
+	if err != nil {
+		return nil, err
+	}
+	o := c.Options
+	m.frozen = time.Now()
+	res, err := m.d.containers.Checkpoint(ctx, container.CheckpointRequest{
+		Ref: r, ImagesDir: images, WorkDir: work,
+		SpecPath:     filepath.Join(images, store.ContainerSpecFile),
+		RootfsPath:   filepath.Join(images, store.RootfsDiffFile),
+		PausedMarker: filepath.Join(work, store.PausedFile),
+		Options: container.Options{LeaveRunning: m.req.KeepSource, TCPEstablished: o.TCPEstablished,
+			FileLocks: o.FileLocks, ExtUnixSk: o.ExtUnixSk, ShellJob: o.ShellJob},
+		Commit: func(src container.Source) error {
+			c.Container = &store.ContainerInfo{
+				Namespace: r.Namespace, ID: r.ID, Image: src.Image, ImageDigest: src.ImageDigest,
+				Snapshotter: src.Snapshotter, Runtime: src.Runtime, Labels: src.Labels,
+				RootfsMediaType: src.RootfsMediaType,
+			}
+			return m.commit(c, images)
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return convertStats(res.Stats), nil
+}
+
+// commit runs while the source is frozen: it sends the images written
+// here, hands over the record, and waits for the destination to run it.
+func (m *outgoing) commit(c *store.Checkpoint, images string) error {
+	entries, err := os.ReadDir(images)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		if err := m.conn.SendFile(images, e.Name(), func(n int64) { m.filesSent.Add(n) }); err != nil {
+			return err
+		}
+	}
+	c.Created = time.Now().UTC()
+	if err := m.conn.Send(&migrate.Message{Kind: migrate.KindCommit, Commit: &migrate.Commit{Checkpoint: c}}); err != nil {
+		return err
+	}
+	m.restoring.Store(true)
+	m.progress("restore")
+	timeout := m.req.RestoreTimeout
+	if timeout <= 0 {
+		timeout = DefaultRestoreTimeout
+	}
+	m.conn.SetDeadline(time.Now().Add(timeout))
+	msg, err := m.conn.Recv(migrate.KindRestored)
+	m.conn.SetDeadline(time.Time{})
+	if err != nil {
+		return fmt.Errorf("%s did not restore it: %w", m.conn.Peer(), err)
+	}
+	m.restored = msg.Restored
+	m.downtime = time.Since(m.frozen)
+	return nil
+}
+
+func (m *outgoing) bytes() int64 {
+	n := m.filesSent.Load()
+	if m.pagesSent != nil {
+		n += m.pagesSent()
+	}
+	return n
+}
+
+func (m *outgoing) progress(phase string) {
+	if m.req.Progress != nil {
+		m.req.Progress(MigrateProgress{Phase: phase, Bytes: m.bytes(), Total: m.offerTotal()})
+	}
+}
+
+func (m *outgoing) offerTotal() int64 {
+	if m.offer == nil {
+		return 0
+	}
+	return m.offer.MemoryBytes
+}
+
+// reportProgress reports the transfer five times a second until stopped.
+func (m *outgoing) reportProgress() (stop func()) {
+	if m.req.Progress == nil {
+		return func() {}
+	}
+	quit := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-tick.C:
+				if !m.restoring.Load() {
+					m.progress("transfer")
+				}
+			}
+		}
+	}()
+	return func() { close(quit); <-done }
+}

@@ -1,0 +1,199 @@
+package migrate
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// handshakeTimeout bounds the TLS handshake and the hello exchange, so a
+// silent or unauthenticated peer cannot hold a connection open.
+const handshakeTimeout = 10 * time.Second
+
+// Conn is one authenticated connection to a peer ckptd.
+type Conn struct {
+	conn   *tls.Conn
+	r      *bufio.Reader
+	w      *bufio.Writer
+	addr   string
+	config *tls.Config
+	server *Server // on the accepting side: where page streams arrive
+}
+
+// Dial connects to the ckptd at addr (host:port) for one migration. The
+// peer must present a certificate from our CA and accept ours; a refusal
+// fails here, before anything is sent.
+func Dial(ctx context.Context, addr string, config *tls.Config) (*Conn, error) {
+	c, err := dial(ctx, addr, config, Hello{Version: ProtocolVersion, Op: OpMigrate})
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func dial(ctx context.Context, addr string, config *tls.Config, hello Hello) (*Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
+	defer cancel()
+	d := tls.Dialer{Config: config}
+	raw, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", addr, err)
+	}
+	tc := raw.(*tls.Conn)
+	c := newConn(tc, addr, config)
+	if dl, ok := ctx.Deadline(); ok {
+		tc.SetDeadline(dl)
+	}
+	// In TLS 1.3 the server judges our certificate after our handshake
+	// ends; its answer to the hello is where a refusal shows.
+	if err := c.Send(&Message{Kind: KindHello, Hello: &hello}); err != nil {
+		tc.Close()
+		return nil, fmt.Errorf("%s: %w", addr, err)
+	}
+	if _, err := c.Recv(KindHello); err != nil {
+		tc.Close()
+		return nil, fmt.Errorf("%s refused us: %w", addr, err)
+	}
+	tc.SetDeadline(time.Time{})
+	return c, nil
+}
+
+func newConn(tc *tls.Conn, addr string, config *tls.Config) *Conn {
+	return &Conn{conn: tc, r: bufio.NewReaderSize(tc, 256<<10), w: bufio.NewWriterSize(tc, 256<<10), addr: addr, config: config}
+}
+
+// DialPages opens the page stream of the migration whose Report carried
+// token, to the same peer.
+func (c *Conn) DialPages(ctx context.Context, token string) (net.Conn, error) {
+	p, err := dial(ctx, c.addr, c.config, Hello{Version: ProtocolVersion, Op: OpPages, Token: token})
+	if err != nil {
+		return nil, err
+	}
+	if p.r.Buffered() > 0 {
+		p.conn.Close()
+		return nil, fmt.Errorf("%s sent data before the page stream", c.addr)
+	}
+	return p.conn, nil
+}
+
+// Peer names the other side: its certificate's common name and address.
+func (c *Conn) Peer() string {
+	st := c.conn.ConnectionState()
+	name := "?"
+	if len(st.PeerCertificates) > 0 {
+		name = st.PeerCertificates[0].Subject.CommonName
+	}
+	return fmt.Sprintf("%s (%s)", name, c.conn.RemoteAddr())
+}
+
+// PeerName is the common name of the peer's certificate.
+func (c *Conn) PeerName() string {
+	st := c.conn.ConnectionState()
+	if len(st.PeerCertificates) > 0 {
+		return st.PeerCertificates[0].Subject.CommonName
+	}
+	return ""
+}
+
+// Send writes one message.
+func (c *Conn) Send(m *Message) error {
+	if err := writeMessage(c.w, m); err != nil {
+		return err
+	}
+	return c.w.Flush()
+}
+
+// SendError tells the peer why this side gives up.
+func (c *Conn) SendError(err error) error {
+	return c.Send(&Message{Kind: KindError, Error: err.Error()})
+}
+
+// Recv reads the next message, which must be of kind; a peer's error
+// message comes back as an error wrapping ErrRemote.
+func (c *Conn) Recv(kind string) (*Message, error) {
+	m, err := c.Next()
+	if err != nil {
+		return nil, err
+	}
+	if m.Kind != kind {
+		return nil, fmt.Errorf("protocol: got %q, want %q", m.Kind, kind)
+	}
+	return m, nil
+}
+
+// Next reads the next message of any kind but error.
+func (c *Conn) Next() (*Message, error) {
+	m, err := readMessage(c.r)
+	if err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, fmt.Errorf("%s closed the connection", c.addr)
+		}
+		return nil, err
+	}
+	if m.Kind == KindError {
+		return nil, fmt.Errorf("%w: %s", ErrRemote, m.Error)
+	}
+	return m, nil
+}
+
+// SetDeadline bounds the next reads and writes; zero clears it.
+func (c *Conn) SetDeadline(t time.Time) error { return c.conn.SetDeadline(t) }
+
+// Close ends the connection.
+func (c *Conn) Close() error { return c.conn.Close() }
+
+// SendFile sends the regular file dir/name; progress, if set, counts bytes.
+func (c *Conn) SendFile(dir, name string, progress func(int64)) error {
+	f, err := os.Open(filepath.Join(dir, name))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if err := writeMessage(c.w, &Message{Kind: KindFile, File: &File{Name: name, Size: st.Size()}}); err != nil {
+		return err
+	}
+	n, err := io.Copy(c.w, io.LimitReader(f, st.Size()))
+	if err != nil {
+		return fmt.Errorf("send %s: %w", name, err)
+	}
+	if n != st.Size() {
+		return fmt.Errorf("send %s: it shrank while being sent", name)
+	}
+	if progress != nil {
+		progress(n)
+	}
+	return c.w.Flush()
+}
+
+// RecvFile writes the contents that follow header f into dir. The name
+// must be a plain file name: a peer cannot write outside dir.
+func (c *Conn) RecvFile(dir string, f *File) error {
+	if f == nil || !plainName(f.Name) || f.Size < 0 {
+		return fmt.Errorf("protocol: bad file header %+v", f)
+	}
+	out, err := os.OpenFile(filepath.Join(dir, f.Name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.CopyN(out, c.r, f.Size); err != nil {
+		out.Close()
+		return fmt.Errorf("receive %s: %w", f.Name, err)
+	}
+	return out.Close()
+}
+
+func plainName(name string) bool {
+	return name != "" && name != "." && name != ".." && !strings.ContainsAny(name, "/\x00")
+}

@@ -1,0 +1,161 @@
+package migrate
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+)
+
+// Handler serves the control connection of one incoming migration.
+type Handler interface {
+	ServeMigration(ctx context.Context, c *Conn) error
+}
+
+// Server accepts peers on a TCP address; every connection must pass mutual
+// TLS before its first message is read.
+type Server struct {
+	ln      net.Listener
+	config  *tls.Config
+	handler Handler
+	log     *slog.Logger
+
+	mu      sync.Mutex
+	pending map[string]chan net.Conn // page streams awaited, by token
+	wg      sync.WaitGroup
+}
+
+// Listen opens addr (host:port) for peers.
+func Listen(addr string, config *tls.Config, h Handler, log *slog.Logger) (*Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("peer listener: %w", err)
+	}
+	return &Server{ln: ln, config: config, handler: h, log: log, pending: map[string]chan net.Conn{}}, nil
+}
+
+// Addr is where the server listens.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Serve accepts peers until ctx ends, then waits for the migrations in
+// flight.
+func (s *Server) Serve(ctx context.Context) error {
+	go func() {
+		<-ctx.Done()
+		s.ln.Close()
+	}()
+	defer s.wg.Wait()
+	for {
+		raw, err := s.ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("peer accept: %w", err)
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.serveConn(ctx, raw)
+		}()
+	}
+}
+
+func (s *Server) serveConn(ctx context.Context, raw net.Conn) {
+	tc := tls.Server(raw, s.config)
+	c := newConn(tc, raw.RemoteAddr().String(), s.config)
+	c.server = s
+	tc.SetDeadline(time.Now().Add(handshakeTimeout))
+	hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
+	err := tc.HandshakeContext(hctx)
+	cancel()
+	if err != nil {
+		s.log.Warn("peer refused", "remote", raw.RemoteAddr().String(), "err", err)
+		tc.Close()
+		return
+	}
+	m, err := c.Recv(KindHello)
+	switch {
+	case err != nil:
+	case m.Hello == nil || m.Hello.Version != ProtocolVersion:
+		err = fmt.Errorf("protocol version %v, this ckptd speaks %d", m.Hello, ProtocolVersion)
+		c.SendError(err)
+	default:
+		err = c.Send(&Message{Kind: KindHello, Hello: &Hello{Version: ProtocolVersion, Op: m.Hello.Op}})
+	}
+	if err != nil {
+		s.log.Warn("peer hello", "peer", c.Peer(), "err", err)
+		tc.Close()
+		return
+	}
+	tc.SetDeadline(time.Time{})
+	switch m.Hello.Op {
+	case OpMigrate:
+		defer tc.Close()
+		if err := s.handler.ServeMigration(ctx, c); err != nil {
+			s.log.Warn("incoming migration failed", "peer", c.Peer(), "err", err)
+		}
+	case OpPages:
+		s.deliverPages(m.Hello.Token, c)
+	default:
+		c.SendError(fmt.Errorf("unknown operation %q", m.Hello.Op))
+		tc.Close()
+	}
+}
+
+func (s *Server) deliverPages(token string, c *Conn) {
+	s.mu.Lock()
+	ch := s.pending[token]
+	delete(s.pending, token)
+	s.mu.Unlock()
+	if ch == nil {
+		s.log.Warn("page stream for no migration", "peer", c.Peer())
+		c.conn.Close()
+		return
+	}
+	ch <- c.conn // buffered: never blocks
+}
+
+// ExpectPages registers a page stream for this migration. The token goes
+// to the source in the Report; wait returns the stream once the source
+// dials it; cancel withdraws the token.
+func (c *Conn) ExpectPages() (token string, wait func(context.Context) (net.Conn, error), cancel func(), err error) {
+	s := c.server
+	if s == nil {
+		return "", nil, nil, errors.New("not an accepted connection")
+	}
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", nil, nil, err
+	}
+	token = hex.EncodeToString(b[:])
+	ch := make(chan net.Conn, 1)
+	s.mu.Lock()
+	s.pending[token] = ch
+	s.mu.Unlock()
+	cancel = func() {
+		s.mu.Lock()
+		delete(s.pending, token)
+		s.mu.Unlock()
+		select {
+		case pc := <-ch:
+			pc.Close()
+		default:
+		}
+	}
+	wait = func(ctx context.Context) (net.Conn, error) {
+		select {
+		case pc := <-ch:
+			return pc, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return token, wait, cancel, nil
+}

@@ -1,0 +1,104 @@
+package migrate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync/atomic"
+)
+
+// HalfCloser is a connection that can end its sending direction alone,
+// as *net.TCPConn and *tls.Conn can.
+type HalfCloser interface {
+	net.Conn
+	CloseWrite() error
+}
+
+// Tunnel joins a local CRIU connection to a peer's stream: bytes flow both
+// ways (CRIU's page-server protocol has acknowledgements), and an end of
+// stream on one side is passed on to the other. Sent counts what went
+// from local to remote.
+type Tunnel struct {
+	Sent atomic.Int64
+}
+
+// Run copies until both directions end. When either fails, both
+// connections are closed, so CRIU on either side sees the break at once.
+func (t *Tunnel) Run(ctx context.Context, local, remote HalfCloser) error {
+	stop := context.AfterFunc(ctx, func() { local.Close(); remote.Close() })
+	defer stop()
+	errc := make(chan error, 2)
+	go func() { errc <- pipe(remote, local, &t.Sent, "to peer") }()
+	go func() { errc <- pipe(local, remote, nil, "from peer") }()
+	var first error
+	for range 2 {
+		if err := <-errc; err != nil && first == nil {
+			first = err
+			local.Close()
+			remote.Close()
+		}
+	}
+	if first == nil && ctx.Err() != nil {
+		first = ctx.Err()
+	}
+	return first
+}
+
+func pipe(dst, src HalfCloser, counter *atomic.Int64, dir string) error {
+	buf := make([]byte, 256<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return fmt.Errorf("page stream %s: %w", dir, werr)
+			}
+			if counter != nil {
+				counter.Add(int64(n))
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			if cerr := dst.CloseWrite(); cerr != nil && !errors.Is(cerr, net.ErrClosed) {
+				return fmt.Errorf("page stream %s: %w", dir, cerr)
+			}
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("page stream %s: %w", dir, err)
+		}
+	}
+}
+
+// LoopbackPair returns two ends of one TCP connection over loopback: CRIU
+// speaks its page-server protocol over TCP, and ckptd keeps one end while
+// CRIU gets the other as a file descriptor.
+func LoopbackPair() (mine *net.TCPConn, theirs *os.File, err error) {
+	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return nil, nil, fmt.Errorf("loopback listener: %w", err)
+	}
+	defer ln.Close()
+	mine, err = net.DialTCP("tcp", nil, ln.Addr().(*net.TCPAddr))
+	if err != nil {
+		return nil, nil, fmt.Errorf("loopback dial: %w", err)
+	}
+	other, err := ln.AcceptTCP()
+	if err != nil {
+		mine.Close()
+		return nil, nil, fmt.Errorf("loopback accept: %w", err)
+	}
+	defer other.Close()
+	// Make sure it is our own dial that was accepted, not a stranger's.
+	if other.RemoteAddr().String() != mine.LocalAddr().String() {
+		mine.Close()
+		return nil, nil, fmt.Errorf("loopback pair: accepted %s, not our %s", other.RemoteAddr(), mine.LocalAddr())
+	}
+	theirs, err = other.File()
+	if err != nil {
+		mine.Close()
+		return nil, nil, err
+	}
+	return mine, theirs, nil
+}

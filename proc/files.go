@@ -1,0 +1,86 @@
+package proc
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// FileUse is a path a process depends on: CRIU records these by path and
+// reopens them on restore, so they must exist wherever it restores.
+type FileUse struct {
+	Path string
+	Use  string // "executable", "mapped", "open", "cwd"
+}
+
+// Files lists the executable, working directory, mapped files and open
+// regular files of pid, each path once. Deleted files and what is not a
+// path on a filesystem (pipes, sockets, anonymous memory) are left out.
+func Files(pid int) ([]FileUse, error) {
+	base := filepath.Join("/proc", strconv.Itoa(pid))
+	seen := map[string]bool{}
+	var out []FileUse
+	add := func(p, use string) {
+		if !strings.HasPrefix(p, "/") || strings.HasSuffix(p, " (deleted)") || seen[p] {
+			return
+		}
+		seen[p] = true
+		out = append(out, FileUse{Path: p, Use: use})
+	}
+	exe, err := os.Readlink(filepath.Join(base, "exe"))
+	if err != nil {
+		return nil, fmt.Errorf("process %d: %w", pid, err)
+	}
+	add(exe, "executable")
+	if cwd, err := os.Readlink(filepath.Join(base, "cwd")); err == nil {
+		add(cwd, "cwd")
+	}
+	maps, err := os.Open(filepath.Join(base, "maps"))
+	if err != nil {
+		return nil, fmt.Errorf("process %d: %w", pid, err)
+	}
+	defer maps.Close()
+	sc := bufio.NewScanner(maps)
+	for sc.Scan() {
+		// address perms offset dev inode path
+		if f := strings.SplitN(sc.Text(), " ", 6); len(f) == 6 {
+			add(strings.TrimSpace(f[5]), "mapped")
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("process %d maps: %w", pid, err)
+	}
+	fds, err := os.ReadDir(filepath.Join(base, "fd"))
+	if err != nil {
+		return nil, fmt.Errorf("process %d: %w", pid, err)
+	}
+	for _, fd := range fds {
+		link := filepath.Join(base, "fd", fd.Name())
+		p, err := os.Readlink(link)
+		if err != nil {
+			continue // closed meanwhile
+		}
+		if st, err := os.Stat(link); err == nil && st.Mode().IsRegular() {
+			add(p, "open")
+		}
+	}
+	return out, nil
+}
+
+// RSS is the resident memory of pid in bytes (VmRSS), 0 if unknown.
+func RSS(pid int) int64 {
+	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
