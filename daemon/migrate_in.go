@@ -136,7 +136,7 @@ func (in *incoming) run(ctx context.Context) (err error) {
 	}}); err != nil {
 		d.log.Warn("incoming migration: the source may not know it runs here", "target", t.Key(), "err", err)
 	}
-	in.awaitDone(t)
+	in.awaitDone(ctx, t, c.ID)
 	return nil
 }
 
@@ -238,12 +238,17 @@ func (in *incoming) restore(ctx context.Context, c *store.Checkpoint, staging st
 // awaitDone hears the source out. If the source gave up after all (it
 // timed out waiting for us, and resumed), this copy must go; if its word
 // is lost, both may run, which is better than neither.
-func (in *incoming) awaitDone(t *store.Target) {
+func (in *incoming) awaitDone(ctx context.Context, t *store.Target, id string) {
 	in.conn.SetDeadline(time.Now().Add(doneWait))
 	msg, err := in.conn.Recv(migrate.KindDone)
 	switch {
 	case err == nil:
 		in.d.log.Info("incoming migration done", "target", t.Key(), "pid", t.PID, "source_stopped", msg.Done.SourceStopped)
+		if msg.Done.Stats != nil {
+			if err := in.d.store.Finish(ctx, id, msg.Done.Stats, in.work); err != nil && !errdefs.IsNotFound(err) {
+				in.d.log.Warn("record the source's CRIU statistics", "id", id, "err", err)
+			}
+		}
 	case errors.Is(err, migrate.ErrRemote):
 		in.d.log.Warn("source resumed its copy after all; stopping ours", "target", t.Key(), "err", err)
 		if kerr := syscall.Kill(t.PID, syscall.SIGKILL); kerr != nil && !errors.Is(kerr, syscall.ESRCH) {

@@ -167,7 +167,7 @@ func (m *outgoing) run(ctx context.Context) (res *MigrateResult, err error) {
 		return nil, err
 	}
 	stopped := !m.req.KeepSource
-	if err := m.conn.Send(&migrate.Message{Kind: migrate.KindDone, Done: &migrate.Done{SourceStopped: stopped}}); err != nil {
+	if err := m.conn.Send(&migrate.Message{Kind: migrate.KindDone, Done: &migrate.Done{SourceStopped: stopped, Stats: stats}}); err != nil {
 		d.log.Warn("migration: telling the destination we are done", "err", err)
 	}
 	return &MigrateResult{

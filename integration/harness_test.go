@@ -26,6 +26,9 @@ type daemon struct {
 	containerd string
 	cmd        *exec.Cmd
 	log        *bytes.Buffer
+	// wrap runs ckptd inside another command (a network and mount
+	// namespace), and args are extra flags; both empty for a plain daemon.
+	wrap, args []string
 }
 
 // startDaemon starts a ckptd whose containerd socket leads nowhere, so that
@@ -49,8 +52,10 @@ func startDaemonAt(t *testing.T, root, containerd string) *daemon {
 func (d *daemon) start() {
 	d.t.Helper()
 	d.log = &bytes.Buffer{}
-	d.cmd = exec.Command(bins.ckptd, "--root", d.root, "--socket", d.socket, "--log-level", "debug",
-		"--containerd", d.containerd)
+	argv := append([]string{bins.ckptd, "--root", d.root, "--socket", d.socket, "--log-level", "debug",
+		"--containerd", d.containerd}, d.args...)
+	argv = append(append([]string{}, d.wrap...), argv...)
+	d.cmd = exec.Command(argv[0], argv[1:]...)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.cmd.Start(); err != nil {
 		d.t.Fatalf("start ckptd: %v", err)

@@ -112,8 +112,8 @@ type Restored struct {
 
 // Done is the source's last word: whether it stopped its copy.
 type Done struct {
-	SourceStopped bool   `json:"source_stopped"`
-	Error         string `json:"error,omitempty"`
+	SourceStopped bool             `json:"source_stopped"`
+	Stats         *store.DumpStats `json:"stats,omitempty"` // CRIU's, known only now
 }
 
 // ErrRemote is a failure the peer reported.

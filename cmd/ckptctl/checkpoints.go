@@ -178,6 +178,9 @@ func printInspection(in *apiv1.InspectResponse) {
 		strings.Join(in.GetChildren(), ", "), ago(ck.GetCreatedUnixNano()))
 	fmt.Printf("Host:      %s, kernel %s, CRIU %s\nCPU:       %s\nSize:      %s in %d files\n",
 		ck.GetHost(), ck.GetKernel(), ck.GetCriuVersion(), ck.GetCpuModel(), humanBytes(ck.GetSize()), len(ck.GetFiles()))
+	if m := ck.GetMigration(); m != nil {
+		fmt.Printf("Migrated:  from %s, running here since %s\n", m.GetPeer(), ago(m.GetReceivedUnixNano()))
+	}
 	if ci := ck.GetContainer(); ci != nil {
 		fmt.Printf("Container: ctr:%s/%s, image %s (%s), snapshotter %s, runtime %s\n",
 			ci.GetNamespace(), ci.GetId(), ci.GetImage(), ci.GetImageDigest(), ci.GetSnapshotter(), ci.GetRuntime())

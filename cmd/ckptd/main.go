@@ -27,6 +27,7 @@ import (
 	"github.com/ckptd/ckptd/dumper"
 	"github.com/ckptd/ckptd/migrate"
 	"github.com/ckptd/ckptd/peer"
+	"github.com/ckptd/ckptd/proc"
 	"github.com/ckptd/ckptd/restorer"
 	"github.com/ckptd/ckptd/store"
 	"github.com/ckptd/ckptd/workload"
@@ -54,6 +55,9 @@ func run() error {
 	}
 	if os.Geteuid() != 0 {
 		return errors.New("must run as root (CRIU needs it)")
+	}
+	if err := proc.CloseExecFrom(3); err != nil {
+		return fmt.Errorf("mark inherited descriptors close-on-exec: %w", err)
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
