@@ -35,15 +35,19 @@ func (b Binary) CPUInfo(ctx context.Context, dir string) ([]byte, error) {
 	if out, err := b.command(ctx, "cpuinfo", "dump", "-D", dir); err != nil {
 		return nil, fmt.Errorf("criu cpuinfo dump: %v: %s", err, lastLine(out))
 	}
-	return os.ReadFile(filepath.Join(dir, CPUInfoFile))
+	p := filepath.Join(dir, CPUInfoFile)
+	defer os.Remove(p)
+	return os.ReadFile(p)
 }
 
 // CheckCPUInfo runs `criu cpuinfo check` against another host's image,
 // written into the scratch directory dir. A refusal is FailedPrecondition.
 func (b Binary) CheckCPUInfo(ctx context.Context, dir string, image []byte) error {
-	if err := os.WriteFile(filepath.Join(dir, CPUInfoFile), image, 0o600); err != nil {
+	p := filepath.Join(dir, CPUInfoFile)
+	if err := os.WriteFile(p, image, 0o600); err != nil {
 		return err
 	}
+	defer os.Remove(p)
 	if out, err := b.command(ctx, "cpuinfo", "check", "-D", dir); err != nil {
 		return fmt.Errorf("criu cpuinfo check: %s: %w", lastLine(out), errdefs.ErrFailedPrecondition)
 	}

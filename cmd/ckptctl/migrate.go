@@ -113,13 +113,8 @@ func newProgressBar(f *os.File) *progressBar {
 
 func (b *progressBar) show(p *apiv1.MigrateProgress) {
 	if !b.tty {
-		if p.GetPhase() != b.phase {
-			fmt.Fprintf(b.w, "%s...\n", p.GetPhase())
-		}
-		b.phase = p.GetPhase()
 		return
 	}
-	b.phase = p.GetPhase()
 	rate := float64(p.GetBytes()) / time.Since(b.start).Seconds()
 	line := fmt.Sprintf("%-9s %s %9s", p.GetPhase(), bar(p.GetBytes(), p.GetTotal(), 30), humanBytes(p.GetBytes()))
 	if p.GetBytes() > 0 {
