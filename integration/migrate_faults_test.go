@@ -1,0 +1,103 @@
+package integration
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// untouched checks that a workload a failed migration refused is running
+// as before: never frozen for good, its memory and counters intact.
+func untouched(t *testing.T, w target, before status) {
+	t.Helper()
+	if !alive(w.Ref.PID) {
+		t.Fatalf("workload %s (pid %d) is not running", w.Ref.Name, w.Ref.PID)
+	}
+	continues(t, before, loadStatus(t, w.Ref.PID, w.Ref.LogPath))
+}
+
+// TestMigratePreflight: what the destination lacks is reported before
+// anything freezes, and bad requests fail with one line.
+func TestMigratePreflight(t *testing.T) {
+	a, b := twoHosts(t)
+	src, dst := a.ckptd("", ""), b.ckptd("", "")
+
+	// An executable only host a has: b's pre-flight must name it.
+	own := filepath.Join(a.dir, "bin", "memload")
+	if err := os.MkdirAll(filepath.Dir(own), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("cp", bins.memload, own).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v: %s", err, out)
+	}
+	src.must("run", "--name", "local", "--", own, "--mib", "16")
+	w := src.workload("local")
+	waitFor(t, "local ready", func() bool { return strings.Contains(readFile(w.Ref.LogPath), "ready") })
+	before := loadStatus(t, w.Ref.PID, w.Ref.LogPath)
+	src.mustFail("executable "+own+" is missing here", "migrate", "local", "--to", b.addr())
+
+	// A workload of the same name already runs on b.
+	dst.runLoad("taken", 8)
+	x := src.runLoad("taken", 8)
+	xBefore := loadStatus(t, x.Ref.PID, x.Ref.LogPath)
+	src.mustFail(`workload "taken" runs here already`, "migrate", "taken", "--to", b.addr())
+
+	src.mustFailAll(t, []failCase{
+		{"--to HOST:PORT is required", []string{"migrate", "local"}},
+		{"want host:port", []string{"migrate", "local", "--to", "nohost"}},
+		{"not found", []string{"migrate", "no-such-workload", "--to", b.addr()}},
+		{"--lazy is off", []string{"migrate", "local", "--to", b.addr(), "--lazy"}},
+		{"connection refused", []string{"migrate", "local", "--to", b.ip + ":1"}},
+		{"name", []string{"migrate", "local", "--to", b.addr(), "--name", "../x"}},
+	})
+	untouched(t, w, before)
+	untouched(t, x, xBefore)
+	if cs := dst.checkpoints(); len(cs) != 0 {
+		t.Errorf("destination keeps checkpoints of refused migrations: %v", cs)
+	}
+	for _, d := range []*daemon{src, dst} {
+		if l := leftovers(t, d); len(l) > 0 {
+			t.Errorf("left behind: %v", l)
+		}
+	}
+}
+
+// TestMigrateWrongCA: a peer whose certificate another CA signed is
+// refused in both directions, before anything is sent or frozen.
+func TestMigrateWrongCA(t *testing.T) {
+	a, b := twoHosts(t)
+	rogue := t.TempDir()
+	ctl(t, "certs", "ca", filepath.Join(rogue, "ca"))
+	// A host certificate from the rogue CA, beside the honest CA: its
+	// holder trusts honest peers, but honest peers must not trust it.
+	rogueHost := func(h *host) string {
+		dir := filepath.Join(rogue, h.name)
+		ctl(t, "certs", "host", h.name, "--ca", filepath.Join(rogue, "ca"), "--out", dir, "--ip", h.ip)
+		if out, err := exec.Command("cp", filepath.Join(h.certs, "ca.pem"), filepath.Join(dir, "ca.pem")).CombinedOutput(); err != nil {
+			t.Fatalf("cp: %v: %s", err, out)
+		}
+		return dir
+	}
+
+	// a presents a rogue certificate to an honest b.
+	src, dst := a.ckptd("", rogueHost(a)), b.ckptd("", "")
+	w := src.runLoad("w", 16)
+	before := loadStatus(t, w.Ref.PID, w.Ref.LogPath)
+	src.mustFail("refused us", "migrate", "w", "--to", b.addr())
+	if !strings.Contains(dst.log.String(), "peer refused") {
+		t.Errorf("destination did not log the refusal:\n%s", dst.log)
+	}
+	untouched(t, w, before)
+	src.cleanup()
+
+	// An honest a meets a b that presents a rogue certificate.
+	dst.cleanup()
+	honest := a.ckptd("", "")
+	b.ckptd("", rogueHost(b))
+	w = honest.runLoad("w2", 16)
+	before = loadStatus(t, w.Ref.PID, w.Ref.LogPath)
+	honest.mustFail("certificate signed by unknown authority", "migrate", "w2", "--to", b.addr())
+	untouched(t, w, before)
+}
