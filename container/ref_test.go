@@ -60,3 +60,21 @@ func TestNofileWarnings(t *testing.T) {
 		}
 	}
 }
+
+func TestCopyCgroupPath(t *testing.T) {
+	from := Ref{Namespace: "default", ID: "web"}
+	for _, tc := range []struct {
+		path string
+		to   Ref
+		want string
+	}{
+		{"/default/web", Ref{Namespace: "default", ID: "web2"}, "/default/web2"},
+		{"/default/web", Ref{Namespace: "moved", ID: "web"}, "/moved/web"},
+		{"/k8s/pod1/web", Ref{Namespace: "default", ID: "web2"}, "/k8s/pod1/web2"},
+		{"system.slice:ctr:web", Ref{Namespace: "default", ID: "web2"}, "system.slice:ctr:web2"},
+	} {
+		if got := copyCgroupPath(tc.path, from, tc.to); got != tc.want {
+			t.Errorf("copyCgroupPath(%q, %v) = %q, want %q", tc.path, tc.to, got, tc.want)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strings"
 
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/cio"
@@ -65,9 +66,9 @@ func (r *Runtime) Restore(ctx context.Context, req RestoreRequest) (res RestoreR
 	if err := r.removeStopped(ctx, req.Ref, req.Verified); err != nil {
 		return res, err
 	}
-	if req.Ref.ID != req.From.ID && spec.Linux != nil && spec.Linux.CgroupsPath != "" {
+	if req.Ref != req.From && spec.Linux != nil && spec.Linux.CgroupsPath != "" {
 		// A copy beside the original needs its own cgroup.
-		spec.Linux.CgroupsPath = path.Join(path.Dir(spec.Linux.CgroupsPath), req.Ref.ID)
+		spec.Linux.CgroupsPath = copyCgroupPath(spec.Linux.CgroupsPath, req.From, req.Ref)
 	}
 	c, err := r.client.NewContainer(ctx, req.Ref.ID,
 		client.WithImage(img),
@@ -172,6 +173,19 @@ func (r *Runtime) baseImage(ctx context.Context, req RestoreRequest) (client.Ima
 		}
 	}
 	return img, nil
+}
+
+// copyCgroupPath is the cgroup of copy to of container from: containerd's
+// usual /NAMESPACE/ID becomes to's, a systemd slice:prefix:name gets to's
+// ID as its name, any other path as its last element.
+func copyCgroupPath(p string, from, to Ref) string {
+	if base, ok := strings.CutSuffix(p, "/"+from.Namespace+"/"+from.ID); ok {
+		return base + "/" + to.Namespace + "/" + to.ID
+	}
+	if f := strings.Split(p, ":"); len(f) == 3 && !strings.HasPrefix(p, "/") {
+		return f[0] + ":" + f[1] + ":" + to.ID
+	}
+	return path.Join(path.Dir(p), to.ID)
 }
 
 func readSpec(p string) (*specs.Spec, error) {

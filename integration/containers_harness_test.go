@@ -103,15 +103,22 @@ func (x *ctrd) run(id, script string) string {
 // status is the task status of container id ("" when it has no task).
 func (x *ctrd) status(id string) string {
 	x.t.Helper()
-	ctr, err := x.c.LoadContainer(x.ctx(), id)
+	return x.statusIn("default", id)
+}
+
+// statusIn is status in namespace ns.
+func (x *ctrd) statusIn(ns, id string) string {
+	x.t.Helper()
+	ctx := namespaces.WithNamespace(context.Background(), ns)
+	ctr, err := x.c.LoadContainer(ctx, id)
 	if err != nil {
 		return "absent"
 	}
-	task, err := ctr.Task(x.ctx(), nil)
+	task, err := ctr.Task(ctx, nil)
 	if err != nil {
 		return ""
 	}
-	st, err := task.Status(x.ctx())
+	st, err := task.Status(ctx)
 	if err != nil {
 		x.t.Fatal(err)
 	}

@@ -1,0 +1,73 @@
+package integration
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestMigrateContainer moves a container between two private containerds
+// on two hosts: refused while the destination lacks the base image, then
+// moved, continuing its counter at exactly the next value with the file it
+// wrote into its writable layer. The two containerds share one kernel and
+// runc's state root (/run/containerd/runc/NAMESPACE/ID), so the container
+// lands in another namespace; on two machines it would keep its name.
+func TestMigrateContainer(t *testing.T) {
+	a, b := twoHosts(t)
+	xa, xb := startContainerd(t, true), startContainerd(t, false)
+	src, dst := a.ckptd(xa.in.Address, ""), b.ckptd(xb.in.Address, "")
+	logPath := xa.run("mover", counterScript)
+	waitCount(t, logPath, 5)
+
+	const as = "ctr:moved/mover"
+	line := src.mustFail("base image "+testImage, "migrate", "ctr:default/mover", "--to", b.addr(), "--name", as)
+	if !strings.Contains(line, "pre-flight") {
+		t.Errorf("refusal does not say it came from the pre-flight: %s", line)
+	}
+	if st := xa.status("mover"); st != "running" || !counting(t, logPath) {
+		t.Fatalf("after the refusal the source container is %q (counting: %v)", st, counting(t, logPath))
+	}
+
+	img, err := buildImage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := xb.in.Import(context.Background(), "moved", img.Layout); err != nil {
+		t.Fatal(err)
+	}
+	r := src.migrate("ctr:default/mover", "--to", b.addr(), "--name", as)
+	if r.Name != "moved/mover" || !r.SourceStopped {
+		t.Fatalf("migrate result %+v", r)
+	}
+	counts, _ := counterLines(readFile(logPath))
+	last := counts[len(counts)-1]
+	if st := xa.status("mover"); st == "running" || st == "paused" {
+		t.Errorf("source container is %s after the migration", st)
+	}
+	if st := xb.statusIn("moved", "mover"); st != "running" {
+		t.Fatalf("destination container is %q", st)
+	}
+	moved := filepath.Join(dst.root, "containers", "moved", "mover", "output.log")
+	waitCount(t, moved, last+3)
+	got, markers := counterLines(readFile(moved))
+	if got[0] != last+1 || markers[0] != "kept" {
+		t.Errorf("destination continues at %d with marker %q, want %d and %q", got[0], markers[0], last+1, "kept")
+	}
+	ps := dst.must("ps")
+	if !strings.Contains(ps, "moved/mover") || !strings.Contains(ps, shortID(r.Checkpoint)) {
+		t.Errorf("destination ps does not show the container restored from %s:\n%s", r.Checkpoint, ps)
+	}
+	for _, d := range []*daemon{src, dst} {
+		if l := leftovers(t, d); len(l) > 0 {
+			t.Errorf("left behind: %v", l)
+		}
+	}
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
