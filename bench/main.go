@@ -27,6 +27,7 @@ var (
 	binDir = flag.String("bin", "bin", "directory with ckptd and ckptctl")
 	procs  = flag.Bool("processes", true, "benchmark memload against raw criu")
 	ctrs   = flag.Bool("containers", true, "benchmark a container against ctr and podman")
+	migr   = flag.Bool("migrate", true, "benchmark ckptctl migrate against a hand-run CRIU page-server pipeline")
 	dlog   = flag.String("daemon-log-level", "warn", "log level of the ckptd under test (its log goes to stderr)")
 )
 
@@ -47,11 +48,13 @@ func main() {
 	if *ctrs {
 		benchContainers(work)
 	}
+	if *migr {
+		benchMigrate(work)
+	}
 }
 
 func benchProcesses(work string) {
-	memload := filepath.Join(work, "memload")
-	run("go", "build", "-o", memload, "./test/memload")
+	memload := buildMemload(work)
 
 	var rawDump, rawRestore, ctlDump, ctlRestore []sample
 	for i := range *rounds {
@@ -97,6 +100,14 @@ func rawRound(work, memload string, i int) (sample, sample) {
 	return dump, restore
 }
 
+func buildMemload(work string) string {
+	memload := filepath.Join(work, "memload")
+	if _, err := os.Stat(memload); err != nil {
+		run("go", "build", "-o", memload, "./test/memload")
+	}
+	return memload
+}
+
 func frozen(dir string) time.Duration {
 	f, err := os.Open(dir)
 	check(err)
@@ -111,10 +122,10 @@ type daemon struct {
 	socket, root string
 }
 
-func startDaemon(work, name, containerd string) *daemon {
+func startDaemon(work, name, containerd string, extra ...string) *daemon {
 	d := &daemon{socket: filepath.Join(work, name+".sock"), root: filepath.Join(work, name+"-state")}
-	d.cmd = exec.Command(filepath.Join(*binDir, "ckptd"), "--root", d.root, "--socket", d.socket, "--log-level", *dlog,
-		"--containerd", containerd)
+	d.cmd = exec.Command(filepath.Join(*binDir, "ckptd"), append([]string{"--root", d.root, "--socket", d.socket, "--log-level", *dlog,
+		"--containerd", containerd}, extra...)...)
 	d.cmd.Stderr = os.Stderr
 	check(d.cmd.Start())
 	for range 100 {
@@ -173,7 +184,6 @@ func report(rawDump, rawRestore, ctlDump, ctlRestore []sample) {
 	}
 	wall := func(s sample) time.Duration { return s.wall }
 	froz := func(s sample) time.Duration { return s.frozen }
-	ratio := func(a, b time.Duration) string { return fmt.Sprintf("%.2fx", float64(a)/float64(b)) }
 	fmt.Printf("workload: memload %d MiB, median of %d rounds\n\n", *mib, *rounds)
 	fmt.Printf("%-22s %12s %12s %8s\n", "measure", "raw criu", "ckptctl", "ratio")
 	for _, r := range []struct {
@@ -187,6 +197,8 @@ func report(rawDump, rawRestore, ctlDump, ctlRestore []sample) {
 		fmt.Printf("%-22s %11.3fs %11.3fs %8s\n", r.name, r.raw.Seconds(), r.ctl.Seconds(), ratio(r.ctl, r.raw))
 	}
 }
+
+func ratio(a, b time.Duration) string { return fmt.Sprintf("%.2fx", float64(a)/float64(b)) }
 
 func waitReady(logPath string) {
 	deadline := time.Now().Add(2 * time.Minute)
