@@ -78,7 +78,7 @@ type incoming struct {
 
 func (in *incoming) run(ctx context.Context) (err error) {
 	d := in.d
-	dir, err := d.store.Stage(ctx, in.id)
+	dir, err := d.store.StageUnhashed(ctx, in.id)
 	if err != nil {
 		return err
 	}
@@ -118,11 +118,13 @@ func (in *incoming) run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	committed := time.Now()
 	if pagesDone != nil {
 		if err := <-pagesDone; err != nil {
 			return err
 		}
 	}
+	pagesIn := time.Since(committed)
 	c, err := in.record(ctx, src)
 	if err != nil {
 		return err
@@ -131,10 +133,14 @@ func (in *incoming) run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	d.log.Debug("incoming migration phases", "target", t.Key(), "page_server_after_commit", pagesIn, "restored_after_commit", time.Since(committed))
 	if err := in.conn.Send(&migrate.Message{Kind: migrate.KindRestored, Restored: &migrate.Restored{
 		Checkpoint: c.ID, Name: in.ref.Name, PID: t.PID, Warnings: warnings,
 	}}); err != nil {
 		d.log.Warn("incoming migration: the source may not know it runs here", "target", t.Key(), "err", err)
+	}
+	if !published {
+		in.keep(ctx, c, t)
 	}
 	in.awaitDone(ctx, t, c.ID)
 	return nil
@@ -207,9 +213,9 @@ func (in *incoming) record(ctx context.Context, src *store.Checkpoint) (*store.C
 
 // restore runs the received checkpoint. It arrived over an authenticated,
 // integrity-checked stream, so it is not verified again: a process tree
-// restores straight from staging and is published afterwards, out of the
-// downtime; a container's few files are published first, since containerd
-// restores from the published directory.
+// restores straight from staging and is published once it runs, out of
+// the downtime (see keep); a container's few files are published first,
+// since containerd restores from the published directory.
 func (in *incoming) restore(ctx context.Context, c *store.Checkpoint, staging string, published *bool) (*store.Target, []string, error) {
 	d := in.d
 	trusted := func() error { return nil }
@@ -221,18 +227,20 @@ func (in *incoming) restore(ctx context.Context, c *store.Checkpoint, staging st
 		return d.restoreContainer(ctx, c, in.ref, trusted)
 	}
 	t, err := d.restore(ctx, c, in.ref, staging, trusted)
-	if err != nil {
-		return nil, nil, err
-	}
-	var warnings []string
-	if err := d.store.Publish(context.WithoutCancel(ctx), c); err != nil {
-		d.log.Error("incoming migration: keeping the checkpoint failed; the target runs", "target", t.Key(), "err", err)
-		warnings = append(warnings, fmt.Sprintf("the destination runs it but could not keep its checkpoint: %v", err))
-		if derr := d.store.Discard(context.WithoutCancel(ctx), c.ID); derr != nil {
-			d.log.Error("discard", "id", c.ID, "err", derr)
+	return t, nil, err
+}
+
+// keep publishes a restored tree's checkpoint: hashing and syncing its
+// pages takes seconds per GiB, which the source must not wait for. If it
+// fails, the tree runs on without a checkpoint here.
+func (in *incoming) keep(ctx context.Context, c *store.Checkpoint, t *store.Target) {
+	ctx = context.WithoutCancel(ctx)
+	if err := in.d.store.Publish(ctx, c); err != nil {
+		in.d.log.Error("incoming migration: keeping the checkpoint failed; the target runs", "target", t.Key(), "err", err)
+		if derr := in.d.store.Discard(ctx, c.ID); derr != nil {
+			in.d.log.Error("discard", "id", c.ID, "err", derr)
 		}
 	}
-	return t, warnings, nil
 }
 
 // awaitDone hears the source out. If the source gave up after all (it

@@ -304,6 +304,7 @@ func (m *outgoing) commit(c *store.Checkpoint, images string) error {
 			return err
 		}
 	}
+	sent := time.Since(m.frozen)
 	c.Created = time.Now().UTC()
 	if err := m.conn.Send(&migrate.Message{Kind: migrate.KindCommit, Commit: &migrate.Commit{Checkpoint: c}}); err != nil {
 		return err
@@ -322,6 +323,7 @@ func (m *outgoing) commit(c *store.Checkpoint, images string) error {
 	}
 	m.restored = msg.Restored
 	m.downtime = time.Since(m.frozen)
+	m.d.log.Debug("migration phases", "target", m.target.Key(), "images_sent", sent, "running_there", m.downtime)
 	return nil
 }
 

@@ -15,7 +15,20 @@ import (
 )
 
 // Stage creates the staging directory a new checkpoint is written into.
+// Its page images are hashed in the background as they grow, so that
+// publishing, done while a target is frozen, has little left to do.
 func (s *Store) Stage(ctx context.Context, id string) (string, error) {
+	return s.stage(id, true)
+}
+
+// StageUnhashed is Stage without the background hashing: for a checkpoint
+// published only after its target runs again (an incoming migration),
+// where hashing would take CPU from the transfer and restore.
+func (s *Store) StageUnhashed(ctx context.Context, id string) (string, error) {
+	return s.stage(id, false)
+}
+
+func (s *Store) stage(id string, prehash bool) (string, error) {
 	if !validID(id) {
 		return "", fmt.Errorf("checkpoint id %q: %w", id, errdefs.ErrInvalidArgument)
 	}
@@ -23,9 +36,11 @@ func (s *Store) Stage(ctx context.Context, id string) (string, error) {
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return "", fmt.Errorf("stage %s: %w", id, err)
 	}
-	s.mu.Lock()
-	s.pre[id] = startPrehash(dir)
-	s.mu.Unlock()
+	if prehash {
+		s.mu.Lock()
+		s.pre[id] = startPrehash(dir)
+		s.mu.Unlock()
+	}
 	return dir, nil
 }
 
