@@ -75,9 +75,13 @@ func TestMigrateWorkload(t *testing.T) {
 			Peer string `json:"peer"`
 		} `json:"migration"`
 	}
-	if err := json.Unmarshal([]byte(dst.must("ls", "-o", "json")), &cs); err != nil {
-		t.Fatal(err)
-	}
+	// The destination publishes the checkpoint once the target runs there.
+	waitFor(t, "the received checkpoint listed", func() bool {
+		if err := json.Unmarshal([]byte(dst.must("ls", "-o", "json")), &cs); err != nil {
+			t.Fatal(err)
+		}
+		return len(cs) > 0
+	})
 	if len(cs) != 1 || cs[0].ID != r.Checkpoint || moved.RestoredFrom != cs[0].ID || !strings.HasPrefix(cs[0].Migration.Peer, "a (") {
 		t.Fatalf("destination lineage: checkpoints %+v, restored from %q, result %+v", cs, moved.RestoredFrom, r)
 	}
@@ -98,6 +102,7 @@ func TestMigrateWorkload(t *testing.T) {
 		t.Fatalf("after --keep-source: copy %+v, original running %v", cp, dst.workload("mover").Running)
 	}
 	continues(t, after, loadStatus(t, cp.Ref.PID, cp.Ref.LogPath))
+	waitFor(t, "the copy's checkpoint listed on a", func() bool { return len(src.checkpoints()) == 1 })
 	for _, d := range []*daemon{src, dst} {
 		if l := leftovers(t, d); len(l) > 0 {
 			t.Errorf("left behind: %v", l)
