@@ -75,15 +75,7 @@ func benchProcesses(work string) {
 func rawRound(work, memload string, i int) (sample, sample) {
 	dir := filepath.Join(work, fmt.Sprintf("raw-%d", i))
 	check(os.MkdirAll(dir, 0o700))
-	out, err := os.Create(filepath.Join(work, fmt.Sprintf("raw-%d.log", i)))
-	check(err)
-	defer out.Close()
-	cmd := exec.Command(memload, "--mib", strconv.Itoa(*mib))
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Cloneflags: syscall.CLONE_NEWPID}
-	check(cmd.Start())
-	go cmd.Wait()
-	waitReady(out.Name())
+	cmd := startRawLoad(work, memload, fmt.Sprintf("raw-%d", i))
 
 	start := time.Now()
 	run("criu", "dump", "-t", strconv.Itoa(cmd.Process.Pid), "-D", dir, "-o", "dump.log", "-v4")
@@ -106,6 +98,21 @@ func buildMemload(work string) string {
 		run("go", "build", "-o", memload, "./test/memload")
 	}
 	return memload
+}
+
+// startRawLoad starts memload as pid 1 of a new PID namespace, as ckptd
+// does, and waits until it filled its memory.
+func startRawLoad(work, memload, name string) *exec.Cmd {
+	out, err := os.Create(filepath.Join(work, name+".log"))
+	check(err)
+	defer out.Close()
+	cmd := exec.Command(memload, "--mib", strconv.Itoa(*mib))
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Cloneflags: syscall.CLONE_NEWPID}
+	check(cmd.Start())
+	go cmd.Wait()
+	waitReady(out.Name())
+	return cmd
 }
 
 func frozen(dir string) time.Duration {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -68,15 +67,7 @@ func rawMigrateRound(work, memload string, i int) time.Duration {
 	check(os.MkdirAll(dstDir, 0o700))
 	defer os.RemoveAll(srcDir)
 	defer os.RemoveAll(dstDir)
-	out, err := os.Create(filepath.Join(work, fmt.Sprintf("hand-%d.log", i)))
-	check(err)
-	defer out.Close()
-	cmd := exec.Command(memload, "--mib", strconv.Itoa(*mib))
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Cloneflags: syscall.CLONE_NEWPID}
-	check(cmd.Start())
-	go cmd.Wait()
-	waitReady(out.Name())
+	cmd := startRawLoad(work, memload, fmt.Sprintf("hand-%d", i))
 
 	// -d returns once the page server listens; it serves one dump and exits.
 	port := freePort()

@@ -28,21 +28,11 @@ type CreateRequest struct {
 // is still frozen; only then does CRIU kill it (or resume it with
 // LeaveRunning). Any failure leaves the target running and nothing listed.
 func (d *Daemon) Create(ctx context.Context, req CreateRequest) (*store.Checkpoint, error) {
-	ref, err := d.resolveRef(ctx, req.Target)
+	target, unlock, err := d.lockLive(ctx, req.Target)
 	if err != nil {
 		return nil, err
 	}
-	unlock := d.locks.Lock(ref.Key())
 	defer unlock()
-
-	live := d.liveTarget
-	if ref.Kind == store.KindContainer {
-		live = d.liveContainer
-	}
-	target, err := live(ctx, ref)
-	if err != nil {
-		return nil, err
-	}
 	name, err := d.checkpointName(ctx, req.Name, target.TargetRef)
 	if err != nil {
 		return nil, err
@@ -63,7 +53,7 @@ func (d *Daemon) Create(ctx context.Context, req CreateRequest) (*store.Checkpoi
 		Options:     req.Options,
 	}
 	dump := d.dump
-	if ref.Kind == store.KindContainer {
+	if target.Kind == store.KindContainer {
 		dump = d.checkpointContainer
 	}
 	if err := dump(ctx, c); err != nil {
@@ -76,6 +66,26 @@ func (d *Daemon) Create(ctx context.Context, req CreateRequest) (*store.Checkpoi
 	d.log.Info("checkpoint created", "id", c.ID, "name", c.Name, "target", c.Target.Key(),
 		"stats", c.Stats, "bytes", c.Size())
 	return c, nil
+}
+
+// lockLive resolves target, takes its lock and returns its record,
+// checked to be running. The caller unlocks.
+func (d *Daemon) lockLive(ctx context.Context, target string) (*store.Target, func(), error) {
+	ref, err := d.resolveRef(ctx, target)
+	if err != nil {
+		return nil, nil, err
+	}
+	unlock := d.locks.Lock(ref.Key())
+	live := d.liveTarget
+	if ref.Kind == store.KindContainer {
+		live = d.liveContainer
+	}
+	t, err := live(ctx, ref)
+	if err != nil {
+		unlock()
+		return nil, nil, err
+	}
+	return t, unlock, nil
 }
 
 func (d *Daemon) dump(ctx context.Context, c *store.Checkpoint) error {

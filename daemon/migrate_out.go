@@ -79,20 +79,11 @@ func (d *Daemon) Migrate(ctx context.Context, req MigrateRequest) (*MigrateResul
 	if _, _, err := net.SplitHostPort(req.To); err != nil {
 		return nil, fmt.Errorf("destination %q: want host:port: %w", req.To, errdefs.ErrInvalidArgument)
 	}
-	ref, err := d.resolveRef(ctx, req.Target)
+	t, unlock, err := d.lockLive(ctx, req.Target)
 	if err != nil {
 		return nil, err
 	}
-	unlock := d.locks.Lock(ref.Key())
 	defer unlock()
-	live := d.liveTarget
-	if ref.Kind == store.KindContainer {
-		live = d.liveContainer
-	}
-	t, err := live(ctx, ref)
-	if err != nil {
-		return nil, err
-	}
 	m := &outgoing{d: d, req: req, target: t, id: store.NewID(), start: start}
 	res, err := m.run(ctx)
 	if err != nil {
