@@ -140,10 +140,9 @@ func (in *incoming) run(ctx context.Context) (err error) {
 		d.log.Warn("incoming migration: the source may not know it runs here", "target", t.Key(), "err", err)
 	}
 	if !published {
-		in.keep(ctx, c, t)
+		published = in.keep(ctx, c, t)
 	}
-	in.awaitDone(ctx, t, c.ID)
-	return nil
+	return in.awaitDone(ctx, t, c.ID)
 }
 
 // receiveFiles stores the files the source sends until its commit.
@@ -233,20 +232,23 @@ func (in *incoming) restore(ctx context.Context, c *store.Checkpoint, staging st
 // keep publishes a restored tree's checkpoint: hashing and syncing its
 // pages takes seconds per GiB, which the source must not wait for. If it
 // fails, the tree runs on without a checkpoint here.
-func (in *incoming) keep(ctx context.Context, c *store.Checkpoint, t *store.Target) {
+func (in *incoming) keep(ctx context.Context, c *store.Checkpoint, t *store.Target) bool {
 	ctx = context.WithoutCancel(ctx)
 	if err := in.d.store.Publish(ctx, c); err != nil {
 		in.d.log.Error("incoming migration: keeping the checkpoint failed; the target runs", "target", t.Key(), "err", err)
 		if derr := in.d.store.Discard(ctx, c.ID); derr != nil {
 			in.d.log.Error("discard", "id", c.ID, "err", derr)
 		}
+		return false
 	}
+	return true
 }
 
 // awaitDone hears the source out. If the source gave up after all (it
-// timed out waiting for us, and resumed), this copy must go; if its word
-// is lost, both may run, which is better than neither.
-func (in *incoming) awaitDone(ctx context.Context, t *store.Target, id string) {
+// timed out waiting for us, and resumed), this copy must go, and with it
+// the checkpoint (the error makes run remove it); if the source's word is
+// lost, both may run, which is better than neither.
+func (in *incoming) awaitDone(ctx context.Context, t *store.Target, id string) error {
 	in.conn.SetDeadline(time.Now().Add(doneWait))
 	msg, err := in.conn.Recv(migrate.KindDone)
 	switch {
@@ -260,9 +262,11 @@ func (in *incoming) awaitDone(ctx context.Context, t *store.Target, id string) {
 	case errors.Is(err, migrate.ErrRemote):
 		in.d.log.Warn("source resumed its copy after all; stopping ours", "target", t.Key(), "err", err)
 		if kerr := syscall.Kill(t.PID, syscall.SIGKILL); kerr != nil && !errors.Is(kerr, syscall.ESRCH) {
-			in.d.log.Error("stop our copy", "pid", t.PID, "err", kerr)
+			return errors.Join(err, fmt.Errorf("stop our copy (pid %d): %w", t.PID, kerr))
 		}
+		return err
 	default:
 		in.d.log.Warn("source's last word lost; if it resumed its copy, both run", "target", t.Key(), "err", err)
 	}
+	return nil
 }

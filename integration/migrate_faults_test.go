@@ -101,3 +101,35 @@ func TestMigrateWrongCA(t *testing.T) {
 	honest.mustFail("certificate signed by unknown authority", "migrate", "w2", "--to", b.addr())
 	untouched(t, w, before)
 }
+
+// TestMigrateSourceGivesUp: the frozen source stops waiting for the
+// destination (--restore-timeout) and resumes; the destination, which
+// restored it meanwhile, must stop its copy and drop the checkpoint, so
+// that exactly one copy runs.
+func TestMigrateSourceGivesUp(t *testing.T) {
+	a, b := twoHosts(t)
+	src, dst := a.ckptd("", ""), b.ckptd("", "")
+	w := src.runLoad("impatient", 64)
+	before := loadStatus(t, w.Ref.PID, w.Ref.LogPath)
+	src.mustFail("did not restore it", "migrate", "impatient", "--to", b.addr(), "--restore-timeout", "1ms")
+	untouched(t, w, before)
+	waitFor(t, "destination to stop its copy", func() bool {
+		return strings.Contains(dst.log.String(), "source resumed its copy after all")
+	})
+	waitFor(t, "destination copy gone", func() bool {
+		for _, x := range dst.ps() {
+			if x.Running {
+				return false
+			}
+		}
+		return true
+	})
+	if cs := dst.checkpoints(); len(cs) != 0 {
+		t.Errorf("destination keeps the checkpoint of a migration the source gave up: %v", cs)
+	}
+	for _, d := range []*daemon{src, dst} {
+		if l := leftovers(t, d); len(l) > 0 {
+			t.Errorf("left behind: %v", l)
+		}
+	}
+}

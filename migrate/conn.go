@@ -32,11 +32,7 @@ type Conn struct {
 // peer must present a certificate from our CA and accept ours; a refusal
 // fails here, before anything is sent.
 func Dial(ctx context.Context, addr string, config *tls.Config) (*Conn, error) {
-	c, err := dial(ctx, addr, config, Hello{Version: ProtocolVersion, Op: OpMigrate})
-	if err != nil {
-		return nil, err
-	}
-	return c, nil
+	return dial(ctx, addr, config, Hello{Version: ProtocolVersion, Op: OpMigrate})
 }
 
 func dial(ctx context.Context, addr string, config *tls.Config, hello Hello) (*Conn, error) {
@@ -92,15 +88,6 @@ func (c *Conn) Peer() string {
 		name = st.PeerCertificates[0].Subject.CommonName
 	}
 	return fmt.Sprintf("%s (%s)", name, c.conn.RemoteAddr())
-}
-
-// PeerName is the common name of the peer's certificate.
-func (c *Conn) PeerName() string {
-	st := c.conn.ConnectionState()
-	if len(st.PeerCertificates) > 0 {
-		return st.PeerCertificates[0].Subject.CommonName
-	}
-	return ""
 }
 
 // Send writes one message.
