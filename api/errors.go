@@ -30,6 +30,8 @@ func toStatus(err error) error {
 		code = codes.Unavailable
 	case errdefs.IsDataLoss(err):
 		code = codes.DataLoss
+	case errdefs.IsDeadlineExceeded(err):
+		code = codes.DeadlineExceeded
 	case errors.Is(err, context.Canceled):
 		code = codes.Canceled
 	case errors.Is(err, context.DeadlineExceeded):

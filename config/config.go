@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 	"github.com/containerd/containerd/v2/pkg/identifiers"
@@ -38,6 +39,16 @@ type Config struct {
 	// PeerCerts holds this host's certificate, key and the CA every peer
 	// must be signed by (ckptctl certs writes them); migrations need it.
 	PeerCerts string `toml:"peer_certs"`
+	// CRIUTimeout bounds every CRIU and runc call ("10m"); empty scales
+	// with the memory at stake (2 minutes plus 1 per GiB).
+	CRIUTimeout string `toml:"criu_timeout"`
+	// CRIUConfig is a CRIU configuration file applied to every dump and
+	// restore (CRIU's own option syntax), for options ckptd has no flag for.
+	CRIUConfig string `toml:"criu_config"`
+	// LinkRemap and GhostLimit are create's defaults for --link-remap and
+	// --ghost-limit (bytes; 0 keeps CRIU's 1 MiB).
+	LinkRemap  bool   `toml:"link_remap"`
+	GhostLimit uint32 `toml:"ghost_limit"`
 }
 
 // Default is the embedded configuration `make run` uses.
@@ -95,6 +106,12 @@ func (c Config) Validate() error {
 	if _, err := c.Level(); err != nil {
 		return err
 	}
+	if _, err := c.Timeout(); err != nil {
+		return err
+	}
+	if c.CRIUConfig != "" && !filepath.IsAbs(c.CRIUConfig) {
+		return fmt.Errorf("criu_config %q must be an absolute path: %w", c.CRIUConfig, errdefs.ErrInvalidArgument)
+	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return fmt.Errorf("log_format %q: want text or json: %w", c.LogFormat, errdefs.ErrInvalidArgument)
 	}
@@ -108,4 +125,16 @@ func (c Config) Level() (slog.Level, error) {
 		return l, fmt.Errorf("log_level %q: want debug, info, warn or error: %w", c.LogLevel, errdefs.ErrInvalidArgument)
 	}
 	return l, nil
+}
+
+// Timeout parses CRIUTimeout; zero means "scale with memory".
+func (c Config) Timeout() (time.Duration, error) {
+	if c.CRIUTimeout == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(c.CRIUTimeout)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("criu_timeout %q: want a positive duration such as 10m: %w", c.CRIUTimeout, errdefs.ErrInvalidArgument)
+	}
+	return d, nil
 }

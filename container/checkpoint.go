@@ -18,6 +18,7 @@ import (
 
 	"github.com/ckptd/ckptd/criu"
 	"github.com/ckptd/ckptd/errdefs"
+	"github.com/ckptd/ckptd/proc"
 )
 
 // Options are the CRIU switches passed through containerd to runc.
@@ -159,15 +160,19 @@ func (r *Runtime) dump(ctx context.Context, task client.Task, req CheckpointRequ
 		ImagePath:           req.ImagesDir,
 		WorkPath:            req.WorkDir,
 	}
-	err := criu.Exclusive(func() error {
+	logPath := filepath.Join(req.WorkDir, DumpLogFile)
+	err := r.watched(ctx, req.Ref.ID, "dump", logPath, proc.TreeRSS(int(task.Pid())), func(ctx context.Context) error {
 		_, err := task.Checkpoint(ctx, func(i *client.CheckpointTaskInfo) error {
 			i.Options = opts
 			return nil
 		})
 		return err
 	})
+	if errdefs.IsDeadlineExceeded(err) {
+		return err
+	}
 	if err != nil {
-		return criu.Error("dump", filepath.Join(req.WorkDir, DumpLogFile), r.runcError(err))
+		return criu.Error("dump", logPath, r.runcError(err))
 	}
 	return nil
 }

@@ -22,14 +22,16 @@ import (
 
 // RestoreRequest recreates a container from a checkpoint.
 type RestoreRequest struct {
-	Ref        Ref // the container to create
-	From       Ref // the container the checkpoint was taken of
-	Source     Source
-	ImagesDir  string
-	WorkDir    string // runc's CRIU restore log
-	SpecPath   string
-	RootfsPath string
-	LogPath    string // the restored task's stdout and stderr
+	Ref  Ref // the container to create
+	From Ref // the container the checkpoint was taken of
+	// MemoryBytes is about the size of the tree's memory, for the watchdog.
+	MemoryBytes int64
+	Source      Source
+	ImagesDir   string
+	WorkDir     string // runc's CRIU restore log
+	SpecPath    string
+	RootfsPath  string
+	LogPath     string // the restored task's stdout and stderr
 	// Verified is awaited before CRIU starts: a damaged checkpoint must
 	// never run.
 	Verified func() error
@@ -107,8 +109,12 @@ func (r *Runtime) startRestored(ctx context.Context, c client.Container, req Res
 	if err != nil {
 		return 0, fmt.Errorf("create task of %s: %w", req.Ref, r.wrap(err))
 	}
-	if err := criu.Exclusive(func() error { return task.Start(ctx) }); err != nil {
-		err = criu.Error("restore", filepath.Join(req.WorkDir, RestoreLogFile), r.runcError(err))
+	logPath := filepath.Join(req.WorkDir, RestoreLogFile)
+	err = r.watched(ctx, req.Ref.ID, "restore", logPath, req.MemoryBytes, task.Start)
+	if err != nil {
+		if !errdefs.IsDeadlineExceeded(err) {
+			err = criu.Error("restore", logPath, r.runcError(err))
+		}
 		if _, derr := task.Delete(context.WithoutCancel(ctx), client.WithProcessKill); derr != nil && !cerrdefs.IsNotFound(derr) {
 			err = errors.Join(err, fmt.Errorf("clean up task of %s: %w", req.Ref, r.wrap(derr)))
 		}

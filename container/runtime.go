@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/ckptd/ckptd/criu"
 	"github.com/ckptd/ckptd/errdefs"
 )
 
@@ -26,12 +27,13 @@ type Runtime struct {
 	address string
 	log     *slog.Logger
 	client  *client.Client
+	criu    criu.Binary // queue and watchdog for runc's CRIU work
 }
 
 // New makes a Runtime for the containerd at address. It does not connect
 // yet: ckptd runs without containerd, and each call says when it is not
 // reachable.
-func New(log *slog.Logger, address string) (*Runtime, error) {
+func New(log *slog.Logger, address string, bin criu.Binary) (*Runtime, error) {
 	// containerd's own dialer waits up to its timeout for a missing socket
 	// to appear; a plain dial fails at once, so every call answers quickly
 	// when containerd is not there.
@@ -46,7 +48,7 @@ func New(log *slog.Logger, address string) (*Runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("containerd client for %s: %w", address, err)
 	}
-	return &Runtime{address: address, log: log, client: c}, nil
+	return &Runtime{address: address, log: log, client: c, criu: bin}, nil
 }
 
 // Address is the containerd socket this Runtime talks to.

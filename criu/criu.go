@@ -10,22 +10,29 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
-
-	gocriu "github.com/checkpoint-restore/go-criu/v8"
+	"time"
 
 	"github.com/ckptd/ckptd/errdefs"
-	"github.com/ckptd/ckptd/proc"
 )
 
-// MinVersion is the oldest CRIU ckptd accepts (4.1.0): older ones fail on
-// current kernels (for example "vdso: Unexpected rt vDSO area bounds").
-const MinVersion = 40100
+// MinVersion is the oldest CRIU ckptd accepts (4.2.1): 3.x fails on
+// current kernels ("vdso: Unexpected rt vDSO area bounds"), 4.1 hangs in
+// every dump and restore where hardware breakpoints never fire and cannot
+// dump TCP or UDP sockets on kernels >= 6.16.
+const MinVersion = 40201
 
 // Binary is a CRIU executable that passed `criu check`.
 type Binary struct {
 	Path    string
 	Version int // major*10000 + minor*100 + sublevel
+	// Helpers owns the CRIU processes started through this Binary.
+	Helpers *Helpers
+	// Timeout bounds every CRIU call; zero scales it with the memory at
+	// stake (see Deadline).
+	Timeout time.Duration
+	// ConfigFile is a CRIU configuration file for every dump and restore
+	// that does not name its own.
+	ConfigFile string
 }
 
 // VersionString renders Version as "4.1.1".
@@ -35,7 +42,7 @@ func (b Binary) VersionString() string {
 
 // Locate finds criu (path, or PATH when empty), checks its version and runs
 // `criu check`. Every refusal is FailedPrecondition with a clear reason.
-func Locate(ctx context.Context, path string) (Binary, error) {
+func Locate(ctx context.Context, path string, helpers *Helpers) (Binary, error) {
 	if path == "" {
 		p, err := exec.LookPath("criu")
 		if err != nil {
@@ -43,7 +50,7 @@ func Locate(ctx context.Context, path string) (Binary, error) {
 		}
 		path = p
 	}
-	out, err := exec.CommandContext(ctx, path, "--version").Output()
+	out, err := Binary{Path: path, Helpers: helpers}.command(ctx, "--version")
 	if err != nil {
 		return Binary{}, fmt.Errorf("run %s --version: %v: %w", path, err, errdefs.ErrFailedPrecondition)
 	}
@@ -51,12 +58,12 @@ func Locate(ctx context.Context, path string) (Binary, error) {
 	if err != nil {
 		return Binary{}, fmt.Errorf("%s: %v: %w", path, err, errdefs.ErrFailedPrecondition)
 	}
-	b := Binary{Path: path, Version: v}
+	b := Binary{Path: path, Version: v, Helpers: helpers}
 	if v < MinVersion {
-		return b, fmt.Errorf("%s is CRIU %s; ckptd needs 4.1 or newer (run 'make deps'): %w",
-			path, b.VersionString(), errdefs.ErrFailedPrecondition)
+		return b, fmt.Errorf("%s is CRIU %s; ckptd needs %s or newer (run 'make deps'): %w",
+			path, b.VersionString(), Binary{Version: MinVersion}.VersionString(), errdefs.ErrFailedPrecondition)
 	}
-	if out, err := exec.CommandContext(ctx, path, "check").CombinedOutput(); err != nil {
+	if out, err := b.command(ctx, "check"); err != nil {
 		return b, fmt.Errorf("%s check failed: %s: %w", path, lastLine(string(out)), errdefs.ErrFailedPrecondition)
 	}
 	return b, nil
@@ -87,43 +94,15 @@ func (b Binary) HasFeature(ctx context.Context, name string) (bool, string) {
 	return err == nil, lastLine(out)
 }
 
-// criuMu runs one CRIU request at a time. Two dumps of different
-// PID-namespaced trees at once intermittently failed here inside CRIU's
-// parasite ("Parasite failed to dump /proc/self/cgroup", "Message reply
-// from daemon is trimmed"); until that is understood, CRIU work queues.
-var criuMu sync.Mutex
-
-// Exclusive runs fn, which drives CRIU through another program (runc),
-// in the same queue as Do.
-func Exclusive(fn func() error) error {
-	criuMu.Lock()
-	defer criuMu.Unlock()
-	return fn()
-}
-
-// Do runs fn with a fresh `criu swrk` helper and cleans it up. inherit, if
-// set, registers descriptors for the helper before it starts. go-criu hands
-// the helper its socket by leaving the descriptor open across exec, so the
-// spawn is also serialized with every other child ckptd starts.
-func (b Binary) Do(inherit func(*gocriu.Criu), fn func(*gocriu.Criu) error) error {
-	criuMu.Lock()
-	defer criuMu.Unlock()
-	c := gocriu.MakeCriu()
-	c.SetCriuPath(b.Path)
-	if inherit != nil {
-		inherit(c)
-	}
-	proc.SpawnMu.Lock()
-	err := c.Prepare()
-	proc.SpawnMu.Unlock()
+// Exclusive runs fn, which drives CRIU through another program (runc), in
+// the same queue as Run. It gives up waiting when ctx ends.
+func (b Binary) Exclusive(ctx context.Context, fn func() error) error {
+	release, err := b.Helpers.acquire(ctx)
 	if err != nil {
-		return fmt.Errorf("start criu swrk: %w", err)
+		return err
 	}
-	err = fn(c)
-	if cerr := c.Cleanup(); err == nil && cerr != nil {
-		err = cerr
-	}
-	return err
+	defer release()
+	return fn()
 }
 
 // Error wraps a CRIU failure with the operation, the log path, and the
@@ -164,6 +143,16 @@ func errorLines(logPath string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "; ")
+}
+
+// LastLogLine is the last line of a CRIU log, which says where a hung or
+// killed CRIU was.
+func LastLogLine(logPath string) string {
+	b, err := os.ReadFile(logPath)
+	if err != nil {
+		return ""
+	}
+	return lastLine(string(b))
 }
 
 func lastLine(s string) string {

@@ -9,10 +9,9 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
+	"time"
 
 	"github.com/ckptd/ckptd/errdefs"
-	"github.com/ckptd/ckptd/proc"
 )
 
 // CPUInfoFile is what `criu cpuinfo dump` writes.
@@ -86,21 +85,35 @@ func (b Binary) Features(ctx context.Context) []string {
 	return features
 }
 
+// PageServer is a running `criu page-server`.
+type PageServer struct {
+	g   *group
+	ctx context.Context
+}
+
 // PageServer starts `criu page-server` on an already connected socket:
 // it writes the pages it receives into dir and exits when the dumping
-// side disconnects. It dies with ckptd.
-func (b Binary) PageServer(ctx context.Context, dir, workDir string, sock *os.File) (*exec.Cmd, error) {
-	cmd := exec.CommandContext(ctx, b.Path, "page-server", "-D", dir, "-W", workDir,
+// side disconnects. Wait must be called. When ctx ends first, or the
+// watchdog passes, its process group is killed.
+func (b Binary) PageServer(ctx context.Context, dir, workDir string, sock *os.File) (*PageServer, error) {
+	cmd := exec.Command(b.Path, "page-server", "-D", dir, "-W", workDir,
 		"--ps-socket", "3", "-o", PageServerLog, "-v4")
 	cmd.ExtraFiles = []*os.File{sock}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	proc.SpawnMu.Lock()
-	err := cmd.Start()
-	proc.SpawnMu.Unlock()
+	g, err := b.Helpers.start(cmd)
 	if err != nil {
 		return nil, fmt.Errorf("start criu page-server: %w", err)
 	}
-	return cmd, nil
+	return &PageServer{g: g, ctx: ctx}, nil
+}
+
+// Wait waits for the page server to exit (or kills it when its context
+// ends) and ends whatever it left.
+func (p *PageServer) Wait(timeout time.Duration) error {
+	err := p.g.wait(p.ctx, timeout)
+	if eerr := p.g.end(err == nil); err == nil {
+		err = eerr
+	}
+	return err
 }
 
 // PageServerError explains a page server's failed exit from its log.
@@ -108,17 +121,26 @@ func PageServerError(workDir string, err error) error {
 	return Error("page-server", filepath.Join(workDir, PageServerLog), err)
 }
 
-// command runs criu with args, serialized with other spawns, and returns
-// its combined output.
+// commandTimeout bounds CRIU's short commands (check, cpuinfo, --version).
+const commandTimeout = 2 * time.Minute
+
+// command runs a short criu command in its own process group, under the
+// watchdog, and returns its combined output.
 func (b Binary) command(ctx context.Context, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, b.Path, args...)
+	cmd := exec.Command(b.Path, args...)
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
-	proc.SpawnMu.Lock() // see Do
-	err := cmd.Start()
-	proc.SpawnMu.Unlock()
-	if err == nil {
-		err = cmd.Wait()
+	g, err := b.Helpers.start(cmd)
+	if err != nil {
+		return "", err
+	}
+	timeout := commandTimeout
+	if b.Timeout > 0 {
+		timeout = min(timeout, b.Timeout)
+	}
+	err = g.wait(ctx, timeout)
+	if eerr := g.end(err == nil); err == nil {
+		err = eerr
 	}
 	return out.String(), err
 }

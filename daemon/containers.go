@@ -140,7 +140,7 @@ func (d *Daemon) restoreContainer(ctx context.Context, c *store.Checkpoint, ref 
 	dir := d.store.Dir(c.ID)
 	ci := c.Container
 	res, err := d.containers.Restore(ctx, container.RestoreRequest{
-		Ref: to, From: from, ImagesDir: dir, WorkDir: workDir,
+		Ref: to, From: from, ImagesDir: dir, WorkDir: workDir, MemoryBytes: c.Size(),
 		SpecPath:   filepath.Join(dir, store.ContainerSpecFile),
 		RootfsPath: filepath.Join(dir, store.RootfsDiffFile),
 		LogPath:    filepath.Join(logDir, LogFile),

@@ -90,8 +90,6 @@ func (d *Daemon) lockLive(ctx context.Context, target string) (*store.Target, fu
 
 func (d *Daemon) dump(ctx context.Context, c *store.Checkpoint) error {
 	return d.capture(ctx, c, func(dir, workDir string, commit func() error) (*store.DumpStats, error) {
-		done := d.sup.CRIUCall()
-		defer done()
 		res, err := d.dumper.Dump(ctx, dumper.Request{
 			PID: c.Target.PID, Dir: dir, WorkDir: workDir,
 			Options: dumperOptions(c.Options), Commit: commit,

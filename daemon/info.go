@@ -41,8 +41,6 @@ func (d *Daemon) Check(ctx context.Context) []Check {
 		{Name: "kernel", OK: true, Detail: d.host.Kernel},
 		d.checkContainerd(ctx),
 	}
-	done := d.sup.CRIUCall()
-	defer done()
 	for _, f := range criuFeatures {
 		ok, detail := d.criu.HasFeature(ctx, f.name)
 		c := Check{Name: f.name, OK: ok, Detail: "supported"}

@@ -209,8 +209,6 @@ func (m *outgoing) dumpProcess(ctx context.Context, c *store.Checkpoint, token, 
 
 	opts := dumperOptions(m.req.Options)
 	opts.LeaveRunning = m.req.KeepSource
-	done := m.d.sup.CRIUCall()
-	defer done()
 	m.frozen = time.Now()
 	res, err := m.d.dumper.Dump(ctx, dumper.Request{
 		PID: m.target.PID, Dir: images, WorkDir: work, Options: opts,

@@ -26,7 +26,6 @@ const imageSlack = 64 << 20
 // offer describes target t for the destination's pre-flight. scratch is a
 // directory under the state root for `criu cpuinfo dump`.
 func (d *Daemon) offer(ctx context.Context, t *store.Target, req MigrateRequest, scratch string) (*migrate.Offer, error) {
-	defer d.sup.CRIUCall()() // criu runs: its exit is ours to reap
 	cpu, err := d.criu.CPUInfo(ctx, scratch)
 	if err != nil {
 		return nil, err
@@ -101,7 +100,6 @@ func under(p, dir string) bool {
 // ref, in the order an operator would fix them. scratch is a directory
 // under the state root.
 func (d *Daemon) preflight(ctx context.Context, o *migrate.Offer, ref store.TargetRef, scratch string) []string {
-	defer d.sup.CRIUCall()() // criu runs: its exit is ours to reap
 	var problems []string
 	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
 	src := criu.Binary{Version: o.CRIUVersion}

@@ -105,12 +105,12 @@ func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.Tar
 	if err != nil {
 		return nil, err
 	}
-	done := d.sup.CRIUCall()
 	res, err := d.restorer.Restore(ctx, restorer.Request{
-		ImagesDir: imagesDir,
-		WorkDir:   workDir,
-		Options:   restorerOptions(c.Options),
-		Inherit:   inherit,
+		ImagesDir:   imagesDir,
+		WorkDir:     workDir,
+		Options:     restorerOptions(c.Options),
+		Inherit:     inherit,
+		MemoryBytes: c.Size(),
 		BeforeResume: func(pid int) error {
 			// Track the root before it can run (and die) unnoticed.
 			if err := d.sup.Adopt(pid); err != nil {
@@ -119,8 +119,9 @@ func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.Tar
 			return verified()
 		},
 	})
-	done()
 	if err != nil {
+		// A killed CRIU can leave a half-restored tree among our children.
+		d.sup.EndStrays()
 		if verr := verified(); verr != nil {
 			err = verr // the damage explains the failure better than CRIU does
 		}

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"syscall"
 
-	gocriu "github.com/checkpoint-restore/go-criu/v8"
 	"github.com/checkpoint-restore/go-criu/v8/rpc"
 	"github.com/checkpoint-restore/go-criu/v8/stats"
 
@@ -99,15 +98,25 @@ func (d *Dumper) Dump(ctx context.Context, req Request) (Result, error) {
 		opts.Ps = &rpc.CriuPageServerInfo{Address: ptr(ps.IP.String()), Port: ptr(int32(ps.Port))}
 	}
 	stoppedBefore := stopped(req.PID)
-	n := &notify{commit: req.Commit}
-	d.log.Debug("criu dump", "pid", req.PID, "dir", req.Dir)
-	err = d.bin.Do(nil, func(c *gocriu.Criu) error { return c.Dump(opts, n) })
+	timeout := d.bin.Deadline(proc.TreeRSS(req.PID))
+	d.log.Debug("criu dump", "pid", req.PID, "dir", req.Dir, "timeout", timeout)
+	_, err = d.bin.Run(ctx, criu.Call{
+		Op: "dump", Type: rpc.CriuReqType_DUMP, Opts: opts, LogPath: logPath, Timeout: timeout,
+		Notify: func(script string, _ int32) error {
+			if script == "post-dump" && req.Commit != nil {
+				return req.Commit()
+			}
+			return nil
+		},
+	})
 	if err != nil {
+		// CRIU and all it started are gone: nothing traces the tree now.
 		d.resumeIfLeftStopped(req.PID, stoppedBefore)
-		if n.commitErr != nil {
-			return Result{}, n.commitErr
+		var nerr *criu.NotifyError
+		if errors.As(err, &nerr) {
+			return Result{}, nerr.Err
 		}
-		return Result{}, criu.Error("dump", logPath, err)
+		return Result{}, err
 	}
 	st, err := stats.CriuGetDumpStats(work)
 	if err != nil {

@@ -13,6 +13,9 @@ var (
 	ErrInvalidArgument    = errors.New("invalid argument")
 	ErrFailedPrecondition = errors.New("failed precondition")
 	ErrUnavailable        = errors.New("unavailable")
+	// ErrDeadlineExceeded marks work that was cut short by its deadline
+	// (a CRIU call ended by its watchdog).
+	ErrDeadlineExceeded = errors.New("deadline exceeded")
 	// ErrDataLoss marks a checkpoint whose files no longer match their checksums.
 	ErrDataLoss = errors.New("data loss")
 )
@@ -23,13 +26,14 @@ func IsInvalidArgument(err error) bool    { return errors.Is(err, ErrInvalidArgu
 func IsFailedPrecondition(err error) bool { return errors.Is(err, ErrFailedPrecondition) }
 func IsUnavailable(err error) bool        { return errors.Is(err, ErrUnavailable) }
 func IsDataLoss(err error) bool           { return errors.Is(err, ErrDataLoss) }
+func IsDeadlineExceeded(err error) bool   { return errors.Is(err, ErrDeadlineExceeded) }
 
 // Message is err's text without a trailing ": <kind>" that adds nothing
 // to the sentence (a transport code or a report carries it); "not found"
 // and "already exists" read well and stay.
 func Message(err error) string {
 	msg := err.Error()
-	for _, kind := range []error{ErrInvalidArgument, ErrFailedPrecondition, ErrUnavailable, ErrDataLoss} {
+	for _, kind := range []error{ErrInvalidArgument, ErrFailedPrecondition, ErrUnavailable, ErrDataLoss, ErrDeadlineExceeded} {
 		if m, ok := strings.CutSuffix(msg, ": "+kind.Error()); ok {
 			return m
 		}

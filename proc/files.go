@@ -84,3 +84,12 @@ func RSS(pid int) int64 {
 	}
 	return 0
 }
+
+// TreeRSS is the resident memory of pid and its descendants in bytes.
+func TreeRSS(pid int) int64 {
+	var n int64
+	for _, p := range Tree(pid) {
+		n += RSS(p)
+	}
+	return n
+}

@@ -9,9 +9,9 @@ import (
 	"sync"
 )
 
-// SpawnMu is held while ckptd starts a child that must not inherit another
-// child's descriptors: go-criu passes its socket by leaving it open across
-// exec, so CRIU helpers and workloads are started one at a time.
+// SpawnMu is held while ckptd starts a child, so that the orphan reaper
+// never reaps a child between its start and its registration (see
+// StartGroup), and a child never inherits a descriptor meant for another.
 var SpawnMu sync.Mutex
 
 // Stat is the part of /proc/PID/stat ckptd uses.
@@ -20,6 +20,7 @@ type Stat struct {
 	Comm      string
 	State     byte // R, S, D, T (stopped), t (traced), Z (zombie), ...
 	PPID      int
+	PGID      int
 	StartTime uint64 // clock ticks after boot
 }
 
@@ -43,11 +44,12 @@ func parseStat(pid int, s string) (Stat, error) {
 		return Stat{}, fmt.Errorf("parse /proc/%d/stat: %d fields", pid, len(f))
 	}
 	ppid, err1 := strconv.Atoi(f[1])
-	start, err2 := strconv.ParseUint(f[19], 10, 64)
-	if err1 != nil || err2 != nil {
+	pgid, err2 := strconv.Atoi(f[2])
+	start, err3 := strconv.ParseUint(f[19], 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil {
 		return Stat{}, fmt.Errorf("parse /proc/%d/stat", pid)
 	}
-	return Stat{PID: pid, Comm: s[open+1 : end], State: f[0][0], PPID: ppid, StartTime: start}, nil
+	return Stat{PID: pid, Comm: s[open+1 : end], State: f[0][0], PPID: ppid, PGID: pgid, StartTime: start}, nil
 }
 
 // Alive reports whether pid runs and, when startTime is not zero, is still

@@ -3,13 +3,13 @@ package restorer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
 
-	gocriu "github.com/checkpoint-restore/go-criu/v8"
 	"github.com/checkpoint-restore/go-criu/v8/rpc"
 
 	"github.com/ckptd/ckptd/criu"
@@ -34,6 +34,8 @@ type Request struct {
 	// Inherit hands open files to the restored tree in place of the ones
 	// it had, keyed by CRIU's inherit-fd key (see FileKey).
 	Inherit map[string]*os.File
+	// MemoryBytes is the size of the tree's memory, for the watchdog.
+	MemoryBytes int64
 	// BeforeResume runs when the tree is restored but not yet running; an
 	// error makes CRIU kill the restored tree and fail the restore.
 	BeforeResume func(pid int) error
@@ -80,51 +82,54 @@ func (r *Restorer) Restore(ctx context.Context, req Request) (Result, error) {
 		ExtUnixSk:      ptr(req.Options.ExtUnixSk),
 		ShellJob:       ptr(req.Options.ShellJob),
 	}
-	n := &notify{beforeResume: req.BeforeResume}
-	r.log.Debug("criu restore", "images", req.ImagesDir, "work", req.WorkDir)
-	err = r.bin.Do(func(c *gocriu.Criu) { inheritKeys(c, req.Inherit) },
-		func(c *gocriu.Criu) error { return c.Restore(opts, n) })
+	files := inherit(opts, req.Inherit)
+	timeout := r.bin.Deadline(req.MemoryBytes)
+	r.log.Debug("criu restore", "images", req.ImagesDir, "work", req.WorkDir, "timeout", timeout)
+	pid := 0
+	_, err = r.bin.Run(ctx, criu.Call{
+		Op: "restore", Type: rpc.CriuReqType_RESTORE, Opts: opts, LogPath: logPath, Files: files, Timeout: timeout,
+		Notify: func(script string, p int32) error {
+			if script != "post-restore" {
+				return nil
+			}
+			pid = int(p)
+			if req.BeforeResume == nil {
+				return nil
+			}
+			return req.BeforeResume(pid)
+		},
+	})
 	if err != nil {
-		if n.hookErr != nil {
-			return Result{LogPath: logPath}, n.hookErr
+		var nerr *criu.NotifyError
+		if errors.As(err, &nerr) {
+			return Result{LogPath: logPath}, nerr.Err
 		}
-		return Result{LogPath: logPath}, criu.Error("restore", logPath, err)
+		return Result{LogPath: logPath}, err
 	}
-	if n.pid <= 0 {
+	if pid <= 0 {
 		return Result{LogPath: logPath}, criu.Error("restore", logPath, fmt.Errorf("CRIU reported no restored pid"))
 	}
-	return Result{PID: n.pid, LogPath: logPath}, nil
+	return Result{PID: pid, LogPath: logPath}, nil
 }
 
-func inheritKeys(c *gocriu.Criu, files map[string]*os.File) {
+// inherit lists files in key order as the helper's descriptors 4, 5, ...
+// and tells CRIU which key each one replaces.
+func inherit(opts *rpc.CriuOpts, files map[string]*os.File) []*os.File {
 	keys := make([]string, 0, len(files))
 	for k := range files {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	for _, k := range keys {
-		c.AddInheritFd(k, files[k])
+	out := make([]*os.File, 0, len(keys))
+	for i, k := range keys {
+		opts.InheritFd = append(opts.InheritFd, &rpc.InheritFd{Key: ptr(k), Fd: ptr(int32(4 + i))})
+		out = append(out, files[k])
 	}
+	return out
 }
 
 // FileKey is CRIU's inherit-fd key for a regular file: its path relative
 // to the root mount (CRIU's reg_file_path), so "/a/b" becomes "a/b".
 func FileKey(path string) string { return filepath.Clean(path)[1:] }
-
-type notify struct {
-	gocriu.NoNotify
-	beforeResume func(pid int) error
-	pid          int
-	hookErr      error
-}
-
-func (n *notify) PostRestore(pid int32) error {
-	n.pid = int(pid)
-	if n.beforeResume == nil {
-		return nil
-	}
-	n.hookErr = n.beforeResume(n.pid)
-	return n.hookErr
-}
 
 func ptr[T any](v T) *T { return &v }

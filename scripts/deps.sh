@@ -3,9 +3,12 @@
 # checks before it acts, so a second run on a ready machine does nothing.
 set -euo pipefail
 
-CRIU_MIN=40100                # 4.1.0
-CRIU_VERSION=4.1.1
-CRIU_ORIG_SHA256=f80a66cb3726bb2116266d4759ce3bcbfab7abdb6b6d430bf20dd41911717afe
+# CRIU 4.2.1: 4.1.x hangs in every dump and restore where hardware
+# breakpoints never fire, and cannot dump TCP/UDP sockets on kernels >= 6.16.
+CRIU_MIN=40201
+CRIU_VERSION=4.2.1
+CRIU_SUITE=unstable
+CRIU_ORIG_SHA256=29ec0ee09e296479fe7048c80980e8ef1d0684d0b0204c2b101dfea19f6725b9
 CRIU_PREFIX=/usr/local/sbin
 
 log() { echo "deps: $*" >&2; }
@@ -58,16 +61,16 @@ build_criu() {
 	local uri src work
 	uri=$(debian_uri | head -n1)
 	[ -n "$uri" ] || { echo "deps: no Debian archive URI found in apt sources" >&2; exit 1; }
-	src=/etc/apt/sources.list.d/ckptd-trixie-src.sources
-	if [ ! -f "$src" ]; then
-		cat >"$src" <<SRC
+	# An older ckptd added a trixie source; one source suite is enough.
+	rm -f /etc/apt/sources.list.d/ckptd-trixie-src.sources
+	src=/etc/apt/sources.list.d/ckptd-criu-src.sources
+	cat >"$src" <<SRC
 Types: deb-src
 URIs: $uri
-Suites: trixie
+Suites: $CRIU_SUITE
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SRC
-	fi
 	apt-get update -qq
 	APT_UPDATED=1
 
@@ -77,7 +80,10 @@ SRC
 	# what we trust, so a partial download is fine as long as it arrived.
 	local srcver
 	srcver=$(apt-cache showsrc criu | awk -v v="$CRIU_VERSION" '$1 == "Version:" && index($2, v "-") == 1 { print $2; exit }')
-	[ -n "$srcver" ] || { echo "deps: no criu $CRIU_VERSION source package in the trixie suite" >&2; exit 1; }
+	[ -n "$srcver" ] || {
+		echo "deps: no criu $CRIU_VERSION source package in $CRIU_SUITE; it offers: $(apt-cache showsrc criu | awk '$1 == "Version:" { printf "%s ", $2 }')" >&2
+		exit 1
+	}
 	(cd "$work" && apt-get source --download-only -qq "criu=$srcver" >/dev/null 2>&1 || true)
 	local orig
 	orig=$(ls "$work"/criu_"${CRIU_VERSION}".orig.tar.* 2>/dev/null | head -n1)

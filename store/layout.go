@@ -19,6 +19,8 @@ import (
 //	                             paused.json names a container the dump paused, until resumed
 //	<root>/dumps/<id>/images/    a migration's CRIU images before they are sent
 //	<root>/restores/<op>/        CRIU work dirs of restores (restore.log, stats-restore)
+//	<root>/criu/<pgid>           a CRIU process group ckptd started and has not seen end;
+//	                             the next ckptd ends it before touching anything else
 type Layout struct{ Root string }
 
 // Files of a checkpoint besides CRIU's images.
@@ -44,6 +46,7 @@ func (l Layout) Container(ns, id string) string {
 func (l Layout) DumpsDir() string      { return filepath.Join(l.Root, "dumps") }
 func (l Layout) Dump(id string) string { return filepath.Join(l.DumpsDir(), id) }
 func (l Layout) RestoresDir() string   { return filepath.Join(l.Root, "restores") }
+func (l Layout) HelpersDir() string    { return filepath.Join(l.Root, "criu") }
 
 // DumpImages is where a migration's source writes the images it sends.
 func (l Layout) DumpImages(id string) string { return filepath.Join(l.Dump(id), "images") }

@@ -38,17 +38,18 @@ type Supervisor struct {
 	mu      sync.Mutex
 	tracked map[int]bool
 	exits   map[int]Exit
-	// criuCalls counts CRIU invocations in flight: their `criu` children
-	// are reaped by go-criu, so the orphan reaper must leave them alone.
-	criuCalls int
+	// criuBusy reports whether a CRIU of ours runs; while none does, a
+	// child of ours still named criu is a leftover (see endStrays).
+	criuBusy func() bool
 }
 
-// NewSupervisor makes the calling process a child subreaper.
-func NewSupervisor(log *slog.Logger) (*Supervisor, error) {
+// NewSupervisor makes the calling process a child subreaper. criuBusy
+// reports whether a CRIU process of this ckptd is running.
+func NewSupervisor(log *slog.Logger, criuBusy func() bool) (*Supervisor, error) {
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return nil, fmt.Errorf("become child subreaper: %w", err)
 	}
-	return &Supervisor{log: log, tracked: map[int]bool{}, exits: map[int]Exit{}}, nil
+	return &Supervisor{log: log, tracked: map[int]bool{}, exits: map[int]Exit{}, criuBusy: criuBusy}, nil
 }
 
 // Adopt tracks pid, a child of this process (a restored root). Call it
@@ -89,19 +90,6 @@ func (s *Supervisor) ExitOf(pid int) (Exit, bool) {
 	return e, ok
 }
 
-// CRIUCall marks a CRIU invocation in flight; call the returned func when
-// it is over.
-func (s *Supervisor) CRIUCall() (done func()) {
-	s.mu.Lock()
-	s.criuCalls++
-	s.mu.Unlock()
-	return func() {
-		s.mu.Lock()
-		s.criuCalls--
-		s.mu.Unlock()
-	}
-}
-
 // ReapOrphans runs until ctx ends, reaping zombie children nobody waits for.
 func (s *Supervisor) ReapOrphans(ctx context.Context) {
 	ch := make(chan os.Signal, 1)
@@ -116,20 +104,66 @@ func (s *Supervisor) ReapOrphans(ctx context.Context) {
 		case <-ch:
 		case <-tick.C:
 		}
+		s.endStrays()
 		s.reapOnce()
 	}
 }
 
-func (s *Supervisor) reapOnce() {
+// endStrays kills what a killed CRIU left among ckptd's children while no
+// CRIU of ours runs: tasks of a half-restored tree (restored roots are
+// ckptd's children, and a task keeps CRIU's name until its restore
+// completes) and probe children a dead CRIU left stopped. A completed
+// restore's root is tracked and named as before its checkpoint.
+func (s *Supervisor) endStrays() {
+	if s.criuBusy == nil || s.criuBusy() {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	self := os.Getpid()
 	for _, pid := range proc.Children(self) {
 		st, err := proc.ReadStat(pid)
-		if err != nil || st.PPID != self || st.State != 'Z' || s.tracked[pid] {
+		if err != nil || st.PPID != self || st.State == 'Z' || st.Comm != "criu" || s.tracked[pid] {
 			continue
 		}
-		if st.Comm == "criu" && s.criuCalls > 0 {
+		tree := proc.Tree(pid)
+		s.log.Warn("ending processes a failed CRIU left behind", "pids", tree, "processes", proc.Describe(stats(tree)))
+		for _, p := range tree {
+			if err := unix.Kill(p, unix.SIGKILL); err != nil && !errors.Is(err, unix.ESRCH) {
+				s.log.Error("kill CRIU leftover", "pid", p, "err", err)
+			}
+		}
+	}
+}
+
+// EndStrays runs the leftover sweep and the reaper now; a CRIU call that
+// failed calls it so that nothing of it outlives the request.
+func (s *Supervisor) EndStrays() {
+	s.endStrays()
+	s.reapOnce()
+}
+
+func stats(pids []int) []proc.Stat {
+	out := make([]proc.Stat, 0, len(pids))
+	for _, p := range pids {
+		if st, err := proc.ReadStat(p); err == nil {
+			out = append(out, st)
+		}
+	}
+	return out
+}
+
+func (s *Supervisor) reapOnce() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	proc.WithSpawnLock(func() { s.reapLocked() })
+}
+
+func (s *Supervisor) reapLocked() {
+	self := os.Getpid()
+	for _, pid := range proc.Children(self) {
+		st, err := proc.ReadStat(pid)
+		if err != nil || st.PPID != self || st.State != 'Z' || s.tracked[pid] || proc.Owned(pid) {
 			continue
 		}
 		var ws unix.WaitStatus

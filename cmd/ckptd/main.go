@@ -63,12 +63,21 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	bin, err := criu.Locate(ctx, cfg.CRIUPath)
+	// A CRIU a killed ckptd left running may still hold a target frozen
+	// or write into staging: end it before the store cleans up.
+	helpers, err := criu.NewHelpers(store.Layout{Root: cfg.Root}.HelpersDir(), log)
 	if err != nil {
 		return err
 	}
-	log.Info("criu found", "path", bin.Path, "version", bin.VersionString())
-	sup, err := workload.NewSupervisor(log)
+	helpers.EndLeftovers()
+	bin, err := criu.Locate(ctx, cfg.CRIUPath, helpers)
+	if err != nil {
+		return err
+	}
+	bin.Timeout, _ = cfg.Timeout() // validated
+	bin.ConfigFile = cfg.CRIUConfig
+	log.Info("criu found", "path", bin.Path, "version", bin.VersionString(), "timeout", bin.Timeout)
+	sup, err := workload.NewSupervisor(log, helpers.Busy)
 	if err != nil {
 		return err
 	}
@@ -78,7 +87,7 @@ func run() error {
 		return err
 	}
 	defer st.Close()
-	ctrs, err := container.New(log, cfg.Containerd)
+	ctrs, err := container.New(log, cfg.Containerd, bin)
 	if err != nil {
 		return err
 	}
@@ -150,6 +159,8 @@ func loadConfig(args []string) (config.Config, error) {
 	ns := fs.String("containerd-namespace", "", "namespace of ctr:ID targets (default "+config.Default().ContainerdNamespace+")")
 	peerListen := fs.String("peer-listen", "", "TCP address (host:port) to accept migrations from other ckptds on")
 	peerCerts := fs.String("peer-certs", "", "directory with this host's peer certificate, key and CA (default "+config.Default().PeerCerts+")")
+	criuTimeout := fs.String("criu-timeout", "", "deadline of every CRIU and runc call, e.g. 10m (default: 2m plus 1m per GiB of memory)")
+	criuConfig := fs.String("criu-config", "", "CRIU configuration file applied to every dump and restore")
 	if err := fs.Parse(args); err != nil {
 		return config.Config{}, err
 	}
@@ -165,7 +176,8 @@ func loadConfig(args []string) (config.Config, error) {
 		return cfg, err
 	}
 	for dst, v := range map[*string]string{&cfg.Root: *root, &cfg.Socket: *socket, &cfg.CRIUPath: *criuPath, &cfg.LogLevel: *level, &cfg.LogFormat: *format,
-		&cfg.Containerd: *ctrd, &cfg.ContainerdNamespace: *ns, &cfg.PeerListen: *peerListen, &cfg.PeerCerts: *peerCerts} {
+		&cfg.Containerd: *ctrd, &cfg.ContainerdNamespace: *ns, &cfg.PeerListen: *peerListen, &cfg.PeerCerts: *peerCerts,
+		&cfg.CRIUTimeout: *criuTimeout, &cfg.CRIUConfig: *criuConfig} {
 		if v != "" {
 			*dst = v
 		}

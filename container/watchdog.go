@@ -1,0 +1,68 @@
+package container
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/ckptd/ckptd/criu"
+	"github.com/ckptd/ckptd/errdefs"
+	"github.com/ckptd/ckptd/proc"
+)
+
+// watched runs fn, a runc checkpoint or restore of container id driven
+// through containerd, in CRIU's queue and under CRIU's watchdog. runc and
+// its CRIU are the shim's children, not ckptd's: on expiry every runc
+// working on id is killed with all its descendants (CRIU and what CRIU
+// forked), which makes fn fail; the caller then resumes the container.
+func (r *Runtime) watched(ctx context.Context, id, op, logPath string, memBytes int64, fn func(context.Context) error) error {
+	return r.criu.Exclusive(ctx, func() error {
+		timeout := r.criu.Deadline(memBytes)
+		done := make(chan error, 1)
+		// The call itself may not end before runc does: containerd waits
+		// for it, so a cancel only gives up our side of the wait.
+		go func() { done <- fn(context.WithoutCancel(ctx)) }()
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		select {
+		case err := <-done:
+			return err
+		case <-t.C:
+		}
+		last := criu.LastLogLine(logPath)
+		killed := killRunc(id)
+		r.log.Warn("runc did not finish in time; killed it and its CRIU", "container", id, "op", op, "timeout", timeout, "killed", killed)
+		<-done
+		return fmt.Errorf("criu %s (through runc): no answer within %s; runc and CRIU were killed: %w: last log line: %q (log: %s)",
+			op, timeout, errdefs.ErrDeadlineExceeded, last, logPath)
+	})
+}
+
+// killRunc kills every runc process whose arguments end with id, and all
+// of their descendants at once; it returns how many processes it killed.
+func killRunc(id string) int {
+	var victims []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		args, err := proc.Cmdline(pid)
+		if err != nil || len(args) == 0 || filepath.Base(args[0]) != "runc" || args[len(args)-1] != id {
+			continue
+		}
+		victims = append(victims, proc.Tree(pid)...)
+	}
+	for _, pid := range victims {
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+			continue
+		}
+	}
+	return len(victims)
+}
