@@ -18,10 +18,14 @@ import (
 	"github.com/ckptd/ckptd/store"
 )
 
-// LazyUnavailable is why --lazy (post-copy) migration is refused: seen on
-// this project's hosts (kernel 6.18, CRIU 4.1.1), and pinned by
-// integration.TestLazyPagesBroken, which fails once CRIU can do it.
-const LazyUnavailable = "CRIU's lazy-pages dump fails on this kernel (page-pipe: splice: Bad file descriptor once the destination asks for pages)"
+// LazyUnavailable is why --lazy (post-copy) migration is refused. CRIU's
+// lazy dump sizes its page pipe to about 3 MiB with F_SETPIPE_SZ; above
+// fs.pipe-max-size (1 MiB by default) that needs CAP_SYS_RESOURCE, which
+// root lacks on this project's hosts, and CRIU then splices into an
+// unopened descriptor. Raising fs.pipe-max-size makes raw CRIU post-copy
+// work here (CRIU 4.2.1, kernel 6.18); ckptd does not drive it yet.
+// integration.TestLazyPages pins both.
+const LazyUnavailable = "ckptd does not drive CRIU's lazy pages yet; raw CRIU post-copy needs fs.pipe-max-size >= 4 MiB where root lacks CAP_SYS_RESOURCE (page-pipe: splice: Bad file descriptor otherwise)"
 
 // DefaultRestoreTimeout bounds how long a frozen source waits for the
 // destination to report the target running.
