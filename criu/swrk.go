@@ -89,7 +89,7 @@ func (b Binary) converse(sock *os.File, g *group, call Call) (*rpc.CriuResp, err
 	go func() {
 		select {
 		case <-g.exited:
-			_ = sock.SetReadDeadline(time.Now().Add(2 * time.Second))
+			_ = sock.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
 		case <-w.fired:
 		}
 	}()

@@ -3,9 +3,12 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"os"
 	"runtime"
+	"strings"
 	"time"
 
+	"github.com/ckptd/ckptd/criu"
 	"github.com/ckptd/ckptd/images"
 	"github.com/ckptd/ckptd/store"
 )
@@ -56,8 +59,37 @@ func (d *Daemon) Check(ctx context.Context) []Check {
 	if d.peer == nil {
 		peer.Detail = "no peer credentials (peer_certs): ckptctl migrate is off"
 	}
-	out = append(out, peer, Check{Name: "lazy-migration", OK: false, Detail: "off: " + LazyUnavailable})
-	return out
+	out = append(out, peer, Check{Name: "lazy-migration", OK: false, Detail: "off: " + LazyUnavailable + "; fs.pipe-max-size is " + pipeMaxSize()})
+	return append(out, checkBreakpoints(), checkSockets(d.criu))
+}
+
+func checkBreakpoints() Check {
+	ok, err := criu.HardwareBreakpoints()
+	switch {
+	case err != nil:
+		return Check{Name: "hardware-breakpoints", Detail: "unknown: " + err.Error()}
+	case !ok:
+		return Check{Name: "hardware-breakpoints", Detail: "they never fire here: CRIU takes its slower path to stop tasks after the parasite (CRIU 4.1 hung on such hosts)"}
+	}
+	return Check{Name: "hardware-breakpoints", OK: true, Detail: "they fire: CRIU uses them to stop tasks after the parasite"}
+}
+
+// checkSockets says whether TCP and UDP sockets can be dumped: CRIU 4.1
+// asked every socket for SO_PASSCRED, which kernels >= 6.16 refuse for
+// anything but unix and netlink sockets.
+func checkSockets(bin criu.Binary) Check {
+	if bin.Version < 40200 {
+		return Check{Name: "inet-sockets", Detail: "CRIU " + bin.VersionString() + " cannot dump TCP or UDP sockets on kernels >= 6.16; run 'make deps'"}
+	}
+	return Check{Name: "inet-sockets", OK: true, Detail: "TCP and UDP sockets dump (listening ones always; established ones with --tcp-established)"}
+}
+
+func pipeMaxSize() string {
+	b, err := os.ReadFile("/proc/sys/fs/pipe-max-size")
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimSpace(string(b)) + " bytes"
 }
 
 func (d *Daemon) checkContainerd(ctx context.Context) Check {

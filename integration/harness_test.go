@@ -109,13 +109,50 @@ func (d *daemon) cleanup() {
 	}
 }
 
+// ctlDeadline bounds every ckptctl call of a test: a hang is reported
+// with what explains it instead of stalling the suite.
+const ctlDeadline = 3 * time.Minute
+
 // ctl runs ckptctl against this daemon.
 func (d *daemon) ctl(args ...string) (stdout, stderr string, err error) {
 	cmd := exec.Command(bins.ckptctl, append([]string{"--socket", d.socket}, args...)...)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
-	err = cmd.Run()
+	if err := cmd.Start(); err != nil {
+		return "", "", err
+	}
+	timer := time.AfterFunc(ctlDeadline, func() {
+		d.t.Errorf("ckptctl %s: no answer within %s; killed it\n%s", strings.Join(args, " "), ctlDeadline, d.diagnose())
+		cmd.Process.Kill()
+	})
+	err = cmd.Wait()
+	timer.Stop()
 	return o.String(), e.String(), err
+}
+
+// diagnose describes what may hold this daemon up: every criu and runc
+// process with its state and wait channel, and the last lines of the CRIU
+// logs under the state root.
+func (d *daemon) diagnose() string {
+	var b strings.Builder
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat := readFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if !strings.Contains(stat, "(criu)") && !strings.Contains(stat, "(runc)") {
+			continue
+		}
+		wchan := readFile(fmt.Sprintf("/proc/%d/wchan", pid))
+		fmt.Fprintf(&b, "process: %s wchan=%s\n", strings.TrimSpace(stat[:min(len(stat), 60)]), wchan)
+	}
+	logs, _ := filepath.Glob(filepath.Join(d.root, "*", "*", "*.log"))
+	for _, l := range logs {
+		fmt.Fprintf(&b, "%s:\n%s\n", l, tail(readFile(l), 5))
+	}
+	return b.String()
 }
 
 // must runs ckptctl and fails the test if it fails.

@@ -1,0 +1,237 @@
+package integration
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// opDeadline bounds a create or restore whose CRIU a test killed: it must
+// answer within seconds, not hang.
+const opDeadline = 30 * time.Second
+
+// startCtl starts ckptctl in the background; wait returns its error and
+// stderr, failing the test (with diagnostics) if it does not end in time.
+func (d *daemon) startCtl(args ...string) (wait func() (string, error)) {
+	d.t.Helper()
+	cmd := exec.Command(bins.ckptctl, append([]string{"--socket", d.socket}, args...)...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		d.t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	return func() (string, error) {
+		select {
+		case err := <-done:
+			return stderr.String(), err
+		case <-time.After(opDeadline):
+			d.t.Errorf("ckptctl %s: no answer within %s\n%s", strings.Join(args, " "), opDeadline, d.diagnose())
+			cmd.Process.Kill()
+			return stderr.String(), <-done
+		}
+	}
+}
+
+// criuGone waits until no criu process is left on this machine and no
+// zombie among ckptd's children; the tests of this package are the only
+// CRIU users while they run.
+func (d *daemon) criuGone(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		left := criuProcesses()
+		zombies := zombieChildren(d.cmd.Process.Pid)
+		if len(left) == 0 && len(zombies) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("left behind: criu processes %v, zombie children of ckptd %v\n%s", left, zombies, d.diagnose())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func criuProcesses() []int {
+	var out []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		if pid, err := strconv.Atoi(e.Name()); err == nil && strings.Contains(readFile(fmt.Sprintf("/proc/%d/stat", pid)), "(criu)") {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+func zombieChildren(ppid int) []int {
+	var out []int
+	for _, f := range strings.Fields(readFile(fmt.Sprintf("/proc/%d/task/%d/children", ppid, ppid))) {
+		pid, _ := strconv.Atoi(f)
+		s := readFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if i := strings.LastIndexByte(s, ')'); i > 0 && strings.HasPrefix(s[i+1:], " Z") {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// traced reports whether pid is ptrace-stopped or seized by a tracer.
+func traced(pid int) bool {
+	for _, l := range strings.Split(readFile(fmt.Sprintf("/proc/%d/status", pid)), "\n") {
+		if v, ok := strings.CutPrefix(l, "TracerPid:"); ok {
+			return strings.TrimSpace(v) != "0"
+		}
+	}
+	return false
+}
+
+// stagedPages reports whether a dump in staging has begun writing pages.
+func stagedPages(root string) bool {
+	m, _ := filepath.Glob(filepath.Join(root, "staging", "*", "pages-*.img"))
+	for _, p := range m {
+		if st, err := os.Stat(p); err == nil && st.Size() > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// assertClean checks what a failed create or restore must leave: the
+// workload running on where it was, no CRIU, no zombie, nothing new
+// listed, staging empty.
+func (d *daemon) assertClean(t *testing.T, w target, before status, listed int) {
+	t.Helper()
+	d.criuGone(t)
+	waitFor(t, "workload running, not traced", func() bool { return alive(w.Ref.PID) && !traced(w.Ref.PID) })
+	continues(t, before, loadStatus(t, w.Ref.PID, w.Ref.LogPath))
+	if n := len(d.checkpoints()); n != listed {
+		t.Errorf("%d checkpoints listed, want %d", n, listed)
+	}
+	if left, _ := os.ReadDir(filepath.Join(d.root, "staging")); len(left) != 0 {
+		t.Errorf("staging not empty: %v", left)
+	}
+}
+
+// killCRIUWhen starts op, waits for ckptd's CRIU helper and for ready,
+// SIGKILLs the helper and returns op's outcome.
+func (d *daemon) killCRIUWhen(t *testing.T, ready func() bool, op ...string) (string, error) {
+	t.Helper()
+	wait := d.startCtl(op...)
+	var criu int
+	waitFor(t, "criu helper", func() bool { criu = criuChild(d.cmd.Process.Pid); return criu > 0 })
+	deadline := time.Now().Add(10 * time.Second)
+	for !ready() && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	syscall.Kill(criu, syscall.SIGKILL)
+	return wait()
+}
+
+// TestCRIUKilledAtEachPhase kills ckptd's CRIU on purpose during its
+// start-up probing, while the tree is frozen and while pages are written,
+// several rounds each: every create fails at once with the CRIU log named,
+// and the workload runs on untouched.
+func TestCRIUKilledAtEachPhase(t *testing.T) {
+	d := startDaemon(t)
+	w := d.runLoad("victim", 64)
+	phases := []struct {
+		name  string
+		ready func() bool
+	}{
+		{"start-up", func() bool { return true }},
+		{"frozen", func() bool { return traced(w.Ref.PID) }},
+		{"pages", func() bool { return stagedPages(d.root) }},
+	}
+	for _, ph := range phases {
+		for round := range 4 {
+			before := loadStatus(t, w.Ref.PID, w.Ref.LogPath)
+			stderr, err := d.killCRIUWhen(t, ph.ready, "create", "victim", "--leave-running")
+			if err == nil {
+				t.Logf("%s round %d: the dump finished before the kill landed", ph.name, round)
+				d.must("rm", "victim-1")
+			} else {
+				criuLogKept(t, stderr)
+			}
+			d.assertClean(t, w, before, 0)
+		}
+	}
+}
+
+// TestCRIUKilledCampaign: 40 creates whose CRIU is SIGKILLed 0-400 ms after
+// it appears never hang, never leave a CRIU or a zombie behind, and never
+// leave the workload stopped.
+func TestCRIUKilledCampaign(t *testing.T) {
+	d := startDaemon(t)
+	w := d.runLoad("victim", 64)
+	saved := 0
+	for range 40 {
+		before := loadStatus(t, w.Ref.PID, w.Ref.LogPath)
+		delay := time.Duration(rand.IntN(400)) * time.Millisecond
+		start := time.Now()
+		stderr, err := d.killCRIUWhen(t, func() bool { return time.Since(start) >= delay }, "create", "victim", "--leave-running")
+		if err == nil || strings.Contains(stderr, "was saved, but then") {
+			saved++ // the kill came after the commit
+		}
+		d.assertClean(t, w, before, saved)
+	}
+	t.Logf("40 kills: %d creates finished before their kill", saved)
+}
+
+// TestCRIUKilledDuringRestore: a restore whose CRIU is killed as it starts,
+// while it builds the tree, or at a random moment leaves no half-restored
+// process behind; the checkpoint stays and restores afterwards.
+func TestCRIUKilledDuringRestore(t *testing.T) {
+	d := startDaemon(t)
+	w := d.runLoad("src", 32)
+	d.create("src", "--leave-running", "--name", "snap")
+	self := d.cmd.Process.Pid
+	restoring := func() bool {
+		logs, _ := filepath.Glob(filepath.Join(d.root, "restores", "*", "restore.log"))
+		for _, l := range logs {
+			if strings.Contains(readFile(l), "Forking task") {
+				return true
+			}
+		}
+		return false
+	}
+	phases := []struct {
+		name  string
+		ready func() bool
+	}{
+		{"start-up", func() bool { return true }},
+		{"restoring", restoring},
+		{"random", func() bool { time.Sleep(time.Duration(rand.IntN(150)) * time.Millisecond); return true }},
+	}
+	for _, ph := range phases {
+		for round := range 4 {
+			name := fmt.Sprintf("copy-%s-%d", ph.name, round)
+			start := time.Now()
+			stderr, err := d.killCRIUWhen(t, ph.ready, "restore", "snap", "--name", name)
+			t.Logf("%s round %d: answered in %s: %v %s", ph.name, round, time.Since(start).Round(time.Millisecond), err, stderr)
+			if err == nil {
+				t.Logf("%s round %d: the restore finished before the kill landed", ph.name, round)
+				pid := d.workload(name).Ref.PID
+				d.must("kill", name)
+				waitFor(t, "copy gone", func() bool { return !alive(pid) })
+			} else {
+				criuLogKept(t, stderr)
+			}
+			d.criuGone(t)
+			for _, c := range strings.Fields(readFile(fmt.Sprintf("/proc/%d/task/%d/children", self, self))) {
+				if pid, _ := strconv.Atoi(c); pid != w.Ref.PID && alive(pid) {
+					t.Errorf("%s round %d: process %d left among ckptd's children: %s", ph.name, round, pid, readFile("/proc/"+c+"/stat"))
+				}
+			}
+		}
+	}
+	d.must("restore", "snap", "--name", "after")
+	d.must("kill", "after")
+}
