@@ -75,7 +75,10 @@ func (d *Daemon) lockLive(ctx context.Context, target string) (*store.Target, fu
 	if err != nil {
 		return nil, nil, err
 	}
-	unlock := d.locks.Lock(ref.Key())
+	unlock, err := d.locks.Lock(ctx, ref.Key())
+	if err != nil {
+		return nil, nil, err
+	}
 	live := d.liveTarget
 	if ref.Kind == store.KindContainer {
 		live = d.liveContainer

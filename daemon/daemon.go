@@ -190,26 +190,33 @@ type keyedMutex struct {
 }
 
 type lockEntry struct {
-	mu   sync.Mutex
+	ch   chan struct{} // holds a token while locked
 	refs int
 }
 
-func (k *keyedMutex) Lock(key string) (unlock func()) {
+// Lock takes key's lock, or gives up when ctx ends first: a client that
+// has gone while its request queued must not have it carried out later.
+func (k *keyedMutex) Lock(ctx context.Context, key string) (unlock func(), err error) {
 	k.mu.Lock()
 	e := k.m[key]
 	if e == nil {
-		e = &lockEntry{}
+		e = &lockEntry{ch: make(chan struct{}, 1)}
 		k.m[key] = e
 	}
 	e.refs++
 	k.mu.Unlock()
-	e.mu.Lock()
-	return func() {
-		e.mu.Unlock()
+	release := func() {
 		k.mu.Lock()
 		if e.refs--; e.refs == 0 {
 			delete(k.m, key)
 		}
 		k.mu.Unlock()
+	}
+	select {
+	case e.ch <- struct{}{}:
+		return func() { <-e.ch; release() }, nil
+	case <-ctx.Done():
+		release()
+		return nil, fmt.Errorf("waiting for %s: %w", key, context.Cause(ctx))
 	}
 }

@@ -37,7 +37,10 @@ func (d *Daemon) ServeMigration(ctx context.Context, c *migrate.Conn) error {
 	if err != nil {
 		return refuse(c, []string{errdefs.Message(err)})
 	}
-	unlock := d.locks.Lock(ref.Key())
+	unlock, err := d.locks.Lock(ctx, ref.Key())
+	if err != nil {
+		return err
+	}
 	defer unlock()
 	in := &incoming{d: d, conn: c, offer: o, ref: ref, id: store.NewID()}
 	in.work = d.store.Layout().Dump(in.id)

@@ -35,7 +35,10 @@ func (d *Daemon) Restore(ctx context.Context, req RestoreRequest) (*TargetStatus
 	if err != nil {
 		return nil, err
 	}
-	unlock := d.locks.Lock(ref.Key())
+	unlock, err := d.locks.Lock(ctx, ref.Key())
+	if err != nil {
+		return nil, err
+	}
 	defer unlock()
 	release := d.markBusy(c.ID)
 	defer release()

@@ -44,7 +44,10 @@ func (d *Daemon) Run(ctx context.Context, req RunRequest) (*TargetStatus, error)
 		return nil, err
 	}
 	ref := store.TargetRef{Kind: store.KindWorkload, Name: req.Name, Command: req.Args}
-	unlock := d.locks.Lock(ref.Key())
+	unlock, err := d.locks.Lock(ctx, ref.Key())
+	if err != nil {
+		return nil, err
+	}
 	defer unlock()
 	logPath, err := d.prepareWorkload(ctx, req.Name)
 	if err != nil {
@@ -160,7 +163,10 @@ func (d *Daemon) Kill(ctx context.Context, target string) error {
 	if err != nil {
 		return err
 	}
-	unlock := d.locks.Lock(ref.Key())
+	unlock, err := d.locks.Lock(ctx, ref.Key())
+	if err != nil {
+		return err
+	}
 	defer unlock()
 	t, err := d.store.GetTarget(ctx, ref.Key())
 	if err != nil {

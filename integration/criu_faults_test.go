@@ -235,3 +235,119 @@ func TestCRIUKilledDuringRestore(t *testing.T) {
 	d.must("restore", "snap", "--name", "after")
 	d.must("kill", "after")
 }
+
+// TestCRIUHung: a CRIU that stops answering while it holds a workload
+// frozen is ended by the watchdog (--criu-timeout): the create fails with
+// DeadlineExceeded naming the log and its last line, the workload runs on
+// with its state, nothing is listed or staged, the stopped CRIU is gone,
+// and a create of another target queued meanwhile succeeds.
+func TestCRIUHung(t *testing.T) {
+	d := startDaemonWith(t, "--criu-timeout", "4s")
+	w := d.runLoad("hung", 64)
+	other := d.runLoad("other", 16)
+	before := loadStatus(t, w.Ref.PID, w.Ref.LogPath)
+
+	wait := d.startCtl("create", "hung", "--leave-running")
+	var criu int
+	waitFor(t, "criu helper", func() bool { criu = criuChild(d.cmd.Process.Pid); return criu > 0 })
+	waitFor(t, "workload frozen", func() bool { return traced(w.Ref.PID) })
+	if err := syscall.Kill(criu, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	waitOther := d.startCtl("create", "other", "--leave-running", "--name", "other-ok")
+	stderr, err := wait()
+	took := time.Since(start)
+	if err == nil {
+		t.Fatal("create succeeded although its CRIU was stopped")
+	}
+	t.Logf("hung create failed after %s: %s", took.Round(time.Millisecond), stderr)
+	for _, want := range []string{"no answer within 4s", "deadline exceeded", "last log line", "dump.log"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("error lacks %q: %s", want, stderr)
+		}
+	}
+	if stderr, err := waitOther(); err != nil {
+		t.Errorf("create of another target queued meanwhile failed: %s", stderr)
+	}
+	d.assertClean(t, w, before, 1)
+	if !alive(other.Ref.PID) {
+		t.Error("the other target is not running")
+	}
+}
+
+// TestClientGoneBeforeFreeze: a create whose client disconnects while it
+// waits for CRIU is abandoned; its target is never frozen.
+func TestClientGoneBeforeFreeze(t *testing.T) {
+	d := startDaemonWith(t, "--criu-timeout", "6s")
+	w := d.runLoad("busy", 32)
+	idle := d.runLoad("idle", 16)
+
+	wait := d.startCtl("create", "busy", "--leave-running")
+	var criu int
+	waitFor(t, "criu helper", func() bool { criu = criuChild(d.cmd.Process.Pid); return criu > 0 })
+	syscall.Kill(criu, syscall.SIGSTOP) // holds CRIU's queue until the watchdog
+	gone := exec.Command(bins.ckptctl, "--socket", d.socket, "create", "idle", "--leave-running")
+	if err := gone.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	gone.Process.Kill() // the user's ctrl-c
+	gone.Wait()
+	wait()
+	d.criuGone(t)
+	time.Sleep(500 * time.Millisecond) // anything carried out late would show now
+	// The hung create's failed dump keeps its log; the abandoned one never
+	// ran CRIU, so it has none.
+	if logs, _ := filepath.Glob(filepath.Join(d.root, "dumps", "*", "dump.log")); len(logs) != 1 {
+		t.Errorf("CRIU dump logs %v, want only the hung create's", logs)
+	}
+	if n := len(d.checkpoints()); n != 0 {
+		t.Errorf("%d checkpoints listed, want none", n)
+	}
+	if !alive(idle.Ref.PID) || traced(idle.Ref.PID) || !alive(w.Ref.PID) {
+		t.Error("a workload is not running untraced")
+	}
+}
+
+// TestDaemonKilledCampaign kills ckptd at random moments of creates and
+// restores and restarts it at once, many rounds: start-up never fails on
+// what the dead daemon's CRIU left, ends that CRIU, and leaves no partial
+// checkpoint; the workload runs on.
+func TestDaemonKilledCampaign(t *testing.T) {
+	d := startDaemon(t)
+	w := d.runLoad("victim", 64)
+	d.create("victim", "--leave-running", "--name", "base")
+	for round := range 16 {
+		before := loadStatus(t, w.Ref.PID, w.Ref.LogPath)
+		op := []string{"create", "victim", "--leave-running"}
+		if round%2 == 1 {
+			op = []string{"restore", "base", "--name", fmt.Sprintf("copy%d", round)}
+		}
+		wait := d.startCtl(op...)
+		time.Sleep(time.Duration(rand.IntN(300)) * time.Millisecond)
+		d.kill9()
+		wait()
+		d.start() // must come up whatever the dead daemon's CRIU was doing
+		d.criuGone(t)
+		waitFor(t, "workload running, not traced", func() bool { return alive(w.Ref.PID) && !traced(w.Ref.PID) })
+		continues(t, before, loadStatus(t, w.Ref.PID, w.Ref.LogPath))
+		if left, _ := os.ReadDir(filepath.Join(d.root, "staging")); len(left) != 0 {
+			t.Errorf("round %d: staging not empty after start-up: %v", round, left)
+		}
+		if left, _ := os.ReadDir(filepath.Join(d.root, "criu")); len(left) != 0 {
+			t.Errorf("round %d: CRIU records left after start-up: %v", round, left)
+		}
+		for _, c := range d.checkpoints() {
+			d.must("restore", c.Name, "--name", "check")
+			d.must("kill", "check")
+			break
+		}
+		// A copy the dead daemon restored is nobody's child now: end it.
+		for _, tg := range d.ps() {
+			if tg.Running && tg.Ref.PID != w.Ref.PID && tg.Ref.Kind == "workload" {
+				syscall.Kill(tg.Ref.PID, syscall.SIGKILL)
+			}
+		}
+	}
+}

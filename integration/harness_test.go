@@ -39,6 +39,17 @@ func startDaemon(t *testing.T) *daemon {
 	return startDaemonAt(t, filepath.Join(dir, "state"), filepath.Join(dir, "no-containerd.sock"))
 }
 
+// startDaemonWith starts a ckptd as startDaemon does, with extra flags.
+func startDaemonWith(t *testing.T, args ...string) *daemon {
+	t.Helper()
+	dir := t.TempDir()
+	d := &daemon{t: t, root: filepath.Join(dir, "state"), socket: filepath.Join(t.TempDir(), "ckptd.sock"),
+		containerd: filepath.Join(dir, "no-containerd.sock"), args: args}
+	d.start()
+	t.Cleanup(d.cleanup)
+	return d
+}
+
 // startDaemonAt starts a ckptd on state root root, talking to the
 // containerd at containerd.
 func startDaemonAt(t *testing.T, root, containerd string) *daemon {
