@@ -33,6 +33,7 @@ func optionsFromAPI(o *apiv1.Options) store.Options {
 	return store.Options{
 		LeaveRunning: o.GetLeaveRunning(), TCPEstablished: o.GetTcpEstablished(),
 		FileLocks: o.GetFileLocks(), ExtUnixSk: o.GetExtUnixSk(), ShellJob: o.GetShellJob(),
+		LinkRemap: o.GetLinkRemap(), GhostLimit: o.GetGhostLimit(), CRIUConfig: o.GetCriuConfig(),
 	}
 }
 
@@ -44,6 +45,7 @@ func checkpointToAPI(c *store.Checkpoint) *apiv1.Checkpoint {
 		Options: &apiv1.Options{
 			LeaveRunning: c.Options.LeaveRunning, TcpEstablished: c.Options.TCPEstablished,
 			FileLocks: c.Options.FileLocks, ExtUnixSk: c.Options.ExtUnixSk, ShellJob: c.Options.ShellJob,
+			LinkRemap: c.Options.LinkRemap, GhostLimit: c.Options.GhostLimit, CriuConfig: c.Options.CRIUConfig,
 		},
 		Files: make(map[string]*apiv1.FileSum, len(c.Files)),
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -28,6 +29,13 @@ type CreateRequest struct {
 // is still frozen; only then does CRIU kill it (or resume it with
 // LeaveRunning). Any failure leaves the target running and nothing listed.
 func (d *Daemon) Create(ctx context.Context, req CreateRequest) (*store.Checkpoint, error) {
+	req.Options.LinkRemap = req.Options.LinkRemap || d.defaults.LinkRemap
+	if req.Options.GhostLimit == 0 {
+		req.Options.GhostLimit = d.defaults.GhostLimit
+	}
+	if err := checkCRIUConfig(req.Options.CRIUConfig); err != nil {
+		return nil, err
+	}
 	target, unlock, err := d.lockLive(ctx, req.Target)
 	if err != nil {
 		return nil, err
@@ -66,6 +74,22 @@ func (d *Daemon) Create(ctx context.Context, req CreateRequest) (*store.Checkpoi
 	d.log.Info("checkpoint created", "id", c.ID, "name", c.Name, "target", c.Target.Key(),
 		"stats", c.Stats, "bytes", c.Size())
 	return c, nil
+}
+
+// checkCRIUConfig refuses a CRIU configuration file CRIU could not read,
+// before anything freezes.
+func checkCRIUConfig(path string) error {
+	if path == "" {
+		return nil
+	}
+	if !filepath.IsAbs(path) {
+		return fmt.Errorf("CRIU configuration file %q: want an absolute path: %w", path, errdefs.ErrInvalidArgument)
+	}
+	st, err := os.Stat(path)
+	if err != nil || !st.Mode().IsRegular() {
+		return fmt.Errorf("CRIU configuration file %q: not a readable regular file: %w", path, errdefs.ErrInvalidArgument)
+	}
+	return nil
 }
 
 // lockLive resolves target, takes its lock and returns its record,
@@ -233,6 +257,7 @@ func dumperOptions(o store.Options) dumper.Options {
 	return dumper.Options{
 		LeaveRunning: o.LeaveRunning, TCPEstablished: o.TCPEstablished,
 		FileLocks: o.FileLocks, ExtUnixSk: o.ExtUnixSk, ShellJob: o.ShellJob,
+		LinkRemap: o.LinkRemap, GhostLimit: o.GhostLimit, ConfigFile: o.CRIUConfig,
 	}
 }
 

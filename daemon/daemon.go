@@ -77,6 +77,8 @@ type Parts struct {
 	// Peer is the mutual-TLS configuration for migrations to and from
 	// other ckptds; nil when none is configured.
 	Peer *tls.Config
+	// Defaults are create's defaults for LinkRemap and GhostLimit.
+	Defaults store.Options
 }
 
 // Daemon holds ckptd's parts. Build it with New.
@@ -94,6 +96,7 @@ type Daemon struct {
 	defaultNS  string
 	ctrdAddr   string
 	host       HostInfo
+	defaults   store.Options
 
 	locks keyedMutex
 	mu    sync.Mutex
@@ -113,7 +116,7 @@ func New(ctx context.Context, p Parts) *Daemon {
 	d := &Daemon{
 		log: p.Log, store: p.Store, dumper: p.Dumper, restorer: p.Restorer, sup: p.Supervisor, criu: p.CRIU,
 		containers: p.Containers, ctrs: p.Containers, images: p.Containers, peer: p.Peer, defaultNS: p.ContainerNamespace, ctrdAddr: p.ContainerdAddress,
-		host:  readHostInfo(),
+		host: readHostInfo(), defaults: p.Defaults,
 		locks: keyedMutex{m: map[string]*lockEntry{}},
 		busy:  map[string]int{},
 	}

@@ -175,5 +175,5 @@ func hostPIDsFree(dir string) error {
 }
 
 func restorerOptions(o store.Options) restorer.Options {
-	return restorer.Options{TCPEstablished: o.TCPEstablished, FileLocks: o.FileLocks, ExtUnixSk: o.ExtUnixSk, ShellJob: o.ShellJob}
+	return restorer.Options{TCPEstablished: o.TCPEstablished, FileLocks: o.FileLocks, ExtUnixSk: o.ExtUnixSk, ShellJob: o.ShellJob, ConfigFile: o.CRIUConfig}
 }

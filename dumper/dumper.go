@@ -2,6 +2,7 @@
 package dumper
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -27,11 +28,14 @@ const (
 
 // Options are the CRIU dump switches ckptd exposes.
 type Options struct {
-	LeaveRunning   bool // resume the tree after the dump instead of killing it
-	TCPEstablished bool // dump established TCP connections
-	FileLocks      bool // dump file locks
-	ExtUnixSk      bool // allow unix sockets connected outside the tree
-	ShellJob       bool // the tree is a shell job (shares session/tty)
+	LeaveRunning   bool   // resume the tree after the dump instead of killing it
+	TCPEstablished bool   // dump established TCP connections
+	FileLocks      bool   // dump file locks
+	ExtUnixSk      bool   // allow unix sockets connected outside the tree
+	ShellJob       bool   // the tree is a shell job (shares session/tty)
+	LinkRemap      bool   // link files unlinked while open back for the dump
+	GhostLimit     uint32 // largest deleted open file kept (bytes; 0: CRIU's default)
+	ConfigFile     string // CRIU configuration file; empty: the daemon's
 }
 
 // Request is one dump.
@@ -93,6 +97,13 @@ func (d *Dumper) Dump(ctx context.Context, req Request) (Result, error) {
 		FileLocks:      ptr(req.Options.FileLocks),
 		ExtUnixSk:      ptr(req.Options.ExtUnixSk),
 		ShellJob:       ptr(req.Options.ShellJob),
+		LinkRemap:      ptr(req.Options.LinkRemap),
+	}
+	if req.Options.GhostLimit > 0 {
+		opts.GhostLimit = ptr(req.Options.GhostLimit)
+	}
+	if cfg := cmp.Or(req.Options.ConfigFile, d.bin.ConfigFile); cfg != "" {
+		opts.ConfigFile = ptr(cfg)
 	}
 	if ps := req.PageServer; ps != nil {
 		opts.Ps = &rpc.CriuPageServerInfo{Address: ptr(ps.IP.String()), Port: ptr(int32(ps.Port))}
@@ -134,6 +145,12 @@ func checkTarget(pid int) error {
 	}
 	if !proc.Alive(pid, 0) {
 		return fmt.Errorf("process %d: %w", pid, errdefs.ErrNotFound)
+	}
+	// CRIU reads every task's resource limits with prlimit, which needs
+	// matching uids or CAP_SYS_RESOURCE ("Can't get rlimit").
+	if p, uid, ok := proc.ForeignUID(pid); ok && !proc.HasSysResource() {
+		return fmt.Errorf("process %d runs as uid %d, and ckptd lacks CAP_SYS_RESOURCE here, which CRIU needs to read another user's resource limits: %w",
+			p, uid, errdefs.ErrFailedPrecondition)
 	}
 	return nil
 }

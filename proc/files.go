@@ -93,3 +93,44 @@ func TreeRSS(pid int) int64 {
 	}
 	return n
 }
+
+// capSysResource is CAP_SYS_RESOURCE's bit in the capability sets.
+const capSysResource = 24
+
+// ForeignUID returns the uid of a task of pid's tree whose real, effective
+// or saved uid differs from this process's, and whether there is one.
+func ForeignUID(root int) (pid, uid int, found bool) {
+	self := os.Geteuid()
+	for _, p := range Tree(root) {
+		for _, u := range statusFields(p, "Uid:") {
+			if v, err := strconv.Atoi(u); err == nil && v != self {
+				return p, v, true
+			}
+		}
+	}
+	return 0, 0, false
+}
+
+// HasSysResource reports whether this process has CAP_SYS_RESOURCE.
+func HasSysResource() bool {
+	f := statusFields(os.Getpid(), "CapEff:")
+	if len(f) == 0 {
+		return false
+	}
+	caps, err := strconv.ParseUint(f[0], 16, 64)
+	return err == nil && caps&(1<<capSysResource) != 0
+}
+
+// statusFields returns the fields after key in /proc/PID/status.
+func statusFields(pid int, key string) []string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return nil
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(l, key); ok {
+			return strings.Fields(rest)
+		}
+	}
+	return nil
+}

@@ -2,6 +2,7 @@
 package restorer
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -24,6 +25,7 @@ type Options struct {
 	FileLocks      bool
 	ExtUnixSk      bool
 	ShellJob       bool
+	ConfigFile     string // CRIU configuration file; empty: the daemon's
 }
 
 // Request is one restore.
@@ -81,6 +83,9 @@ func (r *Restorer) Restore(ctx context.Context, req Request) (Result, error) {
 		FileLocks:      ptr(req.Options.FileLocks),
 		ExtUnixSk:      ptr(req.Options.ExtUnixSk),
 		ShellJob:       ptr(req.Options.ShellJob),
+	}
+	if cfg := cmp.Or(req.Options.ConfigFile, r.bin.ConfigFile); cfg != "" {
+		opts.ConfigFile = ptr(cfg)
 	}
 	files := inherit(opts, req.Inherit)
 	timeout := r.bin.Deadline(req.MemoryBytes)

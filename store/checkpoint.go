@@ -52,6 +52,13 @@ type Options struct {
 	FileLocks      bool `json:"file_locks"`
 	ExtUnixSk      bool `json:"ext_unix_sk"`
 	ShellJob       bool `json:"shell_job"`
+	LinkRemap      bool `json:"link_remap,omitempty"`
+	// GhostLimit is the largest deleted open file CRIU keeps (bytes; 0:
+	// CRIU's 1 MiB).
+	GhostLimit uint32 `json:"ghost_limit,omitempty"`
+	// CRIUConfig is a CRIU configuration file used by the dump and its
+	// restores; empty uses the daemon's.
+	CRIUConfig string `json:"criu_config,omitempty"`
 }
 
 // DumpStats are CRIU's dump statistics, under CRIU's own names (microseconds).

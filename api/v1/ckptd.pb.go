@@ -798,6 +798,9 @@ type Options struct {
 	FileLocks      bool                   `protobuf:"varint,3,opt,name=file_locks,json=fileLocks,proto3" json:"file_locks,omitempty"`
 	ExtUnixSk      bool                   `protobuf:"varint,4,opt,name=ext_unix_sk,json=extUnixSk,proto3" json:"ext_unix_sk,omitempty"`
 	ShellJob       bool                   `protobuf:"varint,5,opt,name=shell_job,json=shellJob,proto3" json:"shell_job,omitempty"`
+	LinkRemap      bool                   `protobuf:"varint,6,opt,name=link_remap,json=linkRemap,proto3" json:"link_remap,omitempty"`    // files unlinked while open are linked back for the dump
+	GhostLimit     uint32                 `protobuf:"varint,7,opt,name=ghost_limit,json=ghostLimit,proto3" json:"ghost_limit,omitempty"` // largest deleted open file kept in the images (bytes; 0: CRIU's 1 MiB)
+	CriuConfig     string                 `protobuf:"bytes,8,opt,name=criu_config,json=criuConfig,proto3" json:"criu_config,omitempty"`  // a CRIU configuration file for this dump and its restores
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -865,6 +868,27 @@ func (x *Options) GetShellJob() bool {
 		return x.ShellJob
 	}
 	return false
+}
+
+func (x *Options) GetLinkRemap() bool {
+	if x != nil {
+		return x.LinkRemap
+	}
+	return false
+}
+
+func (x *Options) GetGhostLimit() uint32 {
+	if x != nil {
+		return x.GhostLimit
+	}
+	return 0
+}
+
+func (x *Options) GetCriuConfig() string {
+	if x != nil {
+		return x.CriuConfig
+	}
+	return ""
 }
 
 // CRIU's dump statistics under CRIU's names; times in microseconds.
@@ -2363,14 +2387,20 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x04data\x18\x01 \x01(\fR\x04data\"%\n" +
 	"\vKillRequest\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\"\x0e\n" +
-	"\fKillResponse\"\xb3\x01\n" +
+	"\fKillResponse\"\x94\x02\n" +
 	"\aOptions\x12#\n" +
 	"\rleave_running\x18\x01 \x01(\bR\fleaveRunning\x12'\n" +
 	"\x0ftcp_established\x18\x02 \x01(\bR\x0etcpEstablished\x12\x1d\n" +
 	"\n" +
 	"file_locks\x18\x03 \x01(\bR\tfileLocks\x12\x1e\n" +
 	"\vext_unix_sk\x18\x04 \x01(\bR\textUnixSk\x12\x1b\n" +
-	"\tshell_job\x18\x05 \x01(\bR\bshellJob\"\x95\x02\n" +
+	"\tshell_job\x18\x05 \x01(\bR\bshellJob\x12\x1d\n" +
+	"\n" +
+	"link_remap\x18\x06 \x01(\bR\tlinkRemap\x12\x1f\n" +
+	"\vghost_limit\x18\a \x01(\rR\n" +
+	"ghostLimit\x12\x1f\n" +
+	"\vcriu_config\x18\b \x01(\tR\n" +
+	"criuConfig\"\x95\x02\n" +
 	"\tDumpStats\x12#\n" +
 	"\rfreezing_time\x18\x01 \x01(\rR\ffreezingTime\x12\x1f\n" +
 	"\vfrozen_time\x18\x02 \x01(\rR\n" +

@@ -41,6 +41,9 @@ func (c *cli) createCmd() *cobra.Command {
 	f.BoolVar(&o.FileLocks, "file-locks", false, "checkpoint file locks")
 	f.BoolVar(&o.ExtUnixSk, "ext-unix-sk", false, "allow unix sockets connected outside the tree")
 	f.BoolVar(&o.ShellJob, "shell-job", false, "the target is a shell job (shares a session and terminal)")
+	f.BoolVar(&o.LinkRemap, "link-remap", false, "dump files that were unlinked while open (CRIU --link-remap)")
+	f.Uint32Var(&o.GhostLimit, "ghost-limit", 0, "largest deleted open file to keep in the images, in bytes (default CRIU's 1 MiB)")
+	f.StringVar(&o.CriuConfig, "criu-config", "", "CRIU configuration file for this dump and its restores (CRIU's option syntax)")
 	return cmd
 }
 
