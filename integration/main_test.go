@@ -12,7 +12,7 @@ import (
 	"testing"
 )
 
-var bins struct{ ckptd, ckptctl, memload string }
+var bins struct{ ckptd, ckptctl, memload, tcpload string }
 
 func TestMain(m *testing.M) {
 	if os.Geteuid() != 0 {
@@ -35,7 +35,7 @@ func TestMain(m *testing.M) {
 		for _, b := range []struct {
 			out *string
 			pkg string
-		}{{&bins.ckptd, "./cmd/ckptd"}, {&bins.ckptctl, "./cmd/ckptctl"}, {&bins.memload, "./test/memload"}} {
+		}{{&bins.ckptd, "./cmd/ckptd"}, {&bins.ckptctl, "./cmd/ckptctl"}, {&bins.memload, "./test/memload"}, {&bins.tcpload, "./test/tcpload"}} {
 			*b.out = filepath.Join(dir, filepath.Base(b.pkg))
 			cmd := exec.Command("go", "build", "-o", *b.out, b.pkg)
 			cmd.Dir = ".."
