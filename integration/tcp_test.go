@@ -44,3 +44,20 @@ func TestTCPServer(t *testing.T) {
 	}
 	t.Logf("conversation went on from %d to %d across the restore", before, lastOK(logs()))
 }
+
+// TestMigrateTCPServer moves the TCP workload between two network-namespace
+// hosts with --tcp-established: its loopback conversation goes on there.
+func TestMigrateTCPServer(t *testing.T) {
+	a, b := twoHosts(t)
+	src, dst := a.ckptd("", ""), b.ckptd("", "")
+	src.must("run", "--name", "srv", "--", bins.tcpload)
+	waitFor(t, "conversation under way", func() bool { return lastOK(src.must("logs", "srv")) >= 5 })
+	src.migrate("srv", "--to", b.addr(), "--tcp-established")
+	before := lastOK(src.must("logs", "srv"))
+	logs := func() string { return dst.must("logs", "srv") }
+	waitFor(t, "conversation on the destination", func() bool { return lastOK(logs()) >= before+10 })
+	if l := src.must("logs", "srv") + logs(); strings.Contains(l, "ERROR") {
+		t.Fatalf("conversation broke:\n%s", tail(l, 10))
+	}
+	t.Logf("conversation went on from %d to %d on the destination", before, lastOK(logs()))
+}
