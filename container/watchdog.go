@@ -2,11 +2,8 @@ package container
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
-	"strconv"
 	"syscall"
 	"time"
 
@@ -47,22 +44,14 @@ func (r *Runtime) watched(ctx context.Context, id, op, logPath string, memBytes 
 // of their descendants at once; it returns how many processes it killed.
 func killRunc(id string) int {
 	var victims []int
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
+	for _, pid := range proc.PIDs() {
 		args, err := proc.Cmdline(pid)
-		if err != nil || len(args) == 0 || filepath.Base(args[0]) != "runc" || args[len(args)-1] != id {
-			continue
+		if err == nil && len(args) > 0 && filepath.Base(args[0]) == "runc" && args[len(args)-1] == id {
+			victims = append(victims, proc.Tree(pid)...)
 		}
-		victims = append(victims, proc.Tree(pid)...)
 	}
 	for _, pid := range victims {
-		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-			continue
-		}
+		_ = syscall.Kill(pid, syscall.SIGKILL) // one already gone is fine
 	}
 	return len(victims)
 }

@@ -86,16 +86,12 @@ func (b Binary) Features(ctx context.Context) []string {
 }
 
 // PageServer is a running `criu page-server`.
-type PageServer struct {
-	g   *group
-	ctx context.Context
-}
+type PageServer struct{ g *group }
 
 // PageServer starts `criu page-server` on an already connected socket:
 // it writes the pages it receives into dir and exits when the dumping
-// side disconnects. Wait must be called. When ctx ends first, or the
-// watchdog passes, its process group is killed.
-func (b Binary) PageServer(ctx context.Context, dir, workDir string, sock *os.File) (*PageServer, error) {
+// side disconnects. Wait must be called.
+func (b Binary) PageServer(dir, workDir string, sock *os.File) (*PageServer, error) {
 	cmd := exec.Command(b.Path, "page-server", "-D", dir, "-W", workDir,
 		"--ps-socket", "3", "-o", PageServerLog, "-v4")
 	cmd.ExtraFiles = []*os.File{sock}
@@ -103,13 +99,13 @@ func (b Binary) PageServer(ctx context.Context, dir, workDir string, sock *os.Fi
 	if err != nil {
 		return nil, fmt.Errorf("start criu page-server: %w", err)
 	}
-	return &PageServer{g: g, ctx: ctx}, nil
+	return &PageServer{g: g}, nil
 }
 
-// Wait waits for the page server to exit (or kills it when its context
-// ends) and ends whatever it left.
-func (p *PageServer) Wait(timeout time.Duration) error {
-	err := p.g.wait(p.ctx, timeout)
+// Wait waits for the page server to exit and ends whatever it left; when
+// ctx ends or timeout passes first, its process group is killed.
+func (p *PageServer) Wait(ctx context.Context, timeout time.Duration) error {
+	err := p.g.wait(ctx, timeout)
 	if eerr := p.g.end(err == nil); err == nil {
 		err = eerr
 	}

@@ -28,12 +28,9 @@ type Call struct {
 	// count against Timeout: it is ckptd's own work.
 	Notify func(script string, pid int32) error
 	// Timeout is how long CRIU may take; on expiry its whole process group
-	// is killed and the call fails with ErrDeadlineExceeded.
+	// is killed and the call fails with errdefs.ErrDeadlineExceeded.
 	Timeout time.Duration
 }
-
-// ErrDeadlineExceeded marks a CRIU call its watchdog ended.
-var ErrDeadlineExceeded = errdefs.ErrDeadlineExceeded
 
 // helperFD is the descriptor number of the RPC socket in the helper.
 const helperFD = 3
@@ -168,7 +165,7 @@ func exchange(sock *os.File, req *rpc.CriuReq, buf []byte) (*rpc.CriuResp, error
 func (b Binary) callError(call Call, w *watchdog, g *group, err error) error {
 	if w.expired() {
 		return fmt.Errorf("criu %s: no answer within %s; its process group was killed: %w: last log line: %q (log: %s)",
-			call.Op, call.Timeout, ErrDeadlineExceeded, LastLogLine(call.LogPath), call.LogPath)
+			call.Op, call.Timeout, errdefs.ErrDeadlineExceeded, LastLogLine(call.LogPath), call.LogPath)
 	}
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		select {

@@ -185,13 +185,13 @@ func (in *incoming) receivePages(ctx context.Context, wait func(context.Context)
 		return err
 	}
 	defer mine.Close()
-	ps, err := in.d.criu.PageServer(ctx, dir, in.work, theirs)
+	ps, err := in.d.criu.PageServer(dir, in.work, theirs)
 	theirs.Close()
 	if err != nil {
 		return err
 	}
 	terr := (&migrate.Tunnel{}).Run(ctx, mine, remote.(migrate.HalfCloser))
-	if werr := ps.Wait(in.d.criu.Deadline(in.offer.MemoryBytes)); werr != nil {
+	if werr := ps.Wait(ctx, in.d.criu.Deadline(in.offer.MemoryBytes)); werr != nil {
 		return criu.PageServerError(in.work, werr)
 	}
 	return terr

@@ -2,7 +2,6 @@
 package dumper
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -12,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
-	"time"
 
 	"github.com/checkpoint-restore/go-criu/v8/rpc"
 	"github.com/checkpoint-restore/go-criu/v8/stats"
@@ -161,13 +159,8 @@ func checkTarget(pid int) error {
 func stopped(root int) map[int]bool {
 	out := map[int]bool{}
 	for _, pid := range proc.Tree(root) {
-		tids, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
-		for _, tid := range tids {
-			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, tid.Name()))
-			if err != nil {
-				continue
-			}
-			if i := bytes.LastIndexByte(b, ')'); i > 0 && i+2 < len(b) && (b[i+2] == 'T' || b[i+2] == 't') {
+		for _, s := range proc.ThreadStates(pid) {
+			if s == 'T' || s == 't' {
 				out[pid] = true
 			}
 		}
@@ -177,20 +170,15 @@ func stopped(root int) map[int]bool {
 
 // resumeIfLeftStopped is the safety net for a CRIU that died while the tree
 // was frozen: tasks it stopped and that were running before get SIGCONT.
-// The kernel detaches a dead tracer's tasks as it exits, and a group stop
-// may land just after: look a few times.
 func (d *Dumper) resumeIfLeftStopped(root int, before map[int]bool) {
-	for range 10 {
-		for pid := range stopped(root) {
-			if before[pid] {
-				continue
-			}
-			d.log.Warn("process left stopped by a failed dump; resuming it", "pid", pid)
-			if err := syscall.Kill(pid, syscall.SIGCONT); err != nil && !errors.Is(err, syscall.ESRCH) {
-				d.log.Error("resume after failed dump", "pid", pid, "err", err)
-			}
+	for pid := range stopped(root) {
+		if before[pid] {
+			continue
 		}
-		time.Sleep(50 * time.Millisecond)
+		d.log.Warn("process left stopped by a failed dump; resuming it", "pid", pid)
+		if err := syscall.Kill(pid, syscall.SIGCONT); err != nil && !errors.Is(err, syscall.ESRCH) {
+			d.log.Error("resume after failed dump", "pid", pid, "err", err)
+		}
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -69,12 +68,7 @@ func KillGroup(pgid int) error {
 // GroupMembers returns the live (not zombie) processes of group pgid.
 func GroupMembers(pgid int) []Stat {
 	var out []Stat
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
+	for _, pid := range PIDs() {
 		st, err := ReadStat(pid)
 		if err != nil || st.PGID != pgid || st.State == 'Z' || st.State == 'X' {
 			continue

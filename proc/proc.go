@@ -62,6 +62,34 @@ func Alive(pid int, startTime uint64) bool {
 	return startTime == 0 || st.StartTime == startTime
 }
 
+// PIDs lists the processes of this PID namespace.
+func PIDs() []int {
+	entries, _ := os.ReadDir("/proc")
+	out := make([]int, 0, len(entries))
+	for _, e := range entries {
+		if pid, err := strconv.Atoi(e.Name()); err == nil {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// ThreadStates returns the state of every thread of pid.
+func ThreadStates(pid int) []byte {
+	tids, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	out := make([]byte, 0, len(tids))
+	for _, tid := range tids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, tid.Name()))
+		if err != nil {
+			continue
+		}
+		if st, err := parseStat(pid, string(b)); err == nil {
+			out = append(out, st.State)
+		}
+	}
+	return out
+}
+
 // Tree returns pid and all its descendants (threads' children included).
 func Tree(pid int) []int {
 	out := []int{pid}
