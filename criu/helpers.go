@@ -175,7 +175,10 @@ func (h *Helpers) EndLeftovers() {
 		if members := proc.GroupMembers(pgid); len(members) > 0 && !leftBy(pgid, members, h.dir) {
 			// The PGID was reused by somebody else's group since.
 			h.log.Info("criu process record names a group that is not CRIU's any more", "pgid", pgid)
-		} else if len(members) > 0 {
+		} else if len(members) > 0 && !endsAlone(pgid, leftoverGrace) {
+			// Killed mid-dump, CRIU can take its target with it (the task
+			// is left inside CRIU's injected code), so it had its chance
+			// to roll back on its own first.
 			h.log.Warn("ending a CRIU left by a previous ckptd", "pgid", pgid, "processes", proc.Describe(members))
 			if left, err := proc.EndGroup(pgid, 10*time.Second); err != nil || len(left) > 0 {
 				h.log.Error("criu left by a previous ckptd did not end; its files stay", "pgid", pgid, "processes", proc.Describe(left), "err", err)
@@ -186,6 +189,21 @@ func (h *Helpers) EndLeftovers() {
 			h.log.Error("remove criu process record", "pgid", pgid, "err", err)
 		}
 	}
+}
+
+// leftoverGrace is how long a CRIU whose ckptd died may take to roll back
+// by itself: it notices its RPC peer is gone at its next notification and
+// resumes or releases the target.
+const leftoverGrace = 10 * time.Second
+
+// endsAlone waits up to grace for group pgid to end by itself.
+func endsAlone(pgid int, grace time.Duration) bool {
+	for deadline := time.Now().Add(grace); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if len(proc.GroupMembers(pgid)) == 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // leftBy tells a recorded CRIU group from a stranger's that reuses its ID:
