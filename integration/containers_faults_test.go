@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -221,4 +222,33 @@ func TestContainerCommitFails(t *testing.T) {
 	if entries, _ := os.ReadDir(filepath.Join(d.root, "staging")); len(entries) != 0 {
 		t.Errorf("staging holds %d entries", len(entries))
 	}
+}
+
+// TestContainerCRIUHung: runc's CRIU stops answering (SIGSTOP) during a
+// container checkpoint; with --criu-timeout 4s ckptd kills runc and its
+// CRIU, fails with DeadlineExceeded naming the log, and the container runs
+// on, unpaused, with nothing listed.
+func TestContainerCRIUHung(t *testing.T) {
+	x := startContainerd(t, true)
+	d := startDaemonAt(t, filepath.Join(t.TempDir(), "state"), x.in.Address, "--criu-timeout", "4s")
+	logPath := x.run("slow", counterScript)
+	waitCount(t, logPath, 3)
+	wait := d.startCtl("create", "ctr:slow", "--leave-running")
+	var stopped []int
+	waitFor(t, "runc's criu", func() bool { stopped = criuProcesses(); return len(stopped) > 0 })
+	for _, pid := range stopped {
+		syscall.Kill(pid, syscall.SIGSTOP)
+	}
+	stderr, err := wait()
+	if err == nil {
+		t.Fatal("create succeeded although runc's CRIU was stopped")
+	}
+	t.Logf("hung container create failed: %s", stderr)
+	for _, want := range []string{"no answer within 4s", "deadline exceeded", "dump.log"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("error lacks %q: %s", want, stderr)
+		}
+	}
+	d.criuGone(t)
+	assertUntouched(t, x, d, "slow", logPath)
 }

@@ -35,26 +35,21 @@ type daemon struct {
 // no test ever sees (or cleans up) the host's containers.
 func startDaemon(t *testing.T) *daemon {
 	t.Helper()
-	dir := t.TempDir()
-	return startDaemonAt(t, filepath.Join(dir, "state"), filepath.Join(dir, "no-containerd.sock"))
+	return startDaemonWith(t)
 }
 
 // startDaemonWith starts a ckptd as startDaemon does, with extra flags.
 func startDaemonWith(t *testing.T, args ...string) *daemon {
 	t.Helper()
 	dir := t.TempDir()
-	d := &daemon{t: t, root: filepath.Join(dir, "state"), socket: filepath.Join(t.TempDir(), "ckptd.sock"),
-		containerd: filepath.Join(dir, "no-containerd.sock"), args: args}
-	d.start()
-	t.Cleanup(d.cleanup)
-	return d
+	return startDaemonAt(t, filepath.Join(dir, "state"), filepath.Join(dir, "no-containerd.sock"), args...)
 }
 
 // startDaemonAt starts a ckptd on state root root, talking to the
-// containerd at containerd.
-func startDaemonAt(t *testing.T, root, containerd string) *daemon {
+// containerd at containerd, with extra flags.
+func startDaemonAt(t *testing.T, root, containerd string, args ...string) *daemon {
 	t.Helper()
-	d := &daemon{t: t, root: root, socket: filepath.Join(t.TempDir(), "ckptd.sock"), containerd: containerd}
+	d := &daemon{t: t, root: root, socket: filepath.Join(t.TempDir(), "ckptd.sock"), containerd: containerd, args: args}
 	d.start()
 	t.Cleanup(d.cleanup)
 	return d
@@ -71,7 +66,7 @@ func (d *daemon) start() {
 	if err := d.cmd.Start(); err != nil {
 		d.t.Fatalf("start ckptd: %v", err)
 	}
-	for i := 0; i < 100; i++ {
+	for i := 0; i < 400; i++ { // start-up may wait for a dead daemon's CRIU to roll back
 		if c, err := net.Dial("unix", d.socket); err == nil {
 			c.Close()
 			return
@@ -218,6 +213,7 @@ type target struct {
 	} `json:"ref"`
 	Running      bool   `json:"running"`
 	RestoredFrom string `json:"restored_from"`
+	Exit         string `json:"exit"` // how it ended, once it has
 }
 
 func (d *daemon) ps() []target {
@@ -291,8 +287,16 @@ var statusRE = regexp.MustCompile(`status counter=(\d+) pipe=(\d+) unix=(\d+) ha
 // reads it from its log.
 func loadStatus(t *testing.T, pid int, logPath string) status {
 	t.Helper()
+	st, _ := statusUnless(t, pid, logPath, func() bool { return false })
+	return st
+}
+
+// statusUnless is loadStatus that gives up, returning false, once stop
+// says the answer will never come.
+func statusUnless(t *testing.T, pid int, logPath string, stop func() bool) (status, bool) {
+	t.Helper()
 	before := len(statusRE.FindAllString(readFile(logPath), -1))
-	if err := syscall.Kill(pid, syscall.SIGUSR1); err != nil {
+	if err := syscall.Kill(pid, syscall.SIGUSR1); err != nil && !stop() {
 		t.Fatalf("signal memload %d: %v", pid, err)
 	}
 	var m []string
@@ -302,10 +306,13 @@ func loadStatus(t *testing.T, pid int, logPath string) status {
 			m = all[len(all)-1]
 			return true
 		}
-		return false
+		return stop()
 	})
+	if m == nil {
+		return status{}, false
+	}
 	n := func(s string) int { v, _ := strconv.Atoi(s); return v }
-	return status{Counter: n(m[1]), Pipe: n(m[2]), Unix: n(m[3]), Hash: m[4]}
+	return status{Counter: n(m[1]), Pipe: n(m[2]), Unix: n(m[3]), Hash: m[4]}, true
 }
 
 func readFile(p string) string {
