@@ -115,23 +115,34 @@ func (s *Supervisor) ReapOrphans(ctx context.Context) {
 // completes) and probe children a dead CRIU left stopped. A completed
 // restore's root is tracked and named as before its checkpoint.
 func (s *Supervisor) endStrays() {
-	if s.criuBusy == nil || s.criuBusy() {
+	if s.criuBusy == nil {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	self := os.Getpid()
-	for _, pid := range proc.Children(self) {
-		st, err := proc.ReadStat(pid)
-		if err != nil || st.PPID != self || st.State == 'Z' || st.Comm != "criu" || s.tracked[pid] {
-			continue
+	// Under the spawn lock no CRIU can start: one that started before is
+	// counted busy (it is counted before it is started) or owned.
+	proc.WithSpawnLock(func() {
+		if s.criuBusy() {
+			return
 		}
-		tree := proc.Tree(pid)
-		s.log.Warn("ending processes a failed CRIU left behind", "pids", tree, "processes", proc.Describe(stats(tree)))
-		for _, p := range tree {
-			if err := unix.Kill(p, unix.SIGKILL); err != nil && !errors.Is(err, unix.ESRCH) {
-				s.log.Error("kill CRIU leftover", "pid", p, "err", err)
+		self := os.Getpid()
+		for _, pid := range proc.Children(self) {
+			st, err := proc.ReadStat(pid)
+			if err != nil || st.PPID != self || st.State == 'Z' || st.Comm != "criu" || s.tracked[pid] || proc.Owned(pid) {
+				continue
 			}
+			s.endTree(pid)
+		}
+	})
+}
+
+func (s *Supervisor) endTree(pid int) {
+	tree := proc.Tree(pid)
+	s.log.Warn("ending processes a failed CRIU left behind", "pids", tree, "processes", proc.Describe(stats(tree)))
+	for _, p := range tree {
+		if err := unix.Kill(p, unix.SIGKILL); err != nil && !errors.Is(err, unix.ESRCH) {
+			s.log.Error("kill CRIU leftover", "pid", p, "err", err)
 		}
 	}
 }
