@@ -2,10 +2,12 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/ckptd/ckptd/errdefs"
@@ -108,38 +110,56 @@ func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.Tar
 	if err != nil {
 		return nil, err
 	}
-	res, err := d.restorer.Restore(ctx, restorer.Request{
+	t := &store.Target{TargetRef: ref, RestoredFrom: c.ID}
+	_, err = d.restorer.Restore(ctx, restorer.Request{
 		ImagesDir:   imagesDir,
 		WorkDir:     workDir,
 		Options:     restorerOptions(c.Options),
 		Inherit:     inherit,
 		MemoryBytes: c.Size(),
 		BeforeResume: func(pid int) error {
-			// Track the root before it can run (and die) unnoticed.
+			// Track the root before it can run (and die) unnoticed, and
+			// record it before it runs: a ckptd killed from here on must
+			// find it at its next start, not leave it running unknown.
 			if err := d.sup.Adopt(pid); err != nil {
 				return err
 			}
-			return verified()
+			if err := verified(); err != nil {
+				return err
+			}
+			t.PID, t.Created = pid, time.Now().UTC()
+			if st, err := proc.ReadStat(pid); err == nil {
+				t.StartTime = st.StartTime
+			}
+			return d.store.PutTarget(ctx, t)
 		},
 	})
 	if err != nil {
-		// A killed CRIU can leave a half-restored tree among our children.
+		// A killed CRIU can leave a half-restored tree among our children,
+		// or one it had already resumed.
 		d.sup.EndStrays()
+		d.endRestored(t.PID)
 		if verr := verified(); verr != nil {
 			err = verr // the damage explains the failure better than CRIU does
 		}
 		return nil, err
 	}
 	d.removeWorkDir(workDir)
-	t := &store.Target{TargetRef: ref, RestoredFrom: c.ID, Created: time.Now().UTC()}
-	t.PID = res.PID
-	if st, err := proc.ReadStat(res.PID); err == nil {
-		t.StartTime = st.StartTime
-	}
-	if err := d.store.PutTarget(ctx, t); err != nil {
-		return nil, fmt.Errorf("restored as pid %d, but recording it failed: %w", res.PID, err)
-	}
 	return t, nil
+}
+
+// endRestored kills the tree of a restore that failed after CRIU reported
+// it restored (pid 0: it never got that far).
+func (d *Daemon) endRestored(pid int) {
+	if pid <= 0 {
+		return
+	}
+	for _, p := range proc.Tree(pid) {
+		if err := syscall.Kill(p, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+			d.log.Error("end a failed restore's tree", "pid", p, "err", err)
+		}
+	}
+	d.log.Warn("ended the tree of a failed restore", "pid", pid)
 }
 
 // verifyAsync checks c's files in the background; the function it returns
