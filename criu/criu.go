@@ -94,10 +94,10 @@ func (b Binary) HasFeature(ctx context.Context, name string) (bool, string) {
 	return err == nil, lastLine(out)
 }
 
-// Exclusive runs fn, which drives CRIU through another program (runc), in
-// the same queue as Run. It gives up waiting when ctx ends.
-func (b Binary) Exclusive(ctx context.Context, fn func() error) error {
-	release, err := b.Helpers.acquire(ctx)
+// Exclusive runs fn, which drives CRIU through another program (runc),
+// holding keys as Run holds a Call's. It gives up waiting when ctx ends.
+func (b Binary) Exclusive(ctx context.Context, keys []string, fn func() error) error {
+	release, err := b.Helpers.acquire(ctx, keys)
 	if err != nil {
 		return err
 	}
@@ -112,6 +112,9 @@ func Error(op, logPath string, err error) error {
 		// go-criu reports CRIU's first error line, which on hosts with a low
 		// hard RLIMIT_NOFILE is this harmless one; the log tells the cause.
 		err = errors.New("operation failed")
+	}
+	if _, serr := os.Stat(logPath); errors.Is(serr, os.ErrNotExist) {
+		return fmt.Errorf("criu %s: %w (no log: CRIU ended before it wrote %s)", op, err, logPath)
 	}
 	detail := errorLines(logPath, 3)
 	if detail != "" {

@@ -9,6 +9,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -44,7 +47,40 @@ func TestMain(m *testing.M) {
 				return 1
 			}
 		}
-		return m.Run()
+		code := m.Run()
+		if left := endStrays(dir); left != "" {
+			fmt.Fprintf(os.Stderr, "FAIL: the tests left processes running (now killed): %s\n", left)
+			code = 1
+		}
+		return code
 	}()
 	os.Exit(code)
+}
+
+// endStrays kills, by PID, every process still running a binary the tests
+// built (a workload or copy some test did not end), and describes them.
+func endStrays(binDir string) string {
+	var left []string
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		exe, err := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
+		if err != nil || filepath.Dir(exe) != binDir {
+			continue
+		}
+		pid, _ := strconv.Atoi(e.Name())
+		if !gone(pid) {
+			left = append(left, fmt.Sprintf("%d %s (started %s)", pid, filepath.Base(exe), startedAt(pid)))
+		}
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	return strings.Join(left, "; ")
+}
+
+// startedAt is when pid started, as a wall-clock time.
+func startedAt(pid int) string {
+	st, err := os.Stat(filepath.Join("/proc", strconv.Itoa(pid)))
+	if err != nil {
+		return "?"
+	}
+	return st.ModTime().Format("15:04:05")
 }
