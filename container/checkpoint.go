@@ -161,7 +161,8 @@ func (r *Runtime) dump(ctx context.Context, task client.Task, req CheckpointRequ
 		WorkPath:            req.WorkDir,
 	}
 	logPath := filepath.Join(req.WorkDir, DumpLogFile)
-	err := r.watched(ctx, req.Ref.ID, "dump", logPath, proc.TreeRSS(int(task.Pid())), func(ctx context.Context) error {
+	pid := int(task.Pid())
+	err := r.watched(ctx, req.Ref.ID, "dump", logPath, proc.TreeRSS(pid), criu.DumpKeys(pid), func(ctx context.Context) error {
 		_, err := task.Checkpoint(ctx, func(i *client.CheckpointTaskInfo) error {
 			i.Options = opts
 			return nil

@@ -110,7 +110,7 @@ func (r *Runtime) startRestored(ctx context.Context, c client.Container, req Res
 		return 0, fmt.Errorf("create task of %s: %w", req.Ref, r.wrap(err))
 	}
 	logPath := filepath.Join(req.WorkDir, RestoreLogFile)
-	err = r.watched(ctx, req.Ref.ID, "restore", logPath, req.MemoryBytes, task.Start)
+	err = r.watched(ctx, req.Ref.ID, "restore", logPath, req.MemoryBytes, nil, task.Start)
 	if err != nil {
 		if !errdefs.IsDeadlineExceeded(err) {
 			err = criu.Error("restore", logPath, r.runcError(err))

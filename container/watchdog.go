@@ -13,12 +13,13 @@ import (
 )
 
 // watched runs fn, a runc checkpoint or restore of container id driven
-// through containerd, in CRIU's queue and under CRIU's watchdog. runc and
+// through containerd, holding keys (criu.DumpKeys) and under CRIU's
+// watchdog. runc and
 // its CRIU are the shim's children, not ckptd's: on expiry every runc
 // working on id is killed with all its descendants (CRIU and what CRIU
 // forked), which makes fn fail; the caller then resumes the container.
-func (r *Runtime) watched(ctx context.Context, id, op, logPath string, memBytes int64, fn func(context.Context) error) error {
-	return r.criu.Exclusive(ctx, func() error {
+func (r *Runtime) watched(ctx context.Context, id, op, logPath string, memBytes int64, keys []string, fn func(context.Context) error) error {
+	return r.criu.Exclusive(ctx, keys, func() error {
 		timeout := r.criu.Deadline(memBytes)
 		done := make(chan error, 1)
 		// The call itself may not end before runc does: containerd waits

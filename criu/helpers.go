@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ckptd/ckptd/errdefs"
+	"github.com/ckptd/ckptd/keylock"
 	"github.com/ckptd/ckptd/proc"
 )
 
@@ -28,7 +29,7 @@ type Helpers struct {
 
 	mu       sync.Mutex
 	inFlight int
-	slot     chan struct{} // see acquire
+	locks    *keylock.Locks // see DumpKeys
 }
 
 // NewHelpers records groups under dir, which it creates.
@@ -36,7 +37,7 @@ func NewHelpers(dir string, log *slog.Logger) (*Helpers, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create %s: %w", dir, err)
 	}
-	return &Helpers{dir: dir, log: log, slot: make(chan struct{}, 1)}, nil
+	return &Helpers{dir: dir, log: log, locks: keylock.New()}, nil
 }
 
 // Busy reports whether a CRIU process of this ckptd is running.
@@ -46,16 +47,34 @@ func (h *Helpers) Busy() bool {
 	return h.inFlight > 0
 }
 
-// acquire takes the slot that dumps and restores queue for (see Exclusive);
-// it gives up when ctx ends, so a client that has gone never gets its
-// target frozen.
-func (h *Helpers) acquire(ctx context.Context) (func(), error) {
-	select {
-	case h.slot <- struct{}{}:
-		return func() { <-h.slot }, nil
-	case <-ctx.Done():
-		return nil, fmt.Errorf("waiting for CRIU: %w", context.Cause(ctx))
+// acquire takes the locks of keys (see DumpKeys); it gives up when ctx
+// ends, so a client that has gone never gets its target frozen.
+func (h *Helpers) acquire(ctx context.Context, keys []string) (func(), error) {
+	unlock, err := h.locks.LockAll(ctx, keys)
+	if err != nil {
+		return nil, fmt.Errorf("waiting for CRIU: %w", err)
 	}
+	return unlock, nil
+}
+
+// DumpKeys names what a dump of the tree at root must not share with
+// another dump running at the same time. CRIU's parasite, in a task whose
+// /proc is not its PID namespace's (every task of a PID-namespaced
+// workload), mounts its own proc at "proc.crtools" in the task's working
+// directory: two dumps of trees working in one directory collide there
+// ("Can't create a directory (-17)", then "Message reply from daemon is
+// trimmed"), seen here with two workloads in "/". The key is each task's
+// mount namespace and working directory.
+func DumpKeys(root int) []string {
+	var keys []string
+	for _, pid := range proc.Tree(root) {
+		mnt, err1 := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", pid))
+		cwd, err2 := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
+		if err1 == nil && err2 == nil {
+			keys = append(keys, "cwd "+mnt+" "+cwd)
+		}
+	}
+	return keys
 }
 
 // group is one started CRIU process and its process group.

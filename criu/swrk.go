@@ -30,6 +30,9 @@ type Call struct {
 	// Timeout is how long CRIU may take; on expiry its whole process group
 	// is killed and the call fails with errdefs.ErrDeadlineExceeded.
 	Timeout time.Duration
+	// Keys are held for the call: calls that share one run one at a time
+	// (see DumpKeys); calls with none run at once.
+	Keys []string
 }
 
 // helperFD is the descriptor number of the RPC socket in the helper.
@@ -38,10 +41,10 @@ const helperFD = 3
 // Run performs call with a fresh helper in its own process group. When it
 // returns, the helper and everything it started are gone, unless the call
 // succeeded (a restored tree may live in the helper's group). The context
-// only cancels the wait for a free CRIU slot: once CRIU runs, it completes
-// or rolls back, and only the watchdog cuts it short.
+// only cancels the wait for call.Keys: once CRIU runs, it completes or
+// rolls back, and only the watchdog cuts it short.
 func (b Binary) Run(ctx context.Context, call Call) (*rpc.CriuResp, error) {
-	release, err := b.Helpers.acquire(ctx)
+	release, err := b.Helpers.acquire(ctx, call.Keys)
 	if err != nil {
 		return nil, err
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/ckptd/ckptd/criu"
 	"github.com/ckptd/ckptd/dumper"
 	"github.com/ckptd/ckptd/errdefs"
+	"github.com/ckptd/ckptd/keylock"
 	"github.com/ckptd/ckptd/restorer"
 	"github.com/ckptd/ckptd/store"
 	"github.com/ckptd/ckptd/workload"
@@ -98,7 +99,7 @@ type Daemon struct {
 	host       HostInfo
 	defaults   store.Options
 
-	locks keyedMutex
+	locks *keylock.Locks // one per target: work on a target is serialized
 	mu    sync.Mutex
 	busy  map[string]int // checkpoint id -> restores reading it
 }
@@ -117,7 +118,7 @@ func New(ctx context.Context, p Parts) *Daemon {
 		log: p.Log, store: p.Store, dumper: p.Dumper, restorer: p.Restorer, sup: p.Supervisor, criu: p.CRIU,
 		containers: p.Containers, ctrs: p.Containers, images: p.Containers, peer: p.Peer, defaultNS: p.ContainerNamespace, ctrdAddr: p.ContainerdAddress,
 		host: readHostInfo(), defaults: p.Defaults,
-		locks: keyedMutex{m: map[string]*lockEntry{}},
+		locks: keylock.New(),
 		busy:  map[string]int{},
 	}
 	d.resumePausedContainers(ctx)
@@ -183,43 +184,4 @@ func (d *Daemon) List(ctx context.Context, target string) ([]*store.Checkpoint, 
 		return nil, err
 	}
 	return d.store.List(ctx, store.Filter{TargetKey: ref.Key()})
-}
-
-// keyedMutex serializes operations per target while different targets
-// proceed in parallel.
-type keyedMutex struct {
-	mu sync.Mutex
-	m  map[string]*lockEntry
-}
-
-type lockEntry struct {
-	ch   chan struct{} // holds a token while locked
-	refs int
-}
-
-// Lock takes key's lock, or gives up when ctx ends first: a client that
-// has gone while its request queued must not have it carried out later.
-func (k *keyedMutex) Lock(ctx context.Context, key string) (unlock func(), err error) {
-	k.mu.Lock()
-	e := k.m[key]
-	if e == nil {
-		e = &lockEntry{ch: make(chan struct{}, 1)}
-		k.m[key] = e
-	}
-	e.refs++
-	k.mu.Unlock()
-	release := func() {
-		k.mu.Lock()
-		if e.refs--; e.refs == 0 {
-			delete(k.m, key)
-		}
-		k.mu.Unlock()
-	}
-	select {
-	case e.ch <- struct{}{}:
-		return func() { <-e.ch; release() }, nil
-	case <-ctx.Done():
-		release()
-		return nil, fmt.Errorf("waiting for %s: %w", key, context.Cause(ctx))
-	}
 }

@@ -113,6 +113,7 @@ func (d *Dumper) Dump(ctx context.Context, req Request) (Result, error) {
 	d.log.Debug("criu dump", "pid", req.PID, "dir", req.Dir, "timeout", timeout)
 	_, err = d.bin.Run(ctx, criu.Call{
 		Op: "dump", Type: rpc.CriuReqType_DUMP, Opts: opts, LogPath: logPath, Timeout: timeout,
+		Keys: criu.DumpKeys(req.PID),
 		Notify: func(script string, _ int32) error {
 			if script == "post-dump" && req.Commit != nil {
 				return req.Commit()

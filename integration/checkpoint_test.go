@@ -145,3 +145,49 @@ func TestParallelCreates(t *testing.T) {
 		}
 	}
 }
+
+// TestConcurrentCRIU: dumps of targets working in different directories
+// and restores run at the same time, many rounds, and all succeed; dumps
+// of targets sharing a directory take turns (see criu.DumpKeys).
+func TestConcurrentCRIU(t *testing.T) {
+	d := startDaemon(t)
+	d.runLoadIn(t.TempDir(), "a", 16)
+	d.runLoadIn(t.TempDir(), "b", 16)
+	d.runLoad("c", 16)
+	d.runLoad("e", 16) // shares c's directory
+	all := func(ops [][]string) {
+		t.Helper()
+		errs := make(chan error, len(ops))
+		for _, op := range ops {
+			go func() {
+				_, e, err := d.ctl(op...)
+				if err != nil {
+					err = fmt.Errorf("%s: %v: %s", strings.Join(op, " "), err, e)
+				}
+				errs <- err
+			}()
+		}
+		for range ops {
+			if err := <-errs; err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	for range 10 {
+		all([][]string{{"create", "a", "--leave-running"}, {"create", "b", "--leave-running"},
+			{"create", "c", "--leave-running"}, {"create", "e", "--leave-running"}})
+	}
+	for i := range 5 {
+		all([][]string{{"restore", "a-1", "--name", fmt.Sprintf("ra%d", i)},
+			{"restore", "b-1", "--name", fmt.Sprintf("rb%d", i)}, {"restore", "c-1", "--name", fmt.Sprintf("rc%d", i)}})
+	}
+	running := 0
+	for _, tg := range d.ps() {
+		if tg.Running {
+			running++
+		}
+	}
+	if n := len(d.checkpoints()); n != 40 || running != 4+15 {
+		t.Errorf("%d checkpoints (want 40), %d running (want 19)", n, running)
+	}
+}

@@ -267,10 +267,14 @@ func TestCRIUKilledDuringRestore(t *testing.T) {
 	w := d.runLoad("src", 32)
 	d.create("src", "--leave-running", "--name", "snap")
 	self := d.cmd.Process.Pid
+	// Failed restores keep their logs: only a log that is not yet known
+	// belongs to the restore under way.
+	seen := map[string]bool{}
 	restoring := func() bool {
 		logs, _ := filepath.Glob(filepath.Join(d.root, "restores", "*", "restore.log"))
 		for _, l := range logs {
-			if strings.Contains(readFile(l), "Forking task") {
+			if !seen[l] && strings.Contains(readFile(l), "Forking task") {
+				seen[l] = true
 				return true
 			}
 		}
@@ -299,6 +303,11 @@ func TestCRIUKilledDuringRestore(t *testing.T) {
 				criuLogKept(t, stderr)
 			}
 			d.criuGone(t)
+			for _, tg := range d.ps() {
+				if tg.Running && tg.Ref.Name != "src" {
+					t.Errorf("%s round %d: %s runs after its restore failed", ph.name, round, tg.Ref.Name)
+				}
+			}
 			for _, c := range strings.Fields(readFile(fmt.Sprintf("/proc/%d/task/%d/children", self, self))) {
 				if pid, _ := strconv.Atoi(c); pid != w.Ref.PID && alive(pid) {
 					t.Errorf("%s round %d: process %d left among ckptd's children: %s", ph.name, round, pid, readFile("/proc/"+c+"/stat"))
@@ -313,12 +322,15 @@ func TestCRIUKilledDuringRestore(t *testing.T) {
 // TestCRIUHung: a CRIU that stops answering while it holds a workload
 // frozen is ended by the watchdog (--criu-timeout): the create fails with
 // DeadlineExceeded naming the log and its last line, the workload runs on
-// with its state, nothing is listed or staged, the stopped CRIU is gone,
-// and a create of another target queued meanwhile succeeds.
+// with its state, nothing is listed or staged, and the stopped CRIU is
+// gone. Meanwhile a create of a target working in another directory
+// completes at once; one working in the same directory (whose dump would
+// collide in CRIU's parasite, see criu.DumpKeys) waits and then succeeds.
 func TestCRIUHung(t *testing.T) {
 	d := startDaemonWith(t, "--criu-timeout", "4s")
 	w := d.runLoad("hung", 64)
-	other := d.runLoad("other", 16)
+	other := d.runLoadIn(t.TempDir(), "other", 16)
+	same := d.runLoad("same", 16)
 	before := loadStatus(t, w.Ref.PID, w.Ref.LogPath)
 
 	wait := d.startCtl("create", "hung", "--leave-running")
@@ -329,24 +341,34 @@ func TestCRIUHung(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	waitOther := d.startCtl("create", "other", "--leave-running", "--name", "other-ok")
+	waitSame := d.startCtl("create", "same", "--leave-running", "--name", "same-ok")
+	if _, errOut, err := d.ctl("create", "other", "--leave-running", "--name", "other-ok"); err != nil {
+		t.Errorf("create of a target in another directory failed: %s", errOut)
+	}
+	otherTook := time.Since(start)
 	stderr, err := wait()
 	took := time.Since(start)
 	if err == nil {
 		t.Fatal("create succeeded although its CRIU was stopped")
 	}
-	t.Logf("hung create failed after %s: %s", took.Round(time.Millisecond), stderr)
+	t.Logf("hung create failed after %s; the other target's create took %s: %s",
+		took.Round(time.Millisecond), otherTook.Round(time.Millisecond), stderr)
+	if otherTook >= took {
+		t.Errorf("the other target's create waited for the hung one (%s >= %s)", otherTook, took)
+	}
 	for _, want := range []string{"no answer within 4s", "deadline exceeded", "last log line", "dump.log"} {
 		if !strings.Contains(stderr, want) {
 			t.Errorf("error lacks %q: %s", want, stderr)
 		}
 	}
-	if stderr, err := waitOther(); err != nil {
-		t.Errorf("create of another target queued meanwhile failed: %s", stderr)
+	if stderr, err := waitSame(); err != nil {
+		t.Errorf("create of a target in the same directory, queued meanwhile, failed: %s", stderr)
 	}
-	d.assertClean(t, w, before, 1)
-	if !alive(other.Ref.PID) {
-		t.Error("the other target is not running")
+	d.assertClean(t, w, before, 2)
+	for _, x := range []target{other, same} {
+		if !alive(x.Ref.PID) {
+			t.Errorf("%s is not running", x.Ref.Name)
+		}
 	}
 }
 

@@ -121,7 +121,14 @@ const ctlDeadline = 3 * time.Minute
 
 // ctl runs ckptctl against this daemon.
 func (d *daemon) ctl(args ...string) (stdout, stderr string, err error) {
+	return d.ctlIn("", args...)
+}
+
+// ctlIn runs ckptctl in directory dir ("": the test's), which is where
+// `ckptctl run` starts a workload.
+func (d *daemon) ctlIn(dir string, args ...string) (stdout, stderr string, err error) {
 	cmd := exec.Command(bins.ckptctl, append([]string{"--socket", d.socket}, args...)...)
+	cmd.Dir = dir
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	if err := cmd.Start(); err != nil {
@@ -269,7 +276,16 @@ func (d *daemon) create(args ...string) checkpoint {
 // runLoad starts memload as a workload and waits until it filled its memory.
 func (d *daemon) runLoad(name string, mib int, extra ...string) target {
 	d.t.Helper()
-	d.must(append([]string{"run", "--name", name, "--", bins.memload, "--mib", strconv.Itoa(mib)}, extra...)...)
+	return d.runLoadIn("", name, mib, extra...)
+}
+
+// runLoadIn is runLoad with the workload working in dir.
+func (d *daemon) runLoadIn(dir, name string, mib int, extra ...string) target {
+	d.t.Helper()
+	args := append([]string{"run", "--name", name, "--", bins.memload, "--mib", strconv.Itoa(mib)}, extra...)
+	if _, errOut, err := d.ctlIn(dir, args...); err != nil {
+		d.t.Fatalf("ckptctl %s: %v: %s", strings.Join(args, " "), err, errOut)
+	}
 	w := d.workload(name)
 	waitFor(d.t, fmt.Sprintf("%s ready", name), func() bool { return strings.Contains(readFile(w.Ref.LogPath), "ready") })
 	return w
