@@ -55,7 +55,7 @@ func benchMigrate(work string) {
 	fmt.Printf("%-26s %12s %12s %8s\n", "measure", "hand criu", "ckptctl", "ratio")
 	fmt.Printf("%-26s %11.3fs %11.3fs %8s\n", "downtime (frozen->running)", median(rawDown).Seconds(), median(ctlDown).Seconds(), ratio(median(ctlDown), median(rawDown)))
 	fmt.Printf("%-26s %11.3fs %11.3fs %8s\n", "total (command wall time)", median(rawDown).Seconds(), median(ctlTotal).Seconds(), ratio(median(ctlTotal), median(rawDown)))
-	fmt.Printf("(--lazy: off; CRIU's lazy-pages dump fails on this kernel, see TestLazyPagesBroken)\n")
+	fmt.Println("(--lazy: off; ckptd does not drive CRIU's lazy pages yet, see TestLazyPages)")
 }
 
 // rawMigrateRound is the hand-run pipeline; its downtime runs from the
