@@ -69,3 +69,25 @@ func TestOtherUsersProcess(t *testing.T) {
 		t.Error("the other user's process is not running untouched")
 	}
 }
+
+// TestLinkRemap: a file held open whose name was removed while another
+// hard link to it stays cannot be dumped without --link-remap; with it,
+// CRIU links it back for the dump (as link_remap.N beside it) and the tree
+// restores. (A --leave-running snapshot taken with --link-remap failed to
+// restore here: "Can't link .../link_remap.7 -> .../name: No such file or
+// directory"; not looked into yet.)
+func TestLinkRemap(t *testing.T) {
+	d := startDaemon(t)
+	dir := t.TempDir()
+	name, other := filepath.Join(dir, "name"), filepath.Join(dir, "other")
+	script := "echo data > " + name + "; ln " + name + " " + other + "; exec 3<" + name + "; rm " + name + "; while sleep 0.1; do :; done"
+	d.must("run", "--name", "lr", "--", "/bin/sh", "-c", script)
+	waitFor(t, "name removed", func() bool { _, err := os.Stat(name); return os.IsNotExist(err) })
+	line := d.mustFail("link", "create", "lr", "--leave-running")
+	t.Logf("without --link-remap: %s", line)
+	d.must("create", "lr", "--name", "remapped", "--link-remap")
+	d.must("restore", "remapped")
+	if w := d.workload("lr"); !w.Running {
+		t.Errorf("lr not running after its restore: %+v", w)
+	}
+}
