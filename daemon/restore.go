@@ -111,7 +111,7 @@ func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.Tar
 		return nil, err
 	}
 	t := &store.Target{TargetRef: ref, RestoredFrom: c.ID}
-	_, err = d.restorer.Restore(ctx, restorer.Request{
+	res, err := d.restorer.Restore(ctx, restorer.Request{
 		ImagesDir:   imagesDir,
 		WorkDir:     workDir,
 		Options:     restorerOptions(c.Options),
@@ -138,7 +138,11 @@ func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.Tar
 		// A killed CRIU can leave a half-restored tree among our children,
 		// or one it had already resumed.
 		d.sup.EndStrays()
-		d.endRestored(t.PID)
+		root := res.PID
+		if root == 0 && ref.Kind == store.KindProcess {
+			root = c.Target.PID // restored into its own PIDs, with no namespace to name it
+		}
+		d.endRestored(root)
 		if verr := verified(); verr != nil {
 			err = verr // the damage explains the failure better than CRIU does
 		}
@@ -148,10 +152,11 @@ func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.Tar
 	return t, nil
 }
 
-// endRestored kills the tree of a restore that failed after CRIU reported
-// it restored (pid 0: it never got that far).
+// endRestored kills the tree of a failed restore whose root CRIU had
+// created (pid 0: it never got that far). The root is ours (restores make
+// it ckptd's child), so a PID that is not our child is somebody else's.
 func (d *Daemon) endRestored(pid int) {
-	if pid <= 0 {
+	if st, err := proc.ReadStat(pid); pid <= 0 || err != nil || st.PPID != os.Getpid() {
 		return
 	}
 	for _, p := range proc.Tree(pid) {

@@ -309,7 +309,7 @@ func TestCRIUKilledDuringRestore(t *testing.T) {
 				}
 			}
 			for _, c := range strings.Fields(readFile(fmt.Sprintf("/proc/%d/task/%d/children", self, self))) {
-				if pid, _ := strconv.Atoi(c); pid != w.Ref.PID && alive(pid) {
+				if pid, _ := strconv.Atoi(c); pid != w.Ref.PID && !gone(pid) {
 					t.Errorf("%s round %d: process %d left among ckptd's children: %s", ph.name, round, pid, readFile("/proc/"+c+"/stat"))
 				}
 			}

@@ -38,6 +38,25 @@ func startDaemon(t *testing.T) *daemon {
 	return startDaemonWith(t)
 }
 
+// strayChecked holds the tests that check for strays when they end.
+var strayChecked = map[*testing.T]bool{}
+
+// checkStraysAfter fails t if, once all its cleanups have run, a process
+// still runs a binary the tests built (a workload or copy t did not end).
+// Registered before t's first daemon, it runs after every daemon's cleanup.
+func checkStraysAfter(t *testing.T) {
+	if strayChecked[t] {
+		return
+	}
+	strayChecked[t] = true
+	t.Cleanup(func() {
+		delete(strayChecked, t)
+		if left := endStrays(filepath.Dir(bins.memload)); left != "" {
+			t.Errorf("left running (now killed): %s", left)
+		}
+	})
+}
+
 // startDaemonWith starts a ckptd as startDaemon does, with extra flags.
 func startDaemonWith(t *testing.T, args ...string) *daemon {
 	t.Helper()
@@ -49,6 +68,7 @@ func startDaemonWith(t *testing.T, args ...string) *daemon {
 // containerd at containerd, with extra flags.
 func startDaemonAt(t *testing.T, root, containerd string, args ...string) *daemon {
 	t.Helper()
+	checkStraysAfter(t)
 	d := &daemon{t: t, root: root, socket: filepath.Join(t.TempDir(), "ckptd.sock"), containerd: containerd, args: args}
 	d.start()
 	t.Cleanup(d.cleanup)

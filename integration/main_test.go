@@ -69,18 +69,10 @@ func endStrays(binDir string) string {
 		}
 		pid, _ := strconv.Atoi(e.Name())
 		if !gone(pid) {
-			left = append(left, fmt.Sprintf("%d %s (started %s)", pid, filepath.Base(exe), startedAt(pid)))
+			args, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+			left = append(left, fmt.Sprintf("%d %s", pid, strings.ReplaceAll(strings.TrimRight(string(args), "\x00"), "\x00", " ")))
 		}
 		syscall.Kill(pid, syscall.SIGKILL)
 	}
 	return strings.Join(left, "; ")
-}
-
-// startedAt is when pid started, as a wall-clock time.
-func startedAt(pid int) string {
-	st, err := os.Stat(filepath.Join("/proc", strconv.Itoa(pid)))
-	if err != nil {
-		return "?"
-	}
-	return st.ModTime().Format("15:04:05")
 }

@@ -45,7 +45,9 @@ type Request struct {
 
 // Result is what a successful restore reports.
 type Result struct {
-	PID     int // host PID of the restored root, a child of this process
+	// PID is the host PID of the restored root, a child of this process;
+	// after a failure, that of the root CRIU had created, if it got so far.
+	PID     int
 	LogPath string
 }
 
@@ -94,11 +96,11 @@ func (r *Restorer) Restore(ctx context.Context, req Request) (Result, error) {
 	_, err = r.bin.Run(ctx, criu.Call{
 		Op: "restore", Type: rpc.CriuReqType_RESTORE, Opts: opts, LogPath: logPath, Files: files, Timeout: timeout,
 		Notify: func(script string, p int32) error {
-			if script != "post-restore" {
-				return nil
+			if p > 0 {
+				// setup-namespaces names the root as soon as it exists.
+				pid = int(p)
 			}
-			pid = int(p)
-			if req.BeforeResume == nil {
+			if script != "post-restore" || req.BeforeResume == nil {
 				return nil
 			}
 			return req.BeforeResume(pid)
@@ -107,9 +109,9 @@ func (r *Restorer) Restore(ctx context.Context, req Request) (Result, error) {
 	if err != nil {
 		var nerr *criu.NotifyError
 		if errors.As(err, &nerr) {
-			return Result{LogPath: logPath}, nerr.Err
+			err = nerr.Err
 		}
-		return Result{LogPath: logPath}, err
+		return Result{PID: pid, LogPath: logPath}, err
 	}
 	if pid <= 0 {
 		return Result{LogPath: logPath}, criu.Error("restore", logPath, fmt.Errorf("CRIU reported no restored pid"))
