@@ -38,6 +38,9 @@ func optionsFromAPI(o *apiv1.Options) store.Options {
 }
 
 func checkpointToAPI(c *store.Checkpoint) *apiv1.Checkpoint {
+	if c == nil {
+		return nil
+	}
 	out := &apiv1.Checkpoint{
 		FormatVersion: int32(c.FormatVersion), Id: c.ID, Name: c.Name, Target: refToAPI(c.Target),
 		Parent: c.Parent, CreatedUnixNano: c.Created.UnixNano(), CriuVersion: c.CRIUVersion,

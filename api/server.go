@@ -79,6 +79,29 @@ func (s *Server) List(ctx context.Context, r *apiv1.ListRequest) (*apiv1.ListRes
 	for _, c := range cs {
 		out.Checkpoints = append(out.Checkpoints, checkpointToAPI(c))
 	}
+	if r.GetQuarantined() {
+		qs, err := s.d.Quarantined(ctx)
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		for _, q := range qs {
+			out.Quarantined = append(out.Quarantined, &apiv1.Quarantined{
+				Id: q.ID, Reason: q.Reason, SinceUnixNano: q.Since.UnixNano(), Checkpoint: checkpointToAPI(q.Checkpoint),
+			})
+		}
+	}
+	return out, nil
+}
+
+func (s *Server) Verify(ctx context.Context, r *apiv1.VerifyRequest) (*apiv1.VerifyResponse, error) {
+	res, err := s.d.Verify(ctx, r.GetCheckpoint(), r.GetReadmit())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out := &apiv1.VerifyResponse{Checkpoint: checkpointToAPI(res.Checkpoint), Quarantined: res.Quarantined, Readmitted: res.Readmitted}
+	if res.Problem != nil {
+		out.Problem = res.Problem.Error()
+	}
 	return out, nil
 }
 

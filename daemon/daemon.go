@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -100,8 +99,6 @@ type Daemon struct {
 	defaults   store.Options
 
 	locks *keylock.Locks // one per target: work on a target is serialized
-	mu    sync.Mutex
-	busy  map[string]int // checkpoint id -> restores reading it
 }
 
 // HostInfo describes the machine checkpoints are taken on.
@@ -119,7 +116,6 @@ func New(ctx context.Context, p Parts) *Daemon {
 		containers: p.Containers, ctrs: p.Containers, images: p.Containers, peer: p.Peer, defaultNS: p.ContainerNamespace, ctrdAddr: p.ContainerdAddress,
 		host: readHostInfo(), defaults: p.Defaults,
 		locks: keylock.New(),
-		busy:  map[string]int{},
 	}
 	d.resumePausedContainers(ctx)
 	return d
@@ -143,35 +139,17 @@ func readHostInfo() HostInfo {
 	return h
 }
 
-// markBusy protects a checkpoint from rm while a restore reads it.
-func (d *Daemon) markBusy(id string) (release func()) {
-	d.mu.Lock()
-	d.busy[id]++
-	d.mu.Unlock()
-	return func() {
-		d.mu.Lock()
-		if d.busy[id]--; d.busy[id] == 0 {
-			delete(d.busy, id)
-		}
-		d.mu.Unlock()
-	}
-}
-
-// Remove deletes checkpoints; see store.Remove. Checkpoints being restored
-// are refused.
+// Remove deletes checkpoints, indexed or quarantined; see store.Remove.
+// Checkpoints being restored or inspected are refused.
 func (d *Daemon) Remove(ctx context.Context, refs []string, recursive bool) ([]string, error) {
 	if len(refs) == 0 {
 		return nil, fmt.Errorf("no checkpoint given: %w", errdefs.ErrInvalidArgument)
 	}
-	d.mu.Lock()
-	for _, ref := range refs {
-		if c, err := d.store.Get(ctx, ref); err == nil && d.busy[c.ID] > 0 {
-			d.mu.Unlock()
-			return nil, fmt.Errorf("checkpoint %s is being restored: %w", c.Name, errdefs.ErrFailedPrecondition)
-		}
+	ids, err := d.store.Remove(ctx, refs, recursive)
+	if len(ids) > 0 {
+		d.log.Info("checkpoints removed", "ids", ids)
 	}
-	d.mu.Unlock()
-	return d.store.Remove(ctx, refs, recursive)
+	return ids, err
 }
 
 // List returns checkpoints, of one target when target is not empty.
@@ -184,4 +162,22 @@ func (d *Daemon) List(ctx context.Context, target string) ([]*store.Checkpoint, 
 		return nil, err
 	}
 	return d.store.List(ctx, store.Filter{TargetKey: ref.Key()})
+}
+
+// Quarantined lists checkpoints held out of the index.
+func (d *Daemon) Quarantined(ctx context.Context) ([]store.Quarantined, error) {
+	return d.store.ListQuarantined(ctx)
+}
+
+// Verify checks a checkpoint's files; readmit brings a quarantined one
+// that passes back into the index.
+func (d *Daemon) Verify(ctx context.Context, ref string, readmit bool) (*store.VerifyResult, error) {
+	res, err := d.store.Check(ctx, ref, readmit)
+	if err != nil {
+		return nil, err
+	}
+	if res.Readmitted {
+		d.log.Info("quarantined checkpoint verified and readmitted", "id", res.Checkpoint.ID, "name", res.Checkpoint.Name)
+	}
+	return res, nil
 }

@@ -112,11 +112,10 @@ type Inspection struct {
 // Inspect reads a checkpoint's images: process tree, commands, memory,
 // open files and sockets.
 func (d *Daemon) Inspect(ctx context.Context, ref string) (*Inspection, error) {
-	c, err := d.store.Get(ctx, ref)
+	c, release, err := d.store.Acquire(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
-	release := d.markBusy(c.ID)
 	defer release()
 	procs, err := images.Read(d.store.Dir(c.ID))
 	if err != nil {

@@ -29,10 +29,12 @@ type RestoreRequest struct {
 // CRIU and must pass before the restored tree may run: a damaged checkpoint
 // is refused and whatever CRIU restored is killed.
 func (d *Daemon) Restore(ctx context.Context, req RestoreRequest) (*TargetStatus, error) {
-	c, err := d.store.Get(ctx, req.Checkpoint)
+	// Held from here on: rm refuses a checkpoint being restored.
+	c, release, err := d.store.Acquire(ctx, req.Checkpoint)
 	if err != nil {
 		return nil, err
 	}
+	defer release()
 	ref, err := d.restoreTarget(c, req.Name)
 	if err != nil {
 		return nil, err
@@ -42,8 +44,6 @@ func (d *Daemon) Restore(ctx context.Context, req RestoreRequest) (*TargetStatus
 		return nil, err
 	}
 	defer unlock()
-	release := d.markBusy(c.ID)
-	defer release()
 
 	var t *store.Target
 	var warnings []string

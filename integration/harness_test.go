@@ -411,7 +411,14 @@ func unmountRetrying(t *testing.T, dir string) {
 // corrupt flips the byte at off of a page image of checkpoint id.
 func corrupt(t *testing.T, d *daemon, id string, off int64) {
 	t.Helper()
-	pages, _ := filepath.Glob(filepath.Join(d.root, "checkpoints", id, "pages-*.img"))
+	flipByte(t, filepath.Join(d.root, "checkpoints", id), off)
+}
+
+// flipByte inverts one byte of the first page image in dir; a second call
+// repairs it.
+func flipByte(t *testing.T, dir string, off int64) {
+	t.Helper()
+	pages, _ := filepath.Glob(filepath.Join(dir, "pages-*.img"))
 	if len(pages) == 0 {
 		t.Fatal("no page images in checkpoint")
 	}

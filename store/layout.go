@@ -11,7 +11,9 @@ import (
 //	<root>/index.db              bbolt index: checkpoints, names, targets
 //	<root>/staging/<id>/         a checkpoint being written (removed on start)
 //	<root>/checkpoints/<id>/     published checkpoints: CRIU images, dump.log, checkpoint.json
-//	<root>/quarantine/<id>/      checkpoints that failed verification at start
+//	<root>/quarantine/<id>/      checkpoints held out of the index (damaged, unreadable
+//	                             record): a checkpoint's files plus quarantine.json
+//	<root>/removing/<id>/        a checkpoint rm took out of the index, being deleted
 //	<root>/workloads/<name>/     logs of workloads ckptd launched or restored
 //	<root>/containers/<ns>/<id>/ logs of containers ckptd restored
 //	<root>/dumps/<id>/           CRIU work dir of a dump (dump.log, stats-dump); its
@@ -29,6 +31,7 @@ const (
 	ContainerSpecFile = "config.json"     // a container's OCI runtime spec
 	RootfsDiffFile    = "rootfs-diff.tar" // a container's writable layer
 	PausedFile        = "paused.json"     // in a dump's work dir
+	QuarantineNote    = "quarantine.json" // why and when a checkpoint was quarantined
 )
 
 func (l Layout) Index() string               { return filepath.Join(l.Root, "index.db") }
@@ -37,6 +40,9 @@ func (l Layout) Staging(id string) string    { return filepath.Join(l.StagingDir
 func (l Layout) CheckpointsDir() string      { return filepath.Join(l.Root, "checkpoints") }
 func (l Layout) Checkpoint(id string) string { return filepath.Join(l.CheckpointsDir(), id) }
 func (l Layout) QuarantineDir() string       { return filepath.Join(l.Root, "quarantine") }
+func (l Layout) Quarantine(id string) string { return filepath.Join(l.QuarantineDir(), id) }
+func (l Layout) TrashDir() string            { return filepath.Join(l.Root, "removing") }
+func (l Layout) Trash(id string) string      { return filepath.Join(l.TrashDir(), id) }
 func (l Layout) WorkloadsDir() string        { return filepath.Join(l.Root, "workloads") }
 func (l Layout) Workload(name string) string { return filepath.Join(l.WorkloadsDir(), name) }
 func (l Layout) ContainersDir() string       { return filepath.Join(l.Root, "containers") }
@@ -53,7 +59,7 @@ func (l Layout) DumpImages(id string) string { return filepath.Join(l.Dump(id), 
 
 // Ensure creates the state root and its directories, owner-only.
 func (l Layout) Ensure() error {
-	for _, d := range []string{l.Root, l.StagingDir(), l.CheckpointsDir(), l.QuarantineDir(), l.WorkloadsDir(), l.ContainersDir(), l.DumpsDir(), l.RestoresDir()} {
+	for _, d := range []string{l.Root, l.StagingDir(), l.CheckpointsDir(), l.QuarantineDir(), l.TrashDir(), l.WorkloadsDir(), l.ContainersDir(), l.DumpsDir(), l.RestoresDir()} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return fmt.Errorf("create state dir: %w", err)
 		}

@@ -33,7 +33,8 @@ type partial struct {
 	f   *os.File
 	ino uint64
 	h   hash.Hash
-	off int64
+	off int64 // bytes fed to h
+	err error // a failed read: h no longer matches any prefix; rehash whole
 }
 
 const prehashEvery = 10 * time.Millisecond
@@ -62,8 +63,8 @@ func (p *prehasher) loop() {
 	}
 }
 
-// scan catches up with every page image; errors are left for the final
-// pass, which reads whatever this one could not.
+// scan catches up with every page image; a file it fails to read is
+// marked, and the final pass hashes it whole.
 func (p *prehasher) scan() {
 	entries, err := os.ReadDir(p.dir)
 	if err != nil {
@@ -84,7 +85,9 @@ func (p *prehasher) scan() {
 			pt = &partial{f: f, ino: inode(f), h: sha256.New()}
 			p.files[e.Name()] = pt
 		}
-		pt.catchUp()
+		if pt.err == nil {
+			pt.err = pt.catchUp()
+		}
 	}
 }
 
@@ -95,17 +98,24 @@ func (pt *partial) catchUp() error {
 	if err != nil {
 		return err
 	}
-	n := st.Size() - pt.off
+	return pt.catchUpTo(st.Size())
+}
+
+// catchUpTo hashes up to size; the offset advances by what was actually
+// read, which is less than asked when the file shrank since its size was
+// taken.
+func (pt *partial) catchUpTo(size int64) error {
+	n := size - pt.off
 	if n <= 0 {
 		return nil
 	}
-	if _, err := io.Copy(pt.h, io.NewSectionReader(pt.f, pt.off, n)); err != nil {
-		return err
+	read, err := io.Copy(pt.h, io.NewSectionReader(pt.f, pt.off, n))
+	if read > 0 {
+		// Best effort: the final fsync is what makes the data durable.
+		_ = unix.SyncFileRange(int(pt.f.Fd()), pt.off, read, unix.SYNC_FILE_RANGE_WRITE)
 	}
-	// Best effort: the final fsync is what makes the data durable.
-	_ = unix.SyncFileRange(int(pt.f.Fd()), pt.off, n, unix.SYNC_FILE_RANGE_WRITE)
-	pt.off += n
-	return nil
+	pt.off += read
+	return err
 }
 
 // finish stops the background scan and returns the sums of the files it
@@ -139,7 +149,13 @@ func (p *prehasher) abort() {
 	p.files = nil
 }
 
+// seal completes the hash of a file CRIU has closed. It vouches for the
+// sum only if the file is the one followed, read without error to its
+// current end.
 func (pt *partial) seal(path string) (FileSum, error) {
+	if pt.err != nil {
+		return FileSum{}, pt.err
+	}
 	st, err := os.Stat(path)
 	if err != nil {
 		return FileSum{}, err
@@ -147,8 +163,11 @@ func (pt *partial) seal(path string) (FileSum, error) {
 	if inodeOf(st) != pt.ino || st.Size() < pt.off {
 		return FileSum{}, fmt.Errorf("%s changed under the prehash", path)
 	}
-	if err := pt.catchUp(); err != nil {
+	if err := pt.catchUpTo(st.Size()); err != nil {
 		return FileSum{}, err
+	}
+	if pt.off != st.Size() {
+		return FileSum{}, fmt.Errorf("%s: read %d of %d bytes", path, pt.off, st.Size())
 	}
 	if err := pt.f.Sync(); err != nil {
 		return FileSum{}, err

@@ -50,3 +50,62 @@ func TestPrehashFollowsGrowingImages(t *testing.T) {
 		t.Errorf("sizes: %+v", c.Files)
 	}
 }
+
+// TestPrehashVouchesOnlyForWhatItRead drives the prehasher directly: the
+// sums it returns must be its own (not the final pass's) and right, also
+// when the file shrank between taking its size and reading it, and a file
+// it failed to read must be left for the final pass.
+func TestPrehashVouchesOnlyForWhatItRead(t *testing.T) {
+	dir := t.TempDir()
+	data := bytes.Repeat([]byte("page"), 1<<18) // 1 MiB
+	path := filepath.Join(dir, "pages-1.img")
+	if err := os.WriteFile(path, data[:100], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startPrehash(dir)
+	waitFor(t, func() bool { p.mu.Lock(); defer p.mu.Unlock(); return p.files["pages-1.img"] != nil })
+	p.mu.Lock()
+	pt := p.files["pages-1.img"]
+	// The size seen was 200 but only 100 bytes were there to read.
+	if err := pt.catchUpTo(200); err != nil {
+		t.Fatal(err)
+	}
+	if pt.off != 100 {
+		t.Errorf("offset after a short read: %d, want 100", pt.off)
+	}
+	p.mu.Unlock()
+	if err := os.WriteFile(path, data, 0o600); err != nil { // grows in place
+		t.Fatal(err)
+	}
+	broken := filepath.Join(dir, "pages-2.img")
+	if err := os.WriteFile(broken, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { p.mu.Lock(); defer p.mu.Unlock(); return p.files["pages-2.img"] != nil })
+	p.mu.Lock()
+	p.files["pages-2.img"].err = os.ErrClosed // as a failed read leaves it
+	p.mu.Unlock()
+
+	sums := p.finish()
+	want, err := sumFile(path, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := sums["pages-1.img"]; !ok || got != want {
+		t.Errorf("prehash sum of pages-1.img = %+v (present %v), want %+v", got, ok, want)
+	}
+	if _, ok := sums["pages-2.img"]; ok {
+		t.Error("prehash vouched for a file it failed to read")
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for range 500 {
+		if cond() {
+			return
+		}
+		time.Sleep(prehashEvery)
+	}
+	t.Fatal("condition not reached in 5 s")
+}

@@ -134,12 +134,14 @@ func (s *Store) publish(ctx context.Context, c *Checkpoint) error {
 // Finish records what CRIU wrote after the checkpoint was published: its
 // statistics, and the files it closed last (the log, stats-dump), moved
 // from its work directory workDir (under the state root) into the
-// checkpoint.
+// checkpoint. It holds the checkpoint against rm meanwhile; one removed
+// before it started is NotFound.
 func (s *Store) Finish(ctx context.Context, id string, stats *DumpStats, workDir string, files ...string) error {
-	c, err := s.Get(ctx, id)
+	c, release, err := s.Acquire(ctx, id)
 	if err != nil {
 		return err
 	}
+	defer release()
 	dir := s.layout.Checkpoint(c.ID)
 	for _, name := range files {
 		if err := os.Rename(filepath.Join(workDir, name), filepath.Join(dir, name)); err != nil {

@@ -2,59 +2,136 @@ package store
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/ckptd/ckptd/errdefs"
 )
 
-// recover brings the store back to a consistent state after a crash. It
-// never deletes a checkpoint silently: every action is logged.
+// recover brings the store back to a consistent state after a crash or a
+// lost index. It never deletes a checkpoint: only an unfinished one in
+// staging, and what rm had already taken out of the index. Proven damage
+// goes to quarantine; anything else it cannot judge (a cancelled start, a
+// newer format, an I/O error) is left in place and reported. Every action
+// is logged.
 func (s *Store) recover(ctx context.Context) error {
-	if err := s.removeLeftovers(s.layout.StagingDir(), nil, "unfinished checkpoint in staging"); err != nil {
+	if err := s.removeLeftovers(s.layout.StagingDir(), "unfinished checkpoint in staging"); err != nil {
+		return err
+	}
+	if err := s.removeLeftovers(s.layout.TrashDir(), "removed checkpoint"); err != nil {
 		return err
 	}
 	all, err := s.List(ctx, Filter{})
 	if err != nil {
 		return err
 	}
+	s.log.Info("verifying checkpoints", "count", len(all))
 	indexed := make(map[string]bool, len(all))
 	for _, c := range all {
-		dir := s.layout.Checkpoint(c.ID)
-		if _, err := os.Stat(dir); err != nil {
-			s.log.Warn("dropping checkpoint from index: its directory is missing", "id", c.ID, "name", c.Name, "dir", dir)
-			if err := s.unindex(c); err != nil {
-				return err
-			}
-			continue
-		}
-		if err := s.Verify(ctx, c); err != nil {
-			q := filepath.Join(s.layout.QuarantineDir(), c.ID)
-			s.log.Error("checkpoint failed verification; moved to quarantine", "id", c.ID, "name", c.Name, "err", err, "quarantine", q)
-			if err := os.Rename(dir, q); err != nil {
-				return err
-			}
-			if err := s.unindex(c); err != nil {
-				return err
-			}
-			continue
-		}
 		indexed[c.ID] = true
+		if err := s.recheck(ctx, c); err != nil {
+			return err
+		}
 	}
-	// A directory renamed into place whose index commit never happened was
-	// not visible and its dump was rolled back: it is a leftover too.
-	return s.removeLeftovers(s.layout.CheckpointsDir(), indexed, "unindexed checkpoint directory")
+	return s.rebuildIndex(ctx, indexed)
 }
 
-func (s *Store) removeLeftovers(dir string, keep map[string]bool, what string) error {
+// recheck verifies one indexed checkpoint.
+func (s *Store) recheck(ctx context.Context, c *Checkpoint) error {
+	dir := s.layout.Checkpoint(c.ID)
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		s.log.Warn("dropping checkpoint from index: its directory is missing", "id", c.ID, "name", c.Name, "dir", dir)
+		return s.unindex(c)
+	}
+	err := s.Verify(ctx, c)
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return fmt.Errorf("verify %s: %w", c.ID, ctx.Err())
+	case errdefs.IsDataLoss(err):
+		s.log.Error("checkpoint failed verification; moved to quarantine", "id", c.ID, "name", c.Name,
+			"err", err, "quarantine", s.layout.Quarantine(c.ID))
+		if err := s.quarantine(c.ID, err.Error()); err != nil {
+			return err
+		}
+		return s.unindex(c)
+	}
+	s.log.Warn("checkpoint could not be verified; left as it is", "id", c.ID, "name", c.Name, "err", err)
+	return nil
+}
+
+// rebuildIndex readmits checkpoint directories the index does not list:
+// an index that was lost or damaged, a publish whose index commit never
+// happened, a quarantined checkpoint moved back by hand. Each is verified
+// first, oldest first so that parents come before children.
+func (s *Store) rebuildIndex(ctx context.Context, indexed map[string]bool) error {
+	entries, err := os.ReadDir(s.layout.CheckpointsDir())
+	if err != nil {
+		return err
+	}
+	var found []*Checkpoint
+	for _, e := range entries {
+		id := e.Name()
+		if indexed[id] {
+			continue
+		}
+		if !e.IsDir() || !validID(id) {
+			s.log.Warn("unknown entry in checkpoints directory; left as it is", "path", filepath.Join(s.layout.CheckpointsDir(), id))
+			continue
+		}
+		c, err := readMetadata(s.layout.Checkpoint(id))
+		if err == nil && c.ID != id {
+			err = fmt.Errorf("%s names checkpoint %s", MetadataFile, c.ID)
+		}
+		if err != nil {
+			reason := fmt.Sprintf("unindexed checkpoint without a readable record: %v", err)
+			s.log.Error("checkpoint moved to quarantine", "id", id, "err", reason)
+			if err := s.quarantine(id, reason); err != nil {
+				return err
+			}
+			continue
+		}
+		found = append(found, c)
+	}
+	sortByCreated(found)
+	for _, c := range found {
+		if err := s.readmitFound(ctx, c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Store) readmitFound(ctx context.Context, c *Checkpoint) error {
+	err := s.Verify(ctx, c)
+	switch {
+	case ctx.Err() != nil:
+		return fmt.Errorf("verify %s: %w", c.ID, ctx.Err())
+	case errdefs.IsDataLoss(err):
+		s.log.Error("unindexed checkpoint failed verification; moved to quarantine", "id", c.ID, "name", c.Name, "err", err)
+		return s.quarantine(c.ID, err.Error())
+	case err != nil:
+		s.log.Warn("unindexed checkpoint could not be verified; left as it is", "id", c.ID, "name", c.Name, "err", err)
+		return nil
+	}
+	if err := s.admit(c); err != nil {
+		return err
+	}
+	s.log.Warn("readmitted unindexed checkpoint after verifying it", "id", c.ID, "name", c.Name)
+	return nil
+}
+
+func (s *Store) removeLeftovers(dir, what string) error {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return err
 	}
 	for _, e := range entries {
-		if keep[e.Name()] {
-			continue
-		}
 		p := filepath.Join(dir, e.Name())
 		s.log.Warn("removing "+what, "path", p)
 		if err := os.RemoveAll(p); err != nil {

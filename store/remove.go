@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"sort"
 	"strings"
@@ -27,35 +29,71 @@ func (s *Store) Children(ctx context.Context, id string) ([]*Checkpoint, error) 
 	return out, nil
 }
 
-// Remove deletes checkpoints by reference. A checkpoint others descend from
-// is refused unless recursive, which removes its descendants too. Nothing
-// is removed unless every reference resolves. It returns the removed ids.
+// Remove deletes checkpoints by reference, indexed or quarantined. A
+// checkpoint others descend from is refused unless recursive, which removes
+// its descendants too; one that a reader holds (Acquire), itself or as a
+// descendant, is refused. Nothing is removed unless every reference
+// resolves. It returns the removed ids.
 func (s *Store) Remove(ctx context.Context, refs []string, recursive bool) ([]string, error) {
+	var quarantined, inIndex []string
+	var indexed []*Checkpoint
+	for _, ref := range refs {
+		if _, err := s.Get(ctx, ref); !errdefs.IsNotFound(err) {
+			inIndex = append(inIndex, ref) // or a bad ref: refused in the transaction below
+			continue
+		}
+		q, err := s.findQuarantined(ctx, ref)
+		if err != nil {
+			return nil, err
+		}
+		quarantined = append(quarantined, q.ID)
+	}
+	if len(inIndex) > 0 {
+		var err error
+		if indexed, err = s.unindexTree(ctx, inIndex, recursive); err != nil {
+			return nil, err
+		}
+	}
+	// The index no longer lists them and their directories are in the
+	// trash, which the next start empties if this does not finish.
+	var ids []string
+	for _, c := range indexed {
+		if err := os.RemoveAll(s.layout.Trash(c.ID)); err != nil {
+			return ids, fmt.Errorf("remove %s: %w", c.ID, err)
+		}
+		ids = append(ids, c.ID)
+	}
+	for _, id := range quarantined {
+		if err := os.RemoveAll(s.layout.Quarantine(id)); err != nil {
+			return ids, fmt.Errorf("remove quarantined %s: %w", id, err)
+		}
+		ids = append(ids, id)
+	}
+	return ids, nil
+}
+
+// unindexTree takes the indexed checkpoints refs name (and with recursive
+// their descendants) out of the index and moves their directories to the
+// trash, both or neither.
+func (s *Store) unindexTree(ctx context.Context, refs []string, recursive bool) ([]*Checkpoint, error) {
+	s.mu.Lock() // against Acquire: a checkpoint is either held or removed
+	defer s.mu.Unlock()
 	var removed []*Checkpoint
+	var moved []string
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		children, err := childIndex(tx)
+		order, err := s.removalOrder(tx, refs, recursive)
 		if err != nil {
 			return err
-		}
-		seen := map[string]bool{}
-		var order []string
-		for _, ref := range refs {
-			c, err := getTx(tx, ref)
-			if err != nil {
-				return err
-			}
-			kids := children[c.ID]
-			if len(kids) > 0 && !recursive {
-				return fmt.Errorf("checkpoint %s (%s) has descendants %s; use --recursive to remove them too: %w",
-					c.Name, c.ID, strings.Join(kids, ", "), errdefs.ErrFailedPrecondition)
-			}
-			collect(c.ID, children, seen, &order)
 		}
 		for _, id := range order {
 			c, err := decode(tx.Bucket(bucketCheckpoints).Get([]byte(id)))
 			if err != nil {
 				return err
 			}
+			if err := os.Rename(s.layout.Checkpoint(id), s.layout.Trash(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("remove %s: %w", id, err)
+			}
+			moved = append(moved, id)
 			if err := tx.Bucket(bucketCheckpoints).Delete([]byte(id)); err != nil {
 				return err
 			}
@@ -67,18 +105,43 @@ func (s *Store) Remove(ctx context.Context, refs []string, recursive bool) ([]st
 		return nil
 	})
 	if err != nil {
+		for _, id := range moved {
+			if rerr := os.Rename(s.layout.Trash(id), s.layout.Checkpoint(id)); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+				err = errors.Join(err, fmt.Errorf("put back %s: %w", id, rerr))
+			}
+		}
 		return nil, err
 	}
-	// The index no longer lists them; a crash before the directories go is
-	// cleaned up at the next start.
-	ids := make([]string, 0, len(removed))
-	for _, c := range removed {
-		if err := os.RemoveAll(s.layout.Checkpoint(c.ID)); err != nil {
-			return ids, fmt.Errorf("remove %s: %w", c.ID, err)
-		}
-		ids = append(ids, c.ID)
+	return removed, nil
+}
+
+// removalOrder resolves indexed refs and lists what removing them takes,
+// children first, refusing what is held or has descendants.
+func (s *Store) removalOrder(tx *bolt.Tx, refs []string, recursive bool) ([]string, error) {
+	children, err := childIndex(tx)
+	if err != nil {
+		return nil, err
 	}
-	return ids, nil
+	seen := map[string]bool{}
+	var order []string
+	for _, ref := range refs {
+		c, err := getTx(tx, ref)
+		if err != nil {
+			return nil, err
+		}
+		kids := children[c.ID]
+		if len(kids) > 0 && !recursive {
+			return nil, fmt.Errorf("checkpoint %s (%s) has descendants %s; use --recursive to remove them too: %w",
+				c.Name, c.ID, strings.Join(kids, ", "), errdefs.ErrFailedPrecondition)
+		}
+		collect(c.ID, children, seen, &order)
+	}
+	for _, id := range order {
+		if s.busy[id] > 0 {
+			return nil, fmt.Errorf("checkpoint %s is being read (a restore or inspect): %w", id, errdefs.ErrFailedPrecondition)
+		}
+	}
+	return order, nil
 }
 
 // childIndex maps a checkpoint id to the ids of its direct children.

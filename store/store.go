@@ -30,8 +30,9 @@ type Store struct {
 	db     *bolt.DB
 	log    *slog.Logger
 
-	mu  sync.Mutex
-	pre map[string]*prehasher // staged id -> background hashing of its images
+	mu   sync.Mutex
+	pre  map[string]*prehasher // staged id -> background hashing of its images
+	busy map[string]int        // id -> readers holding it (Acquire); rm refuses these
 }
 
 // Open opens (creating if needed) the store under root and recovers from
@@ -61,7 +62,7 @@ func Open(ctx context.Context, root string, log *slog.Logger) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("init index: %w", err)
 	}
-	s := &Store{layout: l, db: db, log: log, pre: map[string]*prehasher{}}
+	s := &Store{layout: l, db: db, log: log, pre: map[string]*prehasher{}, busy: map[string]int{}}
 	if err := s.recover(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("recover store: %w", err)
@@ -147,8 +148,32 @@ func (s *Store) List(ctx context.Context, f Filter) ([]*Checkpoint, error) {
 			return nil
 		})
 	})
-	sort.Slice(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
+	sortByCreated(out)
 	return out, err
+}
+
+func sortByCreated(cs []*Checkpoint) {
+	sort.SliceStable(cs, func(i, j int) bool { return cs[i].Created.Before(cs[j].Created) })
+}
+
+// Acquire finds a checkpoint as Get does and keeps rm from removing it
+// until release is called: restores and inspections hold it while they
+// read its files.
+func (s *Store) Acquire(ctx context.Context, ref string) (c *Checkpoint, release func(), err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, err = s.Get(ctx, ref); err != nil {
+		return nil, nil, err
+	}
+	id := c.ID
+	s.busy[id]++
+	return c, func() {
+		s.mu.Lock()
+		if s.busy[id]--; s.busy[id] == 0 {
+			delete(s.busy, id)
+		}
+		s.mu.Unlock()
+	}, nil
 }
 
 // Latest returns the newest checkpoint of a target, or NotFound.

@@ -92,7 +92,7 @@ func TestPublishRefusesTakenName(t *testing.T) {
 	}
 }
 
-func TestRecoverRemovesLeftoversAndDamage(t *testing.T) {
+func TestRecoverRemovesStagingAndQuarantinesDamage(t *testing.T) {
 	root := t.TempDir()
 	s := openStore(t, root)
 	good := publish(t, s, "good", "", map[string]string{"a": "1"})
@@ -118,8 +118,8 @@ func TestRecoverRemovesLeftoversAndDamage(t *testing.T) {
 	if left, _ := os.ReadDir(filepath.Join(root, "staging")); len(left) != 0 {
 		t.Errorf("staging leftovers: %v", left)
 	}
-	if _, err := os.Stat(unindexed); !os.IsNotExist(err) {
-		t.Error("unindexed checkpoint directory kept")
+	if _, err := os.Stat(filepath.Join(root, "quarantine", filepath.Base(unindexed))); err != nil {
+		t.Errorf("unindexed directory without a record not quarantined: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(root, "quarantine", bad.ID)); err != nil {
 		t.Errorf("damaged checkpoint not quarantined: %v", err)

@@ -1417,6 +1417,7 @@ func (x *CreateRequest) GetOptions() *Options {
 type ListRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Target        string                 `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	Quarantined   bool                   `protobuf:"varint,2,opt,name=quarantined,proto3" json:"quarantined,omitempty"` // also list quarantined checkpoints
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1458,9 +1459,17 @@ func (x *ListRequest) GetTarget() string {
 	return ""
 }
 
+func (x *ListRequest) GetQuarantined() bool {
+	if x != nil {
+		return x.Quarantined
+	}
+	return false
+}
+
 type ListResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Checkpoints   []*Checkpoint          `protobuf:"bytes,1,rep,name=checkpoints,proto3" json:"checkpoints,omitempty"`
+	Quarantined   []*Quarantined         `protobuf:"bytes,2,rep,name=quarantined,proto3" json:"quarantined,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1502,6 +1511,202 @@ func (x *ListResponse) GetCheckpoints() []*Checkpoint {
 	return nil
 }
 
+func (x *ListResponse) GetQuarantined() []*Quarantined {
+	if x != nil {
+		return x.Quarantined
+	}
+	return nil
+}
+
+// A checkpoint held out of the index: kept on disk until readmitted or removed.
+type Quarantined struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	SinceUnixNano int64                  `protobuf:"varint,3,opt,name=since_unix_nano,json=sinceUnixNano,proto3" json:"since_unix_nano,omitempty"`
+	Checkpoint    *Checkpoint            `protobuf:"bytes,4,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"` // unset when its checkpoint.json is unreadable
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Quarantined) Reset() {
+	*x = Quarantined{}
+	mi := &file_ckptd_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Quarantined) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Quarantined) ProtoMessage() {}
+
+func (x *Quarantined) ProtoReflect() protoreflect.Message {
+	mi := &file_ckptd_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Quarantined.ProtoReflect.Descriptor instead.
+func (*Quarantined) Descriptor() ([]byte, []int) {
+	return file_ckptd_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *Quarantined) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Quarantined) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Quarantined) GetSinceUnixNano() int64 {
+	if x != nil {
+		return x.SinceUnixNano
+	}
+	return 0
+}
+
+func (x *Quarantined) GetCheckpoint() *Checkpoint {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return nil
+}
+
+type VerifyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Checkpoint    string                 `protobuf:"bytes,1,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	Readmit       bool                   `protobuf:"varint,2,opt,name=readmit,proto3" json:"readmit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyRequest) Reset() {
+	*x = VerifyRequest{}
+	mi := &file_ckptd_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyRequest) ProtoMessage() {}
+
+func (x *VerifyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ckptd_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyRequest.ProtoReflect.Descriptor instead.
+func (*VerifyRequest) Descriptor() ([]byte, []int) {
+	return file_ckptd_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *VerifyRequest) GetCheckpoint() string {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return ""
+}
+
+func (x *VerifyRequest) GetReadmit() bool {
+	if x != nil {
+		return x.Readmit
+	}
+	return false
+}
+
+type VerifyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Checkpoint    *Checkpoint            `protobuf:"bytes,1,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	Quarantined   bool                   `protobuf:"varint,2,opt,name=quarantined,proto3" json:"quarantined,omitempty"`
+	Readmitted    bool                   `protobuf:"varint,3,opt,name=readmitted,proto3" json:"readmitted,omitempty"`
+	Problem       string                 `protobuf:"bytes,4,opt,name=problem,proto3" json:"problem,omitempty"` // empty when every file matched
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyResponse) Reset() {
+	*x = VerifyResponse{}
+	mi := &file_ckptd_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyResponse) ProtoMessage() {}
+
+func (x *VerifyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ckptd_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyResponse.ProtoReflect.Descriptor instead.
+func (*VerifyResponse) Descriptor() ([]byte, []int) {
+	return file_ckptd_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *VerifyResponse) GetCheckpoint() *Checkpoint {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return nil
+}
+
+func (x *VerifyResponse) GetQuarantined() bool {
+	if x != nil {
+		return x.Quarantined
+	}
+	return false
+}
+
+func (x *VerifyResponse) GetReadmitted() bool {
+	if x != nil {
+		return x.Readmitted
+	}
+	return false
+}
+
+func (x *VerifyResponse) GetProblem() string {
+	if x != nil {
+		return x.Problem
+	}
+	return ""
+}
+
 type RemoveRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Refs          []string               `protobuf:"bytes,1,rep,name=refs,proto3" json:"refs,omitempty"`
@@ -1512,7 +1717,7 @@ type RemoveRequest struct {
 
 func (x *RemoveRequest) Reset() {
 	*x = RemoveRequest{}
-	mi := &file_ckptd_proto_msgTypes[23]
+	mi := &file_ckptd_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1524,7 +1729,7 @@ func (x *RemoveRequest) String() string {
 func (*RemoveRequest) ProtoMessage() {}
 
 func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[23]
+	mi := &file_ckptd_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1537,7 +1742,7 @@ func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{23}
+	return file_ckptd_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RemoveRequest) GetRefs() []string {
@@ -1563,7 +1768,7 @@ type RemoveResponse struct {
 
 func (x *RemoveResponse) Reset() {
 	*x = RemoveResponse{}
-	mi := &file_ckptd_proto_msgTypes[24]
+	mi := &file_ckptd_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1575,7 +1780,7 @@ func (x *RemoveResponse) String() string {
 func (*RemoveResponse) ProtoMessage() {}
 
 func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[24]
+	mi := &file_ckptd_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1588,7 +1793,7 @@ func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveResponse.ProtoReflect.Descriptor instead.
 func (*RemoveResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{24}
+	return file_ckptd_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RemoveResponse) GetRemoved() []string {
@@ -1608,7 +1813,7 @@ type RestoreRequest struct {
 
 func (x *RestoreRequest) Reset() {
 	*x = RestoreRequest{}
-	mi := &file_ckptd_proto_msgTypes[25]
+	mi := &file_ckptd_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1620,7 +1825,7 @@ func (x *RestoreRequest) String() string {
 func (*RestoreRequest) ProtoMessage() {}
 
 func (x *RestoreRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[25]
+	mi := &file_ckptd_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1633,7 +1838,7 @@ func (x *RestoreRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreRequest.ProtoReflect.Descriptor instead.
 func (*RestoreRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{25}
+	return file_ckptd_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RestoreRequest) GetCheckpoint() string {
@@ -1659,7 +1864,7 @@ type InspectRequest struct {
 
 func (x *InspectRequest) Reset() {
 	*x = InspectRequest{}
-	mi := &file_ckptd_proto_msgTypes[26]
+	mi := &file_ckptd_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1671,7 +1876,7 @@ func (x *InspectRequest) String() string {
 func (*InspectRequest) ProtoMessage() {}
 
 func (x *InspectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[26]
+	mi := &file_ckptd_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1684,7 +1889,7 @@ func (x *InspectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectRequest.ProtoReflect.Descriptor instead.
 func (*InspectRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{26}
+	return file_ckptd_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *InspectRequest) GetCheckpoint() string {
@@ -1705,7 +1910,7 @@ type File struct {
 
 func (x *File) Reset() {
 	*x = File{}
-	mi := &file_ckptd_proto_msgTypes[27]
+	mi := &file_ckptd_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1717,7 +1922,7 @@ func (x *File) String() string {
 func (*File) ProtoMessage() {}
 
 func (x *File) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[27]
+	mi := &file_ckptd_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1730,7 +1935,7 @@ func (x *File) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use File.ProtoReflect.Descriptor instead.
 func (*File) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{27}
+	return file_ckptd_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *File) GetFd() string {
@@ -1767,7 +1972,7 @@ type Socket struct {
 
 func (x *Socket) Reset() {
 	*x = Socket{}
-	mi := &file_ckptd_proto_msgTypes[28]
+	mi := &file_ckptd_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1779,7 +1984,7 @@ func (x *Socket) String() string {
 func (*Socket) ProtoMessage() {}
 
 func (x *Socket) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[28]
+	mi := &file_ckptd_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1792,7 +1997,7 @@ func (x *Socket) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Socket.ProtoReflect.Descriptor instead.
 func (*Socket) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{28}
+	return file_ckptd_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Socket) GetFd() uint32 {
@@ -1845,7 +2050,7 @@ type Process struct {
 
 func (x *Process) Reset() {
 	*x = Process{}
-	mi := &file_ckptd_proto_msgTypes[29]
+	mi := &file_ckptd_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1857,7 +2062,7 @@ func (x *Process) String() string {
 func (*Process) ProtoMessage() {}
 
 func (x *Process) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[29]
+	mi := &file_ckptd_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1870,7 +2075,7 @@ func (x *Process) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Process.ProtoReflect.Descriptor instead.
 func (*Process) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{29}
+	return file_ckptd_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Process) GetPid() uint32 {
@@ -1933,7 +2138,7 @@ type InspectResponse struct {
 
 func (x *InspectResponse) Reset() {
 	*x = InspectResponse{}
-	mi := &file_ckptd_proto_msgTypes[30]
+	mi := &file_ckptd_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1945,7 +2150,7 @@ func (x *InspectResponse) String() string {
 func (*InspectResponse) ProtoMessage() {}
 
 func (x *InspectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[30]
+	mi := &file_ckptd_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1958,7 +2163,7 @@ func (x *InspectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectResponse.ProtoReflect.Descriptor instead.
 func (*InspectResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{30}
+	return file_ckptd_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *InspectResponse) GetCheckpoint() *Checkpoint {
@@ -1997,7 +2202,7 @@ type MigrateRequest struct {
 
 func (x *MigrateRequest) Reset() {
 	*x = MigrateRequest{}
-	mi := &file_ckptd_proto_msgTypes[31]
+	mi := &file_ckptd_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2009,7 +2214,7 @@ func (x *MigrateRequest) String() string {
 func (*MigrateRequest) ProtoMessage() {}
 
 func (x *MigrateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[31]
+	mi := &file_ckptd_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2022,7 +2227,7 @@ func (x *MigrateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MigrateRequest.ProtoReflect.Descriptor instead.
 func (*MigrateRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{31}
+	return file_ckptd_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *MigrateRequest) GetTarget() string {
@@ -2085,7 +2290,7 @@ type MigrateProgress struct {
 
 func (x *MigrateProgress) Reset() {
 	*x = MigrateProgress{}
-	mi := &file_ckptd_proto_msgTypes[32]
+	mi := &file_ckptd_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2097,7 +2302,7 @@ func (x *MigrateProgress) String() string {
 func (*MigrateProgress) ProtoMessage() {}
 
 func (x *MigrateProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[32]
+	mi := &file_ckptd_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2110,7 +2315,7 @@ func (x *MigrateProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MigrateProgress.ProtoReflect.Descriptor instead.
 func (*MigrateProgress) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{32}
+	return file_ckptd_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *MigrateProgress) GetPhase() string {
@@ -2152,7 +2357,7 @@ type MigrateResult struct {
 
 func (x *MigrateResult) Reset() {
 	*x = MigrateResult{}
-	mi := &file_ckptd_proto_msgTypes[33]
+	mi := &file_ckptd_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2164,7 +2369,7 @@ func (x *MigrateResult) String() string {
 func (*MigrateResult) ProtoMessage() {}
 
 func (x *MigrateResult) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[33]
+	mi := &file_ckptd_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2177,7 +2382,7 @@ func (x *MigrateResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MigrateResult.ProtoReflect.Descriptor instead.
 func (*MigrateResult) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{33}
+	return file_ckptd_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *MigrateResult) GetDestination() string {
@@ -2263,7 +2468,7 @@ type MigrateEvent struct {
 
 func (x *MigrateEvent) Reset() {
 	*x = MigrateEvent{}
-	mi := &file_ckptd_proto_msgTypes[34]
+	mi := &file_ckptd_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2275,7 +2480,7 @@ func (x *MigrateEvent) String() string {
 func (*MigrateEvent) ProtoMessage() {}
 
 func (x *MigrateEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[34]
+	mi := &file_ckptd_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2288,7 +2493,7 @@ func (x *MigrateEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MigrateEvent.ProtoReflect.Descriptor instead.
 func (*MigrateEvent) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{34}
+	return file_ckptd_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *MigrateEvent) GetEvent() isMigrateEvent_Event {
@@ -2454,11 +2659,34 @@ const file_ckptd_proto_rawDesc = "" +
 	"\rCreateRequest\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12+\n" +
-	"\aoptions\x18\x03 \x01(\v2\x11.ckptd.v1.OptionsR\aoptions\"%\n" +
+	"\aoptions\x18\x03 \x01(\v2\x11.ckptd.v1.OptionsR\aoptions\"G\n" +
 	"\vListRequest\x12\x16\n" +
-	"\x06target\x18\x01 \x01(\tR\x06target\"F\n" +
+	"\x06target\x18\x01 \x01(\tR\x06target\x12 \n" +
+	"\vquarantined\x18\x02 \x01(\bR\vquarantined\"\x7f\n" +
 	"\fListResponse\x126\n" +
-	"\vcheckpoints\x18\x01 \x03(\v2\x14.ckptd.v1.CheckpointR\vcheckpoints\"A\n" +
+	"\vcheckpoints\x18\x01 \x03(\v2\x14.ckptd.v1.CheckpointR\vcheckpoints\x127\n" +
+	"\vquarantined\x18\x02 \x03(\v2\x15.ckptd.v1.QuarantinedR\vquarantined\"\x93\x01\n" +
+	"\vQuarantined\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12&\n" +
+	"\x0fsince_unix_nano\x18\x03 \x01(\x03R\rsinceUnixNano\x124\n" +
+	"\n" +
+	"checkpoint\x18\x04 \x01(\v2\x14.ckptd.v1.CheckpointR\n" +
+	"checkpoint\"I\n" +
+	"\rVerifyRequest\x12\x1e\n" +
+	"\n" +
+	"checkpoint\x18\x01 \x01(\tR\n" +
+	"checkpoint\x12\x18\n" +
+	"\areadmit\x18\x02 \x01(\bR\areadmit\"\xa2\x01\n" +
+	"\x0eVerifyResponse\x124\n" +
+	"\n" +
+	"checkpoint\x18\x01 \x01(\v2\x14.ckptd.v1.CheckpointR\n" +
+	"checkpoint\x12 \n" +
+	"\vquarantined\x18\x02 \x01(\bR\vquarantined\x12\x1e\n" +
+	"\n" +
+	"readmitted\x18\x03 \x01(\bR\n" +
+	"readmitted\x12\x18\n" +
+	"\aproblem\x18\x04 \x01(\tR\aproblem\"A\n" +
 	"\rRemoveRequest\x12\x12\n" +
 	"\x04refs\x18\x01 \x03(\tR\x04refs\x12\x1c\n" +
 	"\trecursive\x18\x02 \x01(\bR\trecursive\"*\n" +
@@ -2528,7 +2756,7 @@ const file_ckptd_proto_rawDesc = "" +
 	"\fMigrateEvent\x127\n" +
 	"\bprogress\x18\x01 \x01(\v2\x19.ckptd.v1.MigrateProgressH\x00R\bprogress\x121\n" +
 	"\x06result\x18\x02 \x01(\v2\x17.ckptd.v1.MigrateResultH\x00R\x06resultB\a\n" +
-	"\x05event2\xb2\x05\n" +
+	"\x05event2\xef\x05\n" +
 	"\x05Ckptd\x12>\n" +
 	"\aVersion\x12\x18.ckptd.v1.VersionRequest\x1a\x19.ckptd.v1.VersionResponse\x128\n" +
 	"\x05Check\x12\x16.ckptd.v1.CheckRequest\x1a\x17.ckptd.v1.CheckResponse\x12-\n" +
@@ -2540,7 +2768,8 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x04List\x12\x15.ckptd.v1.ListRequest\x1a\x16.ckptd.v1.ListResponse\x12;\n" +
 	"\x06Remove\x12\x17.ckptd.v1.RemoveRequest\x1a\x18.ckptd.v1.RemoveResponse\x125\n" +
 	"\aRestore\x12\x18.ckptd.v1.RestoreRequest\x1a\x10.ckptd.v1.Target\x12>\n" +
-	"\aInspect\x12\x18.ckptd.v1.InspectRequest\x1a\x19.ckptd.v1.InspectResponse\x12=\n" +
+	"\aInspect\x12\x18.ckptd.v1.InspectRequest\x1a\x19.ckptd.v1.InspectResponse\x12;\n" +
+	"\x06Verify\x12\x17.ckptd.v1.VerifyRequest\x1a\x18.ckptd.v1.VerifyResponse\x12=\n" +
 	"\aMigrate\x12\x18.ckptd.v1.MigrateRequest\x1a\x16.ckptd.v1.MigrateEvent0\x01B%Z#github.com/ckptd/ckptd/api/v1;apiv1b\x06proto3"
 
 var (
@@ -2555,7 +2784,7 @@ func file_ckptd_proto_rawDescGZIP() []byte {
 	return file_ckptd_proto_rawDescData
 }
 
-var file_ckptd_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_ckptd_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_ckptd_proto_goTypes = []any{
 	(*VersionRequest)(nil),  // 0: ckptd.v1.VersionRequest
 	(*VersionResponse)(nil), // 1: ckptd.v1.VersionResponse
@@ -2580,20 +2809,23 @@ var file_ckptd_proto_goTypes = []any{
 	(*CreateRequest)(nil),   // 20: ckptd.v1.CreateRequest
 	(*ListRequest)(nil),     // 21: ckptd.v1.ListRequest
 	(*ListResponse)(nil),    // 22: ckptd.v1.ListResponse
-	(*RemoveRequest)(nil),   // 23: ckptd.v1.RemoveRequest
-	(*RemoveResponse)(nil),  // 24: ckptd.v1.RemoveResponse
-	(*RestoreRequest)(nil),  // 25: ckptd.v1.RestoreRequest
-	(*InspectRequest)(nil),  // 26: ckptd.v1.InspectRequest
-	(*File)(nil),            // 27: ckptd.v1.File
-	(*Socket)(nil),          // 28: ckptd.v1.Socket
-	(*Process)(nil),         // 29: ckptd.v1.Process
-	(*InspectResponse)(nil), // 30: ckptd.v1.InspectResponse
-	(*MigrateRequest)(nil),  // 31: ckptd.v1.MigrateRequest
-	(*MigrateProgress)(nil), // 32: ckptd.v1.MigrateProgress
-	(*MigrateResult)(nil),   // 33: ckptd.v1.MigrateResult
-	(*MigrateEvent)(nil),    // 34: ckptd.v1.MigrateEvent
-	nil,                     // 35: ckptd.v1.Checkpoint.FilesEntry
-	nil,                     // 36: ckptd.v1.ContainerInfo.LabelsEntry
+	(*Quarantined)(nil),     // 23: ckptd.v1.Quarantined
+	(*VerifyRequest)(nil),   // 24: ckptd.v1.VerifyRequest
+	(*VerifyResponse)(nil),  // 25: ckptd.v1.VerifyResponse
+	(*RemoveRequest)(nil),   // 26: ckptd.v1.RemoveRequest
+	(*RemoveResponse)(nil),  // 27: ckptd.v1.RemoveResponse
+	(*RestoreRequest)(nil),  // 28: ckptd.v1.RestoreRequest
+	(*InspectRequest)(nil),  // 29: ckptd.v1.InspectRequest
+	(*File)(nil),            // 30: ckptd.v1.File
+	(*Socket)(nil),          // 31: ckptd.v1.Socket
+	(*Process)(nil),         // 32: ckptd.v1.Process
+	(*InspectResponse)(nil), // 33: ckptd.v1.InspectResponse
+	(*MigrateRequest)(nil),  // 34: ckptd.v1.MigrateRequest
+	(*MigrateProgress)(nil), // 35: ckptd.v1.MigrateProgress
+	(*MigrateResult)(nil),   // 36: ckptd.v1.MigrateResult
+	(*MigrateEvent)(nil),    // 37: ckptd.v1.MigrateEvent
+	nil,                     // 38: ckptd.v1.Checkpoint.FilesEntry
+	nil,                     // 39: ckptd.v1.ContainerInfo.LabelsEntry
 }
 var file_ckptd_proto_depIdxs = []int32{
 	3,  // 0: ckptd.v1.CheckResponse.checks:type_name -> ckptd.v1.CheckResult
@@ -2602,50 +2834,55 @@ var file_ckptd_proto_depIdxs = []int32{
 	5,  // 3: ckptd.v1.Checkpoint.target:type_name -> ckptd.v1.TargetRef
 	14, // 4: ckptd.v1.Checkpoint.options:type_name -> ckptd.v1.Options
 	15, // 5: ckptd.v1.Checkpoint.stats:type_name -> ckptd.v1.DumpStats
-	35, // 6: ckptd.v1.Checkpoint.files:type_name -> ckptd.v1.Checkpoint.FilesEntry
+	38, // 6: ckptd.v1.Checkpoint.files:type_name -> ckptd.v1.Checkpoint.FilesEntry
 	19, // 7: ckptd.v1.Checkpoint.container:type_name -> ckptd.v1.ContainerInfo
 	18, // 8: ckptd.v1.Checkpoint.migration:type_name -> ckptd.v1.Migration
-	36, // 9: ckptd.v1.ContainerInfo.labels:type_name -> ckptd.v1.ContainerInfo.LabelsEntry
+	39, // 9: ckptd.v1.ContainerInfo.labels:type_name -> ckptd.v1.ContainerInfo.LabelsEntry
 	14, // 10: ckptd.v1.CreateRequest.options:type_name -> ckptd.v1.Options
 	17, // 11: ckptd.v1.ListResponse.checkpoints:type_name -> ckptd.v1.Checkpoint
-	27, // 12: ckptd.v1.Process.files:type_name -> ckptd.v1.File
-	28, // 13: ckptd.v1.Process.sockets:type_name -> ckptd.v1.Socket
-	17, // 14: ckptd.v1.InspectResponse.checkpoint:type_name -> ckptd.v1.Checkpoint
-	29, // 15: ckptd.v1.InspectResponse.processes:type_name -> ckptd.v1.Process
-	14, // 16: ckptd.v1.MigrateRequest.options:type_name -> ckptd.v1.Options
-	15, // 17: ckptd.v1.MigrateResult.stats:type_name -> ckptd.v1.DumpStats
-	32, // 18: ckptd.v1.MigrateEvent.progress:type_name -> ckptd.v1.MigrateProgress
-	33, // 19: ckptd.v1.MigrateEvent.result:type_name -> ckptd.v1.MigrateResult
-	16, // 20: ckptd.v1.Checkpoint.FilesEntry.value:type_name -> ckptd.v1.FileSum
-	0,  // 21: ckptd.v1.Ckptd.Version:input_type -> ckptd.v1.VersionRequest
-	2,  // 22: ckptd.v1.Ckptd.Check:input_type -> ckptd.v1.CheckRequest
-	7,  // 23: ckptd.v1.Ckptd.Run:input_type -> ckptd.v1.RunRequest
-	8,  // 24: ckptd.v1.Ckptd.Ps:input_type -> ckptd.v1.PsRequest
-	10, // 25: ckptd.v1.Ckptd.Logs:input_type -> ckptd.v1.LogsRequest
-	12, // 26: ckptd.v1.Ckptd.Kill:input_type -> ckptd.v1.KillRequest
-	20, // 27: ckptd.v1.Ckptd.Create:input_type -> ckptd.v1.CreateRequest
-	21, // 28: ckptd.v1.Ckptd.List:input_type -> ckptd.v1.ListRequest
-	23, // 29: ckptd.v1.Ckptd.Remove:input_type -> ckptd.v1.RemoveRequest
-	25, // 30: ckptd.v1.Ckptd.Restore:input_type -> ckptd.v1.RestoreRequest
-	26, // 31: ckptd.v1.Ckptd.Inspect:input_type -> ckptd.v1.InspectRequest
-	31, // 32: ckptd.v1.Ckptd.Migrate:input_type -> ckptd.v1.MigrateRequest
-	1,  // 33: ckptd.v1.Ckptd.Version:output_type -> ckptd.v1.VersionResponse
-	4,  // 34: ckptd.v1.Ckptd.Check:output_type -> ckptd.v1.CheckResponse
-	6,  // 35: ckptd.v1.Ckptd.Run:output_type -> ckptd.v1.Target
-	9,  // 36: ckptd.v1.Ckptd.Ps:output_type -> ckptd.v1.PsResponse
-	11, // 37: ckptd.v1.Ckptd.Logs:output_type -> ckptd.v1.LogsResponse
-	13, // 38: ckptd.v1.Ckptd.Kill:output_type -> ckptd.v1.KillResponse
-	17, // 39: ckptd.v1.Ckptd.Create:output_type -> ckptd.v1.Checkpoint
-	22, // 40: ckptd.v1.Ckptd.List:output_type -> ckptd.v1.ListResponse
-	24, // 41: ckptd.v1.Ckptd.Remove:output_type -> ckptd.v1.RemoveResponse
-	6,  // 42: ckptd.v1.Ckptd.Restore:output_type -> ckptd.v1.Target
-	30, // 43: ckptd.v1.Ckptd.Inspect:output_type -> ckptd.v1.InspectResponse
-	34, // 44: ckptd.v1.Ckptd.Migrate:output_type -> ckptd.v1.MigrateEvent
-	33, // [33:45] is the sub-list for method output_type
-	21, // [21:33] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	23, // 12: ckptd.v1.ListResponse.quarantined:type_name -> ckptd.v1.Quarantined
+	17, // 13: ckptd.v1.Quarantined.checkpoint:type_name -> ckptd.v1.Checkpoint
+	17, // 14: ckptd.v1.VerifyResponse.checkpoint:type_name -> ckptd.v1.Checkpoint
+	30, // 15: ckptd.v1.Process.files:type_name -> ckptd.v1.File
+	31, // 16: ckptd.v1.Process.sockets:type_name -> ckptd.v1.Socket
+	17, // 17: ckptd.v1.InspectResponse.checkpoint:type_name -> ckptd.v1.Checkpoint
+	32, // 18: ckptd.v1.InspectResponse.processes:type_name -> ckptd.v1.Process
+	14, // 19: ckptd.v1.MigrateRequest.options:type_name -> ckptd.v1.Options
+	15, // 20: ckptd.v1.MigrateResult.stats:type_name -> ckptd.v1.DumpStats
+	35, // 21: ckptd.v1.MigrateEvent.progress:type_name -> ckptd.v1.MigrateProgress
+	36, // 22: ckptd.v1.MigrateEvent.result:type_name -> ckptd.v1.MigrateResult
+	16, // 23: ckptd.v1.Checkpoint.FilesEntry.value:type_name -> ckptd.v1.FileSum
+	0,  // 24: ckptd.v1.Ckptd.Version:input_type -> ckptd.v1.VersionRequest
+	2,  // 25: ckptd.v1.Ckptd.Check:input_type -> ckptd.v1.CheckRequest
+	7,  // 26: ckptd.v1.Ckptd.Run:input_type -> ckptd.v1.RunRequest
+	8,  // 27: ckptd.v1.Ckptd.Ps:input_type -> ckptd.v1.PsRequest
+	10, // 28: ckptd.v1.Ckptd.Logs:input_type -> ckptd.v1.LogsRequest
+	12, // 29: ckptd.v1.Ckptd.Kill:input_type -> ckptd.v1.KillRequest
+	20, // 30: ckptd.v1.Ckptd.Create:input_type -> ckptd.v1.CreateRequest
+	21, // 31: ckptd.v1.Ckptd.List:input_type -> ckptd.v1.ListRequest
+	26, // 32: ckptd.v1.Ckptd.Remove:input_type -> ckptd.v1.RemoveRequest
+	28, // 33: ckptd.v1.Ckptd.Restore:input_type -> ckptd.v1.RestoreRequest
+	29, // 34: ckptd.v1.Ckptd.Inspect:input_type -> ckptd.v1.InspectRequest
+	24, // 35: ckptd.v1.Ckptd.Verify:input_type -> ckptd.v1.VerifyRequest
+	34, // 36: ckptd.v1.Ckptd.Migrate:input_type -> ckptd.v1.MigrateRequest
+	1,  // 37: ckptd.v1.Ckptd.Version:output_type -> ckptd.v1.VersionResponse
+	4,  // 38: ckptd.v1.Ckptd.Check:output_type -> ckptd.v1.CheckResponse
+	6,  // 39: ckptd.v1.Ckptd.Run:output_type -> ckptd.v1.Target
+	9,  // 40: ckptd.v1.Ckptd.Ps:output_type -> ckptd.v1.PsResponse
+	11, // 41: ckptd.v1.Ckptd.Logs:output_type -> ckptd.v1.LogsResponse
+	13, // 42: ckptd.v1.Ckptd.Kill:output_type -> ckptd.v1.KillResponse
+	17, // 43: ckptd.v1.Ckptd.Create:output_type -> ckptd.v1.Checkpoint
+	22, // 44: ckptd.v1.Ckptd.List:output_type -> ckptd.v1.ListResponse
+	27, // 45: ckptd.v1.Ckptd.Remove:output_type -> ckptd.v1.RemoveResponse
+	6,  // 46: ckptd.v1.Ckptd.Restore:output_type -> ckptd.v1.Target
+	33, // 47: ckptd.v1.Ckptd.Inspect:output_type -> ckptd.v1.InspectResponse
+	25, // 48: ckptd.v1.Ckptd.Verify:output_type -> ckptd.v1.VerifyResponse
+	37, // 49: ckptd.v1.Ckptd.Migrate:output_type -> ckptd.v1.MigrateEvent
+	37, // [37:50] is the sub-list for method output_type
+	24, // [24:37] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_ckptd_proto_init() }
@@ -2653,7 +2890,7 @@ func file_ckptd_proto_init() {
 	if File_ckptd_proto != nil {
 		return
 	}
-	file_ckptd_proto_msgTypes[34].OneofWrappers = []any{
+	file_ckptd_proto_msgTypes[37].OneofWrappers = []any{
 		(*MigrateEvent_Progress)(nil),
 		(*MigrateEvent_Result)(nil),
 	}
@@ -2663,7 +2900,7 @@ func file_ckptd_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ckptd_proto_rawDesc), len(file_ckptd_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   37,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -32,6 +32,7 @@ const (
 	Ckptd_Remove_FullMethodName  = "/ckptd.v1.Ckptd/Remove"
 	Ckptd_Restore_FullMethodName = "/ckptd.v1.Ckptd/Restore"
 	Ckptd_Inspect_FullMethodName = "/ckptd.v1.Ckptd/Inspect"
+	Ckptd_Verify_FullMethodName  = "/ckptd.v1.Ckptd/Verify"
 	Ckptd_Migrate_FullMethodName = "/ckptd.v1.Ckptd/Migrate"
 )
 
@@ -50,6 +51,9 @@ type CkptdClient interface {
 	Remove(ctx context.Context, in *RemoveRequest, opts ...grpc.CallOption) (*RemoveResponse, error)
 	Restore(ctx context.Context, in *RestoreRequest, opts ...grpc.CallOption) (*Target, error)
 	Inspect(ctx context.Context, in *InspectRequest, opts ...grpc.CallOption) (*InspectResponse, error)
+	// Verify checks a checkpoint's files against their checksums; with
+	// readmit, a quarantined checkpoint that passes returns to the index.
+	Verify(ctx context.Context, in *VerifyRequest, opts ...grpc.CallOption) (*VerifyResponse, error)
 	// Migrate moves a running target to another ckptd; progress events
 	// stream until the last event, the result.
 	Migrate(ctx context.Context, in *MigrateRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[MigrateEvent], error)
@@ -173,6 +177,16 @@ func (c *ckptdClient) Inspect(ctx context.Context, in *InspectRequest, opts ...g
 	return out, nil
 }
 
+func (c *ckptdClient) Verify(ctx context.Context, in *VerifyRequest, opts ...grpc.CallOption) (*VerifyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(VerifyResponse)
+	err := c.cc.Invoke(ctx, Ckptd_Verify_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *ckptdClient) Migrate(ctx context.Context, in *MigrateRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[MigrateEvent], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &Ckptd_ServiceDesc.Streams[0], Ckptd_Migrate_FullMethodName, cOpts...)
@@ -207,6 +221,9 @@ type CkptdServer interface {
 	Remove(context.Context, *RemoveRequest) (*RemoveResponse, error)
 	Restore(context.Context, *RestoreRequest) (*Target, error)
 	Inspect(context.Context, *InspectRequest) (*InspectResponse, error)
+	// Verify checks a checkpoint's files against their checksums; with
+	// readmit, a quarantined checkpoint that passes returns to the index.
+	Verify(context.Context, *VerifyRequest) (*VerifyResponse, error)
 	// Migrate moves a running target to another ckptd; progress events
 	// stream until the last event, the result.
 	Migrate(*MigrateRequest, grpc.ServerStreamingServer[MigrateEvent]) error
@@ -252,6 +269,9 @@ func (UnimplementedCkptdServer) Restore(context.Context, *RestoreRequest) (*Targ
 }
 func (UnimplementedCkptdServer) Inspect(context.Context, *InspectRequest) (*InspectResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Inspect not implemented")
+}
+func (UnimplementedCkptdServer) Verify(context.Context, *VerifyRequest) (*VerifyResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Verify not implemented")
 }
 func (UnimplementedCkptdServer) Migrate(*MigrateRequest, grpc.ServerStreamingServer[MigrateEvent]) error {
 	return status.Errorf(codes.Unimplemented, "method Migrate not implemented")
@@ -475,6 +495,24 @@ func _Ckptd_Inspect_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Ckptd_Verify_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(VerifyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CkptdServer).Verify(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Ckptd_Verify_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CkptdServer).Verify(ctx, req.(*VerifyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Ckptd_Migrate_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(MigrateRequest)
 	if err := stream.RecvMsg(m); err != nil {
@@ -536,6 +574,10 @@ var Ckptd_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Inspect",
 			Handler:    _Ckptd_Inspect_Handler,
+		},
+		{
+			MethodName: "Verify",
+			Handler:    _Ckptd_Verify_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -49,7 +49,7 @@ func (c *cli) createCmd() *cobra.Command {
 
 func (c *cli) lsCmd() *cobra.Command {
 	var target string
-	var tree bool
+	var tree, all bool
 	cmd := &cobra.Command{
 		Use:     "ls",
 		Aliases: []string{"list"},
@@ -60,9 +60,12 @@ func (c *cli) lsCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			resp, err := cl.List(c.ctx(), &apiv1.ListRequest{Target: target})
+			resp, err := cl.List(c.ctx(), &apiv1.ListRequest{Target: target, Quarantined: all})
 			if err != nil {
 				return err
+			}
+			if c.output == "json" && all {
+				return printJSON(resp)
 			}
 			if c.output == "json" {
 				return printJSONList(resp.GetCheckpoints())
@@ -84,11 +87,21 @@ func (c *cli) lsCmd() *cobra.Command {
 				row(w, ck.GetName(), shortID(ck.GetId()), targetName(ck.GetTarget()), parent,
 					ago(ck.GetCreatedUnixNano()), humanBytes(ck.GetSize()), fmt.Sprintf("%.1fms", float64(ck.GetStats().GetFrozenTime())/1000))
 			}
+			for _, q := range resp.GetQuarantined() {
+				ck := q.GetCheckpoint()
+				name, target := "?", "?"
+				if ck != nil {
+					name, target = ck.GetName(), targetName(ck.GetTarget())
+				}
+				row(w, name, shortID(q.GetId()), target, or(shortID(ck.GetParent()), "-"),
+					ago(ck.GetCreatedUnixNano()), humanBytes(ck.GetSize()), "QUARANTINED")
+			}
 			return w.Flush()
 		},
 	}
 	cmd.Flags().StringVar(&target, "target", "", "only checkpoints of this target (PID or workload name)")
 	cmd.Flags().BoolVar(&tree, "tree", false, "show lineage: checkpoints, their children and restored copies")
+	cmd.Flags().BoolVarP(&all, "all", "a", false, "also list quarantined checkpoints (see: ckptctl quarantine ls)")
 	return cmd
 }
 

@@ -1,0 +1,229 @@
+package store
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/ckptd/ckptd/errdefs"
+)
+
+// names lists the indexed names, sorted.
+func names(t *testing.T, s *Store) []string {
+	t.Helper()
+	all, err := s.List(context.Background(), Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, c := range all {
+		out = append(out, c.Name)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// A start cancelled while it verifies (SIGTERM during start-up) must stop
+// without moving or unindexing anything.
+func TestCancelledStartTouchesNothing(t *testing.T) {
+	root := t.TempDir()
+	s := openStore(t, root)
+	for _, n := range []string{"a", "b", "c"} {
+		publish(t, s, n, "", map[string]string{"pages-1.img": strings.Repeat(n, 1<<20)})
+	}
+	s.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := Open(ctx, root, quiet); err == nil {
+		t.Fatal("open with a cancelled context succeeded")
+	}
+	if q, _ := os.ReadDir(filepath.Join(root, "quarantine")); len(q) != 0 {
+		t.Errorf("cancelled start quarantined %d checkpoints", len(q))
+	}
+	s = openStore(t, root)
+	if got := names(t, s); !slices.Equal(got, []string{"a", "b", "c"}) {
+		t.Errorf("after a cancelled start: %v", got)
+	}
+}
+
+// A checkpoint of a newer format is not this ckptd's to judge: it stays
+// where it is, indexed or not.
+func TestNewerFormatIsLeftAlone(t *testing.T) {
+	root := t.TempDir()
+	s := openStore(t, root)
+	c := publish(t, s, "newer", "", map[string]string{"a": "1"})
+	c.FormatVersion = FormatVersion + 1
+	if err := writeMetadata(s.Dir(c.ID), c); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	os.Remove(filepath.Join(root, "index.db"))
+	s = openStore(t, root)
+	if _, err := os.Stat(filepath.Join(s.Dir(c.ID), "a")); err != nil {
+		t.Fatalf("newer-format checkpoint touched: %v", err)
+	}
+	if q, _ := os.ReadDir(filepath.Join(root, "quarantine")); len(q) != 0 {
+		t.Errorf("newer-format checkpoint quarantined")
+	}
+}
+
+// Losing index.db loses nothing: the index is rebuilt from each
+// directory's checkpoint.json, lineage included.
+func TestLostIndexIsRebuilt(t *testing.T) {
+	root := t.TempDir()
+	s := openStore(t, root)
+	a := publish(t, s, "a", "", map[string]string{"x": "1"})
+	b := publish(t, s, "b", a.ID, map[string]string{"x": "2"})
+	publish(t, s, "c", b.ID, map[string]string{"x": "3"})
+	s.Close()
+	if err := os.Remove(filepath.Join(root, "index.db")); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, root)
+	if got := names(t, s); !slices.Equal(got, []string{"a", "b", "c"}) {
+		t.Fatalf("rebuilt index: %v", got)
+	}
+	if got, err := s.Get(context.Background(), "c"); err != nil || got.Parent != b.ID {
+		t.Errorf("lineage after rebuild: %+v %v", got, err)
+	}
+}
+
+// A quarantined checkpoint stays visible with its reason, is refused for
+// readmission while damaged, comes back once repaired (by Check or by
+// moving it back by hand), and is removed only by Remove.
+func TestQuarantineLifecycle(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	s := openStore(t, root)
+	c := publish(t, s, "q", "", map[string]string{"pages": "abc"})
+	pages := filepath.Join(s.Dir(c.ID), "pages")
+	os.WriteFile(pages, []byte("xbc"), 0o600)
+	s.Close()
+
+	s = openStore(t, root)
+	qs, err := s.ListQuarantined(ctx)
+	if err != nil || len(qs) != 1 || qs[0].Checkpoint == nil || qs[0].Checkpoint.Name != "q" || !strings.Contains(qs[0].Reason, "checksum") {
+		t.Fatalf("quarantine list: %+v %v", qs, err)
+	}
+	res, err := s.Check(ctx, "q", true)
+	if err != nil || res.Readmitted || !errdefs.IsDataLoss(res.Problem) {
+		t.Fatalf("readmit of a damaged checkpoint: %+v %v", res, err)
+	}
+	qpages := filepath.Join(root, "quarantine", c.ID, "pages")
+	os.WriteFile(qpages, []byte("abc"), 0o600) // repaired
+	if res, err = s.Check(ctx, c.ID[:6], true); err != nil || !res.Readmitted {
+		t.Fatalf("readmit of a repaired checkpoint: %+v %v", res, err)
+	}
+	if _, err := s.Get(ctx, "q"); err != nil {
+		t.Fatalf("readmitted checkpoint not listed: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(s.Dir(c.ID), QuarantineNote)); !os.IsNotExist(err) {
+		t.Error("readmitted checkpoint keeps its quarantine note")
+	}
+
+	// Damaged again, quarantined again, then repaired and moved back by
+	// hand: the next start readmits it instead of deleting it.
+	os.WriteFile(pages, []byte("xbc"), 0o600)
+	s.Close()
+	s = openStore(t, root)
+	os.WriteFile(qpages, []byte("abc"), 0o600)
+	s.Close()
+	if err := os.Rename(filepath.Join(root, "quarantine", c.ID), s.Dir(c.ID)); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, root)
+	if got := names(t, s); !slices.Equal(got, []string{"q"}) {
+		t.Fatalf("moved back by hand: %v", got)
+	}
+
+	os.WriteFile(pages, []byte("xbc"), 0o600)
+	s.Close()
+	s = openStore(t, root)
+	if ids, err := s.Remove(ctx, []string{"q"}, false); err != nil || len(ids) != 1 {
+		t.Fatalf("remove quarantined: %v %v", ids, err)
+	}
+	if qs, _ := s.ListQuarantined(ctx); len(qs) != 0 {
+		t.Errorf("quarantine after rm: %+v", qs)
+	}
+}
+
+// Readmitting a checkpoint whose name was taken meanwhile keeps both.
+func TestReadmitWithTakenName(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	s := openStore(t, root)
+	c := publish(t, s, "dup", "", map[string]string{"a": "1"})
+	os.WriteFile(filepath.Join(s.Dir(c.ID), "a"), []byte("2"), 0o600)
+	s.Close()
+	s = openStore(t, root)
+	publish(t, s, "dup", "", map[string]string{"a": "3"})
+	os.WriteFile(filepath.Join(root, "quarantine", c.ID, "a"), []byte("1"), 0o600)
+	res, err := s.Check(ctx, c.ID, true)
+	if err != nil || !res.Readmitted {
+		t.Fatalf("readmit: %+v %v", res, err)
+	}
+	want := "dup-" + c.ID[:8]
+	if got := names(t, s); !slices.Equal(got, []string{"dup", want}) {
+		t.Errorf("names: %v, want %s and dup", got, want)
+	}
+	s.Close()
+	s = openStore(t, root) // the new name is in checkpoint.json too
+	if got, err := s.Get(ctx, want); err != nil || got.ID != c.ID {
+		t.Errorf("after restart: %+v %v", got, err)
+	}
+}
+
+// A checkpoint being read cannot be removed, even as a descendant; a
+// record removed before Finish is not put back.
+func TestRemoveRefusesHeldCheckpoints(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, t.TempDir())
+	a := publish(t, s, "a", "", map[string]string{"x": "1"})
+	publish(t, s, "b", a.ID, map[string]string{"x": "2"})
+	_, release, err := s.Acquire(ctx, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Remove(ctx, []string{"a"}, true); !errdefs.IsFailedPrecondition(err) {
+		t.Fatalf("remove of a held descendant: %v", err)
+	}
+	if got := names(t, s); !slices.Equal(got, []string{"a", "b"}) {
+		t.Fatalf("a refused remove removed something: %v", got)
+	}
+	release()
+	if _, err := s.Remove(ctx, []string{"a"}, true); err != nil {
+		t.Fatal(err)
+	}
+	work := t.TempDir()
+	os.WriteFile(filepath.Join(work, "dump.log"), []byte("log"), 0o600)
+	if err := s.Finish(ctx, a.ID, nil, work, "dump.log"); !errdefs.IsNotFound(err) {
+		t.Errorf("finish of a removed checkpoint: %v", err)
+	}
+	if got := names(t, s); len(got) != 0 {
+		t.Errorf("finish put back %v", got)
+	}
+}
+
+// An rm interrupted after the index commit (its directory in the trash)
+// completes at the next start; one interrupted before it (directory still
+// in the trash, index still listing it) is dropped from the index.
+func TestInterruptedRemoveCompletes(t *testing.T) {
+	root := t.TempDir()
+	s := openStore(t, root)
+	a := publish(t, s, "a", "", map[string]string{"x": "1"})
+	publish(t, s, "b", "", map[string]string{"x": "2"})
+	s.Close()
+	if err := os.Rename(s.Dir(a.ID), filepath.Join(root, "removing", a.ID)); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, root)
+	if got := names(t, s); !slices.Equal(got, []string{"b"}) {
+		t.Errorf("after an interrupted rm: %v", got)
+	}
+	if left, _ := os.ReadDir(filepath.Join(root, "removing")); len(left) != 0 {
+		t.Errorf("trash not emptied: %v", left)
+	}
+}
