@@ -33,7 +33,7 @@ func (d *Daemon) ServeMigration(ctx context.Context, c *migrate.Conn) error {
 		return err
 	}
 	o := msg.Offer
-	ref, err := d.restoreTarget(&store.Checkpoint{Name: "incoming", Target: o.Target}, o.Name)
+	ref, err := d.restoreTarget(&store.Checkpoint{Name: "incoming", Target: o.Target}, o.Name, "")
 	if err != nil {
 		return refuse(c, []string{errdefs.Message(err)})
 	}

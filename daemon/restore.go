@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -35,7 +34,7 @@ func (d *Daemon) Restore(ctx context.Context, req RestoreRequest) (*TargetStatus
 		return nil, err
 	}
 	defer release()
-	ref, err := d.restoreTarget(c, req.Name)
+	ref, err := d.restoreTarget(c, req.Name, d.store.Dir(c.ID))
 	if err != nil {
 		return nil, err
 	}
@@ -61,13 +60,21 @@ func (d *Daemon) Restore(ctx context.Context, req RestoreRequest) (*TargetStatus
 	return s, nil
 }
 
-// restoreTarget decides what the restored tree will be known as.
-func (d *Daemon) restoreTarget(c *store.Checkpoint, name string) (store.TargetRef, error) {
+// restoreTarget decides what the restored tree will be known as. A host
+// process that was pid 1 of its own PID namespace needs none of the host's
+// PIDs, so a copy of it under a name is a workload (dir holds its images;
+// empty when they have not arrived yet).
+func (d *Daemon) restoreTarget(c *store.Checkpoint, name, dir string) (store.TargetRef, error) {
 	ref := c.Target
 	switch ref.Kind {
 	case store.KindContainer:
 		return d.containerRestoreRef(c, name)
 	case store.KindProcess:
+		if name != "" && dir != "" {
+			if own, err := ownPIDNamespace(dir, ref.PID); err != nil || own {
+				return store.TargetRef{Kind: store.KindWorkload, Name: name, Command: ref.Command}, errors.Join(err, store.ValidateName(name))
+			}
+		}
 		if name != "" {
 			return ref, fmt.Errorf("checkpoint %s is of host process %d, which restores into its original PIDs and cannot be copied under a new name; start workloads with 'ckptctl run' to restore copies: %w",
 				c.Name, ref.PID, errdefs.ErrInvalidArgument)
@@ -102,7 +109,7 @@ func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.Tar
 			// The restored tree writes to its own log, whatever size the old one has now.
 			inherit[restorer.FileKey(c.Target.LogPath)] = f
 		}
-	} else if err := hostPIDsFree(imagesDir); err != nil {
+	} else if err := hostPIDsFree(ctx, imagesDir, c.Target.PID); err != nil {
 		return nil, err
 	}
 
@@ -183,17 +190,54 @@ func (d *Daemon) removeWorkDir(dir string) {
 	}
 }
 
-// hostPIDsFree refuses to restore a host-PID tree over live processes:
-// CRIU would fail with "Can't fork for N: File exists".
-func hostPIDsFree(dir string) error {
+// zombieWait bounds how long a restore waits for a zombie holding one of
+// its PIDs to be reaped (pid 1 may reap orphans late).
+const zombieWait = 10 * time.Second
+
+// ownPIDNamespace reports whether the checkpointed tree lived in a PID
+// namespace of its own: its images then name the root by its PID in that
+// namespace, not by the host PID ckptd checkpointed it by, and CRIU
+// recreates the namespace, needing no host PID at all.
+func ownPIDNamespace(dir string, hostPID int) (bool, error) {
+	pids, err := images.PIDs(dir)
+	if err != nil {
+		return false, err
+	}
+	return len(pids) > 0 && pids[0] != hostPID, nil
+}
+
+// hostPIDsFree refuses to restore a tree that lived in the host's PID
+// namespace over live processes: CRIU would fail with "Can't fork for N:
+// File exists". A zombie holding a PID gets zombieWait to be reaped.
+func hostPIDsFree(ctx context.Context, dir string, hostPID int) error {
+	own, err := ownPIDNamespace(dir, hostPID)
+	if err != nil || own {
+		return err
+	}
 	pids, err := images.PIDs(dir)
 	if err != nil {
 		return err
 	}
+	deadline := time.Now().Add(zombieWait)
 	for _, pid := range pids {
-		if _, err := os.Stat(filepath.Join("/proc", fmt.Sprint(pid))); err == nil {
-			return fmt.Errorf("pid %d is in use on this host, and a checkpoint of a host process restores into its original PIDs; stop that process first, or use 'ckptctl run' workloads, which restore as copies: %w",
-				pid, errdefs.ErrFailedPrecondition)
+		for {
+			st, err := proc.ReadStat(pid)
+			if err != nil {
+				break // free
+			}
+			if st.State != 'Z' {
+				return fmt.Errorf("pid %d is in use on this host (%s), and a checkpoint of a host process restores into its original PIDs; stop that process first, or use 'ckptctl run' workloads, which restore as copies: %w",
+					pid, st.Comm, errdefs.ErrFailedPrecondition)
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("pid %d, which the restore needs, is still held by a zombie that its parent (pid %d) has not reaped after %s; try again once it is gone: %w",
+					pid, st.PPID, zombieWait, errdefs.ErrUnavailable)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(50 * time.Millisecond):
+			}
 		}
 	}
 	return nil

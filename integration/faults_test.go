@@ -281,3 +281,104 @@ func TestCRIUKilledDuringCreate(t *testing.T) {
 		t.Errorf("checkpoints not cleaned: %v", left)
 	}
 }
+
+// TestPIDNamespaceProcess checkpoints, by its host PID, a process that is
+// pid 1 of its own PID and IPC namespaces (as a database started with
+// unshare is). CRIU recreates the namespace, so neither an in-place
+// restore nor a named copy needs a host PID that is free.
+func TestPIDNamespaceProcess(t *testing.T) {
+	d := startDaemon(t)
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "out.log")
+	// Appended to, as a log is: the copy writes to it too, and CRIU checks
+	// the size of a file opened for writing otherwise.
+	out, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	ns := exec.Command("unshare", "--pid", "--ipc", "--fork", "--kill-child", "setsid", bins.memload, "--mib", "16")
+	ns.Stdout, ns.Stderr = out, out
+	if err := ns.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Process.Kill(); ns.Wait() })
+	var pid int
+	waitFor(t, "memload in its namespace", func() bool {
+		kids := strings.Fields(readFile(fmt.Sprintf("/proc/%d/task/%d/children", ns.Process.Pid, ns.Process.Pid)))
+		if len(kids) == 1 {
+			pid, _ = strconv.Atoi(kids[0])
+		}
+		return pid > 0 && strings.Contains(readFile(logPath), "ready")
+	})
+
+	c := d.create(strconv.Itoa(pid), "--leave-running")
+	d.must("restore", c.Name, "--name", "nscopy")
+	copyPID := 0
+	for _, tg := range d.ps() {
+		if tg.Ref.Name == "nscopy" && tg.Running {
+			copyPID = tg.Ref.PID
+		}
+	}
+	if copyPID == 0 || copyPID == pid || !alive(pid) {
+		t.Fatalf("copy beside the original: copy pid %d, original %d alive %v", copyPID, pid, alive(pid))
+	}
+	d.must("kill", "nscopy")
+
+	c = d.create(strconv.Itoa(pid)) // the original ends
+	waitFor(t, "original to end", func() bool { return !alive(pid) })
+	d.must("restore", c.Name)
+	restored := 0
+	for _, tg := range d.ps() {
+		if tg.Ref.Kind == "process" && tg.Running {
+			restored = tg.Ref.PID
+		}
+	}
+	if restored == 0 {
+		t.Fatalf("in-place restore of a PID-namespaced process is not running:\n%s", d.must("ps"))
+	}
+}
+
+// TestRestoreWaitsForZombie restores a host process while its old PID is
+// still a zombie whose parent (this test) has not reaped it yet: the
+// restore waits for the PID to be freed, and says what holds it when it
+// is not.
+func TestRestoreWaitsForZombie(t *testing.T) {
+	d := startDaemon(t)
+	logPath := filepath.Join(t.TempDir(), "out.log")
+	start := func() (*exec.Cmd, int) {
+		out, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer out.Close()
+		p := exec.Command(bins.memload, "--mib", "16")
+		p.Stdout, p.Stderr = out, out
+		p.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if err := p.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { p.Process.Kill(); p.Wait() })
+		waitFor(t, "memload ready", func() bool { return strings.Contains(readFile(logPath), "ready") })
+		return p, p.Process.Pid
+	}
+
+	p, pid := start()
+	c := d.create(strconv.Itoa(pid))
+	if st := readFile(fmt.Sprintf("/proc/%d/stat", pid)); !strings.Contains(st, ") Z ") {
+		t.Fatalf("old pid %d is not a zombie at restore time: %q", pid, st)
+	}
+	time.AfterFunc(2*time.Second, func() { p.Wait() }) // reaped while the restore waits
+	d.must("restore", c.Name)
+	if !alive(pid) {
+		t.Fatalf("pid %d not running after the restore", pid)
+	}
+	d.must("kill", strconv.Itoa(pid))
+	waitFor(t, "restored copy to end", func() bool { return !alive(pid) })
+
+	p, pid = start()
+	c = d.create(strconv.Itoa(pid))
+	d.mustFail(fmt.Sprintf("still held by a zombie that its parent (pid %d) has not reaped", os.Getpid()), "restore", c.Name)
+	p.Wait()
+	d.must("restore", c.Name)
+}
