@@ -94,11 +94,8 @@ func (d *Daemon) checkpointContainer(ctx context.Context, c *store.Checkpoint) e
 // original container, or with name (ID or ctr:NAMESPACE/ID) a new one.
 func (d *Daemon) containerRestoreRef(c *store.Checkpoint, name string) (store.TargetRef, error) {
 	ref := c.Target
-	if name == "" {
-		return ref, nil
-	}
 	orig, err := container.RefFromName(ref.Name)
-	if err != nil {
+	if err != nil || name == "" {
 		return ref, err
 	}
 	var r container.Ref
@@ -117,7 +114,7 @@ func (d *Daemon) containerRestoreRef(c *store.Checkpoint, name string) (store.Ta
 // restoreContainer recreates a container from checkpoint c as ref.
 // containerd prepares the container while verified runs; the task starts
 // only once it passed.
-func (d *Daemon) restoreContainer(ctx context.Context, c *store.Checkpoint, ref store.TargetRef, verified func() error) (*store.Target, []string, error) {
+func (d *Daemon) restoreContainer(ctx context.Context, c *store.Checkpoint, ref store.TargetRef, verified func() error) (_ *store.Target, _ []string, err error) {
 	if c.Container == nil {
 		return nil, nil, fmt.Errorf("checkpoint %s lacks its container record: %w", c.Name, errdefs.ErrDataLoss)
 	}
@@ -133,14 +130,15 @@ func (d *Daemon) restoreContainer(ctx context.Context, c *store.Checkpoint, ref 
 	if err := os.MkdirAll(logDir, 0o700); err != nil {
 		return nil, nil, err
 	}
-	workDir, err := os.MkdirTemp(d.store.Layout().RestoresDir(), c.ID+"-")
+	work, err := d.store.NewRestoreWork(c.ID)
 	if err != nil {
 		return nil, nil, err
 	}
+	defer d.closeWork(work, &err)
 	dir := d.store.Dir(c.ID)
 	ci := c.Container
 	res, err := d.containers.Restore(ctx, container.RestoreRequest{
-		Ref: to, From: from, ImagesDir: dir, WorkDir: workDir, MemoryBytes: c.Size(),
+		Ref: to, From: from, ImagesDir: dir, WorkDir: work.Path, MemoryBytes: c.Size(),
 		SpecPath:   filepath.Join(dir, store.ContainerSpecFile),
 		RootfsPath: filepath.Join(dir, store.RootfsDiffFile),
 		LogPath:    filepath.Join(logDir, LogFile),
@@ -156,7 +154,6 @@ func (d *Daemon) restoreContainer(ctx context.Context, c *store.Checkpoint, ref 
 		}
 		return nil, nil, err
 	}
-	d.removeWorkDir(workDir)
 	ref.PID, ref.LogPath = res.PID, filepath.Join(logDir, LogFile)
 	t := &store.Target{TargetRef: ref, RestoredFrom: c.ID, Created: time.Now().UTC()}
 	if st, err := proc.ReadStat(res.PID); err == nil {

@@ -134,19 +134,20 @@ type dumpFunc func(dir, workDir string, commit func() error) (*store.DumpStats, 
 
 // capture runs one dump into a staged checkpoint: commit publishes it;
 // a dump that fails before that leaves nothing but its CRIU log.
-func (d *Daemon) capture(ctx context.Context, c *store.Checkpoint, dump dumpFunc) error {
+func (d *Daemon) capture(ctx context.Context, c *store.Checkpoint, dump dumpFunc) (err error) {
 	dir, err := d.store.Stage(ctx, c.ID)
 	if err != nil {
 		return err
 	}
 	// CRIU logs apart from the images, so that a failed dump's log outlives
 	// its discarded staging directory; it is kept only when the dump fails.
-	workDir := d.store.Layout().Dump(c.ID)
-	if err := os.Mkdir(workDir, 0o700); err != nil {
+	work, err := d.store.NewDumpWork(c.ID)
+	if err != nil {
 		return errors.Join(err, d.store.Discard(ctx, c.ID))
 	}
+	defer d.closeWork(work, &err)
 	published := false
-	stats, err := dump(dir, workDir, func() error {
+	stats, err := dump(dir, work.Path, func() error {
 		c.Created = time.Now().UTC()
 		if err := d.store.Publish(ctx, c); err != nil {
 			return err
@@ -166,13 +167,7 @@ func (d *Daemon) capture(ctx context.Context, c *store.Checkpoint, dump dumpFunc
 		return err
 	}
 	c.Stats = stats
-	if err := d.store.Finish(ctx, c.ID, c.Stats, workDir, dumper.LogFile, dumper.StatsFile); err != nil {
-		return err
-	}
-	if err := os.Remove(workDir); err != nil {
-		d.log.Warn("remove dump work dir", "dir", workDir, "err", err)
-	}
-	return nil
+	return d.store.Finish(ctx, c.ID, c.Stats, work.Path, dumper.LogFile, dumper.StatsFile)
 }
 
 // liveTarget returns the record of ref, creating one for a host process

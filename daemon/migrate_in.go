@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"strings"
 	"syscall"
 	"time"
@@ -30,6 +29,7 @@ const doneWait = time.Minute
 func (d *Daemon) ServeMigration(ctx context.Context, c *migrate.Conn) error {
 	msg, err := c.Recv(migrate.KindOffer)
 	if err != nil {
+		c.SendError(err) // a malformed offer: the source hears why
 		return err
 	}
 	o := msg.Offer
@@ -43,22 +43,22 @@ func (d *Daemon) ServeMigration(ctx context.Context, c *migrate.Conn) error {
 	}
 	defer unlock()
 	in := &incoming{d: d, conn: c, offer: o, ref: ref, id: store.NewID()}
-	in.work = d.store.Layout().Dump(in.id)
-	if err := os.Mkdir(in.work, 0o700); err != nil {
+	work, err := d.store.NewDumpWork(in.id)
+	if err != nil {
 		c.SendError(err)
 		return err
 	}
+	in.work = work.Path
 	if problems := d.preflight(ctx, o, ref, in.work); len(problems) > 0 {
-		os.RemoveAll(in.work)
-		return refuse(c, problems)
+		return errors.Join(refuse(c, problems), work.Close(false))
 	}
 	d.log.Info("incoming migration", "peer", c.Peer(), "target", o.Target.Key(), "as", ref.Key(), "bytes", o.MemoryBytes)
 	err = in.run(ctx)
+	d.closeWork(work, &err) // its logs are kept only when it failed
 	if err != nil {
 		c.SendError(errors.New(errdefs.Message(err)))
 		return fmt.Errorf("%s from %s: %w", o.Target.Key(), c.Peer(), err)
 	}
-	os.RemoveAll(in.work) // its logs are kept only when it failed
 	return nil
 }
 
@@ -148,23 +148,28 @@ func (in *incoming) run(ctx context.Context) (err error) {
 	return in.awaitDone(ctx, t, c.ID)
 }
 
-// receiveFiles stores the files the source sends until its commit.
+// receiveFiles stores the files the source sends until its commit, which
+// must describe the target the offer named.
 func (in *incoming) receiveFiles(dir string) (*store.Checkpoint, error) {
-	for {
+	for n := 0; ; n++ {
 		msg, err := in.conn.Next()
 		if err != nil {
 			return nil, err
 		}
 		switch msg.Kind {
 		case migrate.KindFile:
+			if n >= migrate.MaxFiles {
+				return nil, fmt.Errorf("protocol: more than %d files", migrate.MaxFiles)
+			}
 			if err := in.conn.RecvFile(dir, msg.File); err != nil {
 				return nil, err
 			}
 		case migrate.KindCommit:
-			if msg.Commit == nil || msg.Commit.Checkpoint == nil {
-				return nil, errors.New("protocol: empty commit")
+			c := msg.Commit.Checkpoint
+			if c.Target.Key() != in.offer.Target.Key() || c.Target.Kind != in.offer.Target.Kind {
+				return nil, fmt.Errorf("protocol: commit of %s after an offer of %s", c.Target.Key(), in.offer.Target.Key())
 			}
-			return msg.Commit.Checkpoint, nil
+			return c, nil
 		default:
 			return nil, fmt.Errorf("protocol: unexpected %q", msg.Kind)
 		}

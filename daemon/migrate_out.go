@@ -118,12 +118,21 @@ type outgoing struct {
 
 func (m *outgoing) run(ctx context.Context) (res *MigrateResult, err error) {
 	d := m.d
-	work := d.store.Layout().Dump(m.id)
-	images := d.store.Layout().DumpImages(m.id)
-	if err := os.MkdirAll(images, 0o700); err != nil {
+	w, err := d.store.NewDumpWork(m.id)
+	if err != nil {
 		return nil, err
 	}
-	defer func() { m.cleanup(work, images, err) }()
+	work, images := w.Path, d.store.Layout().DumpImages(m.id)
+	defer func() {
+		// The sent images go in any case; CRIU's logs stay when it failed.
+		if rerr := os.RemoveAll(images); rerr != nil {
+			d.log.Warn("migration: clean up", "dir", images, "err", rerr)
+		}
+		d.closeWork(w, &err)
+	}()
+	if err := os.Mkdir(images, 0o700); err != nil {
+		return nil, err
+	}
 	m.progress("preflight")
 	if m.offer, err = d.offer(ctx, m.target, m.req, work); err != nil {
 		return nil, err
@@ -179,17 +188,6 @@ func (m *outgoing) record() *store.Checkpoint {
 		ID: m.id, Name: m.offer.Name, Target: m.target.TargetRef,
 		CRIUVersion: m.d.criu.VersionString(), Kernel: h.Kernel, Host: h.Hostname, CPUModel: h.CPUModel,
 		Options: m.req.Options,
-	}
-}
-
-// cleanup removes the sent images; CRIU's logs stay when it failed.
-func (m *outgoing) cleanup(work, images string, err error) {
-	dir := work
-	if err != nil {
-		dir = images
-	}
-	if rerr := os.RemoveAll(dir); rerr != nil {
-		m.d.log.Warn("migration: clean up", "dir", dir, "err", rerr)
 	}
 }
 

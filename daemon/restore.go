@@ -92,7 +92,7 @@ func (d *Daemon) restoreTarget(c *store.Checkpoint, name, dir string) (store.Tar
 
 // restore brings checkpoint c, whose images are in imagesDir, back as ref.
 // The tree runs only once verified passes.
-func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.TargetRef, imagesDir string, verified func() error) (*store.Target, error) {
+func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.TargetRef, imagesDir string, verified func() error) (_ *store.Target, err error) {
 	inherit := map[string]*os.File{}
 	if ref.Kind == store.KindWorkload {
 		logPath, err := d.prepareWorkload(ctx, ref.Name)
@@ -113,14 +113,15 @@ func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.Tar
 		return nil, err
 	}
 
-	workDir, err := os.MkdirTemp(d.store.Layout().RestoresDir(), c.ID+"-")
+	work, err := d.store.NewRestoreWork(c.ID)
 	if err != nil {
 		return nil, err
 	}
+	defer d.closeWork(work, &err)
 	t := &store.Target{TargetRef: ref, RestoredFrom: c.ID}
 	res, err := d.restorer.Restore(ctx, restorer.Request{
 		ImagesDir:   imagesDir,
-		WorkDir:     workDir,
+		WorkDir:     work.Path,
 		Options:     restorerOptions(c.Options),
 		Inherit:     inherit,
 		MemoryBytes: c.Size(),
@@ -155,7 +156,6 @@ func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.Tar
 		}
 		return nil, err
 	}
-	d.removeWorkDir(workDir)
 	return t, nil
 }
 
@@ -182,11 +182,11 @@ func (d *Daemon) verifyAsync(ctx context.Context, c *store.Checkpoint) func() er
 	return sync.OnceValue(func() error { return <-verified })
 }
 
-// removeWorkDir drops a restore's CRIU work dir after success; it is kept
-// only when the restore failed, for its log.
-func (d *Daemon) removeWorkDir(dir string) {
-	if err := os.RemoveAll(dir); err != nil {
-		d.log.Warn("remove restore work dir", "dir", dir, "err", err)
+// closeWork ends a CRIU work dir: it is kept, for its log, only when the
+// work failed (*err set).
+func (d *Daemon) closeWork(w *store.WorkDir, err *error) {
+	if cerr := w.Close(*err != nil); cerr != nil {
+		d.log.Warn("work dir", "dir", w.Path, "err", cerr)
 	}
 }
 

@@ -73,6 +73,9 @@ func (d *Daemon) Run(ctx context.Context, req RunRequest) (*TargetStatus, error)
 // prepareWorkload refuses a name that is in use by a running workload and
 // makes the workload's directory; it returns the log path.
 func (d *Daemon) prepareWorkload(ctx context.Context, name string) (string, error) {
+	if err := store.ValidateName(name); err != nil { // it becomes a directory
+		return "", err
+	}
 	key := store.TargetRef{Kind: store.KindWorkload, Name: name}.Key()
 	if old, err := d.store.GetTarget(ctx, key); err == nil && d.alive(old) {
 		return "", fmt.Errorf("workload %q is running (pid %d): %w", name, old.PID, errdefs.ErrAlreadyExists)

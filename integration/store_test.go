@@ -33,6 +33,9 @@ func TestQuarantineAndReadmit(t *testing.T) {
 	}
 	d.mustFail("is damaged", "verify", "--readmit", "qckpt")
 	d.mustFail("not found", "restore", "qckpt", "--name", "nope")
+	if !strings.Contains(d.log.String(), `msg="request failed" method=/ckptd.v1.Ckptd/Restore code=NotFound`) {
+		t.Error("ckptd did not log the refused restore")
+	}
 
 	flipByte(t, filepath.Join(d.root, "quarantine", c.ID), 4096) // repaired
 	if out := d.must("verify", "qckpt"); !strings.Contains(out, "still quarantined") {

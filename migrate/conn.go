@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // handshakeTimeout bounds the TLS handshake and the hello exchange, so a
@@ -164,11 +166,22 @@ func (c *Conn) SendFile(dir, name string, progress func(int64)) error {
 	return c.w.Flush()
 }
 
+// diskReserve is what RecvFile leaves free on the receiving file system.
+const diskReserve = 256 << 20
+
 // RecvFile writes the contents that follow header f into dir. The name
-// must be a plain file name: a peer cannot write outside dir.
+// must be a plain file name: a peer cannot write outside dir, nor fill
+// its file system.
 func (c *Conn) RecvFile(dir string, f *File) error {
-	if f == nil || !plainName(f.Name) || f.Size < 0 {
+	if f == nil || !plainName(f.Name) || f.Size < 0 || f.Size > maxFileSize {
 		return fmt.Errorf("protocol: bad file header %+v", f)
+	}
+	var fs unix.Statfs_t
+	if err := unix.Statfs(dir, &fs); err != nil {
+		return err
+	}
+	if free := int64(fs.Bavail) * fs.Bsize; f.Size > free-diskReserve {
+		return fmt.Errorf("receive %s: %d bytes do not fit in the %d free here", f.Name, f.Size, free)
 	}
 	out, err := os.OpenFile(filepath.Join(dir, f.Name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"sync"
 	"time"
 )
@@ -83,7 +84,7 @@ func (s *Server) serveConn(ctx context.Context, raw net.Conn) {
 	m, err := c.Recv(KindHello)
 	switch {
 	case err != nil:
-	case m.Hello == nil || m.Hello.Version != ProtocolVersion:
+	case m.Hello.Version != ProtocolVersion:
 		err = fmt.Errorf("protocol version %v, this ckptd speaks %d", m.Hello, ProtocolVersion)
 		c.SendError(err)
 	default:
@@ -98,7 +99,7 @@ func (s *Server) serveConn(ctx context.Context, raw net.Conn) {
 	switch m.Hello.Op {
 	case OpMigrate:
 		defer tc.Close()
-		if err := s.handler.ServeMigration(ctx, c); err != nil {
+		if err := s.serveMigration(ctx, c); err != nil {
 			s.log.Warn("incoming migration failed", "peer", c.Peer(), "err", err)
 		}
 	case OpPages:
@@ -107,6 +108,19 @@ func (s *Server) serveConn(ctx context.Context, raw net.Conn) {
 		c.SendError(fmt.Errorf("unknown operation %q", m.Hello.Op))
 		tc.Close()
 	}
+}
+
+// serveMigration runs the handler; a panic in it fails this migration
+// only, and the peer hears of it.
+func (s *Server) serveMigration(ctx context.Context, c *Conn) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("incoming migration handler panicked", "peer", c.Peer(), "panic", r, "stack", string(debug.Stack()))
+			err = fmt.Errorf("internal error: %v", r)
+			c.SendError(errors.New("the destination failed internally; see its log"))
+		}
+	}()
+	return s.handler.ServeMigration(ctx, c)
 }
 
 func (s *Server) deliverPages(token string, c *Conn) {

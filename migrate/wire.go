@@ -150,7 +150,10 @@ func readMessage(r io.Reader) (*Message, error) {
 	}
 	m := &Message{}
 	if err := json.Unmarshal(data, m); err != nil {
-		return nil, fmt.Errorf("bad message: %w", err)
+		return nil, fmt.Errorf("protocol: bad message: %w", err)
+	}
+	if err := m.validate(); err != nil {
+		return nil, fmt.Errorf("protocol: %s: %w", m.Kind, err)
 	}
 	return m, nil
 }

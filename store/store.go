@@ -30,9 +30,10 @@ type Store struct {
 	db     *bolt.DB
 	log    *slog.Logger
 
-	mu   sync.Mutex
-	pre  map[string]*prehasher // staged id -> background hashing of its images
-	busy map[string]int        // id -> readers holding it (Acquire); rm refuses these
+	mu     sync.Mutex
+	pre    map[string]*prehasher // staged id -> background hashing of its images
+	busy   map[string]int        // id -> readers holding it (Acquire); rm refuses these
+	active map[string]bool       // work dirs in use (see WorkDir)
 }
 
 // Open opens (creating if needed) the store under root and recovers from
@@ -62,10 +63,13 @@ func Open(ctx context.Context, root string, log *slog.Logger) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("init index: %w", err)
 	}
-	s := &Store{layout: l, db: db, log: log, pre: map[string]*prehasher{}, busy: map[string]int{}}
+	s := &Store{layout: l, db: db, log: log, pre: map[string]*prehasher{}, busy: map[string]int{}, active: map[string]bool{}}
 	if err := s.recover(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("recover store: %w", err)
+	}
+	if err := s.PruneFailedWork(); err != nil {
+		log.Warn("prune the work dirs of old failures", "err", err)
 	}
 	return s, nil
 }

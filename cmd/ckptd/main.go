@@ -116,7 +116,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(api.ServerOptions(log)...)
 	apiv1.RegisterCkptdServer(srv, api.NewServer(d))
 	log.Info("ckptd serving", "socket", cfg.Socket, "root", cfg.Root, "version", daemon.Version)
 

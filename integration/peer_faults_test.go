@@ -1,0 +1,114 @@
+package integration
+
+import (
+	"context"
+	"crypto/tls"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ckptd/ckptd/migrate"
+	"github.com/ckptd/ckptd/peer"
+	"github.com/ckptd/ckptd/store"
+)
+
+// TestHostilePeer plays a source ckptd with a valid certificate that sends
+// malformed or malicious messages to a real destination on loopback. Each
+// must fail that migration only: the destination keeps serving, writes
+// nothing outside its state root, and keeps nothing of the attempt.
+func TestHostilePeer(t *testing.T) {
+	pki := t.TempDir()
+	ctl(t, "certs", "ca", filepath.Join(pki, "ca"), "--name", "ckptd test CA")
+	ctl(t, "certs", "host", "local", "--ca", filepath.Join(pki, "ca"), "--out", filepath.Join(pki, "local"), "--ip", "127.0.0.1")
+	cfg, err := peer.Config(filepath.Join(pki, "local"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := "127.0.0.1:" + freePort(t)
+	d := startDaemonWith(t, "--peer-listen", addr, "--peer-certs", filepath.Join(pki, "local"))
+	scratch := t.TempDir()
+	if out, err := exec.Command("criu", "cpuinfo", "dump", "-D", scratch).CombinedOutput(); err != nil {
+		t.Fatalf("criu cpuinfo dump: %v: %s", err, out)
+	}
+	cpuinfo, err := os.ReadFile(filepath.Join(scratch, "cpuinfo.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	escape := filepath.Join(filepath.Dir(d.root), "escaped")
+	wl := store.TargetRef{Kind: store.KindWorkload, Name: "hostile"}
+	good := &migrate.Offer{Target: wl, CPUInfo: cpuinfo, MemoryBytes: 1 << 20}
+
+	for _, tc := range []struct {
+		name string
+		msgs []*migrate.Message // after the offer is accepted, when the first is a valid offer
+		want string             // in the destination's answer
+	}{
+		{"offer without body", []*migrate.Message{{Kind: migrate.KindOffer}}, "offer without its body"},
+		{"workload name escaping the root", []*migrate.Message{{Kind: migrate.KindOffer, Offer: &migrate.Offer{
+			Target: store.TargetRef{Kind: store.KindWorkload, Name: "../../escaped"}, CPUInfo: cpuinfo}}}, "contains '..'"},
+		{"file larger than the disk", []*migrate.Message{{Kind: migrate.KindOffer, Offer: good},
+			{Kind: migrate.KindFile, File: &migrate.File{Name: "pages-1.img", Size: 1 << 39}}}, "do not fit"},
+		{"commit of another target", []*migrate.Message{{Kind: migrate.KindOffer, Offer: good},
+			{Kind: migrate.KindCommit, Commit: &migrate.Commit{Checkpoint: &store.Checkpoint{
+				Target: store.TargetRef{Kind: store.KindWorkload, Name: "other"}}}}}, "commit of workload/other"},
+		{"commit without checkpoint", []*migrate.Message{{Kind: migrate.KindOffer, Offer: good},
+			{Kind: migrate.KindCommit, Commit: &migrate.Commit{}}}, "commit without its checkpoint"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := hostileExchange(t, addr, cfg, tc.msgs)
+			if !strings.Contains(got, tc.want) {
+				t.Errorf("destination answered %q, want %q", got, tc.want)
+			}
+			d.must("version") // still serving
+			// dumps/ keeps the work dirs of failures, bounded, for their logs.
+			for _, sub := range []string{"staging", "checkpoints", "workloads"} {
+				if left, _ := os.ReadDir(filepath.Join(d.root, sub)); len(left) != 0 {
+					t.Errorf("%s keeps %d entries after a refused migration", sub, len(left))
+				}
+			}
+			if _, err := os.Stat(escape); !os.IsNotExist(err) {
+				t.Errorf("a peer wrote outside the state root: %s", escape)
+			}
+		})
+	}
+	if !strings.Contains(d.log.String(), "protocol:") {
+		t.Error("the destination did not log the protocol errors")
+	}
+}
+
+// hostileExchange sends msgs on a new migration connection; when the first
+// is a valid offer it expects it accepted before sending the rest. It
+// returns how the destination ended the exchange.
+func hostileExchange(t *testing.T, addr string, cfg *tls.Config, msgs []*migrate.Message) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := migrate.Dial(ctx, addr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	for i, m := range msgs {
+		if err := c.Send(m); err != nil {
+			return err.Error()
+		}
+		if i == 0 && m.Offer != nil && len(msgs) > 1 {
+			r, err := c.Recv(migrate.KindReport)
+			if err != nil {
+				t.Fatalf("offer: %v", err)
+			}
+			if len(r.Report.Problems) > 0 {
+				t.Fatalf("a valid offer was refused: %v", r.Report.Problems)
+			}
+		}
+	}
+	_, err = c.Next()
+	if err == nil {
+		t.Fatal("the destination went on after a hostile message")
+	}
+	return err.Error()
+}
