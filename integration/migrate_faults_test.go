@@ -5,7 +5,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/ckptd/ckptd/proc"
 )
 
 // untouched checks that a workload a failed migration refused is running
@@ -131,5 +135,47 @@ func TestMigrateSourceGivesUp(t *testing.T) {
 		if l := leftovers(t, d); len(l) > 0 {
 			t.Errorf("left behind: %v", l)
 		}
+	}
+}
+
+// TestMigrateSourceDiesAfterCommit: while the destination restores, the
+// frozen source's copy dies and so does its CRIU, so the source's dump
+// fails after the commit. The destination's copy is then the only one
+// left: it must keep running, with its checkpoint, and the source must
+// say so.
+func TestMigrateSourceDiesAfterCommit(t *testing.T) {
+	a, b := twoHosts(t)
+	src, dst := a.ckptd("", ""), b.ckptd("", "")
+	w := src.runLoad("fragile", 256)
+	wait := src.startCtl("migrate", "fragile", "--to", b.addr())
+	waitFor(t, "destination restoring", func() bool { return strings.Contains(dst.log.String(), `msg="criu restore"`) })
+	var killed []int
+	for _, pid := range proc.Tree(src.cmd.Process.Pid) {
+		if st, err := proc.ReadStat(pid); err == nil && st.Comm == "criu" {
+			killed = append(killed, pid)
+		}
+	}
+	if len(killed) == 0 {
+		t.Fatal("no CRIU under the source ckptd while the destination restores")
+	}
+	for _, pid := range append(killed, w.Ref.PID) {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	out, err := wait()
+	if err == nil || !strings.Contains(out, "keeps the copy") {
+		t.Errorf("migrate: %v %s; want an error saying the destination keeps its copy", err, out)
+	}
+	time.Sleep(2 * time.Second) // give a wrongly stopped copy time to go
+	running := 0
+	for _, x := range dst.ps() {
+		if x.Ref.Name == "fragile" && x.Running {
+			running++
+		}
+	}
+	if running != 1 {
+		t.Fatalf("destination runs %d copies; the only copy left was lost:\n%s", running, dst.log)
+	}
+	if cs := dst.checkpoints(); len(cs) != 1 {
+		t.Errorf("destination keeps %d checkpoints, want 1", len(cs))
 	}
 }
