@@ -111,7 +111,7 @@ type outgoing struct {
 
 	filesSent atomic.Int64
 	restoring atomic.Bool
-	pagesSent func() int64
+	pages     atomic.Pointer[migrate.Tunnel] // set by the dump, read by progress
 	frozen    time.Time
 	restored  *migrate.Restored
 	downtime  time.Duration
@@ -246,7 +246,7 @@ func (m *outgoing) dumpProcess(ctx context.Context, c *store.Checkpoint, token, 
 	}
 	defer ln.Close()
 	tunnel := &migrate.Tunnel{}
-	m.pagesSent = tunnel.Sent.Load
+	m.pages.Store(tunnel)
 	tctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	tunnelDone := make(chan error, 1)
@@ -363,8 +363,8 @@ func (m *outgoing) commit(c *store.Checkpoint, images string) error {
 
 func (m *outgoing) bytes() int64 {
 	n := m.filesSent.Load()
-	if m.pagesSent != nil {
-		n += m.pagesSent()
+	if t := m.pages.Load(); t != nil {
+		n += t.Sent.Load()
 	}
 	return n
 }

@@ -130,6 +130,9 @@ func (d *daemon) cleanup() {
 		d.cmd.Process.Signal(syscall.SIGTERM)
 		d.cmd.Wait()
 	}
+	if strings.Contains(d.log.String(), "DATA RACE") {
+		d.t.Errorf("ckptd (built with -race) found a data race")
+	}
 	if d.t.Failed() {
 		d.t.Logf("ckptd log:\n%s", d.log)
 	}

@@ -40,7 +40,11 @@ func TestMain(m *testing.M) {
 			pkg string
 		}{{&bins.ckptd, "./cmd/ckptd"}, {&bins.ckptctl, "./cmd/ckptctl"}, {&bins.memload, "./test/memload"}, {&bins.tcpload, "./test/tcpload"}} {
 			*b.out = filepath.Join(dir, filepath.Base(b.pkg))
-			cmd := exec.Command("go", "build", "-o", *b.out, b.pkg)
+			args := []string{"build", "-o", *b.out}
+			if b.pkg == "./cmd/ckptd" {
+				args = append(args, "-race") // every test also hunts data races in the daemon
+			}
+			cmd := exec.Command("go", append(args, b.pkg)...)
 			cmd.Dir = ".."
 			if out, err := cmd.CombinedOutput(); err != nil {
 				fmt.Fprintf(os.Stderr, "FAIL: build %s: %v\n%s", b.pkg, err, out)
