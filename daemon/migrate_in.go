@@ -132,6 +132,11 @@ func (in *incoming) run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	// The images are whole: from here a crash must not lose them, since the
+	// restored target will name this checkpoint as its origin.
+	if err := d.store.MarkPending(ctx, c); err != nil {
+		return err
+	}
 	t, warnings, err := in.restore(ctx, c, dir, &published)
 	if err != nil {
 		return err

@@ -179,3 +179,36 @@ func TestMigrateSourceDiesAfterCommit(t *testing.T) {
 		t.Errorf("destination keeps %d checkpoints, want 1", len(cs))
 	}
 }
+
+// TestMigrateDestinationCrashBeforePublish kills the destination ckptd
+// after the restore, while it publishes the received checkpoint: the next
+// start seals it, so the running target's origin is not lost.
+func TestMigrateDestinationCrashBeforePublish(t *testing.T) {
+	a, b := twoHosts(t)
+	src, dst := a.ckptd("", ""), b.ckptd("", "")
+	src.runLoad("keeper", 512)
+	wait := src.startCtl("migrate", "keeper", "--to", b.addr())
+	waitFor(t, "destination restored", func() bool { return strings.Contains(dst.log.String(), "incoming migration phases") })
+	dst.cmd.Process.Signal(syscall.SIGSTOP)
+	staged, _ := os.ReadDir(filepath.Join(dst.root, "staging"))
+	dst.kill9()
+	if len(staged) != 1 {
+		t.Fatalf("the kill did not land before the publish: staging holds %d entries", len(staged))
+	}
+	wait()
+	dst.start()
+	cs := dst.checkpoints()
+	if len(cs) != 1 || cs[0].ID != staged[0].Name() {
+		t.Fatalf("after the crash the destination lists %+v, want checkpoint %s", cs, staged[0].Name())
+	}
+	dst.must("verify", cs[0].Name)
+	var restoredFrom string
+	for _, x := range dst.ps() {
+		if x.Ref.Name == "keeper" && x.Running {
+			restoredFrom = x.RestoredFrom
+		}
+	}
+	if restoredFrom != cs[0].ID {
+		t.Errorf("running copy restored from %q, want %s", restoredFrom, cs[0].ID)
+	}
+}

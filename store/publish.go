@@ -116,7 +116,7 @@ func (s *Store) publish(ctx context.Context, c *Checkpoint) error {
 	if err := syncDir(s.layout.CheckpointsDir()); err != nil {
 		return err
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
+	err = s.db.Update(func(tx *bolt.Tx) error {
 		names := tx.Bucket(bucketNames)
 		if names.Get([]byte(c.Name)) != nil {
 			return fmt.Errorf("name %q: %w", c.Name, errdefs.ErrAlreadyExists)
@@ -129,6 +129,10 @@ func (s *Store) publish(ctx context.Context, c *Checkpoint) error {
 		}
 		return putTx(tx, c)
 	})
+	if err != nil {
+		return err
+	}
+	return removePending(final)
 }
 
 // Finish records what CRIU wrote after the checkpoint was published: its
@@ -178,7 +182,7 @@ func sumDir(dir string, done map[string]FileSum) (map[string]FileSum, error) {
 	var names []string
 	sums := make(map[string]FileSum, len(entries))
 	for _, e := range entries {
-		if !e.Type().IsRegular() || e.Name() == MetadataFile {
+		if !e.Type().IsRegular() || e.Name() == MetadataFile || e.Name() == PendingFile {
 			continue
 		}
 		if sum, ok := done[e.Name()]; ok {

@@ -30,8 +30,12 @@ type Quarantined struct {
 // quarantine moves a checkpoint directory out of the index's view and
 // notes why. The caller unindexes it.
 func (s *Store) quarantine(id, reason string) error {
+	return s.quarantineFrom(s.layout.Checkpoint(id), id, reason)
+}
+
+func (s *Store) quarantineFrom(dir, id, reason string) error {
 	q := s.layout.Quarantine(id)
-	if err := os.Rename(s.layout.Checkpoint(id), q); err != nil {
+	if err := os.Rename(dir, q); err != nil {
 		return fmt.Errorf("quarantine %s: %w", id, err)
 	}
 	if err := syncDir(s.layout.QuarantineDir()); err != nil {

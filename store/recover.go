@@ -14,12 +14,13 @@ import (
 
 // recover brings the store back to a consistent state after a crash or a
 // lost index. It never deletes a checkpoint: only an unfinished one in
-// staging, and what rm had already taken out of the index. Proven damage
+// staging (a pending one is sealed), and what rm had already taken out of
+// the index. Proven damage
 // goes to quarantine; anything else it cannot judge (a cancelled start, a
 // newer format, an I/O error) is left in place and reported. Every action
 // is logged.
 func (s *Store) recover(ctx context.Context) error {
-	if err := s.removeLeftovers(s.layout.StagingDir(), "unfinished checkpoint in staging"); err != nil {
+	if err := s.recoverStaging(ctx); err != nil {
 		return err
 	}
 	if err := s.removeLeftovers(s.layout.TrashDir(), "removed checkpoint"); err != nil {

@@ -227,3 +227,45 @@ func TestInterruptedRemoveCompletes(t *testing.T) {
 		t.Errorf("trash not emptied: %v", left)
 	}
 }
+
+// A pending checkpoint (complete images, published later) left in staging
+// by a crash is sealed at the next start; an unmarked one is discarded.
+func TestPendingCheckpointIsSealed(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	s := openStore(t, root)
+	taken := publish(t, s, "in", "", map[string]string{"x": "0"})
+	c := &Checkpoint{ID: NewID(), Name: "in", Target: TargetRef{Kind: KindWorkload, Name: "w"}}
+	dir, err := s.StageUnhashed(ctx, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "pages-1.img"), []byte("pages"), 0o600)
+	if err := s.MarkPending(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	unmarked, err := s.StageUnhashed(ctx, NewID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	s = openStore(t, root)
+	want := "in-" + c.ID[:8] // "in" was taken meanwhile
+	got, err := s.Get(ctx, want)
+	if err != nil || got.ID != c.ID || len(got.Files) != 1 {
+		t.Fatalf("sealed pending checkpoint: %+v %v", got, err)
+	}
+	if err := s.Verify(ctx, got); err != nil {
+		t.Errorf("sealed checkpoint does not verify: %v", err)
+	}
+	if _, err := s.Get(ctx, "in"); err != nil {
+		t.Errorf("the checkpoint that had the name: %v (%s)", err, taken.ID)
+	}
+	if _, err := os.Stat(filepath.Join(s.Dir(c.ID), PendingFile)); !os.IsNotExist(err) {
+		t.Error("the pending marker stayed")
+	}
+	if _, err := os.Stat(unmarked); !os.IsNotExist(err) {
+		t.Error("an unfinished, unmarked checkpoint stayed in staging")
+	}
+}

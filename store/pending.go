@@ -1,0 +1,110 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// PendingFile in a staging directory holds the record of a checkpoint
+// whose images are complete but which is published only later: an
+// incoming migration restores straight from staging and publishes after
+// the target runs. A start that finds it seals the checkpoint instead of
+// discarding it, so a crash in between loses nothing.
+const PendingFile = "pending.json"
+
+// MarkPending records c in its staging directory as complete.
+func (s *Store) MarkPending(ctx context.Context, c *Checkpoint) error {
+	if !validID(c.ID) {
+		return fmt.Errorf("mark pending %q: %w", c.ID, fs.ErrInvalid)
+	}
+	data, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(filepath.Join(s.layout.Staging(c.ID), PendingFile), data); err != nil {
+		return fmt.Errorf("mark %s pending: %w", c.ID, err)
+	}
+	return nil
+}
+
+// recoverStaging discards unfinished checkpoints in staging and seals the
+// pending ones.
+func (s *Store) recoverStaging(ctx context.Context) error {
+	entries, err := os.ReadDir(s.layout.StagingDir())
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		dir := s.layout.Staging(e.Name())
+		data, err := os.ReadFile(filepath.Join(dir, PendingFile))
+		if err == nil {
+			err = s.sealPending(ctx, e.Name(), data)
+			switch {
+			case err == nil:
+			case ctx.Err() != nil:
+				return err
+			case validID(e.Name()):
+				s.log.Error("sealing a pending checkpoint failed; moved to quarantine", "dir", dir, "err", err)
+				if _, serr := os.Stat(dir); serr != nil {
+					continue // it reached checkpoints/, where the rebuild of the index readmits it
+				}
+				if err := s.quarantineFrom(dir, e.Name(), "sealing a pending checkpoint failed: "+err.Error()); err != nil {
+					return err
+				}
+			}
+			continue
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		s.log.Warn("removing unfinished checkpoint in staging", "path", dir)
+		if err := os.RemoveAll(dir); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sealPending publishes a pending checkpoint found at start: hashed and
+// synced as Publish does, then indexed as a readmitted checkpoint is
+// (its name may have been taken meanwhile).
+func (s *Store) sealPending(ctx context.Context, id string, data []byte) error {
+	var c Checkpoint
+	if err := json.Unmarshal(data, &c); err != nil {
+		return fmt.Errorf("%s: %w", PendingFile, err)
+	}
+	if c.ID != id || ValidateName(c.Name) != nil {
+		return fmt.Errorf("%s does not describe checkpoint %s", PendingFile, id)
+	}
+	staging := s.layout.Staging(id)
+	sums, err := sumDir(staging, nil)
+	if err != nil {
+		return err
+	}
+	c.FormatVersion, c.Files = FormatVersion, sums
+	if err := writeMetadata(staging, &c); err != nil {
+		return err
+	}
+	if err := os.Rename(staging, s.layout.Checkpoint(id)); err != nil {
+		return err
+	}
+	if err := syncDir(s.layout.CheckpointsDir()); err != nil {
+		return err
+	}
+	if err := s.admit(&c); err != nil {
+		return err
+	}
+	s.log.Warn("sealed a pending checkpoint left by an interrupted incoming migration", "id", id, "name", c.Name)
+	return removePending(s.layout.Checkpoint(id))
+}
+
+func removePending(dir string) error {
+	if err := os.Remove(filepath.Join(dir, PendingFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
