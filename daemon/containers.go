@@ -59,12 +59,12 @@ func (d *Daemon) liveContainer(ctx context.Context, ref store.TargetRef) (*store
 
 // checkpointContainer dumps a container through containerd into a staged
 // checkpoint; the container's spec and writable layer go beside the images.
-func (d *Daemon) checkpointContainer(ctx context.Context, c *store.Checkpoint) error {
+func (d *Daemon) checkpointContainer(ctx context.Context, c *store.Checkpoint, t *store.Target) error {
 	r, err := container.RefFromName(c.Target.Name)
 	if err != nil {
 		return err
 	}
-	return d.capture(ctx, c, func(dir, workDir string, commit func() error) (*store.DumpStats, error) {
+	return d.capture(ctx, c, t, func(dir, workDir string, commit func() error) (*store.DumpStats, error) {
 		res, err := d.containers.Checkpoint(ctx, container.CheckpointRequest{
 			Ref: r, ImagesDir: dir, WorkDir: workDir,
 			SpecPath:     filepath.Join(dir, store.ContainerSpecFile),

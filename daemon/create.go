@@ -64,7 +64,7 @@ func (d *Daemon) Create(ctx context.Context, req CreateRequest) (*store.Checkpoi
 	if target.Kind == store.KindContainer {
 		dump = d.checkpointContainer
 	}
-	if err := dump(ctx, c); err != nil {
+	if err := dump(ctx, c, target); err != nil {
 		return nil, fmt.Errorf("checkpoint %s: %w", req.Target, err)
 	}
 	// The record as stored, with the files CRIU closed last.
@@ -115,8 +115,8 @@ func (d *Daemon) lockLive(ctx context.Context, target string) (*store.Target, fu
 	return t, unlock, nil
 }
 
-func (d *Daemon) dump(ctx context.Context, c *store.Checkpoint) error {
-	return d.capture(ctx, c, func(dir, workDir string, commit func() error) (*store.DumpStats, error) {
+func (d *Daemon) dump(ctx context.Context, c *store.Checkpoint, t *store.Target) error {
+	return d.capture(ctx, c, t, func(dir, workDir string, commit func() error) (*store.DumpStats, error) {
 		res, err := d.dumper.Dump(ctx, dumper.Request{
 			PID: c.Target.PID, Dir: dir, WorkDir: workDir,
 			Options: dumperOptions(c.Options), Commit: commit,
@@ -134,7 +134,7 @@ type dumpFunc func(dir, workDir string, commit func() error) (*store.DumpStats, 
 
 // capture runs one dump into a staged checkpoint: commit publishes it;
 // a dump that fails before that leaves nothing but its CRIU log.
-func (d *Daemon) capture(ctx context.Context, c *store.Checkpoint, dump dumpFunc) (err error) {
+func (d *Daemon) capture(ctx context.Context, c *store.Checkpoint, t *store.Target, dump dumpFunc) (err error) {
 	dir, err := d.store.Stage(ctx, c.ID)
 	if err != nil {
 		return err
@@ -148,6 +148,11 @@ func (d *Daemon) capture(ctx context.Context, c *store.Checkpoint, dump dumpFunc
 	defer d.closeWork(work, &err)
 	published := false
 	stats, err := dump(dir, work.Path, func() error {
+		// The target was resolved before the freeze, maybe long before (the
+		// dump may wait its turn): the frozen tree must still be that process.
+		if !proc.Alive(t.PID, t.StartTime) {
+			return fmt.Errorf("pid %d is no longer %s: it ended and its PID was reused: %w", t.PID, t.Key(), errdefs.ErrFailedPrecondition)
+		}
 		c.Created = time.Now().UTC()
 		if err := d.store.Publish(ctx, c); err != nil {
 			return err

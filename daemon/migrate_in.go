@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ckptd/ckptd/criu"
 	"github.com/ckptd/ckptd/errdefs"
 	"github.com/ckptd/ckptd/migrate"
+	"github.com/ckptd/ckptd/proc"
 	"github.com/ckptd/ckptd/store"
 )
 
@@ -273,7 +275,7 @@ func (in *incoming) awaitDone(ctx context.Context, t *store.Target, id string) e
 		}
 	case errors.Is(err, migrate.ErrRemote):
 		in.d.log.Warn("source resumed its copy after all; stopping ours", "target", t.Key(), "err", err)
-		if kerr := syscall.Kill(t.PID, syscall.SIGKILL); kerr != nil && !errors.Is(kerr, syscall.ESRCH) {
+		if kerr := proc.Signal(t.PID, t.StartTime, unix.SIGKILL); kerr != nil && !errors.Is(kerr, proc.ErrGone) {
 			return errors.Join(err, fmt.Errorf("stop our copy (pid %d): %w", t.PID, kerr))
 		}
 		return err

@@ -326,6 +326,9 @@ func (m *outgoing) dumpContainer(ctx context.Context, c *store.Checkpoint, image
 // commit runs while the source is frozen: it sends the images written
 // here, hands over the record, and waits for the destination to run it.
 func (m *outgoing) commit(c *store.Checkpoint, images string) error {
+	if !proc.Alive(m.target.PID, m.target.StartTime) {
+		return fmt.Errorf("pid %d is no longer %s: it ended and its PID was reused: %w", m.target.PID, m.target.Key(), errdefs.ErrFailedPrecondition)
+	}
 	entries, err := os.ReadDir(images)
 	if err != nil {
 		return err

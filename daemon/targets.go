@@ -16,6 +16,7 @@ import (
 	"github.com/ckptd/ckptd/proc"
 	"github.com/ckptd/ckptd/store"
 	"github.com/ckptd/ckptd/workload"
+	"golang.org/x/sys/unix"
 )
 
 // LogFile is the name of a workload's combined stdout/stderr log.
@@ -175,10 +176,11 @@ func (d *Daemon) Kill(ctx context.Context, target string) error {
 	if err != nil {
 		return err
 	}
-	if !d.alive(t) {
+	err = proc.Signal(t.PID, t.StartTime, unix.SIGKILL) // never a PID reused meanwhile
+	if errors.Is(err, proc.ErrGone) {
 		return fmt.Errorf("%s is not running: %w", target, errdefs.ErrFailedPrecondition)
 	}
-	if err := syscall.Kill(t.PID, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+	if err != nil {
 		return fmt.Errorf("kill %s: %w", target, err)
 	}
 	return nil
