@@ -50,12 +50,11 @@ func (s *Server) Ps(ctx context.Context, r *apiv1.PsRequest) (*apiv1.PsResponse,
 	return out, nil
 }
 
-func (s *Server) Logs(ctx context.Context, r *apiv1.LogsRequest) (*apiv1.LogsResponse, error) {
-	data, err := s.d.Logs(ctx, r.GetName(), r.GetTailBytes())
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	return &apiv1.LogsResponse{Data: data}, nil
+func (s *Server) Logs(r *apiv1.LogsRequest, stream apiv1.Ckptd_LogsServer) error {
+	err := s.d.Logs(stream.Context(), daemon.LogsRequest{
+		Name: r.GetName(), TailBytes: r.GetTailBytes(), TailLines: r.GetTailLines(), Follow: r.GetFollow(),
+	}, func(b []byte) error { return stream.Send(&apiv1.LogsResponse{Data: b}) })
+	return toStatus(err)
 }
 
 func (s *Server) Kill(ctx context.Context, r *apiv1.KillRequest) (*apiv1.KillResponse, error) {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -68,7 +69,49 @@ func (d *Daemon) Run(ctx context.Context, req RunRequest) (*TargetStatus, error)
 		return nil, fmt.Errorf("run %s: record target: %w", req.Name, err)
 	}
 	d.log.Info("workload started", "name", req.Name, "pid", pid, "command", req.Args)
+	if err := d.settled(ctx, t); err != nil {
+		return nil, fmt.Errorf("run %s: %w", req.Name, err)
+	}
 	return d.status(t), nil
+}
+
+// runSettle is how long Run watches a new workload before saying it runs:
+// a bad argument or a port in use ends a program at once.
+const runSettle = 300 * time.Millisecond
+
+// settled waits up to runSettle for t to exit and reports an exit with
+// the last lines of its output.
+func (d *Daemon) settled(ctx context.Context, t *store.Target) error {
+	deadline := time.Now().Add(runSettle)
+	for time.Now().Before(deadline) {
+		if e, ok := d.sup.ExitOf(t.PID); ok {
+			return fmt.Errorf("it ended at once (%s)%s: %w", e, lastLines(t.LogPath, 3), errdefs.ErrFailedPrecondition)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// lastLines returns up to n last lines of a log as ": a; b; c", or "".
+func lastLines(path string, n int) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	off, err := tailOffset(f, 4096, int64(n))
+	if err != nil {
+		return ""
+	}
+	data, err := io.ReadAll(io.NewSectionReader(f, off, 4096))
+	if text := strings.TrimSpace(string(data)); err == nil && text != "" {
+		return ": " + strings.ReplaceAll(text, "\n", "; ")
+	}
+	return ""
 }
 
 // prepareWorkload refuses a name that is in use by a running workload and
@@ -130,34 +173,6 @@ func (d *Daemon) status(t *store.Target) *TargetStatus {
 		}
 	}
 	return s
-}
-
-// Logs returns up to tail bytes (all when tail <= 0) of the log of a
-// workload, or of a container ckptd restored.
-func (d *Daemon) Logs(ctx context.Context, name string, tail int64) ([]byte, error) {
-	var t *store.Target
-	var err error
-	if container.IsRef(name) {
-		t, err = d.restoredContainer(ctx, name)
-	} else {
-		t, err = d.workload(ctx, name)
-	}
-	if err != nil {
-		return nil, err
-	}
-	f, err := os.Open(t.LogPath)
-	if err != nil {
-		return nil, fmt.Errorf("logs of %s: %w", name, err)
-	}
-	defer f.Close()
-	if tail > 0 {
-		if st, err := f.Stat(); err == nil && st.Size() > tail {
-			if _, err := f.Seek(-tail, io.SeekEnd); err != nil {
-				return nil, err
-			}
-		}
-	}
-	return io.ReadAll(io.LimitReader(f, 64<<20))
 }
 
 // Kill sends SIGKILL to a workload's tree (its PID namespace dies with pid 1)

@@ -618,7 +618,9 @@ func (x *PsResponse) GetWarnings() []string {
 type LogsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	TailBytes     int64                  `protobuf:"varint,2,opt,name=tail_bytes,json=tailBytes,proto3" json:"tail_bytes,omitempty"`
+	TailBytes     int64                  `protobuf:"varint,2,opt,name=tail_bytes,json=tailBytes,proto3" json:"tail_bytes,omitempty"` // only the last N bytes
+	TailLines     int64                  `protobuf:"varint,3,opt,name=tail_lines,json=tailLines,proto3" json:"tail_lines,omitempty"` // only the last N lines
+	Follow        bool                   `protobuf:"varint,4,opt,name=follow,proto3" json:"follow,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -665,6 +667,20 @@ func (x *LogsRequest) GetTailBytes() int64 {
 		return x.TailBytes
 	}
 	return 0
+}
+
+func (x *LogsRequest) GetTailLines() int64 {
+	if x != nil {
+		return x.TailLines
+	}
+	return 0
+}
+
+func (x *LogsRequest) GetFollow() bool {
+	if x != nil {
+		return x.Follow
+	}
+	return false
 }
 
 type LogsResponse struct {
@@ -2583,11 +2599,14 @@ const file_ckptd_proto_rawDesc = "" +
 	"\n" +
 	"PsResponse\x12*\n" +
 	"\atargets\x18\x01 \x03(\v2\x10.ckptd.v1.TargetR\atargets\x12\x1a\n" +
-	"\bwarnings\x18\x02 \x03(\tR\bwarnings\"@\n" +
+	"\bwarnings\x18\x02 \x03(\tR\bwarnings\"w\n" +
 	"\vLogsRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
-	"tail_bytes\x18\x02 \x01(\x03R\ttailBytes\"\"\n" +
+	"tail_bytes\x18\x02 \x01(\x03R\ttailBytes\x12\x1d\n" +
+	"\n" +
+	"tail_lines\x18\x03 \x01(\x03R\ttailLines\x12\x16\n" +
+	"\x06follow\x18\x04 \x01(\bR\x06follow\"\"\n" +
 	"\fLogsResponse\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\"%\n" +
 	"\vKillRequest\x12\x16\n" +
@@ -2756,13 +2775,13 @@ const file_ckptd_proto_rawDesc = "" +
 	"\fMigrateEvent\x127\n" +
 	"\bprogress\x18\x01 \x01(\v2\x19.ckptd.v1.MigrateProgressH\x00R\bprogress\x121\n" +
 	"\x06result\x18\x02 \x01(\v2\x17.ckptd.v1.MigrateResultH\x00R\x06resultB\a\n" +
-	"\x05event2\xef\x05\n" +
+	"\x05event2\xf1\x05\n" +
 	"\x05Ckptd\x12>\n" +
 	"\aVersion\x12\x18.ckptd.v1.VersionRequest\x1a\x19.ckptd.v1.VersionResponse\x128\n" +
 	"\x05Check\x12\x16.ckptd.v1.CheckRequest\x1a\x17.ckptd.v1.CheckResponse\x12-\n" +
 	"\x03Run\x12\x14.ckptd.v1.RunRequest\x1a\x10.ckptd.v1.Target\x12/\n" +
-	"\x02Ps\x12\x13.ckptd.v1.PsRequest\x1a\x14.ckptd.v1.PsResponse\x125\n" +
-	"\x04Logs\x12\x15.ckptd.v1.LogsRequest\x1a\x16.ckptd.v1.LogsResponse\x125\n" +
+	"\x02Ps\x12\x13.ckptd.v1.PsRequest\x1a\x14.ckptd.v1.PsResponse\x127\n" +
+	"\x04Logs\x12\x15.ckptd.v1.LogsRequest\x1a\x16.ckptd.v1.LogsResponse0\x01\x125\n" +
 	"\x04Kill\x12\x15.ckptd.v1.KillRequest\x1a\x16.ckptd.v1.KillResponse\x127\n" +
 	"\x06Create\x12\x17.ckptd.v1.CreateRequest\x1a\x14.ckptd.v1.Checkpoint\x125\n" +
 	"\x04List\x12\x15.ckptd.v1.ListRequest\x1a\x16.ckptd.v1.ListResponse\x12;\n" +

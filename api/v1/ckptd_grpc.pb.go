@@ -44,7 +44,9 @@ type CkptdClient interface {
 	Check(ctx context.Context, in *CheckRequest, opts ...grpc.CallOption) (*CheckResponse, error)
 	Run(ctx context.Context, in *RunRequest, opts ...grpc.CallOption) (*Target, error)
 	Ps(ctx context.Context, in *PsRequest, opts ...grpc.CallOption) (*PsResponse, error)
-	Logs(ctx context.Context, in *LogsRequest, opts ...grpc.CallOption) (*LogsResponse, error)
+	// Logs streams a workload's output in chunks; follow keeps streaming
+	// until the workload ends or the client goes.
+	Logs(ctx context.Context, in *LogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogsResponse], error)
 	Kill(ctx context.Context, in *KillRequest, opts ...grpc.CallOption) (*KillResponse, error)
 	Create(ctx context.Context, in *CreateRequest, opts ...grpc.CallOption) (*Checkpoint, error)
 	List(ctx context.Context, in *ListRequest, opts ...grpc.CallOption) (*ListResponse, error)
@@ -107,15 +109,24 @@ func (c *ckptdClient) Ps(ctx context.Context, in *PsRequest, opts ...grpc.CallOp
 	return out, nil
 }
 
-func (c *ckptdClient) Logs(ctx context.Context, in *LogsRequest, opts ...grpc.CallOption) (*LogsResponse, error) {
+func (c *ckptdClient) Logs(ctx context.Context, in *LogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogsResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(LogsResponse)
-	err := c.cc.Invoke(ctx, Ckptd_Logs_FullMethodName, in, out, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Ckptd_ServiceDesc.Streams[0], Ckptd_Logs_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
-	return out, nil
+	x := &grpc.GenericClientStream[LogsRequest, LogsResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
 }
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Ckptd_LogsClient = grpc.ServerStreamingClient[LogsResponse]
 
 func (c *ckptdClient) Kill(ctx context.Context, in *KillRequest, opts ...grpc.CallOption) (*KillResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -189,7 +200,7 @@ func (c *ckptdClient) Verify(ctx context.Context, in *VerifyRequest, opts ...grp
 
 func (c *ckptdClient) Migrate(ctx context.Context, in *MigrateRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[MigrateEvent], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Ckptd_ServiceDesc.Streams[0], Ckptd_Migrate_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Ckptd_ServiceDesc.Streams[1], Ckptd_Migrate_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -214,7 +225,9 @@ type CkptdServer interface {
 	Check(context.Context, *CheckRequest) (*CheckResponse, error)
 	Run(context.Context, *RunRequest) (*Target, error)
 	Ps(context.Context, *PsRequest) (*PsResponse, error)
-	Logs(context.Context, *LogsRequest) (*LogsResponse, error)
+	// Logs streams a workload's output in chunks; follow keeps streaming
+	// until the workload ends or the client goes.
+	Logs(*LogsRequest, grpc.ServerStreamingServer[LogsResponse]) error
 	Kill(context.Context, *KillRequest) (*KillResponse, error)
 	Create(context.Context, *CreateRequest) (*Checkpoint, error)
 	List(context.Context, *ListRequest) (*ListResponse, error)
@@ -249,8 +262,8 @@ func (UnimplementedCkptdServer) Run(context.Context, *RunRequest) (*Target, erro
 func (UnimplementedCkptdServer) Ps(context.Context, *PsRequest) (*PsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Ps not implemented")
 }
-func (UnimplementedCkptdServer) Logs(context.Context, *LogsRequest) (*LogsResponse, error) {
-	return nil, status.Errorf(codes.Unimplemented, "method Logs not implemented")
+func (UnimplementedCkptdServer) Logs(*LogsRequest, grpc.ServerStreamingServer[LogsResponse]) error {
+	return status.Errorf(codes.Unimplemented, "method Logs not implemented")
 }
 func (UnimplementedCkptdServer) Kill(context.Context, *KillRequest) (*KillResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Kill not implemented")
@@ -369,23 +382,16 @@ func _Ckptd_Ps_Handler(srv interface{}, ctx context.Context, dec func(interface{
 	return interceptor(ctx, in, info, handler)
 }
 
-func _Ckptd_Logs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(LogsRequest)
-	if err := dec(in); err != nil {
-		return nil, err
+func _Ckptd_Logs_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(LogsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
 	}
-	if interceptor == nil {
-		return srv.(CkptdServer).Logs(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{
-		Server:     srv,
-		FullMethod: Ckptd_Logs_FullMethodName,
-	}
-	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(CkptdServer).Logs(ctx, req.(*LogsRequest))
-	}
-	return interceptor(ctx, in, info, handler)
+	return srv.(CkptdServer).Logs(m, &grpc.GenericServerStream[LogsRequest, LogsResponse]{ServerStream: stream})
 }
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Ckptd_LogsServer = grpc.ServerStreamingServer[LogsResponse]
 
 func _Ckptd_Kill_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(KillRequest)
@@ -548,10 +554,6 @@ var Ckptd_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Ckptd_Ps_Handler,
 		},
 		{
-			MethodName: "Logs",
-			Handler:    _Ckptd_Logs_Handler,
-		},
-		{
 			MethodName: "Kill",
 			Handler:    _Ckptd_Kill_Handler,
 		},
@@ -581,6 +583,11 @@ var Ckptd_ServiceDesc = grpc.ServiceDesc{
 		},
 	},
 	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Logs",
+			Handler:       _Ckptd_Logs_Handler,
+			ServerStreams: true,
+		},
 		{
 			StreamName:    "Migrate",
 			Handler:       _Ckptd_Migrate_Handler,

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -95,7 +97,7 @@ func targetName(r *apiv1.TargetRef) string {
 }
 
 func (c *cli) logsCmd() *cobra.Command {
-	var tail int64
+	var req apiv1.LogsRequest
 	cmd := &cobra.Command{
 		Use:   "logs NAME|ctr:NAMESPACE/ID",
 		Short: "Print a workload's output, or that of a container ckptd restored",
@@ -105,15 +107,29 @@ func (c *cli) logsCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			resp, err := cl.Logs(c.ctx(), &apiv1.LogsRequest{Name: args[0], TailBytes: tail})
+			req.Name = args[0]
+			stream, err := cl.Logs(c.ctx(), &req)
 			if err != nil {
 				return err
 			}
-			_, err = os.Stdout.Write(resp.GetData())
-			return err
+			for {
+				resp, err := stream.Recv()
+				if errors.Is(err, io.EOF) {
+					return nil
+				}
+				if err != nil {
+					return err
+				}
+				if _, err := os.Stdout.Write(resp.GetData()); err != nil {
+					return err
+				}
+			}
 		},
 	}
-	cmd.Flags().Int64Var(&tail, "tail-bytes", 0, "print only the last N bytes")
+	f := cmd.Flags()
+	f.Int64VarP(&req.TailLines, "tail", "n", 0, "print only the last N lines")
+	f.Int64Var(&req.TailBytes, "tail-bytes", 0, "print only the last N bytes")
+	f.BoolVarP(&req.Follow, "follow", "f", false, "keep printing new output until the workload ends")
 	return cmd
 }
 
