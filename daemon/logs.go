@@ -126,4 +126,3 @@ func tailOffsetIn(r io.ReaderAt, size, tailBytes, tailLines int64) (int64, error
 	}
 	return off, nil
 }
-
