@@ -42,6 +42,10 @@ type Config struct {
 	// CRIUTimeout bounds every CRIU and runc call ("10m"); empty scales
 	// with the memory at stake (2 minutes plus 1 per GiB).
 	CRIUTimeout string `toml:"criu_timeout"`
+	// ShutdownGrace is how long a stopping ckptd waits for requests in
+	// flight ("2m", the default). A migration whose destination may
+	// already run the target is always waited for, to its restore timeout.
+	ShutdownGrace string `toml:"shutdown_grace"`
 	// CRIUConfig is a CRIU configuration file applied to every dump and
 	// restore (CRIU's own option syntax), for options ckptd has no flag for.
 	CRIUConfig string `toml:"criu_config"`
@@ -109,6 +113,9 @@ func (c Config) Validate() error {
 	if _, err := c.Timeout(); err != nil {
 		return err
 	}
+	if _, err := c.Grace(); err != nil {
+		return err
+	}
 	if c.CRIUConfig != "" && !filepath.IsAbs(c.CRIUConfig) {
 		return fmt.Errorf("criu_config %q must be an absolute path: %w", c.CRIUConfig, errdefs.ErrInvalidArgument)
 	}
@@ -125,6 +132,18 @@ func (c Config) Level() (slog.Level, error) {
 		return l, fmt.Errorf("log_level %q: want debug, info, warn or error: %w", c.LogLevel, errdefs.ErrInvalidArgument)
 	}
 	return l, nil
+}
+
+// Grace parses ShutdownGrace (default 2 minutes).
+func (c Config) Grace() (time.Duration, error) {
+	if c.ShutdownGrace == "" {
+		return 2 * time.Minute, nil
+	}
+	d, err := time.ParseDuration(c.ShutdownGrace)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("shutdown_grace %q: want a duration such as 2m: %w", c.ShutdownGrace, errdefs.ErrInvalidArgument)
+	}
+	return d, nil
 }
 
 // Timeout parses CRIUTimeout; zero means "scale with memory".

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ckptd/ckptd/errdefs"
 )
@@ -36,6 +37,11 @@ func TestLoad(t *testing.T) {
 			check: func(c Config) bool { return c.Containerd == "/tmp/c.sock" && c.ContainerdNamespace == "k8s.io" }},
 		{name: "relative containerd socket", body: "containerd_socket = \"c.sock\"\n", wantErr: "containerd_socket"},
 		{name: "bad namespace", body: "containerd_namespace = \"a/b\"\n", wantErr: "containerd_namespace"},
+		{name: "shutdown grace", body: "shutdown_grace = \"30s\"\n",
+			check: func(c Config) bool { g, err := c.Grace(); return err == nil && g == 30*time.Second }},
+		{name: "default grace", body: "\n",
+			check: func(c Config) bool { g, err := c.Grace(); return err == nil && g == 2*time.Minute }},
+		{name: "bad grace", body: "shutdown_grace = \"soon\"\n", wantErr: "shutdown_grace"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := Load(write(tc.body), true)

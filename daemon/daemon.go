@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -99,6 +101,9 @@ type Daemon struct {
 	defaults   store.Options
 
 	locks *keylock.Locks // one per target: work on a target is serialized
+
+	mu        sync.Mutex
+	committed map[string]time.Time // outgoing migration id -> until when its destination may restore
 }
 
 // HostInfo describes the machine checkpoints are taken on.
@@ -115,7 +120,7 @@ func New(ctx context.Context, p Parts) *Daemon {
 		log: p.Log, store: p.Store, dumper: p.Dumper, restorer: p.Restorer, sup: p.Supervisor, criu: p.CRIU,
 		containers: p.Containers, ctrs: p.Containers, images: p.Containers, peer: p.Peer, defaultNS: p.ContainerNamespace, ctrdAddr: p.ContainerdAddress,
 		host: readHostInfo(), defaults: p.Defaults,
-		locks: keylock.New(),
+		locks: keylock.New(), committed: map[string]time.Time{},
 	}
 	d.resumePausedContainers(ctx)
 	return d
@@ -137,6 +142,32 @@ func readHostInfo() HostInfo {
 		}
 	}
 	return h
+}
+
+// CommittedUntil is when the last committed outgoing migration stops
+// waiting for its destination (zero: none). A stopping ckptd waits that
+// long: cut short, the source would resume while the destination runs.
+func (d *Daemon) CommittedUntil() time.Time {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var last time.Time
+	for _, t := range d.committed {
+		if t.After(last) {
+			last = t
+		}
+	}
+	return last
+}
+
+func (d *Daemon) holdCommitted(id string, until time.Time) (release func()) {
+	d.mu.Lock()
+	d.committed[id] = until
+	d.mu.Unlock()
+	return func() {
+		d.mu.Lock()
+		delete(d.committed, id)
+		d.mu.Unlock()
+	}
 }
 
 // Remove deletes checkpoints, indexed or quarantined; see store.Remove.

@@ -115,6 +115,8 @@ type outgoing struct {
 	frozen    time.Time
 	restored  *migrate.Restored
 	downtime  time.Duration
+	// releaseHold ends the shutdown hold the commit took.
+	releaseHold func()
 }
 
 func (m *outgoing) run(ctx context.Context) (res *MigrateResult, err error) {
@@ -125,6 +127,9 @@ func (m *outgoing) run(ctx context.Context) (res *MigrateResult, err error) {
 	}
 	work, images := w.Path, d.store.Layout().DumpImages(m.id)
 	defer func() {
+		if m.releaseHold != nil {
+			m.releaseHold()
+		}
 		// The sent images go in any case; CRIU's logs stay when it failed.
 		if rerr := os.RemoveAll(images); rerr != nil {
 			d.log.Warn("migration: clean up", "dir", images, "err", rerr)
@@ -352,6 +357,8 @@ func (m *outgoing) commit(c *store.Checkpoint, images string) error {
 	if timeout <= 0 {
 		timeout = DefaultRestoreTimeout
 	}
+	// Until the answer, and while CRIU finishes after it, shutdown waits.
+	m.releaseHold = m.d.holdCommitted(m.id, time.Now().Add(timeout+time.Minute))
 	m.conn.SetDeadline(time.Now().Add(timeout))
 	msg, err := m.conn.Recv(migrate.KindRestored)
 	m.conn.SetDeadline(time.Time{})

@@ -73,8 +73,9 @@ func (h *host) addr() string { return h.ip + ":" + peerPort }
 // ckptd starts a ckptd on this host: in its network namespace, in a mount
 // namespace of its own where the other host's directory is an empty
 // tmpfs, serving peers with the host's credentials (or with certs, when
-// given), talking to the containerd at containerd ("" for none).
-func (h *host) ckptd(containerd, certs string) *daemon {
+// given), talking to the containerd at containerd ("" for none), with
+// extra flags.
+func (h *host) ckptd(containerd, certs string, extra ...string) *daemon {
 	h.t.Helper()
 	if certs == "" {
 		certs = h.certs
@@ -87,7 +88,7 @@ func (h *host) ckptd(containerd, certs string) *daemon {
 		t: h.t, root: filepath.Join(h.dir, "root"), socket: filepath.Join(h.dir, "ckptd.sock"), containerd: containerd,
 		wrap: []string{"ip", "netns", "exec", h.netns, "unshare", "--mount", "--propagation", "private",
 			"env", "MASK=" + h.other.dir, "sh", "-c", mask},
-		args: []string{"--peer-listen", h.addr(), "--peer-certs", certs},
+		args: append([]string{"--peer-listen", h.addr(), "--peer-certs", certs}, extra...),
 	}
 	d.start()
 	h.t.Cleanup(d.cleanup)

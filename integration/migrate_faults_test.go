@@ -212,3 +212,34 @@ func TestMigrateDestinationCrashBeforePublish(t *testing.T) {
 		t.Errorf("running copy restored from %q, want %s", restoredFrom, cs[0].ID)
 	}
 }
+
+// TestMigrateSourceStopsDuringRestore stops the source ckptd (SIGTERM,
+// with a 1 s shutdown grace) while the destination restores: the source
+// must wait for the destination's answer past its grace, finish the
+// migration, and only then exit, so that exactly one copy runs.
+func TestMigrateSourceStopsDuringRestore(t *testing.T) {
+	a, b := twoHosts(t)
+	src, dst := a.ckptd("", "", "--shutdown-grace", "1s"), b.ckptd("", "")
+	w := src.runLoad("leaver", 512)
+	wait := src.startCtl("migrate", "leaver", "--to", b.addr())
+	waitFor(t, "destination restoring", func() bool { return strings.Contains(dst.log.String(), `msg="criu restore"`) })
+	src.cmd.Process.Signal(syscall.SIGTERM)
+	out, err := wait()
+	if err != nil {
+		t.Errorf("migrate during the source's shutdown: %v %s", err, out)
+	}
+	src.cmd.Wait()
+	if alive(w.Ref.PID) {
+		t.Error("the source's copy runs on after the migration")
+	}
+	time.Sleep(time.Second)
+	running := 0
+	for _, x := range dst.ps() {
+		if x.Ref.Name == "leaver" && x.Running {
+			running++
+		}
+	}
+	if running != 1 {
+		t.Fatalf("destination runs %d copies, want 1", running)
+	}
+}

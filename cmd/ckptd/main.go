@@ -132,19 +132,40 @@ func run() error {
 	log.Info("shutting down: waiting for operations in flight")
 	stopped := make(chan struct{})
 	go func() { srv.GracefulStop(); close(stopped) }()
-	deadline := time.After(2 * time.Minute)
-	select {
-	case <-stopped:
-	case <-deadline:
-		srv.Stop()
-	}
+	grace, _ := cfg.Grace() // validated
+	waitInFlight(stopped, time.Now().Add(grace), d, log)
+	srv.Stop()
 	if cfg.PeerListen != "" {
-		select {
-		case <-peers: // incoming migrations finished
-		case <-deadline:
-		}
+		waitInFlight(peers, time.Now().Add(grace), d, log)
 	}
 	return nil
+}
+
+// waitInFlight waits for done until the grace deadline, and past it while
+// a migration is committed: cutting one short would resume the source
+// while the destination runs the target too.
+func waitInFlight[T any](done <-chan T, deadline time.Time, d *daemon.Daemon, log *slog.Logger) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	logged := false
+	for {
+		select {
+		case <-done:
+			return
+		case <-tick.C:
+		}
+		if time.Now().Before(deadline) {
+			continue
+		}
+		hold := d.CommittedUntil()
+		if time.Now().After(hold) {
+			return
+		}
+		if !logged {
+			log.Info("shutdown waits for a committed migration", "until", hold)
+			logged = true
+		}
+	}
 }
 
 func loadConfig(args []string) (config.Config, error) {
@@ -161,6 +182,7 @@ func loadConfig(args []string) (config.Config, error) {
 	peerCerts := fs.String("peer-certs", "", "directory with this host's peer certificate, key and CA (default "+config.Default().PeerCerts+")")
 	criuTimeout := fs.String("criu-timeout", "", "deadline of every CRIU and runc call, e.g. 10m (default: 2m plus 1m per GiB of memory)")
 	criuConfig := fs.String("criu-config", "", "CRIU configuration file applied to every dump and restore")
+	grace := fs.String("shutdown-grace", "", "how long stopping waits for requests in flight (default 2m; committed migrations are always waited for)")
 	if err := fs.Parse(args); err != nil {
 		return config.Config{}, err
 	}
@@ -177,7 +199,7 @@ func loadConfig(args []string) (config.Config, error) {
 	}
 	for dst, v := range map[*string]string{&cfg.Root: *root, &cfg.Socket: *socket, &cfg.CRIUPath: *criuPath, &cfg.LogLevel: *level, &cfg.LogFormat: *format,
 		&cfg.Containerd: *ctrd, &cfg.ContainerdNamespace: *ns, &cfg.PeerListen: *peerListen, &cfg.PeerCerts: *peerCerts,
-		&cfg.CRIUTimeout: *criuTimeout, &cfg.CRIUConfig: *criuConfig} {
+		&cfg.CRIUTimeout: *criuTimeout, &cfg.CRIUConfig: *criuConfig, &cfg.ShutdownGrace: *grace} {
 		if v != "" {
 			*dst = v
 		}
