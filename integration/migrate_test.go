@@ -168,3 +168,35 @@ func TestMigrateDestinationKilled(t *testing.T) {
 		t.Errorf("restarted destination left behind: %v", l)
 	}
 }
+
+// TestMigrateBothWays runs a->b and b->a at once, while a local checkpoint
+// runs on a: no lock held by a frozen source may stall the other host's
+// work or its own (they once deadlocked until both timed out).
+func TestMigrateBothWays(t *testing.T) {
+	a, b := twoHosts(t)
+	da, db := a.ckptd("", ""), b.ckptd("", "")
+	da.runLoad("east", 256)
+	db.runLoad("west", 256)
+	da.runLoadIn(t.TempDir(), "local", 16)
+	toB := da.startCtl("migrate", "east", "--to", b.addr())
+	toA := db.startCtl("migrate", "west", "--to", a.addr())
+	waitFor(t, "a frozen, waiting for b", func() bool { return strings.Contains(db.log.String(), "incoming migration") })
+	da.create("local", "--leave-running")
+	for _, wait := range []func() (string, error){toB, toA} {
+		if out, err := wait(); err != nil {
+			t.Errorf("migrate: %v %s", err, out)
+		}
+	}
+	for _, x := range []struct {
+		d    *daemon
+		name string
+	}{{db, "east"}, {da, "west"}} {
+		found := false
+		for _, tg := range x.d.ps() {
+			found = found || tg.Ref.Name == x.name && tg.Running
+		}
+		if !found {
+			t.Errorf("%s is not running where it migrated", x.name)
+		}
+	}
+}
