@@ -189,24 +189,22 @@ func TestContainerCommitFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitCount(t, logB, 2)
-	errs := make(chan string, 2)
-	for _, id := range []string{"a", "b"} {
-		go func() {
-			_, stderr, err := d.ctl("create", "--leave-running", "--name", "same", "ctr:"+id)
-			if err == nil {
-				stderr = ""
-			}
-			errs <- stderr
-		}()
-	}
+	// b starts once a is paused, past its name check, and both publish
+	// after that: the second to publish is refused inside its commit.
+	waitA := d.startCtl("create", "--leave-running", "--name", "same", "ctr:a")
+	waitFor(t, "container a paused for its checkpoint", func() bool { return x.status("a") == "paused" })
+	waitB := d.startCtl("create", "--leave-running", "--name", "same", "ctr:b")
 	var failed []string
-	for range 2 {
-		if e := <-errs; e != "" {
-			failed = append(failed, e)
+	for _, wait := range []func() (string, error){waitA, waitB} {
+		if stderr, err := wait(); err != nil {
+			failed = append(failed, stderr)
 		}
 	}
 	if len(failed) != 1 || !strings.Contains(failed[0], "already exists") {
 		t.Fatalf("want exactly one create refused for the taken name, got %q", failed)
+	}
+	if !strings.Contains(failed[0], "publish") {
+		t.Fatalf("the refusal came from the early name check, not from the commit: %s", failed[0])
 	}
 	if n := len(d.checkpoints()); n != 1 {
 		t.Errorf("%d checkpoints listed, want 1", n)

@@ -24,7 +24,9 @@ func TestKillDaemonDuringCreate(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer create.Wait()
-	waitFor(t, "criu to start dumping", func() bool { return criuChild(d.cmd.Process.Pid) > 0 })
+	waitFor(t, "criu to freeze the tree and write pages", func() bool {
+		return criuChild(d.cmd.Process.Pid) > 0 && traced(w.Ref.PID) && stagedPages(d.root)
+	})
 	d.kill9()
 	if err := create.Wait(); err == nil {
 		t.Error("ckptctl create succeeded although ckptd was killed")
@@ -265,8 +267,12 @@ func TestCRIUKilledDuringCreate(t *testing.T) {
 		t.Fatal(err)
 	}
 	var criu int
-	waitFor(t, "criu to start dumping", func() bool { criu = criuChild(d.cmd.Process.Pid); return criu > 0 })
-	time.Sleep(50 * time.Millisecond) // let it freeze the tree
+	// Killed only once the tree is frozen (traced by CRIU) and its pages
+	// are being written: mid-dump, not before it.
+	waitFor(t, "criu to freeze the tree and write pages", func() bool {
+		criu = criuChild(d.cmd.Process.Pid)
+		return criu > 0 && traced(w.Ref.PID) && stagedPages(d.root)
+	})
 	syscall.Kill(criu, syscall.SIGKILL)
 	if err := create.Wait(); err == nil {
 		t.Fatal("create succeeded although CRIU was killed")

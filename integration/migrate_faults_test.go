@@ -54,8 +54,13 @@ func TestMigratePreflight(t *testing.T) {
 		{"not found", []string{"migrate", "no-such-workload", "--to", b.addr()}},
 		{"--lazy is off", []string{"migrate", "local", "--to", b.addr(), "--lazy"}},
 		{"connection refused", []string{"migrate", "local", "--to", b.ip + ":1"}},
-		{"name", []string{"migrate", "local", "--to", b.addr(), "--name", "../x"}},
+		{`name "../x" contains '..'`, []string{"migrate", "local", "--to", b.addr(), "--name", "../x"}},
 	})
+	for _, p := range []string{filepath.Join(dst.root, "x"), filepath.Join(filepath.Dir(dst.root), "x")} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("a refused --name ../x made %s", p)
+		}
+	}
 	untouched(t, w, before)
 	untouched(t, x, xBefore)
 	if cs := dst.checkpoints(); len(cs) != 0 {
