@@ -232,12 +232,31 @@ func TestContainerCRIUHung(t *testing.T) {
 	logPath := x.run("slow", counterScript)
 	waitCount(t, logPath, 3)
 	wait := d.startCtl("create", "ctr:slow", "--leave-running")
-	var stopped []int
-	waitFor(t, "runc's criu", func() bool { stopped = criuProcesses(); return len(stopped) > 0 })
-	for _, pid := range stopped {
-		syscall.Kill(pid, syscall.SIGSTOP)
-	}
+	// Stop every CRIU runc starts until the create answers: the first one
+	// seen may be a short probe that ends before a single SIGSTOP lands.
+	done := make(chan struct{})
+	stopping := make(chan int, 1)
+	go func() {
+		n := 0
+		defer func() { stopping <- n }()
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(time.Millisecond):
+			}
+			for _, pid := range criuProcesses() {
+				if syscall.Kill(pid, syscall.SIGSTOP) == nil {
+					n++
+				}
+			}
+		}
+	}()
 	stderr, err := wait()
+	close(done)
+	if <-stopping == 0 {
+		t.Fatal("no CRIU of runc's was seen to stop")
+	}
 	if err == nil {
 		t.Fatal("create succeeded although runc's CRIU was stopped")
 	}
