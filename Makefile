@@ -7,7 +7,7 @@ PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 LDFLAGS   := -X github.com/ckptd/ckptd/daemon.Version=$(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all deps bench-deps build run test unit integration bench proto vet clean
+.PHONY: all deps bench-deps build run test unit integration bench proto vet clean fuzz
 
 all: build
 
@@ -25,6 +25,13 @@ run: deps build
 # CRIU and real processes (root required).
 test: deps vet
 	$(GO) test -count=1 -timeout 30m ./...
+	FUZZTIME=3s bash scripts/fuzz.sh
+
+# Every fuzzer of outside input (peer messages, records, refs, config,
+# CRIU images) for FUZZTIME each.
+FUZZTIME ?= 60s
+fuzz:
+	FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh
 
 unit:
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /integration)

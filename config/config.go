@@ -67,14 +67,20 @@ func Default() Config {
 // Load reads path over the defaults. A missing file is an error only when
 // required (the user named it).
 func Load(path string, required bool) (Config, error) {
-	c := Default()
 	data, err := os.ReadFile(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) && !required {
-			return c, nil
+			return Default(), nil
 		}
-		return c, fmt.Errorf("read config: %w", err)
+		return Default(), fmt.Errorf("read config: %w", err)
 	}
+	return Parse(data, path)
+}
+
+// Parse reads a TOML configuration over the defaults; path names it in
+// errors.
+func Parse(data []byte, path string) (Config, error) {
+	c := Default()
 	md, err := toml.Decode(string(data), &c)
 	if err != nil {
 		return c, fmt.Errorf("parse config %s: %v: %w", path, err, errdefs.ErrInvalidArgument)

@@ -3,6 +3,7 @@
 package images
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -43,16 +44,37 @@ type Socket struct {
 }
 
 // PIDs lists the PIDs of the tree (as seen in its own PID namespace).
-func PIDs(dir string) ([]int, error) {
+func PIDs(dir string) (_ []int, err error) {
 	critMu.Lock()
 	defer critMu.Unlock()
-	root, err := crit.New(nil, nil, dir, false, true).ExplorePs()
+	defer guard(&err)
+	if err := checkFraming(dir); err != nil {
+		return nil, err
+	}
+	root, err := explore(crit.New(nil, nil, dir, false, true))
 	if err != nil {
 		return nil, fmt.Errorf("read process tree from %s: %w", dir, err)
 	}
 	var out []int
 	walk(root, 0, func(p *crit.PsTree, _ uint32) { out = append(out, int(p.PID)) })
 	return out, nil
+}
+
+// explore reads the process tree; an empty one is an error.
+func explore(c crit.Critter) (*crit.PsTree, error) {
+	root, err := c.ExplorePs()
+	if err == nil && root == nil {
+		err = errors.New("pstree.img holds no process")
+	}
+	return root, err
+}
+
+// guard turns a panic of the image decoder into an error: images are
+// outside input (a peer sent them, a disk may have mangled them).
+func guard(err *error) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("malformed images: %v", r)
+	}
 }
 
 func walk(p *crit.PsTree, ppid uint32, fn func(*crit.PsTree, uint32)) {
@@ -63,11 +85,15 @@ func walk(p *crit.PsTree, ppid uint32, fn func(*crit.PsTree, uint32)) {
 }
 
 // Read summarizes the tree in dir: processes, commands, memory, files, sockets.
-func Read(dir string) ([]Process, error) {
+func Read(dir string) (_ []Process, err error) {
 	critMu.Lock()
 	defer critMu.Unlock()
+	defer guard(&err)
+	if err := checkFraming(dir); err != nil {
+		return nil, err
+	}
 	c := crit.New(nil, nil, dir, false, true)
-	root, err := c.ExplorePs()
+	root, err := explore(c)
 	if err != nil {
 		return nil, fmt.Errorf("read process tree: %w", err)
 	}

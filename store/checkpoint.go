@@ -163,3 +163,24 @@ func ValidateName(name string) error {
 var idRE = regexp.MustCompile(`^[0-9a-f]{16}$`)
 
 func validID(id string) bool { return idRE.MatchString(id) }
+
+// validRecord checks a record read from disk before it is trusted: its id
+// names its directory, its name is one a user could have given, and its
+// files are plain names inside that directory.
+func validRecord(c *Checkpoint, id string) error {
+	if c.ID != id {
+		return fmt.Errorf("%s names checkpoint %q", MetadataFile, c.ID)
+	}
+	if err := ValidateName(c.Name); err != nil {
+		return err
+	}
+	if c.Parent != "" && !validID(c.Parent) {
+		return fmt.Errorf("parent %q is not a checkpoint id", c.Parent)
+	}
+	for name, f := range c.Files {
+		if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") || f.Size < 0 {
+			return fmt.Errorf("file entry %q (size %d) is not a plain file of the checkpoint", name, f.Size)
+		}
+	}
+	return nil
+}

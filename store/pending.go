@@ -77,8 +77,8 @@ func (s *Store) sealPending(ctx context.Context, id string, data []byte) error {
 	if err := json.Unmarshal(data, &c); err != nil {
 		return fmt.Errorf("%s: %w", PendingFile, err)
 	}
-	if c.ID != id || ValidateName(c.Name) != nil {
-		return fmt.Errorf("%s does not describe checkpoint %s", PendingFile, id)
+	if err := validRecord(&c, id); err != nil {
+		return fmt.Errorf("%s: %w", PendingFile, err)
 	}
 	staging := s.layout.Staging(id)
 	sums, err := sumDir(staging, nil)

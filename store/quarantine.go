@@ -81,7 +81,7 @@ func (s *Store) readQuarantined(id string) Quarantined {
 	} else if st, err := os.Stat(dir); err == nil {
 		q.Since = st.ModTime().UTC()
 	}
-	if c, err := readMetadata(dir); err == nil {
+	if c, err := readMetadata(dir); err == nil && validRecord(c, id) == nil {
 		q.Checkpoint = c
 	}
 	return q

@@ -86,8 +86,8 @@ func (s *Store) rebuildIndex(ctx context.Context, indexed map[string]bool) error
 			continue
 		}
 		c, err := readMetadata(s.layout.Checkpoint(id))
-		if err == nil && c.ID != id {
-			err = fmt.Errorf("%s names checkpoint %s", MetadataFile, c.ID)
+		if err == nil {
+			err = validRecord(c, id)
 		}
 		if err != nil {
 			reason := fmt.Sprintf("unindexed checkpoint without a readable record: %v", err)

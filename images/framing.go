@@ -1,0 +1,66 @@
+package images
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+)
+
+// framedImage matches the images inspect and pre-flight decode whose body
+// is only size-prefixed entries (no raw payload between them).
+var framedImage = regexp.MustCompile(`^(pstree|files|inetsk|unixsk)\.img$|^(core|mm|pagemap|fdinfo|ids)-[0-9]+\.img$`)
+
+// checkFraming walks the entry sizes of every framed image in dir before
+// the decoder sees it: go-criu allocates each entry's declared size up
+// front, so a malformed or hostile size (up to 4 GiB) must be refused
+// first.
+func checkFraming(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() || !framedImage.MatchString(e.Name()) {
+			continue
+		}
+		if err := checkEntries(filepath.Join(dir, e.Name())); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkEntries(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	size := st.Size()
+	off := int64(8) // two magics
+	if size < off {
+		return fmt.Errorf("malformed image %s: %d bytes", filepath.Base(path), size)
+	}
+	var hdr [4]byte
+	for off < size {
+		if _, err := f.ReadAt(hdr[:], off); err != nil {
+			if err == io.EOF {
+				return fmt.Errorf("malformed image %s: truncated entry header at %d", filepath.Base(path), off)
+			}
+			return err
+		}
+		n := int64(binary.LittleEndian.Uint32(hdr[:]))
+		if off += 4; n > size-off {
+			return fmt.Errorf("malformed image %s: an entry of %d bytes at %d runs past its end (%d)", filepath.Base(path), n, off, size)
+		}
+		off += n
+	}
+	return nil
+}
