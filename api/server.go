@@ -129,5 +129,8 @@ func (s *Server) Inspect(ctx context.Context, r *apiv1.InspectRequest) (*apiv1.I
 	for _, p := range in.Processes {
 		out.Processes = append(out.Processes, processToAPI(p))
 	}
+	for _, n := range in.Needs {
+		out.Needs = append(out.Needs, &apiv1.NeededFile{Path: n.Path, Size: n.Size, Dir: n.Dir, Problem: n.Problem})
+	}
 	return out, nil
 }

@@ -107,6 +107,14 @@ type Inspection struct {
 	Checkpoint *store.Checkpoint
 	Processes  []images.Process
 	Children   []string
+	Needs      []Need // empty for a container, whose paths are in its own root
+}
+
+// Need is a file a restore reopens by path, with what is wrong with it on
+// this host ("" when nothing).
+type Need struct {
+	images.Need
+	Problem string
 }
 
 // Inspect reads a checkpoint's images: process tree, commands, memory,
@@ -126,6 +134,16 @@ func (d *Daemon) Inspect(ctx context.Context, ref string) (*Inspection, error) {
 		return nil, err
 	}
 	in := &Inspection{Checkpoint: c, Processes: procs}
+	if c.Container == nil && !images.OwnMounts(d.store.Dir(c.ID)) {
+		needs, err := images.Needs(d.store.Dir(c.ID))
+		if err != nil {
+			return nil, err
+		}
+		for _, n := range needs {
+			p := images.Missing([]images.Need{n}, map[string]bool{c.Target.LogPath: true})
+			in.Needs = append(in.Needs, Need{Need: n, Problem: strings.Join(p, "")})
+		}
+	}
 	for _, k := range kids {
 		in.Children = append(in.Children, k.ID)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -112,6 +113,9 @@ func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.Tar
 	} else if err := hostPIDsFree(ctx, imagesDir, c.Target.PID); err != nil {
 		return nil, err
 	}
+	if err := filesPresent(imagesDir, c); err != nil {
+		return nil, err
+	}
 
 	work, err := d.store.NewRestoreWork(c.ID)
 	if err != nil {
@@ -188,6 +192,25 @@ func (d *Daemon) closeWork(w *store.WorkDir, err *error) {
 	if cerr := w.Close(*err != nil); cerr != nil {
 		d.log.Warn("work dir", "dir", w.Path, "err", cerr)
 	}
+}
+
+// filesPresent checks, before CRIU runs, that the files the tree had open,
+// mapped, ran or worked in are on this host as CRIU will want them, and
+// names every one that is not; CRIU would stop at the first, deep in its
+// log.
+func filesPresent(dir string, c *store.Checkpoint) error {
+	if images.OwnMounts(dir) {
+		return nil // its paths are in mounts CRIU recreates
+	}
+	needs, err := images.Needs(dir)
+	if err != nil {
+		return fmt.Errorf("read the files checkpoint %s needs: %w", c.Name, err)
+	}
+	// A workload's log is handed in anew.
+	if p := images.Missing(needs, map[string]bool{c.Target.LogPath: true}); len(p) > 0 {
+		return fmt.Errorf("checkpoint %s needs files this host lacks: %s: %w", c.Name, strings.Join(p, "; "), errdefs.ErrFailedPrecondition)
+	}
+	return nil
 }
 
 // zombieWait bounds how long a restore waits for a zombie holding one of

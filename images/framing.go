@@ -11,7 +11,7 @@ import (
 
 // framedImage matches the images inspect and pre-flight decode whose body
 // is only size-prefixed entries (no raw payload between them).
-var framedImage = regexp.MustCompile(`^(pstree|files|inetsk|unixsk)\.img$|^(core|mm|pagemap|fdinfo|ids)-[0-9]+\.img$`)
+var framedImage = regexp.MustCompile(`^(pstree|files|inetsk|unixsk|remap-fpath)\.img$|^(core|mm|pagemap|fdinfo|ids|fs)-[0-9]+\.img$`)
 
 // checkFraming walks the entry sizes of every framed image in dir before
 // the decoder sees it: go-criu allocates each entry's declared size up

@@ -388,3 +388,33 @@ func TestRestoreWaitsForZombie(t *testing.T) {
 	p.Wait()
 	d.must("restore", c.Name)
 }
+
+// TestRestoreNeedsMissingFiles: a checkpoint holds a temp file the program
+// has since renamed away (as status files are rewritten) and a file that
+// has grown. The restore is refused before CRIU runs, naming both in one
+// line; inspect shows them; put back, the restore works.
+func TestRestoreNeedsMissingFiles(t *testing.T) {
+	d := startDaemon(t)
+	dir := t.TempDir()
+	tmp, grown := filepath.Join(dir, "status.tmp"), filepath.Join(dir, "data")
+	d.must("run", "--name", "holder", "--", "sh", "-c",
+		fmt.Sprintf("exec 3>%s 4>%s; echo ok >&3; echo 1 >&4; echo ready; exec sleep 600", tmp, grown))
+	waitFor(t, "holder ready", func() bool { return strings.Contains(d.must("logs", "holder"), "ready") })
+	c := d.create("holder")
+	if err := os.Rename(tmp, filepath.Join(dir, "status")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(grown, []byte("123456"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d.mustFail(fmt.Sprintf("needs files this host lacks: %s has 6 bytes, the checkpoint expects 2; %s is missing", grown, tmp), "restore", c.Name)
+	if out := d.must("inspect", c.Name); !strings.Contains(out, tmp) || !strings.Contains(out, "is missing") {
+		t.Errorf("inspect does not show what the restore needs:\n%s", out)
+	}
+	if left, _ := os.ReadDir(filepath.Join(d.root, "restores")); len(left) != 0 {
+		t.Errorf("a restore refused before CRIU left %d work dirs", len(left))
+	}
+	os.Rename(filepath.Join(dir, "status"), tmp)
+	os.WriteFile(grown, []byte("1\n"), 0o600)
+	d.must("restore", c.Name)
+}

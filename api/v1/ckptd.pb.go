@@ -2144,10 +2144,12 @@ func (x *Process) GetSockets() []*Socket {
 }
 
 type InspectResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Checkpoint    *Checkpoint            `protobuf:"bytes,1,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
-	Processes     []*Process             `protobuf:"bytes,2,rep,name=processes,proto3" json:"processes,omitempty"`
-	Children      []string               `protobuf:"bytes,3,rep,name=children,proto3" json:"children,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Checkpoint *Checkpoint            `protobuf:"bytes,1,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	Processes  []*Process             `protobuf:"bytes,2,rep,name=processes,proto3" json:"processes,omitempty"`
+	Children   []string               `protobuf:"bytes,3,rep,name=children,proto3" json:"children,omitempty"`
+	// Files a restore reopens by path, and whether this host has them.
+	Needs         []*NeededFile `protobuf:"bytes,4,rep,name=needs,proto3" json:"needs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2203,6 +2205,81 @@ func (x *InspectResponse) GetChildren() []string {
 	return nil
 }
 
+func (x *InspectResponse) GetNeeds() []*NeededFile {
+	if x != nil {
+		return x.Needs
+	}
+	return nil
+}
+
+type NeededFile struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Size          int64                  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"` // -1: CRIU does not check it
+	Dir           bool                   `protobuf:"varint,3,opt,name=dir,proto3" json:"dir,omitempty"`
+	Problem       string                 `protobuf:"bytes,4,opt,name=problem,proto3" json:"problem,omitempty"` // empty when this host has it as the checkpoint needs it
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NeededFile) Reset() {
+	*x = NeededFile{}
+	mi := &file_ckptd_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NeededFile) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NeededFile) ProtoMessage() {}
+
+func (x *NeededFile) ProtoReflect() protoreflect.Message {
+	mi := &file_ckptd_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NeededFile.ProtoReflect.Descriptor instead.
+func (*NeededFile) Descriptor() ([]byte, []int) {
+	return file_ckptd_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *NeededFile) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *NeededFile) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *NeededFile) GetDir() bool {
+	if x != nil {
+		return x.Dir
+	}
+	return false
+}
+
+func (x *NeededFile) GetProblem() string {
+	if x != nil {
+		return x.Problem
+	}
+	return ""
+}
+
 type MigrateRequest struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	Target           string                 `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
@@ -2218,7 +2295,7 @@ type MigrateRequest struct {
 
 func (x *MigrateRequest) Reset() {
 	*x = MigrateRequest{}
-	mi := &file_ckptd_proto_msgTypes[34]
+	mi := &file_ckptd_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2230,7 +2307,7 @@ func (x *MigrateRequest) String() string {
 func (*MigrateRequest) ProtoMessage() {}
 
 func (x *MigrateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[34]
+	mi := &file_ckptd_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2243,7 +2320,7 @@ func (x *MigrateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MigrateRequest.ProtoReflect.Descriptor instead.
 func (*MigrateRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{34}
+	return file_ckptd_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *MigrateRequest) GetTarget() string {
@@ -2306,7 +2383,7 @@ type MigrateProgress struct {
 
 func (x *MigrateProgress) Reset() {
 	*x = MigrateProgress{}
-	mi := &file_ckptd_proto_msgTypes[35]
+	mi := &file_ckptd_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2318,7 +2395,7 @@ func (x *MigrateProgress) String() string {
 func (*MigrateProgress) ProtoMessage() {}
 
 func (x *MigrateProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[35]
+	mi := &file_ckptd_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2331,7 +2408,7 @@ func (x *MigrateProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MigrateProgress.ProtoReflect.Descriptor instead.
 func (*MigrateProgress) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{35}
+	return file_ckptd_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *MigrateProgress) GetPhase() string {
@@ -2373,7 +2450,7 @@ type MigrateResult struct {
 
 func (x *MigrateResult) Reset() {
 	*x = MigrateResult{}
-	mi := &file_ckptd_proto_msgTypes[36]
+	mi := &file_ckptd_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2385,7 +2462,7 @@ func (x *MigrateResult) String() string {
 func (*MigrateResult) ProtoMessage() {}
 
 func (x *MigrateResult) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[36]
+	mi := &file_ckptd_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2398,7 +2475,7 @@ func (x *MigrateResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MigrateResult.ProtoReflect.Descriptor instead.
 func (*MigrateResult) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{36}
+	return file_ckptd_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *MigrateResult) GetDestination() string {
@@ -2484,7 +2561,7 @@ type MigrateEvent struct {
 
 func (x *MigrateEvent) Reset() {
 	*x = MigrateEvent{}
-	mi := &file_ckptd_proto_msgTypes[37]
+	mi := &file_ckptd_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2496,7 +2573,7 @@ func (x *MigrateEvent) String() string {
 func (*MigrateEvent) ProtoMessage() {}
 
 func (x *MigrateEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[37]
+	mi := &file_ckptd_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2509,7 +2586,7 @@ func (x *MigrateEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MigrateEvent.ProtoReflect.Descriptor instead.
 func (*MigrateEvent) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{37}
+	return file_ckptd_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *MigrateEvent) GetEvent() isMigrateEvent_Event {
@@ -2737,13 +2814,20 @@ const file_ckptd_proto_rawDesc = "" +
 	"\acommand\x18\x04 \x03(\tR\acommand\x12!\n" +
 	"\fmemory_bytes\x18\x05 \x01(\x03R\vmemoryBytes\x12$\n" +
 	"\x05files\x18\x06 \x03(\v2\x0e.ckptd.v1.FileR\x05files\x12*\n" +
-	"\asockets\x18\a \x03(\v2\x10.ckptd.v1.SocketR\asockets\"\x94\x01\n" +
+	"\asockets\x18\a \x03(\v2\x10.ckptd.v1.SocketR\asockets\"\xc0\x01\n" +
 	"\x0fInspectResponse\x124\n" +
 	"\n" +
 	"checkpoint\x18\x01 \x01(\v2\x14.ckptd.v1.CheckpointR\n" +
 	"checkpoint\x12/\n" +
 	"\tprocesses\x18\x02 \x03(\v2\x11.ckptd.v1.ProcessR\tprocesses\x12\x1a\n" +
-	"\bchildren\x18\x03 \x03(\tR\bchildren\"\xdc\x01\n" +
+	"\bchildren\x18\x03 \x03(\tR\bchildren\x12*\n" +
+	"\x05needs\x18\x04 \x03(\v2\x14.ckptd.v1.NeededFileR\x05needs\"`\n" +
+	"\n" +
+	"NeededFile\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x10\n" +
+	"\x03dir\x18\x03 \x01(\bR\x03dir\x12\x18\n" +
+	"\aproblem\x18\x04 \x01(\tR\aproblem\"\xdc\x01\n" +
 	"\x0eMigrateRequest\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x12\x0e\n" +
 	"\x02to\x18\x02 \x01(\tR\x02to\x12\x12\n" +
@@ -2803,7 +2887,7 @@ func file_ckptd_proto_rawDescGZIP() []byte {
 	return file_ckptd_proto_rawDescData
 }
 
-var file_ckptd_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_ckptd_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_ckptd_proto_goTypes = []any{
 	(*VersionRequest)(nil),  // 0: ckptd.v1.VersionRequest
 	(*VersionResponse)(nil), // 1: ckptd.v1.VersionResponse
@@ -2839,12 +2923,13 @@ var file_ckptd_proto_goTypes = []any{
 	(*Socket)(nil),          // 31: ckptd.v1.Socket
 	(*Process)(nil),         // 32: ckptd.v1.Process
 	(*InspectResponse)(nil), // 33: ckptd.v1.InspectResponse
-	(*MigrateRequest)(nil),  // 34: ckptd.v1.MigrateRequest
-	(*MigrateProgress)(nil), // 35: ckptd.v1.MigrateProgress
-	(*MigrateResult)(nil),   // 36: ckptd.v1.MigrateResult
-	(*MigrateEvent)(nil),    // 37: ckptd.v1.MigrateEvent
-	nil,                     // 38: ckptd.v1.Checkpoint.FilesEntry
-	nil,                     // 39: ckptd.v1.ContainerInfo.LabelsEntry
+	(*NeededFile)(nil),      // 34: ckptd.v1.NeededFile
+	(*MigrateRequest)(nil),  // 35: ckptd.v1.MigrateRequest
+	(*MigrateProgress)(nil), // 36: ckptd.v1.MigrateProgress
+	(*MigrateResult)(nil),   // 37: ckptd.v1.MigrateResult
+	(*MigrateEvent)(nil),    // 38: ckptd.v1.MigrateEvent
+	nil,                     // 39: ckptd.v1.Checkpoint.FilesEntry
+	nil,                     // 40: ckptd.v1.ContainerInfo.LabelsEntry
 }
 var file_ckptd_proto_depIdxs = []int32{
 	3,  // 0: ckptd.v1.CheckResponse.checks:type_name -> ckptd.v1.CheckResult
@@ -2853,10 +2938,10 @@ var file_ckptd_proto_depIdxs = []int32{
 	5,  // 3: ckptd.v1.Checkpoint.target:type_name -> ckptd.v1.TargetRef
 	14, // 4: ckptd.v1.Checkpoint.options:type_name -> ckptd.v1.Options
 	15, // 5: ckptd.v1.Checkpoint.stats:type_name -> ckptd.v1.DumpStats
-	38, // 6: ckptd.v1.Checkpoint.files:type_name -> ckptd.v1.Checkpoint.FilesEntry
+	39, // 6: ckptd.v1.Checkpoint.files:type_name -> ckptd.v1.Checkpoint.FilesEntry
 	19, // 7: ckptd.v1.Checkpoint.container:type_name -> ckptd.v1.ContainerInfo
 	18, // 8: ckptd.v1.Checkpoint.migration:type_name -> ckptd.v1.Migration
-	39, // 9: ckptd.v1.ContainerInfo.labels:type_name -> ckptd.v1.ContainerInfo.LabelsEntry
+	40, // 9: ckptd.v1.ContainerInfo.labels:type_name -> ckptd.v1.ContainerInfo.LabelsEntry
 	14, // 10: ckptd.v1.CreateRequest.options:type_name -> ckptd.v1.Options
 	17, // 11: ckptd.v1.ListResponse.checkpoints:type_name -> ckptd.v1.Checkpoint
 	23, // 12: ckptd.v1.ListResponse.quarantined:type_name -> ckptd.v1.Quarantined
@@ -2866,42 +2951,43 @@ var file_ckptd_proto_depIdxs = []int32{
 	31, // 16: ckptd.v1.Process.sockets:type_name -> ckptd.v1.Socket
 	17, // 17: ckptd.v1.InspectResponse.checkpoint:type_name -> ckptd.v1.Checkpoint
 	32, // 18: ckptd.v1.InspectResponse.processes:type_name -> ckptd.v1.Process
-	14, // 19: ckptd.v1.MigrateRequest.options:type_name -> ckptd.v1.Options
-	15, // 20: ckptd.v1.MigrateResult.stats:type_name -> ckptd.v1.DumpStats
-	35, // 21: ckptd.v1.MigrateEvent.progress:type_name -> ckptd.v1.MigrateProgress
-	36, // 22: ckptd.v1.MigrateEvent.result:type_name -> ckptd.v1.MigrateResult
-	16, // 23: ckptd.v1.Checkpoint.FilesEntry.value:type_name -> ckptd.v1.FileSum
-	0,  // 24: ckptd.v1.Ckptd.Version:input_type -> ckptd.v1.VersionRequest
-	2,  // 25: ckptd.v1.Ckptd.Check:input_type -> ckptd.v1.CheckRequest
-	7,  // 26: ckptd.v1.Ckptd.Run:input_type -> ckptd.v1.RunRequest
-	8,  // 27: ckptd.v1.Ckptd.Ps:input_type -> ckptd.v1.PsRequest
-	10, // 28: ckptd.v1.Ckptd.Logs:input_type -> ckptd.v1.LogsRequest
-	12, // 29: ckptd.v1.Ckptd.Kill:input_type -> ckptd.v1.KillRequest
-	20, // 30: ckptd.v1.Ckptd.Create:input_type -> ckptd.v1.CreateRequest
-	21, // 31: ckptd.v1.Ckptd.List:input_type -> ckptd.v1.ListRequest
-	26, // 32: ckptd.v1.Ckptd.Remove:input_type -> ckptd.v1.RemoveRequest
-	28, // 33: ckptd.v1.Ckptd.Restore:input_type -> ckptd.v1.RestoreRequest
-	29, // 34: ckptd.v1.Ckptd.Inspect:input_type -> ckptd.v1.InspectRequest
-	24, // 35: ckptd.v1.Ckptd.Verify:input_type -> ckptd.v1.VerifyRequest
-	34, // 36: ckptd.v1.Ckptd.Migrate:input_type -> ckptd.v1.MigrateRequest
-	1,  // 37: ckptd.v1.Ckptd.Version:output_type -> ckptd.v1.VersionResponse
-	4,  // 38: ckptd.v1.Ckptd.Check:output_type -> ckptd.v1.CheckResponse
-	6,  // 39: ckptd.v1.Ckptd.Run:output_type -> ckptd.v1.Target
-	9,  // 40: ckptd.v1.Ckptd.Ps:output_type -> ckptd.v1.PsResponse
-	11, // 41: ckptd.v1.Ckptd.Logs:output_type -> ckptd.v1.LogsResponse
-	13, // 42: ckptd.v1.Ckptd.Kill:output_type -> ckptd.v1.KillResponse
-	17, // 43: ckptd.v1.Ckptd.Create:output_type -> ckptd.v1.Checkpoint
-	22, // 44: ckptd.v1.Ckptd.List:output_type -> ckptd.v1.ListResponse
-	27, // 45: ckptd.v1.Ckptd.Remove:output_type -> ckptd.v1.RemoveResponse
-	6,  // 46: ckptd.v1.Ckptd.Restore:output_type -> ckptd.v1.Target
-	33, // 47: ckptd.v1.Ckptd.Inspect:output_type -> ckptd.v1.InspectResponse
-	25, // 48: ckptd.v1.Ckptd.Verify:output_type -> ckptd.v1.VerifyResponse
-	37, // 49: ckptd.v1.Ckptd.Migrate:output_type -> ckptd.v1.MigrateEvent
-	37, // [37:50] is the sub-list for method output_type
-	24, // [24:37] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	34, // 19: ckptd.v1.InspectResponse.needs:type_name -> ckptd.v1.NeededFile
+	14, // 20: ckptd.v1.MigrateRequest.options:type_name -> ckptd.v1.Options
+	15, // 21: ckptd.v1.MigrateResult.stats:type_name -> ckptd.v1.DumpStats
+	36, // 22: ckptd.v1.MigrateEvent.progress:type_name -> ckptd.v1.MigrateProgress
+	37, // 23: ckptd.v1.MigrateEvent.result:type_name -> ckptd.v1.MigrateResult
+	16, // 24: ckptd.v1.Checkpoint.FilesEntry.value:type_name -> ckptd.v1.FileSum
+	0,  // 25: ckptd.v1.Ckptd.Version:input_type -> ckptd.v1.VersionRequest
+	2,  // 26: ckptd.v1.Ckptd.Check:input_type -> ckptd.v1.CheckRequest
+	7,  // 27: ckptd.v1.Ckptd.Run:input_type -> ckptd.v1.RunRequest
+	8,  // 28: ckptd.v1.Ckptd.Ps:input_type -> ckptd.v1.PsRequest
+	10, // 29: ckptd.v1.Ckptd.Logs:input_type -> ckptd.v1.LogsRequest
+	12, // 30: ckptd.v1.Ckptd.Kill:input_type -> ckptd.v1.KillRequest
+	20, // 31: ckptd.v1.Ckptd.Create:input_type -> ckptd.v1.CreateRequest
+	21, // 32: ckptd.v1.Ckptd.List:input_type -> ckptd.v1.ListRequest
+	26, // 33: ckptd.v1.Ckptd.Remove:input_type -> ckptd.v1.RemoveRequest
+	28, // 34: ckptd.v1.Ckptd.Restore:input_type -> ckptd.v1.RestoreRequest
+	29, // 35: ckptd.v1.Ckptd.Inspect:input_type -> ckptd.v1.InspectRequest
+	24, // 36: ckptd.v1.Ckptd.Verify:input_type -> ckptd.v1.VerifyRequest
+	35, // 37: ckptd.v1.Ckptd.Migrate:input_type -> ckptd.v1.MigrateRequest
+	1,  // 38: ckptd.v1.Ckptd.Version:output_type -> ckptd.v1.VersionResponse
+	4,  // 39: ckptd.v1.Ckptd.Check:output_type -> ckptd.v1.CheckResponse
+	6,  // 40: ckptd.v1.Ckptd.Run:output_type -> ckptd.v1.Target
+	9,  // 41: ckptd.v1.Ckptd.Ps:output_type -> ckptd.v1.PsResponse
+	11, // 42: ckptd.v1.Ckptd.Logs:output_type -> ckptd.v1.LogsResponse
+	13, // 43: ckptd.v1.Ckptd.Kill:output_type -> ckptd.v1.KillResponse
+	17, // 44: ckptd.v1.Ckptd.Create:output_type -> ckptd.v1.Checkpoint
+	22, // 45: ckptd.v1.Ckptd.List:output_type -> ckptd.v1.ListResponse
+	27, // 46: ckptd.v1.Ckptd.Remove:output_type -> ckptd.v1.RemoveResponse
+	6,  // 47: ckptd.v1.Ckptd.Restore:output_type -> ckptd.v1.Target
+	33, // 48: ckptd.v1.Ckptd.Inspect:output_type -> ckptd.v1.InspectResponse
+	25, // 49: ckptd.v1.Ckptd.Verify:output_type -> ckptd.v1.VerifyResponse
+	38, // 50: ckptd.v1.Ckptd.Migrate:output_type -> ckptd.v1.MigrateEvent
+	38, // [38:51] is the sub-list for method output_type
+	25, // [25:38] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_ckptd_proto_init() }
@@ -2909,7 +2995,7 @@ func file_ckptd_proto_init() {
 	if File_ckptd_proto != nil {
 		return
 	}
-	file_ckptd_proto_msgTypes[37].OneofWrappers = []any{
+	file_ckptd_proto_msgTypes[38].OneofWrappers = []any{
 		(*MigrateEvent_Progress)(nil),
 		(*MigrateEvent_Result)(nil),
 	}
@@ -2919,7 +3005,7 @@ func file_ckptd_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ckptd_proto_rawDesc), len(file_ckptd_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   40,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

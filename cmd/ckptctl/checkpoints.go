@@ -219,4 +219,16 @@ func printInspection(in *apiv1.InspectResponse) {
 		}
 	}
 	w.Flush()
+	if len(in.GetNeeds()) > 0 {
+		fmt.Println()
+		w = newTable("RESTORE NEEDS", "SIZE", "HERE")
+		for _, n := range in.GetNeeds() {
+			size := "-"
+			if n.GetSize() >= 0 {
+				size = fmt.Sprint(n.GetSize())
+			}
+			row(w, n.GetPath(), size, or(n.GetProblem(), "ok"))
+		}
+		w.Flush()
+	}
 }
