@@ -175,8 +175,11 @@ func TestMigrateDestinationKilled(t *testing.T) {
 func TestMigrateBothWays(t *testing.T) {
 	a, b := twoHosts(t)
 	da, db := a.ckptd("", ""), b.ckptd("", "")
-	da.runLoad("east", 256)
-	db.runLoad("west", 256)
+	// Own working directories: both ckptds share this machine, and dumps of
+	// trees working in one directory must not run at once (CRIU's
+	// proc.crtools), which two daemons cannot arrange between themselves.
+	da.runLoadIn(t.TempDir(), "east", 256)
+	db.runLoadIn(t.TempDir(), "west", 256)
 	da.runLoadIn(t.TempDir(), "local", 16)
 	toB := da.startCtl("migrate", "east", "--to", b.addr())
 	toA := db.startCtl("migrate", "west", "--to", a.addr())
