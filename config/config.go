@@ -39,6 +39,13 @@ type Config struct {
 	// PeerCerts holds this host's certificate, key and the CA every peer
 	// must be signed by (ckptctl certs writes them); migrations need it.
 	PeerCerts string `toml:"peer_certs"`
+	// PeerAllow, when set, names the only peers (certificate common name
+	// or DNS name) accepted, in both directions; empty accepts any the CA
+	// signed.
+	PeerAllow []string `toml:"peer_allow"`
+	// SocketGroup is a group (name or id) given access to the API socket;
+	// empty keeps it root's alone (0600).
+	SocketGroup string `toml:"socket_group"`
 	// CRIUTimeout bounds every CRIU and runc call ("10m"); empty scales
 	// with the memory at stake (2 minutes plus 1 per GiB).
 	CRIUTimeout string `toml:"criu_timeout"`

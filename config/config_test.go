@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -42,6 +43,8 @@ func TestLoad(t *testing.T) {
 		{name: "default grace", body: "\n",
 			check: func(c Config) bool { g, err := c.Grace(); return err == nil && g == 2*time.Minute }},
 		{name: "bad grace", body: "shutdown_grace = \"soon\"\n", wantErr: "shutdown_grace"},
+		{name: "access", body: "socket_group = \"nogroup\"\npeer_allow = [\"a\", \"b\"]\n",
+			check: func(c Config) bool { return c.SocketGroup == "nogroup" && len(c.PeerAllow) == 2 }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := Load(write(tc.body), true)
@@ -63,7 +66,7 @@ func TestLoad(t *testing.T) {
 
 func TestMissingFile(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "none.toml")
-	if c, err := Load(p, false); err != nil || c != Default() {
+	if c, err := Load(p, false); err != nil || !reflect.DeepEqual(c, Default()) {
 		t.Errorf("optional missing file: %+v %v", c, err)
 	}
 	if _, err := Load(p, true); err == nil {

@@ -79,6 +79,8 @@ type Parts struct {
 	// Peer is the mutual-TLS configuration for migrations to and from
 	// other ckptds; nil when none is configured.
 	Peer *tls.Config
+	// PeerInfo says which CA and peers are accepted, for check.
+	PeerInfo string
 	// Defaults are create's defaults for LinkRemap and GhostLimit.
 	Defaults store.Options
 }
@@ -95,6 +97,7 @@ type Daemon struct {
 	ctrs       ContainerLister
 	images     ContainerImages
 	peer       *tls.Config
+	peerInfo   string
 	defaultNS  string
 	ctrdAddr   string
 	host       HostInfo
@@ -118,7 +121,7 @@ type HostInfo struct {
 func New(ctx context.Context, p Parts) *Daemon {
 	d := &Daemon{
 		log: p.Log, store: p.Store, dumper: p.Dumper, restorer: p.Restorer, sup: p.Supervisor, criu: p.CRIU,
-		containers: p.Containers, ctrs: p.Containers, images: p.Containers, peer: p.Peer, defaultNS: p.ContainerNamespace, ctrdAddr: p.ContainerdAddress,
+		containers: p.Containers, ctrs: p.Containers, images: p.Containers, peer: p.Peer, peerInfo: p.PeerInfo, defaultNS: p.ContainerNamespace, ctrdAddr: p.ContainerdAddress,
 		host: readHostInfo(), defaults: p.Defaults,
 		locks: keylock.New(), committed: map[string]time.Time{},
 	}

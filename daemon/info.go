@@ -55,7 +55,7 @@ func (d *Daemon) Check(ctx context.Context) []Check {
 		}
 		out = append(out, c)
 	}
-	peer := Check{Name: "migration", OK: d.peer != nil, Detail: "peer credentials loaded; ckptctl migrate works"}
+	peer := Check{Name: "migration", OK: d.peer != nil, Detail: "peer credentials loaded; ckptctl migrate works; " + d.peerInfo}
 	if d.peer == nil {
 		peer.Detail = "no peer credentials (peer_certs): ckptctl migrate is off"
 	}

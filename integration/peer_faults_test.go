@@ -112,3 +112,40 @@ func hostileExchange(t *testing.T, addr string, cfg *tls.Config, msgs []*migrate
 	}
 	return err.Error()
 }
+
+// TestPeerAllow: with peer_allow, a peer from the right CA whose name is
+// not listed is refused at the handshake; a listed one gets in; check says
+// which CA and peers are accepted.
+func TestPeerAllow(t *testing.T) {
+	pki := t.TempDir()
+	ctl(t, "certs", "ca", filepath.Join(pki, "ca"), "--name", "ckptd test CA")
+	for _, h := range []string{"local", "other"} {
+		ctl(t, "certs", "host", h, "--ca", filepath.Join(pki, "ca"), "--out", filepath.Join(pki, h), "--ip", "127.0.0.1")
+	}
+	addr := "127.0.0.1:" + freePort(t)
+	d := startDaemonWith(t, "--peer-listen", addr, "--peer-certs", filepath.Join(pki, "local"), "--peer-allow", "local,someone")
+	if out := d.must("check"); !strings.Contains(out, `CA "ckptd test CA"`) || !strings.Contains(out, "peers allowed: local, someone") {
+		t.Errorf("check does not say which peers are accepted:\n%s", out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, h := range []struct {
+		name string
+		ok   bool
+	}{{"other", false}, {"local", true}} {
+		cfg, err := peer.Config(filepath.Join(pki, h.name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := migrate.Dial(ctx, addr, cfg)
+		if (err == nil) != h.ok {
+			t.Errorf("peer %s: dial: %v, want accepted=%v", h.name, err, h.ok)
+		}
+		if err == nil {
+			c.Close()
+		}
+	}
+	if !strings.Contains(d.log.String(), `peer \"other\" is not in peer_allow`) {
+		t.Errorf("the refusal was not logged:\n%s", d.log)
+	}
+}

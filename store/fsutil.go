@@ -50,13 +50,19 @@ func syncDir(dir string) error {
 	return nil
 }
 
-// sumFile hashes a file and, when sync is set, fsyncs it.
+// sumFile hashes a file and, when sync is set (publishing), fsyncs it
+// and makes it root's alone: CRIU writes its images 0644.
 func sumFile(path string, sync bool) (FileSum, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return FileSum{}, err
 	}
 	defer f.Close()
+	if sync {
+		if err := f.Chmod(0o600); err != nil {
+			return FileSum{}, err
+		}
+	}
 	h := sha256.New()
 	n, err := io.Copy(h, f)
 	if err != nil {

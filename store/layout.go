@@ -63,6 +63,11 @@ func (l Layout) Ensure() error {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return fmt.Errorf("create state dir: %w", err)
 		}
+		// Checkpoints hold whole memories: root's alone, whatever made the
+		// directory before.
+		if err := os.Chmod(d, 0o700); err != nil {
+			return fmt.Errorf("state dir: %w", err)
+		}
 	}
 	return nil
 }

@@ -169,6 +169,9 @@ func (pt *partial) seal(path string) (FileSum, error) {
 	if pt.off != st.Size() {
 		return FileSum{}, fmt.Errorf("%s: read %d of %d bytes", path, pt.off, st.Size())
 	}
+	if err := pt.f.Chmod(0o600); err != nil { // CRIU writes images 0644
+		return FileSum{}, err
+	}
 	if err := pt.f.Sync(); err != nil {
 		return FileSum{}, err
 	}

@@ -9,7 +9,9 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/ckptd/ckptd/errdefs"
 )
@@ -267,5 +269,43 @@ func TestTargets(t *testing.T) {
 	}
 	if _, err := s.GetTarget(ctx, "pid/1"); !errdefs.IsNotFound(err) {
 		t.Errorf("unknown target: %v", err)
+	}
+}
+
+// Checkpoints hold whole memories: whatever the umask and however a file
+// was written, the state root and every published file are root's alone.
+func TestPublishedFilesArePrivate(t *testing.T) {
+	old := syscall.Umask(0)
+	defer syscall.Umask(old)
+	root := filepath.Join(t.TempDir(), "state")
+	if err := os.MkdirAll(filepath.Join(root, "checkpoints"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := openStore(t, root)
+	c := &Checkpoint{ID: NewID(), Name: "private"}
+	dir, err := s.Stage(context.Background(), c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"pages-1.img", "core-1.img"} {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte("secret"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(3 * prehashEvery) // let the prehash take the page image
+	if err := s.Publish(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	err = filepath.Walk(root, func(p string, info os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		if info.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s is %v", p, info.Mode().Perm())
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -4,10 +4,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -79,13 +81,13 @@ func (c *cli) client() (apiv1.CkptdClient, error) {
 
 // reachable tells a ckptd that is down from one that reports something it
 // depends on (containerd) as unavailable.
-func (c *cli) reachable() bool {
+func (c *cli) reachable() error {
 	conn, err := net.DialTimeout("unix", c.socket, time.Second)
 	if err != nil {
-		return false
+		return err
 	}
 	conn.Close()
-	return true
+	return nil
 }
 
 // describe turns an error into the one line the user sees.
@@ -94,8 +96,13 @@ func (c *cli) describe(err error) string {
 	if !ok {
 		return err.Error()
 	}
-	if st.Code() == codes.Unavailable && !c.reachable() {
-		return fmt.Sprintf("cannot reach ckptd at %s: is it running? (start it with 'make run')", c.socket)
+	if st.Code() == codes.Unavailable {
+		switch err := c.reachable(); {
+		case errors.Is(err, syscall.EACCES):
+			return fmt.Sprintf("permission denied on ckptd's socket %s: it serves root, and the group socket_group names if set", c.socket)
+		case err != nil:
+			return fmt.Sprintf("cannot reach ckptd at %s: is it running? (start it with 'make run')", c.socket)
+		}
 	}
 	return strings.ReplaceAll(st.Message(), "\n", " ")
 }

@@ -12,7 +12,10 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"os/user"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -100,7 +103,7 @@ func run() error {
 		Log: log, Store: st, Dumper: dumper.New(bin, log), Restorer: restorer.New(bin, log),
 		Supervisor: sup, CRIU: bin, Containers: ctrs,
 		ContainerNamespace: cfg.ContainerdNamespace, ContainerdAddress: cfg.Containerd,
-		Peer: peerTLS, Defaults: store.Options{LinkRemap: cfg.LinkRemap, GhostLimit: cfg.GhostLimit},
+		Peer: peerTLS, PeerInfo: peer.Describe(cfg.PeerCerts, cfg.PeerAllow), Defaults: store.Options{LinkRemap: cfg.LinkRemap, GhostLimit: cfg.GhostLimit},
 	})
 	peers := make(chan error, 1)
 	if cfg.PeerListen != "" {
@@ -112,7 +115,7 @@ func run() error {
 		go func() { peers <- ps.Serve(ctx) }()
 	}
 
-	lis, err := listen(cfg.Socket)
+	lis, err := listen(cfg.Socket, cfg.SocketGroup)
 	if err != nil {
 		return err
 	}
@@ -182,6 +185,8 @@ func loadConfig(args []string) (config.Config, error) {
 	peerCerts := fs.String("peer-certs", "", "directory with this host's peer certificate, key and CA (default "+config.Default().PeerCerts+")")
 	criuTimeout := fs.String("criu-timeout", "", "deadline of every CRIU and runc call, e.g. 10m (default: 2m plus 1m per GiB of memory)")
 	criuConfig := fs.String("criu-config", "", "CRIU configuration file applied to every dump and restore")
+	peerAllow := fs.String("peer-allow", "", "comma-separated peer names accepted (default: any the CA signed)")
+	socketGroup := fs.String("socket-group", "", "group (name or id) given access to the API socket (default: root only)")
 	grace := fs.String("shutdown-grace", "", "how long stopping waits for requests in flight (default 2m; committed migrations are always waited for)")
 	if err := fs.Parse(args); err != nil {
 		return config.Config{}, err
@@ -199,10 +204,13 @@ func loadConfig(args []string) (config.Config, error) {
 	}
 	for dst, v := range map[*string]string{&cfg.Root: *root, &cfg.Socket: *socket, &cfg.CRIUPath: *criuPath, &cfg.LogLevel: *level, &cfg.LogFormat: *format,
 		&cfg.Containerd: *ctrd, &cfg.ContainerdNamespace: *ns, &cfg.PeerListen: *peerListen, &cfg.PeerCerts: *peerCerts,
-		&cfg.CRIUTimeout: *criuTimeout, &cfg.CRIUConfig: *criuConfig, &cfg.ShutdownGrace: *grace} {
+		&cfg.CRIUTimeout: *criuTimeout, &cfg.CRIUConfig: *criuConfig, &cfg.ShutdownGrace: *grace, &cfg.SocketGroup: *socketGroup} {
 		if v != "" {
 			*dst = v
 		}
+	}
+	if *peerAllow != "" {
+		cfg.PeerAllow = strings.Split(*peerAllow, ",")
 	}
 	return cfg, cfg.Validate()
 }
@@ -213,13 +221,30 @@ func peerConfig(cfg config.Config) (*tls.Config, error) {
 	if _, err := os.Stat(cfg.PeerCerts); errors.Is(err, os.ErrNotExist) && cfg.PeerListen == "" {
 		return nil, nil
 	}
-	return peer.Config(cfg.PeerCerts)
+	c, err := peer.Config(cfg.PeerCerts)
+	if err != nil {
+		return nil, err
+	}
+	peer.Restrict(c, cfg.PeerAllow)
+	return c, nil
 }
 
-// listen opens the API socket, root-owned with mode 0660.
-func listen(path string) (net.Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+// listen opens the API socket: root's alone (0600), or shared with one
+// group (0660) when socketGroup is set. A checkpoint holds a process's
+// whole memory; whoever may call ckptd may read it.
+func listen(path, socketGroup string) (net.Listener, error) {
+	gid, err := lookupGroup(socketGroup)
+	if err != nil {
 		return nil, err
+	}
+	dir := filepath.Dir(path)
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return nil, err
+		}
+		if err := os.Chown(dir, 0, max(gid, 0)); err != nil {
+			return nil, err
+		}
 	}
 	if c, err := net.Dial("unix", path); err == nil {
 		c.Close()
@@ -232,13 +257,27 @@ func listen(path string) (net.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.Chmod(path, 0o660); err != nil {
-		lis.Close()
-		return nil, err
+	mode := os.FileMode(0o600)
+	if gid >= 0 {
+		mode = 0o660
 	}
-	if err := os.Chown(path, 0, 0); err != nil {
+	if err := errors.Join(os.Chown(path, 0, max(gid, 0)), os.Chmod(path, mode)); err != nil {
 		lis.Close()
 		return nil, err
 	}
 	return lis, nil
+}
+
+// lookupGroup resolves a group name or id; -1 for none.
+func lookupGroup(name string) (int, error) {
+	if name == "" {
+		return -1, nil
+	}
+	g, err := user.LookupGroup(name)
+	if err != nil {
+		if g, err = user.LookupGroupId(name); err != nil {
+			return -1, fmt.Errorf("socket_group %q: no such group", name)
+		}
+	}
+	return strconv.Atoi(g.Gid)
 }
