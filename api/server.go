@@ -19,7 +19,8 @@ func NewServer(d *daemon.Daemon) *Server { return &Server{d: d} }
 
 func (s *Server) Version(ctx context.Context, _ *apiv1.VersionRequest) (*apiv1.VersionResponse, error) {
 	v := s.d.Version(ctx)
-	return &apiv1.VersionResponse{Daemon: v.Daemon, Go: v.Go, Criu: v.CRIU, CriuPath: v.CRIUPath, Kernel: v.Kernel}, nil
+	return &apiv1.VersionResponse{Daemon: v.Daemon, Go: v.Go, Criu: v.CRIU, CriuPath: v.CRIUPath, Kernel: v.Kernel,
+		Goroutines: v.Goroutines, OpenFds: v.OpenFDs, RssBytes: v.RSSBytes}, nil
 }
 
 func (s *Server) Check(ctx context.Context, _ *apiv1.CheckRequest) (*apiv1.CheckResponse, error) {

@@ -49,6 +49,19 @@ func (d *Daemon) Create(ctx context.Context, req CreateRequest) (*store.Checkpoi
 	if err != nil {
 		return nil, err
 	}
+	if parent != "" {
+		// Held until published: rm must not take the parent from under a
+		// checkpoint about to name it.
+		_, release, err := d.store.Acquire(ctx, parent)
+		switch {
+		case errdefs.IsNotFound(err):
+			parent = "" // removed just now: a new chain starts
+		case err != nil:
+			return nil, err
+		default:
+			defer release()
+		}
+	}
 	c := &store.Checkpoint{
 		ID:          store.NewID(),
 		Name:        name,

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ckptd/ckptd/criu"
 	"github.com/ckptd/ckptd/images"
+	"github.com/ckptd/ckptd/proc"
 	"github.com/ckptd/ckptd/store"
 )
 
@@ -23,10 +24,14 @@ type Check struct {
 // VersionInfo describes the daemon and what it runs on.
 type VersionInfo struct {
 	Daemon, Go, CRIU, CRIUPath, Kernel string
+	// The daemon's footprint now.
+	Goroutines, OpenFDs, RSSBytes int64
 }
 
 func (d *Daemon) Version(ctx context.Context) VersionInfo {
-	return VersionInfo{Daemon: Version, Go: runtime.Version(), CRIU: d.criu.VersionString(), CRIUPath: d.criu.Path, Kernel: d.host.Kernel}
+	fds, _ := os.ReadDir("/proc/self/fd")
+	return VersionInfo{Daemon: Version, Go: runtime.Version(), CRIU: d.criu.VersionString(), CRIUPath: d.criu.Path, Kernel: d.host.Kernel,
+		Goroutines: int64(runtime.NumGoroutine()), OpenFDs: int64(len(fds)), RSSBytes: proc.RSS(os.Getpid())}
 }
 
 // criuFeatures are the CRIU features worth reporting, with what needs them.

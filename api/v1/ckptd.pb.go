@@ -60,12 +60,16 @@ func (*VersionRequest) Descriptor() ([]byte, []int) {
 }
 
 type VersionResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Daemon        string                 `protobuf:"bytes,1,opt,name=daemon,proto3" json:"daemon,omitempty"`
-	Go            string                 `protobuf:"bytes,2,opt,name=go,proto3" json:"go,omitempty"`
-	Criu          string                 `protobuf:"bytes,3,opt,name=criu,proto3" json:"criu,omitempty"`
-	CriuPath      string                 `protobuf:"bytes,4,opt,name=criu_path,json=criuPath,proto3" json:"criu_path,omitempty"`
-	Kernel        string                 `protobuf:"bytes,5,opt,name=kernel,proto3" json:"kernel,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Daemon   string                 `protobuf:"bytes,1,opt,name=daemon,proto3" json:"daemon,omitempty"`
+	Go       string                 `protobuf:"bytes,2,opt,name=go,proto3" json:"go,omitempty"`
+	Criu     string                 `protobuf:"bytes,3,opt,name=criu,proto3" json:"criu,omitempty"`
+	CriuPath string                 `protobuf:"bytes,4,opt,name=criu_path,json=criuPath,proto3" json:"criu_path,omitempty"`
+	Kernel   string                 `protobuf:"bytes,5,opt,name=kernel,proto3" json:"kernel,omitempty"`
+	// The daemon's own footprint, for operators and leak tests.
+	Goroutines    int64 `protobuf:"varint,6,opt,name=goroutines,proto3" json:"goroutines,omitempty"`
+	OpenFds       int64 `protobuf:"varint,7,opt,name=open_fds,json=openFds,proto3" json:"open_fds,omitempty"`
+	RssBytes      int64 `protobuf:"varint,8,opt,name=rss_bytes,json=rssBytes,proto3" json:"rss_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -133,6 +137,27 @@ func (x *VersionResponse) GetKernel() string {
 		return x.Kernel
 	}
 	return ""
+}
+
+func (x *VersionResponse) GetGoroutines() int64 {
+	if x != nil {
+		return x.Goroutines
+	}
+	return 0
+}
+
+func (x *VersionResponse) GetOpenFds() int64 {
+	if x != nil {
+		return x.OpenFds
+	}
+	return 0
+}
+
+func (x *VersionResponse) GetRssBytes() int64 {
+	if x != nil {
+		return x.RssBytes
+	}
+	return 0
 }
 
 type CheckRequest struct {
@@ -2635,13 +2660,18 @@ var File_ckptd_proto protoreflect.FileDescriptor
 const file_ckptd_proto_rawDesc = "" +
 	"\n" +
 	"\vckptd.proto\x12\bckptd.v1\"\x10\n" +
-	"\x0eVersionRequest\"\x82\x01\n" +
+	"\x0eVersionRequest\"\xda\x01\n" +
 	"\x0fVersionResponse\x12\x16\n" +
 	"\x06daemon\x18\x01 \x01(\tR\x06daemon\x12\x0e\n" +
 	"\x02go\x18\x02 \x01(\tR\x02go\x12\x12\n" +
 	"\x04criu\x18\x03 \x01(\tR\x04criu\x12\x1b\n" +
 	"\tcriu_path\x18\x04 \x01(\tR\bcriuPath\x12\x16\n" +
-	"\x06kernel\x18\x05 \x01(\tR\x06kernel\"\x0e\n" +
+	"\x06kernel\x18\x05 \x01(\tR\x06kernel\x12\x1e\n" +
+	"\n" +
+	"goroutines\x18\x06 \x01(\x03R\n" +
+	"goroutines\x12\x19\n" +
+	"\bopen_fds\x18\a \x01(\x03R\aopenFds\x12\x1b\n" +
+	"\trss_bytes\x18\b \x01(\x03R\brssBytes\"\x0e\n" +
 	"\fCheckRequest\"I\n" +
 	"\vCheckResult\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +

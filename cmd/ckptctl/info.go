@@ -25,7 +25,8 @@ func (c *cli) versionCmd() *cobra.Command {
 			if c.output == "json" {
 				return printJSON(v)
 			}
-			fmt.Printf("ckptd:  %s (%s)\ncriu:   %s (%s)\nkernel: %s\n", v.GetDaemon(), v.GetGo(), v.GetCriu(), v.GetCriuPath(), v.GetKernel())
+			fmt.Printf("ckptd:  %s (%s), %d goroutines, %d open files, %s resident\ncriu:   %s (%s)\nkernel: %s\n",
+				v.GetDaemon(), v.GetGo(), v.GetGoroutines(), v.GetOpenFds(), humanBytes(v.GetRssBytes()), v.GetCriu(), v.GetCriuPath(), v.GetKernel())
 			return nil
 		},
 	}
