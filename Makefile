@@ -7,7 +7,7 @@ PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 LDFLAGS   := -X github.com/ckptd/ckptd/daemon.Version=$(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all deps bench-deps build run test unit integration bench proto vet clean fuzz
+.PHONY: all deps bench-deps build run test unit integration bench proto vet clean fuzz faults
 
 all: build
 
@@ -26,6 +26,16 @@ run: deps build
 test: deps vet
 	$(GO) test -count=1 -timeout 30m ./...
 	FUZZTIME=3s bash scripts/fuzz.sh
+
+# The larger fault runs whose small versions are in make test: the
+# crash-point campaign (50 kills of ckptd per operation), 2 minutes of
+# load, and the CRIU and ckptd kill campaigns.
+CAMPAIGN_RUNS ?= 50
+LOAD ?= 2m
+faults: deps
+	CKPTD_CAMPAIGN_RUNS=$(CAMPAIGN_RUNS) CKPTD_LOAD=$(LOAD) $(GO) test -count=1 -v -timeout 60m \
+		-run 'TestCrashPointCampaign|TestLoad$$|TestCRIUKilledCampaign|TestDaemonKilledCampaign' ./integration/ 2>&1 | \
+		grep -v '^        time=' | tee faults.log
 
 # Every fuzzer of outside input (peer messages, records, refs, config,
 # CRIU images) for FUZZTIME each.
