@@ -17,7 +17,7 @@ func targetToAPI(t *daemon.TargetStatus) *apiv1.Target {
 	return &apiv1.Target{
 		Ref: refToAPI(t.TargetRef), StartTime: t.StartTime, RestoredFrom: t.RestoredFrom,
 		CreatedUnixNano: unixNano(t.Created), Running: t.Running, Exit: t.Exit,
-		Image: t.Image, Warnings: t.Warnings,
+		Image: t.Image, Warnings: t.Warnings, InDoubt: t.InDoubt,
 	}
 }
 

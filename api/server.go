@@ -135,3 +135,11 @@ func (s *Server) Inspect(ctx context.Context, r *apiv1.InspectRequest) (*apiv1.I
 	}
 	return out, nil
 }
+
+func (s *Server) ResolveMigration(ctx context.Context, r *apiv1.ResolveMigrationRequest) (*apiv1.Target, error) {
+	t, err := s.d.Resolve(ctx, r.GetTarget(), r.GetResume())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return targetToAPI(t), nil
+}

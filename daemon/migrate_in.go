@@ -149,10 +149,20 @@ func (in *incoming) run(ctx context.Context) (err error) {
 	}}); err != nil {
 		d.log.Warn("incoming migration: the source may not know it runs here", "target", t.Key(), "err", err)
 	}
+	done, err := in.awaitDone(ctx, t)
+	if err != nil {
+		return err
+	}
+	// Out of the downtime: a fenced tree runs again by now.
 	if !published {
 		published = in.keep(ctx, c, t)
 	}
-	return in.awaitDone(ctx, t, c.ID)
+	if published && done != nil && done.Stats != nil {
+		if err := d.store.Finish(ctx, c.ID, done.Stats, in.work); err != nil && !errdefs.IsNotFound(err) {
+			d.log.Warn("record the source's CRIU statistics", "id", c.ID, "err", err)
+		}
+	}
+	return nil
 }
 
 // receiveFiles stores the files the source sends until its commit, which
@@ -239,7 +249,7 @@ func (in *incoming) restore(ctx context.Context, c *store.Checkpoint, staging st
 		*published = true
 		return d.restoreContainer(ctx, c, in.ref, trusted)
 	}
-	t, err := d.restore(ctx, c, in.ref, staging, trusted)
+	t, err := d.restore(ctx, c, in.ref, staging, trusted, in.offer.Fenced)
 	return t, nil, err
 }
 
@@ -258,29 +268,41 @@ func (in *incoming) keep(ctx context.Context, c *store.Checkpoint, t *store.Targ
 	return true
 }
 
-// awaitDone hears the source out. If the source gave up after all (it
-// timed out waiting for us, and resumed), this copy must go, and with it
-// the checkpoint (the error makes run remove it); if the source's word is
-// lost, both may run, which is better than neither.
-func (in *incoming) awaitDone(ctx context.Context, t *store.Target, id string) error {
+// awaitDone hears the source out and settles our copy. The source gave
+// up after all (it timed out waiting for us, and resumed): our copy goes,
+// and with it the checkpoint (the error makes run remove it). The source
+// confirms its copy gone: a fenced copy resumes. Its word is lost, or it
+// could not stop its copy: a fenced copy stays stopped, in doubt, until an
+// operator settles it (migrate --resolve); an unfenced one runs on, as
+// both may.
+func (in *incoming) awaitDone(ctx context.Context, t *store.Target) (*migrate.Done, error) {
 	in.conn.SetDeadline(time.Now().Add(doneWait))
 	msg, err := in.conn.Recv(migrate.KindDone)
+	fenced := in.offer.Fenced
 	switch {
-	case err == nil:
-		in.d.log.Info("incoming migration done", "target", t.Key(), "pid", t.PID, "source_stopped", msg.Done.SourceStopped)
-		if msg.Done.Stats != nil {
-			if err := in.d.store.Finish(ctx, id, msg.Done.Stats, in.work); err != nil && !errdefs.IsNotFound(err) {
-				in.d.log.Warn("record the source's CRIU statistics", "id", id, "err", err)
-			}
-		}
 	case errors.Is(err, migrate.ErrRemote):
 		in.d.log.Warn("source resumed its copy after all; stopping ours", "target", t.Key(), "err", err)
 		if kerr := proc.Signal(t.PID, t.StartTime, unix.SIGKILL); kerr != nil && !errors.Is(kerr, proc.ErrGone) {
-			return errors.Join(err, fmt.Errorf("stop our copy (pid %d): %w", t.PID, kerr))
+			return nil, errors.Join(err, fmt.Errorf("stop our copy (pid %d): %w", t.PID, kerr))
 		}
-		return err
-	default:
+		return nil, err
+	case err == nil && (msg.Done.SourceStopped || !fenced):
+		in.d.log.Info("incoming migration done", "target", t.Key(), "pid", t.PID, "source_stopped", msg.Done.SourceStopped)
+		if fenced {
+			return msg.Done, in.d.resumeTree(t)
+		}
+		return msg.Done, nil
+	case !fenced:
 		in.d.log.Warn("source's last word lost; if it resumed its copy, both run", "target", t.Key(), "err", err)
+		return nil, nil
 	}
-	return nil
+	why := "the source did not confirm that its copy is gone"
+	if err != nil {
+		why += ": " + err.Error()
+	} else {
+		why += ": it reports its copy still there"
+	}
+	in.d.log.Error("incoming migration in doubt: our copy stays stopped; settle it with ckptctl migrate --resolve", "target", t.Key(), "pid", t.PID, "why", why)
+	t.InDoubt = fmt.Sprintf("migrated from %s; %s", in.conn.Peer(), why)
+	return nil, in.d.store.PutTarget(context.WithoutCancel(ctx), t)
 }

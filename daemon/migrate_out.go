@@ -171,9 +171,13 @@ func (m *outgoing) run(ctx context.Context) (res *MigrateResult, err error) {
 	if err != nil {
 		return nil, m.fail(ctx, err)
 	}
-	stopped := !m.req.KeepSource
+	// Checked, not assumed: a fenced destination resumes only on this word.
+	stopped := !m.req.KeepSource && !proc.Alive(m.target.PID, m.target.StartTime)
 	if err := m.conn.Send(&migrate.Message{Kind: migrate.KindDone, Done: &migrate.Done{SourceStopped: stopped, Stats: stats}}); err != nil {
 		d.log.Warn("migration: telling the destination we are done", "err", err)
+	}
+	if m.offer.Fenced {
+		m.downtime = time.Since(m.frozen) // the destination resumes on this word
 	}
 	return &MigrateResult{
 		Destination: m.conn.Peer(), Name: m.restored.Name, PID: m.restored.PID, Checkpoint: m.restored.Checkpoint,

@@ -35,6 +35,8 @@ func (d *Daemon) offer(ctx context.Context, t *store.Target, req MigrateRequest,
 		CRIUVersion: d.criu.Version, Kernel: d.host.Kernel, CPUInfo: cpu,
 		Features: d.criu.Features(ctx), Options: req.Options,
 		PageStream: t.Kind != store.KindContainer,
+		// Containers restore through runc, which cannot leave them stopped.
+		Fenced: !req.KeepSource && t.Kind != store.KindContainer,
 	}
 	tree := proc.Tree(t.PID)
 	for _, pid := range tree {

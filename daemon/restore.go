@@ -50,7 +50,7 @@ func (d *Daemon) Restore(ctx context.Context, req RestoreRequest) (*TargetStatus
 	if ref.Kind == store.KindContainer {
 		t, warnings, err = d.restoreContainer(ctx, c, ref, d.verifyAsync(ctx, c))
 	} else {
-		t, err = d.restore(ctx, c, ref, d.store.Dir(c.ID), d.verifyAsync(ctx, c))
+		t, err = d.restore(ctx, c, ref, d.store.Dir(c.ID), d.verifyAsync(ctx, c), false)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("restore %s: %w", c.Name, err)
@@ -93,7 +93,7 @@ func (d *Daemon) restoreTarget(c *store.Checkpoint, name, dir string) (store.Tar
 
 // restore brings checkpoint c, whose images are in imagesDir, back as ref.
 // The tree runs only once verified passes.
-func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.TargetRef, imagesDir string, verified func() error) (_ *store.Target, err error) {
+func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.TargetRef, imagesDir string, verified func() error, leaveStopped bool) (_ *store.Target, err error) {
 	inherit := map[string]*os.File{}
 	if ref.Kind == store.KindWorkload {
 		logPath, err := d.prepareWorkload(ctx, ref.Name)
@@ -126,7 +126,7 @@ func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.Tar
 	res, err := d.restorer.Restore(ctx, restorer.Request{
 		ImagesDir:   imagesDir,
 		WorkDir:     work.Path,
-		Options:     restorerOptions(c.Options),
+		Options:     restorerOptions(c.Options, leaveStopped),
 		Inherit:     inherit,
 		MemoryBytes: c.Size(),
 		BeforeResume: func(pid int) error {
@@ -266,6 +266,7 @@ func hostPIDsFree(ctx context.Context, dir string, hostPID int) error {
 	return nil
 }
 
-func restorerOptions(o store.Options) restorer.Options {
-	return restorer.Options{TCPEstablished: o.TCPEstablished, FileLocks: o.FileLocks, ExtUnixSk: o.ExtUnixSk, ShellJob: o.ShellJob, ConfigFile: o.CRIUConfig}
+func restorerOptions(o store.Options, leaveStopped bool) restorer.Options {
+	return restorer.Options{TCPEstablished: o.TCPEstablished, FileLocks: o.FileLocks, ExtUnixSk: o.ExtUnixSk, ShellJob: o.ShellJob,
+		ConfigFile: o.CRIUConfig, LeaveStopped: leaveStopped}
 }

@@ -243,6 +243,7 @@ type target struct {
 	} `json:"ref"`
 	Running      bool   `json:"running"`
 	RestoredFrom string `json:"restored_from"`
+	InDoubt      string `json:"in_doubt"`
 	Exit         string `json:"exit"` // how it ended, once it has
 }
 

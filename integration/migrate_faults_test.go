@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -246,5 +247,60 @@ func TestMigrateSourceStopsDuringRestore(t *testing.T) {
 	}
 	if running != 1 {
 		t.Fatalf("destination runs %d copies, want 1", running)
+	}
+}
+
+// TestMigrateFenced: the source ckptd dies after the destination restored
+// but before it confirmed its own copy gone (it is stopped, then killed;
+// its CRIU rolls the source back). The destination must keep its copy
+// stopped, in doubt, so that one copy runs, until an operator settles it:
+// --discard kills it; in a second round, with the source's copy gone too,
+// --resume runs it with the memory it had.
+func TestMigrateFenced(t *testing.T) {
+	a, b := twoHosts(t)
+	src, dst := a.ckptd("", ""), b.ckptd("", "")
+	for _, resume := range []bool{false, true} {
+		name := fmt.Sprintf("fence-%v", resume)
+		w := src.runLoadIn(t.TempDir(), name, 64)
+		before := loadStatus(t, w.Ref.PID, w.Ref.LogPath)
+		restores := strings.Count(dst.log.String(), `msg="criu restore"`)
+		wait := src.startCtl("migrate", name, "--to", b.addr())
+		waitFor(t, "destination restoring", func() bool { return strings.Count(dst.log.String(), `msg="criu restore"`) > restores })
+		src.cmd.Process.Signal(syscall.SIGSTOP) // it hears nothing from here on
+		killed := false
+		waitFor(t, "destination in doubt", func() bool {
+			if !killed && strings.Count(dst.log.String(), "incoming migration phases") > restores {
+				src.kill9() // the destination waits for its word: cut it
+				killed = true
+			}
+			return strings.Count(dst.log.String(), `msg="incoming migration in doubt`) > restores
+		})
+		wait()
+		src.start()
+		var copyPID int
+		for _, x := range dst.ps() {
+			if x.Ref.Name == name {
+				copyPID = x.Ref.PID
+				if x.InDoubt == "" {
+					t.Errorf("%s on the destination is not marked in doubt", name)
+				}
+			}
+		}
+		if copyPID == 0 || !strings.Contains(threadStates(copyPID), "T (stopped)") {
+			t.Fatalf("destination copy %d is not stopped: %s", copyPID, threadStates(copyPID))
+		}
+		waitFor(t, "the source's copy running again", func() bool { return alive(w.Ref.PID) && !traced(w.Ref.PID) })
+		if !resume {
+			continues(t, before, loadStatus(t, w.Ref.PID, w.Ref.LogPath))
+			dst.must("migrate", "--resolve", name, "--discard")
+			waitFor(t, "discarded copy gone", func() bool { return !alive(copyPID) })
+			src.must("kill", name)
+			continue
+		}
+		src.must("kill", name)
+		dst.must("migrate", "--resolve", name, "--resume")
+		x := dst.workload(name)
+		continues(t, before, loadStatus(t, x.Ref.PID, x.Ref.LogPath))
+		dst.mustFail("not a migration in doubt", "migrate", "--resolve", name, "--resume")
 	}
 }

@@ -74,6 +74,9 @@ type Offer struct {
 	Container   *store.ContainerInfo `json:"container,omitempty"`
 	Options     store.Options        `json:"options"`
 	PageStream  bool                 `json:"page_stream"` // pages come through a page server
+	// Fenced asks the destination to keep the restored tree stopped until
+	// the source confirms its own copy is gone (Done.SourceStopped).
+	Fenced bool `json:"fenced,omitempty"`
 }
 
 // FileNeed is a path the restored tree opens or maps, as the source sees it.

@@ -26,6 +26,9 @@ type Options struct {
 	ExtUnixSk      bool
 	ShellJob       bool
 	ConfigFile     string // CRIU configuration file; empty: the daemon's
+	// LeaveStopped leaves the restored tree stopped (SIGSTOP): a migration
+	// resumes it only once the source confirms its copy is gone.
+	LeaveStopped bool
 }
 
 // Request is one restore.
@@ -85,6 +88,7 @@ func (r *Restorer) Restore(ctx context.Context, req Request) (Result, error) {
 		FileLocks:      ptr(req.Options.FileLocks),
 		ExtUnixSk:      ptr(req.Options.ExtUnixSk),
 		ShellJob:       ptr(req.Options.ShellJob),
+		LeaveStopped:   ptr(req.Options.LeaveStopped),
 	}
 	if cfg := cmp.Or(req.Options.ConfigFile, r.bin.ConfigFile); cfg != "" {
 		opts.ConfigFile = ptr(cfg)

@@ -23,6 +23,9 @@ type Target struct {
 	StartTime    uint64    `json:"start_time"`
 	RestoredFrom string    `json:"restored_from,omitempty"`
 	Created      time.Time `json:"created"`
+	// InDoubt says why a migrated tree is kept stopped: the source never
+	// confirmed its own copy gone. ckptctl migrate --resolve settles it.
+	InDoubt string `json:"in_doubt,omitempty"`
 }
 
 // PutTarget records or replaces a target.

@@ -384,8 +384,9 @@ type Target struct {
 	CreatedUnixNano int64                  `protobuf:"varint,4,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
 	Running         bool                   `protobuf:"varint,5,opt,name=running,proto3" json:"running,omitempty"`
 	Exit            string                 `protobuf:"bytes,6,opt,name=exit,proto3" json:"exit,omitempty"`
-	Image           string                 `protobuf:"bytes,7,opt,name=image,proto3" json:"image,omitempty"`       // a container's image
-	Warnings        []string               `protobuf:"bytes,8,rep,name=warnings,proto3" json:"warnings,omitempty"` // what a restore could not give back as saved
+	Image           string                 `protobuf:"bytes,7,opt,name=image,proto3" json:"image,omitempty"`                    // a container's image
+	Warnings        []string               `protobuf:"bytes,8,rep,name=warnings,proto3" json:"warnings,omitempty"`              // what a restore could not give back as saved
+	InDoubt         string                 `protobuf:"bytes,9,opt,name=in_doubt,json=inDoubt,proto3" json:"in_doubt,omitempty"` // why a migrated tree is kept stopped (migrate --resolve)
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -474,6 +475,13 @@ func (x *Target) GetWarnings() []string {
 		return x.Warnings
 	}
 	return nil
+}
+
+func (x *Target) GetInDoubt() string {
+	if x != nil {
+		return x.InDoubt
+	}
+	return ""
 }
 
 type RunRequest struct {
@@ -2655,6 +2663,58 @@ func (*MigrateEvent_Progress) isMigrateEvent_Event() {}
 
 func (*MigrateEvent_Result) isMigrateEvent_Event() {}
 
+type ResolveMigrationRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Target        string                 `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	Resume        bool                   `protobuf:"varint,2,opt,name=resume,proto3" json:"resume,omitempty"` // run it; false: kill it
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResolveMigrationRequest) Reset() {
+	*x = ResolveMigrationRequest{}
+	mi := &file_ckptd_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResolveMigrationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResolveMigrationRequest) ProtoMessage() {}
+
+func (x *ResolveMigrationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ckptd_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResolveMigrationRequest.ProtoReflect.Descriptor instead.
+func (*ResolveMigrationRequest) Descriptor() ([]byte, []int) {
+	return file_ckptd_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *ResolveMigrationRequest) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *ResolveMigrationRequest) GetResume() bool {
+	if x != nil {
+		return x.Resume
+	}
+	return false
+}
+
 var File_ckptd_proto protoreflect.FileDescriptor
 
 const file_ckptd_proto_rawDesc = "" +
@@ -2684,7 +2744,7 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x10\n" +
 	"\x03pid\x18\x03 \x01(\x05R\x03pid\x12\x18\n" +
 	"\acommand\x18\x04 \x03(\tR\acommand\x12\x19\n" +
-	"\blog_path\x18\x05 \x01(\tR\alogPath\"\xff\x01\n" +
+	"\blog_path\x18\x05 \x01(\tR\alogPath\"\x9a\x02\n" +
 	"\x06Target\x12%\n" +
 	"\x03ref\x18\x01 \x01(\v2\x13.ckptd.v1.TargetRefR\x03ref\x12\x1d\n" +
 	"\n" +
@@ -2694,7 +2754,8 @@ const file_ckptd_proto_rawDesc = "" +
 	"\arunning\x18\x05 \x01(\bR\arunning\x12\x12\n" +
 	"\x04exit\x18\x06 \x01(\tR\x04exit\x12\x14\n" +
 	"\x05image\x18\a \x01(\tR\x05image\x12\x1a\n" +
-	"\bwarnings\x18\b \x03(\tR\bwarnings\"X\n" +
+	"\bwarnings\x18\b \x03(\tR\bwarnings\x12\x19\n" +
+	"\bin_doubt\x18\t \x01(\tR\ainDoubt\"X\n" +
 	"\n" +
 	"RunRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
@@ -2889,7 +2950,10 @@ const file_ckptd_proto_rawDesc = "" +
 	"\fMigrateEvent\x127\n" +
 	"\bprogress\x18\x01 \x01(\v2\x19.ckptd.v1.MigrateProgressH\x00R\bprogress\x121\n" +
 	"\x06result\x18\x02 \x01(\v2\x17.ckptd.v1.MigrateResultH\x00R\x06resultB\a\n" +
-	"\x05event2\xf1\x05\n" +
+	"\x05event\"I\n" +
+	"\x17ResolveMigrationRequest\x12\x16\n" +
+	"\x06target\x18\x01 \x01(\tR\x06target\x12\x16\n" +
+	"\x06resume\x18\x02 \x01(\bR\x06resume2\xba\x06\n" +
 	"\x05Ckptd\x12>\n" +
 	"\aVersion\x12\x18.ckptd.v1.VersionRequest\x1a\x19.ckptd.v1.VersionResponse\x128\n" +
 	"\x05Check\x12\x16.ckptd.v1.CheckRequest\x1a\x17.ckptd.v1.CheckResponse\x12-\n" +
@@ -2903,7 +2967,8 @@ const file_ckptd_proto_rawDesc = "" +
 	"\aRestore\x12\x18.ckptd.v1.RestoreRequest\x1a\x10.ckptd.v1.Target\x12>\n" +
 	"\aInspect\x12\x18.ckptd.v1.InspectRequest\x1a\x19.ckptd.v1.InspectResponse\x12;\n" +
 	"\x06Verify\x12\x17.ckptd.v1.VerifyRequest\x1a\x18.ckptd.v1.VerifyResponse\x12=\n" +
-	"\aMigrate\x12\x18.ckptd.v1.MigrateRequest\x1a\x16.ckptd.v1.MigrateEvent0\x01B%Z#github.com/ckptd/ckptd/api/v1;apiv1b\x06proto3"
+	"\aMigrate\x12\x18.ckptd.v1.MigrateRequest\x1a\x16.ckptd.v1.MigrateEvent0\x01\x12G\n" +
+	"\x10ResolveMigration\x12!.ckptd.v1.ResolveMigrationRequest\x1a\x10.ckptd.v1.TargetB%Z#github.com/ckptd/ckptd/api/v1;apiv1b\x06proto3"
 
 var (
 	file_ckptd_proto_rawDescOnce sync.Once
@@ -2917,49 +2982,50 @@ func file_ckptd_proto_rawDescGZIP() []byte {
 	return file_ckptd_proto_rawDescData
 }
 
-var file_ckptd_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_ckptd_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_ckptd_proto_goTypes = []any{
-	(*VersionRequest)(nil),  // 0: ckptd.v1.VersionRequest
-	(*VersionResponse)(nil), // 1: ckptd.v1.VersionResponse
-	(*CheckRequest)(nil),    // 2: ckptd.v1.CheckRequest
-	(*CheckResult)(nil),     // 3: ckptd.v1.CheckResult
-	(*CheckResponse)(nil),   // 4: ckptd.v1.CheckResponse
-	(*TargetRef)(nil),       // 5: ckptd.v1.TargetRef
-	(*Target)(nil),          // 6: ckptd.v1.Target
-	(*RunRequest)(nil),      // 7: ckptd.v1.RunRequest
-	(*PsRequest)(nil),       // 8: ckptd.v1.PsRequest
-	(*PsResponse)(nil),      // 9: ckptd.v1.PsResponse
-	(*LogsRequest)(nil),     // 10: ckptd.v1.LogsRequest
-	(*LogsResponse)(nil),    // 11: ckptd.v1.LogsResponse
-	(*KillRequest)(nil),     // 12: ckptd.v1.KillRequest
-	(*KillResponse)(nil),    // 13: ckptd.v1.KillResponse
-	(*Options)(nil),         // 14: ckptd.v1.Options
-	(*DumpStats)(nil),       // 15: ckptd.v1.DumpStats
-	(*FileSum)(nil),         // 16: ckptd.v1.FileSum
-	(*Checkpoint)(nil),      // 17: ckptd.v1.Checkpoint
-	(*Migration)(nil),       // 18: ckptd.v1.Migration
-	(*ContainerInfo)(nil),   // 19: ckptd.v1.ContainerInfo
-	(*CreateRequest)(nil),   // 20: ckptd.v1.CreateRequest
-	(*ListRequest)(nil),     // 21: ckptd.v1.ListRequest
-	(*ListResponse)(nil),    // 22: ckptd.v1.ListResponse
-	(*Quarantined)(nil),     // 23: ckptd.v1.Quarantined
-	(*VerifyRequest)(nil),   // 24: ckptd.v1.VerifyRequest
-	(*VerifyResponse)(nil),  // 25: ckptd.v1.VerifyResponse
-	(*RemoveRequest)(nil),   // 26: ckptd.v1.RemoveRequest
-	(*RemoveResponse)(nil),  // 27: ckptd.v1.RemoveResponse
-	(*RestoreRequest)(nil),  // 28: ckptd.v1.RestoreRequest
-	(*InspectRequest)(nil),  // 29: ckptd.v1.InspectRequest
-	(*File)(nil),            // 30: ckptd.v1.File
-	(*Socket)(nil),          // 31: ckptd.v1.Socket
-	(*Process)(nil),         // 32: ckptd.v1.Process
-	(*InspectResponse)(nil), // 33: ckptd.v1.InspectResponse
-	(*NeededFile)(nil),      // 34: ckptd.v1.NeededFile
-	(*MigrateRequest)(nil),  // 35: ckptd.v1.MigrateRequest
-	(*MigrateProgress)(nil), // 36: ckptd.v1.MigrateProgress
-	(*MigrateResult)(nil),   // 37: ckptd.v1.MigrateResult
-	(*MigrateEvent)(nil),    // 38: ckptd.v1.MigrateEvent
-	nil,                     // 39: ckptd.v1.Checkpoint.FilesEntry
-	nil,                     // 40: ckptd.v1.ContainerInfo.LabelsEntry
+	(*VersionRequest)(nil),          // 0: ckptd.v1.VersionRequest
+	(*VersionResponse)(nil),         // 1: ckptd.v1.VersionResponse
+	(*CheckRequest)(nil),            // 2: ckptd.v1.CheckRequest
+	(*CheckResult)(nil),             // 3: ckptd.v1.CheckResult
+	(*CheckResponse)(nil),           // 4: ckptd.v1.CheckResponse
+	(*TargetRef)(nil),               // 5: ckptd.v1.TargetRef
+	(*Target)(nil),                  // 6: ckptd.v1.Target
+	(*RunRequest)(nil),              // 7: ckptd.v1.RunRequest
+	(*PsRequest)(nil),               // 8: ckptd.v1.PsRequest
+	(*PsResponse)(nil),              // 9: ckptd.v1.PsResponse
+	(*LogsRequest)(nil),             // 10: ckptd.v1.LogsRequest
+	(*LogsResponse)(nil),            // 11: ckptd.v1.LogsResponse
+	(*KillRequest)(nil),             // 12: ckptd.v1.KillRequest
+	(*KillResponse)(nil),            // 13: ckptd.v1.KillResponse
+	(*Options)(nil),                 // 14: ckptd.v1.Options
+	(*DumpStats)(nil),               // 15: ckptd.v1.DumpStats
+	(*FileSum)(nil),                 // 16: ckptd.v1.FileSum
+	(*Checkpoint)(nil),              // 17: ckptd.v1.Checkpoint
+	(*Migration)(nil),               // 18: ckptd.v1.Migration
+	(*ContainerInfo)(nil),           // 19: ckptd.v1.ContainerInfo
+	(*CreateRequest)(nil),           // 20: ckptd.v1.CreateRequest
+	(*ListRequest)(nil),             // 21: ckptd.v1.ListRequest
+	(*ListResponse)(nil),            // 22: ckptd.v1.ListResponse
+	(*Quarantined)(nil),             // 23: ckptd.v1.Quarantined
+	(*VerifyRequest)(nil),           // 24: ckptd.v1.VerifyRequest
+	(*VerifyResponse)(nil),          // 25: ckptd.v1.VerifyResponse
+	(*RemoveRequest)(nil),           // 26: ckptd.v1.RemoveRequest
+	(*RemoveResponse)(nil),          // 27: ckptd.v1.RemoveResponse
+	(*RestoreRequest)(nil),          // 28: ckptd.v1.RestoreRequest
+	(*InspectRequest)(nil),          // 29: ckptd.v1.InspectRequest
+	(*File)(nil),                    // 30: ckptd.v1.File
+	(*Socket)(nil),                  // 31: ckptd.v1.Socket
+	(*Process)(nil),                 // 32: ckptd.v1.Process
+	(*InspectResponse)(nil),         // 33: ckptd.v1.InspectResponse
+	(*NeededFile)(nil),              // 34: ckptd.v1.NeededFile
+	(*MigrateRequest)(nil),          // 35: ckptd.v1.MigrateRequest
+	(*MigrateProgress)(nil),         // 36: ckptd.v1.MigrateProgress
+	(*MigrateResult)(nil),           // 37: ckptd.v1.MigrateResult
+	(*MigrateEvent)(nil),            // 38: ckptd.v1.MigrateEvent
+	(*ResolveMigrationRequest)(nil), // 39: ckptd.v1.ResolveMigrationRequest
+	nil,                             // 40: ckptd.v1.Checkpoint.FilesEntry
+	nil,                             // 41: ckptd.v1.ContainerInfo.LabelsEntry
 }
 var file_ckptd_proto_depIdxs = []int32{
 	3,  // 0: ckptd.v1.CheckResponse.checks:type_name -> ckptd.v1.CheckResult
@@ -2968,10 +3034,10 @@ var file_ckptd_proto_depIdxs = []int32{
 	5,  // 3: ckptd.v1.Checkpoint.target:type_name -> ckptd.v1.TargetRef
 	14, // 4: ckptd.v1.Checkpoint.options:type_name -> ckptd.v1.Options
 	15, // 5: ckptd.v1.Checkpoint.stats:type_name -> ckptd.v1.DumpStats
-	39, // 6: ckptd.v1.Checkpoint.files:type_name -> ckptd.v1.Checkpoint.FilesEntry
+	40, // 6: ckptd.v1.Checkpoint.files:type_name -> ckptd.v1.Checkpoint.FilesEntry
 	19, // 7: ckptd.v1.Checkpoint.container:type_name -> ckptd.v1.ContainerInfo
 	18, // 8: ckptd.v1.Checkpoint.migration:type_name -> ckptd.v1.Migration
-	40, // 9: ckptd.v1.ContainerInfo.labels:type_name -> ckptd.v1.ContainerInfo.LabelsEntry
+	41, // 9: ckptd.v1.ContainerInfo.labels:type_name -> ckptd.v1.ContainerInfo.LabelsEntry
 	14, // 10: ckptd.v1.CreateRequest.options:type_name -> ckptd.v1.Options
 	17, // 11: ckptd.v1.ListResponse.checkpoints:type_name -> ckptd.v1.Checkpoint
 	23, // 12: ckptd.v1.ListResponse.quarantined:type_name -> ckptd.v1.Quarantined
@@ -3000,21 +3066,23 @@ var file_ckptd_proto_depIdxs = []int32{
 	29, // 35: ckptd.v1.Ckptd.Inspect:input_type -> ckptd.v1.InspectRequest
 	24, // 36: ckptd.v1.Ckptd.Verify:input_type -> ckptd.v1.VerifyRequest
 	35, // 37: ckptd.v1.Ckptd.Migrate:input_type -> ckptd.v1.MigrateRequest
-	1,  // 38: ckptd.v1.Ckptd.Version:output_type -> ckptd.v1.VersionResponse
-	4,  // 39: ckptd.v1.Ckptd.Check:output_type -> ckptd.v1.CheckResponse
-	6,  // 40: ckptd.v1.Ckptd.Run:output_type -> ckptd.v1.Target
-	9,  // 41: ckptd.v1.Ckptd.Ps:output_type -> ckptd.v1.PsResponse
-	11, // 42: ckptd.v1.Ckptd.Logs:output_type -> ckptd.v1.LogsResponse
-	13, // 43: ckptd.v1.Ckptd.Kill:output_type -> ckptd.v1.KillResponse
-	17, // 44: ckptd.v1.Ckptd.Create:output_type -> ckptd.v1.Checkpoint
-	22, // 45: ckptd.v1.Ckptd.List:output_type -> ckptd.v1.ListResponse
-	27, // 46: ckptd.v1.Ckptd.Remove:output_type -> ckptd.v1.RemoveResponse
-	6,  // 47: ckptd.v1.Ckptd.Restore:output_type -> ckptd.v1.Target
-	33, // 48: ckptd.v1.Ckptd.Inspect:output_type -> ckptd.v1.InspectResponse
-	25, // 49: ckptd.v1.Ckptd.Verify:output_type -> ckptd.v1.VerifyResponse
-	38, // 50: ckptd.v1.Ckptd.Migrate:output_type -> ckptd.v1.MigrateEvent
-	38, // [38:51] is the sub-list for method output_type
-	25, // [25:38] is the sub-list for method input_type
+	39, // 38: ckptd.v1.Ckptd.ResolveMigration:input_type -> ckptd.v1.ResolveMigrationRequest
+	1,  // 39: ckptd.v1.Ckptd.Version:output_type -> ckptd.v1.VersionResponse
+	4,  // 40: ckptd.v1.Ckptd.Check:output_type -> ckptd.v1.CheckResponse
+	6,  // 41: ckptd.v1.Ckptd.Run:output_type -> ckptd.v1.Target
+	9,  // 42: ckptd.v1.Ckptd.Ps:output_type -> ckptd.v1.PsResponse
+	11, // 43: ckptd.v1.Ckptd.Logs:output_type -> ckptd.v1.LogsResponse
+	13, // 44: ckptd.v1.Ckptd.Kill:output_type -> ckptd.v1.KillResponse
+	17, // 45: ckptd.v1.Ckptd.Create:output_type -> ckptd.v1.Checkpoint
+	22, // 46: ckptd.v1.Ckptd.List:output_type -> ckptd.v1.ListResponse
+	27, // 47: ckptd.v1.Ckptd.Remove:output_type -> ckptd.v1.RemoveResponse
+	6,  // 48: ckptd.v1.Ckptd.Restore:output_type -> ckptd.v1.Target
+	33, // 49: ckptd.v1.Ckptd.Inspect:output_type -> ckptd.v1.InspectResponse
+	25, // 50: ckptd.v1.Ckptd.Verify:output_type -> ckptd.v1.VerifyResponse
+	38, // 51: ckptd.v1.Ckptd.Migrate:output_type -> ckptd.v1.MigrateEvent
+	6,  // 52: ckptd.v1.Ckptd.ResolveMigration:output_type -> ckptd.v1.Target
+	39, // [39:53] is the sub-list for method output_type
+	25, // [25:39] is the sub-list for method input_type
 	25, // [25:25] is the sub-list for extension type_name
 	25, // [25:25] is the sub-list for extension extendee
 	0,  // [0:25] is the sub-list for field type_name
@@ -3035,7 +3103,7 @@ func file_ckptd_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ckptd_proto_rawDesc), len(file_ckptd_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   41,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

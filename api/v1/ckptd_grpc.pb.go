@@ -21,19 +21,20 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Ckptd_Version_FullMethodName = "/ckptd.v1.Ckptd/Version"
-	Ckptd_Check_FullMethodName   = "/ckptd.v1.Ckptd/Check"
-	Ckptd_Run_FullMethodName     = "/ckptd.v1.Ckptd/Run"
-	Ckptd_Ps_FullMethodName      = "/ckptd.v1.Ckptd/Ps"
-	Ckptd_Logs_FullMethodName    = "/ckptd.v1.Ckptd/Logs"
-	Ckptd_Kill_FullMethodName    = "/ckptd.v1.Ckptd/Kill"
-	Ckptd_Create_FullMethodName  = "/ckptd.v1.Ckptd/Create"
-	Ckptd_List_FullMethodName    = "/ckptd.v1.Ckptd/List"
-	Ckptd_Remove_FullMethodName  = "/ckptd.v1.Ckptd/Remove"
-	Ckptd_Restore_FullMethodName = "/ckptd.v1.Ckptd/Restore"
-	Ckptd_Inspect_FullMethodName = "/ckptd.v1.Ckptd/Inspect"
-	Ckptd_Verify_FullMethodName  = "/ckptd.v1.Ckptd/Verify"
-	Ckptd_Migrate_FullMethodName = "/ckptd.v1.Ckptd/Migrate"
+	Ckptd_Version_FullMethodName          = "/ckptd.v1.Ckptd/Version"
+	Ckptd_Check_FullMethodName            = "/ckptd.v1.Ckptd/Check"
+	Ckptd_Run_FullMethodName              = "/ckptd.v1.Ckptd/Run"
+	Ckptd_Ps_FullMethodName               = "/ckptd.v1.Ckptd/Ps"
+	Ckptd_Logs_FullMethodName             = "/ckptd.v1.Ckptd/Logs"
+	Ckptd_Kill_FullMethodName             = "/ckptd.v1.Ckptd/Kill"
+	Ckptd_Create_FullMethodName           = "/ckptd.v1.Ckptd/Create"
+	Ckptd_List_FullMethodName             = "/ckptd.v1.Ckptd/List"
+	Ckptd_Remove_FullMethodName           = "/ckptd.v1.Ckptd/Remove"
+	Ckptd_Restore_FullMethodName          = "/ckptd.v1.Ckptd/Restore"
+	Ckptd_Inspect_FullMethodName          = "/ckptd.v1.Ckptd/Inspect"
+	Ckptd_Verify_FullMethodName           = "/ckptd.v1.Ckptd/Verify"
+	Ckptd_Migrate_FullMethodName          = "/ckptd.v1.Ckptd/Migrate"
+	Ckptd_ResolveMigration_FullMethodName = "/ckptd.v1.Ckptd/ResolveMigration"
 )
 
 // CkptdClient is the client API for Ckptd service.
@@ -59,6 +60,8 @@ type CkptdClient interface {
 	// Migrate moves a running target to another ckptd; progress events
 	// stream until the last event, the result.
 	Migrate(ctx context.Context, in *MigrateRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[MigrateEvent], error)
+	// ResolveMigration settles a migrated target kept stopped in doubt.
+	ResolveMigration(ctx context.Context, in *ResolveMigrationRequest, opts ...grpc.CallOption) (*Target, error)
 }
 
 type ckptdClient struct {
@@ -217,6 +220,16 @@ func (c *ckptdClient) Migrate(ctx context.Context, in *MigrateRequest, opts ...g
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Ckptd_MigrateClient = grpc.ServerStreamingClient[MigrateEvent]
 
+func (c *ckptdClient) ResolveMigration(ctx context.Context, in *ResolveMigrationRequest, opts ...grpc.CallOption) (*Target, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Target)
+	err := c.cc.Invoke(ctx, Ckptd_ResolveMigration_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CkptdServer is the server API for Ckptd service.
 // All implementations must embed UnimplementedCkptdServer
 // for forward compatibility.
@@ -240,6 +253,8 @@ type CkptdServer interface {
 	// Migrate moves a running target to another ckptd; progress events
 	// stream until the last event, the result.
 	Migrate(*MigrateRequest, grpc.ServerStreamingServer[MigrateEvent]) error
+	// ResolveMigration settles a migrated target kept stopped in doubt.
+	ResolveMigration(context.Context, *ResolveMigrationRequest) (*Target, error)
 	mustEmbedUnimplementedCkptdServer()
 }
 
@@ -288,6 +303,9 @@ func (UnimplementedCkptdServer) Verify(context.Context, *VerifyRequest) (*Verify
 }
 func (UnimplementedCkptdServer) Migrate(*MigrateRequest, grpc.ServerStreamingServer[MigrateEvent]) error {
 	return status.Errorf(codes.Unimplemented, "method Migrate not implemented")
+}
+func (UnimplementedCkptdServer) ResolveMigration(context.Context, *ResolveMigrationRequest) (*Target, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ResolveMigration not implemented")
 }
 func (UnimplementedCkptdServer) mustEmbedUnimplementedCkptdServer() {}
 func (UnimplementedCkptdServer) testEmbeddedByValue()               {}
@@ -530,6 +548,24 @@ func _Ckptd_Migrate_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Ckptd_MigrateServer = grpc.ServerStreamingServer[MigrateEvent]
 
+func _Ckptd_ResolveMigration_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResolveMigrationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CkptdServer).ResolveMigration(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Ckptd_ResolveMigration_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CkptdServer).ResolveMigration(ctx, req.(*ResolveMigrationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Ckptd_ServiceDesc is the grpc.ServiceDesc for Ckptd service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -580,6 +616,10 @@ var Ckptd_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Verify",
 			Handler:    _Ckptd_Verify_Handler,
+		},
+		{
+			MethodName: "ResolveMigration",
+			Handler:    _Ckptd_ResolveMigration_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

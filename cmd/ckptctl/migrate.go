@@ -18,16 +18,29 @@ func (c *cli) migrateCmd() *cobra.Command {
 	var req apiv1.MigrateRequest
 	var o apiv1.Options
 	var timeout time.Duration
+	var resolve string
+	var resume, discard bool
 	cmd := &cobra.Command{
-		Use:   "migrate TARGET --to HOST:PORT",
+		Use:   "migrate TARGET --to HOST:PORT | --resolve NAME --resume|--discard",
 		Short: "Move a running target (workload, PID or ctr:NAMESPACE/ID) to the ckptd at HOST:PORT",
 		Long: `Move a running target to another ckptd. The destination checks first that it
 can take the target (CRIU, CPU, kernel features, disk, memory, files, base
 image); only then is the target frozen and its pages streamed to the
 destination's CRIU page server. The source is stopped once the destination
-runs the target; if anything fails before that, the source resumes.`,
-		Args: cobra.ExactArgs(1),
+runs the target; if anything fails before that, the source resumes.
+
+The destination keeps the restored tree stopped until the source confirms
+its own copy is gone. If that word never comes, the copy stays stopped and
+'ps' shows it in doubt: once you have looked at the source, settle it with
+--resolve NAME --resume (the source's copy is gone) or --discard (it runs).`,
+		Args: cobra.RangeArgs(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if resolve != "" {
+				return c.resolveMigration(resolve, resume, discard, args)
+			}
+			if len(args) != 1 {
+				return errors.New("give the target to migrate")
+			}
 			if req.To == "" {
 				return errors.New("--to HOST:PORT is required")
 			}
@@ -69,7 +82,33 @@ runs the target; if anything fails before that, the source resumes.`,
 	f.BoolVar(&o.FileLocks, "file-locks", false, "migrate file locks")
 	f.BoolVar(&o.ExtUnixSk, "ext-unix-sk", false, "allow unix sockets connected outside the tree")
 	f.BoolVar(&o.ShellJob, "shell-job", false, "the target is a shell job (shares a session and terminal)")
+	f.StringVar(&resolve, "resolve", "", "settle a migrated target kept stopped in doubt (with --resume or --discard)")
+	f.BoolVar(&resume, "resume", false, "with --resolve: run it here (the source's copy is gone)")
+	f.BoolVar(&discard, "discard", false, "with --resolve: kill it here (the source's copy runs)")
 	return cmd
+}
+
+func (c *cli) resolveMigration(name string, resume, discard bool, args []string) error {
+	if len(args) > 0 || resume == discard {
+		return errors.New("--resolve NAME takes exactly one of --resume or --discard, and no target")
+	}
+	cl, err := c.client()
+	if err != nil {
+		return err
+	}
+	t, err := cl.ResolveMigration(c.ctx(), &apiv1.ResolveMigrationRequest{Target: name, Resume: resume})
+	if err != nil {
+		return err
+	}
+	if c.output == "json" {
+		return printJSON(t)
+	}
+	if resume {
+		fmt.Printf("%s resumed (pid %d)\n", name, t.GetRef().GetPid())
+	} else {
+		fmt.Printf("%s discarded\n", name)
+	}
+	return nil
 }
 
 func (c *cli) printMigrated(r *apiv1.MigrateResult) error {

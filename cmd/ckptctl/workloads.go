@@ -65,8 +65,11 @@ func (c *cli) psCmd() *cobra.Command {
 			w := newTable("NAME", "KIND", "PID", "STATUS", "RESTORED FROM", "CREATED", "COMMAND / IMAGE")
 			for _, t := range resp.GetTargets() {
 				status := "running"
-				if !t.GetRunning() {
+				switch {
+				case !t.GetRunning():
 					status = t.GetExit()
+				case t.GetInDoubt() != "":
+					status = "stopped, in doubt (migrate --resolve)"
 				}
 				from := shortID(t.GetRestoredFrom())
 				if from == "" {
