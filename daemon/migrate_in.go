@@ -289,7 +289,11 @@ func (in *incoming) awaitDone(ctx context.Context, t *store.Target) (*migrate.Do
 	case err == nil && (msg.Done.SourceStopped || !fenced):
 		in.d.log.Info("incoming migration done", "target", t.Key(), "pid", t.PID, "source_stopped", msg.Done.SourceStopped)
 		if fenced {
-			return msg.Done, in.d.resumeTree(t)
+			if err := in.d.resumeTree(t); err != nil {
+				return nil, err
+			}
+			t.InDoubt = ""
+			return msg.Done, in.d.store.PutTarget(context.WithoutCancel(ctx), t)
 		}
 		return msg.Done, nil
 	case !fenced:

@@ -123,6 +123,11 @@ func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.Tar
 	}
 	defer d.closeWork(work, &err)
 	t := &store.Target{TargetRef: ref, RestoredFrom: c.ID}
+	if leaveStopped {
+		// Recorded stopped and in doubt from the start: a ckptd that dies
+		// before the source's word leaves it marked, not forgotten.
+		t.InDoubt = "restored stopped for a migration; the source has not yet confirmed that its copy is gone"
+	}
 	res, err := d.restorer.Restore(ctx, restorer.Request{
 		ImagesDir:   imagesDir,
 		WorkDir:     work.Path,

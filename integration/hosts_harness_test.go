@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -24,6 +25,9 @@ type host struct {
 	dir   string // state root, binaries only this host has
 	certs string
 	other *host // its files are hidden from this host
+	// mounts holds the host's mount namespace (one per host, as a machine
+	// has): every ckptd started on the host, restarts included, joins it.
+	mounts *exec.Cmd
 }
 
 var hostNets atomic.Int32
@@ -83,16 +87,35 @@ func (h *host) ckptd(containerd, certs string, extra ...string) *daemon {
 	if containerd == "" {
 		containerd = filepath.Join(h.dir, "no-containerd.sock")
 	}
-	mask := `mount -t tmpfs -o size=1m,mode=0700 ckptd-it-mask "$MASK" && exec "$0" "$@"`
 	d := &daemon{
 		t: h.t, root: filepath.Join(h.dir, "root"), socket: filepath.Join(h.dir, "ckptd.sock"), containerd: containerd,
-		wrap: []string{"ip", "netns", "exec", h.netns, "unshare", "--mount", "--propagation", "private",
-			"env", "MASK=" + h.other.dir, "sh", "-c", mask},
+		wrap: []string{"nsenter", "--target", strconv.Itoa(h.mountNS().Process.Pid), "--mount", "--net"},
 		args: append([]string{"--peer-listen", h.addr(), "--peer-certs", certs}, extra...),
 	}
 	d.start()
 	h.t.Cleanup(d.cleanup)
 	return d
+}
+
+// mountNS starts, once, the process that holds the host's mount namespace:
+// made inside its network namespace (so /sys is that namespace's), with
+// the other host's directory hidden under an empty tmpfs.
+func (h *host) mountNS() *exec.Cmd {
+	h.t.Helper()
+	if h.mounts != nil {
+		return h.mounts
+	}
+	ready := filepath.Join(h.dir, "mounts-ready")
+	mask := `mount -t tmpfs -o size=1m,mode=0700 ckptd-it-mask "$MASK" && touch "$READY" && exec sleep infinity`
+	h.mounts = exec.Command("ip", "netns", "exec", h.netns, "unshare", "--mount", "--propagation", "private",
+		"env", "MASK="+h.other.dir, "READY="+ready, "sh", "-c", mask)
+	if err := h.mounts.Start(); err != nil {
+		h.t.Fatalf("start host %s's mount namespace: %v", h.name, err)
+	}
+	cmd := h.mounts
+	h.t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	waitFor(h.t, "host "+h.name+"'s mount namespace", func() bool { _, err := os.Stat(ready); return err == nil })
+	return h.mounts
 }
 
 func run(t *testing.T, name string, args ...string) {

@@ -26,6 +26,24 @@ func (s *Store) recover(ctx context.Context) error {
 	if err := s.removeLeftovers(s.layout.TrashDir(), "removed checkpoint"); err != nil {
 		return err
 	}
+	// Work dirs hold images only while their work runs (a migration's sent
+	// images, a pre-flight's cpuinfo.img); after a crash only logs stay
+	// (bounded, see WorkDir).
+	var stale []string
+	for _, pattern := range []string{filepath.Join(s.layout.DumpsDir(), "*", "images"),
+		filepath.Join(s.layout.DumpsDir(), "*", "*.img"), filepath.Join(s.layout.RestoresDir(), "*", "*.img")} {
+		m, err := filepath.Glob(pattern)
+		if err != nil {
+			return err
+		}
+		stale = append(stale, m...)
+	}
+	for _, p := range stale {
+		s.log.Warn("removing images an interrupted operation left in its work dir", "path", p)
+		if err := os.RemoveAll(p); err != nil {
+			return err
+		}
+	}
 	all, err := s.List(ctx, Filter{})
 	if err != nil {
 		return err

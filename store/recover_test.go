@@ -269,3 +269,30 @@ func TestPendingCheckpointIsSealed(t *testing.T) {
 		t.Error("an unfinished, unmarked checkpoint stayed in staging")
 	}
 }
+
+// An outgoing migration's images are transient: a start removes those a
+// killed ckptd left, and keeps the logs beside them.
+func TestInterruptedMigrationImagesGo(t *testing.T) {
+	root := t.TempDir()
+	s := openStore(t, root)
+	w, err := s.NewDumpWork(NewID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	images := s.Layout().DumpImages(filepath.Base(w.Path))
+	os.MkdirAll(images, 0o700)
+	os.WriteFile(filepath.Join(images, "pages-1.img"), []byte("pages"), 0o600)
+	os.WriteFile(filepath.Join(w.Path, "dump.log"), []byte("log"), 0o600)
+	os.WriteFile(filepath.Join(w.Path, "cpuinfo.img"), []byte("cpu"), 0o600) // a pre-flight's
+	s.Close()
+	s = openStore(t, root)
+	if _, err := os.Stat(images); !os.IsNotExist(err) {
+		t.Error("a dead migration's images stayed")
+	}
+	if _, err := os.Stat(filepath.Join(w.Path, "cpuinfo.img")); !os.IsNotExist(err) {
+		t.Error("a dead pre-flight's cpuinfo.img stayed")
+	}
+	if _, err := os.Stat(filepath.Join(w.Path, "dump.log")); err != nil {
+		t.Errorf("its log went too: %v", err)
+	}
+}
