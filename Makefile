@@ -28,13 +28,13 @@ test: deps vet
 	FUZZTIME=3s bash scripts/fuzz.sh
 
 # The larger fault runs whose small versions are in make test: the
-# crash-point campaign (50 kills of ckptd per operation), 2 minutes of
-# load, and the CRIU and ckptd kill campaigns.
+# crash-point campaigns (50 kills of ckptd per operation, and per side of
+# a migration), 2 minutes of load, and the CRIU and ckptd kill campaigns.
 CAMPAIGN_RUNS ?= 50
 LOAD ?= 2m
 faults: deps
 	CKPTD_CAMPAIGN_RUNS=$(CAMPAIGN_RUNS) CKPTD_LOAD=$(LOAD) $(GO) test -count=1 -v -timeout 60m \
-		-run 'TestCrashPointCampaign|TestLoad$$|TestCRIUKilledCampaign|TestDaemonKilledCampaign' ./integration/ 2>&1 | \
+		-run 'TestCrashPointCampaign|TestMigrationCrashCampaign|TestLoad$$|TestCRIUKilledCampaign|TestDaemonKilledCampaign' ./integration/ 2>&1 | \
 		grep -v '^        time=' | tee faults.log
 
 # Every fuzzer of outside input (peer messages, records, refs, config,
