@@ -68,11 +68,12 @@ func benchContainers(work string) {
 		pmCkpt, pmRestore = benchPodman(work, img)
 		rows = append(rows, row{"container checkpoint", "podman", pmCkpt}, row{"container restore", "podman", pmRestore})
 	}
-	fmt.Printf("\ncontainer: busybox sh counter, median of %d rounds\n\n", *rounds)
-	fmt.Printf("%-28s %-8s %10s\n", "measure", "tool", "wall")
+	fmt.Printf("\ncontainer: busybox sh counter, %d rounds (ckptctl and ctr take turns; podman runs after them)\n\n", *rounds)
+	fmt.Printf("%-28s %-8s %24s\n", "measure", "tool", "wall s (min/median/max)")
 	for _, r := range rows {
-		fmt.Printf("%-28s %-8s %9.3fs\n", r.name, r.tool, median(r.s).Seconds())
+		fmt.Printf("%-28s %-8s %24s\n", r.name, r.tool, mmm(r.s, wallOf))
 	}
+	fmt.Println("ratios are of medians:")
 	fmt.Println()
 	ratio := func(what string, a, b []sample) {
 		fmt.Printf("%-50s %6.2fx\n", what, float64(median(a))/float64(median(b)))
@@ -99,12 +100,26 @@ func timed(f func()) sample {
 }
 
 func median(s []sample) time.Duration {
+	_, mid, _ := spread(s, wallOf)
+	return mid
+}
+
+func wallOf(s sample) time.Duration { return s.wall }
+
+// spread is the min, median and max of f over the samples.
+func spread(s []sample, f func(sample) time.Duration) (lo, mid, hi time.Duration) {
 	v := make([]time.Duration, len(s))
 	for i := range s {
-		v[i] = s[i].wall
+		v[i] = f(s[i])
 	}
 	slices.Sort(v)
-	return v[len(v)/2]
+	return v[0], v[len(v)/2], v[len(v)-1]
+}
+
+// mmm renders min/median/max in seconds.
+func mmm(s []sample, f func(sample) time.Duration) string {
+	lo, mid, hi := spread(s, f)
+	return fmt.Sprintf("%.3f/%.3f/%.3f", lo.Seconds(), mid.Seconds(), hi.Seconds())
 }
 
 // run starts container id and waits until it has printed a few lines.

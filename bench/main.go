@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -23,7 +22,7 @@ import (
 
 var (
 	mib    = flag.Int("mib", 1024, "workload size in MiB")
-	rounds = flag.Int("rounds", 3, "rounds per measurement (median is reported)")
+	rounds = flag.Int("rounds", 3, "rounds per measurement (min, median and max are reported)")
 	binDir = flag.String("bin", "bin", "directory with ckptd and ckptctl")
 	procs  = flag.Bool("processes", true, "benchmark memload against raw criu")
 	ctrs   = flag.Bool("containers", true, "benchmark a container against ctr and podman")
@@ -57,15 +56,17 @@ func benchProcesses(work string) {
 	memload := buildMemload(work)
 
 	var rawDump, rawRestore, ctlDump, ctlRestore []sample
-	for i := range *rounds {
-		d, r := rawRound(work, memload, i)
-		rawDump, rawRestore = append(rawDump, d), append(rawRestore, r)
-	}
 	d := startDaemon(work, "proc", filepath.Join(work, "no-containerd.sock"))
 	defer d.stop()
+	// One untimed round of each warms the page cache and both paths; then
+	// the tools take turns, so that the VM's drift hits both alike.
+	rawRound(work, memload, warmUp)
+	d.round(memload, warmUp)
 	for i := range *rounds {
-		c, r := d.round(memload, i)
-		ctlDump, ctlRestore = append(ctlDump, c), append(ctlRestore, r)
+		rd, rr := rawRound(work, memload, i)
+		rawDump, rawRestore = append(rawDump, rd), append(rawRestore, rr)
+		cd, cr := d.round(memload, i)
+		ctlDump, ctlRestore = append(ctlDump, cd), append(ctlRestore, cr)
 	}
 	report(rawDump, rawRestore, ctlDump, ctlRestore)
 }
@@ -180,29 +181,27 @@ func (d *daemon) round(memload string, i int) (sample, sample) {
 	return dump, restore
 }
 
+// warmUp numbers the untimed first round of each tool.
+const warmUp = 1000
+
 func report(rawDump, rawRestore, ctlDump, ctlRestore []sample) {
-	med := func(s []sample, f func(sample) time.Duration) time.Duration {
-		v := make([]time.Duration, len(s))
-		for i := range s {
-			v[i] = f(s[i])
-		}
-		slices.Sort(v)
-		return v[len(v)/2]
-	}
-	wall := func(s sample) time.Duration { return s.wall }
 	froz := func(s sample) time.Duration { return s.frozen }
-	fmt.Printf("workload: memload %d MiB, median of %d rounds\n\n", *mib, *rounds)
-	fmt.Printf("%-22s %12s %12s %8s\n", "measure", "raw criu", "ckptctl", "ratio")
+	fmt.Printf("workload: memload %d MiB, %d rounds, interleaved\n\n", *mib, *rounds)
+	fmt.Printf("%-18s %24s %24s %8s\n", "measure (s)", "raw criu min/med/max", "ckptctl min/med/max", "ratio")
 	for _, r := range []struct {
 		name     string
-		raw, ctl time.Duration
+		raw, ctl []sample
+		f        func(sample) time.Duration
 	}{
-		{"dump wall", med(rawDump, wall), med(ctlDump, wall)},
-		{"dump frozen_time", med(rawDump, froz), med(ctlDump, froz)},
-		{"restore wall", med(rawRestore, wall), med(ctlRestore, wall)},
+		{"dump wall", rawDump, ctlDump, wallOf},
+		{"dump frozen_time", rawDump, ctlDump, froz},
+		{"restore wall", rawRestore, ctlRestore, wallOf},
 	} {
-		fmt.Printf("%-22s %11.3fs %11.3fs %8s\n", r.name, r.raw.Seconds(), r.ctl.Seconds(), ratio(r.ctl, r.raw))
+		_, rawMid, _ := spread(r.raw, r.f)
+		_, ctlMid, _ := spread(r.ctl, r.f)
+		fmt.Printf("%-18s %24s %24s %8s\n", r.name, mmm(r.raw, r.f), mmm(r.ctl, r.f), ratio(ctlMid, rawMid))
 	}
+	fmt.Println("(ratio: ckptctl's median over raw criu's)")
 }
 
 func ratio(a, b time.Duration) string { return fmt.Sprintf("%.2fx", float64(a)/float64(b)) }

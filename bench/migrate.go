@@ -18,9 +18,6 @@ import (
 func benchMigrate(work string) {
 	memload := buildMemload(work)
 	var rawDown, ctlDown, ctlTotal []sample
-	for i := range *rounds {
-		rawDown = append(rawDown, sample{wall: rawMigrateRound(work, memload, i)})
-	}
 	pki := filepath.Join(work, "pki")
 	ctl := filepath.Join(*binDir, "ckptctl")
 	run(ctl, "certs", "ca", filepath.Join(pki, "ca"))
@@ -33,28 +30,19 @@ func benchMigrate(work string) {
 	defer src.stop()
 	dst := startDaemon(work, "mdst", none, "--peer-certs", filepath.Join(pki, "dst"), "--peer-listen", peer)
 	defer dst.stop()
+	// One untimed round of each warms the page cache; then they take turns.
+	rawMigrateRound(work, memload, warmUp)
+	ckptctlMigrate(src, dst, memload, peer, warmUp)
 	for i := range *rounds {
-		name := fmt.Sprintf("mig%d", i)
-		src.ctl("run", "--name", name, "--", memload, "--mib", strconv.Itoa(*mib))
-		waitReady(filepath.Join(src.root, "workloads", name, "output.log"))
-		start := time.Now()
-		out := src.ctl("migrate", "-o", "json", name, "--to", peer)
-		ctlTotal = append(ctlTotal, sample{wall: time.Since(start)})
-		var r struct {
-			DowntimeNS string `json:"downtime_ns"`
-			Checkpoint string `json:"checkpoint"`
-		}
-		check(json.Unmarshal([]byte(out), &r))
-		ns, err := strconv.ParseInt(r.DowntimeNS, 10, 64)
-		check(err)
-		ctlDown = append(ctlDown, sample{wall: time.Duration(ns)})
-		dst.ctl("kill", name)
-		dst.ctl("rm", r.Checkpoint)
+		rawDown = append(rawDown, sample{wall: rawMigrateRound(work, memload, i)})
+		total, down := ckptctlMigrate(src, dst, memload, peer, i)
+		ctlTotal, ctlDown = append(ctlTotal, total), append(ctlDown, down)
 	}
-	fmt.Printf("\nmigration over loopback: memload %d MiB, median of %d rounds\n\n", *mib, *rounds)
-	fmt.Printf("%-26s %12s %12s %8s\n", "measure", "hand criu", "ckptctl", "ratio")
-	fmt.Printf("%-26s %11.3fs %11.3fs %8s\n", "downtime (frozen->running)", median(rawDown).Seconds(), median(ctlDown).Seconds(), ratio(median(ctlDown), median(rawDown)))
-	fmt.Printf("%-26s %11.3fs %11.3fs %8s\n", "total (command wall time)", median(rawDown).Seconds(), median(ctlTotal).Seconds(), ratio(median(ctlTotal), median(rawDown)))
+	fmt.Printf("\nmigration over loopback: memload %d MiB, %d rounds, interleaved\n\n", *mib, *rounds)
+	fmt.Printf("%-26s %24s %24s %8s\n", "measure (s)", "hand criu min/med/max", "ckptctl min/med/max", "ratio")
+	fmt.Printf("%-26s %24s %24s %8s\n", "downtime (frozen->running)", mmm(rawDown, wallOf), mmm(ctlDown, wallOf), ratio(median(ctlDown), median(rawDown)))
+	fmt.Printf("%-26s %24s %24s %8s\n", "total (command wall time)", mmm(rawDown, wallOf), mmm(ctlTotal, wallOf), ratio(median(ctlTotal), median(rawDown)))
+	fmt.Println("(ratio: ckptctl's median over the hand pipeline's)")
 	fmt.Println("(--lazy: off; ckptd does not drive CRIU's lazy pages yet, see TestLazyPages)")
 }
 
@@ -106,4 +94,25 @@ func freePort() string {
 	check(err)
 	defer ln.Close()
 	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+}
+
+// ckptctlMigrate moves a fresh memload from src to dst with ckptctl and
+// returns the command's wall time and the downtime it reports.
+func ckptctlMigrate(src, dst *daemon, memload, peer string, i int) (total, down sample) {
+	name := fmt.Sprintf("mig%d", i)
+	src.ctl("run", "--name", name, "--", memload, "--mib", strconv.Itoa(*mib))
+	waitReady(filepath.Join(src.root, "workloads", name, "output.log"))
+	start := time.Now()
+	out := src.ctl("migrate", "-o", "json", name, "--to", peer)
+	total = sample{wall: time.Since(start)}
+	var r struct {
+		DowntimeNS string `json:"downtime_ns"`
+		Checkpoint string `json:"checkpoint"`
+	}
+	check(json.Unmarshal([]byte(out), &r))
+	ns, err := strconv.ParseInt(r.DowntimeNS, 10, 64)
+	check(err)
+	dst.ctl("kill", name)
+	dst.ctl("rm", r.Checkpoint)
+	return total, sample{wall: time.Duration(ns)}
 }
