@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/ckptd/ckptd/dumper"
 	"github.com/ckptd/ckptd/errdefs"
@@ -77,6 +78,10 @@ func startSleep(t *testing.T) *exec.Cmd {
 func reusePID(t *testing.T, p *exec.Cmd) *exec.Cmd {
 	t.Helper()
 	pid := p.Process.Pid
+	// Start times count clock ticks (10 ms): a PID reused within the same
+	// tick would look like the same process. Real reuse needs the PID space
+	// to wrap around, which takes far longer.
+	time.Sleep(30 * time.Millisecond)
 	p.Process.Kill()
 	p.Wait()
 	for range 20 {
