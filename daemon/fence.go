@@ -31,19 +31,11 @@ func (d *Daemon) resumeTree(t *store.Target) error {
 // found the source's copy gone), otherwise it is killed (the source's copy
 // runs). Its checkpoint stays either way.
 func (d *Daemon) Resolve(ctx context.Context, target string, resume bool) (*TargetStatus, error) {
-	ref, err := d.resolveRef(ctx, target)
-	if err != nil {
-		return nil, err
-	}
-	unlock, err := d.locks.Lock(ctx, ref.Key())
+	t, unlock, err := d.lockKnown(ctx, target)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	t, err := d.store.GetTarget(ctx, ref.Key())
-	if err != nil {
-		return nil, err
-	}
 	if t.InDoubt == "" {
 		return nil, fmt.Errorf("%s is not a migration in doubt: %w", target, errdefs.ErrFailedPrecondition)
 	}

@@ -145,8 +145,11 @@ func (d *Daemon) Inspect(ctx context.Context, ref string) (*Inspection, error) {
 			return nil, err
 		}
 		for _, n := range needs {
-			p := images.Missing([]images.Need{n}, map[string]bool{c.Target.LogPath: true})
-			in.Needs = append(in.Needs, Need{Need: n, Problem: strings.Join(p, "")})
+			need := Need{Need: n}
+			if n.Path != c.Target.LogPath { // a workload's log is handed in anew
+				need.Problem = n.Problem()
+			}
+			in.Needs = append(in.Needs, need)
 		}
 	}
 	for _, k := range kids {

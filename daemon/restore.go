@@ -228,22 +228,21 @@ const zombieWait = 10 * time.Second
 // recreates the namespace, needing no host PID at all.
 func ownPIDNamespace(dir string, hostPID int) (bool, error) {
 	pids, err := images.PIDs(dir)
-	if err != nil {
-		return false, err
-	}
-	return len(pids) > 0 && pids[0] != hostPID, nil
+	return err == nil && inOwnPIDNamespace(pids, hostPID), err
+}
+
+// inOwnPIDNamespace: the images name the root (first) by another PID than
+// the host PID it was checkpointed by.
+func inOwnPIDNamespace(pids []int, hostPID int) bool {
+	return len(pids) > 0 && pids[0] != hostPID
 }
 
 // hostPIDsFree refuses to restore a tree that lived in the host's PID
 // namespace over live processes: CRIU would fail with "Can't fork for N:
 // File exists". A zombie holding a PID gets zombieWait to be reaped.
 func hostPIDsFree(ctx context.Context, dir string, hostPID int) error {
-	own, err := ownPIDNamespace(dir, hostPID)
-	if err != nil || own {
-		return err
-	}
 	pids, err := images.PIDs(dir)
-	if err != nil {
+	if err != nil || inOwnPIDNamespace(pids, hostPID) {
 		return err
 	}
 	deadline := time.Now().Add(zombieWait)

@@ -178,19 +178,11 @@ func (d *Daemon) status(t *store.Target) *TargetStatus {
 // Kill sends SIGKILL to a workload's tree (its PID namespace dies with pid 1)
 // or to a known process.
 func (d *Daemon) Kill(ctx context.Context, target string) error {
-	ref, err := d.resolveRef(ctx, target)
-	if err != nil {
-		return err
-	}
-	unlock, err := d.locks.Lock(ctx, ref.Key())
+	t, unlock, err := d.lockKnown(ctx, target)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	t, err := d.store.GetTarget(ctx, ref.Key())
-	if err != nil {
-		return err
-	}
 	err = proc.Signal(t.PID, t.StartTime, unix.SIGKILL) // never a PID reused meanwhile
 	if errors.Is(err, proc.ErrGone) {
 		return fmt.Errorf("%s is not running: %w", target, errdefs.ErrFailedPrecondition)
@@ -199,6 +191,25 @@ func (d *Daemon) Kill(ctx context.Context, target string) error {
 		return fmt.Errorf("kill %s: %w", target, err)
 	}
 	return nil
+}
+
+// lockKnown resolves target, takes its lock and returns its record,
+// running or not. The caller unlocks.
+func (d *Daemon) lockKnown(ctx context.Context, target string) (*store.Target, func(), error) {
+	ref, err := d.resolveRef(ctx, target)
+	if err != nil {
+		return nil, nil, err
+	}
+	unlock, err := d.locks.Lock(ctx, ref.Key())
+	if err != nil {
+		return nil, nil, err
+	}
+	t, err := d.store.GetTarget(ctx, ref.Key())
+	if err != nil {
+		unlock()
+		return nil, nil, err
+	}
+	return t, unlock, nil
 }
 
 func (d *Daemon) workload(ctx context.Context, name string) (*store.Target, error) {

@@ -91,26 +91,31 @@ func decodeFile(path string, entry proto.Message) (*crit.CriuImage, error) {
 	return crit.New(f, nil, "", false, false).Decode(entry)
 }
 
-// Missing checks needs against this host: one problem per path that is
-// gone, is of another kind, or has a size CRIU will refuse. skip holds
-// paths the restore replaces (a workload's log).
+// Missing checks needs against this host: one problem per path (see
+// Problem). skip holds paths the restore replaces (a workload's log).
 func Missing(needs []Need, skip map[string]bool) []string {
 	var problems []string
 	for _, n := range needs {
-		if skip[n.Path] {
-			continue
-		}
-		st, err := os.Stat(n.Path)
-		switch {
-		case err != nil:
-			problems = append(problems, fmt.Sprintf("%s is missing", n.Path))
-		case n.Dir != st.IsDir():
-			problems = append(problems, fmt.Sprintf("%s is no longer a %s", n.Path, map[bool]string{true: "directory", false: "file"}[n.Dir]))
-		case n.Size >= 0 && !n.Dir && st.Size() != n.Size:
-			problems = append(problems, fmt.Sprintf("%s has %d bytes, the checkpoint expects %d", n.Path, st.Size(), n.Size))
+		if p := n.Problem(); p != "" && !skip[n.Path] {
+			problems = append(problems, p)
 		}
 	}
 	return problems
+}
+
+// Problem says what is wrong with the path on this host: gone, of another
+// kind, or of a size CRIU will refuse; "" when nothing.
+func (n Need) Problem() string {
+	st, err := os.Stat(n.Path)
+	switch {
+	case err != nil:
+		return fmt.Sprintf("%s is missing", n.Path)
+	case n.Dir != st.IsDir():
+		return fmt.Sprintf("%s is no longer a %s", n.Path, map[bool]string{true: "directory", false: "file"}[n.Dir])
+	case n.Size >= 0 && !n.Dir && st.Size() != n.Size:
+		return fmt.Sprintf("%s has %d bytes, the checkpoint expects %d", n.Path, st.Size(), n.Size)
+	}
+	return ""
 }
 
 // OwnMounts reports whether the checkpoint carries its own mount

@@ -66,22 +66,11 @@ func (s *Store) recheck(ctx context.Context, c *Checkpoint) error {
 		s.log.Warn("dropping checkpoint from index: its directory is missing", "id", c.ID, "name", c.Name, "dir", dir)
 		return s.unindex(c)
 	}
-	err := s.Verify(ctx, c)
-	switch {
-	case err == nil:
-		return nil
-	case ctx.Err() != nil:
-		return fmt.Errorf("verify %s: %w", c.ID, ctx.Err())
-	case errdefs.IsDataLoss(err):
-		s.log.Error("checkpoint failed verification; moved to quarantine", "id", c.ID, "name", c.Name,
-			"err", err, "quarantine", s.layout.Quarantine(c.ID))
-		if err := s.quarantine(c.ID, err.Error()); err != nil {
-			return err
-		}
-		return s.unindex(c)
+	_, quarantined, err := s.judge(ctx, c, "checkpoint")
+	if err != nil || !quarantined {
+		return err
 	}
-	s.log.Warn("checkpoint could not be verified; left as it is", "id", c.ID, "name", c.Name, "err", err)
-	return nil
+	return s.unindex(c)
 }
 
 // rebuildIndex readmits checkpoint directories the index does not list:
@@ -127,22 +116,33 @@ func (s *Store) rebuildIndex(ctx context.Context, indexed map[string]bool) error
 }
 
 func (s *Store) readmitFound(ctx context.Context, c *Checkpoint) error {
-	err := s.Verify(ctx, c)
-	switch {
-	case ctx.Err() != nil:
-		return fmt.Errorf("verify %s: %w", c.ID, ctx.Err())
-	case errdefs.IsDataLoss(err):
-		s.log.Error("unindexed checkpoint failed verification; moved to quarantine", "id", c.ID, "name", c.Name, "err", err)
-		return s.quarantine(c.ID, err.Error())
-	case err != nil:
-		s.log.Warn("unindexed checkpoint could not be verified; left as it is", "id", c.ID, "name", c.Name, "err", err)
-		return nil
+	if passed, _, err := s.judge(ctx, c, "unindexed checkpoint"); err != nil || !passed {
+		return err
 	}
 	if err := s.admit(c); err != nil {
 		return err
 	}
 	s.log.Warn("readmitted unindexed checkpoint after verifying it", "id", c.ID, "name", c.Name)
 	return nil
+}
+
+// judge verifies c and acts on the verdict: proven damage goes to
+// quarantine, a cancelled start is an error, and any other failure leaves
+// c where it is, logged.
+func (s *Store) judge(ctx context.Context, c *Checkpoint, what string) (passed, quarantined bool, err error) {
+	err = s.Verify(ctx, c)
+	switch {
+	case err == nil:
+		return true, false, nil
+	case ctx.Err() != nil:
+		return false, false, fmt.Errorf("verify %s: %w", c.ID, ctx.Err())
+	case errdefs.IsDataLoss(err):
+		s.log.Error(what+" failed verification; moved to quarantine", "id", c.ID, "name", c.Name,
+			"err", err, "quarantine", s.layout.Quarantine(c.ID))
+		return false, true, s.quarantine(c.ID, err.Error())
+	}
+	s.log.Warn(what+" could not be verified; left as it is", "id", c.ID, "name", c.Name, "err", err)
+	return false, false, nil
 }
 
 func (s *Store) removeLeftovers(dir, what string) error {

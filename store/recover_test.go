@@ -296,3 +296,30 @@ func TestInterruptedMigrationImagesGo(t *testing.T) {
 		t.Errorf("its log went too: %v", err)
 	}
 }
+
+// A pending checkpoint that cannot be sealed (its record is not valid) is
+// quarantined with the reason, never deleted and never listed.
+func TestUnsealablePendingIsQuarantined(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	s := openStore(t, root)
+	id := NewID()
+	dir, err := s.StageUnhashed(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "pages-1.img"), []byte("pages"), 0o600)
+	os.WriteFile(filepath.Join(dir, PendingFile), []byte(`{"id":"`+id+`","name":"../x"}`), 0o600)
+	s.Close()
+	s = openStore(t, root)
+	if got := names(t, s); len(got) != 0 {
+		t.Errorf("an unsealable checkpoint was listed: %v", got)
+	}
+	qs, err := s.ListQuarantined(ctx)
+	if err != nil || len(qs) != 1 || qs[0].ID != id || !strings.Contains(qs[0].Reason, "sealing a pending checkpoint failed") {
+		t.Fatalf("quarantine: %+v %v", qs, err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "quarantine", id, "pages-1.img")); err != nil {
+		t.Errorf("its images are gone: %v", err)
+	}
+}
