@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"time"
 
 	apiv1 "github.com/ckptd/ckptd/api/v1"
@@ -45,6 +46,7 @@ func checkpointToAPI(c *store.Checkpoint) *apiv1.Checkpoint {
 		FormatVersion: int32(c.FormatVersion), Id: c.ID, Name: c.Name, Target: refToAPI(c.Target),
 		Parent: c.Parent, CreatedUnixNano: c.Created.UnixNano(), CriuVersion: c.CRIUVersion,
 		Kernel: c.Kernel, Host: c.Host, CpuModel: c.CPUModel, Size: c.Size(),
+		State: cmp.Or(c.State, store.StateSealed), SealedUnixNano: unixNano(c.Sealed),
 		Options: &apiv1.Options{
 			LeaveRunning: c.Options.LeaveRunning, TcpEstablished: c.Options.TCPEstablished,
 			FileLocks: c.Options.FileLocks, ExtUnixSk: c.Options.ExtUnixSk, ShellJob: c.Options.ShellJob,

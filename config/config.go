@@ -60,6 +60,11 @@ type Config struct {
 	// --ghost-limit (bytes; 0 keeps CRIU's 1 MiB).
 	LinkRemap  bool   `toml:"link_remap"`
 	GhostLimit uint32 `toml:"ghost_limit"`
+	// ScrubInterval, when set ("24h"), re-reads every checkpoint that
+	// often and quarantines the damaged ones; ScrubRateMiB bounds its
+	// reads (MiB/s, default 64).
+	ScrubInterval string `toml:"scrub_interval"`
+	ScrubRateMiB  int    `toml:"scrub_rate_mib"`
 }
 
 // Default is the embedded configuration `make run` uses.
@@ -67,7 +72,7 @@ func Default() Config {
 	return Config{
 		Root: "/var/lib/ckptd", Socket: "/run/ckptd/ckptd.sock", LogLevel: "info", LogFormat: "text",
 		Containerd: "/run/containerd/containerd.sock", ContainerdNamespace: "default",
-		PeerCerts: "/etc/ckptd/peer",
+		PeerCerts: "/etc/ckptd/peer", ScrubRateMiB: 64,
 	}
 }
 
@@ -129,6 +134,12 @@ func (c Config) Validate() error {
 	if _, err := c.Grace(); err != nil {
 		return err
 	}
+	if _, err := c.Scrub(); err != nil {
+		return err
+	}
+	if c.ScrubRateMiB <= 0 {
+		return fmt.Errorf("scrub_rate_mib %d: want a positive number of MiB per second: %w", c.ScrubRateMiB, errdefs.ErrInvalidArgument)
+	}
 	if c.CRIUConfig != "" && !filepath.IsAbs(c.CRIUConfig) {
 		return fmt.Errorf("criu_config %q must be an absolute path: %w", c.CRIUConfig, errdefs.ErrInvalidArgument)
 	}
@@ -167,6 +178,18 @@ func (c Config) Timeout() (time.Duration, error) {
 	d, err := time.ParseDuration(c.CRIUTimeout)
 	if err != nil || d <= 0 {
 		return 0, fmt.Errorf("criu_timeout %q: want a positive duration such as 10m: %w", c.CRIUTimeout, errdefs.ErrInvalidArgument)
+	}
+	return d, nil
+}
+
+// Scrub parses ScrubInterval; zero means no scrub.
+func (c Config) Scrub() (time.Duration, error) {
+	if c.ScrubInterval == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(c.ScrubInterval)
+	if err != nil || d < 0 || (d > 0 && d < time.Second) {
+		return 0, fmt.Errorf("scrub_interval %q: want a duration of at least 1s, such as 24h, or 0 for none: %w", c.ScrubInterval, errdefs.ErrInvalidArgument)
 	}
 	return d, nil
 }

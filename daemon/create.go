@@ -60,6 +60,14 @@ func (d *Daemon) Create(ctx context.Context, req CreateRequest) (*store.Checkpoi
 			return nil, err
 		default:
 			defer release()
+			// A child may name only a sealed parent: a seal that fails
+			// removes its checkpoint.
+			if _, err := d.store.WaitSealed(ctx, parent); err != nil {
+				if ctx.Err() != nil {
+					return nil, err
+				}
+				parent = "" // its seal failed and removed it
+			}
 		}
 	}
 	c := &store.Checkpoint{
@@ -159,6 +167,13 @@ func (d *Daemon) capture(ctx context.Context, c *store.Checkpoint, t *store.Targ
 		return errors.Join(err, d.store.Discard(ctx, c.ID))
 	}
 	defer d.closeWork(work, &err)
+	// A target that runs on is released before its checkpoint is hashed
+	// and fsynced (sealed); one that stops stays frozen until its
+	// checkpoint is sealed, so that a failed seal still leaves it running.
+	publish := d.store.Publish
+	if c.Options.LeaveRunning {
+		publish = d.store.PublishSealing
+	}
 	published := false
 	stats, err := dump(dir, work.Path, func() error {
 		// The target was resolved before the freeze, maybe long before (the
@@ -167,22 +182,35 @@ func (d *Daemon) capture(ctx context.Context, c *store.Checkpoint, t *store.Targ
 			return fmt.Errorf("pid %d is no longer %s: it ended and its PID was reused: %w", t.PID, t.Key(), errdefs.ErrFailedPrecondition)
 		}
 		c.Created = time.Now().UTC()
-		if err := d.store.Publish(ctx, c); err != nil {
+		if err := publish(ctx, c); err != nil {
 			return err
 		}
 		published = true
 		return nil
 	})
-	if err != nil {
-		if published {
-			// CRIU failed after the checkpoint was committed; it is complete
-			// and listed, so keep it and say what went wrong.
-			return fmt.Errorf("checkpoint %s was saved, but then: %w", c.ID, err)
-		}
+	if err != nil && !published {
 		if derr := d.store.Discard(ctx, c.ID); derr != nil {
 			return errors.Join(err, fmt.Errorf("clean up: %w", derr))
 		}
 		return err
+	}
+	if c.Options.LeaveRunning {
+		// The seal outlives a client that gives up waiting.
+		files := []string{dumper.LogFile, dumper.StatsFile}
+		if err != nil {
+			files = nil // CRIU failed after the commit: its files may be missing
+		}
+		if _, serr := d.store.Seal(context.WithoutCancel(ctx), c.ID, stats, work.Path, files...); serr != nil {
+			return errors.Join(err, serr)
+		}
+	}
+	if err != nil {
+		// CRIU failed after the checkpoint was committed; it is complete
+		// and listed, so keep it and say what went wrong.
+		return fmt.Errorf("checkpoint %s was saved, but then: %w", c.ID, err)
+	}
+	if c.Options.LeaveRunning {
+		return nil
 	}
 	c.Stats = stats
 	return d.store.Finish(ctx, c.ID, c.Stats, work.Path, dumper.LogFile, dumper.StatsFile)

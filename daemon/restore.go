@@ -35,6 +35,11 @@ func (d *Daemon) Restore(ctx context.Context, req RestoreRequest) (*TargetStatus
 		return nil, err
 	}
 	defer release()
+	if c.IsSealing() {
+		if c, err = d.store.WaitSealed(ctx, c.ID); err != nil {
+			return nil, err
+		}
+	}
 	ref, err := d.restoreTarget(c, req.Name, d.store.Dir(c.ID))
 	if err != nil {
 		return nil, err

@@ -12,8 +12,10 @@ import (
 )
 
 // FormatVersion is the version of checkpoint.json and of the directory
-// layout it describes. Readers refuse versions they do not know.
-const FormatVersion = 1
+// layout it describes. Readers refuse versions they do not know. Version 2
+// records BLAKE3 digests (see digest.go) where version 1 recorded SHA-256;
+// both are read.
+const FormatVersion = 2
 
 // Target kinds.
 const (
@@ -96,10 +98,12 @@ type Migration struct {
 	Received time.Time `json:"received"` // when the destination ran it
 }
 
-// FileSum is the size and SHA-256 of one file of a checkpoint.
+// FileSum is the size and digest of one file of a checkpoint: SHA256 in
+// format 1, BLAKE3 (see digest.go) from format 2.
 type FileSum struct {
 	Size   int64  `json:"size"`
-	SHA256 string `json:"sha256"`
+	SHA256 string `json:"sha256,omitempty"`
+	BLAKE3 string `json:"blake3,omitempty"`
 }
 
 // Checkpoint is the record kept in checkpoint.json and in the index.
@@ -119,7 +123,25 @@ type Checkpoint struct {
 	Container     *ContainerInfo     `json:"container,omitempty"`
 	Migration     *Migration         `json:"migration,omitempty"`
 	Files         map[string]FileSum `json:"files"`
+	// State is StateSealing from the commit until every file is hashed and
+	// on disk; records written before states existed are sealed.
+	State string `json:"state,omitempty"`
+	// BootID is the kernel's boot id at the commit: a checkpoint still
+	// sealing after a reboot may have lost pages that never reached disk.
+	BootID string    `json:"boot_id,omitempty"`
+	Sealed time.Time `json:"sealed,omitempty"` // when it became sealed
 }
+
+// Checkpoint states.
+const (
+	// StateSealing: committed and listed, its images renamed into place,
+	// its target released, but its files not yet hashed and fsynced.
+	StateSealing = "sealing"
+	StateSealed  = "sealed"
+)
+
+// IsSealing reports whether c's files are not yet hashed and durable.
+func (c *Checkpoint) IsSealing() bool { return c.State == StateSealing }
 
 // Size is the total size of the checkpoint's files.
 func (c *Checkpoint) Size() int64 {

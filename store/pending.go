@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // PendingFile in a staging directory holds the record of a checkpoint
@@ -81,11 +82,12 @@ func (s *Store) sealPending(ctx context.Context, id string, data []byte) error {
 		return fmt.Errorf("%s: %w", PendingFile, err)
 	}
 	staging := s.layout.Staging(id)
-	sums, err := sumDir(staging, nil)
+	sums, err := sumDir(ctx, staging, nil)
 	if err != nil {
 		return err
 	}
 	c.FormatVersion, c.Files = FormatVersion, sums
+	c.State, c.Sealed = StateSealed, time.Now().UTC()
 	if err := writeMetadata(staging, &c); err != nil {
 		return err
 	}

@@ -1,10 +1,7 @@
 package store
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"hash"
 	"io"
 	"os"
 	"path/filepath"
@@ -32,7 +29,7 @@ type prehasher struct {
 type partial struct {
 	f   *os.File
 	ino uint64
-	h   hash.Hash
+	h   fileHasher
 	off int64 // bytes fed to h
 	err error // a failed read: h no longer matches any prefix; rehash whole
 }
@@ -82,7 +79,7 @@ func (p *prehasher) scan() {
 			if err != nil {
 				continue
 			}
-			pt = &partial{f: f, ino: inode(f), h: sha256.New()}
+			pt = &partial{f: f, ino: inode(f), h: newFileHasher(FormatVersion)}
 			p.files[e.Name()] = pt
 		}
 		if pt.err == nil {
@@ -119,16 +116,17 @@ func (pt *partial) catchUpTo(size int64) error {
 }
 
 // finish stops the background scan and returns the sums of the files it
-// followed, each completed, fsynced and checked to still be the same file.
-// Files it could not vouch for are left out, for the caller to hash whole.
-func (p *prehasher) finish() map[string]FileSum {
+// followed, each completed, fsynced and checked to still be the same file,
+// now in dir (the staging directory, or where it was renamed to). Files it
+// could not vouch for are left out, for the caller to hash whole.
+func (p *prehasher) finish(dir string) map[string]FileSum {
 	close(p.stop)
 	<-p.done
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	out := map[string]FileSum{}
 	for name, pt := range p.files {
-		if sum, err := pt.seal(filepath.Join(p.dir, name)); err == nil {
+		if sum, err := pt.seal(filepath.Join(dir, name)); err == nil {
 			out[name] = sum
 		}
 		pt.f.Close()
@@ -175,7 +173,7 @@ func (pt *partial) seal(path string) (FileSum, error) {
 	if err := pt.f.Sync(); err != nil {
 		return FileSum{}, err
 	}
-	return FileSum{Size: pt.off, SHA256: hex.EncodeToString(pt.h.Sum(nil))}, nil
+	return sumOf(FormatVersion, pt.off, pt.h.Sum()), nil
 }
 
 func inode(f *os.File) uint64 {

@@ -4,10 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"sort"
-	"sync"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -95,14 +96,15 @@ func (s *Store) publish(ctx context.Context, c *Checkpoint) error {
 	staging := s.layout.Staging(c.ID)
 	var done map[string]FileSum
 	if p := s.takePrehash(c.ID); p != nil {
-		done = p.finish()
+		done = p.finish(staging)
 	}
-	sums, err := sumDir(staging, done)
+	sums, err := sumDir(context.Background(), staging, done)
 	if err != nil {
 		return err
 	}
 	c.FormatVersion = FormatVersion
 	c.Files = sums
+	c.State, c.Sealed = StateSealed, time.Now().UTC()
 	if err := writeMetadata(staging, c); err != nil {
 		return err
 	}
@@ -116,7 +118,15 @@ func (s *Store) publish(ctx context.Context, c *Checkpoint) error {
 	if err := syncDir(s.layout.CheckpointsDir()); err != nil {
 		return err
 	}
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	if err := s.indexNew(c); err != nil {
+		return err
+	}
+	return removePending(final)
+}
+
+// indexNew commits a new checkpoint's index entry: the moment it exists.
+func (s *Store) indexNew(c *Checkpoint) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
 		names := tx.Bucket(bucketNames)
 		if names.Get([]byte(c.Name)) != nil {
 			return fmt.Errorf("name %q: %w", c.Name, errdefs.ErrAlreadyExists)
@@ -129,10 +139,6 @@ func (s *Store) publish(ctx context.Context, c *Checkpoint) error {
 		}
 		return putTx(tx, c)
 	})
-	if err != nil {
-		return err
-	}
-	return removePending(final)
 }
 
 // Finish records what CRIU wrote after the checkpoint was published: its
@@ -151,12 +157,12 @@ func (s *Store) Finish(ctx context.Context, id string, stats *DumpStats, workDir
 		if err := os.Rename(filepath.Join(workDir, name), filepath.Join(dir, name)); err != nil {
 			return fmt.Errorf("finish %s: %w", id, err)
 		}
-		sum, err := sumFile(filepath.Join(dir, name), true)
-		if err != nil {
-			return fmt.Errorf("finish %s: %w", id, err)
-		}
-		c.Files[name] = sum
 	}
+	sums, err := sumFiles(ctx, dir, files, hashOptions{format: c.FormatVersion, seal: true})
+	if err != nil {
+		return fmt.Errorf("finish %s: %w", id, err)
+	}
+	maps.Copy(c.Files, sums)
 	c.Stats = stats
 	if err := writeMetadata(dir, c); err != nil {
 		return fmt.Errorf("finish %s: %w", id, err)
@@ -172,9 +178,24 @@ func writeMetadata(dir string, c *Checkpoint) error {
 	return writeFileAtomic(filepath.Join(dir, MetadataFile), append(data, '\n'))
 }
 
+// writeMetadataUnsynced writes a sealing checkpoint's record without
+// fsync: it only has to outlive a crash of ckptd, not of the machine (a
+// sealing checkpoint from an earlier boot is quarantined anyway).
+func writeMetadataUnsynced(dir string, c *Checkpoint) error {
+	data, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(dir, MetadataFile)
+	if err := os.WriteFile(path+".tmp", append(data, '\n'), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(path+".tmp", path)
+}
+
 // sumDir hashes and fsyncs every regular file in dir but checkpoint.json;
-// the sums in done were already taken.
-func sumDir(dir string, done map[string]FileSum) (map[string]FileSum, error) {
+// the sums in done were already taken. A cancelled ctx stops it.
+func sumDir(ctx context.Context, dir string, done map[string]FileSum) (map[string]FileSum, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
@@ -192,16 +213,7 @@ func sumDir(dir string, done map[string]FileSum) (map[string]FileSum, error) {
 		names = append(names, e.Name())
 	}
 	sort.Strings(names)
-	var mu sync.Mutex
-	err = forEachParallel(names, func(name string) error {
-		sum, err := sumFile(filepath.Join(dir, name), true)
-		if err != nil {
-			return err
-		}
-		mu.Lock()
-		sums[name] = sum
-		mu.Unlock()
-		return nil
-	})
+	more, err := sumFiles(ctx, dir, names, hashOptions{format: FormatVersion, seal: true})
+	maps.Copy(sums, more)
 	return sums, err
 }

@@ -131,6 +131,11 @@ func (s *Store) Check(ctx context.Context, ref string, readmit bool) (*VerifyRes
 		if readmit {
 			return nil, fmt.Errorf("checkpoint %s is not quarantined: %w", c.Name, errdefs.ErrFailedPrecondition)
 		}
+		if c.IsSealing() {
+			if c, err = s.WaitSealed(ctx, c.ID); err != nil {
+				return nil, err
+			}
+		}
 		return &VerifyResult{Checkpoint: c, Problem: s.Verify(ctx, c)}, ctx.Err()
 	}
 	if !errdefs.IsNotFound(err) {

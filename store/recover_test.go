@@ -26,8 +26,9 @@ func names(t *testing.T, s *Store) []string {
 	return out
 }
 
-// A start cancelled while it verifies (SIGTERM during start-up) must stop
-// without moving or unindexing anything.
+// A start cancelled while it verifies unindexed checkpoints (SIGTERM
+// during start-up after the index was lost) must stop without moving
+// anything.
 func TestCancelledStartTouchesNothing(t *testing.T) {
 	root := t.TempDir()
 	s := openStore(t, root)
@@ -35,6 +36,9 @@ func TestCancelledStartTouchesNothing(t *testing.T) {
 		publish(t, s, n, "", map[string]string{"pages-1.img": strings.Repeat(n, 1<<20)})
 	}
 	s.Close()
+	if err := os.Remove(filepath.Join(root, "index.db")); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := Open(ctx, root, quiet); err == nil {
@@ -101,9 +105,7 @@ func TestQuarantineLifecycle(t *testing.T) {
 	c := publish(t, s, "q", "", map[string]string{"pages": "abc"})
 	pages := filepath.Join(s.Dir(c.ID), "pages")
 	os.WriteFile(pages, []byte("xbc"), 0o600)
-	s.Close()
-
-	s = openStore(t, root)
+	scrub(t, s, 1)
 	qs, err := s.ListQuarantined(ctx)
 	if err != nil || len(qs) != 1 || qs[0].Checkpoint == nil || qs[0].Checkpoint.Name != "q" || !strings.Contains(qs[0].Reason, "checksum") {
 		t.Fatalf("quarantine list: %+v %v", qs, err)
@@ -127,8 +129,7 @@ func TestQuarantineLifecycle(t *testing.T) {
 	// Damaged again, quarantined again, then repaired and moved back by
 	// hand: the next start readmits it instead of deleting it.
 	os.WriteFile(pages, []byte("xbc"), 0o600)
-	s.Close()
-	s = openStore(t, root)
+	scrub(t, s, 1)
 	os.WriteFile(qpages, []byte("abc"), 0o600)
 	s.Close()
 	if err := os.Rename(filepath.Join(root, "quarantine", c.ID), s.Dir(c.ID)); err != nil {
@@ -140,8 +141,7 @@ func TestQuarantineLifecycle(t *testing.T) {
 	}
 
 	os.WriteFile(pages, []byte("xbc"), 0o600)
-	s.Close()
-	s = openStore(t, root)
+	scrub(t, s, 1)
 	if ids, err := s.Remove(ctx, []string{"q"}, false); err != nil || len(ids) != 1 {
 		t.Fatalf("remove quarantined: %v %v", ids, err)
 	}
@@ -157,8 +157,7 @@ func TestReadmitWithTakenName(t *testing.T) {
 	s := openStore(t, root)
 	c := publish(t, s, "dup", "", map[string]string{"a": "1"})
 	os.WriteFile(filepath.Join(s.Dir(c.ID), "a"), []byte("2"), 0o600)
-	s.Close()
-	s = openStore(t, root)
+	scrub(t, s, 1)
 	publish(t, s, "dup", "", map[string]string{"a": "3"})
 	os.WriteFile(filepath.Join(root, "quarantine", c.ID, "a"), []byte("1"), 0o600)
 	res, err := s.Check(ctx, c.ID, true)
@@ -322,4 +321,14 @@ func TestUnsealablePendingIsQuarantined(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(root, "quarantine", id, "pages-1.img")); err != nil {
 		t.Errorf("its images are gone: %v", err)
 	}
+}
+
+// scrub runs one unpaced scrub pass and wants n checkpoints quarantined.
+func scrub(t *testing.T, s *Store, n int) ScrubResult {
+	t.Helper()
+	res, err := s.Scrub(context.Background(), 0)
+	if err != nil || len(res.Quarantined) != n {
+		t.Fatalf("scrub: %+v %v, want %d quarantined", res, err, n)
+	}
+	return res
 }

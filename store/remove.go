@@ -138,7 +138,7 @@ func (s *Store) removalOrder(tx *bolt.Tx, refs []string, recursive bool) ([]stri
 	}
 	for _, id := range order {
 		if s.busy[id] > 0 {
-			return nil, fmt.Errorf("checkpoint %s is in use (a restore, an inspect, or a new checkpoint of its target): %w", id, errdefs.ErrFailedPrecondition)
+			return nil, fmt.Errorf("checkpoint %s is in use (a restore, an inspect, its seal, or a new checkpoint of its target): %w", id, errdefs.ErrFailedPrecondition)
 		}
 	}
 	return order, nil

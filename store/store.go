@@ -30,10 +30,18 @@ type Store struct {
 	db     *bolt.DB
 	log    *slog.Logger
 
-	mu     sync.Mutex
-	pre    map[string]*prehasher // staged id -> background hashing of its images
-	busy   map[string]int        // id -> readers holding it (Acquire); rm refuses these
-	active map[string]bool       // work dirs in use (see WorkDir)
+	bootID string
+
+	mu      sync.Mutex
+	pre     map[string]*prehasher // staged id -> background hashing of its images
+	busy    map[string]int        // id -> readers holding it (Acquire); rm refuses these
+	active  map[string]bool       // work dirs in use (see WorkDir)
+	sealing map[string]*sealJob   // id -> its seal, while it is sealing
+
+	// Background work (seals resumed at start) stops with bgCtx at Close.
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
+	bg       sync.WaitGroup
 }
 
 // Open opens (creating if needed) the store under root and recovers from
@@ -63,9 +71,16 @@ func Open(ctx context.Context, root string, log *slog.Logger) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("init index: %w", err)
 	}
-	s := &Store{layout: l, db: db, log: log, pre: map[string]*prehasher{}, busy: map[string]int{}, active: map[string]bool{}}
-	if err := s.recover(ctx); err != nil {
+	boot, err := BootID()
+	if err != nil {
 		db.Close()
+		return nil, err
+	}
+	s := &Store{layout: l, db: db, log: log, bootID: boot, pre: map[string]*prehasher{}, busy: map[string]int{},
+		active: map[string]bool{}, sealing: map[string]*sealJob{}}
+	s.bgCtx, s.bgCancel = context.WithCancel(context.WithoutCancel(ctx))
+	if err := s.recover(ctx); err != nil {
+		s.Close()
 		return nil, fmt.Errorf("recover store: %w", err)
 	}
 	if err := s.PruneFailedWork(); err != nil {
@@ -74,8 +89,11 @@ func Open(ctx context.Context, root string, log *slog.Logger) (*Store, error) {
 	return s, nil
 }
 
-// Close stops background hashing and closes the index.
+// Close stops background hashing and sealing and closes the index. A
+// checkpoint whose seal it stops stays sealing, for the next start.
 func (s *Store) Close() error {
+	s.bgCancel()
+	s.bg.Wait()
 	s.mu.Lock()
 	for id, p := range s.pre {
 		p.abort()

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"testing"
@@ -94,10 +95,10 @@ func TestPublishRefusesTakenName(t *testing.T) {
 	}
 }
 
-func TestRecoverRemovesStagingAndQuarantinesDamage(t *testing.T) {
+func TestRecoverRemovesStagingAndScrubQuarantinesDamage(t *testing.T) {
 	root := t.TempDir()
 	s := openStore(t, root)
-	good := publish(t, s, "good", "", map[string]string{"a": "1"})
+	publish(t, s, "good", "", map[string]string{"a": "1"})
 	bad := publish(t, s, "bad", "", map[string]string{"a": "2"})
 	gone := publish(t, s, "gone", "", map[string]string{"a": "3"})
 	if _, err := s.Stage(context.Background(), NewID()); err != nil {
@@ -110,12 +111,15 @@ func TestRecoverRemovesStagingAndQuarantinesDamage(t *testing.T) {
 	s.Close()
 
 	s = openStore(t, root)
-	all, err := s.List(context.Background(), Filter{})
-	if err != nil {
-		t.Fatal(err)
+	// A start reads no image: the damage is the scrub's to find.
+	if got := names(t, s); !slices.Equal(got, []string{"bad", "good"}) {
+		t.Fatalf("after recovery: %v, want bad and good", got)
 	}
-	if len(all) != 1 || all[0].ID != good.ID {
-		t.Fatalf("after recovery: %d checkpoints, want only %s", len(all), good.ID)
+	if res := scrub(t, s, 1); res.Quarantined[0] != bad.ID || res.Checked != 2 {
+		t.Errorf("scrub: %+v, want %s quarantined of 2", res, bad.ID)
+	}
+	if got := names(t, s); !slices.Equal(got, []string{"good"}) {
+		t.Fatalf("after scrub: %v, want good", got)
 	}
 	if left, _ := os.ReadDir(filepath.Join(root, "staging")); len(left) != 0 {
 		t.Errorf("staging leftovers: %v", left)

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
+	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 
 	"github.com/ckptd/ckptd/errdefs"
 )
@@ -21,34 +23,43 @@ func (s *Store) Verify(ctx context.Context, c *Checkpoint) error {
 }
 
 func verifyDir(ctx context.Context, dir string, c *Checkpoint) error {
-	if c.FormatVersion != FormatVersion {
-		return fmt.Errorf("checkpoint %s has format_version %d, this ckptd reads %d: %w",
+	return verifyFiles(ctx, dir, c, hashOptions{})
+}
+
+// verifyFiles checks c's files in dir, read as o says.
+func verifyFiles(ctx context.Context, dir string, c *Checkpoint, o hashOptions) error {
+	if c.FormatVersion < 1 || c.FormatVersion > FormatVersion {
+		return fmt.Errorf("checkpoint %s has format_version %d, this ckptd reads 1 to %d: %w",
 			c.ID, c.FormatVersion, FormatVersion, errdefs.ErrFailedPrecondition)
 	}
-	names := make([]string, 0, len(c.Files))
-	for n := range c.Files {
-		names = append(names, n)
+	if c.IsSealing() {
+		return fmt.Errorf("checkpoint %s is still sealing: its files are not yet hashed: %w", c.ID, errdefs.ErrFailedPrecondition)
 	}
-	sort.Strings(names)
-	err := forEachParallel(names, func(name string) error {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		want := c.Files[name]
-		got, err := sumFile(filepath.Join(dir, name), false)
+	names := slices.Sorted(maps.Keys(c.Files))
+	for _, name := range names {
+		st, err := os.Lstat(filepath.Join(dir, name))
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
 			return fmt.Errorf("checkpoint %s: %s is missing: %w", c.ID, name, errdefs.ErrDataLoss)
 		case err != nil:
-			return fmt.Errorf("checkpoint %s: %s: %w", c.ID, name, err)
-		case got != want:
-			return fmt.Errorf("checkpoint %s: %s does not match its checksum (size %d, want %d): %w",
-				c.ID, name, got.Size, want.Size, errdefs.ErrDataLoss)
+			return fmt.Errorf("checkpoint %s: %w", c.ID, err)
+		case !st.Mode().IsRegular(): // a FIFO would block the read
+			return fmt.Errorf("checkpoint %s: %s is not a regular file (%v): %w", c.ID, name, st.Mode().Type(), errdefs.ErrDataLoss)
 		}
-		return nil
-	})
+	}
+	o.format = c.FormatVersion
+	got, err := sumFiles(ctx, dir, names, o)
 	if cerr := ctx.Err(); cerr != nil {
 		return cerr // whatever a worker saw, the verification did not finish
 	}
-	return err
+	if err != nil {
+		return fmt.Errorf("checkpoint %s: %w", c.ID, err)
+	}
+	for _, name := range names {
+		if want := c.Files[name]; got[name] != want {
+			return fmt.Errorf("checkpoint %s: %s does not match its checksum (size %d, want %d): %w",
+				c.ID, name, got[name].Size, want.Size, errdefs.ErrDataLoss)
+		}
+	}
+	return nil
 }

@@ -1103,8 +1103,12 @@ type Checkpoint struct {
 	Size            int64                  `protobuf:"varint,14,opt,name=size,proto3" json:"size,omitempty"`
 	Container       *ContainerInfo         `protobuf:"bytes,15,opt,name=container,proto3" json:"container,omitempty"`
 	Migration       *Migration             `protobuf:"bytes,16,opt,name=migration,proto3" json:"migration,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// "sealing" from the commit until every file is hashed and on disk,
+	// then "sealed".
+	State          string `protobuf:"bytes,17,opt,name=state,proto3" json:"state,omitempty"`
+	SealedUnixNano int64  `protobuf:"varint,18,opt,name=sealed_unix_nano,json=sealedUnixNano,proto3" json:"sealed_unix_nano,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Checkpoint) Reset() {
@@ -1247,6 +1251,20 @@ func (x *Checkpoint) GetMigration() *Migration {
 		return x.Migration
 	}
 	return nil
+}
+
+func (x *Checkpoint) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *Checkpoint) GetSealedUnixNano() int64 {
+	if x != nil {
+		return x.SealedUnixNano
+	}
+	return 0
 }
 
 // Where a checkpoint received from a peer ckptd came from.
@@ -2804,7 +2822,7 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x14pages_skipped_parent\x18\a \x01(\x04R\x12pagesSkippedParent\"5\n" +
 	"\aFileSum\x12\x12\n" +
 	"\x04size\x18\x01 \x01(\x03R\x04size\x12\x16\n" +
-	"\x06sha256\x18\x02 \x01(\tR\x06sha256\"\x8e\x05\n" +
+	"\x06sha256\x18\x02 \x01(\tR\x06sha256\"\xce\x05\n" +
 	"\n" +
 	"Checkpoint\x12%\n" +
 	"\x0eformat_version\x18\x01 \x01(\x05R\rformatVersion\x12\x0e\n" +
@@ -2823,7 +2841,9 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x05files\x18\r \x03(\v2\x1f.ckptd.v1.Checkpoint.FilesEntryR\x05files\x12\x12\n" +
 	"\x04size\x18\x0e \x01(\x03R\x04size\x125\n" +
 	"\tcontainer\x18\x0f \x01(\v2\x17.ckptd.v1.ContainerInfoR\tcontainer\x121\n" +
-	"\tmigration\x18\x10 \x01(\v2\x13.ckptd.v1.MigrationR\tmigration\x1aK\n" +
+	"\tmigration\x18\x10 \x01(\v2\x13.ckptd.v1.MigrationR\tmigration\x12\x14\n" +
+	"\x05state\x18\x11 \x01(\tR\x05state\x12(\n" +
+	"\x10sealed_unix_nano\x18\x12 \x01(\x03R\x0esealedUnixNano\x1aK\n" +
 	"\n" +
 	"FilesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12'\n" +

@@ -29,8 +29,8 @@ func (c *cli) createCmd() *cobra.Command {
 			if c.output == "json" {
 				return printJSON(ck)
 			}
-			fmt.Printf("%s %s (%s, frozen %.1f ms)\n", ck.GetName(), shortID(ck.GetId()), humanBytes(ck.GetSize()),
-				float64(ck.GetStats().GetFrozenTime())/1000)
+			fmt.Printf("%s %s (%s, frozen %.1f ms)%s\n", ck.GetName(), shortID(ck.GetId()), humanBytes(ck.GetSize()),
+				float64(ck.GetStats().GetFrozenTime())/1000, sealedAfter(ck))
 			return nil
 		},
 	}
@@ -78,14 +78,10 @@ func (c *cli) lsCmd() *cobra.Command {
 				fmt.Print(renderTree(resp.GetCheckpoints(), ps.GetTargets()))
 				return nil
 			}
-			w := newTable("NAME", "ID", "TARGET", "PARENT", "CREATED", "SIZE", "FROZEN")
+			w := newTable("NAME", "ID", "TARGET", "PARENT", "CREATED", "SIZE", "FROZEN", "STATE")
 			for _, ck := range resp.GetCheckpoints() {
-				parent := shortID(ck.GetParent())
-				if parent == "" {
-					parent = "-"
-				}
-				row(w, ck.GetName(), shortID(ck.GetId()), targetName(ck.GetTarget()), parent,
-					ago(ck.GetCreatedUnixNano()), humanBytes(ck.GetSize()), fmt.Sprintf("%.1fms", float64(ck.GetStats().GetFrozenTime())/1000))
+				row(w, ck.GetName(), shortID(ck.GetId()), targetName(ck.GetTarget()), or(shortID(ck.GetParent()), "-"),
+					ago(ck.GetCreatedUnixNano()), sizeOf(ck), fmt.Sprintf("%.1fms", float64(ck.GetStats().GetFrozenTime())/1000), ck.GetState())
 			}
 			for _, q := range resp.GetQuarantined() {
 				ck := q.GetCheckpoint()
@@ -94,7 +90,7 @@ func (c *cli) lsCmd() *cobra.Command {
 					name, target = ck.GetName(), targetName(ck.GetTarget())
 				}
 				row(w, name, shortID(q.GetId()), target, or(shortID(ck.GetParent()), "-"),
-					ago(ck.GetCreatedUnixNano()), humanBytes(ck.GetSize()), "QUARANTINED")
+					ago(ck.GetCreatedUnixNano()), humanBytes(ck.GetSize()), "-", "QUARANTINED")
 			}
 			return w.Flush()
 		},
@@ -192,6 +188,7 @@ func printInspection(in *apiv1.InspectResponse) {
 	fmt.Printf("Name:      %s\nID:        %s\nTarget:    %s (%s)\nParent:    %s\nChildren:  %s\nCreated:   %s\n",
 		ck.GetName(), ck.GetId(), targetName(ck.GetTarget()), command(ck.GetTarget().GetCommand()), parent,
 		strings.Join(in.GetChildren(), ", "), ago(ck.GetCreatedUnixNano()))
+	fmt.Printf("State:     %s%s\n", ck.GetState(), sealedAfter(ck))
 	fmt.Printf("Host:      %s, kernel %s, CRIU %s\nCPU:       %s\nSize:      %s in %d files\n",
 		ck.GetHost(), ck.GetKernel(), ck.GetCriuVersion(), ck.GetCpuModel(), humanBytes(ck.GetSize()), len(ck.GetFiles()))
 	if m := ck.GetMigration(); m != nil {
@@ -231,4 +228,21 @@ func printInspection(in *apiv1.InspectResponse) {
 		}
 		w.Flush()
 	}
+}
+
+// sealedAfter says how long a checkpoint took to be hashed and on disk
+// after it was taken, when that happened after its target was released.
+func sealedAfter(ck *apiv1.Checkpoint) string {
+	if !ck.GetOptions().GetLeaveRunning() || ck.GetSealedUnixNano() == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (sealed %.1f s after it was taken)", float64(ck.GetSealedUnixNano()-ck.GetCreatedUnixNano())/1e9)
+}
+
+// sizeOf is a checkpoint's size, unknown until it is sealed.
+func sizeOf(ck *apiv1.Checkpoint) string {
+	if ck.GetState() == "sealing" {
+		return "-"
+	}
+	return humanBytes(ck.GetSize())
 }

@@ -90,6 +90,9 @@ func run() error {
 		return err
 	}
 	defer st.Close()
+	if every, _ := cfg.Scrub(); every > 0 { // validated
+		st.ScrubEvery(every, int64(cfg.ScrubRateMiB)<<20)
+	}
 	ctrs, err := container.New(log, cfg.Containerd, bin)
 	if err != nil {
 		return err
@@ -188,6 +191,7 @@ func loadConfig(args []string) (config.Config, error) {
 	peerAllow := fs.String("peer-allow", "", "comma-separated peer names accepted (default: any the CA signed)")
 	socketGroup := fs.String("socket-group", "", "group (name or id) given access to the API socket (default: root only)")
 	grace := fs.String("shutdown-grace", "", "how long stopping waits for requests in flight (default 2m; committed migrations are always waited for)")
+	scrub := fs.String("scrub-interval", "", "re-read every checkpoint this often and quarantine damaged ones, e.g. 24h (default: never)")
 	if err := fs.Parse(args); err != nil {
 		return config.Config{}, err
 	}
@@ -204,7 +208,7 @@ func loadConfig(args []string) (config.Config, error) {
 	}
 	for dst, v := range map[*string]string{&cfg.Root: *root, &cfg.Socket: *socket, &cfg.CRIUPath: *criuPath, &cfg.LogLevel: *level, &cfg.LogFormat: *format,
 		&cfg.Containerd: *ctrd, &cfg.ContainerdNamespace: *ns, &cfg.PeerListen: *peerListen, &cfg.PeerCerts: *peerCerts,
-		&cfg.CRIUTimeout: *criuTimeout, &cfg.CRIUConfig: *criuConfig, &cfg.ShutdownGrace: *grace, &cfg.SocketGroup: *socketGroup} {
+		&cfg.CRIUTimeout: *criuTimeout, &cfg.CRIUConfig: *criuConfig, &cfg.ShutdownGrace: *grace, &cfg.SocketGroup: *socketGroup, &cfg.ScrubInterval: *scrub} {
 		if v != "" {
 			*dst = v
 		}
