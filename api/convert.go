@@ -55,7 +55,7 @@ func checkpointToAPI(c *store.Checkpoint) *apiv1.Checkpoint {
 		Files: make(map[string]*apiv1.FileSum, len(c.Files)),
 	}
 	for name, f := range c.Files {
-		out.Files[name] = &apiv1.FileSum{Size: f.Size, Sha256: f.SHA256}
+		out.Files[name] = &apiv1.FileSum{Size: f.Size, Sha256: f.SHA256, Blake3: f.BLAKE3}
 	}
 	if ci := c.Container; ci != nil {
 		out.Container = &apiv1.ContainerInfo{

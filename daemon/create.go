@@ -195,6 +195,7 @@ func (d *Daemon) capture(ctx context.Context, c *store.Checkpoint, t *store.Targ
 		return err
 	}
 	if c.Options.LeaveRunning {
+		d.log.Debug("target released; sealing checkpoint", "id", c.ID, "target", t.Key())
 		// The seal outlives a client that gives up waiting.
 		files := []string{dumper.LogFile, dumper.StatsFile}
 		if err != nil {

@@ -40,6 +40,9 @@ func (d *Daemon) Restore(ctx context.Context, req RestoreRequest) (*TargetStatus
 			return nil, err
 		}
 	}
+	if err := d.store.Present(c); err != nil {
+		return nil, fmt.Errorf("restore %s: %w", c.Name, err)
+	}
 	ref, err := d.restoreTarget(c, req.Name, d.store.Dir(c.ID))
 	if err != nil {
 		return nil, err

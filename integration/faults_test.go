@@ -82,19 +82,40 @@ func TestCorruptedCheckpointRefused(t *testing.T) {
 			t.Fatal("a copy restored from a corrupted checkpoint is running")
 		}
 	}
-	// On restart the damaged checkpoint leaves the index for quarantine.
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	d.cmd.Wait()
+	d.mustFail("does not match its checksum", "verify")
+	// A start reads no image: the damaged checkpoint is still listed and
+	// still refused; the scrub moves it to quarantine.
+	d.stop()
+	d.args = []string{"--scrub-interval", "1s"}
 	d.start()
-	if cs := d.checkpoints(); len(cs) != 0 {
-		t.Errorf("damaged checkpoint still listed after restart: %+v", cs)
-	}
+	waitScrubbed(t, d, c.ID)
 	if _, err := os.Stat(filepath.Join(d.root, "quarantine", c.ID)); err != nil {
 		t.Errorf("damaged checkpoint not quarantined: %v", err)
 	}
-	if !strings.Contains(d.log.String(), "failed verification") {
-		t.Error("restart did not log the damaged checkpoint")
+}
+
+// TestStartReadsNoImage replaces a page image by a FIFO, which blocks
+// whoever opens it for reading: ckptd must still start and list the
+// checkpoint, and only verify and restore complain.
+func TestStartReadsNoImage(t *testing.T) {
+	d := startDaemon(t)
+	d.runLoad("fifo", 16)
+	c := d.create("fifo", "--leave-running")
+	d.stop()
+	pages, err := filepath.Glob(filepath.Join(d.root, "checkpoints", c.ID, "pages-*.img"))
+	if err != nil || len(pages) == 0 {
+		t.Fatalf("no page image in %s: %v", c.ID, err)
 	}
+	os.Remove(pages[0])
+	if err := syscall.Mkfifo(pages[0], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d.start()
+	if cs := d.checkpoints(); len(cs) != 1 || cs[0].ID != c.ID {
+		t.Fatalf("after start: %+v", cs)
+	}
+	d.mustFail("is not a regular file", "verify", c.Name)
+	d.mustFail("is not a regular file", "restore", c.Name, "--name", "fifocopy")
 }
 
 // TestDiskFull checkpoints onto a state root too small for the images.

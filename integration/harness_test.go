@@ -276,6 +276,7 @@ type checkpoint struct {
 		FrozenTime int64 `json:"frozen_time"`
 	} `json:"stats"`
 	Files map[string]any `json:"files"`
+	State string         `json:"state"`
 }
 
 func (d *daemon) checkpoints() []checkpoint {

@@ -12,19 +12,16 @@ import (
 	"time"
 )
 
-// TestQuarantineAndReadmit: a checkpoint damaged on disk is quarantined at
-// start, stays visible with its reason, is refused for readmission while
-// damaged, is readmitted once repaired and restores, and goes only by rm.
+// TestQuarantineAndReadmit: a checkpoint damaged on disk is quarantined by
+// the scrub, stays visible with its reason, is refused for readmission
+// while damaged, is readmitted once repaired and restores, and goes only
+// by rm.
 func TestQuarantineAndReadmit(t *testing.T) {
-	d := startDaemon(t)
+	d := startDaemonWith(t, "--scrub-interval", "1s")
 	d.runLoad("qload", 16)
 	c := d.create("qload", "--leave-running", "--name", "qckpt")
 	corrupt(t, d, c.ID, 4096)
-	d.stop()
-	d.start()
-	if cs := d.checkpoints(); len(cs) != 0 {
-		t.Fatalf("damaged checkpoint still listed: %+v", cs)
-	}
+	waitScrubbed(t, d, c.ID)
 	if out := d.must("ls", "--all"); !strings.Contains(out, "qckpt") || !strings.Contains(out, "QUARANTINED") {
 		t.Errorf("ls --all does not show the quarantined checkpoint:\n%s", out)
 	}
@@ -51,8 +48,7 @@ func TestQuarantineAndReadmit(t *testing.T) {
 	d.mustFail("not quarantined", "verify", "--readmit", "qckpt")
 
 	corrupt(t, d, c.ID, 4096)
-	d.stop()
-	d.start()
+	waitScrubbed(t, d, c.ID)
 	if out := d.must("rm", "qckpt"); !strings.Contains(out, c.ID) {
 		t.Errorf("rm of a quarantined checkpoint: %s", out)
 	}
@@ -90,9 +86,30 @@ func TestLostIndexKeepsCheckpoints(t *testing.T) {
 	d.must("restore", second.Name, "--name", "icopy")
 }
 
+// waitScrubbed waits for the scrub to move checkpoint id to quarantine.
+func waitScrubbed(t *testing.T, d *daemon, id string) {
+	t.Helper()
+	listed := func() bool {
+		for _, c := range d.checkpoints() {
+			if c.ID == id {
+				return true
+			}
+		}
+		return false
+	}
+	waitFor(t, "the scrub's quarantine of "+id, func() bool {
+		_, err := os.Stat(filepath.Join(d.root, "quarantine", id))
+		return err == nil && !listed()
+	})
+	if !logged(d, "scrub found checkpoint damaged; moved to quarantine", id) {
+		t.Errorf("the scrub did not log the quarantine of %s", id)
+	}
+}
+
 // TestStopDuringStartKeepsCheckpoints sends SIGTERM while a starting ckptd
-// verifies its checkpoints: it must stop without quarantining anything,
-// and the next start lists every checkpoint.
+// verifies checkpoints its lost index no longer lists: it must stop
+// without quarantining anything, and the next start lists every
+// checkpoint.
 func TestStopDuringStartKeepsCheckpoints(t *testing.T) {
 	d := startDaemon(t)
 	d.runLoad("sload", 400)
@@ -100,7 +117,11 @@ func TestStopDuringStartKeepsCheckpoints(t *testing.T) {
 	for range 3 {
 		ids = append(ids, d.create("sload", "--leave-running").ID)
 	}
+	d.must("kill", "sload") // the lost index forgets the workload too
 	d.stop()
+	if err := os.Remove(filepath.Join(d.root, "index.db")); err != nil {
+		t.Fatal(err)
+	}
 
 	log := &lockedBuffer{}
 	cmd := exec.Command(bins.ckptd, "--root", d.root, "--socket", d.socket, "--log-level", "debug", "--containerd", d.containerd)
@@ -109,7 +130,7 @@ func TestStopDuringStartKeepsCheckpoints(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(time.Minute)
-	for !strings.Contains(log.String(), "verifying checkpoints") && time.Now().Before(deadline) {
+	for !strings.Contains(log.String(), "verifying unindexed checkpoints") && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
 	cmd.Process.Signal(syscall.SIGTERM)

@@ -36,16 +36,8 @@ func verifyFiles(ctx context.Context, dir string, c *Checkpoint, o hashOptions) 
 		return fmt.Errorf("checkpoint %s is still sealing: its files are not yet hashed: %w", c.ID, errdefs.ErrFailedPrecondition)
 	}
 	names := slices.Sorted(maps.Keys(c.Files))
-	for _, name := range names {
-		st, err := os.Lstat(filepath.Join(dir, name))
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			return fmt.Errorf("checkpoint %s: %s is missing: %w", c.ID, name, errdefs.ErrDataLoss)
-		case err != nil:
-			return fmt.Errorf("checkpoint %s: %w", c.ID, err)
-		case !st.Mode().IsRegular(): // a FIFO would block the read
-			return fmt.Errorf("checkpoint %s: %s is not a regular file (%v): %w", c.ID, name, st.Mode().Type(), errdefs.ErrDataLoss)
-		}
+	if err := present(dir, c, names); err != nil {
+		return err
 	}
 	o.format = c.FormatVersion
 	got, err := sumFiles(ctx, dir, names, o)
@@ -59,6 +51,30 @@ func verifyFiles(ctx context.Context, dir string, c *Checkpoint, o hashOptions) 
 		if want := c.Files[name]; got[name] != want {
 			return fmt.Errorf("checkpoint %s: %s does not match its checksum (size %d, want %d): %w",
 				c.ID, name, got[name].Size, want.Size, errdefs.ErrDataLoss)
+		}
+	}
+	return nil
+}
+
+// Present checks, without reading them, that c's files are all there as
+// regular files of their recorded sizes: a restore's first, cheap look.
+func (s *Store) Present(c *Checkpoint) error {
+	return present(s.layout.Checkpoint(c.ID), c, slices.Sorted(maps.Keys(c.Files)))
+}
+
+func present(dir string, c *Checkpoint, names []string) error {
+	for _, name := range names {
+		st, err := os.Lstat(filepath.Join(dir, name))
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return fmt.Errorf("checkpoint %s: %s is missing: %w", c.ID, name, errdefs.ErrDataLoss)
+		case err != nil:
+			return fmt.Errorf("checkpoint %s: %w", c.ID, err)
+		case !st.Mode().IsRegular(): // a FIFO would block its reader
+			return fmt.Errorf("checkpoint %s: %s is not a regular file (%v): %w", c.ID, name, st.Mode().Type(), errdefs.ErrDataLoss)
+		case st.Size() != c.Files[name].Size:
+			return fmt.Errorf("checkpoint %s: %s does not match its checksum (size %d, want %d): %w",
+				c.ID, name, st.Size(), c.Files[name].Size, errdefs.ErrDataLoss)
 		}
 	}
 	return nil

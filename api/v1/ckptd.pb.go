@@ -1033,10 +1033,13 @@ func (x *DumpStats) GetPagesSkippedParent() uint64 {
 	return 0
 }
 
+// A file's size and digest: sha256 in format 1, blake3 (of 64 MiB pieces
+// when longer) from format 2.
 type FileSum struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Size          int64                  `protobuf:"varint,1,opt,name=size,proto3" json:"size,omitempty"`
 	Sha256        string                 `protobuf:"bytes,2,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	Blake3        string                 `protobuf:"bytes,3,opt,name=blake3,proto3" json:"blake3,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1081,6 +1084,13 @@ func (x *FileSum) GetSize() int64 {
 func (x *FileSum) GetSha256() string {
 	if x != nil {
 		return x.Sha256
+	}
+	return ""
+}
+
+func (x *FileSum) GetBlake3() string {
+	if x != nil {
+		return x.Blake3
 	}
 	return ""
 }
@@ -2819,10 +2829,11 @@ const file_ckptd_proto_rawDesc = "" +
 	"\rmemwrite_time\x18\x04 \x01(\rR\fmemwriteTime\x12#\n" +
 	"\rpages_scanned\x18\x05 \x01(\x04R\fpagesScanned\x12#\n" +
 	"\rpages_written\x18\x06 \x01(\x04R\fpagesWritten\x120\n" +
-	"\x14pages_skipped_parent\x18\a \x01(\x04R\x12pagesSkippedParent\"5\n" +
+	"\x14pages_skipped_parent\x18\a \x01(\x04R\x12pagesSkippedParent\"M\n" +
 	"\aFileSum\x12\x12\n" +
 	"\x04size\x18\x01 \x01(\x03R\x04size\x12\x16\n" +
-	"\x06sha256\x18\x02 \x01(\tR\x06sha256\"\xce\x05\n" +
+	"\x06sha256\x18\x02 \x01(\tR\x06sha256\x12\x16\n" +
+	"\x06blake3\x18\x03 \x01(\tR\x06blake3\"\xce\x05\n" +
 	"\n" +
 	"Checkpoint\x12%\n" +
 	"\x0eformat_version\x18\x01 \x01(\x05R\rformatVersion\x12\x0e\n" +
