@@ -28,6 +28,10 @@ var (
 	ctrs   = flag.Bool("containers", true, "benchmark a container against ctr and podman")
 	migr   = flag.Bool("migrate", true, "benchmark ckptctl migrate against a hand-run CRIU page-server pipeline")
 	dlog   = flag.String("daemon-log-level", "warn", "log level of the ckptd under test (its log goes to stderr)")
+	snaps  = flag.Bool("snapshots", true, "benchmark successive --leave-running checkpoints of one target against raw criu")
+	nsnap  = flag.Int("snapshot-rounds", 5, "successive --leave-running checkpoints per tool")
+	store  = flag.Bool("store", true, "benchmark start-up time against store size, and verify throughput")
+	storeG = flag.Int("store-gib", 20, "GiB of checkpoints for the start-up benchmark")
 )
 
 type sample struct {
@@ -43,6 +47,12 @@ func main() {
 	defer os.RemoveAll(work)
 	if *procs {
 		benchProcesses(work)
+	}
+	if *snaps {
+		benchSnapshots(work)
+	}
+	if *store {
+		benchStore(work)
 	}
 	if *ctrs {
 		benchContainers(work)

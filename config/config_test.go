@@ -44,7 +44,10 @@ func TestLoad(t *testing.T) {
 			check: func(c Config) bool { g, err := c.Grace(); return err == nil && g == 2*time.Minute }},
 		{name: "bad grace", body: "shutdown_grace = \"soon\"\n", wantErr: "shutdown_grace"},
 		{name: "scrub", body: "scrub_interval = \"24h\"\nscrub_rate_mib = 10\n",
-			check: func(c Config) bool { d, err := c.Scrub(); return err == nil && d == 24*time.Hour && c.ScrubRateMiB == 10 }},
+			check: func(c Config) bool {
+				d, err := c.Scrub()
+				return err == nil && d == 24*time.Hour && c.ScrubRateMiB == 10
+			}},
 		{name: "no scrub by default", body: "\n",
 			check: func(c Config) bool { d, err := c.Scrub(); return err == nil && d == 0 && c.ScrubRateMiB == 64 }},
 		{name: "scrub too often", body: "scrub_interval = \"100ms\"\n", wantErr: "scrub_interval"},
