@@ -31,24 +31,56 @@ func benchMigrate(work string) {
 	dst := startDaemon(work, "mdst", none, "--peer-certs", filepath.Join(pki, "dst"), "--peer-listen", peer)
 	defer dst.stop()
 	// One untimed round of each warms the page cache; then they take turns.
-	rawMigrateRound(work, memload, warmUp)
+	var heldDown []sample
+	var rawPh, heldPh []handPhases
+	rawMigrateRound(work, memload, warmUp, false)
+	rawMigrateRound(work, memload, warmUp+1, true)
 	ckptctlMigrate(src, dst, memload, peer, warmUp)
 	for i := range *rounds {
-		rawDown = append(rawDown, sample{wall: rawMigrateRound(work, memload, i)})
+		ph := rawMigrateRound(work, memload, 2*i, false)
+		rawDown, rawPh = append(rawDown, sample{wall: ph.down}), append(rawPh, ph)
+		ph = rawMigrateRound(work, memload, 2*i+1, true)
+		heldDown, heldPh = append(heldDown, sample{wall: ph.down}), append(heldPh, ph)
 		total, down := ckptctlMigrate(src, dst, memload, peer, i)
 		ctlTotal, ctlDown = append(ctlTotal, total), append(ctlDown, down)
 	}
 	fmt.Printf("\nmigration over loopback: memload %d MiB, %d rounds, interleaved\n\n", *mib, *rounds)
-	fmt.Printf("%-26s %24s %24s %8s\n", "measure (s)", "hand criu min/med/max", "ckptctl min/med/max", "ratio")
-	fmt.Printf("%-26s %24s %24s %8s\n", "downtime (frozen->running)", mmm(rawDown, wallOf), mmm(ctlDown, wallOf), ratio(median(ctlDown), median(rawDown)))
-	fmt.Printf("%-26s %24s %24s %8s\n", "total (command wall time)", mmm(rawDown, wallOf), mmm(ctlTotal, wallOf), ratio(median(ctlTotal), median(rawDown)))
-	fmt.Println("(ratio: ckptctl's median over the hand pipeline's)")
+	fmt.Printf("%-34s %24s %8s\n", "downtime, frozen to running (s)", "min/med/max", "ratio")
+	fmt.Printf("%-34s %24s %8s\n", "hand criu, source killed by dump", mmm(rawDown, wallOf), "1.00x")
+	fmt.Printf("%-34s %24s %8s\n", "hand criu, source held to the end", mmm(heldDown, wallOf), ratio(median(heldDown), median(rawDown)))
+	fmt.Printf("%-34s %24s %8s\n", "ckptctl migrate", mmm(ctlDown, wallOf), ratio(median(ctlDown), median(rawDown)))
+	fmt.Printf("%-34s %24s %8s\n", "ckptctl migrate, command wall", mmm(ctlTotal, wallOf), ratio(median(ctlTotal), median(rawDown)))
+	fmt.Printf("(ratio: median over the hand pipeline's that kills the source; against the one that holds it: %s)\n",
+		ratio(median(ctlDown), median(heldDown)))
+	for _, h := range []struct {
+		name string
+		ph   []handPhases
+	}{{"killed", rawPh}, {"held", heldPh}} {
+		fmt.Printf("hand criu, source %s: dump+pages median %.3f s, copy %.3f s, restore %.3f s\n", h.name,
+			medianOf(h.ph, func(p handPhases) time.Duration { return p.dump }).Seconds(),
+			medianOf(h.ph, func(p handPhases) time.Duration { return p.copy }).Seconds(),
+			medianOf(h.ph, func(p handPhases) time.Duration { return p.restore }).Seconds())
+	}
 	fmt.Println("(--lazy: off; ckptd does not drive CRIU's lazy pages yet, see TestLazyPages)")
 }
 
+// handPhases are one hand-run migration's downtime and its parts.
+type handPhases struct{ down, dump, copy, restore time.Duration }
+
+func medianOf(ps []handPhases, f func(handPhases) time.Duration) time.Duration {
+	s := make([]sample, len(ps))
+	for i, p := range ps {
+		s[i] = sample{wall: f(p)}
+	}
+	return median(s)
+}
+
 // rawMigrateRound is the hand-run pipeline; its downtime runs from the
-// dump's start to the restore's end, like ckptctl's.
-func rawMigrateRound(work, memload string, i int) time.Duration {
+// dump's start to the restore's end, like ckptctl's. CRIU's dump kills the
+// source when it ends, so a failed restore loses the workload; with hold,
+// the source is left stopped (--leave-stopped) and killed only once the
+// copy runs, as ckptd does.
+func rawMigrateRound(work, memload string, i int, hold bool) handPhases {
 	srcDir := filepath.Join(work, fmt.Sprintf("hand-src-%d", i))
 	dstDir := filepath.Join(work, fmt.Sprintf("hand-dst-%d", i))
 	check(os.MkdirAll(srcDir, 0o700))
@@ -61,20 +93,31 @@ func rawMigrateRound(work, memload string, i int) time.Duration {
 	port := freePort()
 	psPid := filepath.Join(work, fmt.Sprintf("hand-ps-%d.pid", i))
 	run("criu", "page-server", "-D", dstDir, "--address", "127.0.0.1", "--port", port, "-o", "ps.log", "-d", "--pidfile", psPid)
+	args := []string{"dump", "-t", strconv.Itoa(cmd.Process.Pid), "-D", srcDir, "-o", "dump.log",
+		"--page-server", "--address", "127.0.0.1", "--port", port}
+	if hold {
+		args = append(args, "--leave-stopped")
+	}
+	var ph handPhases
 	start := time.Now()
-	run("criu", "dump", "-t", strconv.Itoa(cmd.Process.Pid), "-D", srcDir, "-o", "dump.log",
-		"--page-server", "--address", "127.0.0.1", "--port", port)
+	run("criu", args...)
 	waitGone(strings.TrimSpace(readFile(psPid)))
+	ph.dump = time.Since(start)
 	imgs, err := filepath.Glob(filepath.Join(srcDir, "*.img"))
 	check(err)
 	run("cp", append(imgs, dstDir)...)
+	ph.copy = time.Since(start) - ph.dump
 	pidfile := filepath.Join(work, fmt.Sprintf("hand-%d.pid", i))
 	run("criu", "restore", "-D", dstDir, "-o", "restore.log", "-d", "--pidfile", pidfile)
-	down := time.Since(start)
+	ph.down = time.Since(start)
+	ph.restore = ph.down - ph.dump - ph.copy
+	if hold {
+		check(syscall.Kill(cmd.Process.Pid, syscall.SIGKILL))
+	}
 	pid, err := strconv.Atoi(strings.TrimSpace(readFile(pidfile)))
 	check(err)
 	check(syscall.Kill(pid, syscall.SIGKILL))
-	return down
+	return ph
 }
 
 // waitGone waits until pid has exited (a zombie counts: pid 1 reaps late).

@@ -10,8 +10,10 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"time"
 
 	"github.com/checkpoint-restore/go-criu/v8/rpc"
+	"github.com/checkpoint-restore/go-criu/v8/stats"
 
 	"github.com/ckptd/ckptd/criu"
 )
@@ -97,6 +99,8 @@ func (r *Restorer) Restore(ctx context.Context, req Request) (Result, error) {
 	timeout := r.bin.Deadline(req.MemoryBytes)
 	r.log.Debug("criu restore", "images", req.ImagesDir, "work", req.WorkDir, "timeout", timeout)
 	pid := 0
+	start := time.Now()
+	var restored, hooked time.Time
 	_, err = r.bin.Run(ctx, criu.Call{
 		Op: "restore", Type: rpc.CriuReqType_RESTORE, Opts: opts, LogPath: logPath, Files: files, Timeout: timeout,
 		Notify: func(script string, p int32) error {
@@ -107,9 +111,19 @@ func (r *Restorer) Restore(ctx context.Context, req Request) (Result, error) {
 			if script != "post-restore" || req.BeforeResume == nil {
 				return nil
 			}
+			restored = time.Now()
+			defer func() { hooked = time.Now() }()
 			return req.BeforeResume(pid)
 		},
 	})
+	if err == nil && !restored.IsZero() {
+		attrs := []any{"pid", pid, "criu_until_post_restore", restored.Sub(start),
+			"before_resume", hooked.Sub(restored), "criu_after", time.Since(hooked)}
+		if st, serr := stats.CriuGetRestoreStats(work); serr == nil {
+			attrs = append(attrs, "forking_us", st.GetForkingTime(), "restore_us", st.GetRestoreTime(), "pages_restored", st.GetPagesRestored())
+		}
+		r.log.Debug("criu restore phases", attrs...)
+	}
 	if err != nil {
 		var nerr *criu.NotifyError
 		if errors.As(err, &nerr) {
