@@ -29,9 +29,13 @@ func (s *Server) Migrate(r *apiv1.MigrateRequest, stream apiv1.Ckptd_MigrateServ
 	if err != nil {
 		return toStatus(err)
 	}
-	return send(&apiv1.MigrateEvent{Event: &apiv1.MigrateEvent_Result{Result: &apiv1.MigrateResult{
+	out := &apiv1.MigrateResult{
 		Destination: res.Destination, Name: res.Name, Pid: int32(res.PID), Checkpoint: res.Checkpoint,
 		DowntimeNs: res.Downtime.Nanoseconds(), TotalNs: res.Total.Nanoseconds(), Bytes: res.Bytes,
 		Stats: statsToAPI(res.Stats), SourceStopped: res.SourceStopped, Warnings: res.Warnings,
-	}}})
+	}
+	for _, p := range res.Phases {
+		out.Phases = append(out.Phases, &apiv1.Phase{Name: p.Name, DurationNs: p.Duration.Nanoseconds()})
+	}
+	return send(&apiv1.MigrateEvent{Event: &apiv1.MigrateEvent_Result{Result: out}})
 }

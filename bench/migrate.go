@@ -52,6 +52,13 @@ func benchMigrate(work string) {
 	fmt.Printf("%-34s %24s %8s\n", "ckptctl migrate, command wall", mmm(ctlTotal, wallOf), ratio(median(ctlTotal), median(rawDown)))
 	fmt.Printf("(ratio: median over the hand pipeline's that kills the source; against the one that holds it: %s)\n",
 		ratio(median(ctlDown), median(heldDown)))
+	fmt.Print("ckptctl migrate phases, median:")
+	for _, name := range []string{"dump", "files", "restore", "release"} {
+		if ps := ctlPhases[name]; len(ps) > 0 {
+			fmt.Printf(" %s %.3f s", name, median(ps).Seconds())
+		}
+	}
+	fmt.Println()
 	for _, h := range []struct {
 		name string
 		ph   []handPhases
@@ -63,6 +70,9 @@ func benchMigrate(work string) {
 	}
 	fmt.Println("(--lazy: off; ckptd does not drive CRIU's lazy pages yet, see TestLazyPages)")
 }
+
+// ctlPhases collects ckptctl migrate's downtime phases, by name.
+var ctlPhases = map[string][]sample{}
 
 // handPhases are one hand-run migration's downtime and its parts.
 type handPhases struct{ down, dump, copy, restore time.Duration }
@@ -151,10 +161,17 @@ func ckptctlMigrate(src, dst *daemon, memload, peer string, i int) (total, down 
 	var r struct {
 		DowntimeNS string `json:"downtime_ns"`
 		Checkpoint string `json:"checkpoint"`
+		Phases     []struct {
+			Name string `json:"name"`
+			NS   int64  `json:"duration_ns,string"`
+		} `json:"phases"`
 	}
 	check(json.Unmarshal([]byte(out), &r))
 	ns, err := strconv.ParseInt(r.DowntimeNS, 10, 64)
 	check(err)
+	for _, p := range r.Phases {
+		ctlPhases[p.Name] = append(ctlPhases[p.Name], sample{wall: time.Duration(p.NS)})
+	}
 	dst.ctl("kill", name)
 	dst.ctl("rm", r.Checkpoint)
 	return total, sample{wall: time.Duration(ns)}

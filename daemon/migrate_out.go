@@ -64,6 +64,13 @@ type MigrateResult struct {
 	Stats         *store.DumpStats
 	SourceStopped bool
 	Warnings      []string
+	Phases        []Phase // the downtime's parts, in order
+}
+
+// Phase is one part of a migration's downtime.
+type Phase struct {
+	Name     string
+	Duration time.Duration
 }
 
 // Migrate moves a running target to the ckptd at req.To: pre-flight there
@@ -113,6 +120,8 @@ type outgoing struct {
 	restoring atomic.Bool
 	pages     atomic.Pointer[migrate.Tunnel] // set by the dump, read by progress
 	frozen    time.Time
+	marks     []Phase // phases so far, each ending at mark()
+	last      time.Time
 	restored  *migrate.Restored
 	downtime  time.Duration
 	// releaseHold ends the shutdown hold the commit took.
@@ -178,12 +187,35 @@ func (m *outgoing) run(ctx context.Context) (res *MigrateResult, err error) {
 	}
 	if m.offer.Fenced {
 		m.downtime = time.Since(m.frozen) // the destination resumes on this word
+		m.mark("release")
 	}
+	d.log.Debug("migration phases", append([]any{"target", m.target.Key(), "downtime", m.downtime}, phaseAttrs(m.marks)...)...)
 	return &MigrateResult{
 		Destination: m.conn.Peer(), Name: m.restored.Name, PID: m.restored.PID, Checkpoint: m.restored.Checkpoint,
 		Downtime: m.downtime, Total: time.Since(m.start), Bytes: m.bytes(), Stats: stats,
-		SourceStopped: stopped, Warnings: m.restored.Warnings,
+		SourceStopped: stopped, Warnings: m.restored.Warnings, Phases: m.marks,
 	}, nil
+}
+
+// freeze starts the downtime's clock.
+func (m *outgoing) freeze() {
+	m.frozen = time.Now()
+	m.last = m.frozen
+}
+
+// mark ends the phase name now.
+func (m *outgoing) mark(name string) {
+	now := time.Now()
+	m.marks = append(m.marks, Phase{Name: name, Duration: now.Sub(m.last)})
+	m.last = now
+}
+
+func phaseAttrs(ps []Phase) []any {
+	var out []any
+	for _, p := range ps {
+		out = append(out, p.Name, p.Duration)
+	}
+	return out
 }
 
 // fail ends a migration that went wrong. Before the commit the destination
@@ -263,7 +295,7 @@ func (m *outgoing) dumpProcess(ctx context.Context, c *store.Checkpoint, token, 
 
 	opts := dumperOptions(m.req.Options)
 	opts.LeaveRunning = m.req.KeepSource
-	m.frozen = time.Now()
+	m.freeze()
 	res, err := m.d.dumper.Dump(ctx, dumper.Request{
 		PID: m.target.PID, Dir: images, WorkDir: work, Options: opts,
 		PageServer: ln.Addr().(*net.TCPAddr),
@@ -309,7 +341,7 @@ func (m *outgoing) dumpContainer(ctx context.Context, c *store.Checkpoint, image
 		return nil, err
 	}
 	o := c.Options
-	m.frozen = time.Now()
+	m.freeze()
 	res, err := m.d.containers.Checkpoint(ctx, container.CheckpointRequest{
 		Ref: r, ImagesDir: images, WorkDir: work,
 		SpecPath:     filepath.Join(images, store.ContainerSpecFile),
@@ -338,6 +370,7 @@ func (m *outgoing) commit(c *store.Checkpoint, images string) error {
 	if !proc.Alive(m.target.PID, m.target.StartTime) {
 		return fmt.Errorf("pid %d is no longer %s: it ended and its PID was reused: %w", m.target.PID, m.target.Key(), errdefs.ErrFailedPrecondition)
 	}
+	m.mark("dump")
 	entries, err := os.ReadDir(images)
 	if err != nil {
 		return err
@@ -350,7 +383,7 @@ func (m *outgoing) commit(c *store.Checkpoint, images string) error {
 			return err
 		}
 	}
-	sent := time.Since(m.frozen)
+	m.mark("files")
 	c.Created = time.Now().UTC()
 	if err := m.conn.Send(&migrate.Message{Kind: migrate.KindCommit, Commit: &migrate.Commit{Checkpoint: c}}); err != nil {
 		return err
@@ -371,7 +404,7 @@ func (m *outgoing) commit(c *store.Checkpoint, images string) error {
 	}
 	m.restored = msg.Restored
 	m.downtime = time.Since(m.frozen)
-	m.d.log.Debug("migration phases", "target", m.target.Key(), "images_sent", sent, "running_there", m.downtime)
+	m.mark("restore")
 	return nil
 }
 

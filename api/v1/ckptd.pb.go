@@ -2505,6 +2505,11 @@ type MigrateResult struct {
 	Stats         *DumpStats             `protobuf:"bytes,8,opt,name=stats,proto3" json:"stats,omitempty"`
 	SourceStopped bool                   `protobuf:"varint,9,opt,name=source_stopped,json=sourceStopped,proto3" json:"source_stopped,omitempty"`
 	Warnings      []string               `protobuf:"bytes,10,rep,name=warnings,proto3" json:"warnings,omitempty"`
+	// The downtime's parts, in order: dump (frozen until CRIU streamed the
+	// pages), files, restore (until the destination reported the target
+	// restored), release (until the source was stopped and the destination
+	// told).
+	Phases        []*Phase `protobuf:"bytes,11,rep,name=phases,proto3" json:"phases,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2609,6 +2614,65 @@ func (x *MigrateResult) GetWarnings() []string {
 	return nil
 }
 
+func (x *MigrateResult) GetPhases() []*Phase {
+	if x != nil {
+		return x.Phases
+	}
+	return nil
+}
+
+type Phase struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	DurationNs    int64                  `protobuf:"varint,2,opt,name=duration_ns,json=durationNs,proto3" json:"duration_ns,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Phase) Reset() {
+	*x = Phase{}
+	mi := &file_ckptd_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Phase) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Phase) ProtoMessage() {}
+
+func (x *Phase) ProtoReflect() protoreflect.Message {
+	mi := &file_ckptd_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Phase.ProtoReflect.Descriptor instead.
+func (*Phase) Descriptor() ([]byte, []int) {
+	return file_ckptd_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *Phase) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Phase) GetDurationNs() int64 {
+	if x != nil {
+		return x.DurationNs
+	}
+	return 0
+}
+
 type MigrateEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Event:
@@ -2622,7 +2686,7 @@ type MigrateEvent struct {
 
 func (x *MigrateEvent) Reset() {
 	*x = MigrateEvent{}
-	mi := &file_ckptd_proto_msgTypes[38]
+	mi := &file_ckptd_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2634,7 +2698,7 @@ func (x *MigrateEvent) String() string {
 func (*MigrateEvent) ProtoMessage() {}
 
 func (x *MigrateEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[38]
+	mi := &file_ckptd_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2647,7 +2711,7 @@ func (x *MigrateEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MigrateEvent.ProtoReflect.Descriptor instead.
 func (*MigrateEvent) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{38}
+	return file_ckptd_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *MigrateEvent) GetEvent() isMigrateEvent_Event {
@@ -2701,7 +2765,7 @@ type ResolveMigrationRequest struct {
 
 func (x *ResolveMigrationRequest) Reset() {
 	*x = ResolveMigrationRequest{}
-	mi := &file_ckptd_proto_msgTypes[39]
+	mi := &file_ckptd_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2713,7 +2777,7 @@ func (x *ResolveMigrationRequest) String() string {
 func (*ResolveMigrationRequest) ProtoMessage() {}
 
 func (x *ResolveMigrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[39]
+	mi := &file_ckptd_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2726,7 +2790,7 @@ func (x *ResolveMigrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveMigrationRequest.ProtoReflect.Descriptor instead.
 func (*ResolveMigrationRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{39}
+	return file_ckptd_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ResolveMigrationRequest) GetTarget() string {
@@ -2962,7 +3026,7 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x0fMigrateProgress\x12\x14\n" +
 	"\x05phase\x18\x01 \x01(\tR\x05phase\x12\x14\n" +
 	"\x05bytes\x18\x02 \x01(\x03R\x05bytes\x12\x14\n" +
-	"\x05total\x18\x03 \x01(\x03R\x05total\"\xb7\x02\n" +
+	"\x05total\x18\x03 \x01(\x03R\x05total\"\xe0\x02\n" +
 	"\rMigrateResult\x12 \n" +
 	"\vdestination\x18\x01 \x01(\tR\vdestination\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x10\n" +
@@ -2977,7 +3041,12 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x05stats\x18\b \x01(\v2\x13.ckptd.v1.DumpStatsR\x05stats\x12%\n" +
 	"\x0esource_stopped\x18\t \x01(\bR\rsourceStopped\x12\x1a\n" +
 	"\bwarnings\x18\n" +
-	" \x03(\tR\bwarnings\"\x83\x01\n" +
+	" \x03(\tR\bwarnings\x12'\n" +
+	"\x06phases\x18\v \x03(\v2\x0f.ckptd.v1.PhaseR\x06phases\"<\n" +
+	"\x05Phase\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
+	"\vduration_ns\x18\x02 \x01(\x03R\n" +
+	"durationNs\"\x83\x01\n" +
 	"\fMigrateEvent\x127\n" +
 	"\bprogress\x18\x01 \x01(\v2\x19.ckptd.v1.MigrateProgressH\x00R\bprogress\x121\n" +
 	"\x06result\x18\x02 \x01(\v2\x17.ckptd.v1.MigrateResultH\x00R\x06resultB\a\n" +
@@ -3013,7 +3082,7 @@ func file_ckptd_proto_rawDescGZIP() []byte {
 	return file_ckptd_proto_rawDescData
 }
 
-var file_ckptd_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
+var file_ckptd_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_ckptd_proto_goTypes = []any{
 	(*VersionRequest)(nil),          // 0: ckptd.v1.VersionRequest
 	(*VersionResponse)(nil),         // 1: ckptd.v1.VersionResponse
@@ -3053,10 +3122,11 @@ var file_ckptd_proto_goTypes = []any{
 	(*MigrateRequest)(nil),          // 35: ckptd.v1.MigrateRequest
 	(*MigrateProgress)(nil),         // 36: ckptd.v1.MigrateProgress
 	(*MigrateResult)(nil),           // 37: ckptd.v1.MigrateResult
-	(*MigrateEvent)(nil),            // 38: ckptd.v1.MigrateEvent
-	(*ResolveMigrationRequest)(nil), // 39: ckptd.v1.ResolveMigrationRequest
-	nil,                             // 40: ckptd.v1.Checkpoint.FilesEntry
-	nil,                             // 41: ckptd.v1.ContainerInfo.LabelsEntry
+	(*Phase)(nil),                   // 38: ckptd.v1.Phase
+	(*MigrateEvent)(nil),            // 39: ckptd.v1.MigrateEvent
+	(*ResolveMigrationRequest)(nil), // 40: ckptd.v1.ResolveMigrationRequest
+	nil,                             // 41: ckptd.v1.Checkpoint.FilesEntry
+	nil,                             // 42: ckptd.v1.ContainerInfo.LabelsEntry
 }
 var file_ckptd_proto_depIdxs = []int32{
 	3,  // 0: ckptd.v1.CheckResponse.checks:type_name -> ckptd.v1.CheckResult
@@ -3065,10 +3135,10 @@ var file_ckptd_proto_depIdxs = []int32{
 	5,  // 3: ckptd.v1.Checkpoint.target:type_name -> ckptd.v1.TargetRef
 	14, // 4: ckptd.v1.Checkpoint.options:type_name -> ckptd.v1.Options
 	15, // 5: ckptd.v1.Checkpoint.stats:type_name -> ckptd.v1.DumpStats
-	40, // 6: ckptd.v1.Checkpoint.files:type_name -> ckptd.v1.Checkpoint.FilesEntry
+	41, // 6: ckptd.v1.Checkpoint.files:type_name -> ckptd.v1.Checkpoint.FilesEntry
 	19, // 7: ckptd.v1.Checkpoint.container:type_name -> ckptd.v1.ContainerInfo
 	18, // 8: ckptd.v1.Checkpoint.migration:type_name -> ckptd.v1.Migration
-	41, // 9: ckptd.v1.ContainerInfo.labels:type_name -> ckptd.v1.ContainerInfo.LabelsEntry
+	42, // 9: ckptd.v1.ContainerInfo.labels:type_name -> ckptd.v1.ContainerInfo.LabelsEntry
 	14, // 10: ckptd.v1.CreateRequest.options:type_name -> ckptd.v1.Options
 	17, // 11: ckptd.v1.ListResponse.checkpoints:type_name -> ckptd.v1.Checkpoint
 	23, // 12: ckptd.v1.ListResponse.quarantined:type_name -> ckptd.v1.Quarantined
@@ -3081,42 +3151,43 @@ var file_ckptd_proto_depIdxs = []int32{
 	34, // 19: ckptd.v1.InspectResponse.needs:type_name -> ckptd.v1.NeededFile
 	14, // 20: ckptd.v1.MigrateRequest.options:type_name -> ckptd.v1.Options
 	15, // 21: ckptd.v1.MigrateResult.stats:type_name -> ckptd.v1.DumpStats
-	36, // 22: ckptd.v1.MigrateEvent.progress:type_name -> ckptd.v1.MigrateProgress
-	37, // 23: ckptd.v1.MigrateEvent.result:type_name -> ckptd.v1.MigrateResult
-	16, // 24: ckptd.v1.Checkpoint.FilesEntry.value:type_name -> ckptd.v1.FileSum
-	0,  // 25: ckptd.v1.Ckptd.Version:input_type -> ckptd.v1.VersionRequest
-	2,  // 26: ckptd.v1.Ckptd.Check:input_type -> ckptd.v1.CheckRequest
-	7,  // 27: ckptd.v1.Ckptd.Run:input_type -> ckptd.v1.RunRequest
-	8,  // 28: ckptd.v1.Ckptd.Ps:input_type -> ckptd.v1.PsRequest
-	10, // 29: ckptd.v1.Ckptd.Logs:input_type -> ckptd.v1.LogsRequest
-	12, // 30: ckptd.v1.Ckptd.Kill:input_type -> ckptd.v1.KillRequest
-	20, // 31: ckptd.v1.Ckptd.Create:input_type -> ckptd.v1.CreateRequest
-	21, // 32: ckptd.v1.Ckptd.List:input_type -> ckptd.v1.ListRequest
-	26, // 33: ckptd.v1.Ckptd.Remove:input_type -> ckptd.v1.RemoveRequest
-	28, // 34: ckptd.v1.Ckptd.Restore:input_type -> ckptd.v1.RestoreRequest
-	29, // 35: ckptd.v1.Ckptd.Inspect:input_type -> ckptd.v1.InspectRequest
-	24, // 36: ckptd.v1.Ckptd.Verify:input_type -> ckptd.v1.VerifyRequest
-	35, // 37: ckptd.v1.Ckptd.Migrate:input_type -> ckptd.v1.MigrateRequest
-	39, // 38: ckptd.v1.Ckptd.ResolveMigration:input_type -> ckptd.v1.ResolveMigrationRequest
-	1,  // 39: ckptd.v1.Ckptd.Version:output_type -> ckptd.v1.VersionResponse
-	4,  // 40: ckptd.v1.Ckptd.Check:output_type -> ckptd.v1.CheckResponse
-	6,  // 41: ckptd.v1.Ckptd.Run:output_type -> ckptd.v1.Target
-	9,  // 42: ckptd.v1.Ckptd.Ps:output_type -> ckptd.v1.PsResponse
-	11, // 43: ckptd.v1.Ckptd.Logs:output_type -> ckptd.v1.LogsResponse
-	13, // 44: ckptd.v1.Ckptd.Kill:output_type -> ckptd.v1.KillResponse
-	17, // 45: ckptd.v1.Ckptd.Create:output_type -> ckptd.v1.Checkpoint
-	22, // 46: ckptd.v1.Ckptd.List:output_type -> ckptd.v1.ListResponse
-	27, // 47: ckptd.v1.Ckptd.Remove:output_type -> ckptd.v1.RemoveResponse
-	6,  // 48: ckptd.v1.Ckptd.Restore:output_type -> ckptd.v1.Target
-	33, // 49: ckptd.v1.Ckptd.Inspect:output_type -> ckptd.v1.InspectResponse
-	25, // 50: ckptd.v1.Ckptd.Verify:output_type -> ckptd.v1.VerifyResponse
-	38, // 51: ckptd.v1.Ckptd.Migrate:output_type -> ckptd.v1.MigrateEvent
-	6,  // 52: ckptd.v1.Ckptd.ResolveMigration:output_type -> ckptd.v1.Target
-	39, // [39:53] is the sub-list for method output_type
-	25, // [25:39] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	38, // 22: ckptd.v1.MigrateResult.phases:type_name -> ckptd.v1.Phase
+	36, // 23: ckptd.v1.MigrateEvent.progress:type_name -> ckptd.v1.MigrateProgress
+	37, // 24: ckptd.v1.MigrateEvent.result:type_name -> ckptd.v1.MigrateResult
+	16, // 25: ckptd.v1.Checkpoint.FilesEntry.value:type_name -> ckptd.v1.FileSum
+	0,  // 26: ckptd.v1.Ckptd.Version:input_type -> ckptd.v1.VersionRequest
+	2,  // 27: ckptd.v1.Ckptd.Check:input_type -> ckptd.v1.CheckRequest
+	7,  // 28: ckptd.v1.Ckptd.Run:input_type -> ckptd.v1.RunRequest
+	8,  // 29: ckptd.v1.Ckptd.Ps:input_type -> ckptd.v1.PsRequest
+	10, // 30: ckptd.v1.Ckptd.Logs:input_type -> ckptd.v1.LogsRequest
+	12, // 31: ckptd.v1.Ckptd.Kill:input_type -> ckptd.v1.KillRequest
+	20, // 32: ckptd.v1.Ckptd.Create:input_type -> ckptd.v1.CreateRequest
+	21, // 33: ckptd.v1.Ckptd.List:input_type -> ckptd.v1.ListRequest
+	26, // 34: ckptd.v1.Ckptd.Remove:input_type -> ckptd.v1.RemoveRequest
+	28, // 35: ckptd.v1.Ckptd.Restore:input_type -> ckptd.v1.RestoreRequest
+	29, // 36: ckptd.v1.Ckptd.Inspect:input_type -> ckptd.v1.InspectRequest
+	24, // 37: ckptd.v1.Ckptd.Verify:input_type -> ckptd.v1.VerifyRequest
+	35, // 38: ckptd.v1.Ckptd.Migrate:input_type -> ckptd.v1.MigrateRequest
+	40, // 39: ckptd.v1.Ckptd.ResolveMigration:input_type -> ckptd.v1.ResolveMigrationRequest
+	1,  // 40: ckptd.v1.Ckptd.Version:output_type -> ckptd.v1.VersionResponse
+	4,  // 41: ckptd.v1.Ckptd.Check:output_type -> ckptd.v1.CheckResponse
+	6,  // 42: ckptd.v1.Ckptd.Run:output_type -> ckptd.v1.Target
+	9,  // 43: ckptd.v1.Ckptd.Ps:output_type -> ckptd.v1.PsResponse
+	11, // 44: ckptd.v1.Ckptd.Logs:output_type -> ckptd.v1.LogsResponse
+	13, // 45: ckptd.v1.Ckptd.Kill:output_type -> ckptd.v1.KillResponse
+	17, // 46: ckptd.v1.Ckptd.Create:output_type -> ckptd.v1.Checkpoint
+	22, // 47: ckptd.v1.Ckptd.List:output_type -> ckptd.v1.ListResponse
+	27, // 48: ckptd.v1.Ckptd.Remove:output_type -> ckptd.v1.RemoveResponse
+	6,  // 49: ckptd.v1.Ckptd.Restore:output_type -> ckptd.v1.Target
+	33, // 50: ckptd.v1.Ckptd.Inspect:output_type -> ckptd.v1.InspectResponse
+	25, // 51: ckptd.v1.Ckptd.Verify:output_type -> ckptd.v1.VerifyResponse
+	39, // 52: ckptd.v1.Ckptd.Migrate:output_type -> ckptd.v1.MigrateEvent
+	6,  // 53: ckptd.v1.Ckptd.ResolveMigration:output_type -> ckptd.v1.Target
+	40, // [40:54] is the sub-list for method output_type
+	26, // [26:40] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_ckptd_proto_init() }
@@ -3124,7 +3195,7 @@ func file_ckptd_proto_init() {
 	if File_ckptd_proto != nil {
 		return
 	}
-	file_ckptd_proto_msgTypes[38].OneofWrappers = []any{
+	file_ckptd_proto_msgTypes[39].OneofWrappers = []any{
 		(*MigrateEvent_Progress)(nil),
 		(*MigrateEvent_Result)(nil),
 	}
@@ -3134,7 +3205,7 @@ func file_ckptd_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ckptd_proto_rawDesc), len(file_ckptd_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   42,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

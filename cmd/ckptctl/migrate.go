@@ -124,6 +124,13 @@ func (c *cli) printMigrated(r *apiv1.MigrateResult) error {
 			float64(s.GetFrozenTime())/1000, float64(s.GetMemdumpTime())/1000, s.GetPagesWritten())
 	}
 	fmt.Println()
+	if ps := r.GetPhases(); len(ps) > 0 {
+		parts := make([]string, len(ps))
+		for i, p := range ps {
+			parts[i] = fmt.Sprintf("%s %.3f s", p.GetName(), time.Duration(p.GetDurationNs()).Seconds())
+		}
+		fmt.Printf("downtime phases: %s\n", strings.Join(parts, ", "))
+	}
 	state := "stopped"
 	if !r.GetSourceStopped() {
 		state = "left running (--keep-source)"
