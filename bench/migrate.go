@@ -17,7 +17,7 @@ import (
 // on the destination, dump to it, copy the remaining images, restore.
 func benchMigrate(work string) {
 	memload := buildMemload(work)
-	var rawDown, ctlDown, ctlTotal []sample
+	var ctlDown, ctlTotal []sample
 	pki := filepath.Join(work, "pki")
 	ctl := filepath.Join(*binDir, "ckptctl")
 	run(ctl, "certs", "ca", filepath.Join(pki, "ca"))
@@ -31,42 +31,43 @@ func benchMigrate(work string) {
 	dst := startDaemon(work, "mdst", none, "--peer-certs", filepath.Join(pki, "dst"), "--peer-listen", peer)
 	defer dst.stop()
 	// One untimed round of each warms the page cache; then they take turns.
-	var heldDown []sample
-	var rawPh, heldPh []handPhases
-	rawMigrateRound(work, memload, warmUp, false)
-	rawMigrateRound(work, memload, warmUp+1, true)
+	hands := []*handVariant{
+		{name: "hand criu, source killed by dump"},
+		{name: "hand criu, source held", hold: true},
+		{name: "hand criu --tls, source held", hold: true, tls: pki},
+	}
+	for k, h := range hands {
+		rawMigrateRound(work, memload, warmUp+k, h)
+	}
 	ckptctlMigrate(src, dst, memload, peer, warmUp)
 	for i := range *rounds {
-		ph := rawMigrateRound(work, memload, 2*i, false)
-		rawDown, rawPh = append(rawDown, sample{wall: ph.down}), append(rawPh, ph)
-		ph = rawMigrateRound(work, memload, 2*i+1, true)
-		heldDown, heldPh = append(heldDown, sample{wall: ph.down}), append(heldPh, ph)
+		for k, h := range hands {
+			h.phases = append(h.phases, rawMigrateRound(work, memload, len(hands)*i+k, h))
+		}
 		total, down := ckptctlMigrate(src, dst, memload, peer, i)
 		ctlTotal, ctlDown = append(ctlTotal, total), append(ctlDown, down)
 	}
+	base := hands[0].downs()
 	fmt.Printf("\nmigration over loopback: memload %d MiB, %d rounds, interleaved\n\n", *mib, *rounds)
 	fmt.Printf("%-34s %24s %8s\n", "downtime, frozen to running (s)", "min/med/max", "ratio")
-	fmt.Printf("%-34s %24s %8s\n", "hand criu, source killed by dump", mmm(rawDown, wallOf), "1.00x")
-	fmt.Printf("%-34s %24s %8s\n", "hand criu, source held to the end", mmm(heldDown, wallOf), ratio(median(heldDown), median(rawDown)))
-	fmt.Printf("%-34s %24s %8s\n", "ckptctl migrate", mmm(ctlDown, wallOf), ratio(median(ctlDown), median(rawDown)))
-	fmt.Printf("%-34s %24s %8s\n", "ckptctl migrate, command wall", mmm(ctlTotal, wallOf), ratio(median(ctlTotal), median(rawDown)))
-	fmt.Printf("(ratio: median over the hand pipeline's that kills the source; against the one that holds it: %s)\n",
-		ratio(median(ctlDown), median(heldDown)))
-	fmt.Print("ckptctl migrate phases, median:")
+	for _, h := range hands {
+		fmt.Printf("%-34s %24s %8s\n", h.name, mmm(h.downs(), wallOf), ratio(median(h.downs()), median(base)))
+	}
+	fmt.Printf("%-34s %24s %8s\n", "ckptctl migrate", mmm(ctlDown, wallOf), ratio(median(ctlDown), median(base)))
+	fmt.Printf("%-34s %24s %8s\n", "ckptctl migrate, command wall", mmm(ctlTotal, wallOf), ratio(median(ctlTotal), median(base)))
+	fmt.Println("(ratio: median over the first hand pipeline's; only ckptctl and --tls encrypt and authenticate the pages)")
+	fmt.Print("\nphases, median (s): ckptctl migrate:")
 	for _, name := range []string{"dump", "files", "restore", "release"} {
 		if ps := ctlPhases[name]; len(ps) > 0 {
-			fmt.Printf(" %s %.3f s", name, median(ps).Seconds())
+			fmt.Printf(" %s %.3f", name, median(ps).Seconds())
 		}
 	}
 	fmt.Println()
-	for _, h := range []struct {
-		name string
-		ph   []handPhases
-	}{{"killed", rawPh}, {"held", heldPh}} {
-		fmt.Printf("hand criu, source %s: dump+pages median %.3f s, copy %.3f s, restore %.3f s\n", h.name,
-			medianOf(h.ph, func(p handPhases) time.Duration { return p.dump }).Seconds(),
-			medianOf(h.ph, func(p handPhases) time.Duration { return p.copy }).Seconds(),
-			medianOf(h.ph, func(p handPhases) time.Duration { return p.restore }).Seconds())
+	for _, h := range hands {
+		fmt.Printf("  %s: dump+pages %.3f, copy %.3f, restore %.3f\n", h.name,
+			medianOf(h.phases, func(p handPhases) time.Duration { return p.dump }).Seconds(),
+			medianOf(h.phases, func(p handPhases) time.Duration { return p.copy }).Seconds(),
+			medianOf(h.phases, func(p handPhases) time.Duration { return p.restore }).Seconds())
 	}
 	fmt.Println("(--lazy: off; ckptd does not drive CRIU's lazy pages yet, see TestLazyPages)")
 }
@@ -85,12 +86,39 @@ func medianOf(ps []handPhases, f func(handPhases) time.Duration) time.Duration {
 	return median(s)
 }
 
-// rawMigrateRound is the hand-run pipeline; its downtime runs from the
-// dump's start to the restore's end, like ckptctl's. CRIU's dump kills the
+// handVariant is one way to run the hand pipeline. CRIU's dump kills the
 // source when it ends, so a failed restore loses the workload; with hold,
 // the source is left stopped (--leave-stopped) and killed only once the
-// copy runs, as ckptd does.
-func rawMigrateRound(work, memload string, i int, hold bool) handPhases {
+// copy runs, as ckptd does. With tls (the certificates' directory), the
+// page server and the dump speak CRIU's own TLS, as ckptd's stream does.
+type handVariant struct {
+	name   string
+	hold   bool
+	tls    string
+	phases []handPhases
+}
+
+func (h *handVariant) downs() []sample {
+	s := make([]sample, len(h.phases))
+	for i, p := range h.phases {
+		s[i] = sample{wall: p.down}
+	}
+	return s
+}
+
+// tlsArgs are CRIU's TLS flags with host's certificates.
+func (h *handVariant) tlsArgs(host string) []string {
+	if h.tls == "" {
+		return nil
+	}
+	dir := filepath.Join(h.tls, host)
+	return []string{"--tls", "--tls-cacert", filepath.Join(dir, "ca.pem"), "--tls-cert", filepath.Join(dir, "cert.pem"),
+		"--tls-key", filepath.Join(dir, "key.pem")}
+}
+
+// rawMigrateRound is the hand-run pipeline; its downtime runs from the
+// dump's start to the restore's end, like ckptctl's.
+func rawMigrateRound(work, memload string, i int, h *handVariant) handPhases {
 	srcDir := filepath.Join(work, fmt.Sprintf("hand-src-%d", i))
 	dstDir := filepath.Join(work, fmt.Sprintf("hand-dst-%d", i))
 	check(os.MkdirAll(srcDir, 0o700))
@@ -102,10 +130,11 @@ func rawMigrateRound(work, memload string, i int, hold bool) handPhases {
 	// -d returns once the page server listens; it serves one dump and exits.
 	port := freePort()
 	psPid := filepath.Join(work, fmt.Sprintf("hand-ps-%d.pid", i))
-	run("criu", "page-server", "-D", dstDir, "--address", "127.0.0.1", "--port", port, "-o", "ps.log", "-d", "--pidfile", psPid)
-	args := []string{"dump", "-t", strconv.Itoa(cmd.Process.Pid), "-D", srcDir, "-o", "dump.log",
-		"--page-server", "--address", "127.0.0.1", "--port", port}
-	if hold {
+	run("criu", append([]string{"page-server", "-D", dstDir, "--address", "127.0.0.1", "--port", port, "-o", "ps.log",
+		"-d", "--pidfile", psPid}, h.tlsArgs("dst")...)...)
+	args := append([]string{"dump", "-t", strconv.Itoa(cmd.Process.Pid), "-D", srcDir, "-o", "dump.log",
+		"--page-server", "--address", "127.0.0.1", "--port", port}, h.tlsArgs("src")...)
+	if h.hold {
 		args = append(args, "--leave-stopped")
 	}
 	var ph handPhases
@@ -121,7 +150,7 @@ func rawMigrateRound(work, memload string, i int, hold bool) handPhases {
 	run("criu", "restore", "-D", dstDir, "-o", "restore.log", "-d", "--pidfile", pidfile)
 	ph.down = time.Since(start)
 	ph.restore = ph.down - ph.dump - ph.copy
-	if hold {
+	if h.hold {
 		check(syscall.Kill(cmd.Process.Pid, syscall.SIGKILL))
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(readFile(pidfile)))
