@@ -195,7 +195,7 @@ func (d *Daemon) endRestored(pid int) {
 // waits for the verdict.
 func (d *Daemon) verifyAsync(ctx context.Context, c *store.Checkpoint) func() error {
 	verified := make(chan error, 1)
-	go func() { verified <- d.store.Verify(ctx, c) }()
+	go func() { verified <- d.store.VerifyBeside(ctx, c) }()
 	return sync.OnceValue(func() error { return <-verified })
 }
 
