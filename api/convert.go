@@ -19,6 +19,7 @@ func targetToAPI(t *daemon.TargetStatus) *apiv1.Target {
 		Ref: refToAPI(t.TargetRef), StartTime: t.StartTime, RestoredFrom: t.RestoredFrom,
 		CreatedUnixNano: unixNano(t.Created), Running: t.Running, Exit: t.Exit,
 		Image: t.Image, Warnings: t.Warnings, InDoubt: t.InDoubt,
+		Schedule: scheduleToAPI(t.Schedule), LastCheckpoint: t.LastCheckpoint, LastCheckpointUnixNano: unixNano(t.LastCheckpointAt),
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/identifiers"
 
 	"github.com/ckptd/ckptd/errdefs"
+	"github.com/ckptd/ckptd/schedule"
 )
 
 // DefaultPath is read when no --config is given and the file exists.
@@ -65,6 +66,39 @@ type Config struct {
 	// reads (MiB/s, default 64).
 	ScrubInterval string `toml:"scrub_interval"`
 	ScrubRateMiB  int    `toml:"scrub_rate_mib"`
+	// Schedules are set at every start, as `ckptctl schedule` sets them.
+	Schedules []Schedule `toml:"schedule"`
+}
+
+// Schedule is one [[schedule]] table.
+type Schedule struct {
+	Target     string `toml:"target"` // a PID, workload name or ctr:NS/ID
+	Every      string `toml:"every"`
+	KeepLast   int    `toml:"keep_last"`
+	KeepHourly int    `toml:"keep_hourly"`
+	KeepDaily  int    `toml:"keep_daily"`
+	MaxBytes   string `toml:"max_bytes"` // e.g. "20GiB"
+}
+
+// Parse checks the table and returns its interval and retention.
+func (s Schedule) Parse() (time.Duration, schedule.Retention, error) {
+	r := schedule.Retention{KeepLast: s.KeepLast, KeepHourly: s.KeepHourly, KeepDaily: s.KeepDaily}
+	if s.Target == "" {
+		return 0, r, fmt.Errorf("[[schedule]] without a target: %w", errdefs.ErrInvalidArgument)
+	}
+	every, err := time.ParseDuration(s.Every)
+	if err != nil || every < schedule.MinEvery {
+		return 0, r, fmt.Errorf("[[schedule]] of %s: every %q: want a duration of at least %v: %w", s.Target, s.Every, schedule.MinEvery, errdefs.ErrInvalidArgument)
+	}
+	if s.KeepLast < 0 || s.KeepHourly < 0 || s.KeepDaily < 0 {
+		return 0, r, fmt.Errorf("[[schedule]] of %s: negative keep_*: %w", s.Target, errdefs.ErrInvalidArgument)
+	}
+	if s.MaxBytes != "" {
+		if r.MaxBytes, err = schedule.ParseBytes(s.MaxBytes); err != nil {
+			return 0, r, fmt.Errorf("[[schedule]] of %s: max_bytes: %w", s.Target, err)
+		}
+	}
+	return every, r, nil
 }
 
 // Default is the embedded configuration `make run` uses.
@@ -136,6 +170,11 @@ func (c Config) Validate() error {
 	}
 	if _, err := c.Scrub(); err != nil {
 		return err
+	}
+	for _, sc := range c.Schedules {
+		if _, _, err := sc.Parse(); err != nil {
+			return err
+		}
 	}
 	if c.ScrubRateMiB <= 0 {
 		return fmt.Errorf("scrub_rate_mib %d: want a positive number of MiB per second: %w", c.ScrubRateMiB, errdefs.ErrInvalidArgument)

@@ -52,6 +52,14 @@ func TestLoad(t *testing.T) {
 			check: func(c Config) bool { d, err := c.Scrub(); return err == nil && d == 0 && c.ScrubRateMiB == 64 }},
 		{name: "scrub too often", body: "scrub_interval = \"100ms\"\n", wantErr: "scrub_interval"},
 		{name: "bad scrub rate", body: "scrub_rate_mib = 0\n", wantErr: "scrub_rate_mib"},
+		{name: "schedule", body: "[[schedule]]\ntarget = \"job\"\nevery = \"10m\"\nkeep_last = 5\nmax_bytes = \"20GiB\"\n",
+			check: func(c Config) bool {
+				d, r, err := c.Schedules[0].Parse()
+				return err == nil && d == 10*time.Minute && r.KeepLast == 5 && r.MaxBytes == 20<<30
+			}},
+		{name: "schedule without target", body: "[[schedule]]\nevery = \"10m\"\n", wantErr: "without a target"},
+		{name: "schedule too often", body: "[[schedule]]\ntarget = \"job\"\nevery = \"10ms\"\n", wantErr: "every"},
+		{name: "schedule bad size", body: "[[schedule]]\ntarget = \"job\"\nevery = \"1m\"\nmax_bytes = \"big\"\n", wantErr: "max_bytes"},
 		{name: "access", body: "socket_group = \"nogroup\"\npeer_allow = [\"a\", \"b\"]\n",
 			check: func(c Config) bool { return c.SocketGroup == "nogroup" && len(c.PeerAllow) == 2 }},
 	} {

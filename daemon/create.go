@@ -23,6 +23,9 @@ type CreateRequest struct {
 	Target  string
 	Name    string // optional; defaults to <target>-<n>
 	Options store.Options
+	// Scheduled marks a checkpoint a schedule took, which its retention
+	// may remove.
+	Scheduled bool
 }
 
 // Create checkpoints a target. The checkpoint is published while the tree
@@ -80,6 +83,7 @@ func (d *Daemon) Create(ctx context.Context, req CreateRequest) (*store.Checkpoi
 		Host:        d.host.Hostname,
 		CPUModel:    d.host.CPUModel,
 		Options:     req.Options,
+		Scheduled:   req.Scheduled,
 	}
 	dump := d.dump
 	if target.Kind == store.KindContainer {

@@ -60,7 +60,12 @@ func newTestDaemon(t *testing.T, dm Dumper) *Daemon {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return New(context.Background(), Parts{Log: log, Store: st, Dumper: dm, Supervisor: sup})
+	d, err := New(context.Background(), Parts{Log: log, Store: st, Dumper: dm, Supervisor: sup})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.Close)
+	return d
 }
 
 func startSleep(t *testing.T) *exec.Cmd {

@@ -21,6 +21,7 @@ import (
 	"github.com/ckptd/ckptd/errdefs"
 	"github.com/ckptd/ckptd/keylock"
 	"github.com/ckptd/ckptd/restorer"
+	"github.com/ckptd/ckptd/schedule"
 	"github.com/ckptd/ckptd/store"
 	"github.com/ckptd/ckptd/workload"
 )
@@ -104,6 +105,7 @@ type Daemon struct {
 	defaults   store.Options
 
 	locks *keylock.Locks // one per target: work on a target is serialized
+	sched *schedule.Scheduler
 
 	mu        sync.Mutex
 	committed map[string]time.Time // outgoing migration id -> until when its destination may restore
@@ -116,9 +118,10 @@ type HostInfo struct {
 	CPUModel string
 }
 
-// New wires a Daemon from its parts and thaws any container that a
-// previous ckptd paused for a checkpoint and died before resuming.
-func New(ctx context.Context, p Parts) *Daemon {
+// New wires a Daemon from its parts, thaws any container that a previous
+// ckptd paused for a checkpoint and died before resuming, and starts the
+// stored schedules. Close stops them.
+func New(ctx context.Context, p Parts) (*Daemon, error) {
 	d := &Daemon{
 		log: p.Log, store: p.Store, dumper: p.Dumper, restorer: p.Restorer, sup: p.Supervisor, criu: p.CRIU,
 		containers: p.Containers, ctrs: p.Containers, images: p.Containers, peer: p.Peer, peerInfo: p.PeerInfo, defaultNS: p.ContainerNamespace, ctrdAddr: p.ContainerdAddress,
@@ -126,8 +129,16 @@ func New(ctx context.Context, p Parts) *Daemon {
 		locks: keylock.New(), committed: map[string]time.Time{},
 	}
 	d.resumePausedContainers(ctx)
-	return d
+	sched, err := schedule.New(ctx, p.Log, p.Store, scheduled{d})
+	if err != nil {
+		return nil, err
+	}
+	d.sched = sched
+	return d, nil
 }
+
+// Close stops the schedules, waiting for checkpoints they are taking.
+func (d *Daemon) Close() { d.sched.Close() }
 
 func readHostInfo() HostInfo {
 	h := HostInfo{}

@@ -23,12 +23,22 @@ type RestoreRequest struct {
 	// Name restores a workload checkpoint as a new, independent workload
 	// beside the original. Empty restores under the original name.
 	Name string
+	// Latest takes Checkpoint as a target and restores its newest sealed
+	// checkpoint.
+	Latest bool
 }
 
 // Restore verifies a checkpoint and restores it. Verification runs beside
 // CRIU and must pass before the restored tree may run: a damaged checkpoint
 // is refused and whatever CRIU restored is killed.
 func (d *Daemon) Restore(ctx context.Context, req RestoreRequest) (*TargetStatus, error) {
+	if req.Latest {
+		latest, err := d.latestSealed(ctx, req.Checkpoint)
+		if err != nil {
+			return nil, err
+		}
+		req.Checkpoint = latest.ID
+	}
 	// Held from here on: rm refuses a checkpoint being restored.
 	c, release, err := d.store.Acquire(ctx, req.Checkpoint)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/ckptd/ckptd/container"
 	"github.com/ckptd/ckptd/errdefs"
 	"github.com/ckptd/ckptd/proc"
+	"github.com/ckptd/ckptd/schedule"
 	"github.com/ckptd/ckptd/store"
 	"github.com/ckptd/ckptd/workload"
 	"golang.org/x/sys/unix"
@@ -30,6 +31,10 @@ type TargetStatus struct {
 	Exit     string   // how it ended, when known
 	Image    string   // a container's image
 	Warnings []string // what a restore could not give back as saved
+	// Ps fills these in: the target's schedule and newest checkpoint.
+	Schedule         *schedule.Status
+	LastCheckpoint   string
+	LastCheckpointAt time.Time
 }
 
 // RunRequest launches a workload.
@@ -151,7 +156,7 @@ func (d *Daemon) Ps(ctx context.Context, all bool) (out []*TargetStatus, warning
 	}
 	cs, err := d.containerStatuses(ctx, all, containers)
 	if err != nil {
-		return out, []string{fmt.Sprintf("containers not listed: %v", err)}, nil
+		return out, []string{fmt.Sprintf("containers not listed: %v", err)}, d.annotate(ctx, out)
 	}
 	out = append(out, cs...)
 	if all {
@@ -159,7 +164,7 @@ func (d *Daemon) Ps(ctx context.Context, all bool) (out []*TargetStatus, warning
 			out = append(out, d.status(t))
 		}
 	}
-	return out, nil, nil
+	return out, nil, d.annotate(ctx, out)
 }
 
 func (d *Daemon) alive(t *store.Target) bool { return proc.Alive(t.PID, t.StartTime) }
@@ -173,6 +178,27 @@ func (d *Daemon) status(t *store.Target) *TargetStatus {
 		}
 	}
 	return s
+}
+
+// annotate adds each target's schedule and newest checkpoint.
+func (d *Daemon) annotate(ctx context.Context, ts []*TargetStatus) error {
+	scheds := map[string]schedule.Status{}
+	for _, s := range d.sched.List() {
+		scheds[s.Key] = s
+	}
+	for _, t := range ts {
+		if s, ok := scheds[t.Key()]; ok {
+			t.Schedule = &s
+		}
+		c, err := d.store.Latest(ctx, t.Key())
+		switch {
+		case err == nil:
+			t.LastCheckpoint, t.LastCheckpointAt = c.Name, c.Created
+		case !errdefs.IsNotFound(err):
+			return err
+		}
+	}
+	return nil
 }
 
 // Kill sends SIGKILL to a workload's tree (its PID namespace dies with pid 1)

@@ -130,6 +130,9 @@ type Checkpoint struct {
 	// sealing after a reboot may have lost pages that never reached disk.
 	BootID string    `json:"boot_id,omitempty"`
 	Sealed time.Time `json:"sealed,omitempty"` // when it became sealed
+	// Scheduled is set on checkpoints a schedule took: only those does its
+	// retention policy remove.
+	Scheduled bool `json:"scheduled,omitempty"`
 }
 
 // Checkpoint states.

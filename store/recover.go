@@ -179,14 +179,5 @@ func (s *Store) removeLeftovers(dir, what string) error {
 }
 
 func (s *Store) unindex(c *Checkpoint) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		if err := tx.Bucket(bucketCheckpoints).Delete([]byte(c.ID)); err != nil {
-			return err
-		}
-		names := tx.Bucket(bucketNames)
-		if string(names.Get([]byte(c.Name))) == c.ID {
-			return names.Delete([]byte(c.Name))
-		}
-		return nil
-	})
+	return s.db.Update(func(tx *bolt.Tx) error { return unindexTx(tx, c) })
 }

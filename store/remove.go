@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 
@@ -173,4 +174,92 @@ func collect(id string, children map[string][]string, seen map[string]bool, orde
 		collect(k, children, seen, order)
 	}
 	*order = append(*order, id)
+}
+
+// Prune removes checkpoints as a retention policy decides, unlike Remove
+// without refusing parents: each removed checkpoint's children take its
+// parent as theirs, so lineage skips it. A checkpoint that is held, or
+// whose child is (a seal or restore reads it), is left for the next time.
+// It returns the removed ids.
+func (s *Store) Prune(ctx context.Context, ids []string) ([]string, error) {
+	s.mu.Lock() // against Acquire: a checkpoint is either held or removed
+	defer s.mu.Unlock()
+	var removed []string
+	relinked := map[string]*Checkpoint{}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		children, err := childIndex(tx)
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			if s.busy[id] > 0 || slices.ContainsFunc(children[id], func(k string) bool { return s.busy[k] > 0 }) {
+				continue
+			}
+			c, err := getTx(tx, id)
+			if errdefs.IsNotFound(err) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if err := s.relink(tx, children[id], c.Parent, relinked); err != nil {
+				return err
+			}
+			children[c.Parent] = append(children[c.Parent], children[id]...)
+			// Into the trash with the index commit, or back if it fails.
+			if err := os.Rename(s.layout.Checkpoint(id), s.layout.Trash(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+			removed = append(removed, id)
+			delete(relinked, id)
+			if err := unindexTx(tx, c); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		for _, id := range removed {
+			if rerr := os.Rename(s.layout.Trash(id), s.layout.Checkpoint(id)); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+				err = errors.Join(err, fmt.Errorf("put back %s: %w", id, rerr))
+			}
+		}
+		return nil, fmt.Errorf("prune: %w", err)
+	}
+	var errs []error
+	for _, k := range relinked {
+		errs = append(errs, writeMetadata(s.layout.Checkpoint(k.ID), k))
+	}
+	for _, id := range removed {
+		errs = append(errs, os.RemoveAll(s.layout.Trash(id)))
+	}
+	return removed, errors.Join(errs...)
+}
+
+// relink makes parent the parent of each of kids in the index, and notes
+// their records for their checkpoint.json.
+func (s *Store) relink(tx *bolt.Tx, kids []string, parent string, relinked map[string]*Checkpoint) error {
+	for _, k := range kids {
+		c, err := decode(tx.Bucket(bucketCheckpoints).Get([]byte(k)))
+		if err != nil {
+			return err
+		}
+		c.Parent = parent
+		if err := putTx(tx, c); err != nil {
+			return err
+		}
+		relinked[k] = c
+	}
+	return nil
+}
+
+func unindexTx(tx *bolt.Tx, c *Checkpoint) error {
+	if err := tx.Bucket(bucketCheckpoints).Delete([]byte(c.ID)); err != nil {
+		return err
+	}
+	names := tx.Bucket(bucketNames)
+	if string(names.Get([]byte(c.Name))) == c.ID {
+		return names.Delete([]byte(c.Name))
+	}
+	return nil
 }

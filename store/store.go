@@ -60,7 +60,7 @@ func Open(ctx context.Context, root string, log *slog.Logger) (*Store, error) {
 		return nil, fmt.Errorf("open index %s: %w", l.Index(), err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketCheckpoints, bucketNames, bucketTargets} {
+		for _, b := range [][]byte{bucketCheckpoints, bucketNames, bucketTargets, bucketSchedules} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

@@ -377,18 +377,21 @@ func (x *TargetRef) GetLogPath() string {
 }
 
 type Target struct {
-	state           protoimpl.MessageState `protogen:"open.v1"`
-	Ref             *TargetRef             `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
-	StartTime       uint64                 `protobuf:"varint,2,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
-	RestoredFrom    string                 `protobuf:"bytes,3,opt,name=restored_from,json=restoredFrom,proto3" json:"restored_from,omitempty"`
-	CreatedUnixNano int64                  `protobuf:"varint,4,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
-	Running         bool                   `protobuf:"varint,5,opt,name=running,proto3" json:"running,omitempty"`
-	Exit            string                 `protobuf:"bytes,6,opt,name=exit,proto3" json:"exit,omitempty"`
-	Image           string                 `protobuf:"bytes,7,opt,name=image,proto3" json:"image,omitempty"`                    // a container's image
-	Warnings        []string               `protobuf:"bytes,8,rep,name=warnings,proto3" json:"warnings,omitempty"`              // what a restore could not give back as saved
-	InDoubt         string                 `protobuf:"bytes,9,opt,name=in_doubt,json=inDoubt,proto3" json:"in_doubt,omitempty"` // why a migrated tree is kept stopped (migrate --resolve)
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	state                  protoimpl.MessageState `protogen:"open.v1"`
+	Ref                    *TargetRef             `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
+	StartTime              uint64                 `protobuf:"varint,2,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	RestoredFrom           string                 `protobuf:"bytes,3,opt,name=restored_from,json=restoredFrom,proto3" json:"restored_from,omitempty"`
+	CreatedUnixNano        int64                  `protobuf:"varint,4,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
+	Running                bool                   `protobuf:"varint,5,opt,name=running,proto3" json:"running,omitempty"`
+	Exit                   string                 `protobuf:"bytes,6,opt,name=exit,proto3" json:"exit,omitempty"`
+	Image                  string                 `protobuf:"bytes,7,opt,name=image,proto3" json:"image,omitempty"`                                          // a container's image
+	Warnings               []string               `protobuf:"bytes,8,rep,name=warnings,proto3" json:"warnings,omitempty"`                                    // what a restore could not give back as saved
+	InDoubt                string                 `protobuf:"bytes,9,opt,name=in_doubt,json=inDoubt,proto3" json:"in_doubt,omitempty"`                       // why a migrated tree is kept stopped (migrate --resolve)
+	Schedule               *Schedule              `protobuf:"bytes,10,opt,name=schedule,proto3" json:"schedule,omitempty"`                                   // ps: its schedule, if any
+	LastCheckpoint         string                 `protobuf:"bytes,11,opt,name=last_checkpoint,json=lastCheckpoint,proto3" json:"last_checkpoint,omitempty"` // ps: the name of its newest checkpoint
+	LastCheckpointUnixNano int64                  `protobuf:"varint,12,opt,name=last_checkpoint_unix_nano,json=lastCheckpointUnixNano,proto3" json:"last_checkpoint_unix_nano,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
 }
 
 func (x *Target) Reset() {
@@ -484,6 +487,429 @@ func (x *Target) GetInDoubt() string {
 	return ""
 }
 
+func (x *Target) GetSchedule() *Schedule {
+	if x != nil {
+		return x.Schedule
+	}
+	return nil
+}
+
+func (x *Target) GetLastCheckpoint() string {
+	if x != nil {
+		return x.LastCheckpoint
+	}
+	return ""
+}
+
+func (x *Target) GetLastCheckpointUnixNano() int64 {
+	if x != nil {
+		return x.LastCheckpointUnixNano
+	}
+	return 0
+}
+
+// A target's schedule: a --leave-running checkpoint every every_ns, pruned
+// by the keep_* and max_bytes policy, with what its runs did.
+type Schedule struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Target          string                 `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	Key             string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	EveryNs         int64                  `protobuf:"varint,3,opt,name=every_ns,json=everyNs,proto3" json:"every_ns,omitempty"`
+	KeepLast        int32                  `protobuf:"varint,4,opt,name=keep_last,json=keepLast,proto3" json:"keep_last,omitempty"`
+	KeepHourly      int32                  `protobuf:"varint,5,opt,name=keep_hourly,json=keepHourly,proto3" json:"keep_hourly,omitempty"`
+	KeepDaily       int32                  `protobuf:"varint,6,opt,name=keep_daily,json=keepDaily,proto3" json:"keep_daily,omitempty"`
+	MaxBytes        int64                  `protobuf:"varint,7,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
+	FromConfig      bool                   `protobuf:"varint,8,opt,name=from_config,json=fromConfig,proto3" json:"from_config,omitempty"`
+	LastRunUnixNano int64                  `protobuf:"varint,9,opt,name=last_run_unix_nano,json=lastRunUnixNano,proto3" json:"last_run_unix_nano,omitempty"`
+	LastCheckpoint  string                 `protobuf:"bytes,10,opt,name=last_checkpoint,json=lastCheckpoint,proto3" json:"last_checkpoint,omitempty"`
+	Runs            int32                  `protobuf:"varint,11,opt,name=runs,proto3" json:"runs,omitempty"`
+	Skipped         int32                  `protobuf:"varint,12,opt,name=skipped,proto3" json:"skipped,omitempty"`
+	Failures        int32                  `protobuf:"varint,13,opt,name=failures,proto3" json:"failures,omitempty"`
+	LastError       string                 `protobuf:"bytes,14,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	Running         bool                   `protobuf:"varint,15,opt,name=running,proto3" json:"running,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *Schedule) Reset() {
+	*x = Schedule{}
+	mi := &file_ckptd_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Schedule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Schedule) ProtoMessage() {}
+
+func (x *Schedule) ProtoReflect() protoreflect.Message {
+	mi := &file_ckptd_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Schedule.ProtoReflect.Descriptor instead.
+func (*Schedule) Descriptor() ([]byte, []int) {
+	return file_ckptd_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Schedule) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *Schedule) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *Schedule) GetEveryNs() int64 {
+	if x != nil {
+		return x.EveryNs
+	}
+	return 0
+}
+
+func (x *Schedule) GetKeepLast() int32 {
+	if x != nil {
+		return x.KeepLast
+	}
+	return 0
+}
+
+func (x *Schedule) GetKeepHourly() int32 {
+	if x != nil {
+		return x.KeepHourly
+	}
+	return 0
+}
+
+func (x *Schedule) GetKeepDaily() int32 {
+	if x != nil {
+		return x.KeepDaily
+	}
+	return 0
+}
+
+func (x *Schedule) GetMaxBytes() int64 {
+	if x != nil {
+		return x.MaxBytes
+	}
+	return 0
+}
+
+func (x *Schedule) GetFromConfig() bool {
+	if x != nil {
+		return x.FromConfig
+	}
+	return false
+}
+
+func (x *Schedule) GetLastRunUnixNano() int64 {
+	if x != nil {
+		return x.LastRunUnixNano
+	}
+	return 0
+}
+
+func (x *Schedule) GetLastCheckpoint() string {
+	if x != nil {
+		return x.LastCheckpoint
+	}
+	return ""
+}
+
+func (x *Schedule) GetRuns() int32 {
+	if x != nil {
+		return x.Runs
+	}
+	return 0
+}
+
+func (x *Schedule) GetSkipped() int32 {
+	if x != nil {
+		return x.Skipped
+	}
+	return 0
+}
+
+func (x *Schedule) GetFailures() int32 {
+	if x != nil {
+		return x.Failures
+	}
+	return 0
+}
+
+func (x *Schedule) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+func (x *Schedule) GetRunning() bool {
+	if x != nil {
+		return x.Running
+	}
+	return false
+}
+
+type SetScheduleRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Target        string                 `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	EveryNs       int64                  `protobuf:"varint,2,opt,name=every_ns,json=everyNs,proto3" json:"every_ns,omitempty"`
+	KeepLast      int32                  `protobuf:"varint,3,opt,name=keep_last,json=keepLast,proto3" json:"keep_last,omitempty"`
+	KeepHourly    int32                  `protobuf:"varint,4,opt,name=keep_hourly,json=keepHourly,proto3" json:"keep_hourly,omitempty"`
+	KeepDaily     int32                  `protobuf:"varint,5,opt,name=keep_daily,json=keepDaily,proto3" json:"keep_daily,omitempty"`
+	MaxBytes      int64                  `protobuf:"varint,6,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetScheduleRequest) Reset() {
+	*x = SetScheduleRequest{}
+	mi := &file_ckptd_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetScheduleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetScheduleRequest) ProtoMessage() {}
+
+func (x *SetScheduleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ckptd_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetScheduleRequest.ProtoReflect.Descriptor instead.
+func (*SetScheduleRequest) Descriptor() ([]byte, []int) {
+	return file_ckptd_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *SetScheduleRequest) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *SetScheduleRequest) GetEveryNs() int64 {
+	if x != nil {
+		return x.EveryNs
+	}
+	return 0
+}
+
+func (x *SetScheduleRequest) GetKeepLast() int32 {
+	if x != nil {
+		return x.KeepLast
+	}
+	return 0
+}
+
+func (x *SetScheduleRequest) GetKeepHourly() int32 {
+	if x != nil {
+		return x.KeepHourly
+	}
+	return 0
+}
+
+func (x *SetScheduleRequest) GetKeepDaily() int32 {
+	if x != nil {
+		return x.KeepDaily
+	}
+	return 0
+}
+
+func (x *SetScheduleRequest) GetMaxBytes() int64 {
+	if x != nil {
+		return x.MaxBytes
+	}
+	return 0
+}
+
+type ListSchedulesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSchedulesRequest) Reset() {
+	*x = ListSchedulesRequest{}
+	mi := &file_ckptd_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSchedulesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSchedulesRequest) ProtoMessage() {}
+
+func (x *ListSchedulesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ckptd_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSchedulesRequest.ProtoReflect.Descriptor instead.
+func (*ListSchedulesRequest) Descriptor() ([]byte, []int) {
+	return file_ckptd_proto_rawDescGZIP(), []int{9}
+}
+
+type ListSchedulesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Schedules     []*Schedule            `protobuf:"bytes,1,rep,name=schedules,proto3" json:"schedules,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSchedulesResponse) Reset() {
+	*x = ListSchedulesResponse{}
+	mi := &file_ckptd_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSchedulesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSchedulesResponse) ProtoMessage() {}
+
+func (x *ListSchedulesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ckptd_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSchedulesResponse.ProtoReflect.Descriptor instead.
+func (*ListSchedulesResponse) Descriptor() ([]byte, []int) {
+	return file_ckptd_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ListSchedulesResponse) GetSchedules() []*Schedule {
+	if x != nil {
+		return x.Schedules
+	}
+	return nil
+}
+
+type RemoveScheduleRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Target        string                 `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveScheduleRequest) Reset() {
+	*x = RemoveScheduleRequest{}
+	mi := &file_ckptd_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveScheduleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveScheduleRequest) ProtoMessage() {}
+
+func (x *RemoveScheduleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ckptd_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveScheduleRequest.ProtoReflect.Descriptor instead.
+func (*RemoveScheduleRequest) Descriptor() ([]byte, []int) {
+	return file_ckptd_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *RemoveScheduleRequest) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+type RemoveScheduleResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveScheduleResponse) Reset() {
+	*x = RemoveScheduleResponse{}
+	mi := &file_ckptd_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveScheduleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveScheduleResponse) ProtoMessage() {}
+
+func (x *RemoveScheduleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ckptd_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveScheduleResponse.ProtoReflect.Descriptor instead.
+func (*RemoveScheduleResponse) Descriptor() ([]byte, []int) {
+	return file_ckptd_proto_rawDescGZIP(), []int{12}
+}
+
 type RunRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -496,7 +922,7 @@ type RunRequest struct {
 
 func (x *RunRequest) Reset() {
 	*x = RunRequest{}
-	mi := &file_ckptd_proto_msgTypes[7]
+	mi := &file_ckptd_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -508,7 +934,7 @@ func (x *RunRequest) String() string {
 func (*RunRequest) ProtoMessage() {}
 
 func (x *RunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[7]
+	mi := &file_ckptd_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -521,7 +947,7 @@ func (x *RunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunRequest.ProtoReflect.Descriptor instead.
 func (*RunRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{7}
+	return file_ckptd_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RunRequest) GetName() string {
@@ -561,7 +987,7 @@ type PsRequest struct {
 
 func (x *PsRequest) Reset() {
 	*x = PsRequest{}
-	mi := &file_ckptd_proto_msgTypes[8]
+	mi := &file_ckptd_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -573,7 +999,7 @@ func (x *PsRequest) String() string {
 func (*PsRequest) ProtoMessage() {}
 
 func (x *PsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[8]
+	mi := &file_ckptd_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -586,7 +1012,7 @@ func (x *PsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PsRequest.ProtoReflect.Descriptor instead.
 func (*PsRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{8}
+	return file_ckptd_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PsRequest) GetAll() bool {
@@ -606,7 +1032,7 @@ type PsResponse struct {
 
 func (x *PsResponse) Reset() {
 	*x = PsResponse{}
-	mi := &file_ckptd_proto_msgTypes[9]
+	mi := &file_ckptd_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -618,7 +1044,7 @@ func (x *PsResponse) String() string {
 func (*PsResponse) ProtoMessage() {}
 
 func (x *PsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[9]
+	mi := &file_ckptd_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -631,7 +1057,7 @@ func (x *PsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PsResponse.ProtoReflect.Descriptor instead.
 func (*PsResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{9}
+	return file_ckptd_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PsResponse) GetTargets() []*Target {
@@ -660,7 +1086,7 @@ type LogsRequest struct {
 
 func (x *LogsRequest) Reset() {
 	*x = LogsRequest{}
-	mi := &file_ckptd_proto_msgTypes[10]
+	mi := &file_ckptd_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -672,7 +1098,7 @@ func (x *LogsRequest) String() string {
 func (*LogsRequest) ProtoMessage() {}
 
 func (x *LogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[10]
+	mi := &file_ckptd_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -685,7 +1111,7 @@ func (x *LogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogsRequest.ProtoReflect.Descriptor instead.
 func (*LogsRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{10}
+	return file_ckptd_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *LogsRequest) GetName() string {
@@ -725,7 +1151,7 @@ type LogsResponse struct {
 
 func (x *LogsResponse) Reset() {
 	*x = LogsResponse{}
-	mi := &file_ckptd_proto_msgTypes[11]
+	mi := &file_ckptd_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -737,7 +1163,7 @@ func (x *LogsResponse) String() string {
 func (*LogsResponse) ProtoMessage() {}
 
 func (x *LogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[11]
+	mi := &file_ckptd_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -750,7 +1176,7 @@ func (x *LogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogsResponse.ProtoReflect.Descriptor instead.
 func (*LogsResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{11}
+	return file_ckptd_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *LogsResponse) GetData() []byte {
@@ -769,7 +1195,7 @@ type KillRequest struct {
 
 func (x *KillRequest) Reset() {
 	*x = KillRequest{}
-	mi := &file_ckptd_proto_msgTypes[12]
+	mi := &file_ckptd_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -781,7 +1207,7 @@ func (x *KillRequest) String() string {
 func (*KillRequest) ProtoMessage() {}
 
 func (x *KillRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[12]
+	mi := &file_ckptd_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -794,7 +1220,7 @@ func (x *KillRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillRequest.ProtoReflect.Descriptor instead.
 func (*KillRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{12}
+	return file_ckptd_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *KillRequest) GetTarget() string {
@@ -812,7 +1238,7 @@ type KillResponse struct {
 
 func (x *KillResponse) Reset() {
 	*x = KillResponse{}
-	mi := &file_ckptd_proto_msgTypes[13]
+	mi := &file_ckptd_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -824,7 +1250,7 @@ func (x *KillResponse) String() string {
 func (*KillResponse) ProtoMessage() {}
 
 func (x *KillResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[13]
+	mi := &file_ckptd_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -837,7 +1263,7 @@ func (x *KillResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillResponse.ProtoReflect.Descriptor instead.
 func (*KillResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{13}
+	return file_ckptd_proto_rawDescGZIP(), []int{19}
 }
 
 type Options struct {
@@ -856,7 +1282,7 @@ type Options struct {
 
 func (x *Options) Reset() {
 	*x = Options{}
-	mi := &file_ckptd_proto_msgTypes[14]
+	mi := &file_ckptd_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -868,7 +1294,7 @@ func (x *Options) String() string {
 func (*Options) ProtoMessage() {}
 
 func (x *Options) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[14]
+	mi := &file_ckptd_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -881,7 +1307,7 @@ func (x *Options) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Options.ProtoReflect.Descriptor instead.
 func (*Options) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{14}
+	return file_ckptd_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Options) GetLeaveRunning() bool {
@@ -956,7 +1382,7 @@ type DumpStats struct {
 
 func (x *DumpStats) Reset() {
 	*x = DumpStats{}
-	mi := &file_ckptd_proto_msgTypes[15]
+	mi := &file_ckptd_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -968,7 +1394,7 @@ func (x *DumpStats) String() string {
 func (*DumpStats) ProtoMessage() {}
 
 func (x *DumpStats) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[15]
+	mi := &file_ckptd_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -981,7 +1407,7 @@ func (x *DumpStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DumpStats.ProtoReflect.Descriptor instead.
 func (*DumpStats) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{15}
+	return file_ckptd_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DumpStats) GetFreezingTime() uint32 {
@@ -1046,7 +1472,7 @@ type FileSum struct {
 
 func (x *FileSum) Reset() {
 	*x = FileSum{}
-	mi := &file_ckptd_proto_msgTypes[16]
+	mi := &file_ckptd_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1058,7 +1484,7 @@ func (x *FileSum) String() string {
 func (*FileSum) ProtoMessage() {}
 
 func (x *FileSum) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[16]
+	mi := &file_ckptd_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1071,7 +1497,7 @@ func (x *FileSum) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileSum.ProtoReflect.Descriptor instead.
 func (*FileSum) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{16}
+	return file_ckptd_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *FileSum) GetSize() int64 {
@@ -1117,13 +1543,14 @@ type Checkpoint struct {
 	// then "sealed".
 	State          string `protobuf:"bytes,17,opt,name=state,proto3" json:"state,omitempty"`
 	SealedUnixNano int64  `protobuf:"varint,18,opt,name=sealed_unix_nano,json=sealedUnixNano,proto3" json:"sealed_unix_nano,omitempty"`
+	Scheduled      bool   `protobuf:"varint,19,opt,name=scheduled,proto3" json:"scheduled,omitempty"` // taken by a schedule, whose retention may remove it
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Checkpoint) Reset() {
 	*x = Checkpoint{}
-	mi := &file_ckptd_proto_msgTypes[17]
+	mi := &file_ckptd_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1135,7 +1562,7 @@ func (x *Checkpoint) String() string {
 func (*Checkpoint) ProtoMessage() {}
 
 func (x *Checkpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[17]
+	mi := &file_ckptd_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1148,7 +1575,7 @@ func (x *Checkpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Checkpoint.ProtoReflect.Descriptor instead.
 func (*Checkpoint) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{17}
+	return file_ckptd_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Checkpoint) GetFormatVersion() int32 {
@@ -1277,6 +1704,13 @@ func (x *Checkpoint) GetSealedUnixNano() int64 {
 	return 0
 }
 
+func (x *Checkpoint) GetScheduled() bool {
+	if x != nil {
+		return x.Scheduled
+	}
+	return false
+}
+
 // Where a checkpoint received from a peer ckptd came from.
 type Migration struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
@@ -1288,7 +1722,7 @@ type Migration struct {
 
 func (x *Migration) Reset() {
 	*x = Migration{}
-	mi := &file_ckptd_proto_msgTypes[18]
+	mi := &file_ckptd_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1300,7 +1734,7 @@ func (x *Migration) String() string {
 func (*Migration) ProtoMessage() {}
 
 func (x *Migration) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[18]
+	mi := &file_ckptd_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1313,7 +1747,7 @@ func (x *Migration) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Migration.ProtoReflect.Descriptor instead.
 func (*Migration) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{18}
+	return file_ckptd_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Migration) GetPeer() string {
@@ -1347,7 +1781,7 @@ type ContainerInfo struct {
 
 func (x *ContainerInfo) Reset() {
 	*x = ContainerInfo{}
-	mi := &file_ckptd_proto_msgTypes[19]
+	mi := &file_ckptd_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1359,7 +1793,7 @@ func (x *ContainerInfo) String() string {
 func (*ContainerInfo) ProtoMessage() {}
 
 func (x *ContainerInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[19]
+	mi := &file_ckptd_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1372,7 +1806,7 @@ func (x *ContainerInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerInfo.ProtoReflect.Descriptor instead.
 func (*ContainerInfo) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{19}
+	return file_ckptd_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ContainerInfo) GetNamespace() string {
@@ -1442,7 +1876,7 @@ type CreateRequest struct {
 
 func (x *CreateRequest) Reset() {
 	*x = CreateRequest{}
-	mi := &file_ckptd_proto_msgTypes[20]
+	mi := &file_ckptd_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1454,7 +1888,7 @@ func (x *CreateRequest) String() string {
 func (*CreateRequest) ProtoMessage() {}
 
 func (x *CreateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[20]
+	mi := &file_ckptd_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1467,7 +1901,7 @@ func (x *CreateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRequest.ProtoReflect.Descriptor instead.
 func (*CreateRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{20}
+	return file_ckptd_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CreateRequest) GetTarget() string {
@@ -1501,7 +1935,7 @@ type ListRequest struct {
 
 func (x *ListRequest) Reset() {
 	*x = ListRequest{}
-	mi := &file_ckptd_proto_msgTypes[21]
+	mi := &file_ckptd_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1513,7 +1947,7 @@ func (x *ListRequest) String() string {
 func (*ListRequest) ProtoMessage() {}
 
 func (x *ListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[21]
+	mi := &file_ckptd_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1526,7 +1960,7 @@ func (x *ListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
 func (*ListRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{21}
+	return file_ckptd_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListRequest) GetTarget() string {
@@ -1553,7 +1987,7 @@ type ListResponse struct {
 
 func (x *ListResponse) Reset() {
 	*x = ListResponse{}
-	mi := &file_ckptd_proto_msgTypes[22]
+	mi := &file_ckptd_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1565,7 +1999,7 @@ func (x *ListResponse) String() string {
 func (*ListResponse) ProtoMessage() {}
 
 func (x *ListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[22]
+	mi := &file_ckptd_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1578,7 +2012,7 @@ func (x *ListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
 func (*ListResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{22}
+	return file_ckptd_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListResponse) GetCheckpoints() []*Checkpoint {
@@ -1608,7 +2042,7 @@ type Quarantined struct {
 
 func (x *Quarantined) Reset() {
 	*x = Quarantined{}
-	mi := &file_ckptd_proto_msgTypes[23]
+	mi := &file_ckptd_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1620,7 +2054,7 @@ func (x *Quarantined) String() string {
 func (*Quarantined) ProtoMessage() {}
 
 func (x *Quarantined) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[23]
+	mi := &file_ckptd_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1633,7 +2067,7 @@ func (x *Quarantined) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Quarantined.ProtoReflect.Descriptor instead.
 func (*Quarantined) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{23}
+	return file_ckptd_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Quarantined) GetId() string {
@@ -1674,7 +2108,7 @@ type VerifyRequest struct {
 
 func (x *VerifyRequest) Reset() {
 	*x = VerifyRequest{}
-	mi := &file_ckptd_proto_msgTypes[24]
+	mi := &file_ckptd_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1686,7 +2120,7 @@ func (x *VerifyRequest) String() string {
 func (*VerifyRequest) ProtoMessage() {}
 
 func (x *VerifyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[24]
+	mi := &file_ckptd_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1699,7 +2133,7 @@ func (x *VerifyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyRequest.ProtoReflect.Descriptor instead.
 func (*VerifyRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{24}
+	return file_ckptd_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *VerifyRequest) GetCheckpoint() string {
@@ -1728,7 +2162,7 @@ type VerifyResponse struct {
 
 func (x *VerifyResponse) Reset() {
 	*x = VerifyResponse{}
-	mi := &file_ckptd_proto_msgTypes[25]
+	mi := &file_ckptd_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1740,7 +2174,7 @@ func (x *VerifyResponse) String() string {
 func (*VerifyResponse) ProtoMessage() {}
 
 func (x *VerifyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[25]
+	mi := &file_ckptd_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1753,7 +2187,7 @@ func (x *VerifyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyResponse.ProtoReflect.Descriptor instead.
 func (*VerifyResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{25}
+	return file_ckptd_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *VerifyResponse) GetCheckpoint() *Checkpoint {
@@ -1794,7 +2228,7 @@ type RemoveRequest struct {
 
 func (x *RemoveRequest) Reset() {
 	*x = RemoveRequest{}
-	mi := &file_ckptd_proto_msgTypes[26]
+	mi := &file_ckptd_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1806,7 +2240,7 @@ func (x *RemoveRequest) String() string {
 func (*RemoveRequest) ProtoMessage() {}
 
 func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[26]
+	mi := &file_ckptd_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1819,7 +2253,7 @@ func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{26}
+	return file_ckptd_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RemoveRequest) GetRefs() []string {
@@ -1845,7 +2279,7 @@ type RemoveResponse struct {
 
 func (x *RemoveResponse) Reset() {
 	*x = RemoveResponse{}
-	mi := &file_ckptd_proto_msgTypes[27]
+	mi := &file_ckptd_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1857,7 +2291,7 @@ func (x *RemoveResponse) String() string {
 func (*RemoveResponse) ProtoMessage() {}
 
 func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[27]
+	mi := &file_ckptd_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1870,7 +2304,7 @@ func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveResponse.ProtoReflect.Descriptor instead.
 func (*RemoveResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{27}
+	return file_ckptd_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RemoveResponse) GetRemoved() []string {
@@ -1882,15 +2316,16 @@ func (x *RemoveResponse) GetRemoved() []string {
 
 type RestoreRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Checkpoint    string                 `protobuf:"bytes,1,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	Checkpoint    string                 `protobuf:"bytes,1,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"` // with latest: the target whose newest sealed checkpoint to restore
 	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Latest        bool                   `protobuf:"varint,3,opt,name=latest,proto3" json:"latest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RestoreRequest) Reset() {
 	*x = RestoreRequest{}
-	mi := &file_ckptd_proto_msgTypes[28]
+	mi := &file_ckptd_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1902,7 +2337,7 @@ func (x *RestoreRequest) String() string {
 func (*RestoreRequest) ProtoMessage() {}
 
 func (x *RestoreRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[28]
+	mi := &file_ckptd_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1915,7 +2350,7 @@ func (x *RestoreRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreRequest.ProtoReflect.Descriptor instead.
 func (*RestoreRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{28}
+	return file_ckptd_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RestoreRequest) GetCheckpoint() string {
@@ -1932,6 +2367,13 @@ func (x *RestoreRequest) GetName() string {
 	return ""
 }
 
+func (x *RestoreRequest) GetLatest() bool {
+	if x != nil {
+		return x.Latest
+	}
+	return false
+}
+
 type InspectRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Checkpoint    string                 `protobuf:"bytes,1,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
@@ -1941,7 +2383,7 @@ type InspectRequest struct {
 
 func (x *InspectRequest) Reset() {
 	*x = InspectRequest{}
-	mi := &file_ckptd_proto_msgTypes[29]
+	mi := &file_ckptd_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1953,7 +2395,7 @@ func (x *InspectRequest) String() string {
 func (*InspectRequest) ProtoMessage() {}
 
 func (x *InspectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[29]
+	mi := &file_ckptd_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1966,7 +2408,7 @@ func (x *InspectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectRequest.ProtoReflect.Descriptor instead.
 func (*InspectRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{29}
+	return file_ckptd_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *InspectRequest) GetCheckpoint() string {
@@ -1987,7 +2429,7 @@ type File struct {
 
 func (x *File) Reset() {
 	*x = File{}
-	mi := &file_ckptd_proto_msgTypes[30]
+	mi := &file_ckptd_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1999,7 +2441,7 @@ func (x *File) String() string {
 func (*File) ProtoMessage() {}
 
 func (x *File) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[30]
+	mi := &file_ckptd_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2012,7 +2454,7 @@ func (x *File) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use File.ProtoReflect.Descriptor instead.
 func (*File) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{30}
+	return file_ckptd_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *File) GetFd() string {
@@ -2049,7 +2491,7 @@ type Socket struct {
 
 func (x *Socket) Reset() {
 	*x = Socket{}
-	mi := &file_ckptd_proto_msgTypes[31]
+	mi := &file_ckptd_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2061,7 +2503,7 @@ func (x *Socket) String() string {
 func (*Socket) ProtoMessage() {}
 
 func (x *Socket) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[31]
+	mi := &file_ckptd_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2074,7 +2516,7 @@ func (x *Socket) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Socket.ProtoReflect.Descriptor instead.
 func (*Socket) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{31}
+	return file_ckptd_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Socket) GetFd() uint32 {
@@ -2127,7 +2569,7 @@ type Process struct {
 
 func (x *Process) Reset() {
 	*x = Process{}
-	mi := &file_ckptd_proto_msgTypes[32]
+	mi := &file_ckptd_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2139,7 +2581,7 @@ func (x *Process) String() string {
 func (*Process) ProtoMessage() {}
 
 func (x *Process) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[32]
+	mi := &file_ckptd_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2152,7 +2594,7 @@ func (x *Process) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Process.ProtoReflect.Descriptor instead.
 func (*Process) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{32}
+	return file_ckptd_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *Process) GetPid() uint32 {
@@ -2217,7 +2659,7 @@ type InspectResponse struct {
 
 func (x *InspectResponse) Reset() {
 	*x = InspectResponse{}
-	mi := &file_ckptd_proto_msgTypes[33]
+	mi := &file_ckptd_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2229,7 +2671,7 @@ func (x *InspectResponse) String() string {
 func (*InspectResponse) ProtoMessage() {}
 
 func (x *InspectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[33]
+	mi := &file_ckptd_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2242,7 +2684,7 @@ func (x *InspectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectResponse.ProtoReflect.Descriptor instead.
 func (*InspectResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{33}
+	return file_ckptd_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *InspectResponse) GetCheckpoint() *Checkpoint {
@@ -2285,7 +2727,7 @@ type NeededFile struct {
 
 func (x *NeededFile) Reset() {
 	*x = NeededFile{}
-	mi := &file_ckptd_proto_msgTypes[34]
+	mi := &file_ckptd_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2297,7 +2739,7 @@ func (x *NeededFile) String() string {
 func (*NeededFile) ProtoMessage() {}
 
 func (x *NeededFile) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[34]
+	mi := &file_ckptd_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2310,7 +2752,7 @@ func (x *NeededFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NeededFile.ProtoReflect.Descriptor instead.
 func (*NeededFile) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{34}
+	return file_ckptd_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *NeededFile) GetPath() string {
@@ -2356,7 +2798,7 @@ type MigrateRequest struct {
 
 func (x *MigrateRequest) Reset() {
 	*x = MigrateRequest{}
-	mi := &file_ckptd_proto_msgTypes[35]
+	mi := &file_ckptd_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2368,7 +2810,7 @@ func (x *MigrateRequest) String() string {
 func (*MigrateRequest) ProtoMessage() {}
 
 func (x *MigrateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[35]
+	mi := &file_ckptd_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2381,7 +2823,7 @@ func (x *MigrateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MigrateRequest.ProtoReflect.Descriptor instead.
 func (*MigrateRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{35}
+	return file_ckptd_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *MigrateRequest) GetTarget() string {
@@ -2444,7 +2886,7 @@ type MigrateProgress struct {
 
 func (x *MigrateProgress) Reset() {
 	*x = MigrateProgress{}
-	mi := &file_ckptd_proto_msgTypes[36]
+	mi := &file_ckptd_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2456,7 +2898,7 @@ func (x *MigrateProgress) String() string {
 func (*MigrateProgress) ProtoMessage() {}
 
 func (x *MigrateProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[36]
+	mi := &file_ckptd_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2469,7 +2911,7 @@ func (x *MigrateProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MigrateProgress.ProtoReflect.Descriptor instead.
 func (*MigrateProgress) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{36}
+	return file_ckptd_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *MigrateProgress) GetPhase() string {
@@ -2516,7 +2958,7 @@ type MigrateResult struct {
 
 func (x *MigrateResult) Reset() {
 	*x = MigrateResult{}
-	mi := &file_ckptd_proto_msgTypes[37]
+	mi := &file_ckptd_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2528,7 +2970,7 @@ func (x *MigrateResult) String() string {
 func (*MigrateResult) ProtoMessage() {}
 
 func (x *MigrateResult) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[37]
+	mi := &file_ckptd_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2541,7 +2983,7 @@ func (x *MigrateResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MigrateResult.ProtoReflect.Descriptor instead.
 func (*MigrateResult) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{37}
+	return file_ckptd_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *MigrateResult) GetDestination() string {
@@ -2631,7 +3073,7 @@ type Phase struct {
 
 func (x *Phase) Reset() {
 	*x = Phase{}
-	mi := &file_ckptd_proto_msgTypes[38]
+	mi := &file_ckptd_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2643,7 +3085,7 @@ func (x *Phase) String() string {
 func (*Phase) ProtoMessage() {}
 
 func (x *Phase) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[38]
+	mi := &file_ckptd_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2656,7 +3098,7 @@ func (x *Phase) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Phase.ProtoReflect.Descriptor instead.
 func (*Phase) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{38}
+	return file_ckptd_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *Phase) GetName() string {
@@ -2686,7 +3128,7 @@ type MigrateEvent struct {
 
 func (x *MigrateEvent) Reset() {
 	*x = MigrateEvent{}
-	mi := &file_ckptd_proto_msgTypes[39]
+	mi := &file_ckptd_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2698,7 +3140,7 @@ func (x *MigrateEvent) String() string {
 func (*MigrateEvent) ProtoMessage() {}
 
 func (x *MigrateEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[39]
+	mi := &file_ckptd_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2711,7 +3153,7 @@ func (x *MigrateEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MigrateEvent.ProtoReflect.Descriptor instead.
 func (*MigrateEvent) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{39}
+	return file_ckptd_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *MigrateEvent) GetEvent() isMigrateEvent_Event {
@@ -2765,7 +3207,7 @@ type ResolveMigrationRequest struct {
 
 func (x *ResolveMigrationRequest) Reset() {
 	*x = ResolveMigrationRequest{}
-	mi := &file_ckptd_proto_msgTypes[40]
+	mi := &file_ckptd_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2777,7 +3219,7 @@ func (x *ResolveMigrationRequest) String() string {
 func (*ResolveMigrationRequest) ProtoMessage() {}
 
 func (x *ResolveMigrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[40]
+	mi := &file_ckptd_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2790,7 +3232,7 @@ func (x *ResolveMigrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveMigrationRequest.ProtoReflect.Descriptor instead.
 func (*ResolveMigrationRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{40}
+	return file_ckptd_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ResolveMigrationRequest) GetTarget() string {
@@ -2836,7 +3278,7 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x10\n" +
 	"\x03pid\x18\x03 \x01(\x05R\x03pid\x12\x18\n" +
 	"\acommand\x18\x04 \x03(\tR\acommand\x12\x19\n" +
-	"\blog_path\x18\x05 \x01(\tR\alogPath\"\x9a\x02\n" +
+	"\blog_path\x18\x05 \x01(\tR\alogPath\"\xae\x03\n" +
 	"\x06Target\x12%\n" +
 	"\x03ref\x18\x01 \x01(\v2\x13.ckptd.v1.TargetRefR\x03ref\x12\x1d\n" +
 	"\n" +
@@ -2847,7 +3289,47 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x04exit\x18\x06 \x01(\tR\x04exit\x12\x14\n" +
 	"\x05image\x18\a \x01(\tR\x05image\x12\x1a\n" +
 	"\bwarnings\x18\b \x03(\tR\bwarnings\x12\x19\n" +
-	"\bin_doubt\x18\t \x01(\tR\ainDoubt\"X\n" +
+	"\bin_doubt\x18\t \x01(\tR\ainDoubt\x12.\n" +
+	"\bschedule\x18\n" +
+	" \x01(\v2\x12.ckptd.v1.ScheduleR\bschedule\x12'\n" +
+	"\x0flast_checkpoint\x18\v \x01(\tR\x0elastCheckpoint\x129\n" +
+	"\x19last_checkpoint_unix_nano\x18\f \x01(\x03R\x16lastCheckpointUnixNano\"\xc3\x03\n" +
+	"\bSchedule\x12\x16\n" +
+	"\x06target\x18\x01 \x01(\tR\x06target\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\x12\x19\n" +
+	"\bevery_ns\x18\x03 \x01(\x03R\aeveryNs\x12\x1b\n" +
+	"\tkeep_last\x18\x04 \x01(\x05R\bkeepLast\x12\x1f\n" +
+	"\vkeep_hourly\x18\x05 \x01(\x05R\n" +
+	"keepHourly\x12\x1d\n" +
+	"\n" +
+	"keep_daily\x18\x06 \x01(\x05R\tkeepDaily\x12\x1b\n" +
+	"\tmax_bytes\x18\a \x01(\x03R\bmaxBytes\x12\x1f\n" +
+	"\vfrom_config\x18\b \x01(\bR\n" +
+	"fromConfig\x12+\n" +
+	"\x12last_run_unix_nano\x18\t \x01(\x03R\x0flastRunUnixNano\x12'\n" +
+	"\x0flast_checkpoint\x18\n" +
+	" \x01(\tR\x0elastCheckpoint\x12\x12\n" +
+	"\x04runs\x18\v \x01(\x05R\x04runs\x12\x18\n" +
+	"\askipped\x18\f \x01(\x05R\askipped\x12\x1a\n" +
+	"\bfailures\x18\r \x01(\x05R\bfailures\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\x0e \x01(\tR\tlastError\x12\x18\n" +
+	"\arunning\x18\x0f \x01(\bR\arunning\"\xc1\x01\n" +
+	"\x12SetScheduleRequest\x12\x16\n" +
+	"\x06target\x18\x01 \x01(\tR\x06target\x12\x19\n" +
+	"\bevery_ns\x18\x02 \x01(\x03R\aeveryNs\x12\x1b\n" +
+	"\tkeep_last\x18\x03 \x01(\x05R\bkeepLast\x12\x1f\n" +
+	"\vkeep_hourly\x18\x04 \x01(\x05R\n" +
+	"keepHourly\x12\x1d\n" +
+	"\n" +
+	"keep_daily\x18\x05 \x01(\x05R\tkeepDaily\x12\x1b\n" +
+	"\tmax_bytes\x18\x06 \x01(\x03R\bmaxBytes\"\x16\n" +
+	"\x14ListSchedulesRequest\"I\n" +
+	"\x15ListSchedulesResponse\x120\n" +
+	"\tschedules\x18\x01 \x03(\v2\x12.ckptd.v1.ScheduleR\tschedules\"/\n" +
+	"\x15RemoveScheduleRequest\x12\x16\n" +
+	"\x06target\x18\x01 \x01(\tR\x06target\"\x18\n" +
+	"\x16RemoveScheduleResponse\"X\n" +
 	"\n" +
 	"RunRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
@@ -2897,7 +3379,7 @@ const file_ckptd_proto_rawDesc = "" +
 	"\aFileSum\x12\x12\n" +
 	"\x04size\x18\x01 \x01(\x03R\x04size\x12\x16\n" +
 	"\x06sha256\x18\x02 \x01(\tR\x06sha256\x12\x16\n" +
-	"\x06blake3\x18\x03 \x01(\tR\x06blake3\"\xce\x05\n" +
+	"\x06blake3\x18\x03 \x01(\tR\x06blake3\"\xec\x05\n" +
 	"\n" +
 	"Checkpoint\x12%\n" +
 	"\x0eformat_version\x18\x01 \x01(\x05R\rformatVersion\x12\x0e\n" +
@@ -2918,7 +3400,8 @@ const file_ckptd_proto_rawDesc = "" +
 	"\tcontainer\x18\x0f \x01(\v2\x17.ckptd.v1.ContainerInfoR\tcontainer\x121\n" +
 	"\tmigration\x18\x10 \x01(\v2\x13.ckptd.v1.MigrationR\tmigration\x12\x14\n" +
 	"\x05state\x18\x11 \x01(\tR\x05state\x12(\n" +
-	"\x10sealed_unix_nano\x18\x12 \x01(\x03R\x0esealedUnixNano\x1aK\n" +
+	"\x10sealed_unix_nano\x18\x12 \x01(\x03R\x0esealedUnixNano\x12\x1c\n" +
+	"\tscheduled\x18\x13 \x01(\bR\tscheduled\x1aK\n" +
 	"\n" +
 	"FilesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12'\n" +
@@ -2973,12 +3456,13 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x04refs\x18\x01 \x03(\tR\x04refs\x12\x1c\n" +
 	"\trecursive\x18\x02 \x01(\bR\trecursive\"*\n" +
 	"\x0eRemoveResponse\x12\x18\n" +
-	"\aremoved\x18\x01 \x03(\tR\aremoved\"D\n" +
+	"\aremoved\x18\x01 \x03(\tR\aremoved\"\\\n" +
 	"\x0eRestoreRequest\x12\x1e\n" +
 	"\n" +
 	"checkpoint\x18\x01 \x01(\tR\n" +
 	"checkpoint\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name\"0\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
+	"\x06latest\x18\x03 \x01(\bR\x06latest\"0\n" +
 	"\x0eInspectRequest\x12\x1e\n" +
 	"\n" +
 	"checkpoint\x18\x01 \x01(\tR\n" +
@@ -3053,7 +3537,7 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x05event\"I\n" +
 	"\x17ResolveMigrationRequest\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x12\x16\n" +
-	"\x06resume\x18\x02 \x01(\bR\x06resume2\xba\x06\n" +
+	"\x06resume\x18\x02 \x01(\bR\x06resume2\xa2\b\n" +
 	"\x05Ckptd\x12>\n" +
 	"\aVersion\x12\x18.ckptd.v1.VersionRequest\x1a\x19.ckptd.v1.VersionResponse\x128\n" +
 	"\x05Check\x12\x16.ckptd.v1.CheckRequest\x1a\x17.ckptd.v1.CheckResponse\x12-\n" +
@@ -3068,7 +3552,10 @@ const file_ckptd_proto_rawDesc = "" +
 	"\aInspect\x12\x18.ckptd.v1.InspectRequest\x1a\x19.ckptd.v1.InspectResponse\x12;\n" +
 	"\x06Verify\x12\x17.ckptd.v1.VerifyRequest\x1a\x18.ckptd.v1.VerifyResponse\x12=\n" +
 	"\aMigrate\x12\x18.ckptd.v1.MigrateRequest\x1a\x16.ckptd.v1.MigrateEvent0\x01\x12G\n" +
-	"\x10ResolveMigration\x12!.ckptd.v1.ResolveMigrationRequest\x1a\x10.ckptd.v1.TargetB%Z#github.com/ckptd/ckptd/api/v1;apiv1b\x06proto3"
+	"\x10ResolveMigration\x12!.ckptd.v1.ResolveMigrationRequest\x1a\x10.ckptd.v1.Target\x12?\n" +
+	"\vSetSchedule\x12\x1c.ckptd.v1.SetScheduleRequest\x1a\x12.ckptd.v1.Schedule\x12P\n" +
+	"\rListSchedules\x12\x1e.ckptd.v1.ListSchedulesRequest\x1a\x1f.ckptd.v1.ListSchedulesResponse\x12S\n" +
+	"\x0eRemoveSchedule\x12\x1f.ckptd.v1.RemoveScheduleRequest\x1a .ckptd.v1.RemoveScheduleResponseB%Z#github.com/ckptd/ckptd/api/v1;apiv1b\x06proto3"
 
 var (
 	file_ckptd_proto_rawDescOnce sync.Once
@@ -3082,7 +3569,7 @@ func file_ckptd_proto_rawDescGZIP() []byte {
 	return file_ckptd_proto_rawDescData
 }
 
-var file_ckptd_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
+var file_ckptd_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
 var file_ckptd_proto_goTypes = []any{
 	(*VersionRequest)(nil),          // 0: ckptd.v1.VersionRequest
 	(*VersionResponse)(nil),         // 1: ckptd.v1.VersionResponse
@@ -3091,103 +3578,117 @@ var file_ckptd_proto_goTypes = []any{
 	(*CheckResponse)(nil),           // 4: ckptd.v1.CheckResponse
 	(*TargetRef)(nil),               // 5: ckptd.v1.TargetRef
 	(*Target)(nil),                  // 6: ckptd.v1.Target
-	(*RunRequest)(nil),              // 7: ckptd.v1.RunRequest
-	(*PsRequest)(nil),               // 8: ckptd.v1.PsRequest
-	(*PsResponse)(nil),              // 9: ckptd.v1.PsResponse
-	(*LogsRequest)(nil),             // 10: ckptd.v1.LogsRequest
-	(*LogsResponse)(nil),            // 11: ckptd.v1.LogsResponse
-	(*KillRequest)(nil),             // 12: ckptd.v1.KillRequest
-	(*KillResponse)(nil),            // 13: ckptd.v1.KillResponse
-	(*Options)(nil),                 // 14: ckptd.v1.Options
-	(*DumpStats)(nil),               // 15: ckptd.v1.DumpStats
-	(*FileSum)(nil),                 // 16: ckptd.v1.FileSum
-	(*Checkpoint)(nil),              // 17: ckptd.v1.Checkpoint
-	(*Migration)(nil),               // 18: ckptd.v1.Migration
-	(*ContainerInfo)(nil),           // 19: ckptd.v1.ContainerInfo
-	(*CreateRequest)(nil),           // 20: ckptd.v1.CreateRequest
-	(*ListRequest)(nil),             // 21: ckptd.v1.ListRequest
-	(*ListResponse)(nil),            // 22: ckptd.v1.ListResponse
-	(*Quarantined)(nil),             // 23: ckptd.v1.Quarantined
-	(*VerifyRequest)(nil),           // 24: ckptd.v1.VerifyRequest
-	(*VerifyResponse)(nil),          // 25: ckptd.v1.VerifyResponse
-	(*RemoveRequest)(nil),           // 26: ckptd.v1.RemoveRequest
-	(*RemoveResponse)(nil),          // 27: ckptd.v1.RemoveResponse
-	(*RestoreRequest)(nil),          // 28: ckptd.v1.RestoreRequest
-	(*InspectRequest)(nil),          // 29: ckptd.v1.InspectRequest
-	(*File)(nil),                    // 30: ckptd.v1.File
-	(*Socket)(nil),                  // 31: ckptd.v1.Socket
-	(*Process)(nil),                 // 32: ckptd.v1.Process
-	(*InspectResponse)(nil),         // 33: ckptd.v1.InspectResponse
-	(*NeededFile)(nil),              // 34: ckptd.v1.NeededFile
-	(*MigrateRequest)(nil),          // 35: ckptd.v1.MigrateRequest
-	(*MigrateProgress)(nil),         // 36: ckptd.v1.MigrateProgress
-	(*MigrateResult)(nil),           // 37: ckptd.v1.MigrateResult
-	(*Phase)(nil),                   // 38: ckptd.v1.Phase
-	(*MigrateEvent)(nil),            // 39: ckptd.v1.MigrateEvent
-	(*ResolveMigrationRequest)(nil), // 40: ckptd.v1.ResolveMigrationRequest
-	nil,                             // 41: ckptd.v1.Checkpoint.FilesEntry
-	nil,                             // 42: ckptd.v1.ContainerInfo.LabelsEntry
+	(*Schedule)(nil),                // 7: ckptd.v1.Schedule
+	(*SetScheduleRequest)(nil),      // 8: ckptd.v1.SetScheduleRequest
+	(*ListSchedulesRequest)(nil),    // 9: ckptd.v1.ListSchedulesRequest
+	(*ListSchedulesResponse)(nil),   // 10: ckptd.v1.ListSchedulesResponse
+	(*RemoveScheduleRequest)(nil),   // 11: ckptd.v1.RemoveScheduleRequest
+	(*RemoveScheduleResponse)(nil),  // 12: ckptd.v1.RemoveScheduleResponse
+	(*RunRequest)(nil),              // 13: ckptd.v1.RunRequest
+	(*PsRequest)(nil),               // 14: ckptd.v1.PsRequest
+	(*PsResponse)(nil),              // 15: ckptd.v1.PsResponse
+	(*LogsRequest)(nil),             // 16: ckptd.v1.LogsRequest
+	(*LogsResponse)(nil),            // 17: ckptd.v1.LogsResponse
+	(*KillRequest)(nil),             // 18: ckptd.v1.KillRequest
+	(*KillResponse)(nil),            // 19: ckptd.v1.KillResponse
+	(*Options)(nil),                 // 20: ckptd.v1.Options
+	(*DumpStats)(nil),               // 21: ckptd.v1.DumpStats
+	(*FileSum)(nil),                 // 22: ckptd.v1.FileSum
+	(*Checkpoint)(nil),              // 23: ckptd.v1.Checkpoint
+	(*Migration)(nil),               // 24: ckptd.v1.Migration
+	(*ContainerInfo)(nil),           // 25: ckptd.v1.ContainerInfo
+	(*CreateRequest)(nil),           // 26: ckptd.v1.CreateRequest
+	(*ListRequest)(nil),             // 27: ckptd.v1.ListRequest
+	(*ListResponse)(nil),            // 28: ckptd.v1.ListResponse
+	(*Quarantined)(nil),             // 29: ckptd.v1.Quarantined
+	(*VerifyRequest)(nil),           // 30: ckptd.v1.VerifyRequest
+	(*VerifyResponse)(nil),          // 31: ckptd.v1.VerifyResponse
+	(*RemoveRequest)(nil),           // 32: ckptd.v1.RemoveRequest
+	(*RemoveResponse)(nil),          // 33: ckptd.v1.RemoveResponse
+	(*RestoreRequest)(nil),          // 34: ckptd.v1.RestoreRequest
+	(*InspectRequest)(nil),          // 35: ckptd.v1.InspectRequest
+	(*File)(nil),                    // 36: ckptd.v1.File
+	(*Socket)(nil),                  // 37: ckptd.v1.Socket
+	(*Process)(nil),                 // 38: ckptd.v1.Process
+	(*InspectResponse)(nil),         // 39: ckptd.v1.InspectResponse
+	(*NeededFile)(nil),              // 40: ckptd.v1.NeededFile
+	(*MigrateRequest)(nil),          // 41: ckptd.v1.MigrateRequest
+	(*MigrateProgress)(nil),         // 42: ckptd.v1.MigrateProgress
+	(*MigrateResult)(nil),           // 43: ckptd.v1.MigrateResult
+	(*Phase)(nil),                   // 44: ckptd.v1.Phase
+	(*MigrateEvent)(nil),            // 45: ckptd.v1.MigrateEvent
+	(*ResolveMigrationRequest)(nil), // 46: ckptd.v1.ResolveMigrationRequest
+	nil,                             // 47: ckptd.v1.Checkpoint.FilesEntry
+	nil,                             // 48: ckptd.v1.ContainerInfo.LabelsEntry
 }
 var file_ckptd_proto_depIdxs = []int32{
 	3,  // 0: ckptd.v1.CheckResponse.checks:type_name -> ckptd.v1.CheckResult
 	5,  // 1: ckptd.v1.Target.ref:type_name -> ckptd.v1.TargetRef
-	6,  // 2: ckptd.v1.PsResponse.targets:type_name -> ckptd.v1.Target
-	5,  // 3: ckptd.v1.Checkpoint.target:type_name -> ckptd.v1.TargetRef
-	14, // 4: ckptd.v1.Checkpoint.options:type_name -> ckptd.v1.Options
-	15, // 5: ckptd.v1.Checkpoint.stats:type_name -> ckptd.v1.DumpStats
-	41, // 6: ckptd.v1.Checkpoint.files:type_name -> ckptd.v1.Checkpoint.FilesEntry
-	19, // 7: ckptd.v1.Checkpoint.container:type_name -> ckptd.v1.ContainerInfo
-	18, // 8: ckptd.v1.Checkpoint.migration:type_name -> ckptd.v1.Migration
-	42, // 9: ckptd.v1.ContainerInfo.labels:type_name -> ckptd.v1.ContainerInfo.LabelsEntry
-	14, // 10: ckptd.v1.CreateRequest.options:type_name -> ckptd.v1.Options
-	17, // 11: ckptd.v1.ListResponse.checkpoints:type_name -> ckptd.v1.Checkpoint
-	23, // 12: ckptd.v1.ListResponse.quarantined:type_name -> ckptd.v1.Quarantined
-	17, // 13: ckptd.v1.Quarantined.checkpoint:type_name -> ckptd.v1.Checkpoint
-	17, // 14: ckptd.v1.VerifyResponse.checkpoint:type_name -> ckptd.v1.Checkpoint
-	30, // 15: ckptd.v1.Process.files:type_name -> ckptd.v1.File
-	31, // 16: ckptd.v1.Process.sockets:type_name -> ckptd.v1.Socket
-	17, // 17: ckptd.v1.InspectResponse.checkpoint:type_name -> ckptd.v1.Checkpoint
-	32, // 18: ckptd.v1.InspectResponse.processes:type_name -> ckptd.v1.Process
-	34, // 19: ckptd.v1.InspectResponse.needs:type_name -> ckptd.v1.NeededFile
-	14, // 20: ckptd.v1.MigrateRequest.options:type_name -> ckptd.v1.Options
-	15, // 21: ckptd.v1.MigrateResult.stats:type_name -> ckptd.v1.DumpStats
-	38, // 22: ckptd.v1.MigrateResult.phases:type_name -> ckptd.v1.Phase
-	36, // 23: ckptd.v1.MigrateEvent.progress:type_name -> ckptd.v1.MigrateProgress
-	37, // 24: ckptd.v1.MigrateEvent.result:type_name -> ckptd.v1.MigrateResult
-	16, // 25: ckptd.v1.Checkpoint.FilesEntry.value:type_name -> ckptd.v1.FileSum
-	0,  // 26: ckptd.v1.Ckptd.Version:input_type -> ckptd.v1.VersionRequest
-	2,  // 27: ckptd.v1.Ckptd.Check:input_type -> ckptd.v1.CheckRequest
-	7,  // 28: ckptd.v1.Ckptd.Run:input_type -> ckptd.v1.RunRequest
-	8,  // 29: ckptd.v1.Ckptd.Ps:input_type -> ckptd.v1.PsRequest
-	10, // 30: ckptd.v1.Ckptd.Logs:input_type -> ckptd.v1.LogsRequest
-	12, // 31: ckptd.v1.Ckptd.Kill:input_type -> ckptd.v1.KillRequest
-	20, // 32: ckptd.v1.Ckptd.Create:input_type -> ckptd.v1.CreateRequest
-	21, // 33: ckptd.v1.Ckptd.List:input_type -> ckptd.v1.ListRequest
-	26, // 34: ckptd.v1.Ckptd.Remove:input_type -> ckptd.v1.RemoveRequest
-	28, // 35: ckptd.v1.Ckptd.Restore:input_type -> ckptd.v1.RestoreRequest
-	29, // 36: ckptd.v1.Ckptd.Inspect:input_type -> ckptd.v1.InspectRequest
-	24, // 37: ckptd.v1.Ckptd.Verify:input_type -> ckptd.v1.VerifyRequest
-	35, // 38: ckptd.v1.Ckptd.Migrate:input_type -> ckptd.v1.MigrateRequest
-	40, // 39: ckptd.v1.Ckptd.ResolveMigration:input_type -> ckptd.v1.ResolveMigrationRequest
-	1,  // 40: ckptd.v1.Ckptd.Version:output_type -> ckptd.v1.VersionResponse
-	4,  // 41: ckptd.v1.Ckptd.Check:output_type -> ckptd.v1.CheckResponse
-	6,  // 42: ckptd.v1.Ckptd.Run:output_type -> ckptd.v1.Target
-	9,  // 43: ckptd.v1.Ckptd.Ps:output_type -> ckptd.v1.PsResponse
-	11, // 44: ckptd.v1.Ckptd.Logs:output_type -> ckptd.v1.LogsResponse
-	13, // 45: ckptd.v1.Ckptd.Kill:output_type -> ckptd.v1.KillResponse
-	17, // 46: ckptd.v1.Ckptd.Create:output_type -> ckptd.v1.Checkpoint
-	22, // 47: ckptd.v1.Ckptd.List:output_type -> ckptd.v1.ListResponse
-	27, // 48: ckptd.v1.Ckptd.Remove:output_type -> ckptd.v1.RemoveResponse
-	6,  // 49: ckptd.v1.Ckptd.Restore:output_type -> ckptd.v1.Target
-	33, // 50: ckptd.v1.Ckptd.Inspect:output_type -> ckptd.v1.InspectResponse
-	25, // 51: ckptd.v1.Ckptd.Verify:output_type -> ckptd.v1.VerifyResponse
-	39, // 52: ckptd.v1.Ckptd.Migrate:output_type -> ckptd.v1.MigrateEvent
-	6,  // 53: ckptd.v1.Ckptd.ResolveMigration:output_type -> ckptd.v1.Target
-	40, // [40:54] is the sub-list for method output_type
-	26, // [26:40] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	7,  // 2: ckptd.v1.Target.schedule:type_name -> ckptd.v1.Schedule
+	7,  // 3: ckptd.v1.ListSchedulesResponse.schedules:type_name -> ckptd.v1.Schedule
+	6,  // 4: ckptd.v1.PsResponse.targets:type_name -> ckptd.v1.Target
+	5,  // 5: ckptd.v1.Checkpoint.target:type_name -> ckptd.v1.TargetRef
+	20, // 6: ckptd.v1.Checkpoint.options:type_name -> ckptd.v1.Options
+	21, // 7: ckptd.v1.Checkpoint.stats:type_name -> ckptd.v1.DumpStats
+	47, // 8: ckptd.v1.Checkpoint.files:type_name -> ckptd.v1.Checkpoint.FilesEntry
+	25, // 9: ckptd.v1.Checkpoint.container:type_name -> ckptd.v1.ContainerInfo
+	24, // 10: ckptd.v1.Checkpoint.migration:type_name -> ckptd.v1.Migration
+	48, // 11: ckptd.v1.ContainerInfo.labels:type_name -> ckptd.v1.ContainerInfo.LabelsEntry
+	20, // 12: ckptd.v1.CreateRequest.options:type_name -> ckptd.v1.Options
+	23, // 13: ckptd.v1.ListResponse.checkpoints:type_name -> ckptd.v1.Checkpoint
+	29, // 14: ckptd.v1.ListResponse.quarantined:type_name -> ckptd.v1.Quarantined
+	23, // 15: ckptd.v1.Quarantined.checkpoint:type_name -> ckptd.v1.Checkpoint
+	23, // 16: ckptd.v1.VerifyResponse.checkpoint:type_name -> ckptd.v1.Checkpoint
+	36, // 17: ckptd.v1.Process.files:type_name -> ckptd.v1.File
+	37, // 18: ckptd.v1.Process.sockets:type_name -> ckptd.v1.Socket
+	23, // 19: ckptd.v1.InspectResponse.checkpoint:type_name -> ckptd.v1.Checkpoint
+	38, // 20: ckptd.v1.InspectResponse.processes:type_name -> ckptd.v1.Process
+	40, // 21: ckptd.v1.InspectResponse.needs:type_name -> ckptd.v1.NeededFile
+	20, // 22: ckptd.v1.MigrateRequest.options:type_name -> ckptd.v1.Options
+	21, // 23: ckptd.v1.MigrateResult.stats:type_name -> ckptd.v1.DumpStats
+	44, // 24: ckptd.v1.MigrateResult.phases:type_name -> ckptd.v1.Phase
+	42, // 25: ckptd.v1.MigrateEvent.progress:type_name -> ckptd.v1.MigrateProgress
+	43, // 26: ckptd.v1.MigrateEvent.result:type_name -> ckptd.v1.MigrateResult
+	22, // 27: ckptd.v1.Checkpoint.FilesEntry.value:type_name -> ckptd.v1.FileSum
+	0,  // 28: ckptd.v1.Ckptd.Version:input_type -> ckptd.v1.VersionRequest
+	2,  // 29: ckptd.v1.Ckptd.Check:input_type -> ckptd.v1.CheckRequest
+	13, // 30: ckptd.v1.Ckptd.Run:input_type -> ckptd.v1.RunRequest
+	14, // 31: ckptd.v1.Ckptd.Ps:input_type -> ckptd.v1.PsRequest
+	16, // 32: ckptd.v1.Ckptd.Logs:input_type -> ckptd.v1.LogsRequest
+	18, // 33: ckptd.v1.Ckptd.Kill:input_type -> ckptd.v1.KillRequest
+	26, // 34: ckptd.v1.Ckptd.Create:input_type -> ckptd.v1.CreateRequest
+	27, // 35: ckptd.v1.Ckptd.List:input_type -> ckptd.v1.ListRequest
+	32, // 36: ckptd.v1.Ckptd.Remove:input_type -> ckptd.v1.RemoveRequest
+	34, // 37: ckptd.v1.Ckptd.Restore:input_type -> ckptd.v1.RestoreRequest
+	35, // 38: ckptd.v1.Ckptd.Inspect:input_type -> ckptd.v1.InspectRequest
+	30, // 39: ckptd.v1.Ckptd.Verify:input_type -> ckptd.v1.VerifyRequest
+	41, // 40: ckptd.v1.Ckptd.Migrate:input_type -> ckptd.v1.MigrateRequest
+	46, // 41: ckptd.v1.Ckptd.ResolveMigration:input_type -> ckptd.v1.ResolveMigrationRequest
+	8,  // 42: ckptd.v1.Ckptd.SetSchedule:input_type -> ckptd.v1.SetScheduleRequest
+	9,  // 43: ckptd.v1.Ckptd.ListSchedules:input_type -> ckptd.v1.ListSchedulesRequest
+	11, // 44: ckptd.v1.Ckptd.RemoveSchedule:input_type -> ckptd.v1.RemoveScheduleRequest
+	1,  // 45: ckptd.v1.Ckptd.Version:output_type -> ckptd.v1.VersionResponse
+	4,  // 46: ckptd.v1.Ckptd.Check:output_type -> ckptd.v1.CheckResponse
+	6,  // 47: ckptd.v1.Ckptd.Run:output_type -> ckptd.v1.Target
+	15, // 48: ckptd.v1.Ckptd.Ps:output_type -> ckptd.v1.PsResponse
+	17, // 49: ckptd.v1.Ckptd.Logs:output_type -> ckptd.v1.LogsResponse
+	19, // 50: ckptd.v1.Ckptd.Kill:output_type -> ckptd.v1.KillResponse
+	23, // 51: ckptd.v1.Ckptd.Create:output_type -> ckptd.v1.Checkpoint
+	28, // 52: ckptd.v1.Ckptd.List:output_type -> ckptd.v1.ListResponse
+	33, // 53: ckptd.v1.Ckptd.Remove:output_type -> ckptd.v1.RemoveResponse
+	6,  // 54: ckptd.v1.Ckptd.Restore:output_type -> ckptd.v1.Target
+	39, // 55: ckptd.v1.Ckptd.Inspect:output_type -> ckptd.v1.InspectResponse
+	31, // 56: ckptd.v1.Ckptd.Verify:output_type -> ckptd.v1.VerifyResponse
+	45, // 57: ckptd.v1.Ckptd.Migrate:output_type -> ckptd.v1.MigrateEvent
+	6,  // 58: ckptd.v1.Ckptd.ResolveMigration:output_type -> ckptd.v1.Target
+	7,  // 59: ckptd.v1.Ckptd.SetSchedule:output_type -> ckptd.v1.Schedule
+	10, // 60: ckptd.v1.Ckptd.ListSchedules:output_type -> ckptd.v1.ListSchedulesResponse
+	12, // 61: ckptd.v1.Ckptd.RemoveSchedule:output_type -> ckptd.v1.RemoveScheduleResponse
+	45, // [45:62] is the sub-list for method output_type
+	28, // [28:45] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_ckptd_proto_init() }
@@ -3195,7 +3696,7 @@ func file_ckptd_proto_init() {
 	if File_ckptd_proto != nil {
 		return
 	}
-	file_ckptd_proto_msgTypes[39].OneofWrappers = []any{
+	file_ckptd_proto_msgTypes[45].OneofWrappers = []any{
 		(*MigrateEvent_Progress)(nil),
 		(*MigrateEvent_Result)(nil),
 	}
@@ -3205,7 +3706,7 @@ func file_ckptd_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ckptd_proto_rawDesc), len(file_ckptd_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   43,
+			NumMessages:   49,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -35,6 +35,9 @@ const (
 	Ckptd_Verify_FullMethodName           = "/ckptd.v1.Ckptd/Verify"
 	Ckptd_Migrate_FullMethodName          = "/ckptd.v1.Ckptd/Migrate"
 	Ckptd_ResolveMigration_FullMethodName = "/ckptd.v1.Ckptd/ResolveMigration"
+	Ckptd_SetSchedule_FullMethodName      = "/ckptd.v1.Ckptd/SetSchedule"
+	Ckptd_ListSchedules_FullMethodName    = "/ckptd.v1.Ckptd/ListSchedules"
+	Ckptd_RemoveSchedule_FullMethodName   = "/ckptd.v1.Ckptd/RemoveSchedule"
 )
 
 // CkptdClient is the client API for Ckptd service.
@@ -62,6 +65,9 @@ type CkptdClient interface {
 	Migrate(ctx context.Context, in *MigrateRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[MigrateEvent], error)
 	// ResolveMigration settles a migrated target kept stopped in doubt.
 	ResolveMigration(ctx context.Context, in *ResolveMigrationRequest, opts ...grpc.CallOption) (*Target, error)
+	SetSchedule(ctx context.Context, in *SetScheduleRequest, opts ...grpc.CallOption) (*Schedule, error)
+	ListSchedules(ctx context.Context, in *ListSchedulesRequest, opts ...grpc.CallOption) (*ListSchedulesResponse, error)
+	RemoveSchedule(ctx context.Context, in *RemoveScheduleRequest, opts ...grpc.CallOption) (*RemoveScheduleResponse, error)
 }
 
 type ckptdClient struct {
@@ -230,6 +236,36 @@ func (c *ckptdClient) ResolveMigration(ctx context.Context, in *ResolveMigration
 	return out, nil
 }
 
+func (c *ckptdClient) SetSchedule(ctx context.Context, in *SetScheduleRequest, opts ...grpc.CallOption) (*Schedule, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Schedule)
+	err := c.cc.Invoke(ctx, Ckptd_SetSchedule_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *ckptdClient) ListSchedules(ctx context.Context, in *ListSchedulesRequest, opts ...grpc.CallOption) (*ListSchedulesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListSchedulesResponse)
+	err := c.cc.Invoke(ctx, Ckptd_ListSchedules_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *ckptdClient) RemoveSchedule(ctx context.Context, in *RemoveScheduleRequest, opts ...grpc.CallOption) (*RemoveScheduleResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemoveScheduleResponse)
+	err := c.cc.Invoke(ctx, Ckptd_RemoveSchedule_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CkptdServer is the server API for Ckptd service.
 // All implementations must embed UnimplementedCkptdServer
 // for forward compatibility.
@@ -255,6 +291,9 @@ type CkptdServer interface {
 	Migrate(*MigrateRequest, grpc.ServerStreamingServer[MigrateEvent]) error
 	// ResolveMigration settles a migrated target kept stopped in doubt.
 	ResolveMigration(context.Context, *ResolveMigrationRequest) (*Target, error)
+	SetSchedule(context.Context, *SetScheduleRequest) (*Schedule, error)
+	ListSchedules(context.Context, *ListSchedulesRequest) (*ListSchedulesResponse, error)
+	RemoveSchedule(context.Context, *RemoveScheduleRequest) (*RemoveScheduleResponse, error)
 	mustEmbedUnimplementedCkptdServer()
 }
 
@@ -306,6 +345,15 @@ func (UnimplementedCkptdServer) Migrate(*MigrateRequest, grpc.ServerStreamingSer
 }
 func (UnimplementedCkptdServer) ResolveMigration(context.Context, *ResolveMigrationRequest) (*Target, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ResolveMigration not implemented")
+}
+func (UnimplementedCkptdServer) SetSchedule(context.Context, *SetScheduleRequest) (*Schedule, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SetSchedule not implemented")
+}
+func (UnimplementedCkptdServer) ListSchedules(context.Context, *ListSchedulesRequest) (*ListSchedulesResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListSchedules not implemented")
+}
+func (UnimplementedCkptdServer) RemoveSchedule(context.Context, *RemoveScheduleRequest) (*RemoveScheduleResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RemoveSchedule not implemented")
 }
 func (UnimplementedCkptdServer) mustEmbedUnimplementedCkptdServer() {}
 func (UnimplementedCkptdServer) testEmbeddedByValue()               {}
@@ -566,6 +614,60 @@ func _Ckptd_ResolveMigration_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Ckptd_SetSchedule_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetScheduleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CkptdServer).SetSchedule(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Ckptd_SetSchedule_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CkptdServer).SetSchedule(ctx, req.(*SetScheduleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Ckptd_ListSchedules_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListSchedulesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CkptdServer).ListSchedules(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Ckptd_ListSchedules_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CkptdServer).ListSchedules(ctx, req.(*ListSchedulesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Ckptd_RemoveSchedule_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveScheduleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CkptdServer).RemoveSchedule(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Ckptd_RemoveSchedule_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CkptdServer).RemoveSchedule(ctx, req.(*RemoveScheduleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Ckptd_ServiceDesc is the grpc.ServiceDesc for Ckptd service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -620,6 +722,18 @@ var Ckptd_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ResolveMigration",
 			Handler:    _Ckptd_ResolveMigration_Handler,
+		},
+		{
+			MethodName: "SetSchedule",
+			Handler:    _Ckptd_SetSchedule_Handler,
+		},
+		{
+			MethodName: "ListSchedules",
+			Handler:    _Ckptd_ListSchedules_Handler,
+		},
+		{
+			MethodName: "RemoveSchedule",
+			Handler:    _Ckptd_RemoveSchedule_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -128,16 +128,17 @@ func (c *cli) rmCmd() *cobra.Command {
 
 func (c *cli) restoreCmd() *cobra.Command {
 	var name string
+	var latest bool
 	cmd := &cobra.Command{
-		Use:   "restore CHECKPOINT",
-		Short: "Restore a checkpoint; --name restores a workload or container as a new copy",
+		Use:   "restore CHECKPOINT | --latest TARGET",
+		Short: "Restore a checkpoint, or a target's newest sealed one; --name restores a workload or container as a new copy",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cl, err := c.client()
 			if err != nil {
 				return err
 			}
-			t, err := cl.Restore(c.ctx(), &apiv1.RestoreRequest{Checkpoint: args[0], Name: name})
+			t, err := cl.Restore(c.ctx(), &apiv1.RestoreRequest{Checkpoint: args[0], Name: name, Latest: latest})
 			if err != nil {
 				return err
 			}
@@ -152,6 +153,7 @@ func (c *cli) restoreCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&name, "name", "", "restore as a new workload, or a new container (ID or ctr:NAMESPACE/ID), with this name")
+	cmd.Flags().BoolVar(&latest, "latest", false, "the argument is a target: restore its newest sealed checkpoint")
 	return cmd
 }
 

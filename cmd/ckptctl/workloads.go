@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -62,7 +63,7 @@ func (c *cli) psCmd() *cobra.Command {
 			if c.output == "json" {
 				return printJSONList(resp.GetTargets())
 			}
-			w := newTable("NAME", "KIND", "PID", "STATUS", "RESTORED FROM", "CREATED", "COMMAND / IMAGE")
+			w := newTable("NAME", "KIND", "PID", "STATUS", "RESTORED FROM", "CREATED", "SCHEDULE", "LAST CHECKPOINT", "COMMAND / IMAGE")
 			for _, t := range resp.GetTargets() {
 				status := "running"
 				switch {
@@ -79,8 +80,16 @@ func (c *cli) psCmd() *cobra.Command {
 				if t.GetImage() != "" {
 					cmdline = t.GetImage()
 				}
+				last := "-"
+				if t.GetLastCheckpoint() != "" {
+					last = fmt.Sprintf("%s (%s)", t.GetLastCheckpoint(), ago(t.GetLastCheckpointUnixNano()))
+				}
+				sched := "-"
+				if s := t.GetSchedule(); s != nil {
+					sched = "every " + time.Duration(s.GetEveryNs()).String()
+				}
 				row(w, targetName(t.GetRef()), t.GetRef().GetKind(), t.GetRef().GetPid(), status, from,
-					ago(t.GetCreatedUnixNano()), cmdline)
+					ago(t.GetCreatedUnixNano()), sched, last, cmdline)
 			}
 			return w.Flush()
 		},

@@ -102,12 +102,22 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	d := daemon.New(ctx, daemon.Parts{
+	d, err := daemon.New(ctx, daemon.Parts{
 		Log: log, Store: st, Dumper: dumper.New(bin, log), Restorer: restorer.New(bin, log),
 		Supervisor: sup, CRIU: bin, Containers: ctrs,
 		ContainerNamespace: cfg.ContainerdNamespace, ContainerdAddress: cfg.Containerd,
 		Peer: peerTLS, PeerInfo: peer.Describe(cfg.PeerCerts, cfg.PeerAllow), Defaults: store.Options{LinkRemap: cfg.LinkRemap, GhostLimit: cfg.GhostLimit},
 	})
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	for _, sc := range cfg.Schedules {
+		every, r, _ := sc.Parse() // validated
+		if _, err := d.SetSchedule(ctx, daemon.ScheduleRequest{Target: sc.Target, Every: every, Retention: r, FromConfig: true}); err != nil {
+			log.Error("schedule from the config file not set", "target", sc.Target, "err", err)
+		}
+	}
 	peers := make(chan error, 1)
 	if cfg.PeerListen != "" {
 		ps, err := migrate.Listen(cfg.PeerListen, peerTLS, d, log)

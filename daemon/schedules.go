@@ -1,0 +1,102 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/ckptd/ckptd/errdefs"
+	"github.com/ckptd/ckptd/schedule"
+	"github.com/ckptd/ckptd/store"
+)
+
+// ScheduleRequest sets a target's schedule.
+type ScheduleRequest struct {
+	Target     string // a PID, workload name or ctr:NS/ID
+	Every      time.Duration
+	Retention  schedule.Retention
+	FromConfig bool
+}
+
+// SetSchedule adds or replaces the schedule of a target.
+func (d *Daemon) SetSchedule(ctx context.Context, req ScheduleRequest) (schedule.Status, error) {
+	ref, err := d.resolveRef(ctx, req.Target)
+	if err != nil {
+		return schedule.Status{}, err
+	}
+	return d.sched.Set(ctx, schedule.Policy{
+		Target: refName(ref), Key: ref.Key(), Every: req.Every, Retention: req.Retention, FromConfig: req.FromConfig,
+	})
+}
+
+// RemoveSchedule ends a target's schedule; its checkpoints stay.
+func (d *Daemon) RemoveSchedule(ctx context.Context, target string) error {
+	ref, err := d.resolveRef(ctx, target)
+	if err != nil {
+		return err
+	}
+	return d.sched.Remove(ctx, ref.Key())
+}
+
+// Schedules lists every schedule.
+func (d *Daemon) Schedules() []schedule.Status { return d.sched.List() }
+
+// refName is how resolveRef names ref again.
+func refName(ref store.TargetRef) string {
+	switch ref.Kind {
+	case store.KindWorkload:
+		return ref.Name
+	case store.KindContainer:
+		return "ctr:" + ref.Name
+	}
+	return strconv.Itoa(ref.PID)
+}
+
+// scheduled is what the scheduler drives: the daemon's create, list and
+// prune, limited to scheduled checkpoints.
+type scheduled struct{ d *Daemon }
+
+func (s scheduled) Snapshot(ctx context.Context, target string) (string, error) {
+	c, err := s.d.Create(ctx, CreateRequest{Target: target, Scheduled: true, Options: store.Options{LeaveRunning: true}})
+	if err != nil {
+		return "", err
+	}
+	return c.ID, nil
+}
+
+func (s scheduled) Candidates(ctx context.Context, key string) ([]schedule.Candidate, error) {
+	cs, err := s.d.store.List(ctx, store.Filter{TargetKey: key})
+	if err != nil {
+		return nil, err
+	}
+	var out []schedule.Candidate
+	for _, c := range cs {
+		if c.Scheduled {
+			out = append(out, schedule.Candidate{ID: c.ID, Created: c.Created, Size: c.Size(), Sealed: !c.IsSealing()})
+		}
+	}
+	return out, nil
+}
+
+func (s scheduled) Prune(ctx context.Context, ids []string) ([]string, error) {
+	return s.d.store.Prune(ctx, ids)
+}
+
+// latestSealed is the newest sealed checkpoint of a target.
+func (d *Daemon) latestSealed(ctx context.Context, target string) (*store.Checkpoint, error) {
+	ref, err := d.resolveRef(ctx, target)
+	if err != nil {
+		return nil, err
+	}
+	cs, err := d.store.List(ctx, store.Filter{TargetKey: ref.Key()})
+	if err != nil {
+		return nil, err
+	}
+	for i := len(cs) - 1; i >= 0; i-- {
+		if !cs[i].IsSealing() {
+			return cs[i], nil
+		}
+	}
+	return nil, fmt.Errorf("no sealed checkpoint of %s: %w", ref.Key(), errdefs.ErrNotFound)
+}
