@@ -47,7 +47,7 @@ func checkpointToAPI(c *store.Checkpoint) *apiv1.Checkpoint {
 		FormatVersion: int32(c.FormatVersion), Id: c.ID, Name: c.Name, Target: refToAPI(c.Target),
 		Parent: c.Parent, CreatedUnixNano: c.Created.UnixNano(), CriuVersion: c.CRIUVersion,
 		Kernel: c.Kernel, Host: c.Host, CpuModel: c.CPUModel, Size: c.Size(),
-		State: cmp.Or(c.State, store.StateSealed), SealedUnixNano: unixNano(c.Sealed),
+		State: cmp.Or(c.State, store.StateSealed), SealedUnixNano: unixNano(c.Sealed), Scheduled: c.Scheduled,
 		Options: &apiv1.Options{
 			LeaveRunning: c.Options.LeaveRunning, TcpEstablished: c.Options.TCPEstablished,
 			FileLocks: c.Options.FileLocks, ExtUnixSk: c.Options.ExtUnixSk, ShellJob: c.Options.ShellJob,
