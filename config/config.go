@@ -66,6 +66,9 @@ type Config struct {
 	// reads (MiB/s, default 64).
 	ScrubInterval string `toml:"scrub_interval"`
 	ScrubRateMiB  int    `toml:"scrub_rate_mib"`
+	// MetricsListen, when set (host:port), serves Prometheus metrics at
+	// /metrics there.
+	MetricsListen string `toml:"metrics_listen"`
 	// Schedules are set at every start, as `ckptctl schedule` sets them.
 	Schedules []Schedule `toml:"schedule"`
 }
@@ -150,6 +153,11 @@ func (c Config) Validate() error {
 	}
 	if err := identifiers.Validate(c.ContainerdNamespace); err != nil {
 		return fmt.Errorf("containerd_namespace %q: %v: %w", c.ContainerdNamespace, err, errdefs.ErrInvalidArgument)
+	}
+	if c.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
+			return fmt.Errorf("metrics_listen %q: want host:port: %w", c.MetricsListen, errdefs.ErrInvalidArgument)
+		}
 	}
 	if c.PeerListen != "" {
 		if _, _, err := net.SplitHostPort(c.PeerListen); err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/ckptd/ckptd/dumper"
 	"github.com/ckptd/ckptd/errdefs"
+	"github.com/ckptd/ckptd/events"
 	"github.com/ckptd/ckptd/proc"
 	"github.com/ckptd/ckptd/store"
 )
@@ -89,7 +90,9 @@ func (d *Daemon) Create(ctx context.Context, req CreateRequest) (*store.Checkpoi
 	if target.Kind == store.KindContainer {
 		dump = d.checkpointContainer
 	}
+	start := time.Now()
 	if err := dump(ctx, c, target); err != nil {
+		d.events.Publish(events.Event{Kind: events.Failed, Op: "create", Target: target.Key(), Err: err.Error()})
 		return nil, fmt.Errorf("checkpoint %s: %w", req.Target, err)
 	}
 	// The record as stored, with the files CRIU closed last.
@@ -98,6 +101,14 @@ func (d *Daemon) Create(ctx context.Context, req CreateRequest) (*store.Checkpoi
 	}
 	d.log.Info("checkpoint created", "id", c.ID, "name", c.Name, "target", c.Target.Key(),
 		"stats", c.Stats, "bytes", c.Size())
+	e := events.Event{Kind: events.Created, Target: c.Target.Key(), Checkpoint: c.ID, Name: c.Name,
+		Duration: time.Since(start), Bytes: c.Size()}
+	if c.Stats != nil {
+		e.Frozen = time.Duration(c.Stats.FrozenTime) * time.Microsecond
+	}
+	d.events.Publish(e)
+	e.Kind, e.Duration, e.Frozen = events.Sealed, c.Sealed.Sub(c.Created), 0
+	d.events.Publish(e)
 	return c, nil
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/ckptd/ckptd/criu"
 	"github.com/ckptd/ckptd/dumper"
 	"github.com/ckptd/ckptd/errdefs"
+	"github.com/ckptd/ckptd/events"
 	"github.com/ckptd/ckptd/keylock"
 	"github.com/ckptd/ckptd/restorer"
 	"github.com/ckptd/ckptd/schedule"
@@ -84,6 +85,8 @@ type Parts struct {
 	PeerInfo string
 	// Defaults are create's defaults for LinkRemap and GhostLimit.
 	Defaults store.Options
+	// Events receives what happens; nil gets a hub nobody listens to.
+	Events *events.Hub
 }
 
 // Daemon holds ckptd's parts. Build it with New.
@@ -104,8 +107,9 @@ type Daemon struct {
 	host       HostInfo
 	defaults   store.Options
 
-	locks *keylock.Locks // one per target: work on a target is serialized
-	sched *schedule.Scheduler
+	locks  *keylock.Locks // one per target: work on a target is serialized
+	sched  *schedule.Scheduler
+	events *events.Hub
 
 	mu        sync.Mutex
 	committed map[string]time.Time // outgoing migration id -> until when its destination may restore
@@ -126,16 +130,22 @@ func New(ctx context.Context, p Parts) (*Daemon, error) {
 		log: p.Log, store: p.Store, dumper: p.Dumper, restorer: p.Restorer, sup: p.Supervisor, criu: p.CRIU,
 		containers: p.Containers, ctrs: p.Containers, images: p.Containers, peer: p.Peer, peerInfo: p.PeerInfo, defaultNS: p.ContainerNamespace, ctrdAddr: p.ContainerdAddress,
 		host: readHostInfo(), defaults: p.Defaults,
-		locks: keylock.New(), committed: map[string]time.Time{},
+		locks: keylock.New(), committed: map[string]time.Time{}, events: p.Events,
+	}
+	if d.events == nil {
+		d.events = events.NewHub()
 	}
 	d.resumePausedContainers(ctx)
-	sched, err := schedule.New(ctx, p.Log, p.Store, scheduled{d})
+	sched, err := schedule.New(ctx, p.Log, p.Store, scheduled{d}, d.events)
 	if err != nil {
 		return nil, err
 	}
 	d.sched = sched
 	return d, nil
 }
+
+// Subscribe streams events from now on; cancel ends the subscription.
+func (d *Daemon) Subscribe() (*events.Sub, func()) { return d.events.Subscribe() }
 
 // Close stops the schedules, waiting for checkpoints they are taking.
 func (d *Daemon) Close() { d.sched.Close() }
@@ -193,6 +203,9 @@ func (d *Daemon) Remove(ctx context.Context, refs []string, recursive bool) ([]s
 	ids, err := d.store.Remove(ctx, refs, recursive)
 	if len(ids) > 0 {
 		d.log.Info("checkpoints removed", "ids", ids)
+	}
+	for _, id := range ids {
+		d.events.Publish(events.Event{Kind: events.Removed, Checkpoint: id})
 	}
 	return ids, err
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/ckptd/ckptd/container"
 	"github.com/ckptd/ckptd/dumper"
 	"github.com/ckptd/ckptd/errdefs"
+	"github.com/ckptd/ckptd/events"
 	"github.com/ckptd/ckptd/migrate"
 	"github.com/ckptd/ckptd/proc"
 	"github.com/ckptd/ckptd/store"
@@ -99,8 +100,11 @@ func (d *Daemon) Migrate(ctx context.Context, req MigrateRequest) (*MigrateResul
 	m := &outgoing{d: d, req: req, target: t, id: store.NewID(), start: start}
 	res, err := m.run(ctx)
 	if err != nil {
+		d.events.Publish(events.Event{Kind: events.Failed, Op: "migrate", Target: t.Key(), Err: err.Error()})
 		return nil, fmt.Errorf("migrate %s to %s: %w", req.Target, req.To, err)
 	}
+	d.events.Publish(events.Event{Kind: events.Migrated, Target: t.Key(), Name: res.Destination,
+		Duration: res.Downtime, Bytes: res.Bytes})
 	d.log.Info("migrated", "target", t.Key(), "to", res.Destination, "name", res.Name,
 		"downtime", res.Downtime, "bytes", res.Bytes, "source_stopped", res.SourceStopped)
 	return res, nil

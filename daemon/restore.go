@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ckptd/ckptd/errdefs"
+	"github.com/ckptd/ckptd/events"
 	"github.com/ckptd/ckptd/images"
 	"github.com/ckptd/ckptd/proc"
 	"github.com/ckptd/ckptd/restorer"
@@ -32,6 +33,7 @@ type RestoreRequest struct {
 // CRIU and must pass before the restored tree may run: a damaged checkpoint
 // is refused and whatever CRIU restored is killed.
 func (d *Daemon) Restore(ctx context.Context, req RestoreRequest) (*TargetStatus, error) {
+	start := time.Now()
 	if req.Latest {
 		latest, err := d.latestSealed(ctx, req.Checkpoint)
 		if err != nil {
@@ -71,9 +73,12 @@ func (d *Daemon) Restore(ctx context.Context, req RestoreRequest) (*TargetStatus
 		t, err = d.restore(ctx, c, ref, d.store.Dir(c.ID), d.verifyAsync(ctx, c), false)
 	}
 	if err != nil {
+		d.events.Publish(events.Event{Kind: events.Failed, Op: "restore", Target: ref.Key(), Checkpoint: c.ID, Name: c.Name, Err: err.Error()})
 		return nil, fmt.Errorf("restore %s: %w", c.Name, err)
 	}
 	d.log.Info("restored", "checkpoint", c.ID, "target", t.Key(), "pid", t.PID)
+	d.events.Publish(events.Event{Kind: events.Restored, Target: t.Key(), Checkpoint: c.ID, Name: c.Name,
+		Duration: time.Since(start), Bytes: c.Size()})
 	s := d.status(t)
 	s.Warnings = warnings
 	return s, nil

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ckptd/ckptd/errdefs"
+	"github.com/ckptd/ckptd/events"
 	"github.com/ckptd/ckptd/schedule"
 	"github.com/ckptd/ckptd/store"
 )
@@ -80,7 +81,11 @@ func (s scheduled) Candidates(ctx context.Context, key string) ([]schedule.Candi
 }
 
 func (s scheduled) Prune(ctx context.Context, ids []string) ([]string, error) {
-	return s.d.store.Prune(ctx, ids)
+	removed, err := s.d.store.Prune(ctx, ids)
+	for _, id := range removed {
+		s.d.events.Publish(events.Event{Kind: events.Pruned, Checkpoint: id})
+	}
+	return removed, err
 }
 
 // latestSealed is the newest sealed checkpoint of a target.

@@ -3,6 +3,8 @@ package schedule
 import (
 	"context"
 	"time"
+
+	"github.com/ckptd/ckptd/events"
 )
 
 // loop fires e's ticks until its policy is replaced or removed, or the
@@ -43,6 +45,7 @@ func (s *Scheduler) loop(e *entry) {
 		if running {
 			s.update(e, func(st *Status) { st.Skipped++ })
 			s.log.Warn("scheduled checkpoint skipped: the previous one is still running", "target", e.st.Key)
+			s.events.Publish(events.Event{Kind: events.Skipped, Target: e.st.Key})
 		} else {
 			running = true
 			go func() { s.run(e); done <- struct{}{} }()
@@ -71,6 +74,7 @@ func (s *Scheduler) run(e *entry) {
 	})
 	if err != nil {
 		s.log.Error("scheduled checkpoint failed", "target", e.st.Key, "err", err)
+		s.events.Publish(events.Event{Kind: events.Failed, Op: "scheduled", Target: e.st.Key, Err: err.Error()})
 		return
 	}
 	s.log.Info("scheduled checkpoint", "target", e.st.Key, "id", id, "took", time.Since(started))

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ckptd/ckptd/errdefs"
+	"github.com/ckptd/ckptd/events"
 )
 
 // MinEvery is the shortest interval a policy may have.
@@ -59,12 +60,13 @@ type Checkpointer interface {
 
 // Scheduler runs every policy's ticks. Build it with New; Close stops it.
 type Scheduler struct {
-	log   *slog.Logger
-	store Store
-	cp    Checkpointer
-	ctx   context.Context
-	stop  context.CancelFunc
-	wg    sync.WaitGroup
+	log    *slog.Logger
+	store  Store
+	cp     Checkpointer
+	events *events.Hub
+	ctx    context.Context
+	stop   context.CancelFunc
+	wg     sync.WaitGroup
 
 	mu      sync.Mutex
 	entries map[string]*entry
@@ -77,8 +79,8 @@ type entry struct {
 
 // New loads the stored policies and starts them. A tick missed while ckptd
 // was down runs once at start, not once per missed interval.
-func New(ctx context.Context, log *slog.Logger, st Store, cp Checkpointer) (*Scheduler, error) {
-	s := &Scheduler{log: log, store: st, cp: cp, entries: map[string]*entry{}}
+func New(ctx context.Context, log *slog.Logger, st Store, cp Checkpointer, hub *events.Hub) (*Scheduler, error) {
+	s := &Scheduler{log: log, store: st, cp: cp, events: hub, entries: map[string]*entry{}}
 	s.ctx, s.stop = context.WithCancel(context.WithoutCancel(ctx))
 	stored, err := st.Schedules(ctx)
 	if err != nil {

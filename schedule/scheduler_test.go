@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ckptd/ckptd/events"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -101,7 +103,7 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 func TestTicksRetentionAndSkips(t *testing.T) {
 	st := &memStore{m: map[string][]byte{}}
 	cp := &counter{hold: 1500 * time.Millisecond}
-	s, err := New(context.Background(), quiet, st, cp)
+	s, err := New(context.Background(), quiet, st, cp, events.NewHub())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +131,7 @@ func TestMissedTickRunsOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	cp := &counter{}
-	s, err := New(context.Background(), quiet, st, cp)
+	s, err := New(context.Background(), quiet, st, cp, events.NewHub())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +150,7 @@ func TestMissedTickRunsOnce(t *testing.T) {
 }
 
 func TestPolicyValidation(t *testing.T) {
-	s, err := New(context.Background(), quiet, &memStore{m: map[string][]byte{}}, &counter{})
+	s, err := New(context.Background(), quiet, &memStore{m: map[string][]byte{}}, &counter{}, events.NewHub())
 	if err != nil {
 		t.Fatal(err)
 	}

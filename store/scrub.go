@@ -82,8 +82,8 @@ func (s *Store) scrubOne(ctx context.Context, id string, pace *pacer) (quarantin
 }
 
 // ScrubEvery runs a scrub pass every interval at rate bytes per second,
-// until the store closes, and logs what each pass did.
-func (s *Store) ScrubEvery(interval time.Duration, rate int64) {
+// until the store closes, logs what each pass did and hands it to report.
+func (s *Store) ScrubEvery(interval time.Duration, rate int64, report func(ScrubResult)) {
 	s.bg.Add(1)
 	go func() {
 		defer s.bg.Done()
@@ -103,6 +103,7 @@ func (s *Store) ScrubEvery(interval time.Duration, rate int64) {
 			}
 			s.log.Info("scrub pass done", "checked", res.Checked, "skipped", res.Skipped,
 				"quarantined", len(res.Quarantined), "bytes", res.Bytes, "took", time.Since(start))
+			report(res)
 		}
 	}()
 }

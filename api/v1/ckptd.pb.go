@@ -3249,6 +3249,169 @@ func (x *ResolveMigrationRequest) GetResume() bool {
 	return false
 }
 
+type EventsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EventsRequest) Reset() {
+	*x = EventsRequest{}
+	mi := &file_ckptd_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EventsRequest) ProtoMessage() {}
+
+func (x *EventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ckptd_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
+func (*EventsRequest) Descriptor() ([]byte, []int) {
+	return file_ckptd_proto_rawDescGZIP(), []int{47}
+}
+
+// One thing that happened: created, sealed, restored, removed, pruned,
+// quarantined, migrated, failed (op says what), skipped, scrub; the first
+// message of a stream is "subscribed".
+type Event struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TimeUnixNano  int64                  `protobuf:"varint,1,opt,name=time_unix_nano,json=timeUnixNano,proto3" json:"time_unix_nano,omitempty"`
+	Kind          string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	Op            string                 `protobuf:"bytes,3,opt,name=op,proto3" json:"op,omitempty"`
+	Target        string                 `protobuf:"bytes,4,opt,name=target,proto3" json:"target,omitempty"`
+	Checkpoint    string                 `protobuf:"bytes,5,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	Name          string                 `protobuf:"bytes,6,opt,name=name,proto3" json:"name,omitempty"`
+	DurationNs    int64                  `protobuf:"varint,7,opt,name=duration_ns,json=durationNs,proto3" json:"duration_ns,omitempty"`
+	FrozenNs      int64                  `protobuf:"varint,8,opt,name=frozen_ns,json=frozenNs,proto3" json:"frozen_ns,omitempty"`
+	Bytes         int64                  `protobuf:"varint,9,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	Error         string                 `protobuf:"bytes,10,opt,name=error,proto3" json:"error,omitempty"`
+	Dropped       int32                  `protobuf:"varint,11,opt,name=dropped,proto3" json:"dropped,omitempty"` // events this client missed before this one, being too slow
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Event) Reset() {
+	*x = Event{}
+	mi := &file_ckptd_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Event) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Event) ProtoMessage() {}
+
+func (x *Event) ProtoReflect() protoreflect.Message {
+	mi := &file_ckptd_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Event.ProtoReflect.Descriptor instead.
+func (*Event) Descriptor() ([]byte, []int) {
+	return file_ckptd_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *Event) GetTimeUnixNano() int64 {
+	if x != nil {
+		return x.TimeUnixNano
+	}
+	return 0
+}
+
+func (x *Event) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Event) GetOp() string {
+	if x != nil {
+		return x.Op
+	}
+	return ""
+}
+
+func (x *Event) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *Event) GetCheckpoint() string {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return ""
+}
+
+func (x *Event) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Event) GetDurationNs() int64 {
+	if x != nil {
+		return x.DurationNs
+	}
+	return 0
+}
+
+func (x *Event) GetFrozenNs() int64 {
+	if x != nil {
+		return x.FrozenNs
+	}
+	return 0
+}
+
+func (x *Event) GetBytes() int64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *Event) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *Event) GetDropped() int32 {
+	if x != nil {
+		return x.Dropped
+	}
+	return 0
+}
+
 var File_ckptd_proto protoreflect.FileDescriptor
 
 const file_ckptd_proto_rawDesc = "" +
@@ -3537,7 +3700,24 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x05event\"I\n" +
 	"\x17ResolveMigrationRequest\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x12\x16\n" +
-	"\x06resume\x18\x02 \x01(\bR\x06resume2\xa2\b\n" +
+	"\x06resume\x18\x02 \x01(\bR\x06resume\"\x0f\n" +
+	"\rEventsRequest\"\xa1\x02\n" +
+	"\x05Event\x12$\n" +
+	"\x0etime_unix_nano\x18\x01 \x01(\x03R\ftimeUnixNano\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x0e\n" +
+	"\x02op\x18\x03 \x01(\tR\x02op\x12\x16\n" +
+	"\x06target\x18\x04 \x01(\tR\x06target\x12\x1e\n" +
+	"\n" +
+	"checkpoint\x18\x05 \x01(\tR\n" +
+	"checkpoint\x12\x12\n" +
+	"\x04name\x18\x06 \x01(\tR\x04name\x12\x1f\n" +
+	"\vduration_ns\x18\a \x01(\x03R\n" +
+	"durationNs\x12\x1b\n" +
+	"\tfrozen_ns\x18\b \x01(\x03R\bfrozenNs\x12\x14\n" +
+	"\x05bytes\x18\t \x01(\x03R\x05bytes\x12\x14\n" +
+	"\x05error\x18\n" +
+	" \x01(\tR\x05error\x12\x18\n" +
+	"\adropped\x18\v \x01(\x05R\adropped2\xd8\b\n" +
 	"\x05Ckptd\x12>\n" +
 	"\aVersion\x12\x18.ckptd.v1.VersionRequest\x1a\x19.ckptd.v1.VersionResponse\x128\n" +
 	"\x05Check\x12\x16.ckptd.v1.CheckRequest\x1a\x17.ckptd.v1.CheckResponse\x12-\n" +
@@ -3555,7 +3735,8 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x10ResolveMigration\x12!.ckptd.v1.ResolveMigrationRequest\x1a\x10.ckptd.v1.Target\x12?\n" +
 	"\vSetSchedule\x12\x1c.ckptd.v1.SetScheduleRequest\x1a\x12.ckptd.v1.Schedule\x12P\n" +
 	"\rListSchedules\x12\x1e.ckptd.v1.ListSchedulesRequest\x1a\x1f.ckptd.v1.ListSchedulesResponse\x12S\n" +
-	"\x0eRemoveSchedule\x12\x1f.ckptd.v1.RemoveScheduleRequest\x1a .ckptd.v1.RemoveScheduleResponseB%Z#github.com/ckptd/ckptd/api/v1;apiv1b\x06proto3"
+	"\x0eRemoveSchedule\x12\x1f.ckptd.v1.RemoveScheduleRequest\x1a .ckptd.v1.RemoveScheduleResponse\x124\n" +
+	"\x06Events\x12\x17.ckptd.v1.EventsRequest\x1a\x0f.ckptd.v1.Event0\x01B%Z#github.com/ckptd/ckptd/api/v1;apiv1b\x06proto3"
 
 var (
 	file_ckptd_proto_rawDescOnce sync.Once
@@ -3569,7 +3750,7 @@ func file_ckptd_proto_rawDescGZIP() []byte {
 	return file_ckptd_proto_rawDescData
 }
 
-var file_ckptd_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
+var file_ckptd_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
 var file_ckptd_proto_goTypes = []any{
 	(*VersionRequest)(nil),          // 0: ckptd.v1.VersionRequest
 	(*VersionResponse)(nil),         // 1: ckptd.v1.VersionResponse
@@ -3618,8 +3799,10 @@ var file_ckptd_proto_goTypes = []any{
 	(*Phase)(nil),                   // 44: ckptd.v1.Phase
 	(*MigrateEvent)(nil),            // 45: ckptd.v1.MigrateEvent
 	(*ResolveMigrationRequest)(nil), // 46: ckptd.v1.ResolveMigrationRequest
-	nil,                             // 47: ckptd.v1.Checkpoint.FilesEntry
-	nil,                             // 48: ckptd.v1.ContainerInfo.LabelsEntry
+	(*EventsRequest)(nil),           // 47: ckptd.v1.EventsRequest
+	(*Event)(nil),                   // 48: ckptd.v1.Event
+	nil,                             // 49: ckptd.v1.Checkpoint.FilesEntry
+	nil,                             // 50: ckptd.v1.ContainerInfo.LabelsEntry
 }
 var file_ckptd_proto_depIdxs = []int32{
 	3,  // 0: ckptd.v1.CheckResponse.checks:type_name -> ckptd.v1.CheckResult
@@ -3630,10 +3813,10 @@ var file_ckptd_proto_depIdxs = []int32{
 	5,  // 5: ckptd.v1.Checkpoint.target:type_name -> ckptd.v1.TargetRef
 	20, // 6: ckptd.v1.Checkpoint.options:type_name -> ckptd.v1.Options
 	21, // 7: ckptd.v1.Checkpoint.stats:type_name -> ckptd.v1.DumpStats
-	47, // 8: ckptd.v1.Checkpoint.files:type_name -> ckptd.v1.Checkpoint.FilesEntry
+	49, // 8: ckptd.v1.Checkpoint.files:type_name -> ckptd.v1.Checkpoint.FilesEntry
 	25, // 9: ckptd.v1.Checkpoint.container:type_name -> ckptd.v1.ContainerInfo
 	24, // 10: ckptd.v1.Checkpoint.migration:type_name -> ckptd.v1.Migration
-	48, // 11: ckptd.v1.ContainerInfo.labels:type_name -> ckptd.v1.ContainerInfo.LabelsEntry
+	50, // 11: ckptd.v1.ContainerInfo.labels:type_name -> ckptd.v1.ContainerInfo.LabelsEntry
 	20, // 12: ckptd.v1.CreateRequest.options:type_name -> ckptd.v1.Options
 	23, // 13: ckptd.v1.ListResponse.checkpoints:type_name -> ckptd.v1.Checkpoint
 	29, // 14: ckptd.v1.ListResponse.quarantined:type_name -> ckptd.v1.Quarantined
@@ -3667,25 +3850,27 @@ var file_ckptd_proto_depIdxs = []int32{
 	8,  // 42: ckptd.v1.Ckptd.SetSchedule:input_type -> ckptd.v1.SetScheduleRequest
 	9,  // 43: ckptd.v1.Ckptd.ListSchedules:input_type -> ckptd.v1.ListSchedulesRequest
 	11, // 44: ckptd.v1.Ckptd.RemoveSchedule:input_type -> ckptd.v1.RemoveScheduleRequest
-	1,  // 45: ckptd.v1.Ckptd.Version:output_type -> ckptd.v1.VersionResponse
-	4,  // 46: ckptd.v1.Ckptd.Check:output_type -> ckptd.v1.CheckResponse
-	6,  // 47: ckptd.v1.Ckptd.Run:output_type -> ckptd.v1.Target
-	15, // 48: ckptd.v1.Ckptd.Ps:output_type -> ckptd.v1.PsResponse
-	17, // 49: ckptd.v1.Ckptd.Logs:output_type -> ckptd.v1.LogsResponse
-	19, // 50: ckptd.v1.Ckptd.Kill:output_type -> ckptd.v1.KillResponse
-	23, // 51: ckptd.v1.Ckptd.Create:output_type -> ckptd.v1.Checkpoint
-	28, // 52: ckptd.v1.Ckptd.List:output_type -> ckptd.v1.ListResponse
-	33, // 53: ckptd.v1.Ckptd.Remove:output_type -> ckptd.v1.RemoveResponse
-	6,  // 54: ckptd.v1.Ckptd.Restore:output_type -> ckptd.v1.Target
-	39, // 55: ckptd.v1.Ckptd.Inspect:output_type -> ckptd.v1.InspectResponse
-	31, // 56: ckptd.v1.Ckptd.Verify:output_type -> ckptd.v1.VerifyResponse
-	45, // 57: ckptd.v1.Ckptd.Migrate:output_type -> ckptd.v1.MigrateEvent
-	6,  // 58: ckptd.v1.Ckptd.ResolveMigration:output_type -> ckptd.v1.Target
-	7,  // 59: ckptd.v1.Ckptd.SetSchedule:output_type -> ckptd.v1.Schedule
-	10, // 60: ckptd.v1.Ckptd.ListSchedules:output_type -> ckptd.v1.ListSchedulesResponse
-	12, // 61: ckptd.v1.Ckptd.RemoveSchedule:output_type -> ckptd.v1.RemoveScheduleResponse
-	45, // [45:62] is the sub-list for method output_type
-	28, // [28:45] is the sub-list for method input_type
+	47, // 45: ckptd.v1.Ckptd.Events:input_type -> ckptd.v1.EventsRequest
+	1,  // 46: ckptd.v1.Ckptd.Version:output_type -> ckptd.v1.VersionResponse
+	4,  // 47: ckptd.v1.Ckptd.Check:output_type -> ckptd.v1.CheckResponse
+	6,  // 48: ckptd.v1.Ckptd.Run:output_type -> ckptd.v1.Target
+	15, // 49: ckptd.v1.Ckptd.Ps:output_type -> ckptd.v1.PsResponse
+	17, // 50: ckptd.v1.Ckptd.Logs:output_type -> ckptd.v1.LogsResponse
+	19, // 51: ckptd.v1.Ckptd.Kill:output_type -> ckptd.v1.KillResponse
+	23, // 52: ckptd.v1.Ckptd.Create:output_type -> ckptd.v1.Checkpoint
+	28, // 53: ckptd.v1.Ckptd.List:output_type -> ckptd.v1.ListResponse
+	33, // 54: ckptd.v1.Ckptd.Remove:output_type -> ckptd.v1.RemoveResponse
+	6,  // 55: ckptd.v1.Ckptd.Restore:output_type -> ckptd.v1.Target
+	39, // 56: ckptd.v1.Ckptd.Inspect:output_type -> ckptd.v1.InspectResponse
+	31, // 57: ckptd.v1.Ckptd.Verify:output_type -> ckptd.v1.VerifyResponse
+	45, // 58: ckptd.v1.Ckptd.Migrate:output_type -> ckptd.v1.MigrateEvent
+	6,  // 59: ckptd.v1.Ckptd.ResolveMigration:output_type -> ckptd.v1.Target
+	7,  // 60: ckptd.v1.Ckptd.SetSchedule:output_type -> ckptd.v1.Schedule
+	10, // 61: ckptd.v1.Ckptd.ListSchedules:output_type -> ckptd.v1.ListSchedulesResponse
+	12, // 62: ckptd.v1.Ckptd.RemoveSchedule:output_type -> ckptd.v1.RemoveScheduleResponse
+	48, // 63: ckptd.v1.Ckptd.Events:output_type -> ckptd.v1.Event
+	46, // [46:64] is the sub-list for method output_type
+	28, // [28:46] is the sub-list for method input_type
 	28, // [28:28] is the sub-list for extension type_name
 	28, // [28:28] is the sub-list for extension extendee
 	0,  // [0:28] is the sub-list for field type_name
@@ -3706,7 +3891,7 @@ func file_ckptd_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ckptd_proto_rawDesc), len(file_ckptd_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   49,
+			NumMessages:   51,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

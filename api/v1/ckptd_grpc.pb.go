@@ -38,6 +38,7 @@ const (
 	Ckptd_SetSchedule_FullMethodName      = "/ckptd.v1.Ckptd/SetSchedule"
 	Ckptd_ListSchedules_FullMethodName    = "/ckptd.v1.Ckptd/ListSchedules"
 	Ckptd_RemoveSchedule_FullMethodName   = "/ckptd.v1.Ckptd/RemoveSchedule"
+	Ckptd_Events_FullMethodName           = "/ckptd.v1.Ckptd/Events"
 )
 
 // CkptdClient is the client API for Ckptd service.
@@ -68,6 +69,8 @@ type CkptdClient interface {
 	SetSchedule(ctx context.Context, in *SetScheduleRequest, opts ...grpc.CallOption) (*Schedule, error)
 	ListSchedules(ctx context.Context, in *ListSchedulesRequest, opts ...grpc.CallOption) (*ListSchedulesResponse, error)
 	RemoveSchedule(ctx context.Context, in *RemoveScheduleRequest, opts ...grpc.CallOption) (*RemoveScheduleResponse, error)
+	// Events streams what happens from now on until the client leaves.
+	Events(ctx context.Context, in *EventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Event], error)
 }
 
 type ckptdClient struct {
@@ -266,6 +269,25 @@ func (c *ckptdClient) RemoveSchedule(ctx context.Context, in *RemoveScheduleRequ
 	return out, nil
 }
 
+func (c *ckptdClient) Events(ctx context.Context, in *EventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Event], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Ckptd_ServiceDesc.Streams[2], Ckptd_Events_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[EventsRequest, Event]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Ckptd_EventsClient = grpc.ServerStreamingClient[Event]
+
 // CkptdServer is the server API for Ckptd service.
 // All implementations must embed UnimplementedCkptdServer
 // for forward compatibility.
@@ -294,6 +316,8 @@ type CkptdServer interface {
 	SetSchedule(context.Context, *SetScheduleRequest) (*Schedule, error)
 	ListSchedules(context.Context, *ListSchedulesRequest) (*ListSchedulesResponse, error)
 	RemoveSchedule(context.Context, *RemoveScheduleRequest) (*RemoveScheduleResponse, error)
+	// Events streams what happens from now on until the client leaves.
+	Events(*EventsRequest, grpc.ServerStreamingServer[Event]) error
 	mustEmbedUnimplementedCkptdServer()
 }
 
@@ -354,6 +378,9 @@ func (UnimplementedCkptdServer) ListSchedules(context.Context, *ListSchedulesReq
 }
 func (UnimplementedCkptdServer) RemoveSchedule(context.Context, *RemoveScheduleRequest) (*RemoveScheduleResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method RemoveSchedule not implemented")
+}
+func (UnimplementedCkptdServer) Events(*EventsRequest, grpc.ServerStreamingServer[Event]) error {
+	return status.Errorf(codes.Unimplemented, "method Events not implemented")
 }
 func (UnimplementedCkptdServer) mustEmbedUnimplementedCkptdServer() {}
 func (UnimplementedCkptdServer) testEmbeddedByValue()               {}
@@ -668,6 +695,17 @@ func _Ckptd_RemoveSchedule_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Ckptd_Events_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(EventsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(CkptdServer).Events(m, &grpc.GenericServerStream[EventsRequest, Event]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Ckptd_EventsServer = grpc.ServerStreamingServer[Event]
+
 // Ckptd_ServiceDesc is the grpc.ServiceDesc for Ckptd service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -745,6 +783,11 @@ var Ckptd_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Migrate",
 			Handler:       _Ckptd_Migrate_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "Events",
+			Handler:       _Ckptd_Events_Handler,
 			ServerStreams: true,
 		},
 	},

@@ -28,6 +28,8 @@ import (
 	"github.com/ckptd/ckptd/criu"
 	"github.com/ckptd/ckptd/daemon"
 	"github.com/ckptd/ckptd/dumper"
+	"github.com/ckptd/ckptd/events"
+	"github.com/ckptd/ckptd/metrics"
 	"github.com/ckptd/ckptd/migrate"
 	"github.com/ckptd/ckptd/peer"
 	"github.com/ckptd/ckptd/proc"
@@ -90,8 +92,27 @@ func run() error {
 		return err
 	}
 	defer st.Close()
+	hub := events.NewHub()
 	if every, _ := cfg.Scrub(); every > 0 { // validated
-		st.ScrubEvery(every, int64(cfg.ScrubRateMiB)<<20)
+		st.ScrubEvery(every, int64(cfg.ScrubRateMiB)<<20, func(r store.ScrubResult) {
+			hub.Publish(events.Event{Kind: events.ScrubPassEnded, Bytes: r.Bytes})
+			for _, id := range r.Quarantined {
+				hub.Publish(events.Event{Kind: events.Quarantined, Checkpoint: id})
+			}
+		})
+	}
+	if cfg.MetricsListen != "" {
+		ln, err := metrics.Listen(cfg.MetricsListen)
+		if err != nil {
+			return err
+		}
+		m := metrics.New(st)
+		go m.Run(ctx, hub)
+		go func() {
+			if err := m.Serve(ctx, ln, log); err != nil {
+				log.Error("metrics server", "err", err)
+			}
+		}()
 	}
 	ctrs, err := container.New(log, cfg.Containerd, bin)
 	if err != nil {
@@ -107,6 +128,7 @@ func run() error {
 		Supervisor: sup, CRIU: bin, Containers: ctrs,
 		ContainerNamespace: cfg.ContainerdNamespace, ContainerdAddress: cfg.Containerd,
 		Peer: peerTLS, PeerInfo: peer.Describe(cfg.PeerCerts, cfg.PeerAllow), Defaults: store.Options{LinkRemap: cfg.LinkRemap, GhostLimit: cfg.GhostLimit},
+		Events: hub,
 	})
 	if err != nil {
 		return err
@@ -202,6 +224,7 @@ func loadConfig(args []string) (config.Config, error) {
 	socketGroup := fs.String("socket-group", "", "group (name or id) given access to the API socket (default: root only)")
 	grace := fs.String("shutdown-grace", "", "how long stopping waits for requests in flight (default 2m; committed migrations are always waited for)")
 	scrub := fs.String("scrub-interval", "", "re-read every checkpoint this often and quarantine damaged ones, e.g. 24h (default: never)")
+	metricsListen := fs.String("metrics-listen", "", "host:port to serve Prometheus metrics on at /metrics (default: none)")
 	if err := fs.Parse(args); err != nil {
 		return config.Config{}, err
 	}
@@ -218,7 +241,7 @@ func loadConfig(args []string) (config.Config, error) {
 	}
 	for dst, v := range map[*string]string{&cfg.Root: *root, &cfg.Socket: *socket, &cfg.CRIUPath: *criuPath, &cfg.LogLevel: *level, &cfg.LogFormat: *format,
 		&cfg.Containerd: *ctrd, &cfg.ContainerdNamespace: *ns, &cfg.PeerListen: *peerListen, &cfg.PeerCerts: *peerCerts,
-		&cfg.CRIUTimeout: *criuTimeout, &cfg.CRIUConfig: *criuConfig, &cfg.ShutdownGrace: *grace, &cfg.SocketGroup: *socketGroup, &cfg.ScrubInterval: *scrub} {
+		&cfg.CRIUTimeout: *criuTimeout, &cfg.CRIUConfig: *criuConfig, &cfg.ShutdownGrace: *grace, &cfg.SocketGroup: *socketGroup, &cfg.ScrubInterval: *scrub, &cfg.MetricsListen: *metricsListen} {
 		if v != "" {
 			*dst = v
 		}
