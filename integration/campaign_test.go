@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -48,8 +49,11 @@ func TestCrashPointCampaign(t *testing.T) {
 	hash := loadStatus(t, w.Ref.PID, w.Ref.LogPath).Hash
 	d.create("camp", "--leave-running", "--name", "base")
 	host := startHostLoad(t)
+	// Scheduled rounds set a schedule, kill ckptd wherever its ticks,
+	// seals and retention happen to be, and remove it once restarted.
+	sched := d.runLoadIn(t.TempDir(), "sched", 16)
 	rows := map[string]*campaignRow{}
-	ops := []string{"create workload", "create workload --leave-running", "create process", "restore copy", "rm"}
+	ops := []string{"create workload", "create workload --leave-running", "create process", "restore copy", "rm", scheduledOp}
 	for round := range runs * len(ops) {
 		op := ops[round%len(ops)]
 		row := rows[op]
@@ -68,19 +72,30 @@ func TestCrashPointCampaign(t *testing.T) {
 		args := campaignArgs(d, op, w, host.pid, round)
 		listedBefore := len(d.checkpoints())
 		wait := d.startCtl(args...)
-		time.Sleep(time.Duration(rand.IntN(400)) * time.Millisecond)
-		row.points[killPoint(d, op, w.Ref.PID, host.pid)]++
+		window := 400
+		if op == scheduledOp {
+			window = 2500 // two ticks
+		}
+		time.Sleep(time.Duration(rand.IntN(window)) * time.Millisecond)
+		target := w.Ref.PID
+		if op == scheduledOp {
+			target = sched.Ref.PID
+		}
+		row.points[killPoint(d, op, target, host.pid)]++
 		d.kill9()
 		wait()
 		d.start()
-		bad, lost := d.campaignInvariants(t, op, w, hash, host.pid, listedBefore)
+		if op == scheduledOp {
+			row.violations = append(row.violations, endSchedule(d, round)...)
+		}
+		bad, lost := d.campaignInvariants(t, op, w, hash, host.pid, sched.Ref.PID, listedBefore)
 		if lost {
 			row.lostToCRIU++
 		}
 		for _, b := range bad {
 			row.violations = append(row.violations, fmt.Sprintf("run %d: %s", round, b))
 		}
-		d.endCopies(w.Ref.PID)
+		d.endCopies(w.Ref.PID, sched.Ref.PID)
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n%-32s %5s %10s %11s  %s\n", "OPERATION (ckptd killed)", "RUNS", "VIOLATIONS", "LOST(CRIU)", "KILL POINTS REACHED")
@@ -99,6 +114,26 @@ func TestCrashPointCampaign(t *testing.T) {
 	t.Log(b.String())
 }
 
+// endSchedule checks that the schedule outlived the kill, then removes it
+// (which waits for a run in flight), so that the invariants see a quiet
+// daemon.
+func endSchedule(d *daemon, round int) (bad []string) {
+	if s := d.schedules(); len(s) != 1 {
+		bad = append(bad, fmt.Sprintf("run %d: the schedule did not outlive the kill: %+v", round, s))
+	}
+	if _, stderr, err := d.ctl("schedule", "rm", "sched"); err != nil {
+		bad = append(bad, fmt.Sprintf("run %d: schedule rm: %s", round, stderr))
+	}
+	if scheduled, _ := d.scheduled(); len(scheduled) > 2 {
+		bad = append(bad, fmt.Sprintf("run %d: retention keep-last 1 left %d scheduled checkpoints", round, len(scheduled)))
+	}
+	return bad
+}
+
+// scheduledOp is the campaign's operation whose kills land in a running
+// schedule (keep-last 1): its tick, dump, seal or retention.
+const scheduledOp = "scheduled, keep-last 1"
+
 func campaignArgs(d *daemon, op string, w target, hostPID, round int) []string {
 	switch op {
 	case "create workload":
@@ -109,6 +144,8 @@ func campaignArgs(d *daemon, op string, w target, hostPID, round int) []string {
 		return []string{"create", strconv.Itoa(hostPID), "--leave-running"}
 	case "restore copy":
 		return []string{"restore", "base", "--name", fmt.Sprintf("copy%d", round)}
+	case scheduledOp:
+		return []string{"schedule", "sched", "--every", "1s", "--keep-last", "1"}
 	}
 	// rm: the newest checkpoint without descendants, else the base.
 	cs := d.checkpoints()
@@ -137,6 +174,10 @@ func killPoint(d *daemon, op string, pid, hostPID int) string {
 		return "CRIU running"
 	case strings.HasPrefix(op, "create") || op == "restore copy":
 		return "before or after CRIU"
+	case op == scheduledOp && traced(pid):
+		return "frozen"
+	case op == scheduledOp:
+		return "between dumps (tick, seal, retention)"
 	}
 	return "during or after the request"
 }
@@ -144,7 +185,7 @@ func killPoint(d *daemon, op string, pid, hostPID int) string {
 // campaignInvariants checks a restarted ckptd after a kill. lost reports a
 // workload that CRIU's injected code took with it (see assertClean),
 // which is CRIU's loss, counted apart.
-func (d *daemon) campaignInvariants(t *testing.T, op string, w target, hash string, hostPID, listedBefore int) (bad []string, lost bool) {
+func (d *daemon) campaignInvariants(t *testing.T, op string, w target, hash string, hostPID, schedPID, listedBefore int) (bad []string, lost bool) {
 	t.Helper()
 	d.criuGone(t)
 	cs := d.checkpoints()
@@ -163,8 +204,11 @@ func (d *daemon) campaignInvariants(t *testing.T, op string, w target, hash stri
 		bad = append(bad, fmt.Sprintf("CRIU records left: %d", len(left)))
 	}
 	pid := w.Ref.PID
-	if op == "create process" {
+	switch op {
+	case "create process":
 		pid = hostPID
+	case scheduledOp:
+		pid = schedPID
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for alive(pid) && traced(pid) && time.Now().Before(deadline) {
@@ -173,6 +217,8 @@ func (d *daemon) campaignInvariants(t *testing.T, op string, w target, hash stri
 	switch {
 	case alive(pid) && traced(pid):
 		bad = append(bad, fmt.Sprintf("target %d left frozen: %s", pid, threadStates(pid)))
+	case !alive(pid) && op == scheduledOp:
+		bad = append(bad, "the scheduled workload is gone: --leave-running must leave it running")
 	case !alive(pid) && op == "create workload":
 		if len(cs) <= listedBefore { // killed by the dump: its checkpoint must exist
 			bad = append(bad, "the workload is gone and no new checkpoint exists")
@@ -203,11 +249,12 @@ func (d *daemon) campaignInvariants(t *testing.T, op string, w target, hash stri
 	return bad, lost
 }
 
-// endCopies kills every running workload but keep: copies a restore made,
-// probes, and copies a dead daemon restored (nobody's child now).
-func (d *daemon) endCopies(keep int) {
+// endCopies kills every running workload but those in keep: copies a
+// restore made, probes, and copies a dead daemon restored (nobody's child
+// now).
+func (d *daemon) endCopies(keep ...int) {
 	for _, tg := range d.ps() {
-		if tg.Running && tg.Ref.Kind == "workload" && tg.Ref.PID != keep {
+		if tg.Running && tg.Ref.Kind == "workload" && !slices.Contains(keep, tg.Ref.PID) {
 			syscall.Kill(tg.Ref.PID, syscall.SIGKILL)
 			for deadline := time.Now().Add(5 * time.Second); alive(tg.Ref.PID) && time.Now().Before(deadline); {
 				time.Sleep(10 * time.Millisecond)

@@ -13,6 +13,7 @@ import (
 // interval resumes from it.
 func (s *Scheduler) loop(e *entry) {
 	defer s.wg.Done()
+	defer close(e.exited)
 	s.mu.Lock()
 	next := e.st.LastRun.Add(e.st.Every)
 	if e.st.LastRun.IsZero() {

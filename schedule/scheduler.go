@@ -73,8 +73,9 @@ type Scheduler struct {
 }
 
 type entry struct {
-	st   Status
-	quit chan struct{}
+	st     Status
+	quit   chan struct{}
+	exited chan struct{} // closed when its loop, and any run of it, ended
 }
 
 // New loads the stored policies and starts them. A tick missed while ckptd
@@ -144,21 +145,29 @@ func (p Policy) validate() error {
 	return nil
 }
 
-// Remove ends the policy of key. Its checkpoints stay.
+// Remove ends the policy of key and returns once a checkpoint it was
+// taking is done. Its checkpoints stay.
 func (s *Scheduler) Remove(ctx context.Context, key string) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	e := s.entries[key]
 	if e == nil {
+		s.mu.Unlock()
 		return fmt.Errorf("schedule of %s: %w", key, errdefs.ErrNotFound)
 	}
 	if err := s.store.DeleteSchedule(ctx, key); err != nil {
+		s.mu.Unlock()
 		return err
 	}
 	close(e.quit)
 	delete(s.entries, key)
+	s.mu.Unlock()
 	s.log.Info("schedule removed", "target", key)
-	return nil
+	select {
+	case <-e.exited:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // List returns every policy with its status, by target key.
@@ -184,7 +193,7 @@ func (s *Scheduler) Get(key string) (Status, bool) {
 }
 
 func (s *Scheduler) startLocked(st Status) {
-	e := &entry{st: st, quit: make(chan struct{})}
+	e := &entry{st: st, quit: make(chan struct{}), exited: make(chan struct{})}
 	s.entries[st.Key] = e
 	s.wg.Add(1)
 	go s.loop(e)
