@@ -381,7 +381,13 @@ func TestClientGoneBeforeFreeze(t *testing.T) {
 
 	wait := d.startCtl("create", "busy", "--leave-running")
 	var criu int
-	waitFor(t, "criu helper", func() bool { criu = criuChild(d.cmd.Process.Pid); return criu > 0 })
+	// Stopped once its log exists: the failed dump's log is what the test
+	// expects to find (a CRIU stopped before it opened its log left none).
+	waitFor(t, "criu helper with its log", func() bool {
+		criu = criuChild(d.cmd.Process.Pid)
+		logs, _ := filepath.Glob(filepath.Join(d.root, "dumps", "*", "dump.log"))
+		return criu > 0 && len(logs) == 1
+	})
 	syscall.Kill(criu, syscall.SIGSTOP) // holds CRIU's queue until the watchdog
 	gone := exec.Command(bins.ckptctl, "--socket", d.socket, "create", "idle", "--leave-running")
 	if err := gone.Start(); err != nil {
