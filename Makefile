@@ -34,7 +34,7 @@ CAMPAIGN_RUNS ?= 50
 LOAD ?= 2m
 faults: deps
 	CKPTD_CAMPAIGN_RUNS=$(CAMPAIGN_RUNS) CKPTD_LOAD=$(LOAD) $(GO) test -count=1 -v -timeout 60m \
-		-run 'TestCrashPointCampaign|TestMigrationCrashCampaign|TestLoad$$|TestCRIUKilledCampaign|TestDaemonKilledCampaign' ./integration/ 2>&1 | \
+		-run 'TestCrashPointCampaign|TestContainerCrashCampaign|TestMigrationCrashCampaign|TestLoad$$|TestCRIUKilledCampaign|TestDaemonKilledCampaign' ./integration/ 2>&1 | \
 		grep -v '^        time=' | tee faults.log
 
 # Every fuzzer of outside input (peer messages, records, refs, config,

@@ -1,0 +1,117 @@
+package integration
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestContainerCrashCampaign kills ckptd with SIGKILL at a random moment
+// of container creates (the container stops, or keeps running), restarts
+// it, and checks the invariants: the container is never left paused; it
+// runs and counts on, or (a create that stops it) its new checkpoint is
+// listed and restores it in place; nothing partial is listed and every
+// listed checkpoint verifies; no staging leftovers or pause markers.
+func TestContainerCrashCampaign(t *testing.T) {
+	x, d, logPath := withRunningContainer(t, "camp", counterScript, 2)
+	runs := campaignRuns(t)
+	ops := []string{"create container", "create container --leave-running"}
+	rows := map[string]*campaignRow{}
+	for round := range runs * len(ops) {
+		op := ops[round%len(ops)]
+		row := rows[op]
+		if row == nil {
+			row = &campaignRow{points: map[string]int{}}
+			rows[op] = row
+		}
+		row.runs++
+		args := []string{"create", "ctr:camp"}
+		if strings.HasSuffix(op, "--leave-running") {
+			args = append(args, "--leave-running")
+		}
+		before := len(d.checkpoints())
+		wait := d.startCtl(args...)
+		time.Sleep(time.Duration(rand.IntN(700)) * time.Millisecond)
+		point := "before the pause or after the commit"
+		switch x.status("camp") {
+		case "paused":
+			point = "container paused"
+		case "", "stopped":
+			point = "container stopped by the create"
+		}
+		row.points[point]++
+		d.kill9()
+		wait()
+		d.start()
+		bad, restored := containerInvariants(t, x, d, op, logPath, before)
+		if restored {
+			logPath = filepath.Join(d.root, "containers", "default", "camp", "output.log")
+		}
+		for _, b := range bad {
+			row.violations = append(row.violations, fmt.Sprintf("run %d: %s", round, b))
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n%-36s %5s %10s  %s\n", "OPERATION (ckptd killed)", "RUNS", "VIOLATIONS", "KILL POINTS REACHED")
+	for _, op := range ops {
+		r := rows[op]
+		var pts []string
+		for p, n := range r.points {
+			pts = append(pts, fmt.Sprintf("%s %d", p, n))
+		}
+		sort.Strings(pts)
+		fmt.Fprintf(&b, "%-36s %5d %10d  %s\n", op, r.runs, len(r.violations), strings.Join(pts, ", "))
+		for _, v := range r.violations {
+			t.Errorf("%s: %s", op, v)
+		}
+	}
+	t.Log(b.String())
+}
+
+// containerInvariants checks a restarted ckptd after a kill during a
+// container create. restored reports that the container was brought back
+// from its new checkpoint (its output now goes to ckptd's log for it).
+func containerInvariants(t *testing.T, x *ctrd, d *daemon, op, logPath string, listedBefore int) (bad []string, restored bool) {
+	t.Helper()
+	d.criuGone(t)
+	cs := d.checkpoints()
+	for _, c := range cs {
+		if _, stderr, err := d.ctl("verify", c.Name); err != nil {
+			bad = append(bad, fmt.Sprintf("listed checkpoint %s does not verify: %s", c.Name, stderr))
+		}
+	}
+	if left, _ := os.ReadDir(filepath.Join(d.root, "staging")); len(left) != 0 {
+		bad = append(bad, fmt.Sprintf("staging keeps %d entries after start-up", len(left)))
+	}
+	if markers, _ := filepath.Glob(filepath.Join(d.root, "dumps", "*", "paused.json")); len(markers) != 0 {
+		bad = append(bad, fmt.Sprintf("pause markers left: %v", markers))
+	}
+	switch st := x.status("camp"); {
+	case st == "running":
+		if !counting(t, logPath) {
+			bad = append(bad, "the container runs but does not count")
+		}
+	case st == "paused":
+		bad = append(bad, "the container is left paused")
+	case op == "create container --leave-running":
+		bad = append(bad, fmt.Sprintf("a --leave-running create left the container %q", st))
+	case len(cs) <= listedBefore:
+		bad = append(bad, fmt.Sprintf("the container is %q and no new checkpoint exists", st))
+	default: // stopped by a create whose checkpoint exists: bring it back
+		newest := cs[len(cs)-1].Name
+		if _, stderr, err := d.ctl("restore", newest); err != nil {
+			bad = append(bad, fmt.Sprintf("the create's checkpoint %s does not restore: %s", newest, stderr))
+			return bad, false
+		}
+		restored = true
+		if !counting(t, filepath.Join(d.root, "containers", "default", "camp", "output.log")) {
+			bad = append(bad, fmt.Sprintf("restored from %s, the container does not count", newest))
+		}
+	}
+	return bad, restored
+}
