@@ -64,6 +64,9 @@ func checkpointToAPI(c *store.Checkpoint) *apiv1.Checkpoint {
 			Snapshotter: ci.Snapshotter, Runtime: ci.Runtime, Labels: ci.Labels, RootfsMediaType: ci.RootfsMediaType,
 		}
 	}
+	if im := c.Imported; im != nil {
+		out.Imported = &apiv1.Import{Source: im.Source, OriginalId: im.OriginalID, TimeUnixNano: unixNano(im.Time)}
+	}
 	if m := c.Migration; m != nil {
 		out.Migration = &apiv1.Migration{Peer: m.Peer, ReceivedUnixNano: unixNano(m.Received)}
 	}

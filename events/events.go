@@ -17,6 +17,7 @@ const (
 	Pruned         = "pruned"   // by a schedule's retention
 	Quarantined    = "quarantined"
 	Migrated       = "migrated"
+	Imported       = "imported"
 	Failed         = "failed"  // Op says what failed, Err why
 	Skipped        = "skipped" // a scheduled tick found the previous run going
 	ScrubPassEnded = "scrub"   // Bytes read

@@ -12,6 +12,7 @@ targets=(
 	"./container FuzzParseRef"
 	"./migrate FuzzReadMessage"
 	"./images FuzzRead"
+	"./archive FuzzRead"
 )
 for t in "${targets[@]}"; do
 	read -r pkg name <<<"$t"

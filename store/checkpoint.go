@@ -133,6 +133,14 @@ type Checkpoint struct {
 	// Scheduled is set on checkpoints a schedule took: only those does its
 	// retention policy remove.
 	Scheduled bool `json:"scheduled,omitempty"`
+	Imported  *Import `json:"imported,omitempty"`
+}
+
+// Import records where an imported checkpoint came from.
+type Import struct {
+	Source     string    `json:"source"`      // the archive's file name; "-" for a stream
+	OriginalID string    `json:"original_id"` // its id in the store it was exported from
+	Time       time.Time `json:"time"`
 }
 
 // Checkpoint states.

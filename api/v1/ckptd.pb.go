@@ -1541,9 +1541,10 @@ type Checkpoint struct {
 	Migration       *Migration             `protobuf:"bytes,16,opt,name=migration,proto3" json:"migration,omitempty"`
 	// "sealing" from the commit until every file is hashed and on disk,
 	// then "sealed".
-	State          string `protobuf:"bytes,17,opt,name=state,proto3" json:"state,omitempty"`
-	SealedUnixNano int64  `protobuf:"varint,18,opt,name=sealed_unix_nano,json=sealedUnixNano,proto3" json:"sealed_unix_nano,omitempty"`
-	Scheduled      bool   `protobuf:"varint,19,opt,name=scheduled,proto3" json:"scheduled,omitempty"` // taken by a schedule, whose retention may remove it
+	State          string  `protobuf:"bytes,17,opt,name=state,proto3" json:"state,omitempty"`
+	SealedUnixNano int64   `protobuf:"varint,18,opt,name=sealed_unix_nano,json=sealedUnixNano,proto3" json:"sealed_unix_nano,omitempty"`
+	Scheduled      bool    `protobuf:"varint,19,opt,name=scheduled,proto3" json:"scheduled,omitempty"` // taken by a schedule, whose retention may remove it
+	Imported       *Import `protobuf:"bytes,20,opt,name=imported,proto3" json:"imported,omitempty"`    // where an imported checkpoint came from
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -1711,6 +1712,73 @@ func (x *Checkpoint) GetScheduled() bool {
 	return false
 }
 
+func (x *Checkpoint) GetImported() *Import {
+	if x != nil {
+		return x.Imported
+	}
+	return nil
+}
+
+type Import struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Source        string                 `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`                           // the archive's file name; "-" for a stream
+	OriginalId    string                 `protobuf:"bytes,2,opt,name=original_id,json=originalId,proto3" json:"original_id,omitempty"` // its id where it was exported
+	TimeUnixNano  int64                  `protobuf:"varint,3,opt,name=time_unix_nano,json=timeUnixNano,proto3" json:"time_unix_nano,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Import) Reset() {
+	*x = Import{}
+	mi := &file_ckptd_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Import) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Import) ProtoMessage() {}
+
+func (x *Import) ProtoReflect() protoreflect.Message {
+	mi := &file_ckptd_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Import.ProtoReflect.Descriptor instead.
+func (*Import) Descriptor() ([]byte, []int) {
+	return file_ckptd_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *Import) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *Import) GetOriginalId() string {
+	if x != nil {
+		return x.OriginalId
+	}
+	return ""
+}
+
+func (x *Import) GetTimeUnixNano() int64 {
+	if x != nil {
+		return x.TimeUnixNano
+	}
+	return 0
+}
+
 // Where a checkpoint received from a peer ckptd came from.
 type Migration struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
@@ -1722,7 +1790,7 @@ type Migration struct {
 
 func (x *Migration) Reset() {
 	*x = Migration{}
-	mi := &file_ckptd_proto_msgTypes[24]
+	mi := &file_ckptd_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1734,7 +1802,7 @@ func (x *Migration) String() string {
 func (*Migration) ProtoMessage() {}
 
 func (x *Migration) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[24]
+	mi := &file_ckptd_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1747,7 +1815,7 @@ func (x *Migration) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Migration.ProtoReflect.Descriptor instead.
 func (*Migration) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{24}
+	return file_ckptd_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Migration) GetPeer() string {
@@ -1781,7 +1849,7 @@ type ContainerInfo struct {
 
 func (x *ContainerInfo) Reset() {
 	*x = ContainerInfo{}
-	mi := &file_ckptd_proto_msgTypes[25]
+	mi := &file_ckptd_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1793,7 +1861,7 @@ func (x *ContainerInfo) String() string {
 func (*ContainerInfo) ProtoMessage() {}
 
 func (x *ContainerInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[25]
+	mi := &file_ckptd_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1806,7 +1874,7 @@ func (x *ContainerInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerInfo.ProtoReflect.Descriptor instead.
 func (*ContainerInfo) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{25}
+	return file_ckptd_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ContainerInfo) GetNamespace() string {
@@ -1876,7 +1944,7 @@ type CreateRequest struct {
 
 func (x *CreateRequest) Reset() {
 	*x = CreateRequest{}
-	mi := &file_ckptd_proto_msgTypes[26]
+	mi := &file_ckptd_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1888,7 +1956,7 @@ func (x *CreateRequest) String() string {
 func (*CreateRequest) ProtoMessage() {}
 
 func (x *CreateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[26]
+	mi := &file_ckptd_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1901,7 +1969,7 @@ func (x *CreateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRequest.ProtoReflect.Descriptor instead.
 func (*CreateRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{26}
+	return file_ckptd_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CreateRequest) GetTarget() string {
@@ -1935,7 +2003,7 @@ type ListRequest struct {
 
 func (x *ListRequest) Reset() {
 	*x = ListRequest{}
-	mi := &file_ckptd_proto_msgTypes[27]
+	mi := &file_ckptd_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1947,7 +2015,7 @@ func (x *ListRequest) String() string {
 func (*ListRequest) ProtoMessage() {}
 
 func (x *ListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[27]
+	mi := &file_ckptd_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1960,7 +2028,7 @@ func (x *ListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
 func (*ListRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{27}
+	return file_ckptd_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListRequest) GetTarget() string {
@@ -1987,7 +2055,7 @@ type ListResponse struct {
 
 func (x *ListResponse) Reset() {
 	*x = ListResponse{}
-	mi := &file_ckptd_proto_msgTypes[28]
+	mi := &file_ckptd_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1999,7 +2067,7 @@ func (x *ListResponse) String() string {
 func (*ListResponse) ProtoMessage() {}
 
 func (x *ListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[28]
+	mi := &file_ckptd_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2012,7 +2080,7 @@ func (x *ListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
 func (*ListResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{28}
+	return file_ckptd_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListResponse) GetCheckpoints() []*Checkpoint {
@@ -2042,7 +2110,7 @@ type Quarantined struct {
 
 func (x *Quarantined) Reset() {
 	*x = Quarantined{}
-	mi := &file_ckptd_proto_msgTypes[29]
+	mi := &file_ckptd_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2054,7 +2122,7 @@ func (x *Quarantined) String() string {
 func (*Quarantined) ProtoMessage() {}
 
 func (x *Quarantined) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[29]
+	mi := &file_ckptd_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2067,7 +2135,7 @@ func (x *Quarantined) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Quarantined.ProtoReflect.Descriptor instead.
 func (*Quarantined) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{29}
+	return file_ckptd_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Quarantined) GetId() string {
@@ -2108,7 +2176,7 @@ type VerifyRequest struct {
 
 func (x *VerifyRequest) Reset() {
 	*x = VerifyRequest{}
-	mi := &file_ckptd_proto_msgTypes[30]
+	mi := &file_ckptd_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2120,7 +2188,7 @@ func (x *VerifyRequest) String() string {
 func (*VerifyRequest) ProtoMessage() {}
 
 func (x *VerifyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[30]
+	mi := &file_ckptd_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2133,7 +2201,7 @@ func (x *VerifyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyRequest.ProtoReflect.Descriptor instead.
 func (*VerifyRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{30}
+	return file_ckptd_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *VerifyRequest) GetCheckpoint() string {
@@ -2162,7 +2230,7 @@ type VerifyResponse struct {
 
 func (x *VerifyResponse) Reset() {
 	*x = VerifyResponse{}
-	mi := &file_ckptd_proto_msgTypes[31]
+	mi := &file_ckptd_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2174,7 +2242,7 @@ func (x *VerifyResponse) String() string {
 func (*VerifyResponse) ProtoMessage() {}
 
 func (x *VerifyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[31]
+	mi := &file_ckptd_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2187,7 +2255,7 @@ func (x *VerifyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyResponse.ProtoReflect.Descriptor instead.
 func (*VerifyResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{31}
+	return file_ckptd_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *VerifyResponse) GetCheckpoint() *Checkpoint {
@@ -2228,7 +2296,7 @@ type RemoveRequest struct {
 
 func (x *RemoveRequest) Reset() {
 	*x = RemoveRequest{}
-	mi := &file_ckptd_proto_msgTypes[32]
+	mi := &file_ckptd_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2240,7 +2308,7 @@ func (x *RemoveRequest) String() string {
 func (*RemoveRequest) ProtoMessage() {}
 
 func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[32]
+	mi := &file_ckptd_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2253,7 +2321,7 @@ func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{32}
+	return file_ckptd_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RemoveRequest) GetRefs() []string {
@@ -2279,7 +2347,7 @@ type RemoveResponse struct {
 
 func (x *RemoveResponse) Reset() {
 	*x = RemoveResponse{}
-	mi := &file_ckptd_proto_msgTypes[33]
+	mi := &file_ckptd_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2291,7 +2359,7 @@ func (x *RemoveResponse) String() string {
 func (*RemoveResponse) ProtoMessage() {}
 
 func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[33]
+	mi := &file_ckptd_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2304,7 +2372,7 @@ func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveResponse.ProtoReflect.Descriptor instead.
 func (*RemoveResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{33}
+	return file_ckptd_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RemoveResponse) GetRemoved() []string {
@@ -2325,7 +2393,7 @@ type RestoreRequest struct {
 
 func (x *RestoreRequest) Reset() {
 	*x = RestoreRequest{}
-	mi := &file_ckptd_proto_msgTypes[34]
+	mi := &file_ckptd_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2337,7 +2405,7 @@ func (x *RestoreRequest) String() string {
 func (*RestoreRequest) ProtoMessage() {}
 
 func (x *RestoreRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[34]
+	mi := &file_ckptd_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2350,7 +2418,7 @@ func (x *RestoreRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreRequest.ProtoReflect.Descriptor instead.
 func (*RestoreRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{34}
+	return file_ckptd_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RestoreRequest) GetCheckpoint() string {
@@ -2383,7 +2451,7 @@ type InspectRequest struct {
 
 func (x *InspectRequest) Reset() {
 	*x = InspectRequest{}
-	mi := &file_ckptd_proto_msgTypes[35]
+	mi := &file_ckptd_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2395,7 +2463,7 @@ func (x *InspectRequest) String() string {
 func (*InspectRequest) ProtoMessage() {}
 
 func (x *InspectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[35]
+	mi := &file_ckptd_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2408,7 +2476,7 @@ func (x *InspectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectRequest.ProtoReflect.Descriptor instead.
 func (*InspectRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{35}
+	return file_ckptd_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *InspectRequest) GetCheckpoint() string {
@@ -2429,7 +2497,7 @@ type File struct {
 
 func (x *File) Reset() {
 	*x = File{}
-	mi := &file_ckptd_proto_msgTypes[36]
+	mi := &file_ckptd_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2441,7 +2509,7 @@ func (x *File) String() string {
 func (*File) ProtoMessage() {}
 
 func (x *File) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[36]
+	mi := &file_ckptd_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2454,7 +2522,7 @@ func (x *File) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use File.ProtoReflect.Descriptor instead.
 func (*File) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{36}
+	return file_ckptd_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *File) GetFd() string {
@@ -2491,7 +2559,7 @@ type Socket struct {
 
 func (x *Socket) Reset() {
 	*x = Socket{}
-	mi := &file_ckptd_proto_msgTypes[37]
+	mi := &file_ckptd_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2503,7 +2571,7 @@ func (x *Socket) String() string {
 func (*Socket) ProtoMessage() {}
 
 func (x *Socket) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[37]
+	mi := &file_ckptd_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2516,7 +2584,7 @@ func (x *Socket) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Socket.ProtoReflect.Descriptor instead.
 func (*Socket) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{37}
+	return file_ckptd_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *Socket) GetFd() uint32 {
@@ -2569,7 +2637,7 @@ type Process struct {
 
 func (x *Process) Reset() {
 	*x = Process{}
-	mi := &file_ckptd_proto_msgTypes[38]
+	mi := &file_ckptd_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2581,7 +2649,7 @@ func (x *Process) String() string {
 func (*Process) ProtoMessage() {}
 
 func (x *Process) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[38]
+	mi := &file_ckptd_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2594,7 +2662,7 @@ func (x *Process) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Process.ProtoReflect.Descriptor instead.
 func (*Process) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{38}
+	return file_ckptd_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *Process) GetPid() uint32 {
@@ -2659,7 +2727,7 @@ type InspectResponse struct {
 
 func (x *InspectResponse) Reset() {
 	*x = InspectResponse{}
-	mi := &file_ckptd_proto_msgTypes[39]
+	mi := &file_ckptd_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2671,7 +2739,7 @@ func (x *InspectResponse) String() string {
 func (*InspectResponse) ProtoMessage() {}
 
 func (x *InspectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[39]
+	mi := &file_ckptd_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2684,7 +2752,7 @@ func (x *InspectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectResponse.ProtoReflect.Descriptor instead.
 func (*InspectResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{39}
+	return file_ckptd_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *InspectResponse) GetCheckpoint() *Checkpoint {
@@ -2727,7 +2795,7 @@ type NeededFile struct {
 
 func (x *NeededFile) Reset() {
 	*x = NeededFile{}
-	mi := &file_ckptd_proto_msgTypes[40]
+	mi := &file_ckptd_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2739,7 +2807,7 @@ func (x *NeededFile) String() string {
 func (*NeededFile) ProtoMessage() {}
 
 func (x *NeededFile) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[40]
+	mi := &file_ckptd_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2752,7 +2820,7 @@ func (x *NeededFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NeededFile.ProtoReflect.Descriptor instead.
 func (*NeededFile) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{40}
+	return file_ckptd_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *NeededFile) GetPath() string {
@@ -2798,7 +2866,7 @@ type MigrateRequest struct {
 
 func (x *MigrateRequest) Reset() {
 	*x = MigrateRequest{}
-	mi := &file_ckptd_proto_msgTypes[41]
+	mi := &file_ckptd_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2810,7 +2878,7 @@ func (x *MigrateRequest) String() string {
 func (*MigrateRequest) ProtoMessage() {}
 
 func (x *MigrateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[41]
+	mi := &file_ckptd_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2823,7 +2891,7 @@ func (x *MigrateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MigrateRequest.ProtoReflect.Descriptor instead.
 func (*MigrateRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{41}
+	return file_ckptd_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *MigrateRequest) GetTarget() string {
@@ -2886,7 +2954,7 @@ type MigrateProgress struct {
 
 func (x *MigrateProgress) Reset() {
 	*x = MigrateProgress{}
-	mi := &file_ckptd_proto_msgTypes[42]
+	mi := &file_ckptd_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2898,7 +2966,7 @@ func (x *MigrateProgress) String() string {
 func (*MigrateProgress) ProtoMessage() {}
 
 func (x *MigrateProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[42]
+	mi := &file_ckptd_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2911,7 +2979,7 @@ func (x *MigrateProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MigrateProgress.ProtoReflect.Descriptor instead.
 func (*MigrateProgress) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{42}
+	return file_ckptd_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *MigrateProgress) GetPhase() string {
@@ -2958,7 +3026,7 @@ type MigrateResult struct {
 
 func (x *MigrateResult) Reset() {
 	*x = MigrateResult{}
-	mi := &file_ckptd_proto_msgTypes[43]
+	mi := &file_ckptd_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2970,7 +3038,7 @@ func (x *MigrateResult) String() string {
 func (*MigrateResult) ProtoMessage() {}
 
 func (x *MigrateResult) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[43]
+	mi := &file_ckptd_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2983,7 +3051,7 @@ func (x *MigrateResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MigrateResult.ProtoReflect.Descriptor instead.
 func (*MigrateResult) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{43}
+	return file_ckptd_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *MigrateResult) GetDestination() string {
@@ -3073,7 +3141,7 @@ type Phase struct {
 
 func (x *Phase) Reset() {
 	*x = Phase{}
-	mi := &file_ckptd_proto_msgTypes[44]
+	mi := &file_ckptd_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3085,7 +3153,7 @@ func (x *Phase) String() string {
 func (*Phase) ProtoMessage() {}
 
 func (x *Phase) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[44]
+	mi := &file_ckptd_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3098,7 +3166,7 @@ func (x *Phase) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Phase.ProtoReflect.Descriptor instead.
 func (*Phase) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{44}
+	return file_ckptd_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *Phase) GetName() string {
@@ -3128,7 +3196,7 @@ type MigrateEvent struct {
 
 func (x *MigrateEvent) Reset() {
 	*x = MigrateEvent{}
-	mi := &file_ckptd_proto_msgTypes[45]
+	mi := &file_ckptd_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3140,7 +3208,7 @@ func (x *MigrateEvent) String() string {
 func (*MigrateEvent) ProtoMessage() {}
 
 func (x *MigrateEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[45]
+	mi := &file_ckptd_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3153,7 +3221,7 @@ func (x *MigrateEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MigrateEvent.ProtoReflect.Descriptor instead.
 func (*MigrateEvent) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{45}
+	return file_ckptd_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *MigrateEvent) GetEvent() isMigrateEvent_Event {
@@ -3207,7 +3275,7 @@ type ResolveMigrationRequest struct {
 
 func (x *ResolveMigrationRequest) Reset() {
 	*x = ResolveMigrationRequest{}
-	mi := &file_ckptd_proto_msgTypes[46]
+	mi := &file_ckptd_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3219,7 +3287,7 @@ func (x *ResolveMigrationRequest) String() string {
 func (*ResolveMigrationRequest) ProtoMessage() {}
 
 func (x *ResolveMigrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[46]
+	mi := &file_ckptd_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3232,7 +3300,7 @@ func (x *ResolveMigrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveMigrationRequest.ProtoReflect.Descriptor instead.
 func (*ResolveMigrationRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{46}
+	return file_ckptd_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ResolveMigrationRequest) GetTarget() string {
@@ -3257,7 +3325,7 @@ type EventsRequest struct {
 
 func (x *EventsRequest) Reset() {
 	*x = EventsRequest{}
-	mi := &file_ckptd_proto_msgTypes[47]
+	mi := &file_ckptd_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3269,7 +3337,7 @@ func (x *EventsRequest) String() string {
 func (*EventsRequest) ProtoMessage() {}
 
 func (x *EventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[47]
+	mi := &file_ckptd_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3282,7 +3350,7 @@ func (x *EventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
 func (*EventsRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{47}
+	return file_ckptd_proto_rawDescGZIP(), []int{48}
 }
 
 // One thing that happened: created, sealed, restored, removed, pruned,
@@ -3307,7 +3375,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_ckptd_proto_msgTypes[48]
+	mi := &file_ckptd_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3319,7 +3387,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[48]
+	mi := &file_ckptd_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3332,7 +3400,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{48}
+	return file_ckptd_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *Event) GetTimeUnixNano() int64 {
@@ -3410,6 +3478,165 @@ func (x *Event) GetDropped() int32 {
 		return x.Dropped
 	}
 	return 0
+}
+
+type ExportRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Checkpoint    string                 `protobuf:"bytes,1,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	Compression   string                 `protobuf:"bytes,2,opt,name=compression,proto3" json:"compression,omitempty"` // zstd (default), gzip or none
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportRequest) Reset() {
+	*x = ExportRequest{}
+	mi := &file_ckptd_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportRequest) ProtoMessage() {}
+
+func (x *ExportRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ckptd_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportRequest.ProtoReflect.Descriptor instead.
+func (*ExportRequest) Descriptor() ([]byte, []int) {
+	return file_ckptd_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *ExportRequest) GetCheckpoint() string {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return ""
+}
+
+func (x *ExportRequest) GetCompression() string {
+	if x != nil {
+		return x.Compression
+	}
+	return ""
+}
+
+type ExportChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportChunk) Reset() {
+	*x = ExportChunk{}
+	mi := &file_ckptd_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportChunk) ProtoMessage() {}
+
+func (x *ExportChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_ckptd_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportChunk.ProtoReflect.Descriptor instead.
+func (*ExportChunk) Descriptor() ([]byte, []int) {
+	return file_ckptd_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *ExportChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+// The first chunk names the import (name: empty keeps the archive's;
+// source: where the archive came from, for the record); every chunk may
+// carry data.
+type ImportChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Source        string                 `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
+	Data          []byte                 `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportChunk) Reset() {
+	*x = ImportChunk{}
+	mi := &file_ckptd_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportChunk) ProtoMessage() {}
+
+func (x *ImportChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_ckptd_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportChunk.ProtoReflect.Descriptor instead.
+func (*ImportChunk) Descriptor() ([]byte, []int) {
+	return file_ckptd_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *ImportChunk) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ImportChunk) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *ImportChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
 }
 
 var File_ckptd_proto protoreflect.FileDescriptor
@@ -3542,7 +3769,7 @@ const file_ckptd_proto_rawDesc = "" +
 	"\aFileSum\x12\x12\n" +
 	"\x04size\x18\x01 \x01(\x03R\x04size\x12\x16\n" +
 	"\x06sha256\x18\x02 \x01(\tR\x06sha256\x12\x16\n" +
-	"\x06blake3\x18\x03 \x01(\tR\x06blake3\"\xec\x05\n" +
+	"\x06blake3\x18\x03 \x01(\tR\x06blake3\"\x9a\x06\n" +
 	"\n" +
 	"Checkpoint\x12%\n" +
 	"\x0eformat_version\x18\x01 \x01(\x05R\rformatVersion\x12\x0e\n" +
@@ -3564,11 +3791,17 @@ const file_ckptd_proto_rawDesc = "" +
 	"\tmigration\x18\x10 \x01(\v2\x13.ckptd.v1.MigrationR\tmigration\x12\x14\n" +
 	"\x05state\x18\x11 \x01(\tR\x05state\x12(\n" +
 	"\x10sealed_unix_nano\x18\x12 \x01(\x03R\x0esealedUnixNano\x12\x1c\n" +
-	"\tscheduled\x18\x13 \x01(\bR\tscheduled\x1aK\n" +
+	"\tscheduled\x18\x13 \x01(\bR\tscheduled\x12,\n" +
+	"\bimported\x18\x14 \x01(\v2\x10.ckptd.v1.ImportR\bimported\x1aK\n" +
 	"\n" +
 	"FilesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12'\n" +
-	"\x05value\x18\x02 \x01(\v2\x11.ckptd.v1.FileSumR\x05value:\x028\x01\"M\n" +
+	"\x05value\x18\x02 \x01(\v2\x11.ckptd.v1.FileSumR\x05value:\x028\x01\"g\n" +
+	"\x06Import\x12\x16\n" +
+	"\x06source\x18\x01 \x01(\tR\x06source\x12\x1f\n" +
+	"\voriginal_id\x18\x02 \x01(\tR\n" +
+	"originalId\x12$\n" +
+	"\x0etime_unix_nano\x18\x03 \x01(\x03R\ftimeUnixNano\"M\n" +
 	"\tMigration\x12\x12\n" +
 	"\x04peer\x18\x01 \x01(\tR\x04peer\x12,\n" +
 	"\x12received_unix_nano\x18\x02 \x01(\x03R\x10receivedUnixNano\"\xd6\x02\n" +
@@ -3717,7 +3950,18 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x05bytes\x18\t \x01(\x03R\x05bytes\x12\x14\n" +
 	"\x05error\x18\n" +
 	" \x01(\tR\x05error\x12\x18\n" +
-	"\adropped\x18\v \x01(\x05R\adropped2\xd8\b\n" +
+	"\adropped\x18\v \x01(\x05R\adropped\"Q\n" +
+	"\rExportRequest\x12\x1e\n" +
+	"\n" +
+	"checkpoint\x18\x01 \x01(\tR\n" +
+	"checkpoint\x12 \n" +
+	"\vcompression\x18\x02 \x01(\tR\vcompression\"!\n" +
+	"\vExportChunk\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\"M\n" +
+	"\vImportChunk\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06source\x18\x02 \x01(\tR\x06source\x12\x12\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data2\xcd\t\n" +
 	"\x05Ckptd\x12>\n" +
 	"\aVersion\x12\x18.ckptd.v1.VersionRequest\x1a\x19.ckptd.v1.VersionResponse\x128\n" +
 	"\x05Check\x12\x16.ckptd.v1.CheckRequest\x1a\x17.ckptd.v1.CheckResponse\x12-\n" +
@@ -3736,7 +3980,9 @@ const file_ckptd_proto_rawDesc = "" +
 	"\vSetSchedule\x12\x1c.ckptd.v1.SetScheduleRequest\x1a\x12.ckptd.v1.Schedule\x12P\n" +
 	"\rListSchedules\x12\x1e.ckptd.v1.ListSchedulesRequest\x1a\x1f.ckptd.v1.ListSchedulesResponse\x12S\n" +
 	"\x0eRemoveSchedule\x12\x1f.ckptd.v1.RemoveScheduleRequest\x1a .ckptd.v1.RemoveScheduleResponse\x124\n" +
-	"\x06Events\x12\x17.ckptd.v1.EventsRequest\x1a\x0f.ckptd.v1.Event0\x01B%Z#github.com/ckptd/ckptd/api/v1;apiv1b\x06proto3"
+	"\x06Events\x12\x17.ckptd.v1.EventsRequest\x1a\x0f.ckptd.v1.Event0\x01\x12:\n" +
+	"\x06Export\x12\x17.ckptd.v1.ExportRequest\x1a\x15.ckptd.v1.ExportChunk0\x01\x127\n" +
+	"\x06Import\x12\x15.ckptd.v1.ImportChunk\x1a\x14.ckptd.v1.Checkpoint(\x01B%Z#github.com/ckptd/ckptd/api/v1;apiv1b\x06proto3"
 
 var (
 	file_ckptd_proto_rawDescOnce sync.Once
@@ -3750,7 +3996,7 @@ func file_ckptd_proto_rawDescGZIP() []byte {
 	return file_ckptd_proto_rawDescData
 }
 
-var file_ckptd_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
+var file_ckptd_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
 var file_ckptd_proto_goTypes = []any{
 	(*VersionRequest)(nil),          // 0: ckptd.v1.VersionRequest
 	(*VersionResponse)(nil),         // 1: ckptd.v1.VersionResponse
@@ -3776,33 +4022,37 @@ var file_ckptd_proto_goTypes = []any{
 	(*DumpStats)(nil),               // 21: ckptd.v1.DumpStats
 	(*FileSum)(nil),                 // 22: ckptd.v1.FileSum
 	(*Checkpoint)(nil),              // 23: ckptd.v1.Checkpoint
-	(*Migration)(nil),               // 24: ckptd.v1.Migration
-	(*ContainerInfo)(nil),           // 25: ckptd.v1.ContainerInfo
-	(*CreateRequest)(nil),           // 26: ckptd.v1.CreateRequest
-	(*ListRequest)(nil),             // 27: ckptd.v1.ListRequest
-	(*ListResponse)(nil),            // 28: ckptd.v1.ListResponse
-	(*Quarantined)(nil),             // 29: ckptd.v1.Quarantined
-	(*VerifyRequest)(nil),           // 30: ckptd.v1.VerifyRequest
-	(*VerifyResponse)(nil),          // 31: ckptd.v1.VerifyResponse
-	(*RemoveRequest)(nil),           // 32: ckptd.v1.RemoveRequest
-	(*RemoveResponse)(nil),          // 33: ckptd.v1.RemoveResponse
-	(*RestoreRequest)(nil),          // 34: ckptd.v1.RestoreRequest
-	(*InspectRequest)(nil),          // 35: ckptd.v1.InspectRequest
-	(*File)(nil),                    // 36: ckptd.v1.File
-	(*Socket)(nil),                  // 37: ckptd.v1.Socket
-	(*Process)(nil),                 // 38: ckptd.v1.Process
-	(*InspectResponse)(nil),         // 39: ckptd.v1.InspectResponse
-	(*NeededFile)(nil),              // 40: ckptd.v1.NeededFile
-	(*MigrateRequest)(nil),          // 41: ckptd.v1.MigrateRequest
-	(*MigrateProgress)(nil),         // 42: ckptd.v1.MigrateProgress
-	(*MigrateResult)(nil),           // 43: ckptd.v1.MigrateResult
-	(*Phase)(nil),                   // 44: ckptd.v1.Phase
-	(*MigrateEvent)(nil),            // 45: ckptd.v1.MigrateEvent
-	(*ResolveMigrationRequest)(nil), // 46: ckptd.v1.ResolveMigrationRequest
-	(*EventsRequest)(nil),           // 47: ckptd.v1.EventsRequest
-	(*Event)(nil),                   // 48: ckptd.v1.Event
-	nil,                             // 49: ckptd.v1.Checkpoint.FilesEntry
-	nil,                             // 50: ckptd.v1.ContainerInfo.LabelsEntry
+	(*Import)(nil),                  // 24: ckptd.v1.Import
+	(*Migration)(nil),               // 25: ckptd.v1.Migration
+	(*ContainerInfo)(nil),           // 26: ckptd.v1.ContainerInfo
+	(*CreateRequest)(nil),           // 27: ckptd.v1.CreateRequest
+	(*ListRequest)(nil),             // 28: ckptd.v1.ListRequest
+	(*ListResponse)(nil),            // 29: ckptd.v1.ListResponse
+	(*Quarantined)(nil),             // 30: ckptd.v1.Quarantined
+	(*VerifyRequest)(nil),           // 31: ckptd.v1.VerifyRequest
+	(*VerifyResponse)(nil),          // 32: ckptd.v1.VerifyResponse
+	(*RemoveRequest)(nil),           // 33: ckptd.v1.RemoveRequest
+	(*RemoveResponse)(nil),          // 34: ckptd.v1.RemoveResponse
+	(*RestoreRequest)(nil),          // 35: ckptd.v1.RestoreRequest
+	(*InspectRequest)(nil),          // 36: ckptd.v1.InspectRequest
+	(*File)(nil),                    // 37: ckptd.v1.File
+	(*Socket)(nil),                  // 38: ckptd.v1.Socket
+	(*Process)(nil),                 // 39: ckptd.v1.Process
+	(*InspectResponse)(nil),         // 40: ckptd.v1.InspectResponse
+	(*NeededFile)(nil),              // 41: ckptd.v1.NeededFile
+	(*MigrateRequest)(nil),          // 42: ckptd.v1.MigrateRequest
+	(*MigrateProgress)(nil),         // 43: ckptd.v1.MigrateProgress
+	(*MigrateResult)(nil),           // 44: ckptd.v1.MigrateResult
+	(*Phase)(nil),                   // 45: ckptd.v1.Phase
+	(*MigrateEvent)(nil),            // 46: ckptd.v1.MigrateEvent
+	(*ResolveMigrationRequest)(nil), // 47: ckptd.v1.ResolveMigrationRequest
+	(*EventsRequest)(nil),           // 48: ckptd.v1.EventsRequest
+	(*Event)(nil),                   // 49: ckptd.v1.Event
+	(*ExportRequest)(nil),           // 50: ckptd.v1.ExportRequest
+	(*ExportChunk)(nil),             // 51: ckptd.v1.ExportChunk
+	(*ImportChunk)(nil),             // 52: ckptd.v1.ImportChunk
+	nil,                             // 53: ckptd.v1.Checkpoint.FilesEntry
+	nil,                             // 54: ckptd.v1.ContainerInfo.LabelsEntry
 }
 var file_ckptd_proto_depIdxs = []int32{
 	3,  // 0: ckptd.v1.CheckResponse.checks:type_name -> ckptd.v1.CheckResult
@@ -3813,67 +4063,72 @@ var file_ckptd_proto_depIdxs = []int32{
 	5,  // 5: ckptd.v1.Checkpoint.target:type_name -> ckptd.v1.TargetRef
 	20, // 6: ckptd.v1.Checkpoint.options:type_name -> ckptd.v1.Options
 	21, // 7: ckptd.v1.Checkpoint.stats:type_name -> ckptd.v1.DumpStats
-	49, // 8: ckptd.v1.Checkpoint.files:type_name -> ckptd.v1.Checkpoint.FilesEntry
-	25, // 9: ckptd.v1.Checkpoint.container:type_name -> ckptd.v1.ContainerInfo
-	24, // 10: ckptd.v1.Checkpoint.migration:type_name -> ckptd.v1.Migration
-	50, // 11: ckptd.v1.ContainerInfo.labels:type_name -> ckptd.v1.ContainerInfo.LabelsEntry
-	20, // 12: ckptd.v1.CreateRequest.options:type_name -> ckptd.v1.Options
-	23, // 13: ckptd.v1.ListResponse.checkpoints:type_name -> ckptd.v1.Checkpoint
-	29, // 14: ckptd.v1.ListResponse.quarantined:type_name -> ckptd.v1.Quarantined
-	23, // 15: ckptd.v1.Quarantined.checkpoint:type_name -> ckptd.v1.Checkpoint
-	23, // 16: ckptd.v1.VerifyResponse.checkpoint:type_name -> ckptd.v1.Checkpoint
-	36, // 17: ckptd.v1.Process.files:type_name -> ckptd.v1.File
-	37, // 18: ckptd.v1.Process.sockets:type_name -> ckptd.v1.Socket
-	23, // 19: ckptd.v1.InspectResponse.checkpoint:type_name -> ckptd.v1.Checkpoint
-	38, // 20: ckptd.v1.InspectResponse.processes:type_name -> ckptd.v1.Process
-	40, // 21: ckptd.v1.InspectResponse.needs:type_name -> ckptd.v1.NeededFile
-	20, // 22: ckptd.v1.MigrateRequest.options:type_name -> ckptd.v1.Options
-	21, // 23: ckptd.v1.MigrateResult.stats:type_name -> ckptd.v1.DumpStats
-	44, // 24: ckptd.v1.MigrateResult.phases:type_name -> ckptd.v1.Phase
-	42, // 25: ckptd.v1.MigrateEvent.progress:type_name -> ckptd.v1.MigrateProgress
-	43, // 26: ckptd.v1.MigrateEvent.result:type_name -> ckptd.v1.MigrateResult
-	22, // 27: ckptd.v1.Checkpoint.FilesEntry.value:type_name -> ckptd.v1.FileSum
-	0,  // 28: ckptd.v1.Ckptd.Version:input_type -> ckptd.v1.VersionRequest
-	2,  // 29: ckptd.v1.Ckptd.Check:input_type -> ckptd.v1.CheckRequest
-	13, // 30: ckptd.v1.Ckptd.Run:input_type -> ckptd.v1.RunRequest
-	14, // 31: ckptd.v1.Ckptd.Ps:input_type -> ckptd.v1.PsRequest
-	16, // 32: ckptd.v1.Ckptd.Logs:input_type -> ckptd.v1.LogsRequest
-	18, // 33: ckptd.v1.Ckptd.Kill:input_type -> ckptd.v1.KillRequest
-	26, // 34: ckptd.v1.Ckptd.Create:input_type -> ckptd.v1.CreateRequest
-	27, // 35: ckptd.v1.Ckptd.List:input_type -> ckptd.v1.ListRequest
-	32, // 36: ckptd.v1.Ckptd.Remove:input_type -> ckptd.v1.RemoveRequest
-	34, // 37: ckptd.v1.Ckptd.Restore:input_type -> ckptd.v1.RestoreRequest
-	35, // 38: ckptd.v1.Ckptd.Inspect:input_type -> ckptd.v1.InspectRequest
-	30, // 39: ckptd.v1.Ckptd.Verify:input_type -> ckptd.v1.VerifyRequest
-	41, // 40: ckptd.v1.Ckptd.Migrate:input_type -> ckptd.v1.MigrateRequest
-	46, // 41: ckptd.v1.Ckptd.ResolveMigration:input_type -> ckptd.v1.ResolveMigrationRequest
-	8,  // 42: ckptd.v1.Ckptd.SetSchedule:input_type -> ckptd.v1.SetScheduleRequest
-	9,  // 43: ckptd.v1.Ckptd.ListSchedules:input_type -> ckptd.v1.ListSchedulesRequest
-	11, // 44: ckptd.v1.Ckptd.RemoveSchedule:input_type -> ckptd.v1.RemoveScheduleRequest
-	47, // 45: ckptd.v1.Ckptd.Events:input_type -> ckptd.v1.EventsRequest
-	1,  // 46: ckptd.v1.Ckptd.Version:output_type -> ckptd.v1.VersionResponse
-	4,  // 47: ckptd.v1.Ckptd.Check:output_type -> ckptd.v1.CheckResponse
-	6,  // 48: ckptd.v1.Ckptd.Run:output_type -> ckptd.v1.Target
-	15, // 49: ckptd.v1.Ckptd.Ps:output_type -> ckptd.v1.PsResponse
-	17, // 50: ckptd.v1.Ckptd.Logs:output_type -> ckptd.v1.LogsResponse
-	19, // 51: ckptd.v1.Ckptd.Kill:output_type -> ckptd.v1.KillResponse
-	23, // 52: ckptd.v1.Ckptd.Create:output_type -> ckptd.v1.Checkpoint
-	28, // 53: ckptd.v1.Ckptd.List:output_type -> ckptd.v1.ListResponse
-	33, // 54: ckptd.v1.Ckptd.Remove:output_type -> ckptd.v1.RemoveResponse
-	6,  // 55: ckptd.v1.Ckptd.Restore:output_type -> ckptd.v1.Target
-	39, // 56: ckptd.v1.Ckptd.Inspect:output_type -> ckptd.v1.InspectResponse
-	31, // 57: ckptd.v1.Ckptd.Verify:output_type -> ckptd.v1.VerifyResponse
-	45, // 58: ckptd.v1.Ckptd.Migrate:output_type -> ckptd.v1.MigrateEvent
-	6,  // 59: ckptd.v1.Ckptd.ResolveMigration:output_type -> ckptd.v1.Target
-	7,  // 60: ckptd.v1.Ckptd.SetSchedule:output_type -> ckptd.v1.Schedule
-	10, // 61: ckptd.v1.Ckptd.ListSchedules:output_type -> ckptd.v1.ListSchedulesResponse
-	12, // 62: ckptd.v1.Ckptd.RemoveSchedule:output_type -> ckptd.v1.RemoveScheduleResponse
-	48, // 63: ckptd.v1.Ckptd.Events:output_type -> ckptd.v1.Event
-	46, // [46:64] is the sub-list for method output_type
-	28, // [28:46] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	53, // 8: ckptd.v1.Checkpoint.files:type_name -> ckptd.v1.Checkpoint.FilesEntry
+	26, // 9: ckptd.v1.Checkpoint.container:type_name -> ckptd.v1.ContainerInfo
+	25, // 10: ckptd.v1.Checkpoint.migration:type_name -> ckptd.v1.Migration
+	24, // 11: ckptd.v1.Checkpoint.imported:type_name -> ckptd.v1.Import
+	54, // 12: ckptd.v1.ContainerInfo.labels:type_name -> ckptd.v1.ContainerInfo.LabelsEntry
+	20, // 13: ckptd.v1.CreateRequest.options:type_name -> ckptd.v1.Options
+	23, // 14: ckptd.v1.ListResponse.checkpoints:type_name -> ckptd.v1.Checkpoint
+	30, // 15: ckptd.v1.ListResponse.quarantined:type_name -> ckptd.v1.Quarantined
+	23, // 16: ckptd.v1.Quarantined.checkpoint:type_name -> ckptd.v1.Checkpoint
+	23, // 17: ckptd.v1.VerifyResponse.checkpoint:type_name -> ckptd.v1.Checkpoint
+	37, // 18: ckptd.v1.Process.files:type_name -> ckptd.v1.File
+	38, // 19: ckptd.v1.Process.sockets:type_name -> ckptd.v1.Socket
+	23, // 20: ckptd.v1.InspectResponse.checkpoint:type_name -> ckptd.v1.Checkpoint
+	39, // 21: ckptd.v1.InspectResponse.processes:type_name -> ckptd.v1.Process
+	41, // 22: ckptd.v1.InspectResponse.needs:type_name -> ckptd.v1.NeededFile
+	20, // 23: ckptd.v1.MigrateRequest.options:type_name -> ckptd.v1.Options
+	21, // 24: ckptd.v1.MigrateResult.stats:type_name -> ckptd.v1.DumpStats
+	45, // 25: ckptd.v1.MigrateResult.phases:type_name -> ckptd.v1.Phase
+	43, // 26: ckptd.v1.MigrateEvent.progress:type_name -> ckptd.v1.MigrateProgress
+	44, // 27: ckptd.v1.MigrateEvent.result:type_name -> ckptd.v1.MigrateResult
+	22, // 28: ckptd.v1.Checkpoint.FilesEntry.value:type_name -> ckptd.v1.FileSum
+	0,  // 29: ckptd.v1.Ckptd.Version:input_type -> ckptd.v1.VersionRequest
+	2,  // 30: ckptd.v1.Ckptd.Check:input_type -> ckptd.v1.CheckRequest
+	13, // 31: ckptd.v1.Ckptd.Run:input_type -> ckptd.v1.RunRequest
+	14, // 32: ckptd.v1.Ckptd.Ps:input_type -> ckptd.v1.PsRequest
+	16, // 33: ckptd.v1.Ckptd.Logs:input_type -> ckptd.v1.LogsRequest
+	18, // 34: ckptd.v1.Ckptd.Kill:input_type -> ckptd.v1.KillRequest
+	27, // 35: ckptd.v1.Ckptd.Create:input_type -> ckptd.v1.CreateRequest
+	28, // 36: ckptd.v1.Ckptd.List:input_type -> ckptd.v1.ListRequest
+	33, // 37: ckptd.v1.Ckptd.Remove:input_type -> ckptd.v1.RemoveRequest
+	35, // 38: ckptd.v1.Ckptd.Restore:input_type -> ckptd.v1.RestoreRequest
+	36, // 39: ckptd.v1.Ckptd.Inspect:input_type -> ckptd.v1.InspectRequest
+	31, // 40: ckptd.v1.Ckptd.Verify:input_type -> ckptd.v1.VerifyRequest
+	42, // 41: ckptd.v1.Ckptd.Migrate:input_type -> ckptd.v1.MigrateRequest
+	47, // 42: ckptd.v1.Ckptd.ResolveMigration:input_type -> ckptd.v1.ResolveMigrationRequest
+	8,  // 43: ckptd.v1.Ckptd.SetSchedule:input_type -> ckptd.v1.SetScheduleRequest
+	9,  // 44: ckptd.v1.Ckptd.ListSchedules:input_type -> ckptd.v1.ListSchedulesRequest
+	11, // 45: ckptd.v1.Ckptd.RemoveSchedule:input_type -> ckptd.v1.RemoveScheduleRequest
+	48, // 46: ckptd.v1.Ckptd.Events:input_type -> ckptd.v1.EventsRequest
+	50, // 47: ckptd.v1.Ckptd.Export:input_type -> ckptd.v1.ExportRequest
+	52, // 48: ckptd.v1.Ckptd.Import:input_type -> ckptd.v1.ImportChunk
+	1,  // 49: ckptd.v1.Ckptd.Version:output_type -> ckptd.v1.VersionResponse
+	4,  // 50: ckptd.v1.Ckptd.Check:output_type -> ckptd.v1.CheckResponse
+	6,  // 51: ckptd.v1.Ckptd.Run:output_type -> ckptd.v1.Target
+	15, // 52: ckptd.v1.Ckptd.Ps:output_type -> ckptd.v1.PsResponse
+	17, // 53: ckptd.v1.Ckptd.Logs:output_type -> ckptd.v1.LogsResponse
+	19, // 54: ckptd.v1.Ckptd.Kill:output_type -> ckptd.v1.KillResponse
+	23, // 55: ckptd.v1.Ckptd.Create:output_type -> ckptd.v1.Checkpoint
+	29, // 56: ckptd.v1.Ckptd.List:output_type -> ckptd.v1.ListResponse
+	34, // 57: ckptd.v1.Ckptd.Remove:output_type -> ckptd.v1.RemoveResponse
+	6,  // 58: ckptd.v1.Ckptd.Restore:output_type -> ckptd.v1.Target
+	40, // 59: ckptd.v1.Ckptd.Inspect:output_type -> ckptd.v1.InspectResponse
+	32, // 60: ckptd.v1.Ckptd.Verify:output_type -> ckptd.v1.VerifyResponse
+	46, // 61: ckptd.v1.Ckptd.Migrate:output_type -> ckptd.v1.MigrateEvent
+	6,  // 62: ckptd.v1.Ckptd.ResolveMigration:output_type -> ckptd.v1.Target
+	7,  // 63: ckptd.v1.Ckptd.SetSchedule:output_type -> ckptd.v1.Schedule
+	10, // 64: ckptd.v1.Ckptd.ListSchedules:output_type -> ckptd.v1.ListSchedulesResponse
+	12, // 65: ckptd.v1.Ckptd.RemoveSchedule:output_type -> ckptd.v1.RemoveScheduleResponse
+	49, // 66: ckptd.v1.Ckptd.Events:output_type -> ckptd.v1.Event
+	51, // 67: ckptd.v1.Ckptd.Export:output_type -> ckptd.v1.ExportChunk
+	23, // 68: ckptd.v1.Ckptd.Import:output_type -> ckptd.v1.Checkpoint
+	49, // [49:69] is the sub-list for method output_type
+	29, // [29:49] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_ckptd_proto_init() }
@@ -3881,7 +4136,7 @@ func file_ckptd_proto_init() {
 	if File_ckptd_proto != nil {
 		return
 	}
-	file_ckptd_proto_msgTypes[45].OneofWrappers = []any{
+	file_ckptd_proto_msgTypes[46].OneofWrappers = []any{
 		(*MigrateEvent_Progress)(nil),
 		(*MigrateEvent_Result)(nil),
 	}
@@ -3891,7 +4146,7 @@ func file_ckptd_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ckptd_proto_rawDesc), len(file_ckptd_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   51,
+			NumMessages:   55,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -39,6 +39,8 @@ const (
 	Ckptd_ListSchedules_FullMethodName    = "/ckptd.v1.Ckptd/ListSchedules"
 	Ckptd_RemoveSchedule_FullMethodName   = "/ckptd.v1.Ckptd/RemoveSchedule"
 	Ckptd_Events_FullMethodName           = "/ckptd.v1.Ckptd/Events"
+	Ckptd_Export_FullMethodName           = "/ckptd.v1.Ckptd/Export"
+	Ckptd_Import_FullMethodName           = "/ckptd.v1.Ckptd/Import"
 )
 
 // CkptdClient is the client API for Ckptd service.
@@ -71,6 +73,9 @@ type CkptdClient interface {
 	RemoveSchedule(ctx context.Context, in *RemoveScheduleRequest, opts ...grpc.CallOption) (*RemoveScheduleResponse, error)
 	// Events streams what happens from now on until the client leaves.
 	Events(ctx context.Context, in *EventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Event], error)
+	// Export streams a checkpoint archive; Import takes one.
+	Export(ctx context.Context, in *ExportRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportChunk], error)
+	Import(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImportChunk, Checkpoint], error)
 }
 
 type ckptdClient struct {
@@ -288,6 +293,38 @@ func (c *ckptdClient) Events(ctx context.Context, in *EventsRequest, opts ...grp
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Ckptd_EventsClient = grpc.ServerStreamingClient[Event]
 
+func (c *ckptdClient) Export(ctx context.Context, in *ExportRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportChunk], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Ckptd_ServiceDesc.Streams[3], Ckptd_Export_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ExportRequest, ExportChunk]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Ckptd_ExportClient = grpc.ServerStreamingClient[ExportChunk]
+
+func (c *ckptdClient) Import(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImportChunk, Checkpoint], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Ckptd_ServiceDesc.Streams[4], Ckptd_Import_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ImportChunk, Checkpoint]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Ckptd_ImportClient = grpc.ClientStreamingClient[ImportChunk, Checkpoint]
+
 // CkptdServer is the server API for Ckptd service.
 // All implementations must embed UnimplementedCkptdServer
 // for forward compatibility.
@@ -318,6 +355,9 @@ type CkptdServer interface {
 	RemoveSchedule(context.Context, *RemoveScheduleRequest) (*RemoveScheduleResponse, error)
 	// Events streams what happens from now on until the client leaves.
 	Events(*EventsRequest, grpc.ServerStreamingServer[Event]) error
+	// Export streams a checkpoint archive; Import takes one.
+	Export(*ExportRequest, grpc.ServerStreamingServer[ExportChunk]) error
+	Import(grpc.ClientStreamingServer[ImportChunk, Checkpoint]) error
 	mustEmbedUnimplementedCkptdServer()
 }
 
@@ -381,6 +421,12 @@ func (UnimplementedCkptdServer) RemoveSchedule(context.Context, *RemoveScheduleR
 }
 func (UnimplementedCkptdServer) Events(*EventsRequest, grpc.ServerStreamingServer[Event]) error {
 	return status.Errorf(codes.Unimplemented, "method Events not implemented")
+}
+func (UnimplementedCkptdServer) Export(*ExportRequest, grpc.ServerStreamingServer[ExportChunk]) error {
+	return status.Errorf(codes.Unimplemented, "method Export not implemented")
+}
+func (UnimplementedCkptdServer) Import(grpc.ClientStreamingServer[ImportChunk, Checkpoint]) error {
+	return status.Errorf(codes.Unimplemented, "method Import not implemented")
 }
 func (UnimplementedCkptdServer) mustEmbedUnimplementedCkptdServer() {}
 func (UnimplementedCkptdServer) testEmbeddedByValue()               {}
@@ -706,6 +752,24 @@ func _Ckptd_Events_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Ckptd_EventsServer = grpc.ServerStreamingServer[Event]
 
+func _Ckptd_Export_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ExportRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(CkptdServer).Export(m, &grpc.GenericServerStream[ExportRequest, ExportChunk]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Ckptd_ExportServer = grpc.ServerStreamingServer[ExportChunk]
+
+func _Ckptd_Import_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(CkptdServer).Import(&grpc.GenericServerStream[ImportChunk, Checkpoint]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Ckptd_ImportServer = grpc.ClientStreamingServer[ImportChunk, Checkpoint]
+
 // Ckptd_ServiceDesc is the grpc.ServiceDesc for Ckptd service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -789,6 +853,16 @@ var Ckptd_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "Events",
 			Handler:       _Ckptd_Events_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "Export",
+			Handler:       _Ckptd_Export_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "Import",
+			Handler:       _Ckptd_Import_Handler,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "ckptd.proto",

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	apiv1 "github.com/ckptd/ckptd/api/v1"
+)
+
+func (c *cli) exportCmd() *cobra.Command {
+	var comp string
+	cmd := &cobra.Command{
+		Use:   "export CHECKPOINT FILE",
+		Short: "Write a checkpoint to one archive (Podman's layout plus ckptd.json); FILE - is stdout",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			stream, err := cl.Export(c.ctx(), &apiv1.ExportRequest{Checkpoint: args[0], Compression: comp})
+			if err != nil {
+				return err
+			}
+			if args[1] == "-" {
+				_, err := receiveExport(stream, os.Stdout)
+				return err
+			}
+			n, err := writeAtomic(args[1], func(w io.Writer) (int64, error) { return receiveExport(stream, w) })
+			if err != nil {
+				return err
+			}
+			if c.output != "json" {
+				fmt.Fprintf(os.Stderr, "%s exported to %s (%s)\n", args[0], args[1], humanBytes(n))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&comp, "compress", "zstd", "zstd, gzip or none")
+	return cmd
+}
+
+func receiveExport(stream apiv1.Ckptd_ExportClient, w io.Writer) (int64, error) {
+	var n int64
+	for {
+		m, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+		k, err := w.Write(m.GetData())
+		n += int64(k)
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
+// writeAtomic writes path through a temp file beside it, readable by its
+// owner alone (an archive holds a process's memory), renamed into place
+// only when fill succeeded.
+func writeAtomic(path string, fill func(io.Writer) (int64, error)) (int64, error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return 0, err
+	}
+	defer os.Remove(f.Name()) // no-op once renamed
+	n, err := fill(f)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return n, err
+	}
+	return n, os.Rename(f.Name(), path)
+}
+
+func (c *cli) importCmd() *cobra.Command {
+	var name string
+	cmd := &cobra.Command{
+		Use:   "import FILE",
+		Short: "Add the checkpoint in an archive written by export to the store; FILE - is stdin",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			in, source := io.Reader(os.Stdin), "-"
+			if args[0] != "-" {
+				f, err := os.Open(args[0])
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				in, source = f, filepath.Base(args[0])
+			}
+			stream, err := cl.Import(c.ctx())
+			if err != nil {
+				return err
+			}
+			first := &apiv1.ImportChunk{Name: name, Source: source}
+			for {
+				buf := make([]byte, 1<<20) // gRPC may still hold the last one
+				n, rerr := io.ReadFull(in, buf)
+				if n > 0 || first != nil {
+					m := first
+					if m == nil {
+						m = &apiv1.ImportChunk{}
+					}
+					m.Data, first = buf[:n], nil
+					if err := stream.Send(m); err != nil {
+						break // the server's answer says why
+					}
+				}
+				if errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF) {
+					break
+				}
+				if rerr != nil {
+					return rerr
+				}
+			}
+			ck, err := stream.CloseAndRecv()
+			if err != nil {
+				return err
+			}
+			if c.output == "json" {
+				return printJSON(ck)
+			}
+			fmt.Printf("%s %s imported (%s)\n", ck.GetName(), shortID(ck.GetId()), humanBytes(ck.GetSize()))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&name, "name", "", "checkpoint name (default: the archive's)")
+	return cmd
+}
