@@ -132,7 +132,7 @@ type Checkpoint struct {
 	Sealed time.Time `json:"sealed,omitempty"` // when it became sealed
 	// Scheduled is set on checkpoints a schedule took: only those does its
 	// retention policy remove.
-	Scheduled bool `json:"scheduled,omitempty"`
+	Scheduled bool    `json:"scheduled,omitempty"`
 	Imported  *Import `json:"imported,omitempty"`
 }
 
