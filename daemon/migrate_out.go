@@ -68,12 +68,6 @@ type MigrateResult struct {
 	Phases        []Phase // the downtime's parts, in order
 }
 
-// Phase is one part of a migration's downtime.
-type Phase struct {
-	Name     string
-	Duration time.Duration
-}
-
 // Migrate moves a running target to the ckptd at req.To: pre-flight there
 // before anything freezes, then stop-and-copy with the pages streamed
 // straight to the destination's CRIU page server. The source is stopped
@@ -199,27 +193,6 @@ func (m *outgoing) run(ctx context.Context) (res *MigrateResult, err error) {
 		Downtime: m.downtime, Total: time.Since(m.start), Bytes: m.bytes(), Stats: stats,
 		SourceStopped: stopped, Warnings: m.restored.Warnings, Phases: m.marks,
 	}, nil
-}
-
-// freeze starts the downtime's clock.
-func (m *outgoing) freeze() {
-	m.frozen = time.Now()
-	m.last = m.frozen
-}
-
-// mark ends the phase name now.
-func (m *outgoing) mark(name string) {
-	now := time.Now()
-	m.marks = append(m.marks, Phase{Name: name, Duration: now.Sub(m.last)})
-	m.last = now
-}
-
-func phaseAttrs(ps []Phase) []any {
-	var out []any
-	for _, p := range ps {
-		out = append(out, p.Name, p.Duration)
-	}
-	return out
 }
 
 // fail ends a migration that went wrong. Before the commit the destination
@@ -410,50 +383,4 @@ func (m *outgoing) commit(c *store.Checkpoint, images string) error {
 	m.downtime = time.Since(m.frozen)
 	m.mark("restore")
 	return nil
-}
-
-func (m *outgoing) bytes() int64 {
-	n := m.filesSent.Load()
-	if t := m.pages.Load(); t != nil {
-		n += t.Sent.Load()
-	}
-	return n
-}
-
-func (m *outgoing) progress(phase string) {
-	if m.req.Progress != nil {
-		m.req.Progress(MigrateProgress{Phase: phase, Bytes: m.bytes(), Total: m.offerTotal()})
-	}
-}
-
-func (m *outgoing) offerTotal() int64 {
-	if m.offer == nil {
-		return 0
-	}
-	return m.offer.MemoryBytes
-}
-
-// reportProgress reports the transfer five times a second until stopped.
-func (m *outgoing) reportProgress() (stop func()) {
-	if m.req.Progress == nil {
-		return func() {}
-	}
-	quit := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		tick := time.NewTicker(200 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-quit:
-				return
-			case <-tick.C:
-				if !m.restoring.Load() {
-					m.progress("transfer")
-				}
-			}
-		}
-	}()
-	return func() { close(quit); <-done }
 }
