@@ -93,26 +93,8 @@ func run() error {
 	}
 	defer st.Close()
 	hub := events.NewHub()
-	if every, _ := cfg.Scrub(); every > 0 { // validated
-		st.ScrubEvery(every, int64(cfg.ScrubRateMiB)<<20, func(r store.ScrubResult) {
-			hub.Publish(events.Event{Kind: events.ScrubPassEnded, Bytes: r.Bytes})
-			for _, id := range r.Quarantined {
-				hub.Publish(events.Event{Kind: events.Quarantined, Checkpoint: id})
-			}
-		})
-	}
-	if cfg.MetricsListen != "" {
-		ln, err := metrics.Listen(cfg.MetricsListen)
-		if err != nil {
-			return err
-		}
-		m := metrics.New(st)
-		go m.Run(ctx, hub)
-		go func() {
-			if err := m.Serve(ctx, ln, log); err != nil {
-				log.Error("metrics server", "err", err)
-			}
-		}()
+	if err := observe(ctx, cfg, st, hub, log); err != nil {
+		return err
 	}
 	ctrs, err := container.New(log, cfg.Containerd, bin)
 	if err != nil {
@@ -134,12 +116,7 @@ func run() error {
 		return err
 	}
 	defer d.Close()
-	for _, sc := range cfg.Schedules {
-		every, r, _ := sc.Parse() // validated
-		if _, err := d.SetSchedule(ctx, daemon.ScheduleRequest{Target: sc.Target, Every: every, Retention: r, FromConfig: true}); err != nil {
-			log.Error("schedule from the config file not set", "target", sc.Target, "err", err)
-		}
-	}
+	setSchedules(ctx, d, cfg.Schedules, log)
 	peers := make(chan error, 1)
 	if cfg.PeerListen != "" {
 		ps, err := migrate.Listen(cfg.PeerListen, peerTLS, d, log)
@@ -317,4 +294,43 @@ func lookupGroup(name string) (int, error) {
 		}
 	}
 	return strconv.Atoi(g.Gid)
+}
+
+// observe starts the scrub and the metrics server the config asks for,
+// both reporting through hub.
+func observe(ctx context.Context, cfg config.Config, st *store.Store, hub *events.Hub, log *slog.Logger) error {
+	if every, _ := cfg.Scrub(); every > 0 { // validated
+		st.ScrubEvery(every, int64(cfg.ScrubRateMiB)<<20, func(r store.ScrubResult) {
+			hub.Publish(events.Event{Kind: events.ScrubPassEnded, Bytes: r.Bytes})
+			for _, id := range r.Quarantined {
+				hub.Publish(events.Event{Kind: events.Quarantined, Checkpoint: id})
+			}
+		})
+	}
+	if cfg.MetricsListen == "" {
+		return nil
+	}
+	ln, err := metrics.Listen(cfg.MetricsListen)
+	if err != nil {
+		return err
+	}
+	m := metrics.New(st)
+	go m.Run(ctx, hub)
+	go func() {
+		if err := m.Serve(ctx, ln, log); err != nil {
+			log.Error("metrics server", "err", err)
+		}
+	}()
+	return nil
+}
+
+// setSchedules sets the config file's schedules; one whose target is not
+// there is logged, not fatal.
+func setSchedules(ctx context.Context, d *daemon.Daemon, scheds []config.Schedule, log *slog.Logger) {
+	for _, sc := range scheds {
+		every, r, _ := sc.Parse() // validated
+		if _, err := d.SetSchedule(ctx, daemon.ScheduleRequest{Target: sc.Target, Every: every, Retention: r, FromConfig: true}); err != nil {
+			log.Error("schedule from the config file not set", "target", sc.Target, "err", err)
+		}
+	}
 }
