@@ -12,6 +12,7 @@ import (
 
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
+	cerrdefs "github.com/containerd/errdefs"
 
 	"github.com/ckptd/ckptd/test/containerdtest"
 	"github.com/ckptd/ckptd/test/ociimage"
@@ -119,6 +120,9 @@ func (x *ctrd) statusIn(ns, id string) string {
 		return ""
 	}
 	st, err := task.Status(ctx)
+	if cerrdefs.IsNotFound(err) {
+		return "" // deleted since it was loaded: a create that stops it just did
+	}
 	if err != nil {
 		x.t.Fatal(err)
 	}
