@@ -196,6 +196,12 @@ func printInspection(in *apiv1.InspectResponse) {
 	if m := ck.GetMigration(); m != nil {
 		fmt.Printf("Migrated:  from %s, running here since %s\n", m.GetPeer(), ago(m.GetReceivedUnixNano()))
 	}
+	if im := ck.GetImported(); im != nil {
+		fmt.Printf("Imported:  from %s (id %s there), %s\n", im.GetSource(), im.GetOriginalId(), ago(im.GetTimeUnixNano()))
+	}
+	if ck.GetScheduled() {
+		fmt.Println("Scheduled: taken by a schedule; its retention may remove it")
+	}
 	if ci := ck.GetContainer(); ci != nil {
 		fmt.Printf("Container: ctr:%s/%s, image %s (%s), snapshotter %s, runtime %s\n",
 			ci.GetNamespace(), ci.GetId(), ci.GetImage(), ci.GetImageDigest(), ci.GetSnapshotter(), ci.GetRuntime())
