@@ -6,8 +6,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	apiv1 "github.com/ckptd/ckptd/api/v1"
 )
@@ -31,7 +33,16 @@ func (c *cli) exportCmd() *cobra.Command {
 				_, err := receiveExport(stream, os.Stdout)
 				return err
 			}
-			n, err := writeAtomic(args[1], func(w io.Writer) (int64, error) { return receiveExport(stream, w) })
+			var progress io.Writer = io.Discard
+			if isTerminal(os.Stderr) && c.output != "json" {
+				progress = os.Stderr
+			}
+			n, err := writeAtomic(args[1], func(w io.Writer) (int64, error) {
+				return receiveExport(stream, &meter{w: w, out: progress, start: time.Now()})
+			})
+			if progress != io.Discard {
+				fmt.Fprint(progress, "\r\033[K")
+			}
 			if err != nil {
 				return err
 			}
@@ -143,4 +154,31 @@ func (c *cli) importCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&name, "name", "", "checkpoint name (default: the archive's)")
 	return cmd
+}
+
+// meter counts what passes to w and, at most five times a second, says so
+// on out (a terminal): a progress line for long exports.
+type meter struct {
+	w     io.Writer
+	out   io.Writer
+	start time.Time
+	n     int64
+	shown time.Time
+}
+
+func (m *meter) Write(p []byte) (int, error) {
+	k, err := m.w.Write(p)
+	m.n += int64(k)
+	if now := time.Now(); now.Sub(m.shown) >= 200*time.Millisecond {
+		m.shown = now
+		rate := float64(m.n) / max(now.Sub(m.start).Seconds(), 1e-3)
+		fmt.Fprintf(m.out, "\rexporting: %s (%s/s)\033[K", humanBytes(m.n), humanBytes(int64(rate)))
+	}
+	return k, err
+}
+
+// isTerminal reports whether f is a terminal.
+func isTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }

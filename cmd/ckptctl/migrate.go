@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 
 	apiv1 "github.com/ckptd/ckptd/api/v1"
 )
@@ -153,8 +152,7 @@ type progressBar struct {
 }
 
 func newProgressBar(f *os.File) *progressBar {
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return &progressBar{w: f, tty: err == nil, start: time.Now()}
+	return &progressBar{w: f, tty: isTerminal(f), start: time.Now()}
 }
 
 func (b *progressBar) show(p *apiv1.MigrateProgress) {
