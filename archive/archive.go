@@ -120,16 +120,25 @@ type nopCloser struct{ io.Writer }
 
 func (nopCloser) Close() error { return nil }
 
+// CheckCompression refuses a compression Write does not know.
+func CheckCompression(comp string) error {
+	if comp == "" || slices.Contains(Compressions, comp) {
+		return nil
+	}
+	return fmt.Errorf("compression %q: want one of %s: %w", comp, strings.Join(Compressions, ", "), errdefs.ErrInvalidArgument)
+}
+
 func compressor(w io.Writer, comp string) (io.WriteCloser, error) {
+	if err := CheckCompression(comp); err != nil {
+		return nil, err
+	}
 	switch comp {
 	case "", "zstd":
 		return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest))
 	case "gzip":
 		return gzip.NewWriterLevel(w, gzip.BestSpeed)
-	case "none":
-		return nopCloser{w}, nil
 	}
-	return nil, fmt.Errorf("compression %q: want one of %s: %w", comp, strings.Join(Compressions, ", "), errdefs.ErrInvalidArgument)
+	return nopCloser{w}, nil // "none"
 }
 
 // maxRecord bounds ckptd.json.

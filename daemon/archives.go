@@ -5,11 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
-	"strings"
 
 	"github.com/ckptd/ckptd/archive"
-	"github.com/ckptd/ckptd/errdefs"
 	"github.com/ckptd/ckptd/events"
 	"github.com/ckptd/ckptd/store"
 )
@@ -20,19 +17,14 @@ const importReserve = 256 << 20
 // Export streams checkpoint ref to w as an archive (see package archive),
 // holding it against rm meanwhile.
 func (d *Daemon) Export(ctx context.Context, ref string, w io.Writer, compression string) (*store.Checkpoint, error) {
-	if compression != "" && !slices.Contains(archive.Compressions, compression) {
-		return nil, fmt.Errorf("compression %q: want one of %s: %w", compression, strings.Join(archive.Compressions, ", "), errdefs.ErrInvalidArgument)
+	if err := archive.CheckCompression(compression); err != nil {
+		return nil, err
 	}
-	c, release, err := d.store.Acquire(ctx, ref)
+	c, release, err := d.store.AcquireSealed(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
 	defer release()
-	if c.IsSealing() {
-		if c, err = d.store.WaitSealed(ctx, c.ID); err != nil {
-			return nil, err
-		}
-	}
 	if err := archive.Write(w, d.store.Dir(c.ID), c, compression); err != nil {
 		return nil, fmt.Errorf("export %s: %w", c.Name, err)
 	}

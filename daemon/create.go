@@ -55,23 +55,14 @@ func (d *Daemon) Create(ctx context.Context, req CreateRequest) (*store.Checkpoi
 	}
 	if parent != "" {
 		// Held until published: rm must not take the parent from under a
-		// checkpoint about to name it.
-		_, release, err := d.store.Acquire(ctx, parent)
-		switch {
-		case errdefs.IsNotFound(err):
-			parent = "" // removed just now: a new chain starts
-		case err != nil:
-			return nil, err
-		default:
+		// checkpoint about to name it, and a child names only a sealed one.
+		_, release, err := d.store.AcquireSealed(ctx, parent)
+		if err == nil {
 			defer release()
-			// A child may name only a sealed parent: a seal that fails
-			// removes its checkpoint.
-			if _, err := d.store.WaitSealed(ctx, parent); err != nil {
-				if ctx.Err() != nil {
-					return nil, err
-				}
-				parent = "" // its seal failed and removed it
-			}
+		} else if _, gerr := d.store.Get(ctx, parent); errdefs.IsNotFound(gerr) {
+			parent = "" // removed just now, or its seal failed and removed it: a new chain starts
+		} else {
+			return nil, err
 		}
 	}
 	c := &store.Checkpoint{
@@ -131,11 +122,7 @@ func checkCRIUConfig(path string) error {
 // lockLive resolves target, takes its lock and returns its record,
 // checked to be running. The caller unlocks.
 func (d *Daemon) lockLive(ctx context.Context, target string) (*store.Target, func(), error) {
-	ref, err := d.resolveRef(ctx, target)
-	if err != nil {
-		return nil, nil, err
-	}
-	unlock, err := d.locks.Lock(ctx, ref.Key())
+	ref, unlock, err := d.lockRef(ctx, target)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -210,26 +197,36 @@ func (d *Daemon) capture(ctx context.Context, c *store.Checkpoint, t *store.Targ
 		return err
 	}
 	if c.Options.LeaveRunning {
-		d.log.Debug("target released; sealing checkpoint", "id", c.ID, "target", t.Key())
-		// The seal outlives a client that gives up waiting.
-		files := []string{dumper.LogFile, dumper.StatsFile}
-		if err != nil {
-			files = nil // CRIU failed after the commit: its files may be missing
-		}
-		if _, serr := d.store.Seal(context.WithoutCancel(ctx), c.ID, stats, work.Path, files...); serr != nil {
-			return errors.Join(err, serr)
-		}
+		return d.sealReleased(ctx, c, t, stats, work.Path, err)
 	}
 	if err != nil {
-		// CRIU failed after the checkpoint was committed; it is complete
-		// and listed, so keep it and say what went wrong.
-		return fmt.Errorf("checkpoint %s was saved, but then: %w", c.ID, err)
+		return savedBut(c, err)
 	}
-	if c.Options.LeaveRunning {
-		return nil
+	return d.store.Finish(ctx, c.ID, stats, work.Path, dumper.LogFile, dumper.StatsFile)
+}
+
+// sealReleased seals a checkpoint whose target already runs again. cerr is
+// CRIU's failure after the commit, if any. The seal outlives a client that
+// gives up waiting; a seal that fails removes the checkpoint.
+func (d *Daemon) sealReleased(ctx context.Context, c *store.Checkpoint, t *store.Target, stats *store.DumpStats, workDir string, cerr error) error {
+	d.log.Debug("target released; sealing checkpoint", "id", c.ID, "target", t.Key())
+	files := []string{dumper.LogFile, dumper.StatsFile}
+	if cerr != nil {
+		files = nil // CRIU failed after the commit: its files may be missing
 	}
-	c.Stats = stats
-	return d.store.Finish(ctx, c.ID, c.Stats, work.Path, dumper.LogFile, dumper.StatsFile)
+	if _, err := d.store.Seal(context.WithoutCancel(ctx), c.ID, stats, workDir, files...); err != nil {
+		return errors.Join(cerr, err)
+	}
+	if cerr != nil {
+		return savedBut(c, cerr)
+	}
+	return nil
+}
+
+// savedBut is CRIU failing after the checkpoint was committed: it is
+// complete and listed, so it is kept and the error says what went wrong.
+func savedBut(c *store.Checkpoint, err error) error {
+	return fmt.Errorf("checkpoint %s was saved, but then: %w", c.ID, err)
 }
 
 // liveTarget returns the record of ref, creating one for a host process

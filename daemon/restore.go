@@ -42,16 +42,11 @@ func (d *Daemon) Restore(ctx context.Context, req RestoreRequest) (*TargetStatus
 		req.Checkpoint = latest.ID
 	}
 	// Held from here on: rm refuses a checkpoint being restored.
-	c, release, err := d.store.Acquire(ctx, req.Checkpoint)
+	c, release, err := d.store.AcquireSealed(ctx, req.Checkpoint)
 	if err != nil {
 		return nil, err
 	}
 	defer release()
-	if c.IsSealing() {
-		if c, err = d.store.WaitSealed(ctx, c.ID); err != nil {
-			return nil, err
-		}
-	}
 	if err := d.store.Present(c); err != nil {
 		return nil, fmt.Errorf("restore %s: %w", c.Name, err)
 	}

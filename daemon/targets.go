@@ -180,22 +180,27 @@ func (d *Daemon) status(t *store.Target) *TargetStatus {
 	return s
 }
 
-// annotate adds each target's schedule and newest checkpoint.
+// annotate adds each target's schedule and newest checkpoint, reading
+// the index once.
 func (d *Daemon) annotate(ctx context.Context, ts []*TargetStatus) error {
 	scheds := map[string]schedule.Status{}
 	for _, s := range d.sched.List() {
 		scheds[s.Key] = s
 	}
+	all, err := d.store.List(ctx, store.Filter{})
+	if err != nil {
+		return err
+	}
+	newest := map[string]*store.Checkpoint{}
+	for _, c := range all { // oldest first: the last one of a key wins
+		newest[c.Target.Key()] = c
+	}
 	for _, t := range ts {
 		if s, ok := scheds[t.Key()]; ok {
 			t.Schedule = &s
 		}
-		c, err := d.store.Latest(ctx, t.Key())
-		switch {
-		case err == nil:
+		if c := newest[t.Key()]; c != nil {
 			t.LastCheckpoint, t.LastCheckpointAt = c.Name, c.Created
-		case !errdefs.IsNotFound(err):
-			return err
 		}
 	}
 	return nil
@@ -222,11 +227,7 @@ func (d *Daemon) Kill(ctx context.Context, target string) error {
 // lockKnown resolves target, takes its lock and returns its record,
 // running or not. The caller unlocks.
 func (d *Daemon) lockKnown(ctx context.Context, target string) (*store.Target, func(), error) {
-	ref, err := d.resolveRef(ctx, target)
-	if err != nil {
-		return nil, nil, err
-	}
-	unlock, err := d.locks.Lock(ctx, ref.Key())
+	ref, unlock, err := d.lockRef(ctx, target)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -236,6 +237,16 @@ func (d *Daemon) lockKnown(ctx context.Context, target string) (*store.Target, f
 		return nil, nil, err
 	}
 	return t, unlock, nil
+}
+
+// lockRef resolves target and takes its lock. The caller unlocks.
+func (d *Daemon) lockRef(ctx context.Context, target string) (store.TargetRef, func(), error) {
+	ref, err := d.resolveRef(ctx, target)
+	if err != nil {
+		return ref, nil, err
+	}
+	unlock, err := d.locks.Lock(ctx, ref.Key())
+	return ref, unlock, err
 }
 
 func (d *Daemon) workload(ctx context.Context, name string) (*store.Target, error) {

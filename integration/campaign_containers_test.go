@@ -3,7 +3,6 @@ package integration
 import (
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -78,16 +77,7 @@ func TestContainerCrashCampaign(t *testing.T) {
 // from its new checkpoint (its output now goes to ckptd's log for it).
 func containerInvariants(t *testing.T, x *ctrd, d *daemon, op, logPath string, listedBefore int) (bad []string, restored bool) {
 	t.Helper()
-	d.criuGone(t)
-	cs := d.checkpoints()
-	for _, c := range cs {
-		if _, stderr, err := d.ctl("verify", c.Name); err != nil {
-			bad = append(bad, fmt.Sprintf("listed checkpoint %s does not verify: %s", c.Name, stderr))
-		}
-	}
-	if left, _ := os.ReadDir(filepath.Join(d.root, "staging")); len(left) != 0 {
-		bad = append(bad, fmt.Sprintf("staging keeps %d entries after start-up", len(left)))
-	}
+	cs, bad := d.storeInvariants(t)
 	if markers, _ := filepath.Glob(filepath.Join(d.root, "dumps", "*", "paused.json")); len(markers) != 0 {
 		bad = append(bad, fmt.Sprintf("pause markers left: %v", markers))
 	}

@@ -187,16 +187,7 @@ func killPoint(d *daemon, op string, pid, hostPID int) string {
 // which is CRIU's loss, counted apart.
 func (d *daemon) campaignInvariants(t *testing.T, op string, w target, hash string, hostPID, schedPID, listedBefore int) (bad []string, lost bool) {
 	t.Helper()
-	d.criuGone(t)
-	cs := d.checkpoints()
-	for _, c := range cs {
-		if _, stderr, err := d.ctl("verify", c.Name); err != nil {
-			bad = append(bad, fmt.Sprintf("listed checkpoint %s does not verify: %s", c.Name, stderr))
-		}
-	}
-	if left, _ := os.ReadDir(filepath.Join(d.root, "staging")); len(left) != 0 {
-		bad = append(bad, fmt.Sprintf("staging keeps %d entries after start-up", len(left)))
-	}
+	cs, bad := d.storeInvariants(t)
 	if l := leftovers(t, d); len(l) != 0 {
 		bad = append(bad, fmt.Sprintf("work dirs keep images: %v", l))
 	}
@@ -247,6 +238,24 @@ func (d *daemon) campaignInvariants(t *testing.T, op string, w target, hash stri
 		break
 	}
 	return bad, lost
+}
+
+// storeInvariants checks a restarted ckptd's store after a kill: no CRIU
+// left, every listed checkpoint verifies, staging is empty. It returns the
+// listed checkpoints and what is wrong.
+func (d *daemon) storeInvariants(t *testing.T) (cs []checkpoint, bad []string) {
+	t.Helper()
+	d.criuGone(t)
+	cs = d.checkpoints()
+	for _, c := range cs {
+		if _, stderr, err := d.ctl("verify", c.Name); err != nil {
+			bad = append(bad, fmt.Sprintf("listed checkpoint %s does not verify: %s", c.Name, stderr))
+		}
+	}
+	if left, _ := os.ReadDir(filepath.Join(d.root, "staging")); len(left) != 0 {
+		bad = append(bad, fmt.Sprintf("staging keeps %d entries after start-up", len(left)))
+	}
+	return cs, bad
 }
 
 // endCopies kills every running workload but those in keep: copies a

@@ -153,10 +153,8 @@ func (s *Store) Finish(ctx context.Context, id string, stats *DumpStats, workDir
 	}
 	defer release()
 	dir := s.layout.Checkpoint(c.ID)
-	for _, name := range files {
-		if err := os.Rename(filepath.Join(workDir, name), filepath.Join(dir, name)); err != nil {
-			return fmt.Errorf("finish %s: %w", id, err)
-		}
+	if err := moveIn(workDir, dir, files); err != nil {
+		return fmt.Errorf("finish %s: %w", id, err)
 	}
 	sums, err := sumFiles(ctx, dir, files, hashOptions{format: c.FormatVersion, seal: true})
 	if err != nil {
@@ -170,27 +168,27 @@ func (s *Store) Finish(ctx context.Context, id string, stats *DumpStats, workDir
 	return s.db.Update(func(tx *bolt.Tx) error { return putTx(tx, c) })
 }
 
-func writeMetadata(dir string, c *Checkpoint) error {
+func writeMetadata(dir string, c *Checkpoint) error { return writeRecord(dir, c, true) }
+
+// writeRecord writes c's checkpoint.json in dir; without durable, it only
+// has to outlive a crash of ckptd, not of the machine (a sealing
+// checkpoint from an earlier boot is quarantined anyway).
+func writeRecord(dir string, c *Checkpoint, durable bool) error {
 	data, err := json.MarshalIndent(c, "", "  ")
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(dir, MetadataFile), append(data, '\n'))
+	return writeFileRenamed(filepath.Join(dir, MetadataFile), append(data, '\n'), durable)
 }
 
-// writeMetadataUnsynced writes a sealing checkpoint's record without
-// fsync: it only has to outlive a crash of ckptd, not of the machine (a
-// sealing checkpoint from an earlier boot is quarantined anyway).
-func writeMetadataUnsynced(dir string, c *Checkpoint) error {
-	data, err := json.MarshalIndent(c, "", "  ")
-	if err != nil {
-		return err
+// moveIn moves the named files from workDir into dir.
+func moveIn(workDir, dir string, files []string) error {
+	for _, name := range files {
+		if err := os.Rename(filepath.Join(workDir, name), filepath.Join(dir, name)); err != nil {
+			return err
+		}
 	}
-	path := filepath.Join(dir, MetadataFile)
-	if err := os.WriteFile(path+".tmp", append(data, '\n'), 0o600); err != nil {
-		return err
-	}
-	return os.Rename(path+".tmp", path)
+	return nil
 }
 
 // sumDir hashes and fsyncs every regular file in dir but checkpoint.json;

@@ -125,16 +125,11 @@ type VerifyResult struct {
 // fails keeps (or gets, if it was indexed) nothing but a report: Check
 // never moves an indexed checkpoint.
 func (s *Store) Check(ctx context.Context, ref string, readmit bool) (*VerifyResult, error) {
-	c, release, err := s.Acquire(ctx, ref)
+	c, release, err := s.AcquireSealed(ctx, ref)
 	if err == nil {
 		defer release()
 		if readmit {
 			return nil, fmt.Errorf("checkpoint %s is not quarantined: %w", c.Name, errdefs.ErrFailedPrecondition)
-		}
-		if c.IsSealing() {
-			if c, err = s.WaitSealed(ctx, c.ID); err != nil {
-				return nil, err
-			}
 		}
 		return &VerifyResult{Checkpoint: c, Problem: s.Verify(ctx, c)}, ctx.Err()
 	}

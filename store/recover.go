@@ -134,7 +134,7 @@ func (s *Store) readmitFound(ctx context.Context, c *Checkpoint) error {
 		_, err := s.resumeSealing(c)
 		return err
 	}
-	if passed, _, err := s.judge(ctx, c, "unindexed checkpoint"); err != nil || !passed {
+	if passed, err := s.judge(ctx, c, "unindexed checkpoint"); err != nil || !passed {
 		return err
 	}
 	if err := s.admit(c); err != nil {
@@ -147,20 +147,20 @@ func (s *Store) readmitFound(ctx context.Context, c *Checkpoint) error {
 // judge verifies c and acts on the verdict: proven damage goes to
 // quarantine, a cancelled start is an error, and any other failure leaves
 // c where it is, logged.
-func (s *Store) judge(ctx context.Context, c *Checkpoint, what string) (passed, quarantined bool, err error) {
+func (s *Store) judge(ctx context.Context, c *Checkpoint, what string) (passed bool, err error) {
 	err = s.Verify(ctx, c)
 	switch {
 	case err == nil:
-		return true, false, nil
+		return true, nil
 	case ctx.Err() != nil:
-		return false, false, fmt.Errorf("verify %s: %w", c.ID, ctx.Err())
+		return false, fmt.Errorf("verify %s: %w", c.ID, ctx.Err())
 	case errdefs.IsDataLoss(err):
 		s.log.Error(what+" failed verification; moved to quarantine", "id", c.ID, "name", c.Name,
 			"err", err, "quarantine", s.layout.Quarantine(c.ID))
-		return false, true, s.quarantine(c.ID, err.Error())
+		return false, s.quarantine(c.ID, err.Error())
 	}
 	s.log.Warn(what+" could not be verified; left as it is", "id", c.ID, "name", c.Name, "err", err)
-	return false, false, nil
+	return false, nil
 }
 
 func (s *Store) removeLeftovers(dir, what string) error {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -51,7 +50,7 @@ func (s *Store) publishSealing(c *Checkpoint) error {
 	}
 	c.FormatVersion, c.State, c.BootID, c.Files = FormatVersion, StateSealing, s.bootID, nil
 	staging := s.layout.Staging(c.ID)
-	if err := writeMetadataUnsynced(staging, c); err != nil {
+	if err := writeRecord(staging, c, false); err != nil {
 		return err
 	}
 	if err := os.Rename(staging, s.layout.Checkpoint(c.ID)); err != nil {
@@ -116,10 +115,8 @@ func (s *Store) seal(ctx context.Context, id string, job *sealJob, stats *DumpSt
 		return nil, err
 	}
 	dir := s.layout.Checkpoint(id)
-	for _, name := range files {
-		if err := os.Rename(filepath.Join(workDir, name), filepath.Join(dir, name)); err != nil {
-			return nil, err
-		}
+	if err := moveIn(workDir, dir, files); err != nil {
+		return nil, err
 	}
 	var done map[string]FileSum
 	if job.pre != nil {
@@ -144,8 +141,8 @@ func (s *Store) seal(ctx context.Context, id string, job *sealJob, stats *DumpSt
 	return c, err
 }
 
-// dropUnsealed removes a checkpoint whose seal failed, from the index
-// first, then from disk.
+// dropUnsealed removes a checkpoint whose seal failed: into the trash,
+// out of the index, then off the disk.
 func (s *Store) dropUnsealed(id string) error {
 	c, err := s.Get(context.Background(), id)
 	if err != nil {

@@ -18,16 +18,7 @@ import (
 // publishSealing stages files and commits them as a sealing checkpoint.
 func publishSealing(t *testing.T, s *Store, name string, files map[string]string) *Checkpoint {
 	t.Helper()
-	c := &Checkpoint{ID: NewID(), Name: name, Target: TargetRef{Kind: KindWorkload, Name: "w"}}
-	dir, err := s.Stage(context.Background(), c.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for n, data := range files {
-		if err := os.WriteFile(filepath.Join(dir, n), []byte(data), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	c := staged(t, s, name, "", files)
 	if err := s.PublishSealing(context.Background(), c); err != nil {
 		t.Fatalf("publish sealing %s: %v", name, err)
 	}
@@ -98,12 +89,22 @@ func TestFailedSealRemovesCheckpoint(t *testing.T) {
 	c := publishSealing(t, s, "snap", map[string]string{"a": "1"})
 	waited := make(chan error, 1)
 	go func() { _, err := s.WaitSealed(ctx, c.ID); waited <- err }()
+	acquired := make(chan error, 1)
+	go func() { _, _, err := s.AcquireSealed(ctx, c.ID); acquired <- err }()
+	waitFor(t, func() bool { s.mu.Lock(); defer s.mu.Unlock(); return s.busy[c.ID] == 2 }) // the seal's and ours
 	if _, err := s.Seal(ctx, c.ID, nil, t.TempDir(), "missing.log"); err == nil {
 		t.Fatal("seal with a missing file succeeded")
 	}
 	if err := <-waited; err == nil {
 		t.Error("wait on a failed seal succeeded")
 	}
+	if err := <-acquired; err == nil {
+		t.Error("acquire of a checkpoint whose seal failed succeeded")
+	}
+	if s.mu.Lock(); len(s.busy) != 0 {
+		t.Errorf("holds left after a failed seal: %v", s.busy)
+	}
+	s.mu.Unlock()
 	if _, err := s.Get(ctx, c.ID); !errdefs.IsNotFound(err) {
 		t.Errorf("checkpoint after a failed seal: %v", err)
 	}

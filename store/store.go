@@ -198,6 +198,21 @@ func (s *Store) Acquire(ctx context.Context, ref string) (c *Checkpoint, release
 	}, nil
 }
 
+// AcquireSealed is Acquire that also waits for a checkpoint still sealing:
+// what readers of its files (restore, export, verify) and a child naming
+// it as parent need. A seal that failed is that error.
+func (s *Store) AcquireSealed(ctx context.Context, ref string) (*Checkpoint, func(), error) {
+	c, release, err := s.Acquire(ctx, ref)
+	if err != nil || !c.IsSealing() {
+		return c, release, err
+	}
+	if c, err = s.WaitSealed(ctx, c.ID); err != nil {
+		release()
+		return nil, nil, err
+	}
+	return c, release, nil
+}
+
 // Latest returns the newest checkpoint of a target, or NotFound.
 func (s *Store) Latest(ctx context.Context, targetKey string) (*Checkpoint, error) {
 	all, err := s.List(ctx, Filter{TargetKey: targetKey})

@@ -30,7 +30,8 @@ func openStore(t *testing.T, root string) *Store {
 }
 
 // publish stages a checkpoint with files and publishes it.
-func publish(t *testing.T, s *Store, name, parent string, files map[string]string) *Checkpoint {
+// staged writes files into the staging directory of a new checkpoint.
+func staged(t *testing.T, s *Store, name, parent string, files map[string]string) *Checkpoint {
 	t.Helper()
 	c := &Checkpoint{ID: NewID(), Name: name, Parent: parent, Target: TargetRef{Kind: KindWorkload, Name: "w"}}
 	dir, err := s.Stage(context.Background(), c.ID)
@@ -38,10 +39,16 @@ func publish(t *testing.T, s *Store, name, parent string, files map[string]strin
 		t.Fatal(err)
 	}
 	for n, data := range files {
-		if err := os.WriteFile(filepath.Join(dir, n), []byte(data), 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte(data), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
+	return c
+}
+
+func publish(t *testing.T, s *Store, name, parent string, files map[string]string) *Checkpoint {
+	t.Helper()
+	c := staged(t, s, name, parent, files)
 	if err := s.Publish(context.Background(), c); err != nil {
 		t.Fatalf("publish %s: %v", name, err)
 	}
