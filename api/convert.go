@@ -67,6 +67,9 @@ func checkpointToAPI(c *store.Checkpoint) *apiv1.Checkpoint {
 	if im := c.Imported; im != nil {
 		out.Imported = &apiv1.Import{Source: im.Source, OriginalId: im.OriginalID, TimeUnixNano: unixNano(im.Time)}
 	}
+	if inc := c.Incremental; inc != nil {
+		out.Incremental = &apiv1.Incremental{Parent: inc.Parent, SharedBytes: c.SharedBytes()}
+	}
 	if m := c.Migration; m != nil {
 		out.Migration = &apiv1.Migration{Peer: m.Peer, ReceivedUnixNano: unixNano(m.Received)}
 	}

@@ -106,7 +106,7 @@ func (s *Server) Verify(ctx context.Context, r *apiv1.VerifyRequest) (*apiv1.Ver
 }
 
 func (s *Server) Remove(ctx context.Context, r *apiv1.RemoveRequest) (*apiv1.RemoveResponse, error) {
-	ids, err := s.d.Remove(ctx, r.GetRefs(), r.GetRecursive())
+	ids, err := s.d.Remove(ctx, r.GetRefs(), daemon.RemoveOptions{Recursive: r.GetRecursive(), Relink: r.GetRelink()})
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -126,7 +126,10 @@ func (s *Server) Inspect(ctx context.Context, r *apiv1.InspectRequest) (*apiv1.I
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	out := &apiv1.InspectResponse{Checkpoint: checkpointToAPI(in.Checkpoint), Children: in.Children}
+	out := &apiv1.InspectResponse{Checkpoint: checkpointToAPI(in.Checkpoint), Children: in.Children, ChainProblem: in.ChainProblem}
+	if inc := out.Checkpoint.GetIncremental(); inc != nil {
+		inc.Depth = int32(in.ChainDepth)
+	}
 	for _, p := range in.Processes {
 		out.Processes = append(out.Processes, processToAPI(p))
 	}

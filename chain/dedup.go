@@ -18,8 +18,8 @@ const chunkPages = 256
 // the checkpoint in parentDir (at the same address of the same pagemap
 // image, through parentDir's own chain) are read from there: they leave
 // dir's pages files and become PE_PARENT entries, and dir gets a parent
-// link to parentDir, a sibling. It returns how many pages it shared; with
-// none, dir is left without a link.
+// link to parentDir, a sibling. It returns how many pages dir's images
+// then read from the chain; with none, dir is left without a link.
 //
 // Every step leaves dir restorable: new pages files are written and
 // fsynced before the pagemap naming them is renamed into place, and the
@@ -37,20 +37,21 @@ func Dedup(ctx context.Context, dir, parentDir string) (shared uint64, err error
 	if err != nil {
 		return 0, err
 	}
-	if err := linkParent(dir, parentDir); err != nil {
+	if err := Link(dir, parentDir); err != nil {
 		return 0, err
 	}
 	for _, name := range names {
 		if err := ctx.Err(); err != nil {
-			return shared, err
+			return 0, err
 		}
-		n, err := dedupImage(dir, parentDir, name, el)
-		if err != nil {
-			return shared, fmt.Errorf("deduplicate %s: %w", name, err)
+		if err := dedupImage(dir, parentDir, name, el); err != nil {
+			return 0, fmt.Errorf("deduplicate %s: %w", name, err)
 		}
-		shared += n
 	}
-	if shared == 0 && !hasParentEntries(dir, names) {
+	if shared, err = ParentPages(dir); err != nil {
+		return 0, err
+	}
+	if shared == 0 {
 		if err := os.Remove(filepath.Join(dir, ParentLink)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return 0, err
 		}
@@ -58,8 +59,9 @@ func Dedup(ctx context.Context, dir, parentDir string) (shared uint64, err error
 	return shared, syncDir(dir)
 }
 
-// linkParent points dir's parent link at parentDir, replacing any other.
-func linkParent(dir, parentDir string) error {
+// Link points dir's parent link at parentDir, a sibling, replacing any
+// other.
+func Link(dir, parentDir string) error {
 	target := "../" + filepath.Base(parentDir)
 	link := filepath.Join(dir, ParentLink)
 	if cur, err := os.Readlink(link); err == nil && cur == target {
@@ -73,67 +75,73 @@ func linkParent(dir, parentDir string) error {
 	return os.Rename(tmp, link)
 }
 
-func hasParentEntries(dir string, names []string) bool {
+// ParentPages counts the pages dir's images read from its chain.
+func ParentPages(dir string) (uint64, error) {
+	names, err := pagemaps(dir)
+	if err != nil {
+		return 0, err
+	}
+	var n uint64
 	for _, name := range names {
 		pm, err := readPagemap(filepath.Join(dir, name))
 		if err != nil {
-			return true // keep the link: the caller's next read says what is wrong
+			return 0, err
 		}
 		for _, e := range pm.entries {
-			if e.flags&peParent != 0 {
-				return true
+			if e.inParent() {
+				n += e.pages
 			}
 		}
 	}
-	return false
+	return n, nil
 }
 
 // dedupImage deduplicates one pagemap image of dir against parentDir.
-func dedupImage(dir, parentDir, name string, el *eligibility) (uint64, error) {
+func dedupImage(dir, parentDir, name string, el *eligibility) error {
 	parent, err := openLayers(parentDir, name)
 	if errors.Is(err, fs.ErrNotExist) {
-		return 0, nil // the parent has no such image: nothing to share
+		return nil // the parent has no such image: nothing to share
 	}
 	if err != nil {
-		return 0, fmt.Errorf("parent %s: %w", parentDir, err)
+		return fmt.Errorf("parent %s: %w", parentDir, err)
 	}
 	defer parent.close()
 	cur, err := openLayer(dir, name)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	defer cur.close()
 	for _, e := range cur.pm.entries {
-		if e.flags != pePresent && e.flags != peParent {
-			return 0, nil // lazy pages: left as CRIU wrote them
+		if !e.present() && !e.inParent() {
+			return nil // flags this package does not know: left as CRIU wrote them
 		}
 	}
 	id, err := nextPagesID(dir)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	w, err := newPagesWriter(filepath.Join(dir, pagesFile(id)))
 	if err != nil {
-		return 0, err
+		return err
 	}
 	defer w.abort()
 	out := &pagemapImage{magic: cur.pm.magic, pagesID: id}
 	var shared uint64
 	buf, pbuf := make([]byte, chunkPages*pageSize), make([]byte, chunkPages*pageSize)
 	for i, e := range cur.pm.entries {
-		if e.flags == peParent {
-			out.add(e.vaddr, e.pages, peParent)
+		if e.inParent() {
+			out.add(e.vaddr, e.pages, e.flags)
 			continue
 		}
 		for done := uint64(0); done < e.pages; {
 			n := min(e.pages-done, chunkPages)
 			addr, chunk := e.vaddr+done*pageSize, buf[:n*pageSize]
 			if err := cur.read(chunk, cur.offs[i]+int64(done*pageSize)); err != nil {
-				return 0, err
+				return err
 			}
 			same, err := sameAsParent(parent, name, el, addr, chunk, pbuf)
 			if err != nil {
-				return 0, err
+				return err
 			}
 			for p := uint64(0); p < n; p++ {
 				if same[p] {
@@ -141,24 +149,21 @@ func dedupImage(dir, parentDir, name string, el *eligibility) (uint64, error) {
 					shared++
 					continue
 				}
-				out.add(addr+p*pageSize, 1, pePresent)
+				out.add(addr+p*pageSize, 1, e.flags) // present, maybe lazy
 				if err := w.write(chunk[p*pageSize : (p+1)*pageSize]); err != nil {
-					return 0, err
+					return err
 				}
 			}
 			done += n
 		}
 	}
 	if shared == 0 {
-		return 0, nil
+		return nil
 	}
 	if err := w.commit(); err != nil {
-		return 0, err
+		return err
 	}
-	if err := replacePagemap(dir, name, out, cur.pm.pagesID); err != nil {
-		return 0, err
-	}
-	return shared, nil
+	return replacePagemap(dir, name, out, cur.pm.pagesID)
 }
 
 // sameAsParent reports, for each page of chunk (at addr), whether the

@@ -51,6 +51,13 @@ type entry struct {
 
 func (e entry) end() uint64 { return e.vaddr + e.pages*pageSize }
 
+// present: the pages are in this level's pages file. CRIU also marks the
+// pages a lazy restore could fetch later (PE_LAZY) in every dump.
+func (e entry) present() bool { return e.flags&pePresent != 0 && e.flags&peParent == 0 }
+
+// inParent: the pages are read from the parent.
+func (e entry) inParent() bool { return e.flags&peParent != 0 && e.flags&pePresent == 0 }
+
 // pagemapImage is a decoded pagemap-*.img.
 type pagemapImage struct {
 	magic   [8]byte // CRIU's two magics, kept as read
@@ -64,7 +71,7 @@ func pagesFile(id uint32) string { return "pages-" + strconv.FormatUint(uint64(i
 func (p *pagemapImage) presentPages() uint64 {
 	var n uint64
 	for _, e := range p.entries {
-		if e.flags&pePresent != 0 {
+		if e.present() {
 			n += e.pages
 		}
 	}

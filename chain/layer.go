@@ -82,7 +82,7 @@ func openLayer(dir, name string) (*layer, error) {
 	var off int64
 	for i, e := range pm.entries {
 		l.offs[i] = off
-		if e.flags&pePresent != 0 {
+		if e.present() {
 			off += int64(e.pages) * pageSize
 		}
 	}
@@ -149,11 +149,11 @@ func (l *layer) locate(addr, n uint64) (src *layer, off int64, count uint64, dep
 			n = left
 		}
 		switch {
-		case e.flags == pePresent:
+		case e.present():
 			return cur, cur.offs[i] + int64(addr-e.vaddr), n, depth, true
-		case e.flags == peParent && cur.next != nil:
+		case e.inParent() && cur.next != nil:
 			cur = cur.next
-		default: // no parent to read from, or lazy pages this package never writes
+		default: // no parent to read from, or flags CRIU never combines
 			return nil, 0, n, depth, false
 		}
 	}

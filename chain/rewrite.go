@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 )
 
 // Check proves that dir's chain holds every page its pagemaps take from a
@@ -34,7 +35,7 @@ func checkImage(dir, name string) error {
 	}
 	defer top.close()
 	for _, e := range top.pm.entries {
-		if e.flags != peParent {
+		if !e.inParent() {
 			continue
 		}
 		for addr := e.vaddr; addr < e.end(); {
@@ -124,7 +125,7 @@ func rewriteImage(dir, outDir, name string, absorb int, id uint32) (rewriteResul
 		return rewriteResult{}, err
 	}
 	defer top.close()
-	if !hasFlag(top.pm, peParent) {
+	if !slices.ContainsFunc(top.pm.entries, entry.inParent) {
 		return rewriteResult{}, nil
 	}
 	w, err := newPagesWriter(filepath.Join(outDir, pagesFile(id)))
@@ -167,15 +168,6 @@ func rewriteImage(dir, outDir, name string, absorb int, id uint32) (rewriteResul
 	return res, writeDurable(filepath.Join(outDir, name), data)
 }
 
-func hasFlag(pm *pagemapImage, flag uint32) bool {
-	for _, e := range pm.entries {
-		if e.flags&flag != 0 {
-			return true
-		}
-	}
-	return false
-}
-
 // linkRest hard-links dir's regular files, but those replaced, into
 // outDir.
 func linkRest(dir, outDir string, replaced map[string]bool) error {
@@ -193,4 +185,32 @@ func linkRest(dir, outDir string, replaced map[string]bool) error {
 		}
 	}
 	return nil
+}
+
+// ReadMemory reads n bytes at addr of the memory pagemap image name of dir
+// describes, through its chain (go-criu's reader ignores PE_PARENT).
+func ReadMemory(dir, name string, addr uint64, n int) ([]byte, error) {
+	if n < 0 || n > 1<<20 {
+		return nil, fmt.Errorf("read %d bytes of memory: at most 1 MiB", n)
+	}
+	top, err := openLayers(dir, name)
+	if err != nil {
+		return nil, err
+	}
+	defer top.close()
+	first := addr &^ (pageSize - 1)
+	buf := make([]byte, 0, n+2*pageSize)
+	for a := first; a < addr+uint64(n); {
+		src, off, count, _, ok := top.locate(a, (addr+uint64(n)-a+pageSize-1)/pageSize)
+		if !ok {
+			return nil, fmt.Errorf("%s: page %#x is not in the images", name, a)
+		}
+		b := make([]byte, count*pageSize)
+		if err := src.read(b, off); err != nil {
+			return nil, err
+		}
+		buf = append(buf, b...)
+		a += count * pageSize
+	}
+	return buf[addr-first : addr-first+uint64(n)], nil
 }

@@ -66,12 +66,20 @@ type Config struct {
 	// reads (MiB/s, default 64).
 	ScrubInterval string `toml:"scrub_interval"`
 	ScrubRateMiB  int    `toml:"scrub_rate_mib"`
+	// ChainDepth caps how many ancestors an incremental checkpoint reads
+	// unchanged pages from (default 16); past it a checkpoint is stored
+	// whole. 0 stores every checkpoint whole.
+	ChainDepth int `toml:"chain_depth"`
 	// MetricsListen, when set (host:port), serves Prometheus metrics at
 	// /metrics there.
 	MetricsListen string `toml:"metrics_listen"`
 	// Schedules are set at every start, as `ckptctl schedule` sets them.
 	Schedules []Schedule `toml:"schedule"`
 }
+
+// MaxChainDepth bounds chain_depth: each level costs a restore a pagemap
+// walk.
+const MaxChainDepth = 32
 
 // Schedule is one [[schedule]] table.
 type Schedule struct {
@@ -109,7 +117,7 @@ func Default() Config {
 	return Config{
 		Root: "/var/lib/ckptd", Socket: "/run/ckptd/ckptd.sock", LogLevel: "info", LogFormat: "text",
 		Containerd: "/run/containerd/containerd.sock", ContainerdNamespace: "default",
-		PeerCerts: "/etc/ckptd/peer", ScrubRateMiB: 64,
+		PeerCerts: "/etc/ckptd/peer", ScrubRateMiB: 64, ChainDepth: 16,
 	}
 }
 
@@ -183,6 +191,9 @@ func (c Config) Validate() error {
 		if _, _, err := sc.Parse(); err != nil {
 			return err
 		}
+	}
+	if c.ChainDepth < 0 || c.ChainDepth > MaxChainDepth {
+		return fmt.Errorf("chain_depth %d: want 0 (store every checkpoint whole) to %d: %w", c.ChainDepth, MaxChainDepth, errdefs.ErrInvalidArgument)
 	}
 	if c.ScrubRateMiB <= 0 {
 		return fmt.Errorf("scrub_rate_mib %d: want a positive number of MiB per second: %w", c.ScrubRateMiB, errdefs.ErrInvalidArgument)

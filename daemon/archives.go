@@ -25,7 +25,13 @@ func (d *Daemon) Export(ctx context.Context, ref string, w io.Writer, compressio
 		return nil, err
 	}
 	defer release()
-	if err := archive.Write(w, d.store.Dir(c.ID), c, compression); err != nil {
+	// An archive stands alone: an incremental checkpoint goes whole.
+	dir, whole, done, err := d.store.SelfContained(ctx, c)
+	if err != nil {
+		return nil, fmt.Errorf("export %s: %w", c.Name, err)
+	}
+	err = archive.Write(w, dir, whole, compression)
+	if err = errors.Join(err, done()); err != nil {
 		return nil, fmt.Errorf("export %s: %w", c.Name, err)
 	}
 	d.log.Info("checkpoint exported", "id", c.ID, "name", c.Name)

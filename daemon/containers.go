@@ -138,7 +138,7 @@ func (d *Daemon) restoreContainer(ctx context.Context, c *store.Checkpoint, ref 
 	dir := d.store.Dir(c.ID)
 	ci := c.Container
 	res, err := d.containers.Restore(ctx, container.RestoreRequest{
-		Ref: to, From: from, ImagesDir: dir, WorkDir: work.Path, MemoryBytes: c.Size(),
+		Ref: to, From: from, ImagesDir: dir, WorkDir: work.Path, MemoryBytes: c.Size() + c.SharedBytes(),
 		SpecPath:   filepath.Join(dir, store.ContainerSpecFile),
 		RootfsPath: filepath.Join(dir, store.RootfsDiffFile),
 		LogPath:    filepath.Join(logDir, LogFile),

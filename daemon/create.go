@@ -53,16 +53,26 @@ func (d *Daemon) Create(ctx context.Context, req CreateRequest) (*store.Checkpoi
 	if err != nil {
 		return nil, err
 	}
+	var incremental *store.Incremental
 	if parent != "" {
 		// Held until published: rm must not take the parent from under a
 		// checkpoint about to name it, and a child names only a sealed one.
-		_, release, err := d.store.AcquireSealed(ctx, parent)
-		if err == nil {
+		p, release, err := d.store.AcquireSealed(ctx, parent)
+		switch {
+		case err == nil:
 			defer release()
-		} else if _, gerr := d.store.Get(ctx, parent); errdefs.IsNotFound(gerr) {
+			incremental = d.incrementalOver(ctx, p)
+		case errdefs.IsDataLoss(err): // its chain is broken: this one is stored whole
+			d.log.Warn("storing a checkpoint whole: its parent's chain is broken", "parent", parent, "err", err)
+			if _, release, err = d.store.Acquire(ctx, parent); err != nil {
+				return nil, err
+			}
+			defer release()
+		default:
+			if _, gerr := d.store.Get(ctx, parent); !errdefs.IsNotFound(gerr) {
+				return nil, err
+			}
 			parent = "" // removed just now, or its seal failed and removed it: a new chain starts
-		} else {
-			return nil, err
 		}
 	}
 	c := &store.Checkpoint{
@@ -76,6 +86,7 @@ func (d *Daemon) Create(ctx context.Context, req CreateRequest) (*store.Checkpoi
 		CPUModel:    d.host.CPUModel,
 		Options:     req.Options,
 		Scheduled:   req.Scheduled,
+		Incremental: incremental,
 	}
 	dump := d.dump
 	if target.Kind == store.KindContainer {
@@ -158,7 +169,11 @@ type dumpFunc func(dir, workDir string, commit func() error) (*store.DumpStats, 
 // capture runs one dump into a staged checkpoint: commit publishes it;
 // a dump that fails before that leaves nothing but its CRIU log.
 func (d *Daemon) capture(ctx context.Context, c *store.Checkpoint, t *store.Target, dump dumpFunc) (err error) {
-	dir, err := d.store.Stage(ctx, c.ID)
+	stage := d.store.Stage
+	if c.Incremental != nil {
+		stage = d.store.StageUnhashed // its pages files are rewritten before they are hashed
+	}
+	dir, err := stage(ctx, c.ID)
 	if err != nil {
 		return err
 	}
@@ -305,6 +320,27 @@ func (d *Daemon) parentOf(ctx context.Context, t *store.Target) (string, error) 
 	}
 	// A new process under a reused name starts a new chain.
 	return "", nil
+}
+
+// incrementalOver says whether a new checkpoint is stored as its changes
+// over parent p (held and sealed): not past the chain depth, and only over
+// a chain that holds every page it points to.
+func (d *Daemon) incrementalOver(ctx context.Context, p *store.Checkpoint) *store.Incremental {
+	if d.chainDepth == 0 {
+		return nil
+	}
+	depth, err := d.store.ChainDepth(ctx, p)
+	if err == nil && depth >= d.chainDepth {
+		return nil // a new chain starts with a whole checkpoint
+	}
+	if err == nil {
+		err = d.store.Present(ctx, p)
+	}
+	if err != nil {
+		d.log.Warn("storing a checkpoint whole: its parent cannot serve as a base", "parent", p.ID, "err", err)
+		return nil
+	}
+	return &store.Incremental{Parent: p.ID}
 }
 
 func dumperOptions(o store.Options) dumper.Options {

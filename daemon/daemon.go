@@ -85,6 +85,9 @@ type Parts struct {
 	PeerInfo string
 	// Defaults are create's defaults for LinkRemap and GhostLimit.
 	Defaults store.Options
+	// ChainDepth caps the ancestors an incremental checkpoint reads pages
+	// from; 0 stores every checkpoint whole.
+	ChainDepth int
 	// Events receives what happens; nil gets a hub nobody listens to.
 	Events *events.Hub
 }
@@ -106,6 +109,7 @@ type Daemon struct {
 	ctrdAddr   string
 	host       HostInfo
 	defaults   store.Options
+	chainDepth int
 
 	locks  *keylock.Locks // one per target: work on a target is serialized
 	sched  *schedule.Scheduler
@@ -129,7 +133,7 @@ func New(ctx context.Context, p Parts) (*Daemon, error) {
 	d := &Daemon{
 		log: p.Log, store: p.Store, dumper: p.Dumper, restorer: p.Restorer, sup: p.Supervisor, criu: p.CRIU,
 		containers: p.Containers, ctrs: p.Containers, images: p.Containers, peer: p.Peer, peerInfo: p.PeerInfo, defaultNS: p.ContainerNamespace, ctrdAddr: p.ContainerdAddress,
-		host: readHostInfo(), defaults: p.Defaults,
+		host: readHostInfo(), defaults: p.Defaults, chainDepth: p.ChainDepth,
 		locks: keylock.New(), committed: map[string]time.Time{}, events: p.Events,
 	}
 	if d.events == nil {
@@ -194,13 +198,27 @@ func (d *Daemon) holdCommitted(id string, until time.Time) (release func()) {
 	}
 }
 
+// RemoveOptions says what happens to the descendants of a removed
+// checkpoint: by default one with descendants is refused.
+type RemoveOptions struct {
+	Recursive bool // remove them too
+	Relink    bool // keep them: its children take its pages and its parent
+}
+
 // Remove deletes checkpoints, indexed or quarantined; see store.Remove.
 // Checkpoints being restored or inspected are refused.
-func (d *Daemon) Remove(ctx context.Context, refs []string, recursive bool) ([]string, error) {
+func (d *Daemon) Remove(ctx context.Context, refs []string, o RemoveOptions) ([]string, error) {
 	if len(refs) == 0 {
 		return nil, fmt.Errorf("no checkpoint given: %w", errdefs.ErrInvalidArgument)
 	}
-	ids, err := d.store.Remove(ctx, refs, recursive)
+	if o.Recursive && o.Relink {
+		return nil, fmt.Errorf("--recursive removes descendants, --relink keeps them: choose one: %w", errdefs.ErrInvalidArgument)
+	}
+	remove := func(ctx context.Context, refs []string) ([]string, error) { return d.store.Remove(ctx, refs, o.Recursive) }
+	if o.Relink {
+		remove = d.store.RemoveRelinking
+	}
+	ids, err := remove(ctx, refs)
 	if len(ids) > 0 {
 		d.log.Info("checkpoints removed", "ids", ids)
 	}

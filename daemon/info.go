@@ -113,6 +113,10 @@ type Inspection struct {
 	Processes  []images.Process
 	Children   []string
 	Needs      []Need // empty for a container, whose paths are in its own root
+	// ChainDepth is how many checkpoints an incremental one reads pages
+	// from; ChainProblem says why that chain cannot serve a restore.
+	ChainDepth   int
+	ChainProblem string
 }
 
 // Need is a file a restore reopens by path, with what is wrong with it on
@@ -139,6 +143,14 @@ func (d *Daemon) Inspect(ctx context.Context, ref string) (*Inspection, error) {
 		return nil, err
 	}
 	in := &Inspection{Checkpoint: c, Processes: procs}
+	if c.Incremental != nil {
+		if in.ChainDepth, err = d.store.ChainDepth(ctx, c); err == nil {
+			err = d.store.Present(ctx, c)
+		}
+		if err != nil {
+			in.ChainProblem = err.Error()
+		}
+	}
 	if c.Container == nil && !images.OwnMounts(d.store.Dir(c.ID)) {
 		needs, err := images.Needs(d.store.Dir(c.ID))
 		if err != nil {

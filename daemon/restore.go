@@ -47,7 +47,7 @@ func (d *Daemon) Restore(ctx context.Context, req RestoreRequest) (*TargetStatus
 		return nil, err
 	}
 	defer release()
-	if err := d.store.Present(c); err != nil {
+	if err := d.store.Present(ctx, c); err != nil {
 		return nil, fmt.Errorf("restore %s: %w", c.Name, err)
 	}
 	ref, err := d.restoreTarget(c, req.Name, d.store.Dir(c.ID))
@@ -151,7 +151,7 @@ func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.Tar
 		WorkDir:     work.Path,
 		Options:     restorerOptions(c.Options, leaveStopped),
 		Inherit:     inherit,
-		MemoryBytes: c.Size(),
+		MemoryBytes: c.Size() + c.SharedBytes(),
 		BeforeResume: func(pid int) error {
 			// Track the root before it can run (and die) unnoticed, and
 			// record it before it runs: a ckptd killed from here on must

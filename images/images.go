@@ -11,6 +11,9 @@ import (
 	"sync"
 
 	"github.com/checkpoint-restore/go-criu/v8/crit"
+	"github.com/checkpoint-restore/go-criu/v8/crit/images/mm"
+
+	"github.com/ckptd/ckptd/chain"
 )
 
 // crit keeps a package-level cache of decoded images; one reader at a time.
@@ -144,7 +147,9 @@ func memory(dir string, pid uint32) ([]string, int64) {
 		return nil, 0
 	}
 	var pages int64
+	inParent := false
 	for _, e := range mr.GetPagemapEntries() {
+		inParent = inParent || e.GetFlags()&1 != 0 // PE_PARENT
 		// CRIU writes the page count as compat_nr_pages, which go-criu's
 		// page lookup does not read: copy it where the lookup looks.
 		if e.NrPages == nil {
@@ -154,8 +159,8 @@ func memory(dir string, pid uint32) ([]string, int64) {
 		pages += int64(e.GetNrPages())
 	}
 	var argv []string
-	if buf, err := mr.GetPsArgs(); err == nil {
-		argv = strings.Split(strings.TrimRight(buf.String(), "\x00"), "\x00")
+	if args, err := psArgs(dir, pid, mr, inParent); err == nil {
+		argv = strings.Split(strings.TrimRight(string(args), "\x00"), "\x00")
 	}
 	return argv, pages * int64(page)
 }
@@ -165,4 +170,26 @@ func addr(host string, port uint32) string {
 		return host
 	}
 	return fmt.Sprintf("%s:%d", host, port)
+}
+
+// psArgs reads a process's argv from its memory; in an incremental
+// checkpoint (PE_PARENT entries) through the chain, which go-criu's
+// reader does not follow.
+func psArgs(dir string, pid uint32, mr *crit.MemoryReader, inParent bool) ([]byte, error) {
+	if !inParent {
+		buf, err := mr.GetPsArgs()
+		if err != nil {
+			return nil, err
+		}
+		return buf.Bytes(), nil
+	}
+	var m mm.MmEntry
+	if _, err := decodeFile(filepath.Join(dir, fmt.Sprintf("mm-%d.img", pid)), &m); err != nil {
+		return nil, err
+	}
+	start, end := m.GetMmArgStart(), m.GetMmArgEnd()
+	if end < start {
+		return nil, fmt.Errorf("mm-%d.img: argv ends before it starts", pid)
+	}
+	return chain.ReadMemory(dir, fmt.Sprintf("pagemap-%d.img", pid), start, int(min(end-start, 1<<20)))
 }

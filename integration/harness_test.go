@@ -275,8 +275,13 @@ type checkpoint struct {
 	Stats  struct {
 		FrozenTime int64 `json:"frozen_time"`
 	} `json:"stats"`
-	Files map[string]any `json:"files"`
-	State string         `json:"state"`
+	Files       map[string]any `json:"files"`
+	State       string         `json:"state"`
+	Size        int64          `json:"size,string"`
+	Incremental *struct {
+		Parent      string `json:"parent"`
+		SharedBytes int64  `json:"shared_bytes,string"`
+	} `json:"incremental"`
 }
 
 func (d *daemon) checkpoints() []checkpoint {

@@ -134,6 +134,24 @@ type Checkpoint struct {
 	// retention policy remove.
 	Scheduled bool    `json:"scheduled,omitempty"`
 	Imported  *Import `json:"imported,omitempty"`
+	// Incremental is set when the images take their unchanged pages from
+	// the parent's (package chain): the parent and its own chain must stay.
+	Incremental *Incremental `json:"incremental,omitempty"`
+}
+
+// Incremental describes a checkpoint stored as its changes over Parent.
+type Incremental struct {
+	Parent      string `json:"parent"`       // always the checkpoint's Parent
+	SharedPages uint64 `json:"shared_pages"` // pages read from the chain, not stored here
+}
+
+// SharedBytes is what c's images read from its chain: with Size, the
+// memory it represents.
+func (c *Checkpoint) SharedBytes() int64 {
+	if c.Incremental == nil {
+		return 0
+	}
+	return int64(c.Incremental.SharedPages) * 4096
 }
 
 // Import records where an imported checkpoint came from.
@@ -209,6 +227,9 @@ func validRecord(c *Checkpoint, id string) error {
 	}
 	if c.Parent != "" && !validID(c.Parent) {
 		return fmt.Errorf("parent %q is not a checkpoint id", c.Parent)
+	}
+	if c.Incremental != nil && c.Incremental.Parent != c.Parent {
+		return fmt.Errorf("incremental over %q, but its parent is %q", c.Incremental.Parent, c.Parent)
 	}
 	for name, f := range c.Files {
 		if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") || f.Size < 0 {

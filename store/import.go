@@ -22,6 +22,9 @@ func (s *Store) Import(ctx context.Context, id string, rec *Checkpoint, name, so
 	if rec.IsSealing() || len(rec.Files) == 0 {
 		return nil, fmt.Errorf("archive of checkpoint %s holds no sealed checkpoint: %w", rec.ID, errdefs.ErrInvalidArgument)
 	}
+	if rec.Incremental != nil { // ckptd exports a self-contained copy
+		return nil, fmt.Errorf("archive of checkpoint %s holds only its changes over %s: %w", rec.ID, rec.Incremental.Parent, errdefs.ErrInvalidArgument)
+	}
 	dir := s.layout.Staging(id)
 	entries, err := os.ReadDir(dir)
 	if err != nil {

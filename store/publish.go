@@ -94,6 +94,9 @@ func (s *Store) publish(ctx context.Context, c *Checkpoint) error {
 		return err
 	}
 	staging := s.layout.Staging(c.ID)
+	if err := s.dedup(ctx, c, staging); err != nil {
+		return err
+	}
 	var done map[string]FileSum
 	if p := s.takePrehash(c.ID); p != nil {
 		done = p.finish(staging)

@@ -20,6 +20,9 @@ import (
 // newer format, an I/O error) is left in place and reported. Every action
 // is logged.
 func (s *Store) recover(ctx context.Context) error {
+	if err := s.recoverFolds(); err != nil { // before staging, which holds their directories
+		return err
+	}
 	if err := s.recoverStaging(ctx); err != nil {
 		return err
 	}

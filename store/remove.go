@@ -132,7 +132,7 @@ func (s *Store) removalOrder(tx *bolt.Tx, refs []string, recursive bool) ([]stri
 		}
 		kids := children[c.ID]
 		if len(kids) > 0 && !recursive {
-			return nil, fmt.Errorf("checkpoint %s (%s) has descendants %s; use --recursive to remove them too: %w",
+			return nil, fmt.Errorf("checkpoint %s (%s) has descendants %s; use --recursive to remove them too, or --relink to keep them: %w",
 				c.Name, c.ID, strings.Join(kids, ", "), errdefs.ErrFailedPrecondition)
 		}
 		collect(c.ID, children, seen, &order)
@@ -182,6 +182,13 @@ func collect(id string, children map[string][]string, seen map[string]bool, orde
 // whose child is (a seal or restore reads it), is left for the next time.
 // It returns the removed ids.
 func (s *Store) Prune(ctx context.Context, ids []string) ([]string, error) {
+	for _, id := range ids {
+		// A child that reads pages from id gets them first; if that fails,
+		// id stays (below) and the next prune tries again.
+		if err := s.foldChildren(ctx, id); err != nil && !errdefs.IsNotFound(err) {
+			s.log.Warn("keeping a checkpoint whose child could not take its pages", "id", id, "err", err)
+		}
+	}
 	s.mu.Lock() // against Acquire: a checkpoint is either held or removed
 	defer s.mu.Unlock()
 	var removed []string
@@ -201,6 +208,12 @@ func (s *Store) Prune(ctx context.Context, ids []string) ([]string, error) {
 			}
 			if err != nil {
 				return err
+			}
+			if dependent, err := readsFrom(tx, children[id], id); err != nil || dependent {
+				if err != nil {
+					return err
+				}
+				continue
 			}
 			if err := s.relink(tx, children[id], c.Parent, relinked); err != nil {
 				return err
@@ -234,6 +247,45 @@ func (s *Store) Prune(ctx context.Context, ids []string) ([]string, error) {
 		errs = append(errs, os.RemoveAll(s.layout.Trash(id)))
 	}
 	return removed, errors.Join(errs...)
+}
+
+// readsFrom reports whether one of kids reads pages from id.
+func readsFrom(tx *bolt.Tx, kids []string, id string) (bool, error) {
+	for _, k := range kids {
+		c, err := decode(tx.Bucket(bucketCheckpoints).Get([]byte(k)))
+		if err != nil {
+			return false, err
+		}
+		if c.Incremental != nil && c.Incremental.Parent == id {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// RemoveRelinking removes the checkpoints refs name, keeping their
+// descendants: a child takes the pages it reads from a removed checkpoint
+// and the removed one's parent becomes its parent (see Prune). It returns
+// the removed ids; one in use, or whose child is, stays and is an error.
+func (s *Store) RemoveRelinking(ctx context.Context, refs []string) ([]string, error) {
+	ids := make([]string, 0, len(refs))
+	for _, ref := range refs {
+		c, err := s.Get(ctx, ref)
+		if err != nil {
+			return nil, err
+		}
+		ids = append(ids, c.ID)
+	}
+	removed, err := s.Prune(ctx, ids)
+	if err != nil {
+		return removed, err
+	}
+	for _, id := range ids {
+		if !slices.Contains(removed, id) {
+			return removed, fmt.Errorf("checkpoint %s is in use, or a child of it is (restore, export, seal): not removed: %w", id, errdefs.ErrFailedPrecondition)
+		}
+	}
+	return removed, nil
 }
 
 // relink makes parent the parent of each of kids in the index, and notes

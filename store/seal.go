@@ -118,6 +118,9 @@ func (s *Store) seal(ctx context.Context, id string, job *sealJob, stats *DumpSt
 	if err := moveIn(workDir, dir, files); err != nil {
 		return nil, err
 	}
+	if err := s.dedup(ctx, c, dir); err != nil {
+		return nil, err
+	}
 	var done map[string]FileSum
 	if job.pre != nil {
 		done = job.pre.finish(dir)

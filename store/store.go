@@ -37,6 +37,8 @@ type Store struct {
 	busy    map[string]int        // id -> readers holding it (Acquire); rm refuses these
 	active  map[string]bool       // work dirs in use (see WorkDir)
 	sealing map[string]*sealJob   // id -> its seal, while it is sealing
+	// rewriting: id -> closed when the fold rewriting it ends (Acquire waits)
+	rewriting map[string]chan struct{}
 
 	// Background work (seals resumed at start) stops with bgCtx at Close.
 	bgCtx    context.Context
@@ -60,7 +62,7 @@ func Open(ctx context.Context, root string, log *slog.Logger) (*Store, error) {
 		return nil, fmt.Errorf("open index %s: %w", l.Index(), err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketCheckpoints, bucketNames, bucketTargets, bucketSchedules} {
+		for _, b := range [][]byte{bucketCheckpoints, bucketNames, bucketTargets, bucketSchedules, bucketFolds} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -77,7 +79,7 @@ func Open(ctx context.Context, root string, log *slog.Logger) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{layout: l, db: db, log: log, bootID: boot, pre: map[string]*prehasher{}, busy: map[string]int{},
-		active: map[string]bool{}, sealing: map[string]*sealJob{}}
+		active: map[string]bool{}, sealing: map[string]*sealJob{}, rewriting: map[string]chan struct{}{}}
 	s.bgCtx, s.bgCancel = context.WithCancel(context.WithoutCancel(ctx))
 	if err := s.recover(ctx); err != nil {
 		s.Close()
@@ -181,12 +183,27 @@ func sortByCreated(cs []*Checkpoint) {
 // Acquire finds a checkpoint as Get does and keeps rm from removing it
 // until release is called: restores and inspections hold it while they
 // read its files.
+// A checkpoint being rewritten (a fold) is waited for.
 func (s *Store) Acquire(ctx context.Context, ref string) (c *Checkpoint, release func(), err error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if c, err = s.Get(ctx, ref); err != nil {
-		return nil, nil, err
+	for {
+		if c, err = s.Get(ctx, ref); err != nil {
+			s.mu.Unlock()
+			return nil, nil, err
+		}
+		ch := s.rewriting[c.ID]
+		if ch == nil {
+			break
+		}
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, nil, fmt.Errorf("wait for checkpoint %s being rewritten: %w", c.Name, ctx.Err())
+		}
+		s.mu.Lock()
 	}
+	defer s.mu.Unlock()
 	id := c.ID
 	s.busy[id]++
 	return c, func() {
@@ -200,8 +217,22 @@ func (s *Store) Acquire(ctx context.Context, ref string) (c *Checkpoint, release
 
 // AcquireSealed is Acquire that also waits for a checkpoint still sealing:
 // what readers of its files (restore, export, verify) and a child naming
-// it as parent need. A seal that failed is that error.
+// it as parent need. A seal that failed is that error. An incremental
+// checkpoint's ancestors are held with it; one missing is ErrDataLoss.
 func (s *Store) AcquireSealed(ctx context.Context, ref string) (*Checkpoint, func(), error) {
+	c, release, err := s.acquireSealed(ctx, ref)
+	if err != nil {
+		return nil, nil, err
+	}
+	releaseChain, err := s.acquireChain(ctx, c)
+	if err != nil {
+		release()
+		return nil, nil, err
+	}
+	return c, func() { releaseChain(); release() }, nil
+}
+
+func (s *Store) acquireSealed(ctx context.Context, ref string) (*Checkpoint, func(), error) {
 	c, release, err := s.Acquire(ctx, ref)
 	if err != nil || !c.IsSealing() {
 		return c, release, err

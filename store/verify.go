@@ -25,8 +25,21 @@ func (s *Store) Verify(ctx context.Context, c *Checkpoint) error {
 // VerifyBeside is Verify on one core, for a verification that runs beside
 // a CRIU restore of the same checkpoint: BLAKE3 on one core outruns the
 // restore, and the other core stays CRIU's.
+// It verifies the ancestors an incremental checkpoint reads pages from too.
 func (s *Store) VerifyBeside(ctx context.Context, c *Checkpoint) error {
-	return verifyFiles(ctx, s.layout.Checkpoint(c.ID), c, hashOptions{workers: 1})
+	if err := verifyFiles(ctx, s.layout.Checkpoint(c.ID), c, hashOptions{workers: 1}); err != nil {
+		return err
+	}
+	anc, err := s.Ancestors(ctx, c)
+	if err != nil {
+		return err
+	}
+	for _, a := range anc {
+		if err := verifyFiles(ctx, s.layout.Checkpoint(a.ID), a, hashOptions{workers: 1}); err != nil {
+			return fmt.Errorf("checkpoint %s reads pages from %s: %w", c.Name, a.Name, err)
+		}
+	}
+	return nil
 }
 
 func verifyDir(ctx context.Context, dir string, c *Checkpoint) error {
@@ -42,7 +55,7 @@ func verifyFiles(ctx context.Context, dir string, c *Checkpoint, o hashOptions) 
 	if c.IsSealing() {
 		return fmt.Errorf("checkpoint %s is still sealing: its files are not yet hashed: %w", c.ID, errdefs.ErrFailedPrecondition)
 	}
-	names := slices.Sorted(maps.Keys(c.Files))
+	names := filesOf(c)
 	if err := present(dir, c, names); err != nil {
 		return err
 	}
@@ -65,9 +78,16 @@ func verifyFiles(ctx context.Context, dir string, c *Checkpoint, o hashOptions) 
 
 // Present checks, without reading them, that c's files are all there as
 // regular files of their recorded sizes: a restore's first, cheap look.
-func (s *Store) Present(c *Checkpoint) error {
-	return present(s.layout.Checkpoint(c.ID), c, slices.Sorted(maps.Keys(c.Files)))
+// For an incremental checkpoint, its ancestors' too, and that its chain
+// holds every page it reads from there.
+func (s *Store) Present(ctx context.Context, c *Checkpoint) error {
+	if err := present(s.layout.Checkpoint(c.ID), c, filesOf(c)); err != nil {
+		return err
+	}
+	return s.presentChain(ctx, c)
 }
+
+func filesOf(c *Checkpoint) []string { return slices.Sorted(maps.Keys(c.Files)) }
 
 func present(dir string, c *Checkpoint, names []string) error {
 	for _, name := range names {

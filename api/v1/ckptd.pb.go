@@ -1541,10 +1541,11 @@ type Checkpoint struct {
 	Migration       *Migration             `protobuf:"bytes,16,opt,name=migration,proto3" json:"migration,omitempty"`
 	// "sealing" from the commit until every file is hashed and on disk,
 	// then "sealed".
-	State          string  `protobuf:"bytes,17,opt,name=state,proto3" json:"state,omitempty"`
-	SealedUnixNano int64   `protobuf:"varint,18,opt,name=sealed_unix_nano,json=sealedUnixNano,proto3" json:"sealed_unix_nano,omitempty"`
-	Scheduled      bool    `protobuf:"varint,19,opt,name=scheduled,proto3" json:"scheduled,omitempty"` // taken by a schedule, whose retention may remove it
-	Imported       *Import `protobuf:"bytes,20,opt,name=imported,proto3" json:"imported,omitempty"`    // where an imported checkpoint came from
+	State          string       `protobuf:"bytes,17,opt,name=state,proto3" json:"state,omitempty"`
+	SealedUnixNano int64        `protobuf:"varint,18,opt,name=sealed_unix_nano,json=sealedUnixNano,proto3" json:"sealed_unix_nano,omitempty"`
+	Scheduled      bool         `protobuf:"varint,19,opt,name=scheduled,proto3" json:"scheduled,omitempty"`    // taken by a schedule, whose retention may remove it
+	Imported       *Import      `protobuf:"bytes,20,opt,name=imported,proto3" json:"imported,omitempty"`       // where an imported checkpoint came from
+	Incremental    *Incremental `protobuf:"bytes,21,opt,name=incremental,proto3" json:"incremental,omitempty"` // set when it stores only its changes over parent
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -1719,6 +1720,75 @@ func (x *Checkpoint) GetImported() *Import {
 	return nil
 }
 
+func (x *Checkpoint) GetIncremental() *Incremental {
+	if x != nil {
+		return x.Incremental
+	}
+	return nil
+}
+
+// A checkpoint stored as its changes over its parent: a restore reads the
+// rest from the parent's chain.
+type Incremental struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Parent        string                 `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
+	SharedBytes   int64                  `protobuf:"varint,2,opt,name=shared_bytes,json=sharedBytes,proto3" json:"shared_bytes,omitempty"` // memory read from the chain, not stored in it
+	Depth         int32                  `protobuf:"varint,3,opt,name=depth,proto3" json:"depth,omitempty"`                                // checkpoints in its chain above it
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Incremental) Reset() {
+	*x = Incremental{}
+	mi := &file_ckptd_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Incremental) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Incremental) ProtoMessage() {}
+
+func (x *Incremental) ProtoReflect() protoreflect.Message {
+	mi := &file_ckptd_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Incremental.ProtoReflect.Descriptor instead.
+func (*Incremental) Descriptor() ([]byte, []int) {
+	return file_ckptd_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *Incremental) GetParent() string {
+	if x != nil {
+		return x.Parent
+	}
+	return ""
+}
+
+func (x *Incremental) GetSharedBytes() int64 {
+	if x != nil {
+		return x.SharedBytes
+	}
+	return 0
+}
+
+func (x *Incremental) GetDepth() int32 {
+	if x != nil {
+		return x.Depth
+	}
+	return 0
+}
+
 type Import struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Source        string                 `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`                           // the archive's file name; "-" for a stream
@@ -1730,7 +1800,7 @@ type Import struct {
 
 func (x *Import) Reset() {
 	*x = Import{}
-	mi := &file_ckptd_proto_msgTypes[24]
+	mi := &file_ckptd_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1742,7 +1812,7 @@ func (x *Import) String() string {
 func (*Import) ProtoMessage() {}
 
 func (x *Import) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[24]
+	mi := &file_ckptd_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1755,7 +1825,7 @@ func (x *Import) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Import.ProtoReflect.Descriptor instead.
 func (*Import) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{24}
+	return file_ckptd_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Import) GetSource() string {
@@ -1790,7 +1860,7 @@ type Migration struct {
 
 func (x *Migration) Reset() {
 	*x = Migration{}
-	mi := &file_ckptd_proto_msgTypes[25]
+	mi := &file_ckptd_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1802,7 +1872,7 @@ func (x *Migration) String() string {
 func (*Migration) ProtoMessage() {}
 
 func (x *Migration) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[25]
+	mi := &file_ckptd_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1815,7 +1885,7 @@ func (x *Migration) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Migration.ProtoReflect.Descriptor instead.
 func (*Migration) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{25}
+	return file_ckptd_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Migration) GetPeer() string {
@@ -1849,7 +1919,7 @@ type ContainerInfo struct {
 
 func (x *ContainerInfo) Reset() {
 	*x = ContainerInfo{}
-	mi := &file_ckptd_proto_msgTypes[26]
+	mi := &file_ckptd_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1861,7 +1931,7 @@ func (x *ContainerInfo) String() string {
 func (*ContainerInfo) ProtoMessage() {}
 
 func (x *ContainerInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[26]
+	mi := &file_ckptd_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1874,7 +1944,7 @@ func (x *ContainerInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerInfo.ProtoReflect.Descriptor instead.
 func (*ContainerInfo) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{26}
+	return file_ckptd_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ContainerInfo) GetNamespace() string {
@@ -1944,7 +2014,7 @@ type CreateRequest struct {
 
 func (x *CreateRequest) Reset() {
 	*x = CreateRequest{}
-	mi := &file_ckptd_proto_msgTypes[27]
+	mi := &file_ckptd_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1956,7 +2026,7 @@ func (x *CreateRequest) String() string {
 func (*CreateRequest) ProtoMessage() {}
 
 func (x *CreateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[27]
+	mi := &file_ckptd_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1969,7 +2039,7 @@ func (x *CreateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRequest.ProtoReflect.Descriptor instead.
 func (*CreateRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{27}
+	return file_ckptd_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *CreateRequest) GetTarget() string {
@@ -2003,7 +2073,7 @@ type ListRequest struct {
 
 func (x *ListRequest) Reset() {
 	*x = ListRequest{}
-	mi := &file_ckptd_proto_msgTypes[28]
+	mi := &file_ckptd_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2015,7 +2085,7 @@ func (x *ListRequest) String() string {
 func (*ListRequest) ProtoMessage() {}
 
 func (x *ListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[28]
+	mi := &file_ckptd_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2028,7 +2098,7 @@ func (x *ListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
 func (*ListRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{28}
+	return file_ckptd_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListRequest) GetTarget() string {
@@ -2055,7 +2125,7 @@ type ListResponse struct {
 
 func (x *ListResponse) Reset() {
 	*x = ListResponse{}
-	mi := &file_ckptd_proto_msgTypes[29]
+	mi := &file_ckptd_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2067,7 +2137,7 @@ func (x *ListResponse) String() string {
 func (*ListResponse) ProtoMessage() {}
 
 func (x *ListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[29]
+	mi := &file_ckptd_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2080,7 +2150,7 @@ func (x *ListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
 func (*ListResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{29}
+	return file_ckptd_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListResponse) GetCheckpoints() []*Checkpoint {
@@ -2110,7 +2180,7 @@ type Quarantined struct {
 
 func (x *Quarantined) Reset() {
 	*x = Quarantined{}
-	mi := &file_ckptd_proto_msgTypes[30]
+	mi := &file_ckptd_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2122,7 +2192,7 @@ func (x *Quarantined) String() string {
 func (*Quarantined) ProtoMessage() {}
 
 func (x *Quarantined) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[30]
+	mi := &file_ckptd_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2135,7 +2205,7 @@ func (x *Quarantined) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Quarantined.ProtoReflect.Descriptor instead.
 func (*Quarantined) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{30}
+	return file_ckptd_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Quarantined) GetId() string {
@@ -2176,7 +2246,7 @@ type VerifyRequest struct {
 
 func (x *VerifyRequest) Reset() {
 	*x = VerifyRequest{}
-	mi := &file_ckptd_proto_msgTypes[31]
+	mi := &file_ckptd_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2188,7 +2258,7 @@ func (x *VerifyRequest) String() string {
 func (*VerifyRequest) ProtoMessage() {}
 
 func (x *VerifyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[31]
+	mi := &file_ckptd_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2201,7 +2271,7 @@ func (x *VerifyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyRequest.ProtoReflect.Descriptor instead.
 func (*VerifyRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{31}
+	return file_ckptd_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *VerifyRequest) GetCheckpoint() string {
@@ -2230,7 +2300,7 @@ type VerifyResponse struct {
 
 func (x *VerifyResponse) Reset() {
 	*x = VerifyResponse{}
-	mi := &file_ckptd_proto_msgTypes[32]
+	mi := &file_ckptd_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2242,7 +2312,7 @@ func (x *VerifyResponse) String() string {
 func (*VerifyResponse) ProtoMessage() {}
 
 func (x *VerifyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[32]
+	mi := &file_ckptd_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2255,7 +2325,7 @@ func (x *VerifyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyResponse.ProtoReflect.Descriptor instead.
 func (*VerifyResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{32}
+	return file_ckptd_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *VerifyResponse) GetCheckpoint() *Checkpoint {
@@ -2289,14 +2359,15 @@ func (x *VerifyResponse) GetProblem() string {
 type RemoveRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Refs          []string               `protobuf:"bytes,1,rep,name=refs,proto3" json:"refs,omitempty"`
-	Recursive     bool                   `protobuf:"varint,2,opt,name=recursive,proto3" json:"recursive,omitempty"`
+	Recursive     bool                   `protobuf:"varint,2,opt,name=recursive,proto3" json:"recursive,omitempty"` // remove descendants too
+	Relink        bool                   `protobuf:"varint,3,opt,name=relink,proto3" json:"relink,omitempty"`       // keep descendants: children take the pages they read and the parent
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RemoveRequest) Reset() {
 	*x = RemoveRequest{}
-	mi := &file_ckptd_proto_msgTypes[33]
+	mi := &file_ckptd_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2308,7 +2379,7 @@ func (x *RemoveRequest) String() string {
 func (*RemoveRequest) ProtoMessage() {}
 
 func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[33]
+	mi := &file_ckptd_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2321,7 +2392,7 @@ func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{33}
+	return file_ckptd_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RemoveRequest) GetRefs() []string {
@@ -2338,6 +2409,13 @@ func (x *RemoveRequest) GetRecursive() bool {
 	return false
 }
 
+func (x *RemoveRequest) GetRelink() bool {
+	if x != nil {
+		return x.Relink
+	}
+	return false
+}
+
 type RemoveResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Removed       []string               `protobuf:"bytes,1,rep,name=removed,proto3" json:"removed,omitempty"`
@@ -2347,7 +2425,7 @@ type RemoveResponse struct {
 
 func (x *RemoveResponse) Reset() {
 	*x = RemoveResponse{}
-	mi := &file_ckptd_proto_msgTypes[34]
+	mi := &file_ckptd_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2359,7 +2437,7 @@ func (x *RemoveResponse) String() string {
 func (*RemoveResponse) ProtoMessage() {}
 
 func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[34]
+	mi := &file_ckptd_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2372,7 +2450,7 @@ func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveResponse.ProtoReflect.Descriptor instead.
 func (*RemoveResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{34}
+	return file_ckptd_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RemoveResponse) GetRemoved() []string {
@@ -2393,7 +2471,7 @@ type RestoreRequest struct {
 
 func (x *RestoreRequest) Reset() {
 	*x = RestoreRequest{}
-	mi := &file_ckptd_proto_msgTypes[35]
+	mi := &file_ckptd_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2405,7 +2483,7 @@ func (x *RestoreRequest) String() string {
 func (*RestoreRequest) ProtoMessage() {}
 
 func (x *RestoreRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[35]
+	mi := &file_ckptd_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2418,7 +2496,7 @@ func (x *RestoreRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreRequest.ProtoReflect.Descriptor instead.
 func (*RestoreRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{35}
+	return file_ckptd_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RestoreRequest) GetCheckpoint() string {
@@ -2451,7 +2529,7 @@ type InspectRequest struct {
 
 func (x *InspectRequest) Reset() {
 	*x = InspectRequest{}
-	mi := &file_ckptd_proto_msgTypes[36]
+	mi := &file_ckptd_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2463,7 +2541,7 @@ func (x *InspectRequest) String() string {
 func (*InspectRequest) ProtoMessage() {}
 
 func (x *InspectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[36]
+	mi := &file_ckptd_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2476,7 +2554,7 @@ func (x *InspectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectRequest.ProtoReflect.Descriptor instead.
 func (*InspectRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{36}
+	return file_ckptd_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *InspectRequest) GetCheckpoint() string {
@@ -2497,7 +2575,7 @@ type File struct {
 
 func (x *File) Reset() {
 	*x = File{}
-	mi := &file_ckptd_proto_msgTypes[37]
+	mi := &file_ckptd_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2509,7 +2587,7 @@ func (x *File) String() string {
 func (*File) ProtoMessage() {}
 
 func (x *File) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[37]
+	mi := &file_ckptd_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2522,7 +2600,7 @@ func (x *File) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use File.ProtoReflect.Descriptor instead.
 func (*File) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{37}
+	return file_ckptd_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *File) GetFd() string {
@@ -2559,7 +2637,7 @@ type Socket struct {
 
 func (x *Socket) Reset() {
 	*x = Socket{}
-	mi := &file_ckptd_proto_msgTypes[38]
+	mi := &file_ckptd_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2571,7 +2649,7 @@ func (x *Socket) String() string {
 func (*Socket) ProtoMessage() {}
 
 func (x *Socket) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[38]
+	mi := &file_ckptd_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2584,7 +2662,7 @@ func (x *Socket) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Socket.ProtoReflect.Descriptor instead.
 func (*Socket) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{38}
+	return file_ckptd_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *Socket) GetFd() uint32 {
@@ -2637,7 +2715,7 @@ type Process struct {
 
 func (x *Process) Reset() {
 	*x = Process{}
-	mi := &file_ckptd_proto_msgTypes[39]
+	mi := &file_ckptd_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2649,7 +2727,7 @@ func (x *Process) String() string {
 func (*Process) ProtoMessage() {}
 
 func (x *Process) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[39]
+	mi := &file_ckptd_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2662,7 +2740,7 @@ func (x *Process) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Process.ProtoReflect.Descriptor instead.
 func (*Process) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{39}
+	return file_ckptd_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *Process) GetPid() uint32 {
@@ -2720,14 +2798,16 @@ type InspectResponse struct {
 	Processes  []*Process             `protobuf:"bytes,2,rep,name=processes,proto3" json:"processes,omitempty"`
 	Children   []string               `protobuf:"bytes,3,rep,name=children,proto3" json:"children,omitempty"`
 	// Files a restore reopens by path, and whether this host has them.
-	Needs         []*NeededFile `protobuf:"bytes,4,rep,name=needs,proto3" json:"needs,omitempty"`
+	Needs []*NeededFile `protobuf:"bytes,4,rep,name=needs,proto3" json:"needs,omitempty"`
+	// Why an incremental checkpoint's chain cannot serve a restore.
+	ChainProblem  string `protobuf:"bytes,5,opt,name=chain_problem,json=chainProblem,proto3" json:"chain_problem,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *InspectResponse) Reset() {
 	*x = InspectResponse{}
-	mi := &file_ckptd_proto_msgTypes[40]
+	mi := &file_ckptd_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2739,7 +2819,7 @@ func (x *InspectResponse) String() string {
 func (*InspectResponse) ProtoMessage() {}
 
 func (x *InspectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[40]
+	mi := &file_ckptd_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2752,7 +2832,7 @@ func (x *InspectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectResponse.ProtoReflect.Descriptor instead.
 func (*InspectResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{40}
+	return file_ckptd_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *InspectResponse) GetCheckpoint() *Checkpoint {
@@ -2783,6 +2863,13 @@ func (x *InspectResponse) GetNeeds() []*NeededFile {
 	return nil
 }
 
+func (x *InspectResponse) GetChainProblem() string {
+	if x != nil {
+		return x.ChainProblem
+	}
+	return ""
+}
+
 type NeededFile struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
@@ -2795,7 +2882,7 @@ type NeededFile struct {
 
 func (x *NeededFile) Reset() {
 	*x = NeededFile{}
-	mi := &file_ckptd_proto_msgTypes[41]
+	mi := &file_ckptd_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2807,7 +2894,7 @@ func (x *NeededFile) String() string {
 func (*NeededFile) ProtoMessage() {}
 
 func (x *NeededFile) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[41]
+	mi := &file_ckptd_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2820,7 +2907,7 @@ func (x *NeededFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NeededFile.ProtoReflect.Descriptor instead.
 func (*NeededFile) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{41}
+	return file_ckptd_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *NeededFile) GetPath() string {
@@ -2866,7 +2953,7 @@ type MigrateRequest struct {
 
 func (x *MigrateRequest) Reset() {
 	*x = MigrateRequest{}
-	mi := &file_ckptd_proto_msgTypes[42]
+	mi := &file_ckptd_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2878,7 +2965,7 @@ func (x *MigrateRequest) String() string {
 func (*MigrateRequest) ProtoMessage() {}
 
 func (x *MigrateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[42]
+	mi := &file_ckptd_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2891,7 +2978,7 @@ func (x *MigrateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MigrateRequest.ProtoReflect.Descriptor instead.
 func (*MigrateRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{42}
+	return file_ckptd_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *MigrateRequest) GetTarget() string {
@@ -2954,7 +3041,7 @@ type MigrateProgress struct {
 
 func (x *MigrateProgress) Reset() {
 	*x = MigrateProgress{}
-	mi := &file_ckptd_proto_msgTypes[43]
+	mi := &file_ckptd_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2966,7 +3053,7 @@ func (x *MigrateProgress) String() string {
 func (*MigrateProgress) ProtoMessage() {}
 
 func (x *MigrateProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[43]
+	mi := &file_ckptd_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2979,7 +3066,7 @@ func (x *MigrateProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MigrateProgress.ProtoReflect.Descriptor instead.
 func (*MigrateProgress) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{43}
+	return file_ckptd_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *MigrateProgress) GetPhase() string {
@@ -3026,7 +3113,7 @@ type MigrateResult struct {
 
 func (x *MigrateResult) Reset() {
 	*x = MigrateResult{}
-	mi := &file_ckptd_proto_msgTypes[44]
+	mi := &file_ckptd_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3038,7 +3125,7 @@ func (x *MigrateResult) String() string {
 func (*MigrateResult) ProtoMessage() {}
 
 func (x *MigrateResult) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[44]
+	mi := &file_ckptd_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3051,7 +3138,7 @@ func (x *MigrateResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MigrateResult.ProtoReflect.Descriptor instead.
 func (*MigrateResult) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{44}
+	return file_ckptd_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *MigrateResult) GetDestination() string {
@@ -3141,7 +3228,7 @@ type Phase struct {
 
 func (x *Phase) Reset() {
 	*x = Phase{}
-	mi := &file_ckptd_proto_msgTypes[45]
+	mi := &file_ckptd_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3153,7 +3240,7 @@ func (x *Phase) String() string {
 func (*Phase) ProtoMessage() {}
 
 func (x *Phase) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[45]
+	mi := &file_ckptd_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3166,7 +3253,7 @@ func (x *Phase) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Phase.ProtoReflect.Descriptor instead.
 func (*Phase) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{45}
+	return file_ckptd_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *Phase) GetName() string {
@@ -3196,7 +3283,7 @@ type MigrateEvent struct {
 
 func (x *MigrateEvent) Reset() {
 	*x = MigrateEvent{}
-	mi := &file_ckptd_proto_msgTypes[46]
+	mi := &file_ckptd_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3208,7 +3295,7 @@ func (x *MigrateEvent) String() string {
 func (*MigrateEvent) ProtoMessage() {}
 
 func (x *MigrateEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[46]
+	mi := &file_ckptd_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3221,7 +3308,7 @@ func (x *MigrateEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MigrateEvent.ProtoReflect.Descriptor instead.
 func (*MigrateEvent) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{46}
+	return file_ckptd_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *MigrateEvent) GetEvent() isMigrateEvent_Event {
@@ -3275,7 +3362,7 @@ type ResolveMigrationRequest struct {
 
 func (x *ResolveMigrationRequest) Reset() {
 	*x = ResolveMigrationRequest{}
-	mi := &file_ckptd_proto_msgTypes[47]
+	mi := &file_ckptd_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3287,7 +3374,7 @@ func (x *ResolveMigrationRequest) String() string {
 func (*ResolveMigrationRequest) ProtoMessage() {}
 
 func (x *ResolveMigrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[47]
+	mi := &file_ckptd_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3300,7 +3387,7 @@ func (x *ResolveMigrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveMigrationRequest.ProtoReflect.Descriptor instead.
 func (*ResolveMigrationRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{47}
+	return file_ckptd_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ResolveMigrationRequest) GetTarget() string {
@@ -3325,7 +3412,7 @@ type EventsRequest struct {
 
 func (x *EventsRequest) Reset() {
 	*x = EventsRequest{}
-	mi := &file_ckptd_proto_msgTypes[48]
+	mi := &file_ckptd_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3337,7 +3424,7 @@ func (x *EventsRequest) String() string {
 func (*EventsRequest) ProtoMessage() {}
 
 func (x *EventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[48]
+	mi := &file_ckptd_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3350,7 +3437,7 @@ func (x *EventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
 func (*EventsRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{48}
+	return file_ckptd_proto_rawDescGZIP(), []int{49}
 }
 
 // One thing that happened: created, sealed, restored, removed, pruned,
@@ -3375,7 +3462,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_ckptd_proto_msgTypes[49]
+	mi := &file_ckptd_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3387,7 +3474,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[49]
+	mi := &file_ckptd_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3400,7 +3487,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{49}
+	return file_ckptd_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *Event) GetTimeUnixNano() int64 {
@@ -3490,7 +3577,7 @@ type ExportRequest struct {
 
 func (x *ExportRequest) Reset() {
 	*x = ExportRequest{}
-	mi := &file_ckptd_proto_msgTypes[50]
+	mi := &file_ckptd_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3502,7 +3589,7 @@ func (x *ExportRequest) String() string {
 func (*ExportRequest) ProtoMessage() {}
 
 func (x *ExportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[50]
+	mi := &file_ckptd_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3515,7 +3602,7 @@ func (x *ExportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportRequest.ProtoReflect.Descriptor instead.
 func (*ExportRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{50}
+	return file_ckptd_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ExportRequest) GetCheckpoint() string {
@@ -3541,7 +3628,7 @@ type ExportChunk struct {
 
 func (x *ExportChunk) Reset() {
 	*x = ExportChunk{}
-	mi := &file_ckptd_proto_msgTypes[51]
+	mi := &file_ckptd_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3553,7 +3640,7 @@ func (x *ExportChunk) String() string {
 func (*ExportChunk) ProtoMessage() {}
 
 func (x *ExportChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[51]
+	mi := &file_ckptd_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3566,7 +3653,7 @@ func (x *ExportChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportChunk.ProtoReflect.Descriptor instead.
 func (*ExportChunk) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{51}
+	return file_ckptd_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ExportChunk) GetData() []byte {
@@ -3590,7 +3677,7 @@ type ImportChunk struct {
 
 func (x *ImportChunk) Reset() {
 	*x = ImportChunk{}
-	mi := &file_ckptd_proto_msgTypes[52]
+	mi := &file_ckptd_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3602,7 +3689,7 @@ func (x *ImportChunk) String() string {
 func (*ImportChunk) ProtoMessage() {}
 
 func (x *ImportChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[52]
+	mi := &file_ckptd_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3615,7 +3702,7 @@ func (x *ImportChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportChunk.ProtoReflect.Descriptor instead.
 func (*ImportChunk) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{52}
+	return file_ckptd_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ImportChunk) GetName() string {
@@ -3769,7 +3856,7 @@ const file_ckptd_proto_rawDesc = "" +
 	"\aFileSum\x12\x12\n" +
 	"\x04size\x18\x01 \x01(\x03R\x04size\x12\x16\n" +
 	"\x06sha256\x18\x02 \x01(\tR\x06sha256\x12\x16\n" +
-	"\x06blake3\x18\x03 \x01(\tR\x06blake3\"\x9a\x06\n" +
+	"\x06blake3\x18\x03 \x01(\tR\x06blake3\"\xd3\x06\n" +
 	"\n" +
 	"Checkpoint\x12%\n" +
 	"\x0eformat_version\x18\x01 \x01(\x05R\rformatVersion\x12\x0e\n" +
@@ -3792,11 +3879,16 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x05state\x18\x11 \x01(\tR\x05state\x12(\n" +
 	"\x10sealed_unix_nano\x18\x12 \x01(\x03R\x0esealedUnixNano\x12\x1c\n" +
 	"\tscheduled\x18\x13 \x01(\bR\tscheduled\x12,\n" +
-	"\bimported\x18\x14 \x01(\v2\x10.ckptd.v1.ImportR\bimported\x1aK\n" +
+	"\bimported\x18\x14 \x01(\v2\x10.ckptd.v1.ImportR\bimported\x127\n" +
+	"\vincremental\x18\x15 \x01(\v2\x15.ckptd.v1.IncrementalR\vincremental\x1aK\n" +
 	"\n" +
 	"FilesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12'\n" +
-	"\x05value\x18\x02 \x01(\v2\x11.ckptd.v1.FileSumR\x05value:\x028\x01\"g\n" +
+	"\x05value\x18\x02 \x01(\v2\x11.ckptd.v1.FileSumR\x05value:\x028\x01\"^\n" +
+	"\vIncremental\x12\x16\n" +
+	"\x06parent\x18\x01 \x01(\tR\x06parent\x12!\n" +
+	"\fshared_bytes\x18\x02 \x01(\x03R\vsharedBytes\x12\x14\n" +
+	"\x05depth\x18\x03 \x01(\x05R\x05depth\"g\n" +
 	"\x06Import\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12\x1f\n" +
 	"\voriginal_id\x18\x02 \x01(\tR\n" +
@@ -3847,10 +3939,11 @@ const file_ckptd_proto_rawDesc = "" +
 	"\n" +
 	"readmitted\x18\x03 \x01(\bR\n" +
 	"readmitted\x12\x18\n" +
-	"\aproblem\x18\x04 \x01(\tR\aproblem\"A\n" +
+	"\aproblem\x18\x04 \x01(\tR\aproblem\"Y\n" +
 	"\rRemoveRequest\x12\x12\n" +
 	"\x04refs\x18\x01 \x03(\tR\x04refs\x12\x1c\n" +
-	"\trecursive\x18\x02 \x01(\bR\trecursive\"*\n" +
+	"\trecursive\x18\x02 \x01(\bR\trecursive\x12\x16\n" +
+	"\x06relink\x18\x03 \x01(\bR\x06relink\"*\n" +
 	"\x0eRemoveResponse\x12\x18\n" +
 	"\aremoved\x18\x01 \x03(\tR\aremoved\"\\\n" +
 	"\x0eRestoreRequest\x12\x1e\n" +
@@ -3880,14 +3973,15 @@ const file_ckptd_proto_rawDesc = "" +
 	"\acommand\x18\x04 \x03(\tR\acommand\x12!\n" +
 	"\fmemory_bytes\x18\x05 \x01(\x03R\vmemoryBytes\x12$\n" +
 	"\x05files\x18\x06 \x03(\v2\x0e.ckptd.v1.FileR\x05files\x12*\n" +
-	"\asockets\x18\a \x03(\v2\x10.ckptd.v1.SocketR\asockets\"\xc0\x01\n" +
+	"\asockets\x18\a \x03(\v2\x10.ckptd.v1.SocketR\asockets\"\xe5\x01\n" +
 	"\x0fInspectResponse\x124\n" +
 	"\n" +
 	"checkpoint\x18\x01 \x01(\v2\x14.ckptd.v1.CheckpointR\n" +
 	"checkpoint\x12/\n" +
 	"\tprocesses\x18\x02 \x03(\v2\x11.ckptd.v1.ProcessR\tprocesses\x12\x1a\n" +
 	"\bchildren\x18\x03 \x03(\tR\bchildren\x12*\n" +
-	"\x05needs\x18\x04 \x03(\v2\x14.ckptd.v1.NeededFileR\x05needs\"`\n" +
+	"\x05needs\x18\x04 \x03(\v2\x14.ckptd.v1.NeededFileR\x05needs\x12#\n" +
+	"\rchain_problem\x18\x05 \x01(\tR\fchainProblem\"`\n" +
 	"\n" +
 	"NeededFile\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
@@ -3996,7 +4090,7 @@ func file_ckptd_proto_rawDescGZIP() []byte {
 	return file_ckptd_proto_rawDescData
 }
 
-var file_ckptd_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
+var file_ckptd_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
 var file_ckptd_proto_goTypes = []any{
 	(*VersionRequest)(nil),          // 0: ckptd.v1.VersionRequest
 	(*VersionResponse)(nil),         // 1: ckptd.v1.VersionResponse
@@ -4022,37 +4116,38 @@ var file_ckptd_proto_goTypes = []any{
 	(*DumpStats)(nil),               // 21: ckptd.v1.DumpStats
 	(*FileSum)(nil),                 // 22: ckptd.v1.FileSum
 	(*Checkpoint)(nil),              // 23: ckptd.v1.Checkpoint
-	(*Import)(nil),                  // 24: ckptd.v1.Import
-	(*Migration)(nil),               // 25: ckptd.v1.Migration
-	(*ContainerInfo)(nil),           // 26: ckptd.v1.ContainerInfo
-	(*CreateRequest)(nil),           // 27: ckptd.v1.CreateRequest
-	(*ListRequest)(nil),             // 28: ckptd.v1.ListRequest
-	(*ListResponse)(nil),            // 29: ckptd.v1.ListResponse
-	(*Quarantined)(nil),             // 30: ckptd.v1.Quarantined
-	(*VerifyRequest)(nil),           // 31: ckptd.v1.VerifyRequest
-	(*VerifyResponse)(nil),          // 32: ckptd.v1.VerifyResponse
-	(*RemoveRequest)(nil),           // 33: ckptd.v1.RemoveRequest
-	(*RemoveResponse)(nil),          // 34: ckptd.v1.RemoveResponse
-	(*RestoreRequest)(nil),          // 35: ckptd.v1.RestoreRequest
-	(*InspectRequest)(nil),          // 36: ckptd.v1.InspectRequest
-	(*File)(nil),                    // 37: ckptd.v1.File
-	(*Socket)(nil),                  // 38: ckptd.v1.Socket
-	(*Process)(nil),                 // 39: ckptd.v1.Process
-	(*InspectResponse)(nil),         // 40: ckptd.v1.InspectResponse
-	(*NeededFile)(nil),              // 41: ckptd.v1.NeededFile
-	(*MigrateRequest)(nil),          // 42: ckptd.v1.MigrateRequest
-	(*MigrateProgress)(nil),         // 43: ckptd.v1.MigrateProgress
-	(*MigrateResult)(nil),           // 44: ckptd.v1.MigrateResult
-	(*Phase)(nil),                   // 45: ckptd.v1.Phase
-	(*MigrateEvent)(nil),            // 46: ckptd.v1.MigrateEvent
-	(*ResolveMigrationRequest)(nil), // 47: ckptd.v1.ResolveMigrationRequest
-	(*EventsRequest)(nil),           // 48: ckptd.v1.EventsRequest
-	(*Event)(nil),                   // 49: ckptd.v1.Event
-	(*ExportRequest)(nil),           // 50: ckptd.v1.ExportRequest
-	(*ExportChunk)(nil),             // 51: ckptd.v1.ExportChunk
-	(*ImportChunk)(nil),             // 52: ckptd.v1.ImportChunk
-	nil,                             // 53: ckptd.v1.Checkpoint.FilesEntry
-	nil,                             // 54: ckptd.v1.ContainerInfo.LabelsEntry
+	(*Incremental)(nil),             // 24: ckptd.v1.Incremental
+	(*Import)(nil),                  // 25: ckptd.v1.Import
+	(*Migration)(nil),               // 26: ckptd.v1.Migration
+	(*ContainerInfo)(nil),           // 27: ckptd.v1.ContainerInfo
+	(*CreateRequest)(nil),           // 28: ckptd.v1.CreateRequest
+	(*ListRequest)(nil),             // 29: ckptd.v1.ListRequest
+	(*ListResponse)(nil),            // 30: ckptd.v1.ListResponse
+	(*Quarantined)(nil),             // 31: ckptd.v1.Quarantined
+	(*VerifyRequest)(nil),           // 32: ckptd.v1.VerifyRequest
+	(*VerifyResponse)(nil),          // 33: ckptd.v1.VerifyResponse
+	(*RemoveRequest)(nil),           // 34: ckptd.v1.RemoveRequest
+	(*RemoveResponse)(nil),          // 35: ckptd.v1.RemoveResponse
+	(*RestoreRequest)(nil),          // 36: ckptd.v1.RestoreRequest
+	(*InspectRequest)(nil),          // 37: ckptd.v1.InspectRequest
+	(*File)(nil),                    // 38: ckptd.v1.File
+	(*Socket)(nil),                  // 39: ckptd.v1.Socket
+	(*Process)(nil),                 // 40: ckptd.v1.Process
+	(*InspectResponse)(nil),         // 41: ckptd.v1.InspectResponse
+	(*NeededFile)(nil),              // 42: ckptd.v1.NeededFile
+	(*MigrateRequest)(nil),          // 43: ckptd.v1.MigrateRequest
+	(*MigrateProgress)(nil),         // 44: ckptd.v1.MigrateProgress
+	(*MigrateResult)(nil),           // 45: ckptd.v1.MigrateResult
+	(*Phase)(nil),                   // 46: ckptd.v1.Phase
+	(*MigrateEvent)(nil),            // 47: ckptd.v1.MigrateEvent
+	(*ResolveMigrationRequest)(nil), // 48: ckptd.v1.ResolveMigrationRequest
+	(*EventsRequest)(nil),           // 49: ckptd.v1.EventsRequest
+	(*Event)(nil),                   // 50: ckptd.v1.Event
+	(*ExportRequest)(nil),           // 51: ckptd.v1.ExportRequest
+	(*ExportChunk)(nil),             // 52: ckptd.v1.ExportChunk
+	(*ImportChunk)(nil),             // 53: ckptd.v1.ImportChunk
+	nil,                             // 54: ckptd.v1.Checkpoint.FilesEntry
+	nil,                             // 55: ckptd.v1.ContainerInfo.LabelsEntry
 }
 var file_ckptd_proto_depIdxs = []int32{
 	3,  // 0: ckptd.v1.CheckResponse.checks:type_name -> ckptd.v1.CheckResult
@@ -4063,72 +4158,73 @@ var file_ckptd_proto_depIdxs = []int32{
 	5,  // 5: ckptd.v1.Checkpoint.target:type_name -> ckptd.v1.TargetRef
 	20, // 6: ckptd.v1.Checkpoint.options:type_name -> ckptd.v1.Options
 	21, // 7: ckptd.v1.Checkpoint.stats:type_name -> ckptd.v1.DumpStats
-	53, // 8: ckptd.v1.Checkpoint.files:type_name -> ckptd.v1.Checkpoint.FilesEntry
-	26, // 9: ckptd.v1.Checkpoint.container:type_name -> ckptd.v1.ContainerInfo
-	25, // 10: ckptd.v1.Checkpoint.migration:type_name -> ckptd.v1.Migration
-	24, // 11: ckptd.v1.Checkpoint.imported:type_name -> ckptd.v1.Import
-	54, // 12: ckptd.v1.ContainerInfo.labels:type_name -> ckptd.v1.ContainerInfo.LabelsEntry
-	20, // 13: ckptd.v1.CreateRequest.options:type_name -> ckptd.v1.Options
-	23, // 14: ckptd.v1.ListResponse.checkpoints:type_name -> ckptd.v1.Checkpoint
-	30, // 15: ckptd.v1.ListResponse.quarantined:type_name -> ckptd.v1.Quarantined
-	23, // 16: ckptd.v1.Quarantined.checkpoint:type_name -> ckptd.v1.Checkpoint
-	23, // 17: ckptd.v1.VerifyResponse.checkpoint:type_name -> ckptd.v1.Checkpoint
-	37, // 18: ckptd.v1.Process.files:type_name -> ckptd.v1.File
-	38, // 19: ckptd.v1.Process.sockets:type_name -> ckptd.v1.Socket
-	23, // 20: ckptd.v1.InspectResponse.checkpoint:type_name -> ckptd.v1.Checkpoint
-	39, // 21: ckptd.v1.InspectResponse.processes:type_name -> ckptd.v1.Process
-	41, // 22: ckptd.v1.InspectResponse.needs:type_name -> ckptd.v1.NeededFile
-	20, // 23: ckptd.v1.MigrateRequest.options:type_name -> ckptd.v1.Options
-	21, // 24: ckptd.v1.MigrateResult.stats:type_name -> ckptd.v1.DumpStats
-	45, // 25: ckptd.v1.MigrateResult.phases:type_name -> ckptd.v1.Phase
-	43, // 26: ckptd.v1.MigrateEvent.progress:type_name -> ckptd.v1.MigrateProgress
-	44, // 27: ckptd.v1.MigrateEvent.result:type_name -> ckptd.v1.MigrateResult
-	22, // 28: ckptd.v1.Checkpoint.FilesEntry.value:type_name -> ckptd.v1.FileSum
-	0,  // 29: ckptd.v1.Ckptd.Version:input_type -> ckptd.v1.VersionRequest
-	2,  // 30: ckptd.v1.Ckptd.Check:input_type -> ckptd.v1.CheckRequest
-	13, // 31: ckptd.v1.Ckptd.Run:input_type -> ckptd.v1.RunRequest
-	14, // 32: ckptd.v1.Ckptd.Ps:input_type -> ckptd.v1.PsRequest
-	16, // 33: ckptd.v1.Ckptd.Logs:input_type -> ckptd.v1.LogsRequest
-	18, // 34: ckptd.v1.Ckptd.Kill:input_type -> ckptd.v1.KillRequest
-	27, // 35: ckptd.v1.Ckptd.Create:input_type -> ckptd.v1.CreateRequest
-	28, // 36: ckptd.v1.Ckptd.List:input_type -> ckptd.v1.ListRequest
-	33, // 37: ckptd.v1.Ckptd.Remove:input_type -> ckptd.v1.RemoveRequest
-	35, // 38: ckptd.v1.Ckptd.Restore:input_type -> ckptd.v1.RestoreRequest
-	36, // 39: ckptd.v1.Ckptd.Inspect:input_type -> ckptd.v1.InspectRequest
-	31, // 40: ckptd.v1.Ckptd.Verify:input_type -> ckptd.v1.VerifyRequest
-	42, // 41: ckptd.v1.Ckptd.Migrate:input_type -> ckptd.v1.MigrateRequest
-	47, // 42: ckptd.v1.Ckptd.ResolveMigration:input_type -> ckptd.v1.ResolveMigrationRequest
-	8,  // 43: ckptd.v1.Ckptd.SetSchedule:input_type -> ckptd.v1.SetScheduleRequest
-	9,  // 44: ckptd.v1.Ckptd.ListSchedules:input_type -> ckptd.v1.ListSchedulesRequest
-	11, // 45: ckptd.v1.Ckptd.RemoveSchedule:input_type -> ckptd.v1.RemoveScheduleRequest
-	48, // 46: ckptd.v1.Ckptd.Events:input_type -> ckptd.v1.EventsRequest
-	50, // 47: ckptd.v1.Ckptd.Export:input_type -> ckptd.v1.ExportRequest
-	52, // 48: ckptd.v1.Ckptd.Import:input_type -> ckptd.v1.ImportChunk
-	1,  // 49: ckptd.v1.Ckptd.Version:output_type -> ckptd.v1.VersionResponse
-	4,  // 50: ckptd.v1.Ckptd.Check:output_type -> ckptd.v1.CheckResponse
-	6,  // 51: ckptd.v1.Ckptd.Run:output_type -> ckptd.v1.Target
-	15, // 52: ckptd.v1.Ckptd.Ps:output_type -> ckptd.v1.PsResponse
-	17, // 53: ckptd.v1.Ckptd.Logs:output_type -> ckptd.v1.LogsResponse
-	19, // 54: ckptd.v1.Ckptd.Kill:output_type -> ckptd.v1.KillResponse
-	23, // 55: ckptd.v1.Ckptd.Create:output_type -> ckptd.v1.Checkpoint
-	29, // 56: ckptd.v1.Ckptd.List:output_type -> ckptd.v1.ListResponse
-	34, // 57: ckptd.v1.Ckptd.Remove:output_type -> ckptd.v1.RemoveResponse
-	6,  // 58: ckptd.v1.Ckptd.Restore:output_type -> ckptd.v1.Target
-	40, // 59: ckptd.v1.Ckptd.Inspect:output_type -> ckptd.v1.InspectResponse
-	32, // 60: ckptd.v1.Ckptd.Verify:output_type -> ckptd.v1.VerifyResponse
-	46, // 61: ckptd.v1.Ckptd.Migrate:output_type -> ckptd.v1.MigrateEvent
-	6,  // 62: ckptd.v1.Ckptd.ResolveMigration:output_type -> ckptd.v1.Target
-	7,  // 63: ckptd.v1.Ckptd.SetSchedule:output_type -> ckptd.v1.Schedule
-	10, // 64: ckptd.v1.Ckptd.ListSchedules:output_type -> ckptd.v1.ListSchedulesResponse
-	12, // 65: ckptd.v1.Ckptd.RemoveSchedule:output_type -> ckptd.v1.RemoveScheduleResponse
-	49, // 66: ckptd.v1.Ckptd.Events:output_type -> ckptd.v1.Event
-	51, // 67: ckptd.v1.Ckptd.Export:output_type -> ckptd.v1.ExportChunk
-	23, // 68: ckptd.v1.Ckptd.Import:output_type -> ckptd.v1.Checkpoint
-	49, // [49:69] is the sub-list for method output_type
-	29, // [29:49] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	54, // 8: ckptd.v1.Checkpoint.files:type_name -> ckptd.v1.Checkpoint.FilesEntry
+	27, // 9: ckptd.v1.Checkpoint.container:type_name -> ckptd.v1.ContainerInfo
+	26, // 10: ckptd.v1.Checkpoint.migration:type_name -> ckptd.v1.Migration
+	25, // 11: ckptd.v1.Checkpoint.imported:type_name -> ckptd.v1.Import
+	24, // 12: ckptd.v1.Checkpoint.incremental:type_name -> ckptd.v1.Incremental
+	55, // 13: ckptd.v1.ContainerInfo.labels:type_name -> ckptd.v1.ContainerInfo.LabelsEntry
+	20, // 14: ckptd.v1.CreateRequest.options:type_name -> ckptd.v1.Options
+	23, // 15: ckptd.v1.ListResponse.checkpoints:type_name -> ckptd.v1.Checkpoint
+	31, // 16: ckptd.v1.ListResponse.quarantined:type_name -> ckptd.v1.Quarantined
+	23, // 17: ckptd.v1.Quarantined.checkpoint:type_name -> ckptd.v1.Checkpoint
+	23, // 18: ckptd.v1.VerifyResponse.checkpoint:type_name -> ckptd.v1.Checkpoint
+	38, // 19: ckptd.v1.Process.files:type_name -> ckptd.v1.File
+	39, // 20: ckptd.v1.Process.sockets:type_name -> ckptd.v1.Socket
+	23, // 21: ckptd.v1.InspectResponse.checkpoint:type_name -> ckptd.v1.Checkpoint
+	40, // 22: ckptd.v1.InspectResponse.processes:type_name -> ckptd.v1.Process
+	42, // 23: ckptd.v1.InspectResponse.needs:type_name -> ckptd.v1.NeededFile
+	20, // 24: ckptd.v1.MigrateRequest.options:type_name -> ckptd.v1.Options
+	21, // 25: ckptd.v1.MigrateResult.stats:type_name -> ckptd.v1.DumpStats
+	46, // 26: ckptd.v1.MigrateResult.phases:type_name -> ckptd.v1.Phase
+	44, // 27: ckptd.v1.MigrateEvent.progress:type_name -> ckptd.v1.MigrateProgress
+	45, // 28: ckptd.v1.MigrateEvent.result:type_name -> ckptd.v1.MigrateResult
+	22, // 29: ckptd.v1.Checkpoint.FilesEntry.value:type_name -> ckptd.v1.FileSum
+	0,  // 30: ckptd.v1.Ckptd.Version:input_type -> ckptd.v1.VersionRequest
+	2,  // 31: ckptd.v1.Ckptd.Check:input_type -> ckptd.v1.CheckRequest
+	13, // 32: ckptd.v1.Ckptd.Run:input_type -> ckptd.v1.RunRequest
+	14, // 33: ckptd.v1.Ckptd.Ps:input_type -> ckptd.v1.PsRequest
+	16, // 34: ckptd.v1.Ckptd.Logs:input_type -> ckptd.v1.LogsRequest
+	18, // 35: ckptd.v1.Ckptd.Kill:input_type -> ckptd.v1.KillRequest
+	28, // 36: ckptd.v1.Ckptd.Create:input_type -> ckptd.v1.CreateRequest
+	29, // 37: ckptd.v1.Ckptd.List:input_type -> ckptd.v1.ListRequest
+	34, // 38: ckptd.v1.Ckptd.Remove:input_type -> ckptd.v1.RemoveRequest
+	36, // 39: ckptd.v1.Ckptd.Restore:input_type -> ckptd.v1.RestoreRequest
+	37, // 40: ckptd.v1.Ckptd.Inspect:input_type -> ckptd.v1.InspectRequest
+	32, // 41: ckptd.v1.Ckptd.Verify:input_type -> ckptd.v1.VerifyRequest
+	43, // 42: ckptd.v1.Ckptd.Migrate:input_type -> ckptd.v1.MigrateRequest
+	48, // 43: ckptd.v1.Ckptd.ResolveMigration:input_type -> ckptd.v1.ResolveMigrationRequest
+	8,  // 44: ckptd.v1.Ckptd.SetSchedule:input_type -> ckptd.v1.SetScheduleRequest
+	9,  // 45: ckptd.v1.Ckptd.ListSchedules:input_type -> ckptd.v1.ListSchedulesRequest
+	11, // 46: ckptd.v1.Ckptd.RemoveSchedule:input_type -> ckptd.v1.RemoveScheduleRequest
+	49, // 47: ckptd.v1.Ckptd.Events:input_type -> ckptd.v1.EventsRequest
+	51, // 48: ckptd.v1.Ckptd.Export:input_type -> ckptd.v1.ExportRequest
+	53, // 49: ckptd.v1.Ckptd.Import:input_type -> ckptd.v1.ImportChunk
+	1,  // 50: ckptd.v1.Ckptd.Version:output_type -> ckptd.v1.VersionResponse
+	4,  // 51: ckptd.v1.Ckptd.Check:output_type -> ckptd.v1.CheckResponse
+	6,  // 52: ckptd.v1.Ckptd.Run:output_type -> ckptd.v1.Target
+	15, // 53: ckptd.v1.Ckptd.Ps:output_type -> ckptd.v1.PsResponse
+	17, // 54: ckptd.v1.Ckptd.Logs:output_type -> ckptd.v1.LogsResponse
+	19, // 55: ckptd.v1.Ckptd.Kill:output_type -> ckptd.v1.KillResponse
+	23, // 56: ckptd.v1.Ckptd.Create:output_type -> ckptd.v1.Checkpoint
+	30, // 57: ckptd.v1.Ckptd.List:output_type -> ckptd.v1.ListResponse
+	35, // 58: ckptd.v1.Ckptd.Remove:output_type -> ckptd.v1.RemoveResponse
+	6,  // 59: ckptd.v1.Ckptd.Restore:output_type -> ckptd.v1.Target
+	41, // 60: ckptd.v1.Ckptd.Inspect:output_type -> ckptd.v1.InspectResponse
+	33, // 61: ckptd.v1.Ckptd.Verify:output_type -> ckptd.v1.VerifyResponse
+	47, // 62: ckptd.v1.Ckptd.Migrate:output_type -> ckptd.v1.MigrateEvent
+	6,  // 63: ckptd.v1.Ckptd.ResolveMigration:output_type -> ckptd.v1.Target
+	7,  // 64: ckptd.v1.Ckptd.SetSchedule:output_type -> ckptd.v1.Schedule
+	10, // 65: ckptd.v1.Ckptd.ListSchedules:output_type -> ckptd.v1.ListSchedulesResponse
+	12, // 66: ckptd.v1.Ckptd.RemoveSchedule:output_type -> ckptd.v1.RemoveScheduleResponse
+	50, // 67: ckptd.v1.Ckptd.Events:output_type -> ckptd.v1.Event
+	52, // 68: ckptd.v1.Ckptd.Export:output_type -> ckptd.v1.ExportChunk
+	23, // 69: ckptd.v1.Ckptd.Import:output_type -> ckptd.v1.Checkpoint
+	50, // [50:70] is the sub-list for method output_type
+	30, // [30:50] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_ckptd_proto_init() }
@@ -4136,7 +4232,7 @@ func file_ckptd_proto_init() {
 	if File_ckptd_proto != nil {
 		return
 	}
-	file_ckptd_proto_msgTypes[46].OneofWrappers = []any{
+	file_ckptd_proto_msgTypes[47].OneofWrappers = []any{
 		(*MigrateEvent_Progress)(nil),
 		(*MigrateEvent_Result)(nil),
 	}
@@ -4146,7 +4242,7 @@ func file_ckptd_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ckptd_proto_rawDesc), len(file_ckptd_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   55,
+			NumMessages:   56,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -102,7 +102,7 @@ func (c *cli) lsCmd() *cobra.Command {
 }
 
 func (c *cli) rmCmd() *cobra.Command {
-	var recursive bool
+	var recursive, relink bool
 	cmd := &cobra.Command{
 		Use:   "rm CHECKPOINT...",
 		Short: "Remove checkpoints (by name, id or id prefix)",
@@ -112,7 +112,7 @@ func (c *cli) rmCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			resp, err := cl.Remove(c.ctx(), &apiv1.RemoveRequest{Refs: args, Recursive: recursive})
+			resp, err := cl.Remove(c.ctx(), &apiv1.RemoveRequest{Refs: args, Recursive: recursive, Relink: relink})
 			if err != nil {
 				return err
 			}
@@ -123,6 +123,7 @@ func (c *cli) rmCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVarP(&recursive, "recursive", "r", false, "also remove the checkpoints that descend from these")
+	cmd.Flags().BoolVar(&relink, "relink", false, "keep the checkpoints that descend from these: children take the pages they read from them")
 	return cmd
 }
 
@@ -193,6 +194,13 @@ func printInspection(in *apiv1.InspectResponse) {
 	fmt.Printf("State:     %s%s\n", ck.GetState(), sealedAfter(ck))
 	fmt.Printf("Host:      %s, kernel %s, CRIU %s\nCPU:       %s\nSize:      %s in %d files\n",
 		ck.GetHost(), ck.GetKernel(), ck.GetCriuVersion(), ck.GetCpuModel(), humanBytes(ck.GetSize()), len(ck.GetFiles()))
+	if inc := ck.GetIncremental(); inc != nil {
+		fmt.Printf("Stored:    %s of %s: the rest is read from parent %s (chain of %d)\n", humanBytes(ck.GetSize()),
+			humanBytes(ck.GetSize()+inc.GetSharedBytes()), shortID(inc.GetParent()), inc.GetDepth())
+	}
+	if p := in.GetChainProblem(); p != "" {
+		fmt.Printf("Chain:     BROKEN: %s\n", p)
+	}
 	if m := ck.GetMigration(); m != nil {
 		fmt.Printf("Migrated:  from %s, running here since %s\n", m.GetPeer(), ago(m.GetReceivedUnixNano()))
 	}

@@ -1,7 +1,9 @@
 // Command memload is the workload the tests and benchmarks checkpoint: it
 // fills N MiB with a deterministic pattern, counts, passes messages through
 // a pipe and a unix socket pair, can hold a file lock, and on SIGUSR1
-// prints one status line with a SHA-256 of its memory.
+// prints one status line with a SHA-256 of its memory. On SIGUSR2 it
+// rewrites the next -churn percent of its memory (what an incremental
+// checkpoint then stores) and prints "churned gen=N".
 package main
 
 import (
@@ -20,6 +22,7 @@ func main() {
 	mib := flag.Int("mib", 64, "MiB of memory to fill")
 	lock := flag.String("lock", "", "file to hold an exclusive flock on")
 	threads := flag.Int("threads", 2, "extra busy threads")
+	churn := flag.Int("churn", 5, "percent of the memory each SIGUSR2 rewrites")
 	flag.Parse()
 
 	mem := make([]byte, *mib<<20)
@@ -46,13 +49,34 @@ func main() {
 			}
 		}()
 	}
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGUSR1)
+	sig := make(chan os.Signal, 4)
+	signal.Notify(sig, syscall.SIGUSR1, syscall.SIGUSR2)
 	fmt.Printf("ready pid=%d mib=%d\n", os.Getpid(), *mib)
-	for range sig {
+	gen := 0
+	for s := range sig {
+		if s == syscall.SIGUSR2 {
+			gen++
+			rewrite(mem, gen, *churn)
+			fmt.Printf("churned gen=%d\n", gen)
+			continue
+		}
 		sum := sha256.Sum256(mem)
 		fmt.Printf("status counter=%d pipe=%d unix=%d hash=%s\n",
 			counter.Load(), pipeMsgs.Load(), unixMsgs.Load(), hex.EncodeToString(sum[:]))
+	}
+}
+
+// rewrite changes every byte of the gen-th slice of percent of mem, the
+// slices taking turns.
+func rewrite(mem []byte, gen, percent int) {
+	n := len(mem) * percent / 100
+	if n == 0 {
+		return
+	}
+	slices := len(mem) / n
+	start := (gen % slices) * n
+	for i := start; i < start+n; i++ {
+		mem[i] = byte(i*7 + gen)
 	}
 }
 
