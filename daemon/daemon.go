@@ -214,7 +214,9 @@ func (d *Daemon) Remove(ctx context.Context, refs []string, o RemoveOptions) ([]
 	if o.Recursive && o.Relink {
 		return nil, fmt.Errorf("--recursive removes descendants, --relink keeps them: choose one: %w", errdefs.ErrInvalidArgument)
 	}
-	remove := func(ctx context.Context, refs []string) ([]string, error) { return d.store.Remove(ctx, refs, o.Recursive) }
+	remove := func(ctx context.Context, refs []string) ([]string, error) {
+		return d.store.Remove(ctx, refs, o.Recursive)
+	}
 	if o.Relink {
 		remove = d.store.RemoveRelinking
 	}
