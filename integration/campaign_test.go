@@ -53,7 +53,7 @@ func TestCrashPointCampaign(t *testing.T) {
 	// seals and retention happen to be, and remove it once restarted.
 	sched := d.runLoadIn(t.TempDir(), "sched", 16)
 	rows := map[string]*campaignRow{}
-	ops := []string{"create workload", "create workload --leave-running", "create process", "restore copy", "rm", scheduledOp}
+	ops := []string{"create workload", "create workload --leave-running", "create process", "restore copy", "rm", relinkOp, scheduledOp}
 	for round := range runs * len(ops) {
 		op := ops[round%len(ops)]
 		row := rows[op]
@@ -130,6 +130,10 @@ func endSchedule(d *daemon, round int) (bad []string) {
 	return bad
 }
 
+// relinkOp removes a checkpoint in the middle of a chain: its child takes
+// the pages it read from it (a fold) before it goes.
+const relinkOp = "rm --relink (fold)"
+
 // scheduledOp is the campaign's operation whose kills land in a running
 // schedule (keep-last 1): its tick, dump, seal or retention.
 const scheduledOp = "scheduled, keep-last 1"
@@ -152,6 +156,13 @@ func campaignArgs(d *daemon, op string, w target, hostPID, round int) []string {
 	parents := map[string]bool{}
 	for _, c := range cs {
 		parents[c.Parent] = true
+	}
+	if op == relinkOp { // the oldest with both a parent and children
+		for _, c := range cs {
+			if parents[c.ID] && c.Parent != "" && c.Name != "base" {
+				return []string{"rm", "--relink", c.Name}
+			}
+		}
 	}
 	for i := len(cs) - 1; i >= 0; i-- {
 		if !parents[cs[i].ID] && cs[i].Name != "base" {
@@ -178,6 +189,8 @@ func killPoint(d *daemon, op string, pid, hostPID int) string {
 		return "frozen"
 	case op == scheduledOp:
 		return "between dumps (tick, seal, retention)"
+	case op == relinkOp && stagedPages(d.root):
+		return "folding"
 	}
 	return "during or after the request"
 }

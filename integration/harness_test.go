@@ -293,6 +293,18 @@ func (d *daemon) checkpoints() []checkpoint {
 	return cs
 }
 
+// checkpoint returns the listed checkpoint id (the test fails without it).
+func (d *daemon) checkpoint(id string) checkpoint {
+	d.t.Helper()
+	for _, c := range d.checkpoints() {
+		if c.ID == id {
+			return c
+		}
+	}
+	d.t.Fatalf("checkpoint %s is not listed", id)
+	return checkpoint{}
+}
+
 func (d *daemon) create(args ...string) checkpoint {
 	d.t.Helper()
 	var c checkpoint

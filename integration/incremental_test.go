@@ -107,12 +107,7 @@ func TestIncrementalChain(t *testing.T) {
 	d.mustFail("--relink", "rm", cs[1].Name)
 	d.mustFail("choose one", "rm", "-r", "--relink", cs[1].Name)
 	d.must("rm", "--relink", cs[1].Name, cs[2].Name)
-	var last checkpoint
-	for _, c := range d.checkpoints() {
-		if c.ID == cs[3].ID {
-			last = c
-		}
-	}
+	last := d.checkpoint(cs[3].ID)
 	if last.Parent != cs[0].ID || last.Incremental == nil || last.Incremental.Parent != cs[0].ID {
 		t.Errorf("after the fold the newest reads from %+v (parent %s), want %s", last.Incremental, last.Parent, cs[0].ID)
 	}
@@ -123,4 +118,64 @@ func TestIncrementalChain(t *testing.T) {
 		}
 	}
 	d.must("kill", "inc")
+}
+
+// TestKillDuringIncremental: ckptd killed while it deduplicates a new
+// checkpoint against its parent, then while it folds that parent into it
+// on rm --relink. After each restart every listed checkpoint verifies and
+// restores with the memory it had.
+func TestKillDuringIncremental(t *testing.T) {
+	d := startDaemon(t)
+	w := d.runLoad("inckill", 256)
+	h1 := loadStatus(t, w.Ref.PID, w.Ref.LogPath).Hash
+	c1 := d.create("inckill", "--leave-running")
+	churn(t, w, 1)
+	h2 := loadStatus(t, w.Ref.PID, w.Ref.LogPath).Hash
+	var id string
+	for attempt := 1; id == ""; attempt++ {
+		released := strings.Count(d.log.String(), "target released; sealing checkpoint")
+		wait := d.startCtl("create", "inckill", "--leave-running")
+		waitFor(t, "target released", func() bool {
+			return strings.Count(d.log.String(), "target released; sealing checkpoint") > released
+		})
+		d.cmd.Process.Signal(syscall.SIGSTOP)
+		id = sealingOnDisk(t, d)
+		d.kill9()
+		wait()
+		d.start()
+		if id == "" && attempt == 3 {
+			t.Fatal("in 3 attempts the kill never landed before the seal ended")
+		}
+	}
+	hashes := map[string]string{c1.ID: h1, id: h2}
+	checkAll := func(when string) {
+		t.Helper()
+		for _, c := range d.checkpoints() {
+			d.must("verify", c.Name)
+			if h := restoredHash(t, d, c.Name, "inckill-copy"); h != hashes[c.ID] {
+				t.Errorf("%s: %s restored with memory %s, want %s", when, c.Name, h, hashes[c.ID])
+			}
+		}
+	}
+	checkAll("after a kill during the incremental seal")
+	if c := d.checkpoint(id); c.Incremental == nil || c.Incremental.Parent != c1.ID {
+		t.Errorf("the resealed checkpoint is not incremental over %s: %+v", c1.ID, c.Incremental)
+	}
+
+	wait := d.startCtl("rm", "--relink", c1.Name)
+	staging := filepath.Join(d.root, "staging")
+	waitFor(t, "a fold in staging", func() bool {
+		es, _ := os.ReadDir(staging)
+		return len(es) > 0
+	})
+	d.cmd.Process.Signal(syscall.SIGSTOP)
+	d.kill9()
+	wait()
+	d.start()
+	checkAll("after a kill during a fold")
+	if _, stderr, err := d.ctl("rm", "--relink", c1.Name); err != nil && !strings.Contains(stderr, "not found") {
+		t.Errorf("rm --relink after the restart: %s", stderr)
+	}
+	checkAll("after the fold")
+	d.must("kill", "inckill")
 }

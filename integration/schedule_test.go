@@ -134,7 +134,9 @@ func TestScheduleAndRetention(t *testing.T) {
 func TestScheduleMaxBytes(t *testing.T) {
 	d := startDaemon(t)
 	d.runLoad("mjob", 16)
-	d.must("schedule", "mjob", "--every", "1s", "--max-bytes", "24MiB") // room for one 16 MiB checkpoint
+	// Less than one whole 16 MiB checkpoint: the older ones go, their
+	// pages folded into the newest, which stays and stands alone.
+	d.must("schedule", "mjob", "--every", "1s", "--max-bytes", "8MiB")
 	waitRuns(t, d, "workload/mjob", 3)
 	d.must("schedule", "rm", "mjob")
 	sched := waitScheduledCount(t, d, 1)
@@ -143,4 +145,12 @@ func TestScheduleMaxBytes(t *testing.T) {
 		t.Fatal("the newest scheduled checkpoint is gone")
 	}
 	d.must("verify", sched[0].Name)
+	if c := d.checkpoint(sched[0].ID); c.Incremental != nil || c.Size < 16<<20 {
+		t.Errorf("the newest after its parents were removed: %d bytes, reads from %+v; want it whole", c.Size, c.Incremental)
+	}
+	w := d.workload("mjob")
+	want := loadStatus(t, w.Ref.PID, w.Ref.LogPath).Hash
+	if h := restoredHash(t, d, sched[0].Name, "mcopy"); h != want {
+		t.Errorf("restore of the newest: memory %s, want %s", h, want)
+	}
 }
