@@ -30,6 +30,7 @@ var (
 	dlog   = flag.String("daemon-log-level", "warn", "log level of the ckptd under test (its log goes to stderr)")
 	snaps  = flag.Bool("snapshots", true, "benchmark successive --leave-running checkpoints of one target against raw criu")
 	nsnap  = flag.Int("snapshot-rounds", 5, "successive --leave-running checkpoints per tool")
+	chains = flag.Bool("chain", true, "benchmark incremental checkpoints of a job rewriting 5 % of its memory")
 	store  = flag.Bool("store", true, "benchmark start-up time against store size, and verify throughput")
 	storeG = flag.Int("store-gib", 20, "GiB of checkpoints for the start-up benchmark")
 )
@@ -50,6 +51,9 @@ func main() {
 	}
 	if *snaps {
 		benchSnapshots(work)
+	}
+	if *chains {
+		benchChain(work)
 	}
 	if *store {
 		benchStore(work)

@@ -82,7 +82,8 @@ func createJSON(d *daemon, args ...string) created {
 func benchStore(work string) {
 	memload := buildMemload(work)
 	empty := filepath.Join(work, "empty-state")
-	d := startDaemon(work, "full", filepath.Join(work, "no-containerd.sock"))
+	// Whole checkpoints: the start-up must face the store's full size.
+	d := startDaemon(work, "full", filepath.Join(work, "no-containerd.sock"), "--chain-depth", "0")
 	d.ctl("run", "--name", "filler", "--", memload, "--mib", strconv.Itoa(*mib))
 	waitReady(filepath.Join(d.root, "workloads", "filler", "output.log"))
 	var total int64

@@ -14,6 +14,10 @@ import (
 // say: a loop or a hostile chain ends here.
 const MaxDepth = 64
 
+// maxPagesBytes bounds one pages file (1 PiB): sums of hostile page
+// counts stop here instead of wrapping.
+const maxPagesBytes = 1 << 50
+
 // parentTarget is the only form of parent link this package writes and
 // follows: a sibling checkpoint directory.
 var parentTarget = regexp.MustCompile(`^\.\./[0-9a-f]{16}$`)
@@ -83,6 +87,9 @@ func openLayer(dir, name string) (*layer, error) {
 	for i, e := range pm.entries {
 		l.offs[i] = off
 		if e.present() {
+			if e.pages > uint64(maxPagesBytes-off)/pageSize {
+				return nil, fmt.Errorf("%s: its present pages exceed %d bytes", filepath.Join(dir, name), int64(maxPagesBytes))
+			}
 			off += int64(e.pages) * pageSize
 		}
 	}

@@ -13,6 +13,7 @@ targets=(
 	"./migrate FuzzReadMessage"
 	"./images FuzzRead"
 	"./archive FuzzRead"
+	"./chain FuzzChain"
 )
 for t in "${targets[@]}"; do
 	read -r pkg name <<<"$t"

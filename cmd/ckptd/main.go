@@ -202,6 +202,7 @@ func loadConfig(args []string) (config.Config, error) {
 	grace := fs.String("shutdown-grace", "", "how long stopping waits for requests in flight (default 2m; committed migrations are always waited for)")
 	scrub := fs.String("scrub-interval", "", "re-read every checkpoint this often and quarantine damaged ones, e.g. 24h (default: never)")
 	metricsListen := fs.String("metrics-listen", "", "host:port to serve Prometheus metrics on at /metrics (default: none)")
+	chainDepth := fs.Int("chain-depth", -1, "ancestors an incremental checkpoint may read pages from; 0 stores every checkpoint whole (default 16)")
 	if err := fs.Parse(args); err != nil {
 		return config.Config{}, err
 	}
@@ -225,6 +226,9 @@ func loadConfig(args []string) (config.Config, error) {
 	}
 	if *peerAllow != "" {
 		cfg.PeerAllow = strings.Split(*peerAllow, ",")
+	}
+	if *chainDepth >= 0 {
+		cfg.ChainDepth = *chainDepth
 	}
 	return cfg, cfg.Validate()
 }
