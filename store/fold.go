@@ -27,77 +27,98 @@ import (
 
 var bucketFolds = []byte("folds") // child id -> staging dir of the fold
 
-// foldChildren folds id into every child that reads pages from it. A
-// child in use is left alone: the caller then keeps id.
-func (s *Store) foldChildren(ctx context.Context, id string) error {
-	x, err := s.Get(ctx, id)
-	if err != nil {
-		return err
+// foldSurvivors folds the checkpoints of ids that go into every checkpoint
+// that stays and reads pages from them, in one rewrite each however many
+// of its ancestors go. A survivor in use is left alone: the caller then
+// keeps what it reads from.
+func (s *Store) foldSurvivors(ctx context.Context, ids []string) error {
+	removing := map[string]bool{}
+	for _, id := range ids {
+		removing[id] = true
 	}
-	kids, err := s.Children(ctx, id)
+	all, err := s.List(ctx, Filter{})
 	if err != nil {
 		return err
 	}
 	var errs []error
-	for _, k := range kids {
-		if k.Incremental != nil && k.Incremental.Parent == id {
-			errs = append(errs, s.fold(ctx, k.ID, x))
+	for _, k := range all {
+		if !removing[k.ID] && k.Incremental != nil && removing[k.Incremental.Parent] {
+			errs = append(errs, s.fold(ctx, k.ID, removing))
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// fold rewrites checkpoint id so that it no longer reads pages from its
-// parent x.
-func (s *Store) fold(ctx context.Context, id string, x *Checkpoint) error {
+// fold rewrites checkpoint id so that it reads no pages from the
+// checkpoints removing names: it takes them in, and its parent becomes its
+// nearest ancestor that stays.
+func (s *Store) fold(ctx context.Context, id string, removing map[string]bool) error {
 	done, err := s.holdForRewrite(id)
 	if err != nil {
 		return err
 	}
 	defer done()
-	_, releaseX, err := s.AcquireSealed(ctx, x.ID) // x and its own chain stay while k reads them
+	k, err := s.Get(ctx, id)
+	if err != nil || k.Incremental == nil || !removing[k.Incremental.Parent] {
+		return err // changed meanwhile: nothing to fold
+	}
+	// Its chain stays while it is read, and rm keeps off it.
+	_, release, err := s.AcquireSealed(ctx, k.Incremental.Parent)
 	if err != nil {
 		return err
 	}
-	defer releaseX()
-	k, err := s.Get(ctx, id)
-	if err != nil || k.Incremental == nil || k.Incremental.Parent != x.ID {
-		return err // changed meanwhile: nothing to fold
+	defer release()
+	anc, err := s.Ancestors(ctx, k)
+	if err != nil {
+		return err
+	}
+	absorb := 0
+	for absorb < len(anc) && removing[anc[absorb].ID] {
+		absorb++
+	}
+	parent := anc[absorb-1].Parent // the lineage goes on past the chain's end
+	for parent != "" && removing[parent] {
+		p, err := s.Get(ctx, parent)
+		if err != nil {
+			return err
+		}
+		parent = p.Parent
 	}
 	out := s.layout.Staging(NewID()) // a start removes it if this does not finish
-	nk, err := s.rewriteOver(ctx, k, x, out)
+	nk, err := s.rewriteOver(ctx, k, absorb, parent, out)
 	if err != nil {
-		return errors.Join(fmt.Errorf("fold %s into %s: %w", x.ID, k.ID, err), os.RemoveAll(out))
+		return errors.Join(fmt.Errorf("fold %d removed ancestors into %s: %w", absorb, k.ID, err), os.RemoveAll(out))
 	}
 	if err := s.exchange(k.ID, nk, out); err != nil {
-		return fmt.Errorf("fold %s into %s: %w", x.ID, k.ID, err)
+		return fmt.Errorf("fold %d removed ancestors into %s: %w", absorb, k.ID, err)
 	}
-	s.log.Info("folded a removed parent's pages into its child", "parent", x.ID, "child", k.ID,
-		"shared_pages", nk.SharedBytes()/4096, "bytes", nk.Size())
+	s.log.Info("folded removed ancestors' pages into a checkpoint", "checkpoint", k.ID, "ancestors", absorb,
+		"parent", parent, "shared_pages", nk.SharedBytes()/4096, "bytes", nk.Size())
 	return os.RemoveAll(out) // now the old directory
 }
 
-// rewriteOver writes into out k's images with x's pages copied in, and
-// returns their record: k's, over x's parent.
-func (s *Store) rewriteOver(ctx context.Context, k, x *Checkpoint, out string) (*Checkpoint, error) {
-	written, needsParent, err := chain.Rewrite(ctx, s.layout.Checkpoint(k.ID), out, 1, MetadataFile)
+// rewriteOver writes into out k's images with the pages of its nearest
+// absorb ancestors copied in, and returns their record: k's, with parent
+// as its parent (the ancestor it still reads from, if any).
+func (s *Store) rewriteOver(ctx context.Context, k *Checkpoint, absorb int, parent, out string) (*Checkpoint, error) {
+	written, needsParent, err := chain.Rewrite(ctx, s.layout.Checkpoint(k.ID), out, absorb, MetadataFile)
 	if err != nil {
 		return nil, err
 	}
 	nk := *k
-	nk.Parent, nk.Incremental = x.Parent, nil
+	nk.Parent, nk.Incremental = parent, nil
 	if needsParent {
-		if x.Incremental == nil {
-			return nil, fmt.Errorf("its pages go beyond %s, which is stored whole", x.ID)
+		if parent == "" {
+			return nil, fmt.Errorf("its pages go beyond its chain")
 		}
-		if err := chain.Link(out, s.layout.Checkpoint(x.Incremental.Parent)); err != nil {
+		if err := chain.Link(out, s.layout.Checkpoint(parent)); err != nil {
 			return nil, err
 		}
 		n, err := chain.ParentPages(out)
 		if err != nil {
 			return nil, err
 		}
-		nk.Incremental = &Incremental{Parent: x.Incremental.Parent, SharedPages: n}
+		nk.Incremental = &Incremental{Parent: parent, SharedPages: n}
 	}
 	if nk.Files, err = filesAfterRewrite(ctx, out, k, written); err != nil {
 		return nil, err

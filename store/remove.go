@@ -182,12 +182,11 @@ func collect(id string, children map[string][]string, seen map[string]bool, orde
 // whose child is (a seal or restore reads it), is left for the next time.
 // It returns the removed ids.
 func (s *Store) Prune(ctx context.Context, ids []string) ([]string, error) {
-	for _, id := range ids {
-		// A child that reads pages from id gets them first; if that fails,
-		// id stays (below) and the next prune tries again.
-		if err := s.foldChildren(ctx, id); err != nil && !errdefs.IsNotFound(err) {
-			s.log.Warn("keeping a checkpoint whose child could not take its pages", "id", id, "err", err)
-		}
+	// A checkpoint that stays but reads pages from one that goes gets them
+	// first; where that fails, what it reads from stays (readsFrom, below)
+	// for the next prune.
+	if err := s.foldSurvivors(ctx, ids); err != nil {
+		s.log.Warn("keeping checkpoints a child could not take its pages from", "err", err)
 	}
 	s.mu.Lock() // against Acquire: a checkpoint is either held or removed
 	defer s.mu.Unlock()
@@ -198,7 +197,13 @@ func (s *Store) Prune(ctx context.Context, ids []string) ([]string, error) {
 		if err != nil {
 			return err
 		}
-		for _, id := range ids {
+		// Newest first: a removed checkpoint's children are gone or kept
+		// by the time it is looked at.
+		order, err := newestFirst(tx, ids)
+		if err != nil {
+			return err
+		}
+		for _, id := range order {
 			if s.busy[id] > 0 || slices.ContainsFunc(children[id], func(k string) bool { return s.busy[k] > 0 }) {
 				continue
 			}
@@ -249,10 +254,37 @@ func (s *Store) Prune(ctx context.Context, ids []string) ([]string, error) {
 	return removed, errors.Join(errs...)
 }
 
-// readsFrom reports whether one of kids reads pages from id.
+// newestFirst orders the indexed ones of ids newest first (a child is
+// always newer than its parent).
+func newestFirst(tx *bolt.Tx, ids []string) ([]string, error) {
+	var cs []*Checkpoint
+	for _, id := range ids {
+		c, err := getTx(tx, id)
+		if errdefs.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		cs = append(cs, c)
+	}
+	sort.SliceStable(cs, func(i, j int) bool { return cs[i].Created.After(cs[j].Created) })
+	out := make([]string, len(cs))
+	for i, c := range cs {
+		out[i] = c.ID
+	}
+	return out, nil
+}
+
+// readsFrom reports whether one of kids still in the index reads pages
+// from id.
 func readsFrom(tx *bolt.Tx, kids []string, id string) (bool, error) {
 	for _, k := range kids {
-		c, err := decode(tx.Bucket(bucketCheckpoints).Get([]byte(k)))
+		v := tx.Bucket(bucketCheckpoints).Get([]byte(k))
+		if v == nil {
+			continue // removed by this prune
+		}
+		c, err := decode(v)
 		if err != nil {
 			return false, err
 		}
@@ -292,7 +324,11 @@ func (s *Store) RemoveRelinking(ctx context.Context, refs []string) ([]string, e
 // their records for their checkpoint.json.
 func (s *Store) relink(tx *bolt.Tx, kids []string, parent string, relinked map[string]*Checkpoint) error {
 	for _, k := range kids {
-		c, err := decode(tx.Bucket(bucketCheckpoints).Get([]byte(k)))
+		v := tx.Bucket(bucketCheckpoints).Get([]byte(k))
+		if v == nil {
+			continue // removed by this prune
+		}
+		c, err := decode(v)
 		if err != nil {
 			return err
 		}
