@@ -173,6 +173,11 @@ func (r *Runtime) dump(ctx context.Context, task client.Task, req CheckpointRequ
 		return err
 	}
 	if err != nil {
+		// runc may have died (killed, crashed) with its CRIU still at work:
+		// that one ends before the caller resumes the container.
+		if n := endOrphanedCRIU(req.ImagesDir); n > 0 {
+			r.log.Warn("runc failed and left its CRIU running; ended it", "container", req.Ref.String(), "processes", n)
+		}
 		return criu.Error("dump", logPath, r.runcError(err))
 	}
 	return nil

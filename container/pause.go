@@ -6,6 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
 
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
@@ -85,7 +89,18 @@ func resumeIfPaused(ctx context.Context, task client.Task) error {
 	if err != nil || st.Status != client.Paused {
 		return err
 	}
-	if err := task.Resume(ctx); err != nil {
+	err = task.Resume(ctx)
+	if err != nil && strings.Contains(err.Error(), "not paused") {
+		// containerd still records the pause, but the freezer was thawed
+		// under it: CRIU thaws the cgroup while it holds the tasks by
+		// ptrace, and a CRIU killed then never freezes it back. Frozen
+		// again, runc's resume thaws it and containerd's record follows.
+		if ferr := freezeCgroup(int(task.Pid())); ferr != nil {
+			return errors.Join(err, ferr)
+		}
+		err = task.Resume(ctx)
+	}
+	if err != nil {
 		// A kill may have stopped it since we looked; only a task that
 		// is still paused is a failure.
 		if st, serr := task.Status(ctx); serr == nil && st.Status != client.Paused {
@@ -94,6 +109,43 @@ func resumeIfPaused(ctx context.Context, task client.Task) error {
 		return err
 	}
 	return nil
+}
+
+// freezeCgroup freezes the cgroup of pid through the cgroup file system
+// (v1 freezer or v2 cgroup.freeze) and waits until it is frozen.
+func freezeCgroup(pid int) error {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return err
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.SplitN(line, ":", 3)
+		if len(f) != 3 {
+			continue
+		}
+		var file, value, done string
+		switch {
+		case slices.Contains(strings.Split(f[1], ","), "freezer"):
+			file, value, done = filepath.Join("/sys/fs/cgroup/freezer", f[2], "freezer.state"), "FROZEN", "FROZEN"
+		case f[0] == "0" && f[1] == "":
+			if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err != nil {
+				continue // the v1 hierarchy's unified line; the freezer line says where
+			}
+			file, value, done = filepath.Join("/sys/fs/cgroup", f[2], "cgroup.freeze"), "1", "1"
+		default:
+			continue
+		}
+		if err := os.WriteFile(file, []byte(value), 0o644); err != nil {
+			return fmt.Errorf("freeze cgroup of %d: %w", pid, err)
+		}
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			if got, err := os.ReadFile(file); err == nil && strings.TrimSpace(string(got)) == done {
+				return nil
+			}
+		}
+		return fmt.Errorf("freeze cgroup of %d: %s not %s after 5 s", pid, file, done)
+	}
+	return fmt.Errorf("freeze cgroup of %d: no freezer in /proc/%d/cgroup", pid, pid)
 }
 
 // isGone tells errors that mean the task is no longer there to act on.

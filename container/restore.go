@@ -35,7 +35,13 @@ type RestoreRequest struct {
 	// Verified is awaited before CRIU starts: a damaged checkpoint must
 	// never run.
 	Verified func() error
+	// CRIUConfig, when set, is a CRIU configuration file runc passes to
+	// this restore's CRIU (the org.criu.config annotation runc reads).
+	CRIUConfig string
 }
+
+// criuConfigAnnotation names the CRIU configuration file runc gives CRIU.
+const criuConfigAnnotation = "org.criu.config"
 
 // RestoreResult is a restored container.
 type RestoreResult struct {
@@ -67,6 +73,12 @@ func (r *Runtime) Restore(ctx context.Context, req RestoreRequest) (res RestoreR
 	}
 	if err := r.removeStopped(ctx, req.Ref, req.Verified); err != nil {
 		return res, err
+	}
+	if req.CRIUConfig != "" {
+		if spec.Annotations == nil {
+			spec.Annotations = map[string]string{}
+		}
+		spec.Annotations[criuConfigAnnotation] = req.CRIUConfig
 	}
 	if req.Ref != req.From && spec.Linux != nil && spec.Linux.CgroupsPath != "" {
 		// A copy beside the original needs its own cgroup.

@@ -56,3 +56,32 @@ func killRunc(id string) int {
 	}
 	return len(victims)
 }
+
+// endOrphanedCRIU ends a CRIU that runc started for a dump into imagesDir
+// and left running when runc died (found by the directory it holds open),
+// with everything it forked, and waits until they are gone (5 s at most).
+// A CRIU that outlived the container's resume would put the freezer back
+// as it found it, and freeze the container again. It returns how many
+// processes it ended.
+func endOrphanedCRIU(imagesDir string) int {
+	var victims []int
+	for _, pid := range proc.PIDs() {
+		if st, err := proc.ReadStat(pid); err == nil && st.Comm == "criu" && proc.HoldsOpen(pid, imagesDir) {
+			victims = append(victims, proc.Tree(pid)...)
+		}
+	}
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		left := 0
+		for _, pid := range victims {
+			if syscall.Kill(pid, syscall.SIGKILL) == nil {
+				if st, err := proc.ReadStat(pid); err == nil && st.State != 'Z' {
+					left++
+				}
+			}
+		}
+		if left == 0 {
+			break
+		}
+	}
+	return len(victims)
+}

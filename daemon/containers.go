@@ -114,7 +114,10 @@ func (d *Daemon) containerRestoreRef(c *store.Checkpoint, name string) (store.Ta
 // restoreContainer recreates a container from checkpoint c as ref.
 // containerd prepares the container while verified runs; the task starts
 // only once it passed.
-func (d *Daemon) restoreContainer(ctx context.Context, c *store.Checkpoint, ref store.TargetRef, verified func() error) (_ *store.Target, _ []string, err error) {
+// With leaveStopped (a fenced migration) its processes are restored
+// stopped, through a CRIU configuration file runc hands to CRIU (the
+// org.criu.config annotation), until resumeTree.
+func (d *Daemon) restoreContainer(ctx context.Context, c *store.Checkpoint, ref store.TargetRef, verified func() error, leaveStopped bool) (_ *store.Target, _ []string, err error) {
 	if c.Container == nil {
 		return nil, nil, fmt.Errorf("checkpoint %s lacks its container record: %w", c.Name, errdefs.ErrDataLoss)
 	}
@@ -137,6 +140,13 @@ func (d *Daemon) restoreContainer(ctx context.Context, c *store.Checkpoint, ref 
 	defer d.closeWork(work, &err)
 	dir := d.store.Dir(c.ID)
 	ci := c.Container
+	var criuConfig string
+	if leaveStopped {
+		criuConfig = filepath.Join(work.Path, "leave-stopped.conf")
+		if err := os.WriteFile(criuConfig, []byte("leave-stopped\n"), 0o600); err != nil {
+			return nil, nil, err
+		}
+	}
 	res, err := d.containers.Restore(ctx, container.RestoreRequest{
 		Ref: to, From: from, ImagesDir: dir, WorkDir: work.Path, MemoryBytes: c.Size() + c.SharedBytes(),
 		SpecPath:   filepath.Join(dir, store.ContainerSpecFile),
@@ -146,7 +156,7 @@ func (d *Daemon) restoreContainer(ctx context.Context, c *store.Checkpoint, ref 
 			Image: ci.Image, ImageDigest: ci.ImageDigest, Snapshotter: ci.Snapshotter,
 			Runtime: ci.Runtime, Labels: ci.Labels, RootfsMediaType: ci.RootfsMediaType,
 		},
-		Verified: verified,
+		Verified: verified, CRIUConfig: criuConfig,
 	})
 	if err != nil {
 		if verr := verified(); verr != nil {

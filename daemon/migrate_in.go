@@ -247,7 +247,7 @@ func (in *incoming) restore(ctx context.Context, c *store.Checkpoint, staging st
 			return nil, nil, err
 		}
 		*published = true
-		return d.restoreContainer(ctx, c, in.ref, trusted)
+		return d.restoreContainer(ctx, c, in.ref, trusted, in.offer.Fenced)
 	}
 	t, err := d.restore(ctx, c, in.ref, staging, trusted, in.offer.Fenced)
 	return t, nil, err

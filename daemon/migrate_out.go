@@ -180,8 +180,13 @@ func (m *outgoing) run(ctx context.Context) (res *MigrateResult, err error) {
 	}
 	// Checked, not assumed: a fenced destination resumes only on this word.
 	stopped := !m.req.KeepSource && !proc.Alive(m.target.PID, m.target.StartTime)
+	warnings := m.restored.Warnings
 	if err := m.conn.Send(&migrate.Message{Kind: migrate.KindDone, Done: &migrate.Done{SourceStopped: stopped, Stats: stats}}); err != nil {
 		d.log.Warn("migration: telling the destination we are done", "err", err)
+		if m.offer.Fenced {
+			warnings = append(warnings, fmt.Sprintf("%s did not hear that the source's copy is gone (%v): its copy stays stopped, in doubt, until 'ckptctl migrate --resolve %s --resume' there",
+				m.conn.Peer(), err, m.restored.Name))
+		}
 	}
 	if m.offer.Fenced {
 		m.downtime = time.Since(m.frozen) // the destination resumes on this word
@@ -191,7 +196,7 @@ func (m *outgoing) run(ctx context.Context) (res *MigrateResult, err error) {
 	return &MigrateResult{
 		Destination: m.conn.Peer(), Name: m.restored.Name, PID: m.restored.PID, Checkpoint: m.restored.Checkpoint,
 		Downtime: m.downtime, Total: time.Since(m.start), Bytes: m.bytes(), Stats: stats,
-		SourceStopped: stopped, Warnings: m.restored.Warnings, Phases: m.marks,
+		SourceStopped: stopped, Warnings: warnings, Phases: m.marks,
 	}, nil
 }
 

@@ -35,8 +35,9 @@ func (d *Daemon) offer(ctx context.Context, t *store.Target, req MigrateRequest,
 		CRIUVersion: d.criu.Version, Kernel: d.host.Kernel, CPUInfo: cpu,
 		Features: d.criu.Features(ctx), Options: req.Options,
 		PageStream: t.Kind != store.KindContainer,
-		// Containers restore through runc, which cannot leave them stopped.
-		Fenced: !req.KeepSource && t.Kind != store.KindContainer,
+		// A container too: runc hands CRIU a configuration file that leaves
+		// it stopped (see restoreContainer).
+		Fenced: !req.KeepSource,
 	}
 	tree := proc.Tree(t.PID)
 	for _, pid := range tree {

@@ -63,7 +63,7 @@ func (d *Daemon) Restore(ctx context.Context, req RestoreRequest) (*TargetStatus
 	var t *store.Target
 	var warnings []string
 	if ref.Kind == store.KindContainer {
-		t, warnings, err = d.restoreContainer(ctx, c, ref, d.verifyAsync(ctx, c))
+		t, warnings, err = d.restoreContainer(ctx, c, ref, d.verifyAsync(ctx, c), false)
 	} else {
 		t, err = d.restore(ctx, c, ref, d.store.Dir(c.ID), d.verifyAsync(ctx, c), false)
 	}

@@ -3,9 +3,13 @@ package integration
 import (
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -19,7 +23,7 @@ import (
 func TestContainerCrashCampaign(t *testing.T) {
 	x, d, logPath := withRunningContainer(t, "camp", counterScript, 2)
 	runs := campaignRuns(t)
-	ops := []string{"create container", "create container --leave-running"}
+	ops := []string{"create container", "create container --leave-running", runcKilledOp}
 	rows := map[string]*campaignRow{}
 	for round := range runs * len(ops) {
 		op := ops[round%len(ops)]
@@ -35,18 +39,23 @@ func TestContainerCrashCampaign(t *testing.T) {
 		}
 		before := len(d.checkpoints())
 		wait := d.startCtl(args...)
-		time.Sleep(time.Duration(rand.IntN(700)) * time.Millisecond)
-		point := "before the pause or after the commit"
-		switch x.status("camp") {
-		case "paused":
-			point = "container paused"
-		case "", "stopped":
-			point = "container stopped by the create"
+		if op == runcKilledOp {
+			row.points[killRunc(x)]++
+			wait()
+		} else {
+			time.Sleep(time.Duration(rand.IntN(700)) * time.Millisecond)
+			point := "before the pause or after the commit"
+			switch x.status("camp") {
+			case "paused":
+				point = "container paused"
+			case "", "stopped":
+				point = "container stopped by the create"
+			}
+			row.points[point]++
+			d.kill9()
+			wait()
+			d.start()
 		}
-		row.points[point]++
-		d.kill9()
-		wait()
-		d.start()
 		bad, restored := containerInvariants(t, x, d, op, logPath, before)
 		if restored {
 			logPath = filepath.Join(d.root, "containers", "default", "camp", "output.log")
@@ -70,6 +79,50 @@ func TestContainerCrashCampaign(t *testing.T) {
 		}
 	}
 	t.Log(b.String())
+}
+
+// runcKilledOp is a create (that stops the container) whose runc
+// checkpoint is killed with SIGKILL; ckptd lives on.
+const runcKilledOp = "create container, runc killed"
+
+// killRunc kills the runc checkpoint of x's containerd (found by its
+// state directory on the command line) at a random moment of its life,
+// and says where the kill landed.
+func killRunc(x *ctrd) string {
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, pid := range runcCheckpoints(x.in.Dir) {
+			time.Sleep(time.Duration(rand.IntN(150)) * time.Millisecond)
+			criuRunning := len(criuProcesses()) > 0
+			if syscall.Kill(pid, syscall.SIGKILL) != nil {
+				return "runc ended before the kill"
+			}
+			if criuRunning {
+				return "runc killed, its CRIU running"
+			}
+			return "runc killed"
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return "runc never seen"
+}
+
+// runcCheckpoints lists the runc checkpoint processes whose command line
+// names dir.
+func runcCheckpoints(dir string) []int {
+	var out []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		argv := strings.Split(readFile(fmt.Sprintf("/proc/%d/cmdline", pid)), "\x00")
+		if filepath.Base(argv[0]) == "runc" && slices.Contains(argv, "checkpoint") && strings.Contains(strings.Join(argv, " "), dir) {
+			out = append(out, pid)
+		}
+	}
+	return out
 }
 
 // containerInvariants checks a restarted ckptd after a kill during a

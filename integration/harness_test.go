@@ -29,6 +29,7 @@ type daemon struct {
 	// wrap runs ckptd inside another command (a network and mount
 	// namespace), and args are extra flags; both empty for a plain daemon.
 	wrap, args []string
+	env        []string // added to ckptd's environment (failpoints)
 }
 
 // startDaemon starts a ckptd whose containerd socket leads nowhere, so that
@@ -83,6 +84,7 @@ func (d *daemon) start() {
 	argv = append(append([]string{}, d.wrap...), argv...)
 	d.cmd = exec.Command(argv[0], argv[1:]...)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	d.cmd.Env = append(os.Environ(), d.env...)
 	if err := d.cmd.Start(); err != nil {
 		d.t.Fatalf("start ckptd: %v", err)
 	}

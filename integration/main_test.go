@@ -42,7 +42,9 @@ func TestMain(m *testing.M) {
 			*b.out = filepath.Join(dir, filepath.Base(b.pkg))
 			args := []string{"build", "-o", *b.out}
 			if b.pkg == "./cmd/ckptd" {
-				args = append(args, "-race") // every test also hunts data races in the daemon
+				// Every test also hunts data races in the daemon; failpoints
+				// act only when a test sets their variable.
+				args = append(args, "-race", "-tags", "failpoints")
 			}
 			cmd := exec.Command("go", append(args, b.pkg)...)
 			cmd.Dir = ".."

@@ -71,3 +71,54 @@ func shortID(id string) string {
 	}
 	return id
 }
+
+// TestMigrateContainerFenced: a container's migration is fenced as a
+// process's is. The source's last word ("done") is cut: the destination's
+// container stays restored but stopped, marked in doubt, and counts
+// nothing until the operator resumes it; then it continues at exactly the
+// next value.
+func TestMigrateContainerFenced(t *testing.T) {
+	a, b := twoHosts(t)
+	xa, xb := startContainerd(t, true), startContainerd(t, false)
+	src, dst := a.ckptd(xa.in.Address, ""), b.ckptd(xb.in.Address, "")
+	src.stop()
+	src.env = []string{"CKPTD_FAILPOINT_CUT_BEFORE=done"}
+	src.start()
+	img, err := buildImage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := xb.in.Import(context.Background(), "fenced", img.Layout); err != nil {
+		t.Fatal(err)
+	}
+	logPath := xa.run("fenced", counterScript)
+	waitCount(t, logPath, 3)
+	src.ctl("migrate", "ctr:default/fenced", "--to", b.addr(), "--name", "ctr:fenced/fenced")
+	counts, _ := counterLines(readFile(logPath))
+	last := counts[len(counts)-1]
+	if st := xa.status("fenced"); st == "running" || st == "paused" {
+		t.Fatalf("source container is %s after its migration", st)
+	}
+	var copy target
+	waitFor(t, "destination in doubt", func() bool {
+		for _, x := range dst.ps() {
+			if x.Ref.Name == "fenced/fenced" && x.InDoubt != "" {
+				copy = x
+				return true
+			}
+		}
+		return false
+	})
+	if st := threadStates(copy.Ref.PID); !strings.Contains(st, "T (stopped)") {
+		t.Fatalf("the destination's container runs while in doubt: %s", st)
+	}
+	moved := filepath.Join(dst.root, "containers", "fenced", "fenced", "output.log")
+	if n, _ := counterLines(readFile(moved)); len(n) != 0 {
+		t.Fatalf("the container counted while in doubt: %v", n)
+	}
+	dst.must("migrate", "--resolve", "ctr:fenced/fenced", "--resume")
+	waitCount(t, moved, last+2)
+	if got, _ := counterLines(readFile(moved)); got[0] != last+1 {
+		t.Errorf("resumed container continues at %d, want %d", got[0], last+1)
+	}
+}

@@ -94,10 +94,23 @@ func (c *Conn) Peer() string {
 
 // Send writes one message.
 func (c *Conn) Send(m *Message) error {
+	if err := c.failpoint(m.Kind); err != nil {
+		return err
+	}
 	if err := writeMessage(c.w, m); err != nil {
 		return err
 	}
 	return c.w.Flush()
+}
+
+// failpoint cuts the connection before a message of kind in test builds
+// (see failpoint_on.go); it does nothing otherwise.
+func (c *Conn) failpoint(kind string) error {
+	if cutBefore == "" || kind != cutBefore {
+		return nil
+	}
+	c.conn.Close()
+	return fmt.Errorf("failpoint: connection cut before %q", kind)
 }
 
 // SendError tells the peer why this side gives up.
@@ -148,6 +161,9 @@ func (c *Conn) SendFile(dir, name string, progress func(int64)) error {
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
+		return err
+	}
+	if err := c.failpoint(KindFile); err != nil {
 		return err
 	}
 	if err := writeMessage(c.w, &Message{Kind: KindFile, File: &File{Name: name, Size: st.Size()}}); err != nil {

@@ -134,3 +134,19 @@ func statusFields(pid int, key string) []string {
 	}
 	return nil
 }
+
+// HoldsOpen reports whether pid has a file descriptor open on dir or on
+// anything under it.
+func HoldsOpen(pid int, dir string) bool {
+	fdDir := filepath.Join("/proc", strconv.Itoa(pid), "fd")
+	entries, err := os.ReadDir(fdDir)
+	if err != nil {
+		return false
+	}
+	for _, e := range entries {
+		if p, err := os.Readlink(filepath.Join(fdDir, e.Name())); err == nil && (p == dir || strings.HasPrefix(p, dir+"/")) {
+			return true
+		}
+	}
+	return false
+}

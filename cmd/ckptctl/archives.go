@@ -8,19 +8,26 @@ import (
 	"path/filepath"
 	"time"
 
+	"filippo.io/age"
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
 	apiv1 "github.com/ckptd/ckptd/api/v1"
+	"github.com/ckptd/ckptd/archive"
 )
 
 func (c *cli) exportCmd() *cobra.Command {
 	var comp string
+	var encryptTo []string
 	cmd := &cobra.Command{
 		Use:   "export CHECKPOINT FILE",
 		Short: "Write a checkpoint to one archive (Podman's layout plus ckptd.json); FILE - is stdout",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			recipients, err := archive.ParseRecipients(encryptTo)
+			if err != nil {
+				return err
+			}
 			cl, err := c.client()
 			if err != nil {
 				return err
@@ -29,8 +36,12 @@ func (c *cli) exportCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			receive := func(w io.Writer) (int64, error) { return receiveExport(stream, w) }
+			if len(recipients) > 0 {
+				receive = func(w io.Writer) (int64, error) { return receiveEncrypted(stream, w, recipients) }
+			}
 			if args[1] == "-" {
-				_, err := receiveExport(stream, os.Stdout)
+				_, err := receive(os.Stdout)
 				return err
 			}
 			var progress io.Writer = io.Discard
@@ -38,7 +49,7 @@ func (c *cli) exportCmd() *cobra.Command {
 				progress = os.Stderr
 			}
 			n, err := writeAtomic(args[1], func(w io.Writer) (int64, error) {
-				return receiveExport(stream, &meter{w: w, out: progress, start: time.Now()})
+				return receive(&meter{w: w, out: progress, start: time.Now()})
 			})
 			if progress != io.Discard {
 				fmt.Fprint(progress, "\r\033[K")
@@ -53,7 +64,33 @@ func (c *cli) exportCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&comp, "compress", "zstd", "zstd, gzip or none")
+	cmd.Flags().StringArrayVar(&encryptTo, "encrypt-to", nil,
+		"encrypt the archive (age) to this recipient: an age1... key, an SSH public key, or @FILE of them; repeatable")
 	return cmd
+}
+
+// receiveEncrypted is receiveExport through age encryption to rs.
+func receiveEncrypted(stream apiv1.Ckptd_ExportClient, w io.Writer, rs []age.Recipient) (int64, error) {
+	cw := &countingWriter{w: w}
+	enc, err := archive.Encrypt(cw, rs)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := receiveExport(stream, enc); err != nil {
+		return cw.n, err
+	}
+	return cw.n, enc.Close()
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	k, err := c.w.Write(p)
+	c.n += int64(k)
+	return k, err
 }
 
 func receiveExport(stream apiv1.Ckptd_ExportClient, w io.Writer) (int64, error) {
@@ -97,7 +134,7 @@ func writeAtomic(path string, fill func(io.Writer) (int64, error)) (int64, error
 }
 
 func (c *cli) importCmd() *cobra.Command {
-	var name string
+	var name, identity string
 	cmd := &cobra.Command{
 		Use:   "import FILE",
 		Short: "Add the checkpoint in an archive written by export to the store; FILE - is stdin",
@@ -115,6 +152,9 @@ func (c *cli) importCmd() *cobra.Command {
 				}
 				defer f.Close()
 				in, source = f, filepath.Base(args[0])
+			}
+			if in, err = archive.Decrypt(in, identity); err != nil {
+				return err
 			}
 			stream, err := cl.Import(c.ctx())
 			if err != nil {
@@ -153,6 +193,7 @@ func (c *cli) importCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&name, "name", "", "checkpoint name (default: the archive's)")
+	cmd.Flags().StringVarP(&identity, "identity", "i", "", "age identity file (or SSH private key) to decrypt an encrypted archive")
 	return cmd
 }
 
