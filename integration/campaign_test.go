@@ -48,12 +48,14 @@ func TestCrashPointCampaign(t *testing.T) {
 	w := d.runLoadIn(t.TempDir(), "camp", 16)
 	hash := loadStatus(t, w.Ref.PID, w.Ref.LogPath).Hash
 	d.create("camp", "--leave-running", "--name", "base")
+	archive := filepath.Join(t.TempDir(), "base.tar.zst")
+	d.must("export", "base", archive)
 	host := startHostLoad(t)
 	// Scheduled rounds set a schedule, kill ckptd wherever its ticks,
 	// seals and retention happen to be, and remove it once restarted.
 	sched := d.runLoadIn(t.TempDir(), "sched", 16)
 	rows := map[string]*campaignRow{}
-	ops := []string{"create workload", "create workload --leave-running", "create process", "restore copy", "rm", relinkOp, scheduledOp}
+	ops := []string{"create workload", "create workload --leave-running", "create process", "restore copy", "rm", relinkOp, "import", scheduledOp}
 	for round := range runs * len(ops) {
 		op := ops[round%len(ops)]
 		row := rows[op]
@@ -70,6 +72,9 @@ func TestCrashPointCampaign(t *testing.T) {
 			host = startHostLoad(t)
 		}
 		args := campaignArgs(d, op, w, host.pid, round)
+		if op == "import" {
+			args = []string{"import", archive, "--name", fmt.Sprintf("imported%d", round)}
+		}
 		listedBefore := len(d.checkpoints())
 		wait := d.startCtl(args...)
 		window := 400
@@ -197,6 +202,8 @@ func killPoint(d *daemon, op string, pid, hostPID int) string {
 		return "between dumps (tick, seal, retention)"
 	case op == relinkOp && stagedPages(d.root):
 		return "folding"
+	case op == "import" && stagedPages(d.root):
+		return "archive being staged"
 	}
 	return "during or after the request"
 }
