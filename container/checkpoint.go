@@ -162,6 +162,10 @@ func (r *Runtime) dump(ctx context.Context, task client.Task, req CheckpointRequ
 	}
 	logPath := filepath.Join(req.WorkDir, DumpLogFile)
 	pid := int(task.Pid())
+	shim := 0 // the parent of the container's init, where runc's orphans go
+	if st, err := proc.ReadStat(pid); err == nil {
+		shim = st.PPID
+	}
 	err := r.watched(ctx, req.Ref.ID, "dump", logPath, proc.TreeRSS(pid), criu.DumpKeys(pid), func(ctx context.Context) error {
 		_, err := task.Checkpoint(ctx, func(i *client.CheckpointTaskInfo) error {
 			i.Options = opts
@@ -175,7 +179,7 @@ func (r *Runtime) dump(ctx context.Context, task client.Task, req CheckpointRequ
 	if err != nil {
 		// runc may have died (killed, crashed) with its CRIU still at work:
 		// that one ends before the caller resumes the container.
-		if n := endOrphanedCRIU(req.ImagesDir); n > 0 {
+		if n := endOrphanedCRIU(shim, req.ImagesDir); n > 0 {
 			r.log.Warn("runc failed and left its CRIU running; ended it", "container", req.Ref.String(), "processes", n)
 		}
 		return criu.Error("dump", logPath, r.runcError(err))

@@ -57,31 +57,33 @@ func killRunc(id string) int {
 	return len(victims)
 }
 
-// endOrphanedCRIU ends a CRIU that runc started for a dump into imagesDir
-// and left running when runc died (found by the directory it holds open),
-// with everything it forked, and waits until they are gone (5 s at most).
-// A CRIU that outlived the container's resume would put the freezer back
-// as it found it, and freeze the container again. It returns how many
-// processes it ended.
-func endOrphanedCRIU(imagesDir string) int {
-	var victims []int
-	for _, pid := range proc.PIDs() {
-		if st, err := proc.ReadStat(pid); err == nil && st.Comm == "criu" && proc.HoldsOpen(pid, imagesDir) {
-			victims = append(victims, proc.Tree(pid)...)
-		}
-	}
+// endOrphanedCRIU ends the CRIU that runc started for a dump and left
+// running when runc died, with everything it forked, and waits until they
+// are gone (5 s at most). An orphan is re-parented to the container's
+// shim (a subreaper, the parent of the container's init): it is a criu
+// process whose parent is shim, or one that holds imagesDir open. A CRIU that outlived the container's resume would put the freezer
+// back as it found it, and freeze the container again; one killed leaves
+// stopped children, which go too. It returns how many processes it ended.
+func endOrphanedCRIU(shim int, imagesDir string) int {
+	ended := map[int]bool{}
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		left := 0
-		for _, pid := range victims {
-			if syscall.Kill(pid, syscall.SIGKILL) == nil {
-				if st, err := proc.ReadStat(pid); err == nil && st.State != 'Z' {
-					left++
-				}
+		var victims []int
+		for _, pid := range proc.PIDs() {
+			st, err := proc.ReadStat(pid)
+			if err != nil || st.Comm != "criu" || st.State == 'Z' {
+				continue
+			}
+			if (shim > 1 && st.PPID == shim) || proc.HoldsOpen(pid, imagesDir) || ended[st.PPID] {
+				victims = append(victims, proc.Tree(pid)...)
 			}
 		}
-		if left == 0 {
+		if len(victims) == 0 {
 			break
 		}
+		for _, pid := range victims {
+			_ = syscall.Kill(pid, syscall.SIGKILL) // one already gone is fine
+			ended[pid] = true
+		}
 	}
-	return len(victims)
+	return len(ended)
 }
