@@ -36,7 +36,7 @@ func (d *Daemon) Version(ctx context.Context) VersionInfo {
 
 // criuFeatures are the CRIU features worth reporting, with what needs them.
 var criuFeatures = []struct{ name, needs string }{
-	{"mem_dirty_track", "pre-dump and incremental checkpoints"},
+	{"mem_dirty_track", "CRIU pre-dump (each dump reads all memory; ckptd still stores only what changed)"},
 	{"uffd-noncoop", "lazy (post-copy) restore"},
 	{"network_lock_nftables", "network locking with nftables"},
 	{"timens", "time namespaces"},
@@ -64,7 +64,11 @@ func (d *Daemon) Check(ctx context.Context) []Check {
 	if d.peer == nil {
 		peer.Detail = "no peer credentials (peer_certs): ckptctl migrate is off"
 	}
-	out = append(out, peer, Check{Name: "lazy-migration", OK: false, Detail: "off: " + LazyUnavailable + "; fs.pipe-max-size is " + pipeMaxSize()})
+	inc := Check{Name: "incremental", OK: true, Detail: fmt.Sprintf("checkpoints with a parent store only the pages that changed, in chains of at most %d", d.chainDepth)}
+	if d.chainDepth == 0 {
+		inc.Detail = "off (chain_depth 0): every checkpoint is stored whole"
+	}
+	out = append(out, inc, peer, Check{Name: "lazy-migration", OK: false, Detail: "off: " + LazyUnavailable + "; fs.pipe-max-size is " + pipeMaxSize()})
 	return append(out, checkBreakpoints(), checkSockets(d.criu))
 }
 
