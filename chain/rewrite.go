@@ -50,20 +50,6 @@ func checkImage(dir, name string) error {
 	return nil
 }
 
-// Depth counts dir's parents through their links.
-func Depth(dir string) (int, error) {
-	for n := 0; ; n++ {
-		if n > MaxDepth {
-			return n, fmt.Errorf("chain of %s is deeper than %d", dir, MaxDepth)
-		}
-		parent, err := ParentOf(dir)
-		if err != nil || parent == "" {
-			return n, err
-		}
-		dir = parent
-	}
-}
-
 // Rewrite writes into outDir, which must not exist, a copy of the image
 // directory dir that takes from its chain only what lies beyond absorb
 // levels: pages found 1..absorb levels up are copied in (absorb < 0:

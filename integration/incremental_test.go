@@ -131,22 +131,7 @@ func TestKillDuringIncremental(t *testing.T) {
 	c1 := d.create("inckill", "--leave-running")
 	churn(t, w, 1)
 	h2 := loadStatus(t, w.Ref.PID, w.Ref.LogPath).Hash
-	var id string
-	for attempt := 1; id == ""; attempt++ {
-		released := strings.Count(d.log.String(), "target released; sealing checkpoint")
-		wait := d.startCtl("create", "inckill", "--leave-running")
-		waitFor(t, "target released", func() bool {
-			return strings.Count(d.log.String(), "target released; sealing checkpoint") > released
-		})
-		d.cmd.Process.Signal(syscall.SIGSTOP)
-		id = sealingOnDisk(t, d)
-		d.kill9()
-		wait()
-		d.start()
-		if id == "" && attempt == 3 {
-			t.Fatal("in 3 attempts the kill never landed before the seal ended")
-		}
-	}
+	id := killWhileSealing(t, d, w, "inckill")
 	hashes := map[string]string{c1.ID: h1, id: h2}
 	checkAll := func(when string) {
 		t.Helper()

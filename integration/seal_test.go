@@ -16,10 +16,29 @@ import (
 func TestKillDuringSeal(t *testing.T) {
 	d := startDaemon(t)
 	w := d.runLoad("sealme", 512)
+	id := killWhileSealing(t, d, w, "sealme")
+	d.must("restore", id, "--name", "sealcopy") // waits for the seal
+	if !logged(d, "sealing a checkpoint an interrupted ckptd left unsealed", id) {
+		t.Error("the start did not log the resealed checkpoint")
+	}
+	for _, c := range d.checkpoints() {
+		if c.ID == id && c.State != "sealed" {
+			t.Errorf("checkpoint %s is %q after the restore", id, c.State)
+		}
+	}
+	d.must("verify", id)
+}
+
+// killWhileSealing creates a --leave-running checkpoint of target (the
+// workload w) and kills ckptd once the target is released and before the
+// seal ends, retrying up to three times; the target must run on after
+// each kill. It restarts ckptd and returns the checkpoint's id.
+func killWhileSealing(t *testing.T, d *daemon, w target, name string) string {
+	t.Helper()
 	var id string
 	for attempt := 1; id == ""; attempt++ {
 		released := strings.Count(d.log.String(), "target released; sealing checkpoint")
-		wait := d.startCtl("create", "sealme", "--leave-running")
+		wait := d.startCtl("create", name, "--leave-running")
 		waitFor(t, "target released", func() bool {
 			return strings.Count(d.log.String(), "target released; sealing checkpoint") > released
 		})
@@ -38,16 +57,7 @@ func TestKillDuringSeal(t *testing.T) {
 		}
 		d.start()
 	}
-	d.must("restore", id, "--name", "sealcopy") // waits for the seal
-	if !logged(d, "sealing a checkpoint an interrupted ckptd left unsealed", id) {
-		t.Error("the start did not log the resealed checkpoint")
-	}
-	for _, c := range d.checkpoints() {
-		if c.ID == id && c.State != "sealed" {
-			t.Errorf("checkpoint %s is %q after the restore", id, c.State)
-		}
-	}
-	d.must("verify", id)
+	return id
 }
 
 // sealingOnDisk returns the id of the checkpoint whose record says it is

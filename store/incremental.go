@@ -60,27 +60,26 @@ func (s *Store) Ancestors(ctx context.Context, c *Checkpoint) ([]*Checkpoint, er
 
 // acquireChain holds c's ancestors, waiting for any still sealing.
 func (s *Store) acquireChain(ctx context.Context, c *Checkpoint) (func(), error) {
-	var releases []func()
+	anc, err := s.Ancestors(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	releases := make([]func(), 0, len(anc))
 	releaseAll := func() {
 		for _, r := range releases {
 			r()
 		}
 	}
-	for cur := c; cur.Incremental != nil; {
-		if len(releases) >= chain.MaxDepth {
-			releaseAll()
-			return nil, fmt.Errorf("checkpoint %s: chain deeper than %d: %w", c.ID, chain.MaxDepth, errdefs.ErrDataLoss)
-		}
-		p, release, err := s.acquireSealed(ctx, cur.Incremental.Parent)
+	for _, a := range anc {
+		_, release, err := s.acquireSealed(ctx, a.ID)
 		if errdefs.IsNotFound(err) {
-			err = fmt.Errorf("%s is no longer in the store (see ckptctl ls --quarantined): %w", cur.Incremental.Parent, errdefs.ErrDataLoss)
+			err = fmt.Errorf("%s is no longer in the store (see ckptctl ls --quarantined): %w", a.ID, errdefs.ErrDataLoss)
 		}
 		if err != nil {
 			releaseAll()
 			return nil, fmt.Errorf("checkpoint %s reads pages from %w", c.Name, err)
 		}
 		releases = append(releases, release)
-		cur = p
 	}
 	return releaseAll, nil
 }
