@@ -5,6 +5,7 @@ import (
 	"io"
 
 	apiv1 "github.com/ckptd/ckptd/api/v1"
+	"github.com/ckptd/ckptd/daemon"
 )
 
 // chunkSize keeps every message well under gRPC's 4 MiB limit.
@@ -35,7 +36,9 @@ func (s *Server) Import(stream apiv1.Ckptd_ImportServer) error {
 		return toStatus(err)
 	}
 	r := &chunkReader{stream: stream, buf: first.GetData()}
-	c, err := s.d.Import(stream.Context(), r, first.GetName(), first.GetSource())
+	c, err := s.d.Import(stream.Context(), r, daemon.ImportOptions{
+		Name: first.GetName(), Source: first.GetSource(), Digest: first.GetDigest(), Size: first.GetSize(),
+	})
 	if err != nil {
 		return toStatus(err)
 	}

@@ -38,14 +38,32 @@ func (d *Daemon) Export(ctx context.Context, ref string, w io.Writer, compressio
 	return c, nil
 }
 
-// Import adds the checkpoint archived in r to the store, under name
-// (the archive's own when empty). Its files are checked against the
-// archive's record; whatever fails, nothing of it stays.
-func (d *Daemon) Import(ctx context.Context, r io.Reader, name, source string) (_ *store.Checkpoint, err error) {
-	if name != "" {
-		if err := store.ValidateName(name); err != nil {
+// ImportOptions say what an imported archive is called and where it
+// came from.
+type ImportOptions struct {
+	Name   string // the archive's own when empty
+	Source string // a file name or an image reference
+	// Digest and Size, when set, are what the whole stream must hash
+	// to and measure (a registry layer's).
+	Digest string
+	Size   int64
+}
+
+// Import adds the checkpoint archived in r to the store. Its files are
+// checked against the archive's record, and the stream against
+// o.Digest; whatever fails, nothing of it stays.
+func (d *Daemon) Import(ctx context.Context, r io.Reader, o ImportOptions) (_ *store.Checkpoint, err error) {
+	if o.Name != "" {
+		if err := store.ValidateName(o.Name); err != nil {
 			return nil, err
 		}
+	}
+	var digest *archive.DigestReader
+	if o.Digest != "" {
+		if digest, err = archive.NewDigestReader(r, o.Digest, o.Size); err != nil {
+			return nil, err
+		}
+		r = digest
 	}
 	id := store.NewID()
 	dir, err := d.store.StageUnhashed(ctx, id)
@@ -58,14 +76,17 @@ func (d *Daemon) Import(ctx context.Context, r io.Reader, name, source string) (
 		}
 	}()
 	rec, err := archive.Read(r, dir, importReserve)
+	if err == nil && digest != nil {
+		err = digest.Finish()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("import: %w", err)
 	}
-	c, err := d.store.Import(ctx, id, rec, name, source)
+	c, err := d.store.Import(ctx, id, rec, o.Name, o.Source)
 	if err != nil {
 		return nil, fmt.Errorf("import: %w", err)
 	}
-	d.log.Info("checkpoint imported", "id", c.ID, "name", c.Name, "from", source, "original_id", rec.ID)
+	d.log.Info("checkpoint imported", "id", c.ID, "name", c.Name, "from", o.Source, "original_id", rec.ID)
 	d.events.Publish(events.Event{Kind: events.Imported, Target: c.Target.Key(), Checkpoint: c.ID, Name: c.Name, Bytes: c.Size()})
 	return c, nil
 }

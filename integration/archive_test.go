@@ -50,10 +50,17 @@ func TestExportImport(t *testing.T) {
 	}
 	d.must("kill", "ex")
 	d.must("rm", "ex1")
-	d.must("restore", "ex-file", "--name", "excopy")
-	c := d.workload("excopy")
+	restoresWithMemory(t, d, "ex-file", "excopy", hash)
+}
+
+// restoresWithMemory restores memload checkpoint ckpt as workload name
+// and checks that its memory hashes to hash.
+func restoresWithMemory(t *testing.T, d *daemon, ckpt, name, hash string) {
+	t.Helper()
+	d.must("restore", ckpt, "--name", name)
+	c := d.workload(name)
 	if got := loadStatus(t, c.Ref.PID, c.Ref.LogPath).Hash; got != hash {
-		t.Errorf("restored from an import with memory %s, want %s", got, hash)
+		t.Errorf("%s restored from %s with memory %s, want %s", name, ckpt, got, hash)
 	}
 }
 

@@ -446,7 +446,13 @@ func flipByte(t *testing.T, dir string, off int64) {
 	if len(pages) == 0 {
 		t.Fatal("no page images in checkpoint")
 	}
-	f, err := os.OpenFile(pages[0], os.O_RDWR, 0)
+	flipFileByte(t, pages[0], off)
+}
+
+// flipFileByte inverts the byte at off in the file at path.
+func flipFileByte(t *testing.T, path string, off int64) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

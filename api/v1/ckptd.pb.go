@@ -3667,10 +3667,14 @@ func (x *ExportChunk) GetData() []byte {
 // source: where the archive came from, for the record); every chunk may
 // carry data.
 type ImportChunk struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Source        string                 `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
-	Data          []byte                 `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Name   string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Source string                 `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
+	Data   []byte                 `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	// First chunk only: when set, the whole stream must have this digest
+	// ("sha256:<hex>", a pulled layer's) and length, else nothing is kept.
+	Digest        string `protobuf:"bytes,4,opt,name=digest,proto3" json:"digest,omitempty"`
+	Size          int64  `protobuf:"varint,5,opt,name=size,proto3" json:"size,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3724,6 +3728,20 @@ func (x *ImportChunk) GetData() []byte {
 		return x.Data
 	}
 	return nil
+}
+
+func (x *ImportChunk) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+func (x *ImportChunk) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
 }
 
 var File_ckptd_proto protoreflect.FileDescriptor
@@ -4051,11 +4069,13 @@ const file_ckptd_proto_rawDesc = "" +
 	"checkpoint\x12 \n" +
 	"\vcompression\x18\x02 \x01(\tR\vcompression\"!\n" +
 	"\vExportChunk\x12\x12\n" +
-	"\x04data\x18\x01 \x01(\fR\x04data\"M\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\"y\n" +
 	"\vImportChunk\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12\x12\n" +
-	"\x04data\x18\x03 \x01(\fR\x04data2\xcd\t\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\x12\x16\n" +
+	"\x06digest\x18\x04 \x01(\tR\x06digest\x12\x12\n" +
+	"\x04size\x18\x05 \x01(\x03R\x04size2\xcd\t\n" +
 	"\x05Ckptd\x12>\n" +
 	"\aVersion\x12\x18.ckptd.v1.VersionRequest\x1a\x19.ckptd.v1.VersionResponse\x128\n" +
 	"\x05Check\x12\x16.ckptd.v1.CheckRequest\x1a\x17.ckptd.v1.CheckResponse\x12-\n" +

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"filippo.io/age"
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
+	"google.golang.org/grpc"
 
 	apiv1 "github.com/ckptd/ckptd/api/v1"
 	"github.com/ckptd/ckptd/archive"
@@ -44,16 +46,11 @@ func (c *cli) exportCmd() *cobra.Command {
 				_, err := receive(os.Stdout)
 				return err
 			}
-			var progress io.Writer = io.Discard
-			if isTerminal(os.Stderr) && c.output != "json" {
-				progress = os.Stderr
-			}
+			progress := c.progress("exporting")
 			n, err := writeAtomic(args[1], func(w io.Writer) (int64, error) {
-				return receive(&meter{w: w, out: progress, start: time.Now()})
+				return receive(&meter{w: w, out: progress, start: time.Now(), what: "exporting"})
 			})
-			if progress != io.Discard {
-				fmt.Fprint(progress, "\r\033[K")
-			}
+			clearProgress(progress)
 			if err != nil {
 				return err
 			}
@@ -156,32 +153,7 @@ func (c *cli) importCmd() *cobra.Command {
 			if in, err = archive.Decrypt(in, identity); err != nil {
 				return err
 			}
-			stream, err := cl.Import(c.ctx())
-			if err != nil {
-				return err
-			}
-			first := &apiv1.ImportChunk{Name: name, Source: source}
-			for {
-				buf := make([]byte, 1<<20) // gRPC may still hold the last one
-				n, rerr := io.ReadFull(in, buf)
-				if n > 0 || first != nil {
-					m := first
-					if m == nil {
-						m = &apiv1.ImportChunk{}
-					}
-					m.Data, first = buf[:n], nil
-					if err := stream.Send(m); err != nil {
-						break // the server's answer says why
-					}
-				}
-				if errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF) {
-					break
-				}
-				if rerr != nil {
-					return rerr
-				}
-			}
-			ck, err := stream.CloseAndRecv()
+			ck, err := sendImport(cl.Import, in, &apiv1.ImportChunk{Name: name, Source: source})
 			if err != nil {
 				return err
 			}
@@ -197,12 +169,45 @@ func (c *cli) importCmd() *cobra.Command {
 	return cmd
 }
 
+// sendImport streams in to the daemon's Import, first carrying its
+// metadata, and returns the checkpoint the daemon made of it.
+func sendImport(open func(context.Context, ...grpc.CallOption) (apiv1.Ckptd_ImportClient, error), in io.Reader, first *apiv1.ImportChunk) (*apiv1.Checkpoint, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel() // a read error ends the call: the daemon keeps nothing
+	stream, err := open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		buf := make([]byte, 1<<20) // gRPC may still hold the last one
+		n, rerr := io.ReadFull(in, buf)
+		if n > 0 || first != nil {
+			m := first
+			if m == nil {
+				m = &apiv1.ImportChunk{}
+			}
+			m.Data, first = buf[:n], nil
+			if err := stream.Send(m); err != nil {
+				break // the server's answer says why
+			}
+		}
+		if errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF) {
+			break
+		}
+		if rerr != nil {
+			return nil, rerr
+		}
+	}
+	return stream.CloseAndRecv()
+}
+
 // meter counts what passes to w and, at most five times a second, says so
 // on out (a terminal): a progress line for long exports.
 type meter struct {
 	w     io.Writer
 	out   io.Writer
 	start time.Time
+	what  string
 	n     int64
 	shown time.Time
 }
@@ -213,7 +218,7 @@ func (m *meter) Write(p []byte) (int, error) {
 	if now := time.Now(); now.Sub(m.shown) >= 200*time.Millisecond {
 		m.shown = now
 		rate := float64(m.n) / max(now.Sub(m.start).Seconds(), 1e-3)
-		fmt.Fprintf(m.out, "\rexporting: %s (%s/s)\033[K", humanBytes(m.n), humanBytes(int64(rate)))
+		fmt.Fprintf(m.out, "\r%s: %s (%s/s)\033[K", m.what, humanBytes(m.n), humanBytes(int64(rate)))
 	}
 	return k, err
 }

@@ -49,7 +49,7 @@ func main() {
 	root.PersistentFlags().StringVarP(&c.output, "output", "o", "table", "output format: table or json")
 	root.AddCommand(c.runCmd(), c.psCmd(), c.logsCmd(), c.killCmd(),
 		c.createCmd(), c.lsCmd(), c.rmCmd(), c.restoreCmd(), c.inspectCmd(),
-		c.verifyCmd(), c.quarantineCmd(), c.scheduleCmd(), c.eventsCmd(), c.exportCmd(), c.importCmd(), c.migrateCmd(), c.versionCmd(), c.checkCmd(), c.certsCmd())
+		c.verifyCmd(), c.quarantineCmd(), c.scheduleCmd(), c.eventsCmd(), c.exportCmd(), c.importCmd(), c.pushCmd(), c.pullCmd(), c.migrateCmd(), c.versionCmd(), c.checkCmd(), c.certsCmd())
 	err := root.Execute()
 	if c.conn != nil {
 		c.conn.Close()

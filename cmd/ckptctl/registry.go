@@ -1,0 +1,128 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	apiv1 "github.com/ckptd/ckptd/api/v1"
+	"github.com/ckptd/ckptd/registry"
+)
+
+func (c *cli) pushCmd() *cobra.Command {
+	var o registry.Options
+	cmd := &cobra.Command{
+		Use:   "push CHECKPOINT REF",
+		Short: "Store a checkpoint in an OCI registry as a checkpoint image (the form CRI-O and Podman restore from)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := registry.ParseRef(args[1], o); err != nil {
+				return err
+			}
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			in, err := cl.Inspect(c.ctx(), &apiv1.InspectRequest{Checkpoint: args[0]})
+			if err != nil {
+				return err
+			}
+			stream, err := cl.Export(c.ctx(), &apiv1.ExportRequest{Checkpoint: args[0], Compression: "none"})
+			if err != nil {
+				return err
+			}
+			pr, pw := io.Pipe()
+			progress := c.progress("pushing")
+			go func() {
+				_, err := receiveExport(stream, &meter{w: pw, out: progress, start: time.Now(), what: "pushing"})
+				pw.CloseWithError(err)
+			}()
+			pushed, err := registry.Push(c.ctx(), args[1], pr, imageMeta(in.GetCheckpoint()), o)
+			clearProgress(progress)
+			if err != nil {
+				return err
+			}
+			if c.output == "json" {
+				b, err := json.Marshal(map[string]string{"checkpoint": in.GetCheckpoint().GetId(), "image": pushed})
+				fmt.Println(string(b))
+				return err
+			}
+			fmt.Printf("%s pushed to %s\n", args[0], pushed)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&o.Insecure, "insecure", false, "allow a plain-HTTP registry")
+	return cmd
+}
+
+// imageMeta is what a checkpoint image says about checkpoint ck.
+func imageMeta(ck *apiv1.Checkpoint) registry.Meta {
+	m := registry.Meta{
+		Name: ck.GetTarget().GetName(), ID: ck.GetId(),
+		CRIUVersion: ck.GetCriuVersion(), Engine: "ckptd",
+	}
+	if ct := ck.GetContainer(); ct != nil {
+		m.RootfsImageName, m.RootfsImageID, m.Runtime = ct.GetImage(), ct.GetImageDigest(), "runc"
+	}
+	if m.Name == "" {
+		m.Name = ck.GetName()
+	}
+	return m
+}
+
+func (c *cli) pullCmd() *cobra.Command {
+	var o registry.Options
+	var name string
+	cmd := &cobra.Command{
+		Use:   "pull REF",
+		Short: "Add the checkpoint image REF from an OCI registry to the store",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			p, err := registry.Pull(c.ctx(), args[0], o)
+			if err != nil {
+				return err
+			}
+			defer p.Layer.Close()
+			progress := c.progress("pulling")
+			in := &meter{w: io.Discard, out: progress, start: time.Now(), what: "pulling"}
+			ck, err := sendImport(cl.Import, io.TeeReader(p.Layer, in), &apiv1.ImportChunk{
+				Name: name, Source: p.Ref, Digest: p.Digest, Size: p.Size,
+			})
+			clearProgress(progress)
+			if err != nil {
+				return err
+			}
+			if c.output == "json" {
+				return printJSON(ck)
+			}
+			fmt.Printf("%s %s pulled from %s (%s)\n", ck.GetName(), shortID(ck.GetId()), p.Ref, humanBytes(ck.GetSize()))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&name, "name", "", "checkpoint name (default: the image's)")
+	cmd.Flags().BoolVar(&o.Insecure, "insecure", false, "allow a plain-HTTP registry")
+	return cmd
+}
+
+// progress is where a long transfer reports itself: stderr when it is a
+// terminal and the output is for people.
+func (c *cli) progress(string) io.Writer {
+	if isTerminal(os.Stderr) && c.output != "json" {
+		return os.Stderr
+	}
+	return io.Discard
+}
+
+func clearProgress(w io.Writer) {
+	if w != io.Discard {
+		fmt.Fprint(w, "\r\033[K")
+	}
+}

@@ -1,0 +1,167 @@
+package integration
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+)
+
+// TestPushPull: a workload's checkpoint pushed from one ckptd is a
+// checkpoint image (one gzip layer of the archive's entries, CRI-O's and
+// Podman's annotations); a second ckptd with its own store pulls it,
+// names where it came from, verifies it and restores the workload with
+// the memory it had.
+func TestPushPull(t *testing.T) {
+	r := startRegistry(t)
+	src := startDaemon(t)
+	w := src.runLoad("pp", 16)
+	hash := loadStatus(t, w.Ref.PID, w.Ref.LogPath).Hash
+	src.create("pp", "--leave-running", "--name", "pp1")
+	out := src.must("push", "pp1", r.ref("ckpt/pp:v1"))
+	if !strings.Contains(out, r.ref("ckpt/pp@sha256:")) {
+		t.Errorf("push does not name the image by digest: %s", out)
+	}
+	checkCheckpointImage(t, r, "ckpt/pp", "v1", "pp")
+
+	dst := startDaemon(t)
+	dst.must("pull", r.ref("ckpt/pp:v1"), "--name", "pulled")
+	var rec struct {
+		Checkpoint struct {
+			Imported struct {
+				Source string `json:"source"`
+			} `json:"imported"`
+		} `json:"checkpoint"`
+	}
+	if err := json.Unmarshal([]byte(dst.must("inspect", "pulled", "-o", "json")), &rec); err != nil {
+		t.Fatal(err)
+	}
+	if src := rec.Checkpoint.Imported.Source; !strings.HasPrefix(src, r.ref("ckpt/pp@sha256:")) {
+		t.Errorf("pulled checkpoint's source %q, want the image by digest", src)
+	}
+	dst.must("verify", "pulled")
+	src.must("kill", "pp")
+	restoresWithMemory(t, dst, "pulled", "ppcopy", hash)
+}
+
+// checkCheckpointImage reads repo:tag's manifest and its one layer from
+// the registry: the annotations CRI-O and Podman look for name target,
+// and the layer holds the archive's entries at its root.
+func checkCheckpointImage(t *testing.T, r *registry, repo, tag, target string) {
+	t.Helper()
+	var m struct {
+		MediaType   string            `json:"mediaType"`
+		Annotations map[string]string `json:"annotations"`
+		Layers      []struct {
+			MediaType string `json:"mediaType"`
+			Digest    string `json:"digest"`
+		} `json:"layers"`
+	}
+	get := func(path, accept string) io.ReadCloser {
+		req, _ := http.NewRequest("GET", "http://"+r.addr+"/v2/"+repo+path, nil)
+		req.Header.Set("Accept", accept)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %v %v", path, resp, err)
+		}
+		return resp.Body
+	}
+	body := get("/manifests/"+tag, "application/vnd.oci.image.manifest.v1+json")
+	err := json.NewDecoder(body).Decode(&m)
+	body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"io.kubernetes.cri-o.annotations.checkpoint.name", "io.podman.annotations.checkpoint.name", "org.criu.checkpoint.container.name"} {
+		if m.Annotations[k] != target {
+			t.Errorf("annotation %s = %q, want %q", k, m.Annotations[k], target)
+		}
+	}
+	if len(m.Layers) != 1 || m.Layers[0].MediaType != "application/vnd.oci.image.layer.v1.tar+gzip" {
+		t.Fatalf("checkpoint image layers: %+v, want one tar+gzip", m.Layers)
+	}
+	blob := get("/blobs/"+m.Layers[0].Digest, "*/*")
+	defer blob.Close()
+	zr, err := gzip.NewReader(blob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for tr := tar.NewReader(zr); ; {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, h.Name)
+	}
+	for _, want := range []string{"ckptd.json", "checkpoint/inventory.img"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("checkpoint image layer lacks %s: %v", want, names)
+		}
+	}
+}
+
+// TestPullRefusals: an image that is not a checkpoint, a tag that does
+// not exist, a layer damaged in the registry's storage, a bad reference
+// and an unknown checkpoint each fail with one line; nothing is listed
+// or left in staging.
+func TestPullRefusals(t *testing.T) {
+	r := startRegistry(t)
+	d := startDaemon(t)
+	d.runLoad("pr", 16)
+	d.create("pr", "--leave-running", "--name", "pr1")
+	d.must("push", "pr1", r.ref("ckpt/pr:good"))
+
+	plain, err := random.Image(4096, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := name.ParseReference(r.ref("plain/app:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, plain); err != nil {
+		t.Fatal(err)
+	}
+	d.mustFailAll(t, []failCase{
+		{want: "not a checkpoint image", args: []string{"pull", r.ref("plain/app:1")}},
+		{want: "MANIFEST_UNKNOWN", args: []string{"pull", r.ref("ckpt/pr:nosuch")}},
+		{want: "image reference", args: []string{"pull", "Bad::Ref"}},
+		{want: "image reference", args: []string{"push", "pr1", "Bad::Ref"}},
+		{want: "not found", args: []string{"push", "nosuch", r.ref("ckpt/x:1")}},
+	})
+	// Damage the checkpoint layer where the registry keeps it: the
+	// largest blob. The pull must fail on its digest.
+	blobs := r.blobs(t)
+	slices.SortFunc(blobs, func(a, b string) int { return int(size(t, b) - size(t, a)) })
+	flipFileByte(t, blobs[0], size(t, blobs[0])/2)
+	d.mustFail("checksum", "pull", r.ref("ckpt/pr:good"), "--name", "damaged")
+	if cs := d.checkpoints(); len(cs) != 1 {
+		t.Errorf("%d checkpoints listed after refused pulls, want 1", len(cs))
+	}
+	if left, _ := os.ReadDir(filepath.Join(d.root, "staging")); len(left) != 0 {
+		t.Errorf("staging keeps %d entries", len(left))
+	}
+}
+
+func size(t *testing.T, p string) int64 {
+	t.Helper()
+	st, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Size()
+}
