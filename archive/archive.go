@@ -76,15 +76,11 @@ func Write(w io.Writer, dir string, c *store.Checkpoint, comp string) (err error
 	}
 	defer func() { err = errors.Join(err, cw.Close()) }()
 	tw := tar.NewWriter(cw)
-	rec, err := json.MarshalIndent(c, "", "  ")
-	if err != nil {
-		return err
-	}
 	now := time.Now()
-	if err := tw.WriteHeader(&tar.Header{Name: RecordName, Mode: 0o600, Size: int64(len(rec)), ModTime: now}); err != nil {
+	if err := writeJSON(tw, RecordName, c, now); err != nil {
 		return err
 	}
-	if _, err := tw.Write(rec); err != nil {
+	if err := writeCompat(tw, c, now); err != nil {
 		return err
 	}
 	names := make([]string, 0, len(c.Files))
@@ -177,6 +173,11 @@ func Read(r io.Reader, dir string, reserve int64) (*store.Checkpoint, error) {
 		file, ok := fileOf(h.Name)
 		if !ok {
 			continue
+		}
+		if file == store.ContainerSpecFile && rec != nil {
+			if _, listed := rec.Files[file]; !listed {
+				continue // made for the field's tools from the record
+			}
 		}
 		if err := extract(tr, h, filepath.Join(dir, file), reserve); err != nil {
 			return nil, err

@@ -165,3 +165,31 @@ func size(t *testing.T, p string) int64 {
 	}
 	return st.Size()
 }
+
+// TestPushPullContainer: a container checkpoint pushed from one host's
+// ckptd and containerd is pulled by another ckptd with its own store and
+// containerd, and restored there: the counter continues at the next
+// value and the file it wrote before the checkpoint is there.
+func TestPushPullContainer(t *testing.T) {
+	r := startRegistry(t)
+	a := startContainerd(t, true)
+	src := startDaemonAt(t, filepath.Join(t.TempDir(), "state"), a.in.Address)
+	logPath := a.run("db", counterScript)
+	waitCount(t, logPath, 3)
+	c := src.create("ctr:db")
+	counts, _ := counterLines(readFile(logPath))
+	last := counts[len(counts)-1]
+	src.must("push", c.Name, r.ref("ckpt/db:1"))
+	checkCheckpointImage(t, r, "ckpt/db", "1", "db")
+
+	b := startContainerd(t, true)
+	dst := startDaemonAt(t, filepath.Join(t.TempDir(), "state"), b.in.Address)
+	dst.must("pull", r.ref("ckpt/db:1"), "--name", "db-pulled")
+	dst.must("restore", "db-pulled")
+	restored := filepath.Join(dst.root, "containers", "default", "db", "output.log")
+	waitCount(t, restored, last+2)
+	counts, markers := counterLines(readFile(restored))
+	if counts[0] != last+1 || markers[0] != "kept" {
+		t.Errorf("restored from a pull: starts %d %q, want %d \"kept\"", counts[0], markers[0], last+1)
+	}
+}

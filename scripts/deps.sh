@@ -107,3 +107,13 @@ if ! criu_ok; then
 fi
 log "criu $(criu --version | awk '/^Version:/ {print $2}') at $(command -v criu)"
 log "$(containerd --version | awk '{print "containerd", $3}'), $(runc --version | head -n1)"
+
+# checkpointctl, the field's archive inspector: the tests read ckptd's
+# exports with it. A Go module, pinned; go version -m says which is here.
+CHECKPOINTCTL_VERSION=v1.6.0
+if ! go version -m "$(command -v checkpointctl 2>/dev/null || echo /nonexistent)" 2>/dev/null |
+	grep -q "checkpointctl[[:space:]]*$CHECKPOINTCTL_VERSION"; then
+	log "installing checkpointctl $CHECKPOINTCTL_VERSION"
+	GOBIN=/usr/local/bin go install "github.com/checkpoint-restore/checkpointctl@$CHECKPOINTCTL_VERSION"
+fi
+log "checkpointctl $CHECKPOINTCTL_VERSION at $(command -v checkpointctl)"
