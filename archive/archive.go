@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -153,6 +154,7 @@ func Read(r io.Reader, dir string, reserve int64) (*store.Checkpoint, error) {
 	defer dr.Close()
 	tr := tar.NewReader(dr)
 	var rec *store.Checkpoint
+	seen := map[string]bool{}
 	for {
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
@@ -161,7 +163,10 @@ func Read(r io.Reader, dir string, reserve int64) (*store.Checkpoint, error) {
 		if err != nil {
 			return nil, fmt.Errorf("not a checkpoint archive, or one cut short: %w: %w", err, errdefs.ErrInvalidArgument)
 		}
-		if h.Typeflag != tar.TypeReg {
+		if err := checkEntry(h, seen); err != nil {
+			return nil, err
+		}
+		if h.Typeflag == tar.TypeDir || h.Typeflag == tar.TypeXGlobalHeader {
 			continue
 		}
 		if h.Name == RecordName {
@@ -187,6 +192,45 @@ func Read(r io.Reader, dir string, reserve int64) (*store.Checkpoint, error) {
 		return nil, fmt.Errorf("not a checkpoint archive: it has no %s: %w", RecordName, errdefs.ErrInvalidArgument)
 	}
 	return rec, nil
+}
+
+// checkEntry refuses what a checkpoint archive never holds: names that
+// leave its root, links, devices and other special files, and a name
+// given twice. seen collects the names.
+func checkEntry(h *tar.Header, seen map[string]bool) error {
+	name := strings.TrimPrefix(h.Name, "./")
+	if name == "" || path.IsAbs(name) || name != path.Clean(name) && name != path.Clean(name)+"/" ||
+		name == ".." || strings.HasPrefix(name, "../") {
+		return fmt.Errorf("archive entry %q leaves the archive's root: %w", h.Name, errdefs.ErrInvalidArgument)
+	}
+	switch h.Typeflag {
+	case tar.TypeReg, tar.TypeRegA, tar.TypeDir:
+	case tar.TypeXGlobalHeader: // PAX metadata of the whole archive
+		return nil
+	default:
+		return fmt.Errorf("archive entry %q is a %s; a checkpoint archive holds only files and directories: %w",
+			h.Name, typeName(h.Typeflag), errdefs.ErrInvalidArgument)
+	}
+	key := strings.TrimSuffix(name, "/")
+	if seen[key] {
+		return fmt.Errorf("archive entry %q appears twice: %w", h.Name, errdefs.ErrInvalidArgument)
+	}
+	seen[key] = true
+	return nil
+}
+
+func typeName(t byte) string {
+	switch t {
+	case tar.TypeSymlink:
+		return "symbolic link"
+	case tar.TypeLink:
+		return "hard link"
+	case tar.TypeChar, tar.TypeBlock:
+		return "device node"
+	case tar.TypeFifo:
+		return "named pipe"
+	}
+	return fmt.Sprintf("special entry (type %q)", t)
 }
 
 func readRecord(r io.Reader, size int64) (*store.Checkpoint, error) {

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/klauspost/compress/zstd"
 )
 
 // TestExportImport: a checkpoint exported to a file (zstd) and to stdout
@@ -101,11 +103,59 @@ func TestImportRefusesBadArchives(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "y")); !os.IsNotExist(err) {
 		t.Errorf("a refused export left its file: %v", err)
 	}
-	escape := "checkpoint/../../../../../../.." + outside
-	d.must("import", write("escape.tar", withEntries(t, plain, escape)), "--name", "t5")
+	hostileArchives(t, d, plain, outside, write)
 	if _, err := os.Stat(outside); !os.IsNotExist(err) {
 		t.Errorf("an archive entry was written outside the state root: %v", err)
 	}
+	if cs := d.checkpoints(); len(cs) != 1 {
+		t.Errorf("%d checkpoints listed after hostile imports, want 1", len(cs))
+	}
+	if left, _ := os.ReadDir(filepath.Join(d.root, "staging")); len(left) != 0 {
+		t.Errorf("staging keeps %d entries after hostile imports", len(left))
+	}
+}
+
+// hostileArchives imports archives made to hurt the host (names that
+// leave the root, links pointing outside, device nodes, duplicates, an
+// oversized record, an entry too large for the disk, an unknown layout):
+// each is refused with one line, and nothing reaches outside.
+func hostileArchives(t *testing.T, d *daemon, plain []byte, outside string, write func(string, []byte) string) {
+	t.Helper()
+	var cases []failCase
+	add := func(want, file string, data []byte) {
+		cases = append(cases, failCase{want: want, args: []string{"import", write(file, data), "--name", strings.TrimSuffix(file, ".tar")}})
+	}
+	add("leaves the archive's root", "dotdot.tar", withEntries(t, plain, "checkpoint/../../../../../../.."+outside))
+	add("leaves the archive's root", "absolute.tar", withEntries(t, plain, outside))
+	add("symbolic link", "symlink.tar", withHeaders(t, plain, &tar.Header{Name: "checkpoint/link.img", Typeflag: tar.TypeSymlink, Linkname: outside}))
+	add("hard link", "hardlink.tar", withHeaders(t, plain, &tar.Header{Name: "checkpoint/hard.img", Typeflag: tar.TypeLink, Linkname: outside}))
+	add("device node", "device.tar", withHeaders(t, plain, &tar.Header{Name: "checkpoint/dev.img", Typeflag: tar.TypeChar, Devmajor: 1, Devminor: 3, Mode: 0o666}))
+	add("appears twice", "duplicate.tar", withEntries(t, plain, "checkpoint/inventory.img"))
+	add("ckptd.json of", "huge-record.tar", withHeaders(t, nil, &tar.Header{Name: "ckptd.json", Mode: 0o600, Size: 17 << 20}))
+	add("does not fit", "bomb.tar.zst", bomb(t))
+	add("not a checkpoint archive", "unknown.tar", withEntries(t, nil, "README", "data/blob"))
+	d.mustFailAll(t, cases)
+}
+
+// bomb is a zstd stream of a tar entry that says it holds 1 TiB.
+func bomb(t *testing.T) []byte {
+	t.Helper()
+	var raw bytes.Buffer
+	tw := tar.NewWriter(&raw)
+	if err := tw.WriteHeader(&tar.Header{Name: "checkpoint/pages-1.img", Mode: 0o600, Size: 1 << 40}); err != nil {
+		t.Fatal(err)
+	}
+	tw.Write(make([]byte, 1<<20)) // the rest never comes
+	var out bytes.Buffer
+	zw, err := zstd.NewWriter(&out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zw.Write(raw.Bytes())
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return out.Bytes()
 }
 
 func exportToStdout(t *testing.T, d *daemon, ckpt, comp string) []byte {
@@ -132,6 +182,17 @@ func importFromStdin(t *testing.T, d *daemon, archive []byte, name string) {
 // these names.
 func withEntries(t *testing.T, plain []byte, names ...string) []byte {
 	t.Helper()
+	var hs []*tar.Header
+	for _, n := range names {
+		hs = append(hs, &tar.Header{Name: n, Mode: 0o600})
+	}
+	return withHeaders(t, plain, hs...)
+}
+
+// withHeaders is the tar archive plain with entries hs added at its end;
+// a regular entry without a size gets 64 bytes.
+func withHeaders(t *testing.T, plain []byte, hs ...*tar.Header) []byte {
+	t.Helper()
 	var out bytes.Buffer
 	tw := tar.NewWriter(&out)
 	tr := tar.NewReader(bytes.NewReader(plain))
@@ -150,9 +211,15 @@ func withEntries(t *testing.T, plain []byte, names ...string) []byte {
 			t.Fatal(err)
 		}
 	}
-	for _, n := range names {
-		data := []byte(strings.Repeat("x", 64))
-		if err := tw.WriteHeader(&tar.Header{Name: n, Mode: 0o600, Size: int64(len(data))}); err != nil {
+	for _, h := range hs {
+		var data []byte
+		if h.Typeflag == tar.TypeReg || h.Typeflag == 0 {
+			if h.Size == 0 {
+				h.Size = 64
+			}
+			data = bytes.Repeat([]byte("x"), int(h.Size))
+		}
+		if err := tw.WriteHeader(h); err != nil {
 			t.Fatal(err)
 		}
 		tw.Write(data)
