@@ -2,14 +2,21 @@ package api
 
 import (
 	"errors"
+	"fmt"
 	"io"
 
 	apiv1 "github.com/ckptd/ckptd/api/v1"
 	"github.com/ckptd/ckptd/daemon"
+	"github.com/ckptd/ckptd/errdefs"
 )
 
-// chunkSize keeps every message well under gRPC's 4 MiB limit.
-const chunkSize = 1 << 20
+// chunkSize keeps every message well under gRPC's 4 MiB limit, and its
+// encoding (data and a few bytes of framing) within the 1 MiB tier of
+// gRPC's buffer pool: a larger one is a fresh, zeroed allocation each.
+const chunkSize = ChunkSize
+
+// ChunkSize is the data a streamed message carries, either way.
+const ChunkSize = 1<<20 - 64
 
 func (s *Server) Export(r *apiv1.ExportRequest, stream apiv1.Ckptd_ExportServer) error {
 	_, err := s.d.Export(stream.Context(), r.GetCheckpoint(), chunkWriter{stream}, r.GetCompression())
@@ -59,6 +66,9 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 		}
 		if err != nil {
 			return 0, err
+		}
+		if why := m.GetAbort(); why != "" {
+			return 0, fmt.Errorf("the client stopped sending: %s: %w", why, errdefs.ErrUnavailable)
 		}
 		r.buf = m.GetData()
 	}

@@ -29,7 +29,7 @@ func ServerOptions(log *slog.Logger) []grpc.ServerOption {
 		st := status.Convert(err)
 		log.Warn("request failed", append(attrs, "code", st.Code().String(), "err", st.Message())...)
 	}
-	return []grpc.ServerOption{
+	return append(transportServerOptions(),
 		grpc.Creds(peerCred{}),
 		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 			start := time.Now()
@@ -43,5 +43,5 @@ func ServerOptions(log *slog.Logger) []grpc.ServerOption {
 			logRequest(ss.Context(), info.FullMethod, start, err)
 			return err
 		}),
-	}
+	)
 }

@@ -15,6 +15,20 @@ import (
 // digest is checked (tar padding, a compressor's trailer).
 const maxTrailer = 1 << 20
 
+// Drain reads what follows an archive's end in r, to r's end: only then
+// has the sender said all it had to say (and not, say, that its source
+// failed). More than a bounded trailer is refused.
+func Drain(r io.Reader) error {
+	rest, err := io.Copy(io.Discard, io.LimitReader(r, maxTrailer+1))
+	if err != nil {
+		return fmt.Errorf("reading the end of the archive: %w", err)
+	}
+	if rest > maxTrailer {
+		return fmt.Errorf("more than %d bytes follow the archive's end: %w", maxTrailer, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
 // DigestReader counts and hashes what is read through it, so that a
 // stream named by a registry's digest is checked whole, not only the
 // part a tar reader needed.
@@ -45,12 +59,8 @@ func (d *DigestReader) Read(p []byte) (int, error) {
 // Finish reads what is left of the stream (a bounded trailer) and
 // compares the whole with the digest and size it was opened with.
 func (d *DigestReader) Finish() error {
-	rest, err := io.Copy(io.Discard, io.LimitReader(d, maxTrailer+1))
-	if err != nil {
-		return fmt.Errorf("reading the end of the archive: %w", err)
-	}
-	if rest > maxTrailer {
-		return fmt.Errorf("more than %d bytes follow the archive's end: %w", maxTrailer, errdefs.ErrInvalidArgument)
+	if err := Drain(d); err != nil {
+		return err
 	}
 	if d.size > 0 && d.n != d.size {
 		return fmt.Errorf("archive stream of %d bytes, want %d: %w", d.n, d.size, errdefs.ErrInvalidArgument)

@@ -31,6 +31,7 @@ var (
 	snaps  = flag.Bool("snapshots", true, "benchmark successive --leave-running checkpoints of one target against raw criu")
 	nsnap  = flag.Int("snapshot-rounds", 5, "successive --leave-running checkpoints per tool")
 	chains = flag.Bool("chain", true, "benchmark incremental checkpoints of a job rewriting 5 % of its memory")
+	arch   = flag.Bool("archive", true, "benchmark export, import, push and pull against tar and zstd")
 	store  = flag.Bool("store", true, "benchmark start-up time against store size, and verify throughput")
 	storeG = flag.Int("store-gib", 20, "GiB of checkpoints for the start-up benchmark")
 )
@@ -54,6 +55,9 @@ func main() {
 	}
 	if *chains {
 		benchChain(work)
+	}
+	if *arch {
+		benchArchive(work)
 	}
 	if *store {
 		benchStore(work)

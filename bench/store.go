@@ -57,6 +57,7 @@ func benchSnapshots(work string) {
 }
 
 type created struct {
+	ID      string    `json:"id"`
 	Name    string    `json:"name"`
 	Size    int64     `json:"size,string"`
 	Created time.Time `json:"-"`

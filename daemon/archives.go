@@ -76,8 +76,12 @@ func (d *Daemon) Import(ctx context.Context, r io.Reader, o ImportOptions) (_ *s
 		}
 	}()
 	rec, err := archive.Read(r, dir, importReserve)
-	if err == nil && digest != nil {
+	switch {
+	case err != nil:
+	case digest != nil:
 		err = digest.Finish()
+	default:
+		err = archive.Drain(r)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("import: %w", err)

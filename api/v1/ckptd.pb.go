@@ -3673,8 +3673,11 @@ type ImportChunk struct {
 	Data   []byte                 `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
 	// First chunk only: when set, the whole stream must have this digest
 	// ("sha256:<hex>", a pulled layer's) and length, else nothing is kept.
-	Digest        string `protobuf:"bytes,4,opt,name=digest,proto3" json:"digest,omitempty"`
-	Size          int64  `protobuf:"varint,5,opt,name=size,proto3" json:"size,omitempty"`
+	Digest string `protobuf:"bytes,4,opt,name=digest,proto3" json:"digest,omitempty"`
+	Size   int64  `protobuf:"varint,5,opt,name=size,proto3" json:"size,omitempty"`
+	// Last chunk only: the client could not read its source; the daemon
+	// discards what it received and answers.
+	Abort         string `protobuf:"bytes,6,opt,name=abort,proto3" json:"abort,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3742,6 +3745,13 @@ func (x *ImportChunk) GetSize() int64 {
 		return x.Size
 	}
 	return 0
+}
+
+func (x *ImportChunk) GetAbort() string {
+	if x != nil {
+		return x.Abort
+	}
+	return ""
 }
 
 var File_ckptd_proto protoreflect.FileDescriptor
@@ -4069,13 +4079,14 @@ const file_ckptd_proto_rawDesc = "" +
 	"checkpoint\x12 \n" +
 	"\vcompression\x18\x02 \x01(\tR\vcompression\"!\n" +
 	"\vExportChunk\x12\x12\n" +
-	"\x04data\x18\x01 \x01(\fR\x04data\"y\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\"\x8f\x01\n" +
 	"\vImportChunk\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12\x12\n" +
 	"\x04data\x18\x03 \x01(\fR\x04data\x12\x16\n" +
 	"\x06digest\x18\x04 \x01(\tR\x06digest\x12\x12\n" +
-	"\x04size\x18\x05 \x01(\x03R\x04size2\xcd\t\n" +
+	"\x04size\x18\x05 \x01(\x03R\x04size\x12\x14\n" +
+	"\x05abort\x18\x06 \x01(\tR\x05abort2\xcd\t\n" +
 	"\x05Ckptd\x12>\n" +
 	"\aVersion\x12\x18.ckptd.v1.VersionRequest\x1a\x19.ckptd.v1.VersionResponse\x128\n" +
 	"\x05Check\x12\x16.ckptd.v1.CheckRequest\x1a\x17.ckptd.v1.CheckResponse\x12-\n" +

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"filippo.io/age"
@@ -14,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 
+	"github.com/ckptd/ckptd/api"
 	apiv1 "github.com/ckptd/ckptd/api/v1"
 	"github.com/ckptd/ckptd/archive"
 )
@@ -170,35 +172,50 @@ func (c *cli) importCmd() *cobra.Command {
 }
 
 // sendImport streams in to the daemon's Import, first carrying its
-// metadata, and returns the checkpoint the daemon made of it.
+// metadata, and returns the checkpoint the daemon made of it. When in
+// cannot be read to its end, the daemon is told and its answer awaited,
+// so that nothing of the import is left when this returns.
 func sendImport(open func(context.Context, ...grpc.CallOption) (apiv1.Ckptd_ImportClient, error), in io.Reader, first *apiv1.ImportChunk) (*apiv1.Checkpoint, error) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel() // a read error ends the call: the daemon keeps nothing
-	stream, err := open(ctx)
+	stream, err := open(context.Background())
 	if err != nil {
 		return nil, err
 	}
 	for {
-		buf := make([]byte, 1<<20) // gRPC may still hold the last one
+		buf := make([]byte, api.ChunkSize) // gRPC may still hold the last one
 		n, rerr := io.ReadFull(in, buf)
-		if n > 0 || first != nil {
-			m := first
-			if m == nil {
-				m = &apiv1.ImportChunk{}
-			}
-			m.Data, first = buf[:n], nil
+		if errors.Is(rerr, io.ErrUnexpectedEOF) {
+			rerr = io.EOF
+		}
+		m, isFirst := first, first != nil
+		if m == nil {
+			m = &apiv1.ImportChunk{}
+		}
+		m.Data, first = buf[:n], nil
+		if rerr != nil && rerr != io.EOF {
+			m.Abort = rerr.Error()
+		}
+		if n > 0 || isFirst || m.Abort != "" {
 			if err := stream.Send(m); err != nil {
 				break // the server's answer says why
 			}
 		}
-		if errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF) {
-			break
+		if m.Abort != "" {
+			_, err := stream.CloseAndRecv()
+			return nil, errors.Join(rerr, ignoreAborted(err))
 		}
-		if rerr != nil {
-			return nil, rerr
+		if rerr == io.EOF {
+			break
 		}
 	}
 	return stream.CloseAndRecv()
+}
+
+// ignoreAborted drops the daemon's echo of an abort the client sent.
+func ignoreAborted(err error) error {
+	if err != nil && strings.Contains(err.Error(), "the client stopped sending") {
+		return nil
+	}
+	return err
 }
 
 // meter counts what passes to w and, at most five times a second, says so

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/ckptd/ckptd/api"
 	apiv1 "github.com/ckptd/ckptd/api/v1"
 )
 
@@ -70,7 +71,8 @@ func envOr(key, def string) string {
 // client dials ckptd lazily, so `--help` and bad flags need no daemon.
 func (c *cli) client() (apiv1.CkptdClient, error) {
 	if c.conn == nil {
-		conn, err := grpc.NewClient("unix://"+c.socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := grpc.NewClient("unix://"+c.socket,
+			append(api.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 		if err != nil {
 			return nil, err
 		}

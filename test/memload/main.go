@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"flag"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/signal"
 	"sync/atomic"
@@ -23,11 +24,16 @@ func main() {
 	lock := flag.String("lock", "", "file to hold an exclusive flock on")
 	threads := flag.Int("threads", 2, "extra busy threads")
 	churn := flag.Int("churn", 5, "percent of the memory each SIGUSR2 rewrites")
+	noise := flag.Bool("incompressible", false, "fill with seeded pseudo-random bytes, which no compressor shrinks")
 	flag.Parse()
 
 	mem := make([]byte, *mib<<20)
-	for i := range mem {
-		mem[i] = byte(i*31 + i>>12)
+	if *noise {
+		rand.NewChaCha8([32]byte{'m', 'e', 'm', 'l', 'o', 'a', 'd'}).Read(mem)
+	} else {
+		for i := range mem {
+			mem[i] = byte(i*31 + i>>12)
+		}
 	}
 	if *lock != "" {
 		f, err := os.OpenFile(*lock, os.O_RDWR|os.O_CREATE, 0o600)
