@@ -38,6 +38,7 @@ var Compressions = []string{"zstd", "gzip", "none"}
 var topLevel = map[string]string{
 	store.ContainerSpecFile: "spec.dump",
 	store.RootfsDiffFile:    "rootfs-diff.tar",
+	store.DevShmFile:        "devshm-checkpoint.tar",
 	"stats-dump":            "stats-dump",
 	"dump.log":              "dump.log",
 }
@@ -141,19 +142,33 @@ func compressor(w io.Writer, comp string) (io.WriteCloser, error) {
 // maxRecord bounds ckptd.json.
 const maxRecord = 16 << 20
 
-// Read unpacks an archive from r into the empty directory dir and returns
-// the record it holds. Only ckptd.json and checkpoint files are written,
-// as plain names inside dir; other entries (Podman's own files) are
-// skipped. reserve is what must stay free on dir's file system. The files
-// are not checked against the record here: the store does that.
-func Read(r io.Reader, dir string, reserve int64) (*store.Checkpoint, error) {
+// Contents is what Read found in an archive beside the files it wrote.
+type Contents struct {
+	// Record is ckptd.json; nil in an archive another engine wrote
+	// (Podman, CRI-O, kubelet), which has ConfigDump instead.
+	Record *store.Checkpoint
+	// ConfigDump and DeletedFiles are Podman's and CRI-O's config.dump
+	// and deleted.files, when the archive has them.
+	ConfigDump, DeletedFiles []byte
+}
+
+// maxDump bounds config.dump and deleted.files.
+const maxDump = 8 << 20
+
+// Read unpacks an archive from r into the empty directory dir. Only
+// checkpoint files are written, as plain names inside dir; ckptd.json,
+// config.dump and deleted.files are returned, and other entries
+// (Podman's logs and network state) are skipped. reserve is what must
+// stay free on dir's file system. The files are not checked against the
+// record here: the store does that.
+func Read(r io.Reader, dir string, reserve int64) (*Contents, error) {
 	dr, err := decompressor(r)
 	if err != nil {
 		return nil, err
 	}
 	defer dr.Close()
 	tr := tar.NewReader(dr)
-	var rec *store.Checkpoint
+	var c Contents
 	seen := map[string]bool{}
 	for {
 		h, err := tr.Next()
@@ -169,29 +184,56 @@ func Read(r io.Reader, dir string, reserve int64) (*store.Checkpoint, error) {
 		if h.Typeflag == tar.TypeDir || h.Typeflag == tar.TypeXGlobalHeader {
 			continue
 		}
-		if h.Name == RecordName {
-			if rec, err = readRecord(tr, h.Size); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		file, ok := fileOf(h.Name)
-		if !ok {
-			continue
-		}
-		if file == store.ContainerSpecFile && rec != nil {
-			if _, listed := rec.Files[file]; !listed {
-				continue // made for the field's tools from the record
-			}
-		}
-		if err := extract(tr, h, filepath.Join(dir, file), reserve); err != nil {
+		if err := c.take(tr, h, dir, reserve); err != nil {
 			return nil, err
 		}
 	}
-	if rec == nil {
-		return nil, fmt.Errorf("not a checkpoint archive: it has no %s: %w", RecordName, errdefs.ErrInvalidArgument)
+	if c.Record == nil && c.ConfigDump == nil {
+		return nil, fmt.Errorf("not a checkpoint archive: it has neither %s nor Podman's or CRI-O's %s: %w",
+			RecordName, configDumpName, errdefs.ErrInvalidArgument)
 	}
-	return rec, nil
+	if c.Record == nil && !seen["checkpoint/inventory.img"] {
+		return nil, fmt.Errorf("archive has no CRIU images (checkpoint/inventory.img): %w", errdefs.ErrInvalidArgument)
+	}
+	return &c, nil
+}
+
+// take reads the regular entry h: a record it keeps, a checkpoint file it
+// writes into dir, anything else it skips.
+func (c *Contents) take(tr io.Reader, h *tar.Header, dir string, reserve int64) error {
+	var err error
+	switch strings.TrimPrefix(h.Name, "./") {
+	case RecordName:
+		c.Record, err = readRecord(tr, h.Size)
+		return err
+	case configDumpName:
+		c.ConfigDump, err = readSmall(tr, h, maxDump)
+		return err
+	case deletedFilesName:
+		c.DeletedFiles, err = readSmall(tr, h, maxDump)
+		return err
+	}
+	file, ok := fileOf(strings.TrimPrefix(h.Name, "./"))
+	if !ok {
+		return nil
+	}
+	if file == store.ContainerSpecFile && c.Record != nil {
+		if _, listed := c.Record.Files[file]; !listed {
+			return nil // made for the field's tools from the record
+		}
+	}
+	return extract(tr, h, filepath.Join(dir, file), reserve)
+}
+
+func readSmall(r io.Reader, h *tar.Header, limit int64) ([]byte, error) {
+	if h.Size > limit {
+		return nil, fmt.Errorf("archive entry %s of %d bytes (at most %d): %w", h.Name, h.Size, limit, errdefs.ErrInvalidArgument)
+	}
+	b, err := io.ReadAll(io.LimitReader(r, h.Size))
+	if err == nil && int64(len(b)) != h.Size {
+		err = fmt.Errorf("archive entry %s is cut short: %w", h.Name, errdefs.ErrInvalidArgument)
+	}
+	return b, err
 }
 
 // checkEntry refuses what a checkpoint archive never holds: names that

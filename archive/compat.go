@@ -14,9 +14,10 @@ import (
 // checkpointctl) beside the checkpoint's own files. Import skips them:
 // they are made from the record, which ckptd.json carries whole.
 const (
-	configDumpName = "config.dump"
-	specDumpName   = "spec.dump"
-	checkpointDir  = "checkpoint/"
+	configDumpName   = "config.dump"
+	deletedFilesName = "deleted.files"
+	specDumpName     = "spec.dump"
+	checkpointDir    = "checkpoint/"
 )
 
 // configDump is the part of Podman's container config (config.dump) that

@@ -34,6 +34,7 @@ type Options struct {
 type Source struct {
 	Image           string
 	ImageDigest     string
+	ImageID         string // the config digest, when ImageDigest is unknown
 	Snapshotter     string
 	Runtime         string
 	Labels          map[string]string

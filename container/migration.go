@@ -56,15 +56,36 @@ func (r *Runtime) source(ctx context.Context, c client.Container, ref Ref) (cont
 func (r *Runtime) findImage(ctx context.Context, ns string, src Source) (client.Image, error) {
 	img, err := r.client.GetImage(ctx, src.Image)
 	if cerrdefs.IsNotFound(err) {
+		named := src.ImageDigest
+		if named == "" {
+			named = "config " + src.ImageID
+		}
 		return nil, fmt.Errorf("base image %s (%s) is not in containerd namespace %q; pull or import it first: %w",
-			src.Image, src.ImageDigest, ns, errdefs.ErrFailedPrecondition)
+			src.Image, named, ns, errdefs.ErrFailedPrecondition)
 	}
 	if err != nil {
 		return nil, r.wrap(err)
 	}
+	if src.ImageDigest == "" && src.ImageID != "" {
+		return sameConfig(ctx, img, src)
+	}
 	if got := img.Target().Digest.String(); got != src.ImageDigest {
 		return nil, fmt.Errorf("base image %s is %s here, but the checkpoint was taken on %s: %w",
 			src.Image, got, src.ImageDigest, errdefs.ErrFailedPrecondition)
+	}
+	return img, nil
+}
+
+// sameConfig accepts img for a checkpoint that names its base image by
+// config digest (one another engine took) only if img has that config.
+func sameConfig(ctx context.Context, img client.Image, src Source) (client.Image, error) {
+	cfg, err := img.Config(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("base image %s: %w", src.Image, err)
+	}
+	if got := cfg.Digest.String(); got != src.ImageID {
+		return nil, fmt.Errorf("base image %s has config %s here, but the checkpoint was taken on %s: %w",
+			src.Image, got, src.ImageID, errdefs.ErrFailedPrecondition)
 	}
 	return img, nil
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/ckptd/ckptd/criu"
 	"github.com/ckptd/ckptd/errdefs"
+	"github.com/ckptd/ckptd/store"
 )
 
 // RestoreRequest recreates a container from a checkpoint.
@@ -79,6 +80,9 @@ func (r *Runtime) Restore(ctx context.Context, req RestoreRequest) (res RestoreR
 			spec.Annotations = map[string]string{}
 		}
 		spec.Annotations[criuConfigAnnotation] = req.CRIUConfig
+	}
+	if err := localSources(spec, filepath.Join(filepath.Dir(req.LogPath), "mounts"), filepath.Join(req.ImagesDir, store.DevShmFile)); err != nil {
+		return res, fmt.Errorf("restore %s: %w", req.Ref, err)
 	}
 	if req.Ref != req.From && spec.Linux != nil && spec.Linux.CgroupsPath != "" {
 		// A copy beside the original needs its own cgroup.

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/ckptd/ckptd/archive"
 	"github.com/ckptd/ckptd/events"
+	"github.com/ckptd/ckptd/foreign"
 	"github.com/ckptd/ckptd/store"
 )
 
@@ -35,6 +37,24 @@ func (d *Daemon) Export(ctx context.Context, ref string, w io.Writer, compressio
 		return nil, fmt.Errorf("export %s: %w", c.Name, err)
 	}
 	d.log.Info("checkpoint exported", "id", c.ID, "name", c.Name)
+	return c, nil
+}
+
+// importNamespace is the containerd namespace a container checkpoint
+// from another engine is restored into.
+const importNamespace = "default"
+
+// importForeign publishes a container checkpoint Podman, CRI-O or kubelet
+// wrote, unpacked in dir: its record is made here and its files hashed.
+func (d *Daemon) importForeign(ctx context.Context, dir string, got *archive.Contents, o ImportOptions) (*store.Checkpoint, error) {
+	c, err := foreign.Convert(dir, got.ConfigDump, got.DeletedFiles, importNamespace, o.Name)
+	if err != nil {
+		return nil, err
+	}
+	c.Imported = &store.Import{Source: o.Source, OriginalID: c.Container.ID, Time: time.Now().UTC()}
+	if err := d.store.Publish(ctx, c); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 
@@ -75,7 +95,7 @@ func (d *Daemon) Import(ctx context.Context, r io.Reader, o ImportOptions) (_ *s
 			err = errors.Join(err, d.store.Discard(context.WithoutCancel(ctx), id))
 		}
 	}()
-	rec, err := archive.Read(r, dir, importReserve)
+	got, err := archive.Read(r, dir, importReserve)
 	switch {
 	case err != nil:
 	case digest != nil:
@@ -86,11 +106,16 @@ func (d *Daemon) Import(ctx context.Context, r io.Reader, o ImportOptions) (_ *s
 	if err != nil {
 		return nil, fmt.Errorf("import: %w", err)
 	}
-	c, err := d.store.Import(ctx, id, rec, o.Name, o.Source)
+	var c *store.Checkpoint
+	if got.Record != nil {
+		c, err = d.store.Import(ctx, id, got.Record, o.Name, o.Source)
+	} else {
+		c, err = d.importForeign(ctx, dir, got, o)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("import: %w", err)
 	}
-	d.log.Info("checkpoint imported", "id", c.ID, "name", c.Name, "from", o.Source, "original_id", rec.ID)
+	d.log.Info("checkpoint imported", "id", c.ID, "name", c.Name, "from", o.Source, "original_id", c.Imported.OriginalID)
 	d.events.Publish(events.Event{Kind: events.Imported, Target: c.Target.Key(), Checkpoint: c.ID, Name: c.Name, Bytes: c.Size()})
 	return c, nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/ckptd/ckptd/container"
@@ -140,10 +141,19 @@ func (d *Daemon) restoreContainer(ctx context.Context, c *store.Checkpoint, ref 
 	defer d.closeWork(work, &err)
 	dir := d.store.Dir(c.ID)
 	ci := c.Container
-	var criuConfig string
+	var conf []string
 	if leaveStopped {
-		criuConfig = filepath.Join(work.Path, "leave-stopped.conf")
-		if err := os.WriteFile(criuConfig, []byte("leave-stopped\n"), 0o600); err != nil {
+		conf = append(conf, "leave-stopped")
+	}
+	if ci.Engine != "" {
+		// Another engine's root file system: its root directory's mode
+		// may differ from containerd's snapshot of the same image.
+		conf = append(conf, "skip-file-rwx-check")
+	}
+	var criuConfig string
+	if len(conf) > 0 {
+		criuConfig = filepath.Join(work.Path, "restore.conf")
+		if err := os.WriteFile(criuConfig, []byte(strings.Join(conf, "\n")+"\n"), 0o600); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -153,7 +163,7 @@ func (d *Daemon) restoreContainer(ctx context.Context, c *store.Checkpoint, ref 
 		RootfsPath: filepath.Join(dir, store.RootfsDiffFile),
 		LogPath:    filepath.Join(logDir, LogFile),
 		Source: container.Source{
-			Image: ci.Image, ImageDigest: ci.ImageDigest, Snapshotter: ci.Snapshotter,
+			Image: ci.Image, ImageDigest: ci.ImageDigest, ImageID: ci.ImageID, Snapshotter: ci.Snapshotter,
 			Runtime: ci.Runtime, Labels: ci.Labels, RootfsMediaType: ci.RootfsMediaType,
 		},
 		Verified: verified, CRIUConfig: criuConfig,

@@ -274,6 +274,10 @@ type checkpoint struct {
 	ID     string `json:"id"`
 	Name   string `json:"name"`
 	Parent string `json:"parent"`
+	Target struct {
+		Kind string `json:"kind"`
+		Name string `json:"name"`
+	} `json:"target"`
 	Stats  struct {
 		FrozenTime int64 `json:"frozen_time"`
 	} `json:"stats"`

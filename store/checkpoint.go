@@ -79,10 +79,16 @@ type DumpStats struct {
 // came from, and how containerd ran it. The OCI spec and the writable
 // layer are files of the checkpoint (ContainerSpecFile, RootfsDiffFile).
 type ContainerInfo struct {
-	Namespace   string            `json:"namespace"`
-	ID          string            `json:"id"`
-	Image       string            `json:"image"`
-	ImageDigest string            `json:"image_digest"`
+	Namespace   string `json:"namespace"`
+	ID          string `json:"id"`
+	Image       string `json:"image"`
+	ImageDigest string `json:"image_digest"`
+	// ImageID is the image's config digest, which other engines name it
+	// by (a checkpoint imported from Podman has it, not ImageDigest).
+	ImageID string `json:"image_id,omitempty"`
+	// Engine is the engine that checkpointed the container when it was
+	// not ckptd ("libpod" for Podman, "cri-o"): an imported checkpoint.
+	Engine      string            `json:"engine,omitempty"`
 	Snapshotter string            `json:"snapshotter"`
 	Runtime     string            `json:"runtime"`
 	Labels      map[string]string `json:"labels,omitempty"`

@@ -30,8 +30,11 @@ const (
 	MetadataFile      = "checkpoint.json"
 	ContainerSpecFile = "config.json"     // a container's OCI runtime spec
 	RootfsDiffFile    = "rootfs-diff.tar" // a container's writable layer
-	PausedFile        = "paused.json"     // in a dump's work dir
-	QuarantineNote    = "quarantine.json" // why and when a checkpoint was quarantined
+	// DevShmFile holds /dev/shm of a container Podman checkpointed, whose
+	// /dev/shm was a bind mount CRIU did not save.
+	DevShmFile     = "devshm-checkpoint.tar"
+	PausedFile     = "paused.json"     // in a dump's work dir
+	QuarantineNote = "quarantine.json" // why and when a checkpoint was quarantined
 )
 
 func (l Layout) Index() string               { return filepath.Join(l.Root, "index.db") }
