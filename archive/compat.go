@@ -3,6 +3,7 @@ package archive
 import (
 	"archive/tar"
 	"encoding/json"
+	"strings"
 	"time"
 
 	rspec "github.com/opencontainers/runtime-spec/specs-go"
@@ -27,6 +28,7 @@ type configDump struct {
 	Name            string     `json:"name"`
 	RootfsImage     string     `json:"rootfsImage,omitempty"`
 	RootfsImageRef  string     `json:"rootfsImageRef,omitempty"`
+	RootfsImageID   string     `json:"rootfsImageID,omitempty"` // Podman's: the config digest's hex
 	RootfsImageName string     `json:"rootfsImageName,omitempty"`
 	Runtime         string     `json:"runtime,omitempty"`
 	Created         *time.Time `json:"createdTime,omitempty"`
@@ -40,6 +42,7 @@ func configDumpOf(c *store.Checkpoint) configDump {
 	if ct := c.Container; ct != nil {
 		d.ID, d.Name = ct.ID, ct.ID
 		d.RootfsImage, d.RootfsImageName, d.RootfsImageRef = ct.Image, ct.Image, ct.ImageDigest
+		d.RootfsImageID = strings.TrimPrefix(ct.ImageID, "sha256:")
 		d.Runtime = "runc"
 	}
 	if d.Name == "" {

@@ -41,12 +41,17 @@ func (r *Runtime) source(ctx context.Context, c client.Container, ref Ref) (cont
 	if info.Image == "" {
 		return info, Source{}, fmt.Errorf("container %s was not created from an image, so it cannot be recreated: %w", ref, errdefs.ErrFailedPrecondition)
 	}
-	img, err := r.client.ImageService().Get(ctx, info.Image)
+	img, err := r.client.GetImage(ctx, info.Image)
+	if err != nil {
+		return info, Source{}, fmt.Errorf("base image %s of container %s: %w", info.Image, ref, r.wrap(err))
+	}
+	// The config digest is the image ID Podman and CRI-O know it by.
+	cfg, err := img.Config(ctx)
 	if err != nil {
 		return info, Source{}, fmt.Errorf("base image %s of container %s: %w", info.Image, ref, r.wrap(err))
 	}
 	return info, Source{
-		Image: info.Image, ImageDigest: img.Target.Digest.String(),
+		Image: info.Image, ImageDigest: img.Target().Digest.String(), ImageID: cfg.Digest.String(),
 		Snapshotter: info.Snapshotter, Runtime: info.Runtime.Name, Labels: info.Labels,
 	}, nil
 }

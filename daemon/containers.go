@@ -76,11 +76,7 @@ func (d *Daemon) checkpointContainer(ctx context.Context, c *store.Checkpoint, t
 				FileLocks: c.Options.FileLocks, ExtUnixSk: c.Options.ExtUnixSk, ShellJob: c.Options.ShellJob,
 			},
 			Commit: func(src container.Source) error {
-				c.Container = &store.ContainerInfo{
-					Namespace: r.Namespace, ID: r.ID, Image: src.Image, ImageDigest: src.ImageDigest,
-					Snapshotter: src.Snapshotter, Runtime: src.Runtime, Labels: src.Labels,
-					RootfsMediaType: src.RootfsMediaType,
-				}
+				c.Container = containerRecord(r, src)
 				return commit()
 			},
 		})
@@ -234,4 +230,14 @@ func (d *Daemon) containerStatuses(ctx context.Context, all bool, known map[stri
 		delete(known, ref.Key())
 	}
 	return out, nil
+}
+
+// containerRecord is what a checkpoint keeps of container r, whose base
+// image and runtime are src.
+func containerRecord(r container.Ref, src container.Source) *store.ContainerInfo {
+	return &store.ContainerInfo{
+		Namespace: r.Namespace, ID: r.ID, Image: src.Image, ImageDigest: src.ImageDigest, ImageID: src.ImageID,
+		Snapshotter: src.Snapshotter, Runtime: src.Runtime, Labels: src.Labels,
+		RootfsMediaType: src.RootfsMediaType,
+	}
 }

@@ -332,11 +332,7 @@ func (m *outgoing) dumpContainer(ctx context.Context, c *store.Checkpoint, image
 		Options: container.Options{LeaveRunning: m.req.KeepSource, TCPEstablished: o.TCPEstablished,
 			FileLocks: o.FileLocks, ExtUnixSk: o.ExtUnixSk, ShellJob: o.ShellJob},
 		Commit: func(src container.Source) error {
-			c.Container = &store.ContainerInfo{
-				Namespace: r.Namespace, ID: r.ID, Image: src.Image, ImageDigest: src.ImageDigest,
-				Snapshotter: src.Snapshotter, Runtime: src.Runtime, Labels: src.Labels,
-				RootfsMediaType: src.RootfsMediaType,
-			}
+			c.Container = containerRecord(r, src)
 			return m.commit(c, images)
 		},
 	})

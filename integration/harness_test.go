@@ -278,7 +278,7 @@ type checkpoint struct {
 		Kind string `json:"kind"`
 		Name string `json:"name"`
 	} `json:"target"`
-	Stats  struct {
+	Stats struct {
 		FrozenTime int64 `json:"frozen_time"`
 	} `json:"stats"`
 	Files       map[string]any `json:"files"`

@@ -98,3 +98,81 @@ func TestImportPodmanArchive(t *testing.T) {
 		t.Errorf("restored from Podman's archive: starts %d %q, want %d \"kept\"", counts[0], markers[0], last+1)
 	}
 }
+
+// TestPodmanRestoresExport: a container checkpoint ckptd exported
+// restores in Podman (podman container restore --import) with its
+// counter continuing, as Podman's own exports do.
+func TestPodmanRestoresExport(t *testing.T) {
+	pm := startPodman(t)
+	_, d, logPath := withRunningContainer(t, "web", counterScript, 3)
+	c := d.create("ctr:web")
+	counts, _ := counterLines(readFile(logPath))
+	last := counts[len(counts)-1]
+	archive := filepath.Join(t.TempDir(), "web.tar.zst")
+	d.must("export", c.Name, archive)
+	runcCRIUConfig(t, "skip-file-rwx-check\n")
+	if out, err := pm.run("container", "restore", "--import", archive, "--name", "pweb"); err != nil {
+		t.Fatalf("podman container restore --import: %v\n%s%s", err, out, criuErrors(out))
+	}
+	var got []int
+	var markers []string
+	waitFor(t, "the counter in Podman", func() bool {
+		got, markers = counterLines(pm.must("logs", "pweb"))
+		return len(got) >= 2
+	})
+	if got[0] != last+1 || markers[0] != "kept" {
+		t.Errorf("Podman restored ckptd's export: starts %d %q, want %d \"kept\"", got[0], markers[0], last+1)
+	}
+}
+
+// criuErrors is the error lines of the CRIU log a failure message names.
+func criuErrors(msg string) string {
+	_, rest, ok := strings.Cut(msg, "log file: ")
+	if !ok {
+		return ""
+	}
+	var errs []string
+	for _, line := range strings.Split(readFile(strings.TrimSpace(strings.Split(rest, "\n")[0])), "\n") {
+		if strings.Contains(line, "Error") {
+			errs = append(errs, line)
+		}
+	}
+	return strings.Join(errs, "\n")
+}
+
+// runcCRIUConfig gives runc's CRIU the options conf for this test through
+// /etc/criu/runc.conf, runc's default configuration file, and puts back
+// what was there (or nothing) when the test ends.
+func runcCRIUConfig(t *testing.T, conf string) {
+	t.Helper()
+	const path = "/etc/criu/runc.conf"
+	old, err := os.ReadFile(path)
+	existed := err == nil
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	madeDir := false
+	if _, err := os.Stat(filepath.Dir(path)); os.IsNotExist(err) {
+		if err := os.Mkdir(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		madeDir = true
+	}
+	t.Cleanup(func() {
+		var err error
+		if existed {
+			err = os.WriteFile(path, old, 0o644)
+		} else {
+			err = os.Remove(path)
+		}
+		if err == nil && madeDir {
+			err = os.Remove(filepath.Dir(path))
+		}
+		if err != nil {
+			t.Errorf("put back %s: %v", path, err)
+		}
+	})
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
