@@ -62,6 +62,7 @@ func checkpointToAPI(c *store.Checkpoint) *apiv1.Checkpoint {
 		out.Container = &apiv1.ContainerInfo{
 			Namespace: ci.Namespace, Id: ci.ID, Image: ci.Image, ImageDigest: ci.ImageDigest,
 			Snapshotter: ci.Snapshotter, Runtime: ci.Runtime, Labels: ci.Labels, RootfsMediaType: ci.RootfsMediaType,
+			ImageId: ci.ImageID, Engine: ci.Engine,
 		}
 	}
 	if im := c.Imported; im != nil {

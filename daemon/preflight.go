@@ -54,8 +54,7 @@ func (d *Daemon) offer(ctx context.Context, t *store.Target, req MigrateRequest,
 		if err != nil {
 			return nil, err
 		}
-		o.Container = &store.ContainerInfo{Namespace: r.Namespace, ID: r.ID, Image: src.Image,
-			ImageDigest: src.ImageDigest, Snapshotter: src.Snapshotter, Runtime: src.Runtime, Labels: src.Labels}
+		o.Container = containerRecord(r, src)
 		return o, nil
 	case store.KindProcess:
 		o.PIDs = tree

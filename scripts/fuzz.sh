@@ -14,6 +14,7 @@ targets=(
 	"./images FuzzRead"
 	"./archive FuzzRead"
 	"./chain FuzzChain"
+	"./foreign FuzzConvert"
 )
 for t in "${targets[@]}"; do
 	read -r pkg name <<<"$t"

@@ -1913,6 +1913,8 @@ type ContainerInfo struct {
 	Runtime         string                 `protobuf:"bytes,6,opt,name=runtime,proto3" json:"runtime,omitempty"`
 	Labels          map[string]string      `protobuf:"bytes,7,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	RootfsMediaType string                 `protobuf:"bytes,8,opt,name=rootfs_media_type,json=rootfsMediaType,proto3" json:"rootfs_media_type,omitempty"`
+	ImageId         string                 `protobuf:"bytes,9,opt,name=image_id,json=imageId,proto3" json:"image_id,omitempty"` // the image's config digest (Podman's image ID)
+	Engine          string                 `protobuf:"bytes,10,opt,name=engine,proto3" json:"engine,omitempty"`                 // set when another engine took it ("libpod", "cri-o")
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -1999,6 +2001,20 @@ func (x *ContainerInfo) GetLabels() map[string]string {
 func (x *ContainerInfo) GetRootfsMediaType() string {
 	if x != nil {
 		return x.RootfsMediaType
+	}
+	return ""
+}
+
+func (x *ContainerInfo) GetImageId() string {
+	if x != nil {
+		return x.ImageId
+	}
+	return ""
+}
+
+func (x *ContainerInfo) GetEngine() string {
+	if x != nil {
+		return x.Engine
 	}
 	return ""
 }
@@ -3924,7 +3940,7 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x0etime_unix_nano\x18\x03 \x01(\x03R\ftimeUnixNano\"M\n" +
 	"\tMigration\x12\x12\n" +
 	"\x04peer\x18\x01 \x01(\tR\x04peer\x12,\n" +
-	"\x12received_unix_nano\x18\x02 \x01(\x03R\x10receivedUnixNano\"\xd6\x02\n" +
+	"\x12received_unix_nano\x18\x02 \x01(\x03R\x10receivedUnixNano\"\x89\x03\n" +
 	"\rContainerInfo\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x14\n" +
@@ -3933,7 +3949,10 @@ const file_ckptd_proto_rawDesc = "" +
 	"\vsnapshotter\x18\x05 \x01(\tR\vsnapshotter\x12\x18\n" +
 	"\aruntime\x18\x06 \x01(\tR\aruntime\x12;\n" +
 	"\x06labels\x18\a \x03(\v2#.ckptd.v1.ContainerInfo.LabelsEntryR\x06labels\x12*\n" +
-	"\x11rootfs_media_type\x18\b \x01(\tR\x0frootfsMediaType\x1a9\n" +
+	"\x11rootfs_media_type\x18\b \x01(\tR\x0frootfsMediaType\x12\x19\n" +
+	"\bimage_id\x18\t \x01(\tR\aimageId\x12\x16\n" +
+	"\x06engine\x18\n" +
+	" \x01(\tR\x06engine\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"h\n" +

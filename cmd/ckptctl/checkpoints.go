@@ -211,8 +211,15 @@ func printInspection(in *apiv1.InspectResponse) {
 		fmt.Println("Scheduled: taken by a schedule; its retention may remove it")
 	}
 	if ci := ck.GetContainer(); ci != nil {
+		named := ci.GetImageDigest()
+		if named == "" {
+			named = "config " + ci.GetImageId()
+		}
 		fmt.Printf("Container: ctr:%s/%s, image %s (%s), snapshotter %s, runtime %s\n",
-			ci.GetNamespace(), ci.GetId(), ci.GetImage(), ci.GetImageDigest(), ci.GetSnapshotter(), ci.GetRuntime())
+			ci.GetNamespace(), ci.GetId(), ci.GetImage(), named, ci.GetSnapshotter(), ci.GetRuntime())
+		if e := ci.GetEngine(); e != "" {
+			fmt.Printf("Taken by: %s (imported; restores into containerd)\n", e)
+		}
 	}
 	fmt.Printf("CRIU stats: freezing_time %dus, frozen_time %dus, memdump_time %dus, memwrite_time %dus, pages_scanned %d, pages_written %d\n\n",
 		st.GetFreezingTime(), st.GetFrozenTime(), st.GetMemdumpTime(), st.GetMemwriteTime(), st.GetPagesScanned(), st.GetPagesWritten())

@@ -66,7 +66,7 @@ func imageMeta(ck *apiv1.Checkpoint) registry.Meta {
 		CRIUVersion: ck.GetCriuVersion(), Engine: "ckptd",
 	}
 	if ct := ck.GetContainer(); ct != nil {
-		m.Name, m.RootfsImageName, m.RootfsImageID, m.Runtime = ct.GetId(), ct.GetImage(), ct.GetImageDigest(), "runc"
+		m.Name, m.RootfsImageName, m.RootfsImageID, m.Runtime = ct.GetId(), ct.GetImage(), ct.GetImageId(), "runc"
 	}
 	if m.Name == "" {
 		m.Name = ck.GetName()
