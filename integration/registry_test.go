@@ -169,7 +169,8 @@ func size(t *testing.T, p string) int64 {
 // TestPushPullContainer: a container checkpoint pushed from one host's
 // ckptd and containerd is pulled by another ckptd with its own store and
 // containerd, and restored there: the counter continues at the next
-// value and the file it wrote before the checkpoint is there.
+// value and the file it wrote before the checkpoint is there. The same
+// checkpoint carried as an exported file restores there as a copy.
 func TestPushPullContainer(t *testing.T) {
 	r := startRegistry(t)
 	a := startContainerd(t, true)
@@ -181,6 +182,8 @@ func TestPushPullContainer(t *testing.T) {
 	last := counts[len(counts)-1]
 	src.must("push", c.Name, r.ref("ckpt/db:1"))
 	checkCheckpointImage(t, r, "ckpt/db", "1", "db")
+	file := filepath.Join(t.TempDir(), "db.tar.zst")
+	src.must("export", c.Name, file)
 
 	b := startContainerd(t, true)
 	dst := startDaemonAt(t, filepath.Join(t.TempDir(), "state"), b.in.Address)
@@ -191,5 +194,12 @@ func TestPushPullContainer(t *testing.T) {
 	counts, markers := counterLines(readFile(restored))
 	if counts[0] != last+1 || markers[0] != "kept" {
 		t.Errorf("restored from a pull: starts %d %q, want %d \"kept\"", counts[0], markers[0], last+1)
+	}
+	dst.must("import", file, "--name", "db-file")
+	dst.must("restore", "db-file", "--name", "db2")
+	copied := filepath.Join(dst.root, "containers", "default", "db2", "output.log")
+	waitCount(t, copied, last+2)
+	if counts, markers := counterLines(readFile(copied)); counts[0] != last+1 || markers[0] != "kept" {
+		t.Errorf("restored from an exported file: starts %d %q, want %d \"kept\"", counts[0], markers[0], last+1)
 	}
 }
