@@ -17,6 +17,7 @@ deps:
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ckptd ./cmd/ckptd
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ckptctl ./cmd/ckptctl
+	$(GO) build -o $(BIN)/ckptd-term ./cmd/ckptd-term
 
 run: deps build
 	$(BIN)/ckptd --root $(STATE) --socket $(SOCKET)

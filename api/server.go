@@ -7,6 +7,7 @@ import (
 
 	apiv1 "github.com/ckptd/ckptd/api/v1"
 	"github.com/ckptd/ckptd/daemon"
+	"github.com/ckptd/ckptd/term"
 )
 
 // Server implements apiv1.CkptdServer on top of a Daemon.
@@ -32,7 +33,8 @@ func (s *Server) Check(ctx context.Context, _ *apiv1.CheckRequest) (*apiv1.Check
 }
 
 func (s *Server) Run(ctx context.Context, r *apiv1.RunRequest) (*apiv1.Target, error) {
-	t, err := s.d.Run(ctx, daemon.RunRequest{Name: r.GetName(), Args: r.GetArgs(), Env: r.GetEnv(), Dir: r.GetDir()})
+	t, err := s.d.Run(ctx, daemon.RunRequest{Name: r.GetName(), Args: r.GetArgs(), Env: r.GetEnv(), Dir: r.GetDir(),
+		TTY: r.GetTty(), Size: term.Size{Rows: uint16(r.GetRows()), Cols: uint16(r.GetCols())}})
 	if err != nil {
 		return nil, toStatus(err)
 	}

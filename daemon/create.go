@@ -88,6 +88,7 @@ func (d *Daemon) Create(ctx context.Context, req CreateRequest) (*store.Checkpoi
 		Scheduled:   req.Scheduled,
 		Incremental: incremental,
 	}
+	c.Target.Terminal = d.terminalAtCheckpoint(c.Target)
 	dump := d.dump
 	if target.Kind == store.KindContainer {
 		dump = d.checkpointContainer
@@ -153,7 +154,7 @@ func (d *Daemon) dump(ctx context.Context, c *store.Checkpoint, t *store.Target)
 	return d.capture(ctx, c, t, func(dir, workDir string, commit func() error) (*store.DumpStats, error) {
 		res, err := d.dumper.Dump(ctx, dumper.Request{
 			PID: c.Target.PID, Dir: dir, WorkDir: workDir,
-			Options: dumperOptions(c.Options), Commit: commit,
+			Options: withTerminal(dumperOptions(c.Options), c.Target), Commit: commit,
 		})
 		if err != nil {
 			return nil, err

@@ -90,6 +90,8 @@ type Parts struct {
 	ChainDepth int
 	// Events receives what happens; nil gets a hub nobody listens to.
 	Events *events.Hub
+	// Terminals holds workloads' terminal sessions; nil: run -t is refused.
+	Terminals Terminals
 }
 
 // Daemon holds ckptd's parts. Build it with New.
@@ -110,6 +112,8 @@ type Daemon struct {
 	host       HostInfo
 	defaults   store.Options
 	chainDepth int
+
+	terms Terminals
 
 	locks  *keylock.Locks // one per target: work on a target is serialized
 	sched  *schedule.Scheduler
@@ -133,7 +137,7 @@ func New(ctx context.Context, p Parts) (*Daemon, error) {
 	d := &Daemon{
 		log: p.Log, store: p.Store, dumper: p.Dumper, restorer: p.Restorer, sup: p.Supervisor, criu: p.CRIU,
 		containers: p.Containers, ctrs: p.Containers, images: p.Containers, peer: p.Peer, peerInfo: p.PeerInfo, defaultNS: p.ContainerNamespace, ctrdAddr: p.ContainerdAddress,
-		host: readHostInfo(), defaults: p.Defaults, chainDepth: p.ChainDepth,
+		host: readHostInfo(), defaults: p.Defaults, chainDepth: p.ChainDepth, terms: p.Terminals,
 		locks: keylock.New(), committed: map[string]time.Time{}, events: p.Events,
 	}
 	if d.events == nil {

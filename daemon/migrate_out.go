@@ -250,11 +250,13 @@ func (m *outgoing) sourceRuns(ctx context.Context) bool {
 // record is the checkpoint as the destination will keep it.
 func (m *outgoing) record() *store.Checkpoint {
 	h := m.d.host
-	return &store.Checkpoint{
+	c := &store.Checkpoint{
 		ID: m.id, Name: m.offer.Name, Target: m.target.TargetRef,
 		CRIUVersion: m.d.criu.VersionString(), Kernel: h.Kernel, Host: h.Hostname, CPUModel: h.CPUModel,
 		Options: m.req.Options,
 	}
+	c.Target.Terminal = m.d.terminalAtCheckpoint(c.Target)
+	return c
 }
 
 func (m *outgoing) dumpProcess(ctx context.Context, c *store.Checkpoint, token, images, work string) (*store.DumpStats, error) {
@@ -275,7 +277,7 @@ func (m *outgoing) dumpProcess(ctx context.Context, c *store.Checkpoint, token, 
 	tunnelDone := make(chan error, 1)
 	go func() { tunnelDone <- m.tunnel(tctx, ln, pages.(migrate.HalfCloser), tunnel) }()
 
-	opts := dumperOptions(m.req.Options)
+	opts := withTerminal(dumperOptions(m.req.Options), c.Target)
 	opts.LeaveRunning = m.req.KeepSource
 	m.freeze()
 	res, err := m.d.dumper.Dump(ctx, dumper.Request{

@@ -124,7 +124,13 @@ func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.Tar
 		}
 		defer f.Close()
 		ref.LogPath = logPath
-		if c.Target.LogPath != "" {
+		if c.Target.Terminal != nil {
+			done, err := d.restoreTerminal(c, &ref, logPath, inherit)
+			if err != nil {
+				return nil, err
+			}
+			defer done()
+		} else if c.Target.LogPath != "" {
 			// The restored tree writes to its own log, whatever size the old one has now.
 			inherit[restorer.FileKey(c.Target.LogPath)] = f
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/ckptd/ckptd/proc"
 	"github.com/ckptd/ckptd/schedule"
 	"github.com/ckptd/ckptd/store"
+	"github.com/ckptd/ckptd/term"
 	"github.com/ckptd/ckptd/workload"
 	"golang.org/x/sys/unix"
 )
@@ -35,6 +36,7 @@ type TargetStatus struct {
 	Schedule         *schedule.Status
 	LastCheckpoint   string
 	LastCheckpointAt time.Time
+	Attached         int // clients attached to its terminal session
 }
 
 // RunRequest launches a workload.
@@ -43,6 +45,9 @@ type RunRequest struct {
 	Args []string
 	Env  []string
 	Dir  string
+	// TTY gives the workload a terminal session of Size (see Attach).
+	TTY  bool
+	Size term.Size
 }
 
 // Run starts a workload as pid 1 of a new PID namespace.
@@ -60,7 +65,16 @@ func (d *Daemon) Run(ctx context.Context, req RunRequest) (*TargetStatus, error)
 	if err != nil {
 		return nil, err
 	}
-	pid, err := d.sup.Launch(workload.Spec{Args: req.Args, Env: req.Env, Dir: req.Dir, LogPath: logPath})
+	spec := workload.Spec{Args: req.Args, Env: req.Env, Dir: req.Dir, LogPath: logPath}
+	if req.TTY {
+		s, rec, err := d.startTerminal(req.Name, logPath, req.Size)
+		if err != nil {
+			return nil, fmt.Errorf("run %s: %w", req.Name, err)
+		}
+		defer s.Slave.Close() // the tree has its own; the holder ends with the last
+		spec.TTY, ref.Terminal = s.Slave, rec
+	}
+	pid, err := d.sup.Launch(spec)
 	if err != nil {
 		return nil, fmt.Errorf("run %s: %w", req.Name, err)
 	}
@@ -171,6 +185,11 @@ func (d *Daemon) alive(t *store.Target) bool { return proc.Alive(t.PID, t.StartT
 
 func (d *Daemon) status(t *store.Target) *TargetStatus {
 	s := &TargetStatus{Target: *t, Running: d.alive(t)}
+	if s.Running && t.Terminal != nil && d.terms != nil {
+		if st, err := d.terms.Status(t.Name); err == nil {
+			s.Attached = st.Clients
+		}
+	}
 	if !s.Running {
 		s.Exit = "gone"
 		if e, ok := d.sup.ExitOf(t.PID); ok {

@@ -36,6 +36,9 @@ type Options struct {
 	LinkRemap      bool   // link files unlinked while open back for the dump
 	GhostLimit     uint32 // largest deleted open file kept (bytes; 0: CRIU's default)
 	ConfigFile     string // CRIU configuration file; empty: the daemon's
+	// External names resources outside the tree that a restore hands
+	// back (CRIU's --external: a terminal is "tty[rdev:dev]").
+	External []string
 }
 
 // Request is one dump.
@@ -102,6 +105,7 @@ func (d *Dumper) Dump(ctx context.Context, req Request) (Result, error) {
 	if req.Options.GhostLimit > 0 {
 		opts.GhostLimit = ptr(req.Options.GhostLimit)
 	}
+	opts.External = req.Options.External
 	if cfg := cmp.Or(req.Options.ConfigFile, d.bin.ConfigFile); cfg != "" {
 		opts.ConfigFile = ptr(cfg)
 	}

@@ -15,7 +15,7 @@ import (
 	"testing"
 )
 
-var bins struct{ ckptd, ckptctl, memload, tcpload string }
+var bins struct{ ckptd, ckptctl, memload, tcpload, term string }
 
 func TestMain(m *testing.M) {
 	if os.Geteuid() != 0 {
@@ -38,7 +38,7 @@ func TestMain(m *testing.M) {
 		for _, b := range []struct {
 			out *string
 			pkg string
-		}{{&bins.ckptd, "./cmd/ckptd"}, {&bins.ckptctl, "./cmd/ckptctl"}, {&bins.memload, "./test/memload"}, {&bins.tcpload, "./test/tcpload"}} {
+		}{{&bins.ckptd, "./cmd/ckptd"}, {&bins.ckptctl, "./cmd/ckptctl"}, {&bins.memload, "./test/memload"}, {&bins.tcpload, "./test/tcpload"}, {&bins.term, "./cmd/ckptd-term"}} {
 			*b.out = filepath.Join(dir, filepath.Base(b.pkg))
 			args := []string{"build", "-o", *b.out}
 			if b.pkg == "./cmd/ckptd" {

@@ -33,6 +33,19 @@ type TargetRef struct {
 	// LogPath is where a workload's stdout and stderr went; a restore hands
 	// it a fresh log in its place.
 	LogPath string `json:"log_path,omitempty"`
+	// Terminal is set when the tree's terminal is a session ckptd holds.
+	Terminal *Terminal `json:"terminal,omitempty"`
+}
+
+// Terminal is a tree's terminal session: a pseudo-terminal whose master
+// side a holder process keeps (package term).
+type Terminal struct {
+	// Key is CRIU's name of the slave side, external to the tree's
+	// checkpoint ("tty[rdev:dev]"); a restore hands a new one in its place.
+	Key string `json:"key"`
+	// Rows and Cols are the window size at the checkpoint.
+	Rows uint16 `json:"rows,omitempty"`
+	Cols uint16 `json:"cols,omitempty"`
 }
 
 // Key identifies a target across checkpoints: successive checkpoints of one

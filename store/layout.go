@@ -48,7 +48,13 @@ func (l Layout) TrashDir() string            { return filepath.Join(l.Root, "rem
 func (l Layout) Trash(id string) string      { return filepath.Join(l.TrashDir(), id) }
 func (l Layout) WorkloadsDir() string        { return filepath.Join(l.Root, "workloads") }
 func (l Layout) Workload(name string) string { return filepath.Join(l.WorkloadsDir(), name) }
-func (l Layout) ContainersDir() string       { return filepath.Join(l.Root, "containers") }
+
+// TerminalSocket is where the holder of workload name's terminal session
+// listens.
+func (l Layout) TerminalSocket(name string) string {
+	return filepath.Join(l.Workload(name), "tty.sock")
+}
+func (l Layout) ContainersDir() string { return filepath.Join(l.Root, "containers") }
 func (l Layout) Container(ns, id string) string {
 	return filepath.Join(l.ContainersDir(), ns, id)
 }

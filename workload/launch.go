@@ -20,6 +20,10 @@ type Spec struct {
 	Env     []string
 	Dir     string
 	LogPath string // stdout and stderr, appended
+	// TTY, when set, is the terminal (a pseudo-terminal's slave side) the
+	// command gets as stdin, stdout, stderr and controlling terminal;
+	// its holder writes the log.
+	TTY *os.File
 }
 
 // Launch starts spec as pid 1 of a new PID namespace, in its own session,
@@ -61,6 +65,10 @@ func (s *Supervisor) Launch(spec Spec) (int, error) {
 			Cloneflags: syscall.CLONE_NEWPID,
 		},
 	}
+	if spec.TTY != nil {
+		attr.Files = []*os.File{spec.TTY, spec.TTY, spec.TTY}
+		attr.Sys.Setctty, attr.Sys.Ctty = true, 0
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock() // held until tracked, so the orphan reaper cannot take it
 	proc.SpawnMu.Lock()
@@ -71,6 +79,33 @@ func (s *Supervisor) Launch(spec Spec) (int, error) {
 	}
 	s.trackLocked(p)
 	return p.Pid, nil
+}
+
+// Spawn starts a helper of ckptd (a terminal holder) in its own session,
+// with stderr as its stderr and files as its descriptors 3, 4, ...; the
+// orphan reaper reaps it when it ends, and nothing ends it with ckptd
+// (nor holds ckptd's own output open).
+func (s *Supervisor) Spawn(argv []string, stderr *os.File, files []*os.File) (int, error) {
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		return 0, err
+	}
+	defer null.Close()
+	attr := &os.ProcAttr{
+		Dir:   "/",
+		Env:   []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"},
+		Files: append([]*os.File{null, null, stderr}, files...),
+		Sys:   &syscall.SysProcAttr{Setsid: true},
+	}
+	proc.SpawnMu.Lock()
+	p, err := os.StartProcess(argv[0], argv, attr)
+	proc.SpawnMu.Unlock()
+	if err != nil {
+		return 0, fmt.Errorf("start %s: %w", filepath.Base(argv[0]), err)
+	}
+	pid := p.Pid
+	p.Release()
+	return pid, nil
 }
 
 func lookPath(name string, env []string) (string, error) {

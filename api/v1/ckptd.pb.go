@@ -390,6 +390,8 @@ type Target struct {
 	Schedule               *Schedule              `protobuf:"bytes,10,opt,name=schedule,proto3" json:"schedule,omitempty"`                                   // ps: its schedule, if any
 	LastCheckpoint         string                 `protobuf:"bytes,11,opt,name=last_checkpoint,json=lastCheckpoint,proto3" json:"last_checkpoint,omitempty"` // ps: the name of its newest checkpoint
 	LastCheckpointUnixNano int64                  `protobuf:"varint,12,opt,name=last_checkpoint_unix_nano,json=lastCheckpointUnixNano,proto3" json:"last_checkpoint_unix_nano,omitempty"`
+	Terminal               bool                   `protobuf:"varint,13,opt,name=terminal,proto3" json:"terminal,omitempty"` // a terminal session ckptd holds
+	Attached               int32                  `protobuf:"varint,14,opt,name=attached,proto3" json:"attached,omitempty"` // clients attached to it now
 	unknownFields          protoimpl.UnknownFields
 	sizeCache              protoimpl.SizeCache
 }
@@ -504,6 +506,20 @@ func (x *Target) GetLastCheckpoint() string {
 func (x *Target) GetLastCheckpointUnixNano() int64 {
 	if x != nil {
 		return x.LastCheckpointUnixNano
+	}
+	return 0
+}
+
+func (x *Target) GetTerminal() bool {
+	if x != nil {
+		return x.Terminal
+	}
+	return false
+}
+
+func (x *Target) GetAttached() int32 {
+	if x != nil {
+		return x.Attached
 	}
 	return 0
 }
@@ -916,6 +932,9 @@ type RunRequest struct {
 	Args          []string               `protobuf:"bytes,2,rep,name=args,proto3" json:"args,omitempty"`
 	Env           []string               `protobuf:"bytes,3,rep,name=env,proto3" json:"env,omitempty"`
 	Dir           string                 `protobuf:"bytes,4,opt,name=dir,proto3" json:"dir,omitempty"`
+	Tty           bool                   `protobuf:"varint,5,opt,name=tty,proto3" json:"tty,omitempty"` // a terminal session (see Attach) of rows x cols
+	Rows          uint32                 `protobuf:"varint,6,opt,name=rows,proto3" json:"rows,omitempty"`
+	Cols          uint32                 `protobuf:"varint,7,opt,name=cols,proto3" json:"cols,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -978,6 +997,141 @@ func (x *RunRequest) GetDir() string {
 	return ""
 }
 
+func (x *RunRequest) GetTty() bool {
+	if x != nil {
+		return x.Tty
+	}
+	return false
+}
+
+func (x *RunRequest) GetRows() uint32 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
+}
+
+func (x *RunRequest) GetCols() uint32 {
+	if x != nil {
+		return x.Cols
+	}
+	return 0
+}
+
+// The first AttachInput names the workload and its client's window
+// size; later ones carry keystrokes, or a new size when rows is set.
+type AttachInput struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Data          []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	Rows          uint32                 `protobuf:"varint,3,opt,name=rows,proto3" json:"rows,omitempty"`
+	Cols          uint32                 `protobuf:"varint,4,opt,name=cols,proto3" json:"cols,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AttachInput) Reset() {
+	*x = AttachInput{}
+	mi := &file_ckptd_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AttachInput) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AttachInput) ProtoMessage() {}
+
+func (x *AttachInput) ProtoReflect() protoreflect.Message {
+	mi := &file_ckptd_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AttachInput.ProtoReflect.Descriptor instead.
+func (*AttachInput) Descriptor() ([]byte, []int) {
+	return file_ckptd_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *AttachInput) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AttachInput) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *AttachInput) GetRows() uint32 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
+}
+
+func (x *AttachInput) GetCols() uint32 {
+	if x != nil {
+		return x.Cols
+	}
+	return 0
+}
+
+type AttachOutput struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AttachOutput) Reset() {
+	*x = AttachOutput{}
+	mi := &file_ckptd_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AttachOutput) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AttachOutput) ProtoMessage() {}
+
+func (x *AttachOutput) ProtoReflect() protoreflect.Message {
+	mi := &file_ckptd_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AttachOutput.ProtoReflect.Descriptor instead.
+func (*AttachOutput) Descriptor() ([]byte, []int) {
+	return file_ckptd_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *AttachOutput) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
 type PsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	All           bool                   `protobuf:"varint,1,opt,name=all,proto3" json:"all,omitempty"`
@@ -987,7 +1141,7 @@ type PsRequest struct {
 
 func (x *PsRequest) Reset() {
 	*x = PsRequest{}
-	mi := &file_ckptd_proto_msgTypes[14]
+	mi := &file_ckptd_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -999,7 +1153,7 @@ func (x *PsRequest) String() string {
 func (*PsRequest) ProtoMessage() {}
 
 func (x *PsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[14]
+	mi := &file_ckptd_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1012,7 +1166,7 @@ func (x *PsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PsRequest.ProtoReflect.Descriptor instead.
 func (*PsRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{14}
+	return file_ckptd_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PsRequest) GetAll() bool {
@@ -1032,7 +1186,7 @@ type PsResponse struct {
 
 func (x *PsResponse) Reset() {
 	*x = PsResponse{}
-	mi := &file_ckptd_proto_msgTypes[15]
+	mi := &file_ckptd_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1044,7 +1198,7 @@ func (x *PsResponse) String() string {
 func (*PsResponse) ProtoMessage() {}
 
 func (x *PsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[15]
+	mi := &file_ckptd_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1057,7 +1211,7 @@ func (x *PsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PsResponse.ProtoReflect.Descriptor instead.
 func (*PsResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{15}
+	return file_ckptd_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PsResponse) GetTargets() []*Target {
@@ -1086,7 +1240,7 @@ type LogsRequest struct {
 
 func (x *LogsRequest) Reset() {
 	*x = LogsRequest{}
-	mi := &file_ckptd_proto_msgTypes[16]
+	mi := &file_ckptd_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1098,7 +1252,7 @@ func (x *LogsRequest) String() string {
 func (*LogsRequest) ProtoMessage() {}
 
 func (x *LogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[16]
+	mi := &file_ckptd_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1111,7 +1265,7 @@ func (x *LogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogsRequest.ProtoReflect.Descriptor instead.
 func (*LogsRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{16}
+	return file_ckptd_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *LogsRequest) GetName() string {
@@ -1151,7 +1305,7 @@ type LogsResponse struct {
 
 func (x *LogsResponse) Reset() {
 	*x = LogsResponse{}
-	mi := &file_ckptd_proto_msgTypes[17]
+	mi := &file_ckptd_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1163,7 +1317,7 @@ func (x *LogsResponse) String() string {
 func (*LogsResponse) ProtoMessage() {}
 
 func (x *LogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[17]
+	mi := &file_ckptd_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1176,7 +1330,7 @@ func (x *LogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogsResponse.ProtoReflect.Descriptor instead.
 func (*LogsResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{17}
+	return file_ckptd_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *LogsResponse) GetData() []byte {
@@ -1195,7 +1349,7 @@ type KillRequest struct {
 
 func (x *KillRequest) Reset() {
 	*x = KillRequest{}
-	mi := &file_ckptd_proto_msgTypes[18]
+	mi := &file_ckptd_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1207,7 +1361,7 @@ func (x *KillRequest) String() string {
 func (*KillRequest) ProtoMessage() {}
 
 func (x *KillRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[18]
+	mi := &file_ckptd_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1220,7 +1374,7 @@ func (x *KillRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillRequest.ProtoReflect.Descriptor instead.
 func (*KillRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{18}
+	return file_ckptd_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *KillRequest) GetTarget() string {
@@ -1238,7 +1392,7 @@ type KillResponse struct {
 
 func (x *KillResponse) Reset() {
 	*x = KillResponse{}
-	mi := &file_ckptd_proto_msgTypes[19]
+	mi := &file_ckptd_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1250,7 +1404,7 @@ func (x *KillResponse) String() string {
 func (*KillResponse) ProtoMessage() {}
 
 func (x *KillResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[19]
+	mi := &file_ckptd_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1263,7 +1417,7 @@ func (x *KillResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillResponse.ProtoReflect.Descriptor instead.
 func (*KillResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{19}
+	return file_ckptd_proto_rawDescGZIP(), []int{21}
 }
 
 type Options struct {
@@ -1282,7 +1436,7 @@ type Options struct {
 
 func (x *Options) Reset() {
 	*x = Options{}
-	mi := &file_ckptd_proto_msgTypes[20]
+	mi := &file_ckptd_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1294,7 +1448,7 @@ func (x *Options) String() string {
 func (*Options) ProtoMessage() {}
 
 func (x *Options) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[20]
+	mi := &file_ckptd_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1307,7 +1461,7 @@ func (x *Options) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Options.ProtoReflect.Descriptor instead.
 func (*Options) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{20}
+	return file_ckptd_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Options) GetLeaveRunning() bool {
@@ -1382,7 +1536,7 @@ type DumpStats struct {
 
 func (x *DumpStats) Reset() {
 	*x = DumpStats{}
-	mi := &file_ckptd_proto_msgTypes[21]
+	mi := &file_ckptd_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1394,7 +1548,7 @@ func (x *DumpStats) String() string {
 func (*DumpStats) ProtoMessage() {}
 
 func (x *DumpStats) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[21]
+	mi := &file_ckptd_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1407,7 +1561,7 @@ func (x *DumpStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DumpStats.ProtoReflect.Descriptor instead.
 func (*DumpStats) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{21}
+	return file_ckptd_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *DumpStats) GetFreezingTime() uint32 {
@@ -1472,7 +1626,7 @@ type FileSum struct {
 
 func (x *FileSum) Reset() {
 	*x = FileSum{}
-	mi := &file_ckptd_proto_msgTypes[22]
+	mi := &file_ckptd_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1484,7 +1638,7 @@ func (x *FileSum) String() string {
 func (*FileSum) ProtoMessage() {}
 
 func (x *FileSum) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[22]
+	mi := &file_ckptd_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1497,7 +1651,7 @@ func (x *FileSum) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileSum.ProtoReflect.Descriptor instead.
 func (*FileSum) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{22}
+	return file_ckptd_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *FileSum) GetSize() int64 {
@@ -1552,7 +1706,7 @@ type Checkpoint struct {
 
 func (x *Checkpoint) Reset() {
 	*x = Checkpoint{}
-	mi := &file_ckptd_proto_msgTypes[23]
+	mi := &file_ckptd_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1564,7 +1718,7 @@ func (x *Checkpoint) String() string {
 func (*Checkpoint) ProtoMessage() {}
 
 func (x *Checkpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[23]
+	mi := &file_ckptd_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1577,7 +1731,7 @@ func (x *Checkpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Checkpoint.ProtoReflect.Descriptor instead.
 func (*Checkpoint) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{23}
+	return file_ckptd_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Checkpoint) GetFormatVersion() int32 {
@@ -1740,7 +1894,7 @@ type Incremental struct {
 
 func (x *Incremental) Reset() {
 	*x = Incremental{}
-	mi := &file_ckptd_proto_msgTypes[24]
+	mi := &file_ckptd_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1752,7 +1906,7 @@ func (x *Incremental) String() string {
 func (*Incremental) ProtoMessage() {}
 
 func (x *Incremental) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[24]
+	mi := &file_ckptd_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1765,7 +1919,7 @@ func (x *Incremental) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Incremental.ProtoReflect.Descriptor instead.
 func (*Incremental) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{24}
+	return file_ckptd_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Incremental) GetParent() string {
@@ -1800,7 +1954,7 @@ type Import struct {
 
 func (x *Import) Reset() {
 	*x = Import{}
-	mi := &file_ckptd_proto_msgTypes[25]
+	mi := &file_ckptd_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1812,7 +1966,7 @@ func (x *Import) String() string {
 func (*Import) ProtoMessage() {}
 
 func (x *Import) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[25]
+	mi := &file_ckptd_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1825,7 +1979,7 @@ func (x *Import) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Import.ProtoReflect.Descriptor instead.
 func (*Import) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{25}
+	return file_ckptd_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Import) GetSource() string {
@@ -1860,7 +2014,7 @@ type Migration struct {
 
 func (x *Migration) Reset() {
 	*x = Migration{}
-	mi := &file_ckptd_proto_msgTypes[26]
+	mi := &file_ckptd_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1872,7 +2026,7 @@ func (x *Migration) String() string {
 func (*Migration) ProtoMessage() {}
 
 func (x *Migration) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[26]
+	mi := &file_ckptd_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1885,7 +2039,7 @@ func (x *Migration) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Migration.ProtoReflect.Descriptor instead.
 func (*Migration) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{26}
+	return file_ckptd_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Migration) GetPeer() string {
@@ -1921,7 +2075,7 @@ type ContainerInfo struct {
 
 func (x *ContainerInfo) Reset() {
 	*x = ContainerInfo{}
-	mi := &file_ckptd_proto_msgTypes[27]
+	mi := &file_ckptd_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1933,7 +2087,7 @@ func (x *ContainerInfo) String() string {
 func (*ContainerInfo) ProtoMessage() {}
 
 func (x *ContainerInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[27]
+	mi := &file_ckptd_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1946,7 +2100,7 @@ func (x *ContainerInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerInfo.ProtoReflect.Descriptor instead.
 func (*ContainerInfo) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{27}
+	return file_ckptd_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ContainerInfo) GetNamespace() string {
@@ -2030,7 +2184,7 @@ type CreateRequest struct {
 
 func (x *CreateRequest) Reset() {
 	*x = CreateRequest{}
-	mi := &file_ckptd_proto_msgTypes[28]
+	mi := &file_ckptd_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2042,7 +2196,7 @@ func (x *CreateRequest) String() string {
 func (*CreateRequest) ProtoMessage() {}
 
 func (x *CreateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[28]
+	mi := &file_ckptd_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2055,7 +2209,7 @@ func (x *CreateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRequest.ProtoReflect.Descriptor instead.
 func (*CreateRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{28}
+	return file_ckptd_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CreateRequest) GetTarget() string {
@@ -2089,7 +2243,7 @@ type ListRequest struct {
 
 func (x *ListRequest) Reset() {
 	*x = ListRequest{}
-	mi := &file_ckptd_proto_msgTypes[29]
+	mi := &file_ckptd_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2101,7 +2255,7 @@ func (x *ListRequest) String() string {
 func (*ListRequest) ProtoMessage() {}
 
 func (x *ListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[29]
+	mi := &file_ckptd_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2114,7 +2268,7 @@ func (x *ListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
 func (*ListRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{29}
+	return file_ckptd_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListRequest) GetTarget() string {
@@ -2141,7 +2295,7 @@ type ListResponse struct {
 
 func (x *ListResponse) Reset() {
 	*x = ListResponse{}
-	mi := &file_ckptd_proto_msgTypes[30]
+	mi := &file_ckptd_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2153,7 +2307,7 @@ func (x *ListResponse) String() string {
 func (*ListResponse) ProtoMessage() {}
 
 func (x *ListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[30]
+	mi := &file_ckptd_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2166,7 +2320,7 @@ func (x *ListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
 func (*ListResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{30}
+	return file_ckptd_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListResponse) GetCheckpoints() []*Checkpoint {
@@ -2196,7 +2350,7 @@ type Quarantined struct {
 
 func (x *Quarantined) Reset() {
 	*x = Quarantined{}
-	mi := &file_ckptd_proto_msgTypes[31]
+	mi := &file_ckptd_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2208,7 +2362,7 @@ func (x *Quarantined) String() string {
 func (*Quarantined) ProtoMessage() {}
 
 func (x *Quarantined) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[31]
+	mi := &file_ckptd_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2221,7 +2375,7 @@ func (x *Quarantined) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Quarantined.ProtoReflect.Descriptor instead.
 func (*Quarantined) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{31}
+	return file_ckptd_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Quarantined) GetId() string {
@@ -2262,7 +2416,7 @@ type VerifyRequest struct {
 
 func (x *VerifyRequest) Reset() {
 	*x = VerifyRequest{}
-	mi := &file_ckptd_proto_msgTypes[32]
+	mi := &file_ckptd_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2274,7 +2428,7 @@ func (x *VerifyRequest) String() string {
 func (*VerifyRequest) ProtoMessage() {}
 
 func (x *VerifyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[32]
+	mi := &file_ckptd_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2287,7 +2441,7 @@ func (x *VerifyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyRequest.ProtoReflect.Descriptor instead.
 func (*VerifyRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{32}
+	return file_ckptd_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *VerifyRequest) GetCheckpoint() string {
@@ -2316,7 +2470,7 @@ type VerifyResponse struct {
 
 func (x *VerifyResponse) Reset() {
 	*x = VerifyResponse{}
-	mi := &file_ckptd_proto_msgTypes[33]
+	mi := &file_ckptd_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2328,7 +2482,7 @@ func (x *VerifyResponse) String() string {
 func (*VerifyResponse) ProtoMessage() {}
 
 func (x *VerifyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[33]
+	mi := &file_ckptd_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2341,7 +2495,7 @@ func (x *VerifyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyResponse.ProtoReflect.Descriptor instead.
 func (*VerifyResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{33}
+	return file_ckptd_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *VerifyResponse) GetCheckpoint() *Checkpoint {
@@ -2383,7 +2537,7 @@ type RemoveRequest struct {
 
 func (x *RemoveRequest) Reset() {
 	*x = RemoveRequest{}
-	mi := &file_ckptd_proto_msgTypes[34]
+	mi := &file_ckptd_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2395,7 +2549,7 @@ func (x *RemoveRequest) String() string {
 func (*RemoveRequest) ProtoMessage() {}
 
 func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[34]
+	mi := &file_ckptd_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2408,7 +2562,7 @@ func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{34}
+	return file_ckptd_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RemoveRequest) GetRefs() []string {
@@ -2441,7 +2595,7 @@ type RemoveResponse struct {
 
 func (x *RemoveResponse) Reset() {
 	*x = RemoveResponse{}
-	mi := &file_ckptd_proto_msgTypes[35]
+	mi := &file_ckptd_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2453,7 +2607,7 @@ func (x *RemoveResponse) String() string {
 func (*RemoveResponse) ProtoMessage() {}
 
 func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[35]
+	mi := &file_ckptd_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2466,7 +2620,7 @@ func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveResponse.ProtoReflect.Descriptor instead.
 func (*RemoveResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{35}
+	return file_ckptd_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RemoveResponse) GetRemoved() []string {
@@ -2487,7 +2641,7 @@ type RestoreRequest struct {
 
 func (x *RestoreRequest) Reset() {
 	*x = RestoreRequest{}
-	mi := &file_ckptd_proto_msgTypes[36]
+	mi := &file_ckptd_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2499,7 +2653,7 @@ func (x *RestoreRequest) String() string {
 func (*RestoreRequest) ProtoMessage() {}
 
 func (x *RestoreRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[36]
+	mi := &file_ckptd_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2512,7 +2666,7 @@ func (x *RestoreRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreRequest.ProtoReflect.Descriptor instead.
 func (*RestoreRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{36}
+	return file_ckptd_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RestoreRequest) GetCheckpoint() string {
@@ -2545,7 +2699,7 @@ type InspectRequest struct {
 
 func (x *InspectRequest) Reset() {
 	*x = InspectRequest{}
-	mi := &file_ckptd_proto_msgTypes[37]
+	mi := &file_ckptd_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2557,7 +2711,7 @@ func (x *InspectRequest) String() string {
 func (*InspectRequest) ProtoMessage() {}
 
 func (x *InspectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[37]
+	mi := &file_ckptd_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2570,7 +2724,7 @@ func (x *InspectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectRequest.ProtoReflect.Descriptor instead.
 func (*InspectRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{37}
+	return file_ckptd_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *InspectRequest) GetCheckpoint() string {
@@ -2591,7 +2745,7 @@ type File struct {
 
 func (x *File) Reset() {
 	*x = File{}
-	mi := &file_ckptd_proto_msgTypes[38]
+	mi := &file_ckptd_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2603,7 +2757,7 @@ func (x *File) String() string {
 func (*File) ProtoMessage() {}
 
 func (x *File) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[38]
+	mi := &file_ckptd_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2616,7 +2770,7 @@ func (x *File) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use File.ProtoReflect.Descriptor instead.
 func (*File) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{38}
+	return file_ckptd_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *File) GetFd() string {
@@ -2653,7 +2807,7 @@ type Socket struct {
 
 func (x *Socket) Reset() {
 	*x = Socket{}
-	mi := &file_ckptd_proto_msgTypes[39]
+	mi := &file_ckptd_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2665,7 +2819,7 @@ func (x *Socket) String() string {
 func (*Socket) ProtoMessage() {}
 
 func (x *Socket) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[39]
+	mi := &file_ckptd_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2678,7 +2832,7 @@ func (x *Socket) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Socket.ProtoReflect.Descriptor instead.
 func (*Socket) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{39}
+	return file_ckptd_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *Socket) GetFd() uint32 {
@@ -2731,7 +2885,7 @@ type Process struct {
 
 func (x *Process) Reset() {
 	*x = Process{}
-	mi := &file_ckptd_proto_msgTypes[40]
+	mi := &file_ckptd_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2743,7 +2897,7 @@ func (x *Process) String() string {
 func (*Process) ProtoMessage() {}
 
 func (x *Process) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[40]
+	mi := &file_ckptd_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2756,7 +2910,7 @@ func (x *Process) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Process.ProtoReflect.Descriptor instead.
 func (*Process) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{40}
+	return file_ckptd_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *Process) GetPid() uint32 {
@@ -2823,7 +2977,7 @@ type InspectResponse struct {
 
 func (x *InspectResponse) Reset() {
 	*x = InspectResponse{}
-	mi := &file_ckptd_proto_msgTypes[41]
+	mi := &file_ckptd_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2835,7 +2989,7 @@ func (x *InspectResponse) String() string {
 func (*InspectResponse) ProtoMessage() {}
 
 func (x *InspectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[41]
+	mi := &file_ckptd_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2848,7 +3002,7 @@ func (x *InspectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectResponse.ProtoReflect.Descriptor instead.
 func (*InspectResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{41}
+	return file_ckptd_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *InspectResponse) GetCheckpoint() *Checkpoint {
@@ -2898,7 +3052,7 @@ type NeededFile struct {
 
 func (x *NeededFile) Reset() {
 	*x = NeededFile{}
-	mi := &file_ckptd_proto_msgTypes[42]
+	mi := &file_ckptd_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2910,7 +3064,7 @@ func (x *NeededFile) String() string {
 func (*NeededFile) ProtoMessage() {}
 
 func (x *NeededFile) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[42]
+	mi := &file_ckptd_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2923,7 +3077,7 @@ func (x *NeededFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NeededFile.ProtoReflect.Descriptor instead.
 func (*NeededFile) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{42}
+	return file_ckptd_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *NeededFile) GetPath() string {
@@ -2969,7 +3123,7 @@ type MigrateRequest struct {
 
 func (x *MigrateRequest) Reset() {
 	*x = MigrateRequest{}
-	mi := &file_ckptd_proto_msgTypes[43]
+	mi := &file_ckptd_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2981,7 +3135,7 @@ func (x *MigrateRequest) String() string {
 func (*MigrateRequest) ProtoMessage() {}
 
 func (x *MigrateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[43]
+	mi := &file_ckptd_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2994,7 +3148,7 @@ func (x *MigrateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MigrateRequest.ProtoReflect.Descriptor instead.
 func (*MigrateRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{43}
+	return file_ckptd_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *MigrateRequest) GetTarget() string {
@@ -3057,7 +3211,7 @@ type MigrateProgress struct {
 
 func (x *MigrateProgress) Reset() {
 	*x = MigrateProgress{}
-	mi := &file_ckptd_proto_msgTypes[44]
+	mi := &file_ckptd_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3069,7 +3223,7 @@ func (x *MigrateProgress) String() string {
 func (*MigrateProgress) ProtoMessage() {}
 
 func (x *MigrateProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[44]
+	mi := &file_ckptd_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3082,7 +3236,7 @@ func (x *MigrateProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MigrateProgress.ProtoReflect.Descriptor instead.
 func (*MigrateProgress) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{44}
+	return file_ckptd_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *MigrateProgress) GetPhase() string {
@@ -3129,7 +3283,7 @@ type MigrateResult struct {
 
 func (x *MigrateResult) Reset() {
 	*x = MigrateResult{}
-	mi := &file_ckptd_proto_msgTypes[45]
+	mi := &file_ckptd_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3141,7 +3295,7 @@ func (x *MigrateResult) String() string {
 func (*MigrateResult) ProtoMessage() {}
 
 func (x *MigrateResult) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[45]
+	mi := &file_ckptd_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3154,7 +3308,7 @@ func (x *MigrateResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MigrateResult.ProtoReflect.Descriptor instead.
 func (*MigrateResult) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{45}
+	return file_ckptd_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *MigrateResult) GetDestination() string {
@@ -3244,7 +3398,7 @@ type Phase struct {
 
 func (x *Phase) Reset() {
 	*x = Phase{}
-	mi := &file_ckptd_proto_msgTypes[46]
+	mi := &file_ckptd_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3256,7 +3410,7 @@ func (x *Phase) String() string {
 func (*Phase) ProtoMessage() {}
 
 func (x *Phase) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[46]
+	mi := &file_ckptd_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3269,7 +3423,7 @@ func (x *Phase) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Phase.ProtoReflect.Descriptor instead.
 func (*Phase) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{46}
+	return file_ckptd_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *Phase) GetName() string {
@@ -3299,7 +3453,7 @@ type MigrateEvent struct {
 
 func (x *MigrateEvent) Reset() {
 	*x = MigrateEvent{}
-	mi := &file_ckptd_proto_msgTypes[47]
+	mi := &file_ckptd_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3311,7 +3465,7 @@ func (x *MigrateEvent) String() string {
 func (*MigrateEvent) ProtoMessage() {}
 
 func (x *MigrateEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[47]
+	mi := &file_ckptd_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3324,7 +3478,7 @@ func (x *MigrateEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MigrateEvent.ProtoReflect.Descriptor instead.
 func (*MigrateEvent) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{47}
+	return file_ckptd_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *MigrateEvent) GetEvent() isMigrateEvent_Event {
@@ -3378,7 +3532,7 @@ type ResolveMigrationRequest struct {
 
 func (x *ResolveMigrationRequest) Reset() {
 	*x = ResolveMigrationRequest{}
-	mi := &file_ckptd_proto_msgTypes[48]
+	mi := &file_ckptd_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3390,7 +3544,7 @@ func (x *ResolveMigrationRequest) String() string {
 func (*ResolveMigrationRequest) ProtoMessage() {}
 
 func (x *ResolveMigrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[48]
+	mi := &file_ckptd_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3403,7 +3557,7 @@ func (x *ResolveMigrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveMigrationRequest.ProtoReflect.Descriptor instead.
 func (*ResolveMigrationRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{48}
+	return file_ckptd_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ResolveMigrationRequest) GetTarget() string {
@@ -3428,7 +3582,7 @@ type EventsRequest struct {
 
 func (x *EventsRequest) Reset() {
 	*x = EventsRequest{}
-	mi := &file_ckptd_proto_msgTypes[49]
+	mi := &file_ckptd_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3440,7 +3594,7 @@ func (x *EventsRequest) String() string {
 func (*EventsRequest) ProtoMessage() {}
 
 func (x *EventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[49]
+	mi := &file_ckptd_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3453,7 +3607,7 @@ func (x *EventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
 func (*EventsRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{49}
+	return file_ckptd_proto_rawDescGZIP(), []int{51}
 }
 
 // One thing that happened: created, sealed, restored, removed, pruned,
@@ -3478,7 +3632,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_ckptd_proto_msgTypes[50]
+	mi := &file_ckptd_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3490,7 +3644,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[50]
+	mi := &file_ckptd_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3503,7 +3657,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{50}
+	return file_ckptd_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *Event) GetTimeUnixNano() int64 {
@@ -3593,7 +3747,7 @@ type ExportRequest struct {
 
 func (x *ExportRequest) Reset() {
 	*x = ExportRequest{}
-	mi := &file_ckptd_proto_msgTypes[51]
+	mi := &file_ckptd_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3605,7 +3759,7 @@ func (x *ExportRequest) String() string {
 func (*ExportRequest) ProtoMessage() {}
 
 func (x *ExportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[51]
+	mi := &file_ckptd_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3618,7 +3772,7 @@ func (x *ExportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportRequest.ProtoReflect.Descriptor instead.
 func (*ExportRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{51}
+	return file_ckptd_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ExportRequest) GetCheckpoint() string {
@@ -3644,7 +3798,7 @@ type ExportChunk struct {
 
 func (x *ExportChunk) Reset() {
 	*x = ExportChunk{}
-	mi := &file_ckptd_proto_msgTypes[52]
+	mi := &file_ckptd_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3656,7 +3810,7 @@ func (x *ExportChunk) String() string {
 func (*ExportChunk) ProtoMessage() {}
 
 func (x *ExportChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[52]
+	mi := &file_ckptd_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3669,7 +3823,7 @@ func (x *ExportChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportChunk.ProtoReflect.Descriptor instead.
 func (*ExportChunk) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{52}
+	return file_ckptd_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ExportChunk) GetData() []byte {
@@ -3700,7 +3854,7 @@ type ImportChunk struct {
 
 func (x *ImportChunk) Reset() {
 	*x = ImportChunk{}
-	mi := &file_ckptd_proto_msgTypes[53]
+	mi := &file_ckptd_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3712,7 +3866,7 @@ func (x *ImportChunk) String() string {
 func (*ImportChunk) ProtoMessage() {}
 
 func (x *ImportChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[53]
+	mi := &file_ckptd_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3725,7 +3879,7 @@ func (x *ImportChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportChunk.ProtoReflect.Descriptor instead.
 func (*ImportChunk) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{53}
+	return file_ckptd_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ImportChunk) GetName() string {
@@ -3799,7 +3953,7 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x10\n" +
 	"\x03pid\x18\x03 \x01(\x05R\x03pid\x12\x18\n" +
 	"\acommand\x18\x04 \x03(\tR\acommand\x12\x19\n" +
-	"\blog_path\x18\x05 \x01(\tR\alogPath\"\xae\x03\n" +
+	"\blog_path\x18\x05 \x01(\tR\alogPath\"\xe6\x03\n" +
 	"\x06Target\x12%\n" +
 	"\x03ref\x18\x01 \x01(\v2\x13.ckptd.v1.TargetRefR\x03ref\x12\x1d\n" +
 	"\n" +
@@ -3814,7 +3968,9 @@ const file_ckptd_proto_rawDesc = "" +
 	"\bschedule\x18\n" +
 	" \x01(\v2\x12.ckptd.v1.ScheduleR\bschedule\x12'\n" +
 	"\x0flast_checkpoint\x18\v \x01(\tR\x0elastCheckpoint\x129\n" +
-	"\x19last_checkpoint_unix_nano\x18\f \x01(\x03R\x16lastCheckpointUnixNano\"\xc3\x03\n" +
+	"\x19last_checkpoint_unix_nano\x18\f \x01(\x03R\x16lastCheckpointUnixNano\x12\x1a\n" +
+	"\bterminal\x18\r \x01(\bR\bterminal\x12\x1a\n" +
+	"\battached\x18\x0e \x01(\x05R\battached\"\xc3\x03\n" +
 	"\bSchedule\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x19\n" +
@@ -3850,13 +4006,23 @@ const file_ckptd_proto_rawDesc = "" +
 	"\tschedules\x18\x01 \x03(\v2\x12.ckptd.v1.ScheduleR\tschedules\"/\n" +
 	"\x15RemoveScheduleRequest\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\"\x18\n" +
-	"\x16RemoveScheduleResponse\"X\n" +
+	"\x16RemoveScheduleResponse\"\x92\x01\n" +
 	"\n" +
 	"RunRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04args\x18\x02 \x03(\tR\x04args\x12\x10\n" +
 	"\x03env\x18\x03 \x03(\tR\x03env\x12\x10\n" +
-	"\x03dir\x18\x04 \x01(\tR\x03dir\"\x1d\n" +
+	"\x03dir\x18\x04 \x01(\tR\x03dir\x12\x10\n" +
+	"\x03tty\x18\x05 \x01(\bR\x03tty\x12\x12\n" +
+	"\x04rows\x18\x06 \x01(\rR\x04rows\x12\x12\n" +
+	"\x04cols\x18\a \x01(\rR\x04cols\"]\n" +
+	"\vAttachInput\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\x12\x12\n" +
+	"\x04rows\x18\x03 \x01(\rR\x04rows\x12\x12\n" +
+	"\x04cols\x18\x04 \x01(\rR\x04cols\"\"\n" +
+	"\fAttachOutput\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\"\x1d\n" +
 	"\tPsRequest\x12\x10\n" +
 	"\x03all\x18\x01 \x01(\bR\x03all\"T\n" +
 	"\n" +
@@ -4105,12 +4271,14 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x04data\x18\x03 \x01(\fR\x04data\x12\x16\n" +
 	"\x06digest\x18\x04 \x01(\tR\x06digest\x12\x12\n" +
 	"\x04size\x18\x05 \x01(\x03R\x04size\x12\x14\n" +
-	"\x05abort\x18\x06 \x01(\tR\x05abort2\xcd\t\n" +
+	"\x05abort\x18\x06 \x01(\tR\x05abort2\x8a\n" +
+	"\n" +
 	"\x05Ckptd\x12>\n" +
 	"\aVersion\x12\x18.ckptd.v1.VersionRequest\x1a\x19.ckptd.v1.VersionResponse\x128\n" +
 	"\x05Check\x12\x16.ckptd.v1.CheckRequest\x1a\x17.ckptd.v1.CheckResponse\x12-\n" +
 	"\x03Run\x12\x14.ckptd.v1.RunRequest\x1a\x10.ckptd.v1.Target\x12/\n" +
-	"\x02Ps\x12\x13.ckptd.v1.PsRequest\x1a\x14.ckptd.v1.PsResponse\x127\n" +
+	"\x02Ps\x12\x13.ckptd.v1.PsRequest\x1a\x14.ckptd.v1.PsResponse\x12;\n" +
+	"\x06Attach\x12\x15.ckptd.v1.AttachInput\x1a\x16.ckptd.v1.AttachOutput(\x010\x01\x127\n" +
 	"\x04Logs\x12\x15.ckptd.v1.LogsRequest\x1a\x16.ckptd.v1.LogsResponse0\x01\x125\n" +
 	"\x04Kill\x12\x15.ckptd.v1.KillRequest\x1a\x16.ckptd.v1.KillResponse\x127\n" +
 	"\x06Create\x12\x17.ckptd.v1.CreateRequest\x1a\x14.ckptd.v1.Checkpoint\x125\n" +
@@ -4140,7 +4308,7 @@ func file_ckptd_proto_rawDescGZIP() []byte {
 	return file_ckptd_proto_rawDescData
 }
 
-var file_ckptd_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
+var file_ckptd_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
 var file_ckptd_proto_goTypes = []any{
 	(*VersionRequest)(nil),          // 0: ckptd.v1.VersionRequest
 	(*VersionResponse)(nil),         // 1: ckptd.v1.VersionResponse
@@ -4156,48 +4324,50 @@ var file_ckptd_proto_goTypes = []any{
 	(*RemoveScheduleRequest)(nil),   // 11: ckptd.v1.RemoveScheduleRequest
 	(*RemoveScheduleResponse)(nil),  // 12: ckptd.v1.RemoveScheduleResponse
 	(*RunRequest)(nil),              // 13: ckptd.v1.RunRequest
-	(*PsRequest)(nil),               // 14: ckptd.v1.PsRequest
-	(*PsResponse)(nil),              // 15: ckptd.v1.PsResponse
-	(*LogsRequest)(nil),             // 16: ckptd.v1.LogsRequest
-	(*LogsResponse)(nil),            // 17: ckptd.v1.LogsResponse
-	(*KillRequest)(nil),             // 18: ckptd.v1.KillRequest
-	(*KillResponse)(nil),            // 19: ckptd.v1.KillResponse
-	(*Options)(nil),                 // 20: ckptd.v1.Options
-	(*DumpStats)(nil),               // 21: ckptd.v1.DumpStats
-	(*FileSum)(nil),                 // 22: ckptd.v1.FileSum
-	(*Checkpoint)(nil),              // 23: ckptd.v1.Checkpoint
-	(*Incremental)(nil),             // 24: ckptd.v1.Incremental
-	(*Import)(nil),                  // 25: ckptd.v1.Import
-	(*Migration)(nil),               // 26: ckptd.v1.Migration
-	(*ContainerInfo)(nil),           // 27: ckptd.v1.ContainerInfo
-	(*CreateRequest)(nil),           // 28: ckptd.v1.CreateRequest
-	(*ListRequest)(nil),             // 29: ckptd.v1.ListRequest
-	(*ListResponse)(nil),            // 30: ckptd.v1.ListResponse
-	(*Quarantined)(nil),             // 31: ckptd.v1.Quarantined
-	(*VerifyRequest)(nil),           // 32: ckptd.v1.VerifyRequest
-	(*VerifyResponse)(nil),          // 33: ckptd.v1.VerifyResponse
-	(*RemoveRequest)(nil),           // 34: ckptd.v1.RemoveRequest
-	(*RemoveResponse)(nil),          // 35: ckptd.v1.RemoveResponse
-	(*RestoreRequest)(nil),          // 36: ckptd.v1.RestoreRequest
-	(*InspectRequest)(nil),          // 37: ckptd.v1.InspectRequest
-	(*File)(nil),                    // 38: ckptd.v1.File
-	(*Socket)(nil),                  // 39: ckptd.v1.Socket
-	(*Process)(nil),                 // 40: ckptd.v1.Process
-	(*InspectResponse)(nil),         // 41: ckptd.v1.InspectResponse
-	(*NeededFile)(nil),              // 42: ckptd.v1.NeededFile
-	(*MigrateRequest)(nil),          // 43: ckptd.v1.MigrateRequest
-	(*MigrateProgress)(nil),         // 44: ckptd.v1.MigrateProgress
-	(*MigrateResult)(nil),           // 45: ckptd.v1.MigrateResult
-	(*Phase)(nil),                   // 46: ckptd.v1.Phase
-	(*MigrateEvent)(nil),            // 47: ckptd.v1.MigrateEvent
-	(*ResolveMigrationRequest)(nil), // 48: ckptd.v1.ResolveMigrationRequest
-	(*EventsRequest)(nil),           // 49: ckptd.v1.EventsRequest
-	(*Event)(nil),                   // 50: ckptd.v1.Event
-	(*ExportRequest)(nil),           // 51: ckptd.v1.ExportRequest
-	(*ExportChunk)(nil),             // 52: ckptd.v1.ExportChunk
-	(*ImportChunk)(nil),             // 53: ckptd.v1.ImportChunk
-	nil,                             // 54: ckptd.v1.Checkpoint.FilesEntry
-	nil,                             // 55: ckptd.v1.ContainerInfo.LabelsEntry
+	(*AttachInput)(nil),             // 14: ckptd.v1.AttachInput
+	(*AttachOutput)(nil),            // 15: ckptd.v1.AttachOutput
+	(*PsRequest)(nil),               // 16: ckptd.v1.PsRequest
+	(*PsResponse)(nil),              // 17: ckptd.v1.PsResponse
+	(*LogsRequest)(nil),             // 18: ckptd.v1.LogsRequest
+	(*LogsResponse)(nil),            // 19: ckptd.v1.LogsResponse
+	(*KillRequest)(nil),             // 20: ckptd.v1.KillRequest
+	(*KillResponse)(nil),            // 21: ckptd.v1.KillResponse
+	(*Options)(nil),                 // 22: ckptd.v1.Options
+	(*DumpStats)(nil),               // 23: ckptd.v1.DumpStats
+	(*FileSum)(nil),                 // 24: ckptd.v1.FileSum
+	(*Checkpoint)(nil),              // 25: ckptd.v1.Checkpoint
+	(*Incremental)(nil),             // 26: ckptd.v1.Incremental
+	(*Import)(nil),                  // 27: ckptd.v1.Import
+	(*Migration)(nil),               // 28: ckptd.v1.Migration
+	(*ContainerInfo)(nil),           // 29: ckptd.v1.ContainerInfo
+	(*CreateRequest)(nil),           // 30: ckptd.v1.CreateRequest
+	(*ListRequest)(nil),             // 31: ckptd.v1.ListRequest
+	(*ListResponse)(nil),            // 32: ckptd.v1.ListResponse
+	(*Quarantined)(nil),             // 33: ckptd.v1.Quarantined
+	(*VerifyRequest)(nil),           // 34: ckptd.v1.VerifyRequest
+	(*VerifyResponse)(nil),          // 35: ckptd.v1.VerifyResponse
+	(*RemoveRequest)(nil),           // 36: ckptd.v1.RemoveRequest
+	(*RemoveResponse)(nil),          // 37: ckptd.v1.RemoveResponse
+	(*RestoreRequest)(nil),          // 38: ckptd.v1.RestoreRequest
+	(*InspectRequest)(nil),          // 39: ckptd.v1.InspectRequest
+	(*File)(nil),                    // 40: ckptd.v1.File
+	(*Socket)(nil),                  // 41: ckptd.v1.Socket
+	(*Process)(nil),                 // 42: ckptd.v1.Process
+	(*InspectResponse)(nil),         // 43: ckptd.v1.InspectResponse
+	(*NeededFile)(nil),              // 44: ckptd.v1.NeededFile
+	(*MigrateRequest)(nil),          // 45: ckptd.v1.MigrateRequest
+	(*MigrateProgress)(nil),         // 46: ckptd.v1.MigrateProgress
+	(*MigrateResult)(nil),           // 47: ckptd.v1.MigrateResult
+	(*Phase)(nil),                   // 48: ckptd.v1.Phase
+	(*MigrateEvent)(nil),            // 49: ckptd.v1.MigrateEvent
+	(*ResolveMigrationRequest)(nil), // 50: ckptd.v1.ResolveMigrationRequest
+	(*EventsRequest)(nil),           // 51: ckptd.v1.EventsRequest
+	(*Event)(nil),                   // 52: ckptd.v1.Event
+	(*ExportRequest)(nil),           // 53: ckptd.v1.ExportRequest
+	(*ExportChunk)(nil),             // 54: ckptd.v1.ExportChunk
+	(*ImportChunk)(nil),             // 55: ckptd.v1.ImportChunk
+	nil,                             // 56: ckptd.v1.Checkpoint.FilesEntry
+	nil,                             // 57: ckptd.v1.ContainerInfo.LabelsEntry
 }
 var file_ckptd_proto_depIdxs = []int32{
 	3,  // 0: ckptd.v1.CheckResponse.checks:type_name -> ckptd.v1.CheckResult
@@ -4206,72 +4376,74 @@ var file_ckptd_proto_depIdxs = []int32{
 	7,  // 3: ckptd.v1.ListSchedulesResponse.schedules:type_name -> ckptd.v1.Schedule
 	6,  // 4: ckptd.v1.PsResponse.targets:type_name -> ckptd.v1.Target
 	5,  // 5: ckptd.v1.Checkpoint.target:type_name -> ckptd.v1.TargetRef
-	20, // 6: ckptd.v1.Checkpoint.options:type_name -> ckptd.v1.Options
-	21, // 7: ckptd.v1.Checkpoint.stats:type_name -> ckptd.v1.DumpStats
-	54, // 8: ckptd.v1.Checkpoint.files:type_name -> ckptd.v1.Checkpoint.FilesEntry
-	27, // 9: ckptd.v1.Checkpoint.container:type_name -> ckptd.v1.ContainerInfo
-	26, // 10: ckptd.v1.Checkpoint.migration:type_name -> ckptd.v1.Migration
-	25, // 11: ckptd.v1.Checkpoint.imported:type_name -> ckptd.v1.Import
-	24, // 12: ckptd.v1.Checkpoint.incremental:type_name -> ckptd.v1.Incremental
-	55, // 13: ckptd.v1.ContainerInfo.labels:type_name -> ckptd.v1.ContainerInfo.LabelsEntry
-	20, // 14: ckptd.v1.CreateRequest.options:type_name -> ckptd.v1.Options
-	23, // 15: ckptd.v1.ListResponse.checkpoints:type_name -> ckptd.v1.Checkpoint
-	31, // 16: ckptd.v1.ListResponse.quarantined:type_name -> ckptd.v1.Quarantined
-	23, // 17: ckptd.v1.Quarantined.checkpoint:type_name -> ckptd.v1.Checkpoint
-	23, // 18: ckptd.v1.VerifyResponse.checkpoint:type_name -> ckptd.v1.Checkpoint
-	38, // 19: ckptd.v1.Process.files:type_name -> ckptd.v1.File
-	39, // 20: ckptd.v1.Process.sockets:type_name -> ckptd.v1.Socket
-	23, // 21: ckptd.v1.InspectResponse.checkpoint:type_name -> ckptd.v1.Checkpoint
-	40, // 22: ckptd.v1.InspectResponse.processes:type_name -> ckptd.v1.Process
-	42, // 23: ckptd.v1.InspectResponse.needs:type_name -> ckptd.v1.NeededFile
-	20, // 24: ckptd.v1.MigrateRequest.options:type_name -> ckptd.v1.Options
-	21, // 25: ckptd.v1.MigrateResult.stats:type_name -> ckptd.v1.DumpStats
-	46, // 26: ckptd.v1.MigrateResult.phases:type_name -> ckptd.v1.Phase
-	44, // 27: ckptd.v1.MigrateEvent.progress:type_name -> ckptd.v1.MigrateProgress
-	45, // 28: ckptd.v1.MigrateEvent.result:type_name -> ckptd.v1.MigrateResult
-	22, // 29: ckptd.v1.Checkpoint.FilesEntry.value:type_name -> ckptd.v1.FileSum
+	22, // 6: ckptd.v1.Checkpoint.options:type_name -> ckptd.v1.Options
+	23, // 7: ckptd.v1.Checkpoint.stats:type_name -> ckptd.v1.DumpStats
+	56, // 8: ckptd.v1.Checkpoint.files:type_name -> ckptd.v1.Checkpoint.FilesEntry
+	29, // 9: ckptd.v1.Checkpoint.container:type_name -> ckptd.v1.ContainerInfo
+	28, // 10: ckptd.v1.Checkpoint.migration:type_name -> ckptd.v1.Migration
+	27, // 11: ckptd.v1.Checkpoint.imported:type_name -> ckptd.v1.Import
+	26, // 12: ckptd.v1.Checkpoint.incremental:type_name -> ckptd.v1.Incremental
+	57, // 13: ckptd.v1.ContainerInfo.labels:type_name -> ckptd.v1.ContainerInfo.LabelsEntry
+	22, // 14: ckptd.v1.CreateRequest.options:type_name -> ckptd.v1.Options
+	25, // 15: ckptd.v1.ListResponse.checkpoints:type_name -> ckptd.v1.Checkpoint
+	33, // 16: ckptd.v1.ListResponse.quarantined:type_name -> ckptd.v1.Quarantined
+	25, // 17: ckptd.v1.Quarantined.checkpoint:type_name -> ckptd.v1.Checkpoint
+	25, // 18: ckptd.v1.VerifyResponse.checkpoint:type_name -> ckptd.v1.Checkpoint
+	40, // 19: ckptd.v1.Process.files:type_name -> ckptd.v1.File
+	41, // 20: ckptd.v1.Process.sockets:type_name -> ckptd.v1.Socket
+	25, // 21: ckptd.v1.InspectResponse.checkpoint:type_name -> ckptd.v1.Checkpoint
+	42, // 22: ckptd.v1.InspectResponse.processes:type_name -> ckptd.v1.Process
+	44, // 23: ckptd.v1.InspectResponse.needs:type_name -> ckptd.v1.NeededFile
+	22, // 24: ckptd.v1.MigrateRequest.options:type_name -> ckptd.v1.Options
+	23, // 25: ckptd.v1.MigrateResult.stats:type_name -> ckptd.v1.DumpStats
+	48, // 26: ckptd.v1.MigrateResult.phases:type_name -> ckptd.v1.Phase
+	46, // 27: ckptd.v1.MigrateEvent.progress:type_name -> ckptd.v1.MigrateProgress
+	47, // 28: ckptd.v1.MigrateEvent.result:type_name -> ckptd.v1.MigrateResult
+	24, // 29: ckptd.v1.Checkpoint.FilesEntry.value:type_name -> ckptd.v1.FileSum
 	0,  // 30: ckptd.v1.Ckptd.Version:input_type -> ckptd.v1.VersionRequest
 	2,  // 31: ckptd.v1.Ckptd.Check:input_type -> ckptd.v1.CheckRequest
 	13, // 32: ckptd.v1.Ckptd.Run:input_type -> ckptd.v1.RunRequest
-	14, // 33: ckptd.v1.Ckptd.Ps:input_type -> ckptd.v1.PsRequest
-	16, // 34: ckptd.v1.Ckptd.Logs:input_type -> ckptd.v1.LogsRequest
-	18, // 35: ckptd.v1.Ckptd.Kill:input_type -> ckptd.v1.KillRequest
-	28, // 36: ckptd.v1.Ckptd.Create:input_type -> ckptd.v1.CreateRequest
-	29, // 37: ckptd.v1.Ckptd.List:input_type -> ckptd.v1.ListRequest
-	34, // 38: ckptd.v1.Ckptd.Remove:input_type -> ckptd.v1.RemoveRequest
-	36, // 39: ckptd.v1.Ckptd.Restore:input_type -> ckptd.v1.RestoreRequest
-	37, // 40: ckptd.v1.Ckptd.Inspect:input_type -> ckptd.v1.InspectRequest
-	32, // 41: ckptd.v1.Ckptd.Verify:input_type -> ckptd.v1.VerifyRequest
-	43, // 42: ckptd.v1.Ckptd.Migrate:input_type -> ckptd.v1.MigrateRequest
-	48, // 43: ckptd.v1.Ckptd.ResolveMigration:input_type -> ckptd.v1.ResolveMigrationRequest
-	8,  // 44: ckptd.v1.Ckptd.SetSchedule:input_type -> ckptd.v1.SetScheduleRequest
-	9,  // 45: ckptd.v1.Ckptd.ListSchedules:input_type -> ckptd.v1.ListSchedulesRequest
-	11, // 46: ckptd.v1.Ckptd.RemoveSchedule:input_type -> ckptd.v1.RemoveScheduleRequest
-	49, // 47: ckptd.v1.Ckptd.Events:input_type -> ckptd.v1.EventsRequest
-	51, // 48: ckptd.v1.Ckptd.Export:input_type -> ckptd.v1.ExportRequest
-	53, // 49: ckptd.v1.Ckptd.Import:input_type -> ckptd.v1.ImportChunk
-	1,  // 50: ckptd.v1.Ckptd.Version:output_type -> ckptd.v1.VersionResponse
-	4,  // 51: ckptd.v1.Ckptd.Check:output_type -> ckptd.v1.CheckResponse
-	6,  // 52: ckptd.v1.Ckptd.Run:output_type -> ckptd.v1.Target
-	15, // 53: ckptd.v1.Ckptd.Ps:output_type -> ckptd.v1.PsResponse
-	17, // 54: ckptd.v1.Ckptd.Logs:output_type -> ckptd.v1.LogsResponse
-	19, // 55: ckptd.v1.Ckptd.Kill:output_type -> ckptd.v1.KillResponse
-	23, // 56: ckptd.v1.Ckptd.Create:output_type -> ckptd.v1.Checkpoint
-	30, // 57: ckptd.v1.Ckptd.List:output_type -> ckptd.v1.ListResponse
-	35, // 58: ckptd.v1.Ckptd.Remove:output_type -> ckptd.v1.RemoveResponse
-	6,  // 59: ckptd.v1.Ckptd.Restore:output_type -> ckptd.v1.Target
-	41, // 60: ckptd.v1.Ckptd.Inspect:output_type -> ckptd.v1.InspectResponse
-	33, // 61: ckptd.v1.Ckptd.Verify:output_type -> ckptd.v1.VerifyResponse
-	47, // 62: ckptd.v1.Ckptd.Migrate:output_type -> ckptd.v1.MigrateEvent
-	6,  // 63: ckptd.v1.Ckptd.ResolveMigration:output_type -> ckptd.v1.Target
-	7,  // 64: ckptd.v1.Ckptd.SetSchedule:output_type -> ckptd.v1.Schedule
-	10, // 65: ckptd.v1.Ckptd.ListSchedules:output_type -> ckptd.v1.ListSchedulesResponse
-	12, // 66: ckptd.v1.Ckptd.RemoveSchedule:output_type -> ckptd.v1.RemoveScheduleResponse
-	50, // 67: ckptd.v1.Ckptd.Events:output_type -> ckptd.v1.Event
-	52, // 68: ckptd.v1.Ckptd.Export:output_type -> ckptd.v1.ExportChunk
-	23, // 69: ckptd.v1.Ckptd.Import:output_type -> ckptd.v1.Checkpoint
-	50, // [50:70] is the sub-list for method output_type
-	30, // [30:50] is the sub-list for method input_type
+	16, // 33: ckptd.v1.Ckptd.Ps:input_type -> ckptd.v1.PsRequest
+	14, // 34: ckptd.v1.Ckptd.Attach:input_type -> ckptd.v1.AttachInput
+	18, // 35: ckptd.v1.Ckptd.Logs:input_type -> ckptd.v1.LogsRequest
+	20, // 36: ckptd.v1.Ckptd.Kill:input_type -> ckptd.v1.KillRequest
+	30, // 37: ckptd.v1.Ckptd.Create:input_type -> ckptd.v1.CreateRequest
+	31, // 38: ckptd.v1.Ckptd.List:input_type -> ckptd.v1.ListRequest
+	36, // 39: ckptd.v1.Ckptd.Remove:input_type -> ckptd.v1.RemoveRequest
+	38, // 40: ckptd.v1.Ckptd.Restore:input_type -> ckptd.v1.RestoreRequest
+	39, // 41: ckptd.v1.Ckptd.Inspect:input_type -> ckptd.v1.InspectRequest
+	34, // 42: ckptd.v1.Ckptd.Verify:input_type -> ckptd.v1.VerifyRequest
+	45, // 43: ckptd.v1.Ckptd.Migrate:input_type -> ckptd.v1.MigrateRequest
+	50, // 44: ckptd.v1.Ckptd.ResolveMigration:input_type -> ckptd.v1.ResolveMigrationRequest
+	8,  // 45: ckptd.v1.Ckptd.SetSchedule:input_type -> ckptd.v1.SetScheduleRequest
+	9,  // 46: ckptd.v1.Ckptd.ListSchedules:input_type -> ckptd.v1.ListSchedulesRequest
+	11, // 47: ckptd.v1.Ckptd.RemoveSchedule:input_type -> ckptd.v1.RemoveScheduleRequest
+	51, // 48: ckptd.v1.Ckptd.Events:input_type -> ckptd.v1.EventsRequest
+	53, // 49: ckptd.v1.Ckptd.Export:input_type -> ckptd.v1.ExportRequest
+	55, // 50: ckptd.v1.Ckptd.Import:input_type -> ckptd.v1.ImportChunk
+	1,  // 51: ckptd.v1.Ckptd.Version:output_type -> ckptd.v1.VersionResponse
+	4,  // 52: ckptd.v1.Ckptd.Check:output_type -> ckptd.v1.CheckResponse
+	6,  // 53: ckptd.v1.Ckptd.Run:output_type -> ckptd.v1.Target
+	17, // 54: ckptd.v1.Ckptd.Ps:output_type -> ckptd.v1.PsResponse
+	15, // 55: ckptd.v1.Ckptd.Attach:output_type -> ckptd.v1.AttachOutput
+	19, // 56: ckptd.v1.Ckptd.Logs:output_type -> ckptd.v1.LogsResponse
+	21, // 57: ckptd.v1.Ckptd.Kill:output_type -> ckptd.v1.KillResponse
+	25, // 58: ckptd.v1.Ckptd.Create:output_type -> ckptd.v1.Checkpoint
+	32, // 59: ckptd.v1.Ckptd.List:output_type -> ckptd.v1.ListResponse
+	37, // 60: ckptd.v1.Ckptd.Remove:output_type -> ckptd.v1.RemoveResponse
+	6,  // 61: ckptd.v1.Ckptd.Restore:output_type -> ckptd.v1.Target
+	43, // 62: ckptd.v1.Ckptd.Inspect:output_type -> ckptd.v1.InspectResponse
+	35, // 63: ckptd.v1.Ckptd.Verify:output_type -> ckptd.v1.VerifyResponse
+	49, // 64: ckptd.v1.Ckptd.Migrate:output_type -> ckptd.v1.MigrateEvent
+	6,  // 65: ckptd.v1.Ckptd.ResolveMigration:output_type -> ckptd.v1.Target
+	7,  // 66: ckptd.v1.Ckptd.SetSchedule:output_type -> ckptd.v1.Schedule
+	10, // 67: ckptd.v1.Ckptd.ListSchedules:output_type -> ckptd.v1.ListSchedulesResponse
+	12, // 68: ckptd.v1.Ckptd.RemoveSchedule:output_type -> ckptd.v1.RemoveScheduleResponse
+	52, // 69: ckptd.v1.Ckptd.Events:output_type -> ckptd.v1.Event
+	54, // 70: ckptd.v1.Ckptd.Export:output_type -> ckptd.v1.ExportChunk
+	25, // 71: ckptd.v1.Ckptd.Import:output_type -> ckptd.v1.Checkpoint
+	51, // [51:72] is the sub-list for method output_type
+	30, // [30:51] is the sub-list for method input_type
 	30, // [30:30] is the sub-list for extension type_name
 	30, // [30:30] is the sub-list for extension extendee
 	0,  // [0:30] is the sub-list for field type_name
@@ -4282,7 +4454,7 @@ func file_ckptd_proto_init() {
 	if File_ckptd_proto != nil {
 		return
 	}
-	file_ckptd_proto_msgTypes[47].OneofWrappers = []any{
+	file_ckptd_proto_msgTypes[49].OneofWrappers = []any{
 		(*MigrateEvent_Progress)(nil),
 		(*MigrateEvent_Result)(nil),
 	}
@@ -4292,7 +4464,7 @@ func file_ckptd_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ckptd_proto_rawDesc), len(file_ckptd_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   56,
+			NumMessages:   58,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -25,6 +25,7 @@ const (
 	Ckptd_Check_FullMethodName            = "/ckptd.v1.Ckptd/Check"
 	Ckptd_Run_FullMethodName              = "/ckptd.v1.Ckptd/Run"
 	Ckptd_Ps_FullMethodName               = "/ckptd.v1.Ckptd/Ps"
+	Ckptd_Attach_FullMethodName           = "/ckptd.v1.Ckptd/Attach"
 	Ckptd_Logs_FullMethodName             = "/ckptd.v1.Ckptd/Logs"
 	Ckptd_Kill_FullMethodName             = "/ckptd.v1.Ckptd/Kill"
 	Ckptd_Create_FullMethodName           = "/ckptd.v1.Ckptd/Create"
@@ -51,6 +52,9 @@ type CkptdClient interface {
 	Check(ctx context.Context, in *CheckRequest, opts ...grpc.CallOption) (*CheckResponse, error)
 	Run(ctx context.Context, in *RunRequest, opts ...grpc.CallOption) (*Target, error)
 	Ps(ctx context.Context, in *PsRequest, opts ...grpc.CallOption) (*PsResponse, error)
+	// Attach joins a workload's terminal session: its scrollback, then its
+	// output; the client's keystrokes and window size go to it.
+	Attach(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[AttachInput, AttachOutput], error)
 	// Logs streams a workload's output in chunks; follow keeps streaming
 	// until the workload ends or the client goes.
 	Logs(ctx context.Context, in *LogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogsResponse], error)
@@ -126,9 +130,22 @@ func (c *ckptdClient) Ps(ctx context.Context, in *PsRequest, opts ...grpc.CallOp
 	return out, nil
 }
 
+func (c *ckptdClient) Attach(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[AttachInput, AttachOutput], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Ckptd_ServiceDesc.Streams[0], Ckptd_Attach_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[AttachInput, AttachOutput]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Ckptd_AttachClient = grpc.BidiStreamingClient[AttachInput, AttachOutput]
+
 func (c *ckptdClient) Logs(ctx context.Context, in *LogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogsResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Ckptd_ServiceDesc.Streams[0], Ckptd_Logs_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Ckptd_ServiceDesc.Streams[1], Ckptd_Logs_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -217,7 +234,7 @@ func (c *ckptdClient) Verify(ctx context.Context, in *VerifyRequest, opts ...grp
 
 func (c *ckptdClient) Migrate(ctx context.Context, in *MigrateRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[MigrateEvent], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Ckptd_ServiceDesc.Streams[1], Ckptd_Migrate_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Ckptd_ServiceDesc.Streams[2], Ckptd_Migrate_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -276,7 +293,7 @@ func (c *ckptdClient) RemoveSchedule(ctx context.Context, in *RemoveScheduleRequ
 
 func (c *ckptdClient) Events(ctx context.Context, in *EventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Event], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Ckptd_ServiceDesc.Streams[2], Ckptd_Events_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Ckptd_ServiceDesc.Streams[3], Ckptd_Events_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -295,7 +312,7 @@ type Ckptd_EventsClient = grpc.ServerStreamingClient[Event]
 
 func (c *ckptdClient) Export(ctx context.Context, in *ExportRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportChunk], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Ckptd_ServiceDesc.Streams[3], Ckptd_Export_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Ckptd_ServiceDesc.Streams[4], Ckptd_Export_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -314,7 +331,7 @@ type Ckptd_ExportClient = grpc.ServerStreamingClient[ExportChunk]
 
 func (c *ckptdClient) Import(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImportChunk, Checkpoint], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Ckptd_ServiceDesc.Streams[4], Ckptd_Import_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Ckptd_ServiceDesc.Streams[5], Ckptd_Import_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -333,6 +350,9 @@ type CkptdServer interface {
 	Check(context.Context, *CheckRequest) (*CheckResponse, error)
 	Run(context.Context, *RunRequest) (*Target, error)
 	Ps(context.Context, *PsRequest) (*PsResponse, error)
+	// Attach joins a workload's terminal session: its scrollback, then its
+	// output; the client's keystrokes and window size go to it.
+	Attach(grpc.BidiStreamingServer[AttachInput, AttachOutput]) error
 	// Logs streams a workload's output in chunks; follow keeps streaming
 	// until the workload ends or the client goes.
 	Logs(*LogsRequest, grpc.ServerStreamingServer[LogsResponse]) error
@@ -379,6 +399,9 @@ func (UnimplementedCkptdServer) Run(context.Context, *RunRequest) (*Target, erro
 }
 func (UnimplementedCkptdServer) Ps(context.Context, *PsRequest) (*PsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Ps not implemented")
+}
+func (UnimplementedCkptdServer) Attach(grpc.BidiStreamingServer[AttachInput, AttachOutput]) error {
+	return status.Errorf(codes.Unimplemented, "method Attach not implemented")
 }
 func (UnimplementedCkptdServer) Logs(*LogsRequest, grpc.ServerStreamingServer[LogsResponse]) error {
 	return status.Errorf(codes.Unimplemented, "method Logs not implemented")
@@ -520,6 +543,13 @@ func _Ckptd_Ps_Handler(srv interface{}, ctx context.Context, dec func(interface{
 	}
 	return interceptor(ctx, in, info, handler)
 }
+
+func _Ckptd_Attach_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(CkptdServer).Attach(&grpc.GenericServerStream[AttachInput, AttachOutput]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Ckptd_AttachServer = grpc.BidiStreamingServer[AttachInput, AttachOutput]
 
 func _Ckptd_Logs_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(LogsRequest)
@@ -839,6 +869,12 @@ var Ckptd_ServiceDesc = grpc.ServiceDesc{
 		},
 	},
 	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Attach",
+			Handler:       _Ckptd_Attach_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
 		{
 			StreamName:    "Logs",
 			Handler:       _Ckptd_Logs_Handler,

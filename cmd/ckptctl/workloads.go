@@ -10,10 +10,12 @@ import (
 	"github.com/spf13/cobra"
 
 	apiv1 "github.com/ckptd/ckptd/api/v1"
+	"github.com/ckptd/ckptd/term"
 )
 
 func (c *cli) runCmd() *cobra.Command {
-	var name string
+	var name, keys string
+	var tty, interactive, detach bool
 	cmd := &cobra.Command{
 		Use:   "run --name NAME -- CMD [ARGS...]",
 		Short: "Launch a workload as pid 1 of a new PID namespace, so it can be checkpointed and copied",
@@ -26,10 +28,23 @@ func (c *cli) runCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if interactive && !tty {
+				return fmt.Errorf("-i needs -t: ckptd gives a workload input only through a terminal")
+			}
+			if tty && !detach && interactive && !term.IsTerminal(int(os.Stdin.Fd())) {
+				return fmt.Errorf("run -it needs a terminal, and stdin is not one (run -t -d, then ckptctl attach)")
+			}
 			wd, _ := os.Getwd()
-			t, err := cl.Run(c.ctx(), &apiv1.RunRequest{Name: name, Args: args, Env: os.Environ(), Dir: wd})
+			req := &apiv1.RunRequest{Name: name, Args: args, Env: os.Environ(), Dir: wd, Tty: tty}
+			if size, err := term.SizeOf(int(os.Stdin.Fd())); err == nil && tty {
+				req.Rows, req.Cols = uint32(size.Rows), uint32(size.Cols)
+			}
+			t, err := cl.Run(c.ctx(), req)
 			if err != nil {
 				return err
+			}
+			if tty && !detach {
+				return c.attach(name, keys, interactive)
 			}
 			if c.output == "json" {
 				return printJSON(t)
@@ -39,6 +54,10 @@ func (c *cli) runCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&name, "name", "", "workload name (required)")
+	cmd.Flags().BoolVarP(&tty, "tty", "t", false, "give the workload a terminal session that outlives ckptd (ckptctl attach)")
+	cmd.Flags().BoolVarP(&interactive, "interactive", "i", false, "with -t: attach this terminal's keys at once")
+	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "with -t: do not attach")
+	cmd.Flags().StringVar(&keys, "detach-keys", term.DefaultDetachKeys, "key sequence that detaches")
 	return cmd
 }
 

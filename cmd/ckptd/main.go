@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"os/signal"
 	"os/user"
 	"path/filepath"
@@ -35,6 +36,7 @@ import (
 	"github.com/ckptd/ckptd/proc"
 	"github.com/ckptd/ckptd/restorer"
 	"github.com/ckptd/ckptd/store"
+	"github.com/ckptd/ckptd/term"
 	"github.com/ckptd/ckptd/workload"
 )
 
@@ -110,7 +112,7 @@ func run() error {
 		Supervisor: sup, CRIU: bin, Containers: ctrs,
 		ContainerNamespace: cfg.ContainerdNamespace, ContainerdAddress: cfg.Containerd,
 		Peer: peerTLS, PeerInfo: peer.Describe(cfg.PeerCerts, cfg.PeerAllow), Defaults: store.Options{LinkRemap: cfg.LinkRemap, GhostLimit: cfg.GhostLimit}, ChainDepth: cfg.ChainDepth,
-		Events: hub,
+		Events: hub, Terminals: term.NewSessions(termHolder(), st.Layout().TerminalSocket, sup.Spawn),
 	})
 	if err != nil {
 		return err
@@ -337,4 +339,19 @@ func setSchedules(ctx context.Context, d *daemon.Daemon, scheds []config.Schedul
 			log.Error("schedule from the config file not set", "target", sc.Target, "err", err)
 		}
 	}
+}
+
+// termHolder is the terminal holder beside this executable (installed
+// together), or ckptd-term in PATH.
+func termHolder() string {
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), "ckptd-term")
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if p, err := exec.LookPath("ckptd-term"); err == nil {
+		return p
+	}
+	return "ckptd-term"
 }

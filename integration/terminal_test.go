@@ -1,0 +1,178 @@
+package integration
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+)
+
+// ptyClient is ckptctl driven through a real pseudo-terminal, as a user
+// at a terminal runs it.
+type ptyClient struct {
+	t    *testing.T
+	pty  *os.File
+	mu   sync.Mutex
+	out  bytes.Buffer
+	seen int // output before this was matched already
+	done chan error
+}
+
+// ptyCtl starts ckptctl args on a new terminal of size (0x0: none set).
+func (d *daemon) ptyCtl(size pty.Winsize, args ...string) *ptyClient {
+	d.t.Helper()
+	cmd := exec.Command(bins.ckptctl, append([]string{"--socket", d.socket}, args...)...)
+	cmd.Env = append(os.Environ(), "TERM=dumb")
+	f, err := pty.StartWithSize(cmd, &size)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	c := &ptyClient{t: d.t, pty: f, done: make(chan error, 1)}
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := f.Read(buf)
+			c.mu.Lock()
+			c.out.Write(buf[:n])
+			c.mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	go func() { c.done <- cmd.Wait() }()
+	d.t.Cleanup(func() {
+		cmd.Process.Kill()
+		f.Close()
+	})
+	return c
+}
+
+func (c *ptyClient) send(s string) {
+	c.t.Helper()
+	if _, err := c.pty.Write([]byte(s)); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// expect waits for want in what the client showed since the last match.
+func (c *ptyClient) expect(want string) {
+	c.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c.mu.Lock()
+		out := c.out.String()
+		i := strings.Index(out[c.seen:], want)
+		if i >= 0 {
+			c.seen += i + len(want)
+		}
+		c.mu.Unlock()
+		if i >= 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("terminal never showed %q; it showed:\n%s", want, out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// exit waits for the client to end and returns its error.
+func (c *ptyClient) exit() error {
+	c.t.Helper()
+	select {
+	case err := <-c.done:
+		return err
+	case <-time.After(20 * time.Second):
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.t.Fatalf("ckptctl did not end; it showed:\n%s", c.out.String())
+		return nil
+	}
+}
+
+// detach types ctrl-p ctrl-q and checks the client leaves, saying so.
+func (c *ptyClient) detach(name string) {
+	c.t.Helper()
+	c.send("\x10\x11")
+	if err := c.exit(); err != nil {
+		c.t.Fatalf("detach: ckptctl failed: %v", err)
+	}
+	c.expect("detached from " + name)
+}
+
+// ask has python print a value under a label and waits for the answer.
+func (c *ptyClient) ask(label, expr, want string) {
+	c.t.Helper()
+	c.send("print('" + label + "', " + expr + ")\r")
+	c.expect(label + " " + want)
+}
+
+// TestTerminalSession: a python3 REPL run with a terminal is attached at
+// once, detaches with ctrl-p ctrl-q and keeps running; a checkpoint of it
+// restores as a copy on a new terminal, with its variables and the
+// window size it had, beside the original, which keeps its own; attach
+// replays the scrollback; kill -9 of ckptd while a client is attached
+// leaves the session running and the client says so, and after a restart
+// attach works again.
+func TestTerminalSession(t *testing.T) {
+	d := startDaemon(t)
+	c := d.ptyCtl(pty.Winsize{Rows: 40, Cols: 100}, "run", "-it", "--name", "dbg", "--", "/usr/bin/python3", "-q")
+	c.expect(">>> ")
+	c.send("x = 41\r")
+	c.ask("val", "x", "41")
+	c.detach("dbg")
+
+	d.must("create", "dbg", "--leave-running", "--name", "dbg1")
+	c = d.ptyCtl(pty.Winsize{Rows: 50, Cols: 132}, "attach", "dbg")
+	c.expect("val 41") // the scrollback
+	c.send("x = 99\r")
+	c.ask("val", "x", "99")
+	c.ask("size", "tuple(__import__('shutil').get_terminal_size())", "(132, 50)")
+	c.detach("dbg")
+
+	d.must("restore", "dbg1", "--name", "dbg2")
+	c = d.ptyCtl(pty.Winsize{}, "attach", "dbg2") // sets no size of its own
+	c.ask("val", "x", "41")
+	c.ask("size", "tuple(__import__('shutil').get_terminal_size())", "(100, 40)")
+	c.detach("dbg2")
+
+	c = d.ptyCtl(pty.Winsize{Rows: 24, Cols: 80}, "attach", "dbg")
+	c.ask("val", "x", "99")
+	d.kill9()
+	if err := c.exit(); err == nil {
+		t.Error("ckptctl attach ended without an error when ckptd was killed")
+	}
+	c.expect("lost ckptd; the session keeps running")
+	d.start()
+	c = d.ptyCtl(pty.Winsize{Rows: 24, Cols: 80}, "attach", "dbg")
+	c.ask("val", "x", "99")
+	c.detach("dbg")
+	if logs := d.must("logs", "dbg"); !strings.Contains(logs, "val 99") {
+		t.Errorf("logs of the session lack its output:\n%s", logs)
+	}
+}
+
+// TestAttachRefusals: attach to a workload without a terminal, to an
+// unknown name, and from a client whose stdin is no terminal: one line
+// each, and the sessions are untouched.
+func TestAttachRefusals(t *testing.T) {
+	d := startDaemon(t)
+	d.runLoad("plain", 16)
+	d.mustFailAll(t, []failCase{
+		{want: "has no terminal", args: []string{"attach", "plain"}},
+		{want: "not found", args: []string{"attach", "nosuch"}},
+		{want: "needs a terminal", args: []string{"run", "-it", "--name", "notty", "--", "/bin/sh"}},
+		{want: "-i needs -t", args: []string{"run", "-i", "--name", "notty", "--", "/bin/sh"}},
+	})
+	d.must("run", "-t", "-d", "--name", "sh", "--", "/bin/sh")
+	d.mustFail("needs a terminal", "attach", "sh")
+	if w := d.workload("sh"); !w.Running {
+		t.Errorf("a refused attach touched the session: %+v", w)
+	}
+}
