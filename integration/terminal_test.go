@@ -144,6 +144,9 @@ func TestTerminalSession(t *testing.T) {
 
 	c = d.ptyCtl(pty.Winsize{Rows: 24, Cols: 80}, "attach", "dbg")
 	c.ask("val", "x", "99")
+	if ps := d.must("ps"); !strings.Contains(ps, "running, tty, 1 attached") || !strings.Contains(ps, "running, tty, 0 attached") {
+		t.Errorf("ps does not show the sessions with their clients:\n%s", ps)
+	}
 	d.kill9()
 	if err := c.exit(); err == nil {
 		t.Error("ckptctl attach ended without an error when ckptd was killed")

@@ -90,6 +90,8 @@ func (c *cli) psCmd() *cobra.Command {
 					status = t.GetExit()
 				case t.GetInDoubt() != "":
 					status = "stopped, in doubt (migrate --resolve)"
+				case t.GetTerminal():
+					status = fmt.Sprintf("running, tty, %d attached", t.GetAttached())
 				}
 				from := shortID(t.GetRestoredFrom())
 				if from == "" {
