@@ -9,6 +9,8 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/cio"
@@ -114,13 +116,13 @@ func (r *Runtime) Restore(ctx context.Context, req RestoreRequest) (res RestoreR
 	if err := req.Verified(); err != nil {
 		return res, err
 	}
-	res.PID, err = r.startRestored(ctx, c, req)
+	res.PID, err = r.startRestored(ctx, c, req, spec.Process != nil && spec.Process.Terminal)
 	return res, err
 }
 
 // startRestored creates the task from the CRIU images: runc restores it.
-func (r *Runtime) startRestored(ctx context.Context, c client.Container, req RestoreRequest) (int, error) {
-	task, err := c.NewTask(ctx, cio.LogFile(req.LogPath),
+func (r *Runtime) startRestored(ctx context.Context, c client.Container, req RestoreRequest, terminal bool) (int, error) {
+	task, err := c.NewTask(ctx, logIO(req.LogPath, terminal),
 		client.WithRestoreImagePath(req.ImagesDir), client.WithRestoreWorkPath(req.WorkDir))
 	if err != nil {
 		return 0, fmt.Errorf("create task of %s: %w", req.Ref, r.wrap(err))
@@ -131,13 +133,56 @@ func (r *Runtime) startRestored(ctx context.Context, c client.Container, req Res
 		if !errdefs.IsDeadlineExceeded(err) {
 			err = criu.Error("restore", logPath, r.runcError(err))
 		}
-		if _, derr := task.Delete(context.WithoutCancel(ctx), client.WithProcessKill); derr != nil && !cerrdefs.IsNotFound(derr) {
+		if derr := endTask(context.WithoutCancel(ctx), task); derr != nil && !cerrdefs.IsNotFound(derr) {
 			err = errors.Join(err, fmt.Errorf("clean up task of %s: %w", req.Ref, r.wrap(derr)))
 		}
 		return 0, err
 	}
 	return int(task.Pid()), nil
 }
+
+// endTask removes a task whose start failed. runc may have restored and
+// started its process all the same (a failure after CRIU's), so a
+// running one is killed and awaited first.
+func endTask(ctx context.Context, task client.Task) error {
+	if st, err := task.Status(ctx); err == nil && st.Status != client.Stopped && st.Status != client.Created {
+		exited, err := task.Wait(ctx)
+		if err == nil && task.Kill(ctx, syscall.SIGKILL, client.WithKillAll) == nil {
+			select {
+			case <-exited:
+			case <-time.After(30 * time.Second):
+			}
+		}
+	}
+	_, err := task.Delete(ctx, client.WithProcessKill)
+	return err
+}
+
+// logIO sends a restored task's output to the file at path. A container
+// with a terminal (ctr run -t) needs the shim to make a console for
+// runc's restore; the shim then copies the console to the file.
+func logIO(path string, terminal bool) cio.Creator {
+	if !terminal {
+		return cio.LogFile(path)
+	}
+	return func(string) (cio.IO, error) {
+		// The shim's console copy takes the path of a file that exists.
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		if err != nil {
+			return nil, err
+		}
+		f.Close()
+		return consoleLog{cio.Config{Stdout: path, Terminal: true}}, nil
+	}
+}
+
+// consoleLog is a cio.IO whose copying the shim does.
+type consoleLog struct{ cfg cio.Config }
+
+func (l consoleLog) Config() cio.Config { return l.cfg }
+func (consoleLog) Cancel()              {}
+func (consoleLog) Wait()                {}
+func (consoleLog) Close() error         { return nil }
 
 // removeStopped makes room for an in-place restore: a container of the
 // same ID may stay behind, stopped, after its checkpoint; a running one

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -178,4 +179,44 @@ func TestAttachRefusals(t *testing.T) {
 	if w := d.workload("sh"); !w.Running {
 		t.Errorf("a refused attach touched the session: %+v", w)
 	}
+}
+
+// TestContainerWithTerminal: a container started with a terminal (ctr
+// run -t) is refused before it is frozen, saying why, and runs on.
+func TestContainerWithTerminal(t *testing.T) {
+	x := startContainerd(t, true)
+	d := startDaemonAt(t, t.TempDir()+"/state", x.in.Address)
+	var out syncBuffer
+	if err := x.in.RunTTY(x.ctx(), "default", testImage, "tty", counterScript, &out); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the counter on the terminal", func() bool { return strings.Contains(out.String(), "2 kept") })
+	c := d.create("ctr:tty")
+	counts, _ := counterLines(strings.ReplaceAll(out.String(), "\r", ""))
+	last := counts[len(counts)-1]
+	d.must("restore", c.Name)
+	restored := filepath.Join(d.root, "containers", "default", "tty", "output.log")
+	waitCount(t, restored, last+2)
+	counts, markers := counterLines(strings.ReplaceAll(readFile(restored), "\r", ""))
+	if counts[0] != last+1 || markers[0] != "kept" {
+		t.Errorf("restored terminal container starts %d %q, want %d \"kept\"", counts[0], markers[0], last+1)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer and one reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -148,6 +149,35 @@ func (in *Instance) Run(ctx context.Context, ns, image, id, script, logPath stri
 		return fmt.Errorf("create container %s: %w", id, err)
 	}
 	task, err := ctr.NewTask(ctx, cio.LogFile(logPath))
+	if err != nil {
+		return fmt.Errorf("create task %s: %w", id, err)
+	}
+	if err := task.Start(ctx); err != nil {
+		return fmt.Errorf("start %s: %w", id, err)
+	}
+	return nil
+}
+
+// RunTTY starts container id with script on a terminal (a console the
+// shim makes, as ctr run -t does); what it writes goes to out.
+func (in *Instance) RunTTY(ctx context.Context, ns, image, id, script string, out io.Writer) error {
+	c, err := in.Client()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx = namespaces.WithNamespace(ctx, ns)
+	img, err := c.GetImage(ctx, image)
+	if err != nil {
+		return err
+	}
+	ctr, err := c.NewContainer(ctx, id, client.WithNewSnapshot(id, img),
+		client.WithNewSpec(oci.WithImageConfig(img), oci.WithTTY, oci.WithProcessArgs("/bin/sh", "-c", script)))
+	if err != nil {
+		return fmt.Errorf("create container %s: %w", id, err)
+	}
+	stdin, _ := io.Pipe() // never written: the script reads no keys
+	task, err := ctr.NewTask(ctx, cio.NewCreator(cio.WithStreams(stdin, out, nil), cio.WithTerminal))
 	if err != nil {
 		return fmt.Errorf("create task %s: %w", id, err)
 	}
