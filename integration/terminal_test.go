@@ -220,3 +220,27 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestMigrateTerminalSession: a python3 session moves to another host;
+// there it runs on a new terminal of the size it had, and a client
+// attached on the destination finds its variables.
+func TestMigrateTerminalSession(t *testing.T) {
+	a, b := twoHosts(t)
+	src, dst := a.ckptd("", ""), b.ckptd("", "")
+	c := src.ptyCtl(pty.Winsize{Rows: 30, Cols: 90}, "run", "-it", "--name", "dbg", "--", "/usr/bin/python3", "-q")
+	c.expect(">>> ")
+	c.send("x = 7\r")
+	c.ask("val", "x", "7")
+	c.detach("dbg")
+	pid := src.workload("dbg").Ref.PID
+
+	src.migrate("dbg", "--to", b.addr())
+	waitFor(t, "the source's session gone", func() bool { return !alive(pid) })
+	if ps := dst.must("ps"); !strings.Contains(ps, "running, tty, 0 attached") {
+		t.Errorf("destination ps does not show the session:\n%s", ps)
+	}
+	c = dst.ptyCtl(pty.Winsize{}, "attach", "dbg")
+	c.ask("val", "x", "7")
+	c.ask("size", "tuple(__import__('shutil').get_terminal_size())", "(90, 30)")
+	c.detach("dbg")
+}
