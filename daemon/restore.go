@@ -125,11 +125,12 @@ func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.Tar
 		defer f.Close()
 		ref.LogPath = logPath
 		if c.Target.Terminal != nil {
-			done, err := d.restoreTerminal(c, &ref, logPath, inherit)
+			slave, err := d.restoreTerminal(c, &ref, logPath)
 			if err != nil {
 				return nil, err
 			}
-			defer done()
+			defer slave.Close()
+			inherit[c.Target.Terminal.Key] = slave
 		} else if c.Target.LogPath != "" {
 			// The restored tree writes to its own log, whatever size the old one has now.
 			inherit[restorer.FileKey(c.Target.LogPath)] = f
@@ -186,6 +187,9 @@ func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.Tar
 		d.endRestored(root)
 		if verr := verified(); verr != nil {
 			err = verr // the damage explains the failure better than CRIU does
+		} else if strings.Contains(err.Error(), "Don't have tty to inherit session from") {
+			err = fmt.Errorf("checkpoint %s is of a shell job on a terminal ckptd does not hold, and CRIU restores one only into the terminal of its caller; "+
+				"run such programs with 'ckptctl run -it' to checkpoint and restore them with their terminal: %w", c.Name, errors.Join(err, errdefs.ErrFailedPrecondition))
 		}
 		return nil, err
 	}

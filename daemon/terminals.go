@@ -65,7 +65,7 @@ func (d *Daemon) terminalAtCheckpoint(t store.TargetRef) *store.Terminal {
 	if st, err := d.terms.Status(t.Name); err == nil {
 		rec.Rows, rec.Cols = st.Size.Rows, st.Size.Cols
 	} else {
-		d.log.Warn("terminal size at checkpoint unknown", "workload", t.Name, "err", err)
+		d.log.Warn("terminal size at checkpoint unknown", "target", t.Key(), "err", err)
 	}
 	return &rec
 }
@@ -80,15 +80,14 @@ func withTerminal(o dumper.Options, t store.TargetRef) dumper.Options {
 }
 
 // restoreTerminal gives a restored copy of a terminal workload a new
-// session of the saved size: its slave side goes to CRIU in place of the
-// old one, and is closed once the restore is done.
-func (d *Daemon) restoreTerminal(c *store.Checkpoint, ref *store.TargetRef, logPath string, inherit map[string]*os.File) (func(), error) {
+// session of the saved size, and returns its slave side, for CRIU in
+// place of the old one; the caller closes it once the restore is done.
+func (d *Daemon) restoreTerminal(c *store.Checkpoint, ref *store.TargetRef, logPath string) (*os.File, error) {
 	saved := c.Target.Terminal
 	s, rec, err := d.startTerminal(ref.Name, logPath, term.Size{Rows: saved.Rows, Cols: saved.Cols})
 	if err != nil {
 		return nil, err
 	}
-	inherit[saved.Key] = s.Slave
 	ref.Terminal = rec
-	return func() { s.Slave.Close() }, nil
+	return s.Slave, nil
 }

@@ -2,9 +2,11 @@ package integration
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -34,24 +36,27 @@ func (d *daemon) ptyCtl(size pty.Winsize, args ...string) *ptyClient {
 		d.t.Fatal(err)
 	}
 	c := &ptyClient{t: d.t, pty: f, done: make(chan error, 1)}
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, err := f.Read(buf)
-			c.mu.Lock()
-			c.out.Write(buf[:n])
-			c.mu.Unlock()
-			if err != nil {
-				return
-			}
-		}
-	}()
+	go c.read()
 	go func() { c.done <- cmd.Wait() }()
 	d.t.Cleanup(func() {
 		cmd.Process.Kill()
 		f.Close()
 	})
 	return c
+}
+
+// read keeps what the terminal shows.
+func (c *ptyClient) read() {
+	buf := make([]byte, 4096)
+	for {
+		n, err := c.pty.Read(buf)
+		c.mu.Lock()
+		c.out.Write(buf[:n])
+		c.mu.Unlock()
+		if err != nil {
+			return
+		}
+	}
 }
 
 func (c *ptyClient) send(s string) {
@@ -243,4 +248,38 @@ func TestMigrateTerminalSession(t *testing.T) {
 	c.ask("val", "x", "7")
 	c.ask("size", "tuple(__import__('shutil').get_terminal_size())", "(90, 30)")
 	c.detach("dbg")
+}
+
+// TestShellJobRestore: python3 started from a shell on a terminal ckptd
+// does not hold, checkpointed by PID as a shell job, is refused at
+// restore with one line that says why and what to do instead, and
+// nothing of it is left running. (CRIU restores a shell job only into
+// the session and terminal of its caller; a session leader that exits
+// hangs the job up. Not solved yet.)
+func TestShellJobRestore(t *testing.T) {
+	d := startDaemon(t)
+	shell := exec.Command("/bin/sh", "-m", "-c", "/usr/bin/python3 -q; echo shell-done")
+	shell.Env = append(os.Environ(), "TERM=dumb")
+	tty, err := pty.StartWithSize(shell, &pty.Winsize{Rows: 33, Cols: 77})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { shell.Process.Kill(); shell.Wait(); tty.Close() })
+	user := &ptyClient{t: t, pty: tty, done: make(chan error, 1)}
+	go user.read()
+	user.expect(">>> ")
+	var py int
+	waitFor(t, "python3 under the shell", func() bool {
+		kids := strings.Fields(readFile(fmt.Sprintf("/proc/%d/task/%d/children", shell.Process.Pid, shell.Process.Pid)))
+		if len(kids) == 1 {
+			py, _ = strconv.Atoi(kids[0])
+		}
+		return py > 0
+	})
+	d.create(strconv.Itoa(py), "--shell-job", "--name", "job1") // the job stops
+	user.expect("shell-done")
+	d.mustFail("ckptctl run -it", "restore", "job1")
+	if alive(py) {
+		t.Errorf("a refused restore left pid %d running", py)
+	}
 }
