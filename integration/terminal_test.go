@@ -123,9 +123,10 @@ func (c *ptyClient) ask(label, expr, want string) {
 // once, detaches with ctrl-p ctrl-q and keeps running; a checkpoint of it
 // restores as a copy on a new terminal, with its variables and the
 // window size it had, beside the original, which keeps its own; attach
-// replays the scrollback; kill -9 of ckptd while a client is attached
-// leaves the session running and the client says so, and after a restart
-// attach works again.
+// replays the scrollback; two clients attach at once and both see the
+// output; a client's terminal resized is passed on; kill -9 of ckptd
+// while clients are attached leaves the session running and the clients
+// say so, and after a restart attach works again.
 func TestTerminalSession(t *testing.T) {
 	d := startDaemon(t)
 	c := d.ptyCtl(pty.Winsize{Rows: 40, Cols: 100}, "run", "-it", "--name", "dbg", "--", "/usr/bin/python3", "-q")
@@ -150,14 +151,31 @@ func TestTerminalSession(t *testing.T) {
 
 	c = d.ptyCtl(pty.Winsize{Rows: 24, Cols: 80}, "attach", "dbg")
 	c.ask("val", "x", "99")
-	if ps := d.must("ps"); !strings.Contains(ps, "running, tty, 1 attached") || !strings.Contains(ps, "running, tty, 0 attached") {
+	other := d.ptyCtl(pty.Winsize{Rows: 24, Cols: 80}, "attach", "dbg")
+	other.expect("val 99") // the scrollback
+	c.ask("both", "1+1", "2")
+	other.expect("both 2")
+	if ps := d.must("ps"); !strings.Contains(ps, "running, tty, 2 attached") || !strings.Contains(ps, "running, tty, 0 attached") {
 		t.Errorf("ps does not show the sessions with their clients:\n%s", ps)
 	}
-	d.kill9()
-	if err := c.exit(); err == nil {
-		t.Error("ckptctl attach ended without an error when ckptd was killed")
+	// The user's terminal changes size: ckptctl passes it on (SIGWINCH).
+	if err := pty.Setsize(c.pty, &pty.Winsize{Rows: 60, Cols: 150}); err != nil {
+		t.Fatal(err)
 	}
-	c.expect("lost ckptd; the session keeps running")
+	waitFor(t, "the session resized", func() bool {
+		c.send("print('now', tuple(__import__('shutil').get_terminal_size()))\r")
+		time.Sleep(200 * time.Millisecond)
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return strings.Contains(c.out.String()[c.seen:], "now (150, 60)")
+	})
+	d.kill9()
+	for _, cl := range []*ptyClient{c, other} {
+		if err := cl.exit(); err == nil {
+			t.Error("ckptctl attach ended without an error when ckptd was killed")
+		}
+		cl.expect("lost ckptd; the session keeps running")
+	}
 	d.start()
 	c = d.ptyCtl(pty.Winsize{Rows: 24, Cols: 80}, "attach", "dbg")
 	c.ask("val", "x", "99")
