@@ -117,8 +117,9 @@ func TestImportRefusesBadArchives(t *testing.T) {
 
 // hostileArchives imports archives made to hurt the host (names that
 // leave the root, links pointing outside, device nodes, duplicates, an
-// oversized record, an entry too large for the disk, an unknown layout):
-// each is refused with one line, and nothing reaches outside.
+// oversized record or config.dump, an entry too large for the disk, an
+// unknown layout): each is refused with one line, and nothing reaches
+// outside.
 func hostileArchives(t *testing.T, d *daemon, plain []byte, outside string, write func(string, []byte) string) {
 	t.Helper()
 	var cases []failCase
@@ -132,6 +133,7 @@ func hostileArchives(t *testing.T, d *daemon, plain []byte, outside string, writ
 	add("device node", "device.tar", withHeaders(t, plain, &tar.Header{Name: "checkpoint/dev.img", Typeflag: tar.TypeChar, Devmajor: 1, Devminor: 3, Mode: 0o666}))
 	add("appears twice", "duplicate.tar", withEntries(t, plain, "checkpoint/inventory.img"))
 	add("ckptd.json of", "huge-record.tar", withHeaders(t, nil, &tar.Header{Name: "ckptd.json", Mode: 0o600, Size: 17 << 20}))
+	add("config.dump of", "huge-config.tar", withHeaders(t, nil, &tar.Header{Name: "config.dump", Mode: 0o600, Size: 9 << 20}))
 	add("does not fit", "bomb.tar.zst", bomb(t))
 	add("not a checkpoint archive", "unknown.tar", withEntries(t, nil, "README", "data/blob"))
 	d.mustFailAll(t, cases)
