@@ -10,12 +10,10 @@ import (
 	"github.com/ckptd/ckptd/errdefs"
 )
 
-// chunkSize keeps every message well under gRPC's 4 MiB limit, and its
-// encoding (data and a few bytes of framing) within the 1 MiB tier of
-// gRPC's buffer pool: a larger one is a fresh, zeroed allocation each.
-const chunkSize = ChunkSize
-
-// ChunkSize is the data a streamed message carries, either way.
+// ChunkSize is the data a streamed message carries, either way: well
+// under gRPC's 4 MiB limit, and with its encoding (data and a few bytes
+// of framing) within the 1 MiB tier of gRPC's buffer pool, where a larger
+// one is a fresh, zeroed allocation each.
 const ChunkSize = 1<<20 - 64
 
 func (s *Server) Export(r *apiv1.ExportRequest, stream apiv1.Ckptd_ExportServer) error {
@@ -28,7 +26,7 @@ type chunkWriter struct{ stream apiv1.Ckptd_ExportServer }
 
 func (w chunkWriter) Write(p []byte) (int, error) {
 	for sent := 0; sent < len(p); {
-		n := min(len(p)-sent, chunkSize)
+		n := min(len(p)-sent, ChunkSize)
 		if err := w.stream.Send(&apiv1.ExportChunk{Data: p[sent : sent+n]}); err != nil {
 			return sent, err
 		}

@@ -11,8 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"runtime"
-	"strings"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -20,6 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/stream"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
@@ -166,14 +167,14 @@ func (l layerReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// unavailable marks network and registry failures as errdefs.ErrUnavailable
-// unless they already say what is wrong with the request.
+// unavailable marks network and registry failures as errdefs.ErrUnavailable,
+// and an image the registry does not have as errdefs.ErrNotFound.
 func unavailable(err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
-	msg := err.Error()
-	if strings.Contains(msg, "MANIFEST_UNKNOWN") || strings.Contains(msg, "NAME_UNKNOWN") {
+	var terr *transport.Error
+	if errors.As(err, &terr) && terr.StatusCode == http.StatusNotFound {
 		return fmt.Errorf("%v: %w", err, errdefs.ErrNotFound)
 	}
 	return fmt.Errorf("%v: %w", err, errdefs.ErrUnavailable)

@@ -48,7 +48,7 @@ func (c *cli) exportCmd() *cobra.Command {
 				_, err := receive(os.Stdout)
 				return err
 			}
-			progress := c.progress("exporting")
+			progress := c.progress()
 			n, err := writeAtomic(args[1], func(w io.Writer) (int64, error) {
 				return receive(&meter{w: w, out: progress, start: time.Now(), what: "exporting"})
 			})

@@ -36,7 +36,7 @@ func (c *cli) pushCmd() *cobra.Command {
 				return err
 			}
 			pr, pw := io.Pipe()
-			progress := c.progress("pushing")
+			progress := c.progress()
 			go func() {
 				_, err := receiveExport(stream, &meter{w: pw, out: progress, start: time.Now(), what: "pushing"})
 				pw.CloseWithError(err)
@@ -91,7 +91,7 @@ func (c *cli) pullCmd() *cobra.Command {
 				return err
 			}
 			defer p.Layer.Close()
-			progress := c.progress("pulling")
+			progress := c.progress()
 			in := &meter{w: io.Discard, out: progress, start: time.Now(), what: "pulling"}
 			ck, err := sendImport(cl.Import, io.TeeReader(p.Layer, in), &apiv1.ImportChunk{
 				Name: name, Source: p.Ref, Digest: p.Digest, Size: p.Size,
@@ -114,7 +114,7 @@ func (c *cli) pullCmd() *cobra.Command {
 
 // progress is where a long transfer reports itself: stderr when it is a
 // terminal and the output is for people.
-func (c *cli) progress(string) io.Writer {
+func (c *cli) progress() io.Writer {
 	if isTerminal(os.Stderr) && c.output != "json" {
 		return os.Stderr
 	}

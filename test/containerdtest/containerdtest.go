@@ -133,34 +133,19 @@ func (in *Instance) Import(ctx context.Context, ns string, layout []byte) error 
 // Run creates and starts container id in namespace ns from image, running
 // sh -c script, with its output in logPath.
 func (in *Instance) Run(ctx context.Context, ns, image, id, script, logPath string) error {
-	c, err := in.Client()
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	ctx = namespaces.WithNamespace(ctx, ns)
-	img, err := c.GetImage(ctx, image)
-	if err != nil {
-		return err
-	}
-	ctr, err := c.NewContainer(ctx, id, client.WithNewSnapshot(id, img),
-		client.WithNewSpec(oci.WithImageConfig(img), oci.WithProcessArgs("/bin/sh", "-c", script)))
-	if err != nil {
-		return fmt.Errorf("create container %s: %w", id, err)
-	}
-	task, err := ctr.NewTask(ctx, cio.LogFile(logPath))
-	if err != nil {
-		return fmt.Errorf("create task %s: %w", id, err)
-	}
-	if err := task.Start(ctx); err != nil {
-		return fmt.Errorf("start %s: %w", id, err)
-	}
-	return nil
+	return in.start(ctx, ns, image, id, script, nil, cio.LogFile(logPath))
 }
 
 // RunTTY starts container id with script on a terminal (a console the
 // shim makes, as ctr run -t does); what it writes goes to out.
 func (in *Instance) RunTTY(ctx context.Context, ns, image, id, script string, out io.Writer) error {
+	stdin, _ := io.Pipe() // never written: the script reads no keys
+	return in.start(ctx, ns, image, id, script, oci.WithTTY, cio.NewCreator(cio.WithStreams(stdin, out, nil), cio.WithTerminal))
+}
+
+// start creates container id from image running sh -c script (with opt
+// added to its spec, when set) and starts its task with stdio.
+func (in *Instance) start(ctx context.Context, ns, image, id, script string, opt oci.SpecOpts, stdio cio.Creator) error {
 	c, err := in.Client()
 	if err != nil {
 		return err
@@ -171,13 +156,15 @@ func (in *Instance) RunTTY(ctx context.Context, ns, image, id, script string, ou
 	if err != nil {
 		return err
 	}
-	ctr, err := c.NewContainer(ctx, id, client.WithNewSnapshot(id, img),
-		client.WithNewSpec(oci.WithImageConfig(img), oci.WithTTY, oci.WithProcessArgs("/bin/sh", "-c", script)))
+	opts := []oci.SpecOpts{oci.WithImageConfig(img), oci.WithProcessArgs("/bin/sh", "-c", script)}
+	if opt != nil {
+		opts = append(opts, opt)
+	}
+	ctr, err := c.NewContainer(ctx, id, client.WithNewSnapshot(id, img), client.WithNewSpec(opts...))
 	if err != nil {
 		return fmt.Errorf("create container %s: %w", id, err)
 	}
-	stdin, _ := io.Pipe() // never written: the script reads no keys
-	task, err := ctr.NewTask(ctx, cio.NewCreator(cio.WithStreams(stdin, out, nil), cio.WithTerminal))
+	task, err := ctr.NewTask(ctx, stdio)
 	if err != nil {
 		return fmt.Errorf("create task %s: %w", id, err)
 	}
