@@ -80,7 +80,8 @@ func DumpKeys(root int) []string {
 // group is one started CRIU process and its process group.
 type group struct {
 	h      *Helpers
-	cmd    *exec.Cmd
+	name   string // for errors: "criu swrk"
+	kill   func() error
 	pgid   int
 	exited chan struct{} // closed once cmd was waited for
 	err    error         // cmd.Wait's, valid after exited
@@ -95,7 +96,8 @@ func (h *Helpers) start(cmd *exec.Cmd) (*group, error) {
 		h.done()
 		return nil, err
 	}
-	g := &group{h: h, cmd: cmd, pgid: cmd.Process.Pid, exited: make(chan struct{})}
+	g := &group{h: h, name: strings.Join(cmd.Args[:min(2, len(cmd.Args))], " "), kill: cmd.Process.Kill,
+		pgid: cmd.Process.Pid, exited: make(chan struct{})}
 	if err := h.record(g.pgid); err != nil {
 		h.log.Warn("record criu process group", "pgid", g.pgid, "err", err)
 	}
@@ -118,11 +120,11 @@ func (g *group) wait(ctx context.Context, timeout time.Duration) error {
 	case <-ctx.Done():
 		_ = proc.KillGroup(g.pgid)
 		<-g.exited
-		return fmt.Errorf("%s: %w", g.cmd.Args[0], context.Cause(ctx))
+		return fmt.Errorf("%s: %w", g.name, context.Cause(ctx))
 	case <-t.C:
 		_ = proc.KillGroup(g.pgid)
 		<-g.exited
-		return fmt.Errorf("%s %s: no exit within %s; killed: %w", g.cmd.Args[0], g.cmd.Args[1], timeout, errdefs.ErrDeadlineExceeded)
+		return fmt.Errorf("%s: no exit within %s; killed: %w", g.name, timeout, errdefs.ErrDeadlineExceeded)
 	}
 }
 
@@ -147,7 +149,7 @@ func (g *group) end(keep bool) error {
 	case <-time.After(10 * time.Second):
 		// A helper that lingers after answering is ended alone.
 		g.h.log.Warn("criu did not exit after its last answer; killing it", "pid", g.pgid)
-		_ = g.cmd.Process.Kill()
+		_ = g.kill()
 		<-g.exited
 	}
 	if !keep {

@@ -33,6 +33,8 @@ type Call struct {
 	// Keys are held for the call: calls that share one run one at a time
 	// (see DumpKeys); calls with none run at once.
 	Keys []string
+	// Launch, if set, starts the helper instead of ckptd (see Launcher).
+	Launch Launcher
 }
 
 // helperFD is the descriptor number of the RPC socket in the helper.
@@ -62,9 +64,15 @@ func (b Binary) Run(ctx context.Context, call Call) (*rpc.CriuResp, error) {
 	}
 	ours, theirs := os.NewFile(uintptr(fds[0]), "criu-rpc"), os.NewFile(uintptr(fds[1]), "criu-rpc-helper")
 	defer ours.Close()
-	cmd := exec.Command(b.Path, "swrk", fmt.Sprint(helperFD))
-	cmd.ExtraFiles = append([]*os.File{theirs}, call.Files...)
-	g, err := b.Helpers.start(cmd)
+	argv, files := []string{b.Path, "swrk", fmt.Sprint(helperFD)}, append([]*os.File{theirs}, call.Files...)
+	var g *group
+	if call.Launch != nil {
+		g, err = b.Helpers.launch(argv, files, call.Launch)
+	} else {
+		cmd := exec.Command(argv[0], argv[1:]...)
+		cmd.ExtraFiles = files
+		g, err = b.Helpers.start(cmd)
+	}
 	theirs.Close()
 	if err != nil {
 		return nil, fmt.Errorf("start criu swrk: %w", err)

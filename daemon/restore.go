@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/ckptd/ckptd/criu"
 	"github.com/ckptd/ckptd/errdefs"
 	"github.com/ckptd/ckptd/events"
 	"github.com/ckptd/ckptd/images"
@@ -113,9 +115,9 @@ func (d *Daemon) restoreTarget(c *store.Checkpoint, name, dir string) (store.Tar
 // The tree runs only once verified passes.
 func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.TargetRef, imagesDir string, verified func() error, leaveStopped bool) (_ *store.Target, err error) {
 	inherit := map[string]*os.File{}
+	logPath := ""
 	if ref.Kind == store.KindWorkload {
-		logPath, err := d.prepareWorkload(ctx, ref.Name)
-		if err != nil {
+		if logPath, err = d.prepareWorkload(ctx, ref.Name); err != nil {
 			return nil, err
 		}
 		f, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
@@ -141,6 +143,12 @@ func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.Tar
 	if err := filesPresent(imagesDir, c); err != nil {
 		return nil, err
 	}
+	var launch criu.Launcher
+	if c.Options.ShellJob && c.Target.Terminal == nil {
+		if launch, err = d.shellJobTerminal(&ref, logPath); err != nil {
+			return nil, err
+		}
+	}
 
 	work, err := d.store.NewRestoreWork(c.ID)
 	if err != nil {
@@ -159,12 +167,15 @@ func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.Tar
 		Options:     restorerOptions(c.Options, leaveStopped),
 		Inherit:     inherit,
 		MemoryBytes: c.Size() + c.SharedBytes(),
+		Launch:      launch,
 		BeforeResume: func(pid int) error {
 			// Track the root before it can run (and die) unnoticed, and
 			// record it before it runs: a ckptd killed from here on must
 			// find it at its next start, not leave it running unknown.
-			if err := d.sup.Adopt(pid); err != nil {
-				return err
+			if launch == nil { // else CRIU's child, until CRIU exits (below)
+				if err := d.sup.Adopt(pid); err != nil {
+					return err
+				}
 			}
 			if err := verified(); err != nil {
 				return err
@@ -187,11 +198,15 @@ func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.Tar
 		d.endRestored(root)
 		if verr := verified(); verr != nil {
 			err = verr // the damage explains the failure better than CRIU does
-		} else if strings.Contains(err.Error(), "Don't have tty to inherit session from") {
-			err = fmt.Errorf("checkpoint %s is of a shell job on a terminal ckptd does not hold, and CRIU restores one only into the terminal of its caller; "+
-				"run such programs with 'ckptctl run -it' to checkpoint and restore them with their terminal: %w", c.Name, errors.Join(err, errdefs.ErrFailedPrecondition))
 		}
 		return nil, err
+	}
+	if launch != nil {
+		// CRIU has exited: the root is ours now, ckptd being the subreaper
+		// above the session's holder.
+		if err := d.sup.Adopt(res.PID); err != nil {
+			d.log.Error("track a restored shell job", "pid", res.PID, "err", err)
+		}
 	}
 	return t, nil
 }
@@ -238,6 +253,11 @@ func filesPresent(dir string, c *store.Checkpoint) error {
 	needs, err := images.Needs(dir)
 	if err != nil {
 		return fmt.Errorf("read the files checkpoint %s needs: %w", c.Name, err)
+	}
+	if c.Options.ShellJob {
+		// CRIU names a terminal's path in its images, but gives a shell job
+		// its caller's terminal, whatever the old one was called.
+		needs = slices.DeleteFunc(needs, func(n images.Need) bool { return strings.HasPrefix(n.Path, "/dev/pts/") })
 	}
 	// A workload's log is handed in anew.
 	if p := images.Missing(needs, map[string]bool{c.Target.LogPath: true}); len(p) > 0 {

@@ -186,7 +186,7 @@ func (d *Daemon) alive(t *store.Target) bool { return proc.Alive(t.PID, t.StartT
 func (d *Daemon) status(t *store.Target) *TargetStatus {
 	s := &TargetStatus{Target: *t, Running: d.alive(t)}
 	if s.Running && t.Terminal != nil && d.terms != nil {
-		if st, err := d.terms.Status(t.Name); err == nil {
+		if st, err := d.terms.Status(sessionName(t.TargetRef)); err == nil {
 			s.Attached = st.Clients
 		}
 	}

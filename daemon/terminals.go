@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/ckptd/ckptd/criu"
 	"github.com/ckptd/ckptd/dumper"
 	"github.com/ckptd/ckptd/errdefs"
 	"github.com/ckptd/ckptd/store"
@@ -12,20 +13,29 @@ import (
 )
 
 // Terminals gives workloads terminal sessions that outlive ckptd;
-// *term.Sessions is the real one.
+// *term.Sessions is the real one. Sessions are named by sessionName.
 type Terminals interface {
-	Start(name, logPath string, size term.Size) (*term.Session, error)
+	Start(name, logPath string, size term.Size, run *term.Run) (*term.Session, error)
 	Attach(name string) (*term.Conn, error)
 	Status(name string) (term.Status, error)
+}
+
+// sessionName names t's terminal session: a workload's name, or pid/N for
+// a host process (see store.Layout.TerminalSocket).
+func sessionName(t store.TargetRef) string {
+	if t.Kind == store.KindProcess {
+		return fmt.Sprintf("pid/%d", t.PID)
+	}
+	return t.Name
 }
 
 // startTerminal opens workload name's session and returns the slave side
 // for its tree, and the record of it.
 func (d *Daemon) startTerminal(name, logPath string, size term.Size) (*term.Session, *store.Terminal, error) {
 	if d.terms == nil {
-		return nil, nil, fmt.Errorf("this ckptd has no terminal holder: %w", errdefs.ErrFailedPrecondition)
+		return nil, nil, errNoHolder
 	}
-	s, err := d.terms.Start(name, logPath, size)
+	s, err := d.terms.Start(name, logPath, size, nil)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -37,32 +47,40 @@ func (d *Daemon) startTerminal(name, logPath string, size term.Size) (*term.Sess
 	return s, &store.Terminal{Key: key, Rows: size.Rows, Cols: size.Cols}, nil
 }
 
-// Attach joins the terminal session of workload name.
-func (d *Daemon) Attach(ctx context.Context, name string) (*term.Conn, error) {
-	t, err := d.workload(ctx, name)
+var errNoHolder = fmt.Errorf("this ckptd has no terminal holder: %w", errdefs.ErrFailedPrecondition)
+
+// Attach joins the terminal session of target: a workload's name, or the
+// PID of a shell job ckptd restored.
+func (d *Daemon) Attach(ctx context.Context, target string) (*term.Conn, error) {
+	ref, err := d.resolveRef(ctx, target)
 	if err != nil {
 		return nil, err
 	}
-	if t.Terminal == nil {
-		return nil, fmt.Errorf("workload %s has no terminal; start it with 'ckptctl run -t' to attach to it: %w", name, errdefs.ErrFailedPrecondition)
+	t, err := d.store.GetTarget(ctx, ref.Key())
+	if err != nil && !errdefs.IsNotFound(err) {
+		return nil, err
+	}
+	if t == nil || t.Terminal == nil {
+		return nil, fmt.Errorf("%s has no terminal ckptd holds; start it with 'ckptctl run -t' to attach to it: %w", target, errdefs.ErrFailedPrecondition)
 	}
 	if !d.alive(t) {
-		return nil, fmt.Errorf("workload %s is not running: %w", name, errdefs.ErrFailedPrecondition)
+		return nil, fmt.Errorf("%s is not running: %w", target, errdefs.ErrFailedPrecondition)
 	}
-	return d.terms.Attach(name)
+	return d.terms.Attach(sessionName(t.TargetRef))
 }
 
-// terminalAtCheckpoint is what a checkpoint of t records of its terminal:
-// CRIU's key, and the window size now.
+// terminalAtCheckpoint is what a checkpoint of t records of its terminal,
+// when the dump leaves it out as external: CRIU's key, and the window
+// size now. A shell job's terminal is its session's, not external.
 func (d *Daemon) terminalAtCheckpoint(t store.TargetRef) *store.Terminal {
-	if t.Terminal == nil {
+	if t.Terminal == nil || t.Terminal.Key == "" {
 		return nil
 	}
 	rec := *t.Terminal
 	if d.terms == nil {
 		return &rec
 	}
-	if st, err := d.terms.Status(t.Name); err == nil {
+	if st, err := d.terms.Status(sessionName(t)); err == nil {
 		rec.Rows, rec.Cols = st.Size.Rows, st.Size.Cols
 	} else {
 		d.log.Warn("terminal size at checkpoint unknown", "target", t.Key(), "err", err)
@@ -73,7 +91,7 @@ func (d *Daemon) terminalAtCheckpoint(t store.TargetRef) *store.Terminal {
 // withTerminal marks t's terminal, which its holder keeps, external to
 // the dump.
 func withTerminal(o dumper.Options, t store.TargetRef) dumper.Options {
-	if t.Terminal != nil {
+	if t.Terminal != nil && t.Terminal.Key != "" {
 		o.External = append(o.External, t.Terminal.Key)
 	}
 	return o
@@ -90,4 +108,33 @@ func (d *Daemon) restoreTerminal(c *store.Checkpoint, ref *store.TargetRef, logP
 	}
 	ref.Terminal = rec
 	return s.Slave, nil
+}
+
+// shellJobSize is a restored shell job's window size until a client
+// attaches with its own: its old terminal's is not saved.
+var shellJobSize = term.Size{Rows: 24, Cols: 80}
+
+// shellJobTerminal gives a restored shell job, whose terminal ckptd does
+// not hold, a new session: CRIU puts the job into its own session (the
+// job's shell's is gone) and makes the session's terminal the job's, and
+// the session's leader must outlive the job, as its shell did. So CRIU
+// runs under the new session's holder, which leads it. logPath is where
+// the session's output goes ("" for a host process: beside its socket).
+func (d *Daemon) shellJobTerminal(ref *store.TargetRef, logPath string) (criu.Launcher, error) {
+	if d.terms == nil {
+		return nil, errNoHolder
+	}
+	name := sessionName(*ref)
+	if logPath == "" {
+		logPath = d.store.Layout().TerminalLog(name)
+	}
+	ref.Terminal = &store.Terminal{Rows: shellJobSize.Rows, Cols: shellJobSize.Cols}
+	return func(argv []string, files []*os.File) (int, error) {
+		s, err := d.terms.Start(name, logPath, shellJobSize, &term.Run{Argv: argv, Files: files})
+		if err != nil {
+			return 0, err
+		}
+		s.Slave.Close()
+		return s.RunPID, nil
+	}, nil
 }

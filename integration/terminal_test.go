@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -268,12 +269,13 @@ func TestMigrateTerminalSession(t *testing.T) {
 	c.detach("dbg")
 }
 
-// TestShellJobRestore: python3 started from a shell on a terminal ckptd
-// does not hold, checkpointed by PID as a shell job, is refused at
-// restore with one line that says why and what to do instead, and
-// nothing of it is left running. (CRIU restores a shell job only into
-// the session and terminal of its caller; a session leader that exits
-// hangs the job up. Not solved yet.)
+// TestShellJobRestore: a python3 REPL that a shell started on a terminal
+// ckptd does not hold, checkpointed by PID as a shell job, restores onto a
+// new terminal session whose holder leads it as the shell did: restore
+// says how to attach, the job keeps its variables, owns the terminal
+// (ctrl-c interrupts it, its window is the attached client's), ps shows
+// it, and it runs on after ckptd is killed. A damaged checkpoint of it is
+// refused and leaves no session behind.
 func TestShellJobRestore(t *testing.T) {
 	d := startDaemon(t)
 	shell := exec.Command("/bin/sh", "-m", "-c", "/usr/bin/python3 -q; echo shell-done")
@@ -294,10 +296,55 @@ func TestShellJobRestore(t *testing.T) {
 		}
 		return py > 0
 	})
-	d.create(strconv.Itoa(py), "--shell-job", "--name", "job1") // the job stops
+	user.send("x = 41\r")
+	user.expect(">>> ")
+	ck := d.create(strconv.Itoa(py), "--shell-job", "--name", "job1") // the job stops
 	user.expect("shell-done")
-	d.mustFail("ckptctl run -it", "restore", "job1")
-	if alive(py) {
-		t.Errorf("a refused restore left pid %d running", py)
+
+	// Refused under its new session's holder, a damaged checkpoint leaves
+	// nothing running, and the holder ends with the session.
+	corrupt(t, d, ck.ID, 0)
+	d.mustFail("does not match its checksum", "restore", "job1")
+	sock := filepath.Join(d.root, "terminals", strconv.Itoa(py), "tty.sock")
+	waitFor(t, "the refused restore's terminal holder to end", func() bool {
+		_, err := os.Stat(sock)
+		return errors.Is(err, os.ErrNotExist) && !alive(py)
+	})
+	corrupt(t, d, ck.ID, 0) // repaired
+
+	out := d.must("restore", "job1")
+	if want := fmt.Sprintf("ckptctl attach %d", py); !strings.Contains(out, want) {
+		t.Fatalf("restore did not say how to attach (%q):\n%s", want, out)
 	}
+	if ps := d.must("ps"); !strings.Contains(ps, fmt.Sprintf("pid:%d", py)) || !strings.Contains(ps, "running, tty, 0 attached") {
+		t.Fatalf("ps does not show the restored job on its terminal:\n%s", d.must("ps"))
+	}
+	c := d.ptyCtl(pty.Winsize{Rows: 41, Cols: 99}, "attach", strconv.Itoa(py))
+	c.expect(">>> ") // the scrollback: the prompt the restored job printed
+	c.ask("x", "x", "41")
+	c.send("import os\r")
+	c.ask("size", "tuple(os.get_terminal_size())", "(99, 41)")
+	c.ask("fg", "os.tcgetpgrp(0) == os.getpgrp()", "True")
+	c.send("while True: pass\r\r")
+	time.Sleep(300 * time.Millisecond)
+	c.send("\x03")
+	c.expect("KeyboardInterrupt")
+	c.ask("after", "x + 1", "42")
+
+	d.kill9()
+	c.expect("lost ckptd; the session keeps running")
+	d.start()
+	c = d.ptyCtl(pty.Winsize{Rows: 41, Cols: 99}, "attach", strconv.Itoa(py))
+	c.ask("again", "x", "41")
+	c.detach(strconv.Itoa(py))
+	if !alive(py) {
+		t.Fatalf("the restored job ended with its client")
+	}
+
+	// Again and again: the restored job checkpoints (a shell job without
+	// saying so: its session is ckptd's) and restores onto a new session.
+	d.create(strconv.Itoa(py), "--name", "job2")
+	d.must("restore", "job2")
+	c = d.ptyCtl(pty.Winsize{Rows: 24, Cols: 80}, "attach", strconv.Itoa(py))
+	c.ask("third", "x * 2", "82")
 }

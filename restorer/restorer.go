@@ -46,11 +46,16 @@ type Request struct {
 	// BeforeResume runs when the tree is restored but not yet running; an
 	// error makes CRIU kill the restored tree and fail the restore.
 	BeforeResume func(pid int) error
+	// Launch starts CRIU elsewhere (a shell job's new terminal session).
+	// The restored root is then CRIU's child, and once CRIU exits the
+	// nearest subreaper's: this process, if it is one.
+	Launch criu.Launcher
 }
 
 // Result is what a successful restore reports.
 type Result struct {
-	// PID is the host PID of the restored root, a child of this process;
+	// PID is the host PID of the restored root, a child of this process
+	// (see Request.Launch);
 	// after a failure, that of the root CRIU had created, if it got so far.
 	PID     int
 	LogPath string
@@ -85,7 +90,7 @@ func (r *Restorer) Restore(ctx context.Context, req Request) (Result, error) {
 		WorkDirFd:      ptr(int32(work.Fd())),
 		LogFile:        ptr(LogFile),
 		LogLevel:       ptr(int32(4)),
-		RstSibling:     ptr(true),
+		RstSibling:     ptr(req.Launch == nil),
 		TcpEstablished: ptr(req.Options.TCPEstablished),
 		FileLocks:      ptr(req.Options.FileLocks),
 		ExtUnixSk:      ptr(req.Options.ExtUnixSk),
@@ -102,7 +107,7 @@ func (r *Restorer) Restore(ctx context.Context, req Request) (Result, error) {
 	start := time.Now()
 	var restored, hooked time.Time
 	_, err = r.bin.Run(ctx, criu.Call{
-		Op: "restore", Type: rpc.CriuReqType_RESTORE, Opts: opts, LogPath: logPath, Files: files, Timeout: timeout,
+		Op: "restore", Type: rpc.CriuReqType_RESTORE, Opts: opts, LogPath: logPath, Files: files, Timeout: timeout, Launch: req.Launch,
 		Notify: func(script string, p int32) error {
 			if p > 0 {
 				// setup-namespaces names the root as soon as it exists.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // Layout is the single owner of ckptd's on-disk layout under the state root:
@@ -14,7 +15,10 @@ import (
 //	<root>/quarantine/<id>/      checkpoints held out of the index (damaged, unreadable
 //	                             record): a checkpoint's files plus quarantine.json
 //	<root>/removing/<id>/        a checkpoint rm took out of the index, being deleted
-//	<root>/workloads/<name>/     logs of workloads ckptd launched or restored
+//	<root>/workloads/<name>/     logs of workloads ckptd launched or restored; tty.sock
+//	                             serves a workload's terminal session
+//	<root>/terminals/<pid>/      the terminal session of a shell job ckptd restored:
+//	                             tty.sock, output.log
 //	<root>/containers/<ns>/<id>/ logs of containers ckptd restored
 //	<root>/dumps/<id>/           CRIU work dir of a dump (dump.log, stats-dump); its
 //	                             files move into the checkpoint, it stays only on failure;
@@ -49,10 +53,23 @@ func (l Layout) Trash(id string) string      { return filepath.Join(l.TrashDir()
 func (l Layout) WorkloadsDir() string        { return filepath.Join(l.Root, "workloads") }
 func (l Layout) Workload(name string) string { return filepath.Join(l.WorkloadsDir(), name) }
 
-// TerminalSocket is where the holder of workload name's terminal session
-// listens.
+// TerminalSocket is where the holder of terminal session name listens:
+// name is a workload's, or pid/N for a host process.
 func (l Layout) TerminalSocket(name string) string {
-	return filepath.Join(l.Workload(name), "tty.sock")
+	return filepath.Join(l.terminalDir(name), "tty.sock")
+}
+
+// TerminalLog is the output of a host process's terminal session (a
+// workload's goes to its log).
+func (l Layout) TerminalLog(name string) string {
+	return filepath.Join(l.terminalDir(name), "output.log")
+}
+
+func (l Layout) terminalDir(name string) string {
+	if pid, ok := strings.CutPrefix(name, "pid/"); ok {
+		return filepath.Join(l.Root, "terminals", pid)
+	}
+	return l.Workload(name)
 }
 func (l Layout) ContainersDir() string { return filepath.Join(l.Root, "containers") }
 func (l Layout) Container(ns, id string) string {

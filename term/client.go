@@ -84,6 +84,17 @@ func Query(sock string) (Status, error) {
 type Session struct {
 	Slave     *os.File
 	HolderPID int
+	RunPID    int // the process the holder started for a Run
+}
+
+// Run is a program the holder starts inside the session, as a child of
+// its own with the terminal as its controlling terminal and stdin, in a
+// process group of its own, with Files as its descriptors 3, 4, ...: a
+// CRIU restoring a shell job puts the job into its own session, whose
+// leader must outlive CRIU, as the job's shell did.
+type Run struct {
+	Argv  []string
+	Files []*os.File
 }
 
 // Spawn starts argv with stderr and with files as its descriptors 3, 4,
@@ -97,7 +108,7 @@ const HolderLog = "holder.log"
 // Start opens a pseudo-terminal of size, hands its master side to a new
 // holder (holderBin) listening on sock and logging to logPath, and
 // returns the slave side once the holder serves.
-func Start(holderBin, sock, logPath string, size Size, spawn Spawn) (*Session, error) {
+func Start(holderBin, sock, logPath string, size Size, run *Run, spawn Spawn) (*Session, error) {
 	master, slave, err := pty.Open()
 	if err != nil {
 		return nil, fmt.Errorf("open a pseudo-terminal: %w", err)
@@ -116,14 +127,35 @@ func Start(holderBin, sock, logPath string, size Size, spawn Spawn) (*Session, e
 		return nil, err
 	}
 	defer errs.Close()
-	pid, err := spawn([]string{holderBin, "--socket", sock, "--log", logPath}, errs, []*os.File{master})
+	argv, files := []string{holderBin, "--socket", sock, "--log", logPath}, []*os.File{master}
+	var report *os.File
+	if run != nil {
+		var w *os.File
+		if report, w, err = os.Pipe(); err != nil {
+			slave.Close()
+			return nil, err
+		}
+		defer report.Close()
+		defer w.Close()
+		argv = append(append(argv, "--run", "--run-files", fmt.Sprint(len(run.Files)), "--"), run.Argv...)
+		files = append(append(files, slave, w), run.Files...)
+	}
+	pid, err := spawn(argv, errs, files)
 	if err != nil {
 		slave.Close()
 		return nil, fmt.Errorf("start the terminal holder: %w", err)
 	}
+	s := &Session{Slave: slave, HolderPID: pid}
+	if run != nil {
+		if s.RunPID, err = readRunPID(report, files[2]); err != nil {
+			unix.Kill(pid, unix.SIGKILL)
+			slave.Close()
+			return nil, err
+		}
+	}
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		if _, err := os.Stat(sock); err == nil {
-			return &Session{Slave: slave, HolderPID: pid}, nil
+			return s, nil
 		}
 		if time.Now().After(deadline) {
 			unix.Kill(pid, unix.SIGKILL)
@@ -156,8 +188,9 @@ func NewSessions(holderBin string, socket func(name string) string, spawn Spawn)
 	return &Sessions{holderBin: holderBin, socket: socket, spawn: spawn}
 }
 
-// Start opens workload name's new session, logging to logPath.
-func (s *Sessions) Start(name, logPath string, size Size) (*Session, error) {
+// Start opens session name, logging to logPath; run, if set, is started
+// inside it.
+func (s *Sessions) Start(name, logPath string, size Size, run *Run) (*Session, error) {
 	if _, err := os.Stat(s.holderBin); err != nil {
 		return nil, fmt.Errorf("terminal holder %s: %v: %w", s.holderBin, err, errdefs.ErrFailedPrecondition)
 	}
@@ -165,7 +198,10 @@ func (s *Sessions) Start(name, logPath string, size Size) (*Session, error) {
 	if len(sock) >= 108 {
 		return nil, fmt.Errorf("terminal socket path %s is longer than a unix socket allows; use a shorter --root: %w", sock, errdefs.ErrInvalidArgument)
 	}
-	return Start(s.holderBin, sock, logPath, size, s.spawn)
+	if err := os.MkdirAll(filepath.Dir(sock), 0o700); err != nil {
+		return nil, err
+	}
+	return Start(s.holderBin, sock, logPath, size, run, s.spawn)
 }
 
 // Attach joins workload name's session.

@@ -21,8 +21,8 @@ func (c *cli) attachCmd() *cobra.Command {
 	var keys string
 	var noStdin bool
 	cmd := &cobra.Command{
-		Use:   "attach NAME",
-		Short: "Attach this terminal to a workload's terminal session (detach: ctrl-p ctrl-q)",
+		Use:   "attach NAME|PID",
+		Short: "Attach this terminal to the terminal session of a workload, or of a shell job ckptd restored (detach: ctrl-p ctrl-q)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return c.attach(args[0], keys, !noStdin)
@@ -33,7 +33,8 @@ func (c *cli) attachCmd() *cobra.Command {
 	return cmd
 }
 
-// attach relays this terminal to workload name's session until the
+// attach relays this terminal to the session of name (a workload, or a
+// restored shell job's PID) until the
 // detach keys, the session's end, or ckptd's.
 func (c *cli) attach(name, keys string, interactive bool) error {
 	detached := new(atomic.Bool)

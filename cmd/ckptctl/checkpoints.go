@@ -150,6 +150,9 @@ func (c *cli) restoreCmd() *cobra.Command {
 				fmt.Fprintln(os.Stderr, "warning:", w)
 			}
 			fmt.Printf("%s restored as pid %d\n", targetName(t.GetRef()), t.GetRef().GetPid())
+			if t.GetTerminal() {
+				fmt.Printf("on a new terminal: ckptctl attach %s\n", attachName(t.GetRef()))
+			}
 			return nil
 		},
 	}

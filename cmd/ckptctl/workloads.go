@@ -129,6 +129,15 @@ func targetName(r *apiv1.TargetRef) string {
 	return fmt.Sprintf("pid:%d", r.GetPid())
 }
 
+// attachName is what ckptctl attach takes for r: a workload's name, a
+// process's PID.
+func attachName(r *apiv1.TargetRef) string {
+	if r.GetKind() == "workload" {
+		return r.GetName()
+	}
+	return fmt.Sprint(r.GetPid())
+}
+
 func (c *cli) logsCmd() *cobra.Command {
 	var req apiv1.LogsRequest
 	cmd := &cobra.Command{
