@@ -24,11 +24,14 @@ const DefaultPath = "/etc/ckptd/config.toml"
 
 // Config is ckptd's configuration.
 type Config struct {
-	Root      string `toml:"root"`       // state root: checkpoints, index, logs
-	Socket    string `toml:"socket"`     // API unix socket
-	CRIUPath  string `toml:"criu_path"`  // empty: look criu up in PATH
-	LogLevel  string `toml:"log_level"`  // debug, info, warn, error
-	LogFormat string `toml:"log_format"` // text or json
+	Root     string `toml:"root"`      // state root: checkpoints, index, logs
+	Socket   string `toml:"socket"`    // API unix socket
+	CRIUPath string `toml:"criu_path"` // empty: look criu up in PATH
+	// TerminalHolder is the ckptd-term binary that holds terminal
+	// sessions; empty: the one beside ckptd, or in PATH.
+	TerminalHolder string `toml:"terminal_holder"`
+	LogLevel       string `toml:"log_level"`  // debug, info, warn, error
+	LogFormat      string `toml:"log_format"` // text or json
 	// Containerd is the containerd socket for ctr: targets; ckptd runs
 	// without it, and says so when a container is asked for.
 	Containerd string `toml:"containerd_socket"`

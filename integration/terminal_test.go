@@ -278,28 +278,7 @@ func TestMigrateTerminalSession(t *testing.T) {
 // refused and leaves no session behind.
 func TestShellJobRestore(t *testing.T) {
 	d := startDaemon(t)
-	shell := exec.Command("/bin/sh", "-m", "-c", "/usr/bin/python3 -q; echo shell-done")
-	shell.Env = append(os.Environ(), "TERM=dumb")
-	tty, err := pty.StartWithSize(shell, &pty.Winsize{Rows: 33, Cols: 77})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { shell.Process.Kill(); shell.Wait(); tty.Close() })
-	user := &ptyClient{t: t, pty: tty, done: make(chan error, 1)}
-	go user.read()
-	user.expect(">>> ")
-	var py int
-	waitFor(t, "python3 under the shell", func() bool {
-		kids := strings.Fields(readFile(fmt.Sprintf("/proc/%d/task/%d/children", shell.Process.Pid, shell.Process.Pid)))
-		if len(kids) == 1 {
-			py, _ = strconv.Atoi(kids[0])
-		}
-		return py > 0
-	})
-	user.send("x = 41\r")
-	user.expect(">>> ")
-	ck := d.create(strconv.Itoa(py), "--shell-job", "--name", "job1") // the job stops
-	user.expect("shell-done")
+	py, ck := shellJob(t, d)
 
 	// Refused under its new session's holder, a damaged checkpoint leaves
 	// nothing running, and the holder ends with the session.
@@ -347,4 +326,63 @@ func TestShellJobRestore(t *testing.T) {
 	d.must("restore", "job2")
 	c = d.ptyCtl(pty.Winsize{Rows: 24, Cols: 80}, "attach", strconv.Itoa(py))
 	c.ask("third", "x * 2", "82")
+}
+
+// shellJob starts python3 -q under a job-control shell on a terminal of
+// the test's own, sets x = 41 in it, and checkpoints it by PID as a
+// shell job (it stops).
+func shellJob(t *testing.T, d *daemon) (int, checkpoint) {
+	shell := exec.Command("/bin/sh", "-m", "-c", "/usr/bin/python3 -q; echo shell-done")
+	shell.Env = append(os.Environ(), "TERM=dumb")
+	tty, err := pty.StartWithSize(shell, &pty.Winsize{Rows: 33, Cols: 77})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { shell.Process.Kill(); shell.Wait(); tty.Close() })
+	user := &ptyClient{t: t, pty: tty, done: make(chan error, 1)}
+	go user.read()
+	user.expect(">>> ")
+	var py int
+	waitFor(t, "python3 under the shell", func() bool {
+		kids := strings.Fields(readFile(fmt.Sprintf("/proc/%d/task/%d/children", shell.Process.Pid, shell.Process.Pid)))
+		if len(kids) == 1 {
+			py, _ = strconv.Atoi(kids[0])
+		}
+		return py > 0
+	})
+	user.send("x = 41\r")
+	user.expect(">>> ")
+	ck := d.create(strconv.Itoa(py), "--shell-job", "--name", "job1")
+	user.expect("shell-done")
+	return py, ck
+}
+
+// TestTerminalHolderFailures: a terminal holder that is missing, or that
+// never serves, fails run -t and a shell job's restore with one line
+// each; nothing is left running, and the checkpoint restores once the
+// holder is back.
+func TestTerminalHolderFailures(t *testing.T) {
+	d := startDaemonWith(t, "--terminal-holder", "/nonexistent/ckptd-term")
+	py, _ := shellJob(t, d)
+	d.mustFail("terminal holder /nonexistent/ckptd-term", "run", "-t", "-d", "--name", "sh", "--", "/bin/sh")
+	d.mustFail("terminal holder /nonexistent/ckptd-term", "restore", "job1")
+	d.stop()
+	d.args = []string{"--terminal-holder", "/bin/true"} // exits at once
+	d.start()
+	d.mustFail("did not start listening", "run", "-t", "-d", "--name", "sh", "--", "/bin/sh")
+	d.mustFail("did not report its program's start", "restore", "job1")
+	for _, tg := range d.ps() {
+		if tg.Running {
+			t.Errorf("a failed start left %+v running", tg.Ref)
+		}
+	}
+	if alive(py) {
+		t.Fatalf("a failed restore left pid %d running", py)
+	}
+	d.stop()
+	d.args = nil
+	d.start()
+	d.must("restore", "job1")
+	c := d.ptyCtl(pty.Winsize{Rows: 24, Cols: 80}, "attach", strconv.Itoa(py))
+	c.ask("x", "x", "41")
 }

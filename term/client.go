@@ -147,7 +147,7 @@ func Start(holderBin, sock, logPath string, size Size, run *Run, spawn Spawn) (*
 	}
 	s := &Session{Slave: slave, HolderPID: pid}
 	if run != nil {
-		if s.RunPID, err = readRunPID(report, files[2]); err != nil {
+		if s.RunPID, err = readRunPID(report, files[2], errs.Name()); err != nil {
 			unix.Kill(pid, unix.SIGKILL)
 			slave.Close()
 			return nil, err

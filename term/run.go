@@ -16,8 +16,9 @@ import (
 )
 
 // readRunPID reads the holder's report on the Run it started: its PID,
-// or why it could not start it. w is our copy of the report's write end.
-func readRunPID(report, w *os.File) (int, error) {
+// or why it could not start it. w is our copy of the report's write end;
+// holderLog is the holder's own log, for the user.
+func readRunPID(report, w *os.File, holderLog string) (int, error) {
 	w.Close() // the holder's copy is the last: its exit ends the report
 	_ = report.SetReadDeadline(time.Now().Add(10 * time.Second))
 	b, err := io.ReadAll(report)
@@ -25,6 +26,9 @@ func readRunPID(report, w *os.File) (int, error) {
 		return 0, fmt.Errorf("the terminal holder did not report its program's start: %v: %w", err, errdefs.ErrUnavailable)
 	}
 	line := strings.TrimSpace(string(b))
+	if line == "" {
+		return 0, fmt.Errorf("the terminal holder did not report its program's start: it ended first (its log: %s): %w", holderLog, errdefs.ErrUnavailable)
+	}
 	if msg, ok := strings.CutPrefix(line, "error: "); ok {
 		return 0, fmt.Errorf("the terminal holder could not start %s", msg)
 	}

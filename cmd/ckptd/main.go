@@ -112,7 +112,7 @@ func run() error {
 		Supervisor: sup, CRIU: bin, Containers: ctrs,
 		ContainerNamespace: cfg.ContainerdNamespace, ContainerdAddress: cfg.Containerd,
 		Peer: peerTLS, PeerInfo: peer.Describe(cfg.PeerCerts, cfg.PeerAllow), Defaults: store.Options{LinkRemap: cfg.LinkRemap, GhostLimit: cfg.GhostLimit}, ChainDepth: cfg.ChainDepth,
-		Events: hub, Terminals: term.NewSessions(termHolder(), st.Layout().TerminalSocket, sup.Spawn),
+		Events: hub, Terminals: term.NewSessions(termHolder(cfg.TerminalHolder), st.Layout().TerminalSocket, sup.Spawn),
 	})
 	if err != nil {
 		return err
@@ -191,6 +191,7 @@ func loadConfig(args []string) (config.Config, error) {
 	root := fs.String("root", "", "state root")
 	socket := fs.String("socket", "", "API unix socket")
 	criuPath := fs.String("criu", "", "CRIU binary (default: criu in PATH)")
+	holder := fs.String("terminal-holder", "", "ckptd-term binary that holds terminal sessions (default: beside ckptd, or in PATH)")
 	level := fs.String("log-level", "", "debug, info, warn or error")
 	format := fs.String("log-format", "", "text or json")
 	ctrd := fs.String("containerd", "", "containerd socket for ctr: targets (default "+config.Default().Containerd+")")
@@ -219,7 +220,7 @@ func loadConfig(args []string) (config.Config, error) {
 	if err != nil {
 		return cfg, err
 	}
-	for dst, v := range map[*string]string{&cfg.Root: *root, &cfg.Socket: *socket, &cfg.CRIUPath: *criuPath, &cfg.LogLevel: *level, &cfg.LogFormat: *format,
+	for dst, v := range map[*string]string{&cfg.Root: *root, &cfg.Socket: *socket, &cfg.CRIUPath: *criuPath, &cfg.TerminalHolder: *holder, &cfg.LogLevel: *level, &cfg.LogFormat: *format,
 		&cfg.Containerd: *ctrd, &cfg.ContainerdNamespace: *ns, &cfg.PeerListen: *peerListen, &cfg.PeerCerts: *peerCerts,
 		&cfg.CRIUTimeout: *criuTimeout, &cfg.CRIUConfig: *criuConfig, &cfg.ShutdownGrace: *grace, &cfg.SocketGroup: *socketGroup, &cfg.ScrubInterval: *scrub, &cfg.MetricsListen: *metricsListen} {
 		if v != "" {
@@ -341,9 +342,12 @@ func setSchedules(ctx context.Context, d *daemon.Daemon, scheds []config.Schedul
 	}
 }
 
-// termHolder is the terminal holder beside this executable (installed
-// together), or ckptd-term in PATH.
-func termHolder() string {
+// termHolder is the configured terminal holder, or the one beside this
+// executable (installed together), or ckptd-term in PATH.
+func termHolder(configured string) string {
+	if configured != "" {
+		return configured
+	}
 	if exe, err := os.Executable(); err == nil {
 		p := filepath.Join(filepath.Dir(exe), "ckptd-term")
 		if _, err := os.Stat(p); err == nil {
