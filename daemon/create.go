@@ -45,10 +45,7 @@ func (d *Daemon) Create(ctx context.Context, req CreateRequest) (*store.Checkpoi
 		return nil, err
 	}
 	defer unlock()
-	if t := target.Terminal; t != nil && t.Key == "" {
-		// A restored shell job: its session is its terminal holder's.
-		req.Options.ShellJob = true
-	}
+	req.Options.ShellJob = req.Options.ShellJob || ledSession(target.TargetRef)
 	name, err := d.checkpointName(ctx, req.Name, target.TargetRef)
 	if err != nil {
 		return nil, err

@@ -91,6 +91,7 @@ func (d *Daemon) Migrate(ctx context.Context, req MigrateRequest) (*MigrateResul
 		return nil, err
 	}
 	defer unlock()
+	req.Options.ShellJob = req.Options.ShellJob || ledSession(t.TargetRef)
 	m := &outgoing{d: d, req: req, target: t, id: store.NewID(), start: start}
 	res, err := m.run(ctx)
 	if err != nil {

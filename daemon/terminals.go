@@ -110,6 +110,11 @@ func (d *Daemon) restoreTerminal(c *store.Checkpoint, ref *store.TargetRef, logP
 	return s.Slave, nil
 }
 
+// ledSession reports whether t is a shell job ckptd restored: its
+// session's leader is its terminal's holder, outside its tree, so CRIU
+// dumps it as a shell job whether or not the user says so.
+func ledSession(t store.TargetRef) bool { return t.Terminal != nil && t.Terminal.Key == "" }
+
 // shellJobSize is a restored shell job's window size until a client
 // attaches with its own: its old terminal's is not saved.
 var shellJobSize = term.Size{Rows: 24, Cols: 80}

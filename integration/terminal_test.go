@@ -332,7 +332,11 @@ func TestShellJobRestore(t *testing.T) {
 // the test's own, sets x = 41 in it, and checkpoints it by PID as a
 // shell job (it stops).
 func shellJob(t *testing.T, d *daemon) (int, checkpoint) {
-	shell := exec.Command("/bin/sh", "-m", "-c", "/usr/bin/python3 -q; echo shell-done")
+	// On d's host, holding no descriptor the test's own caller left open
+	// (they may name another host's mounts).
+	argv := append(append([]string{}, d.wrap...), "/usr/bin/python3", "-c",
+		"import os; os.closerange(3, 65536); os.execv('/bin/sh', ['sh', '-m', '-c', '/usr/bin/python3 -q; echo shell-done'])")
+	shell := exec.Command(argv[0], argv[1:]...)
 	shell.Env = append(os.Environ(), "TERM=dumb")
 	tty, err := pty.StartWithSize(shell, &pty.Winsize{Rows: 33, Cols: 77})
 	if err != nil {
