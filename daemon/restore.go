@@ -145,7 +145,7 @@ func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.Tar
 	}
 	var launch criu.Launcher
 	if c.Options.ShellJob && c.Target.Terminal == nil {
-		if launch, err = d.shellJobTerminal(&ref, logPath); err != nil {
+		if launch, err = d.shellJobTerminal(&ref, imagesDir, logPath); err != nil {
 			return nil, err
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/ckptd/ckptd/criu"
 	"github.com/ckptd/ckptd/dumper"
 	"github.com/ckptd/ckptd/errdefs"
+	"github.com/ckptd/ckptd/images"
 	"github.com/ckptd/ckptd/store"
 	"github.com/ckptd/ckptd/term"
 )
@@ -115,17 +116,18 @@ func (d *Daemon) restoreTerminal(c *store.Checkpoint, ref *store.TargetRef, logP
 // dumps it as a shell job whether or not the user says so.
 func ledSession(t store.TargetRef) bool { return t.Terminal != nil && t.Terminal.Key == "" }
 
-// shellJobSize is a restored shell job's window size until a client
-// attaches with its own: its old terminal's is not saved.
+// shellJobSize is a restored shell job's window size when its images
+// keep none, until a client attaches with its own.
 var shellJobSize = term.Size{Rows: 24, Cols: 80}
 
 // shellJobTerminal gives a restored shell job, whose terminal ckptd does
-// not hold, a new session: CRIU puts the job into its own session (the
-// job's shell's is gone) and makes the session's terminal the job's, and
-// the session's leader must outlive the job, as its shell did. So CRIU
-// runs under the new session's holder, which leads it. logPath is where
-// the session's output goes ("" for a host process: beside its socket).
-func (d *Daemon) shellJobTerminal(ref *store.TargetRef, logPath string) (criu.Launcher, error) {
+// not hold, a new session of its old terminal's size: CRIU puts the job
+// into its own session (the job's shell's is gone) and makes the session's
+// terminal the job's, and the session's leader must outlive the job, as
+// its shell did. So CRIU runs under the new session's holder, which leads
+// it. logPath is where the session's output goes ("" for a host process:
+// beside its socket).
+func (d *Daemon) shellJobTerminal(ref *store.TargetRef, imagesDir, logPath string) (criu.Launcher, error) {
 	if d.terms == nil {
 		return nil, errNoHolder
 	}
@@ -133,9 +135,16 @@ func (d *Daemon) shellJobTerminal(ref *store.TargetRef, logPath string) (criu.La
 	if logPath == "" {
 		logPath = d.store.Layout().TerminalLog(name)
 	}
-	ref.Terminal = &store.Terminal{Rows: shellJobSize.Rows, Cols: shellJobSize.Cols}
+	size := shellJobSize
+	if ws, ok, err := images.TerminalSize(imagesDir); err != nil {
+		// CRIU reads the same image next and fails with the real cause.
+		d.log.Warn("shell job's window size unreadable; using 24x80", "images", imagesDir, "err", err)
+	} else if ok {
+		size = term.Size{Rows: ws.Rows, Cols: ws.Cols}
+	}
+	ref.Terminal = &store.Terminal{Rows: size.Rows, Cols: size.Cols}
 	return func(argv []string, files []*os.File) (int, error) {
-		s, err := d.terms.Start(name, logPath, shellJobSize, &term.Run{Argv: argv, Files: files})
+		s, err := d.terms.Start(name, logPath, size, &term.Run{Argv: argv, Files: files})
 		if err != nil {
 			return 0, err
 		}

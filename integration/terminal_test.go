@@ -298,6 +298,7 @@ func TestShellJobRestore(t *testing.T) {
 	if ps := d.must("ps"); !strings.Contains(ps, fmt.Sprintf("pid:%d", py)) || !strings.Contains(ps, "running, tty, 0 attached") {
 		t.Fatalf("ps does not show the restored job on its terminal:\n%s", d.must("ps"))
 	}
+	jobSize(t, py, 33, 77) // its old terminal's, until a client attaches
 	c := d.ptyCtl(pty.Winsize{Rows: 41, Cols: 99}, "attach", strconv.Itoa(py))
 	c.expect(">>> ") // the scrollback: the prompt the restored job printed
 	c.ask("x", "x", "41")
@@ -324,8 +325,26 @@ func TestShellJobRestore(t *testing.T) {
 	// saying so: its session is ckptd's) and restores onto a new session.
 	d.create(strconv.Itoa(py), "--name", "job2")
 	d.must("restore", "job2")
+	jobSize(t, py, 41, 99) // the last client's
 	c = d.ptyCtl(pty.Winsize{Rows: 24, Cols: 80}, "attach", strconv.Itoa(py))
 	c.ask("third", "x * 2", "82")
+}
+
+// jobSize checks the window size of pid's terminal (its stdin).
+func jobSize(t *testing.T, pid int, rows, cols uint16) {
+	t.Helper()
+	f, err := os.Open(fmt.Sprintf("/proc/%d/fd/0", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ws, err := pty.GetsizeFull(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ws.Rows != rows || ws.Cols != cols {
+		t.Fatalf("the restored job's terminal is %dx%d, want %dx%d", ws.Rows, ws.Cols, rows, cols)
+	}
 }
 
 // shellJob starts python3 -q under a job-control shell on a terminal of
