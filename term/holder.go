@@ -17,6 +17,11 @@ import (
 // that attaches.
 const ScrollbackBytes = 256 << 10
 
+// ClientQueueBytes bounds the output queued for a client: one that lags
+// further is dropped, so a client that stops reading costs the
+// session and the other clients nothing.
+const ClientQueueBytes = 4 << 20
+
 // Holder keeps one session's master side. Run serves it until the
 // session ends (every slave side closed).
 type Holder struct {
@@ -27,17 +32,25 @@ type Holder struct {
 	mu      sync.Mutex
 	ring    []byte
 	clients map[*client]bool
+	ended   bool // the session ended: no client joins
+	writers sync.WaitGroup
 }
 
 type client struct {
 	conn net.Conn
 	mu   sync.Mutex // one frame at a time
+
+	// Output not yet written to conn; guarded by Holder.mu.
+	queue  [][]byte
+	queued int
+	wake   chan struct{} // capacity 1: the queue grew or closed
+	closed bool          // no more output: write what is queued, then close
 }
 
 func (c *client) send(kind byte, p []byte) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	// A client that stops reading must not stall the session.
+	// A client that stops reading must not hold its writer forever.
 	c.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	return WriteFrame(c.conn, kind, p)
 }
@@ -48,7 +61,8 @@ func NewHolder(master *os.File, out io.Writer, log *slog.Logger) *Holder {
 }
 
 // Run accepts clients on l and copies the session's output to the log,
-// the scrollback and every client, until the session ends.
+// the scrollback and every client, until the session ends; it returns
+// once the clients have the output they were still owed.
 func (h *Holder) Run(l net.Listener) error {
 	go func() {
 		for {
@@ -56,14 +70,15 @@ func (h *Holder) Run(l net.Listener) error {
 			if err != nil {
 				return
 			}
-			go h.serve(&client{conn: conn})
+			go h.serve(&client{conn: conn, wake: make(chan struct{}, 1)})
 		}
 	}()
+	defer h.writers.Wait()
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := h.master.Read(buf)
 		if n > 0 {
-			h.output(buf[:n])
+			h.output(append([]byte(nil), buf[:n]...))
 		}
 		if err != nil {
 			l.Close()
@@ -76,40 +91,89 @@ func (h *Holder) Run(l net.Listener) error {
 	}
 }
 
+// output keeps p (which it owns from here on) in the log and the
+// scrollback, and queues it for every client; it never waits on one.
 func (h *Holder) output(p []byte) {
 	if _, err := h.out.Write(p); err != nil {
 		h.log.Warn("session log", "err", err)
 	}
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	h.ring = append(h.ring, p...)
 	if over := len(h.ring) - ScrollbackBytes; over > 0 {
 		h.ring = append(h.ring[:0], h.ring[over:]...)
 	}
-	clients := make([]*client, 0, len(h.clients))
 	for c := range h.clients {
-		clients = append(clients, c)
+		if c.queued+len(p) > ClientQueueBytes {
+			h.log.Warn("terminal client dropped: it fell behind", "queued", c.queued)
+			h.remove(c)
+			c.conn.Close()
+			continue
+		}
+		h.enqueue(c, p)
 	}
-	h.mu.Unlock()
-	for _, c := range clients {
-		if err := c.send(FrameData, p); err != nil {
-			h.drop(c)
+}
+
+// enqueue and remove need h.mu.
+func (h *Holder) enqueue(c *client, p []byte) {
+	c.queue = append(c.queue, p)
+	c.queued += len(p)
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (h *Holder) remove(c *client) {
+	if h.clients[c] {
+		delete(h.clients, c)
+		c.closed = true
+		select {
+		case c.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// write sends c its queued output in order until it is closed and
+// drained, or a write fails.
+func (h *Holder) write(c *client) {
+	defer h.writers.Done()
+	defer c.conn.Close()
+	for {
+		h.mu.Lock()
+		batch, closed := c.queue, c.closed
+		c.queue, c.queued = nil, 0
+		h.mu.Unlock()
+		for _, p := range batch {
+			if err := c.send(FrameData, p); err != nil {
+				h.drop(c)
+				return
+			}
+		}
+		if closed && len(batch) == 0 {
+			return
+		}
+		if len(batch) == 0 {
+			<-c.wake
 		}
 	}
 }
 
 func (h *Holder) drop(c *client) {
 	h.mu.Lock()
-	delete(h.clients, c)
+	h.remove(c)
 	h.mu.Unlock()
 	c.conn.Close()
 }
 
+// closeClients ends every client once its writer has sent what it is owed.
 func (h *Holder) closeClients() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.ended = true
 	for c := range h.clients {
-		c.conn.Close()
-		delete(h.clients, c)
+		h.remove(c)
 	}
 }
 
@@ -123,17 +187,22 @@ func (h *Holder) serve(c *client) {
 		return
 	}
 	if kind == FrameReplay {
-		// The replay and joining the clients happen under one lock, so no
+		// The replay is queued as the client joins, under one lock, so no
 		// output falls between them.
 		h.mu.Lock()
-		err := sendChunks(c, h.ring)
-		if err == nil {
-			h.clients[c] = true
-		}
-		h.mu.Unlock()
-		if err != nil {
+		if h.ended {
+			h.mu.Unlock()
 			return
 		}
+		for p := h.ring; len(p) > 0; {
+			n := min(len(p), maxFrame)
+			h.enqueue(c, append([]byte(nil), p[:n]...))
+			p = p[n:]
+		}
+		h.clients[c] = true
+		h.writers.Add(1)
+		h.mu.Unlock()
+		go h.write(c)
 	}
 	for {
 		kind, p, err := ReadFrame(r)
@@ -145,17 +214,6 @@ func (h *Holder) serve(c *client) {
 			return
 		}
 	}
-}
-
-func sendChunks(c *client, p []byte) error {
-	for len(p) > 0 {
-		n := min(len(p), maxFrame)
-		if err := c.send(FrameData, p[:n]); err != nil {
-			return err
-		}
-		p = p[n:]
-	}
-	return nil
 }
 
 func (h *Holder) handle(c *client, kind byte, p []byte) error {
