@@ -56,7 +56,7 @@ func newTestDaemon(t *testing.T, dm Dumper) *Daemon {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	sup, err := workload.NewSupervisor(log, func() bool { return false })
+	sup, err := workload.NewSupervisor(log, func() bool { return false }, "/nonexistent/gate")
 	if err != nil {
 		t.Fatal(err)
 	}

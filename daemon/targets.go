@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/ckptd/ckptd/container"
@@ -74,18 +73,22 @@ func (d *Daemon) Run(ctx context.Context, req RunRequest) (*TargetStatus, error)
 		defer s.Slave.Close() // the tree has its own; the holder ends with the last
 		spec.TTY, ref.Terminal = s.Slave, rec
 	}
-	pid, err := d.sup.Launch(spec)
+	var t *store.Target
+	pid, err := d.sup.Launch(spec, func(pid int) error {
+		// Recorded before it runs: a ckptd killed from here on finds it
+		// at its next start; one killed before leaves nothing running.
+		ref.PID, ref.LogPath = pid, logPath
+		t = &store.Target{TargetRef: ref, Created: time.Now().UTC()}
+		if st, err := proc.ReadStat(pid); err == nil {
+			t.StartTime = st.StartTime
+		}
+		if err := d.store.PutTarget(ctx, t); err != nil {
+			return fmt.Errorf("record target: %w", err)
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("run %s: %w", req.Name, err)
-	}
-	ref.PID, ref.LogPath = pid, logPath
-	t := &store.Target{TargetRef: ref, Created: time.Now().UTC()}
-	if st, err := proc.ReadStat(pid); err == nil {
-		t.StartTime = st.StartTime
-	}
-	if err := d.store.PutTarget(ctx, t); err != nil {
-		syscall.Kill(pid, syscall.SIGKILL) // not recorded: do not leave it running unknown
-		return nil, fmt.Errorf("run %s: record target: %w", req.Name, err)
 	}
 	d.log.Info("workload started", "name", req.Name, "pid", pid, "command", req.Args)
 	if err := d.settled(ctx, t); err != nil {

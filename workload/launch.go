@@ -5,10 +5,13 @@
 package workload
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ckptd/ckptd/errdefs"
 	"github.com/ckptd/ckptd/proc"
@@ -28,19 +31,13 @@ type Spec struct {
 
 // Launch starts spec as pid 1 of a new PID namespace, in its own session,
 // with stdin from /dev/null and output to spec.LogPath. Being namespaced,
-// a checkpoint of it restores beside the running original.
-func (s *Supervisor) Launch(spec Spec) (int, error) {
-	if len(spec.Args) == 0 {
-		return 0, fmt.Errorf("no command given: %w", errdefs.ErrInvalidArgument)
-	}
-	path := spec.Args[0]
-	if filepath.Base(path) == path {
-		// Look the command up in the caller's PATH, as a shell would.
-		p, err := lookPath(path, spec.Env)
-		if err != nil {
-			return 0, err
-		}
-		path = p
+// a checkpoint of it restores beside the running original. record gets
+// the PID before the command runs (it waits at a gate, see Gate): an
+// error from it, or a ckptd that ends first, ends it unrun.
+func (s *Supervisor) Launch(spec Spec, record func(pid int) error) (int, error) {
+	path, err := s.launchable(spec)
+	if err != nil {
+		return 0, err
 	}
 	null, err := os.Open(os.DevNull)
 	if err != nil {
@@ -52,6 +49,11 @@ func (s *Supervisor) Launch(spec Spec) (int, error) {
 		return 0, fmt.Errorf("open log: %w", err)
 	}
 	defer out.Close()
+	gate, open, err := os.Pipe()
+	if err != nil {
+		return 0, err
+	}
+	defer gate.Close()
 	dir := spec.Dir
 	if dir == "" {
 		dir = "/"
@@ -59,23 +61,59 @@ func (s *Supervisor) Launch(spec Spec) (int, error) {
 	attr := &os.ProcAttr{
 		Dir:   dir,
 		Env:   spec.Env,
-		Files: []*os.File{null, out, out},
+		Files: []*os.File{null, out, out, gate},
 		Sys: &syscall.SysProcAttr{
 			Setsid:     true,
 			Cloneflags: syscall.CLONE_NEWPID,
 		},
 	}
 	if spec.TTY != nil {
-		attr.Files = []*os.File{spec.TTY, spec.TTY, spec.TTY}
+		attr.Files = []*os.File{spec.TTY, spec.TTY, spec.TTY, gate}
 		attr.Sys.Setctty, attr.Sys.Ctty = true, 0
 	}
+	pid, err := s.startGated(path, spec.Args, attr)
+	if err != nil {
+		open.Close()
+		return 0, err
+	}
+	if err := record(pid); err != nil {
+		return 0, errors.Join(err, openGate(open, false))
+	}
+	if err := openGate(open, true); err != nil {
+		return 0, fmt.Errorf("start %s: %w", spec.Args[0], err)
+	}
+	return pid, nil
+}
+
+// launchable checks that spec's command can be started, and finds it in
+// PATH when named bare: after the gate, a failed exec is only an exit.
+func (s *Supervisor) launchable(spec Spec) (string, error) {
+	if len(spec.Args) == 0 {
+		return "", fmt.Errorf("no command given: %w", errdefs.ErrInvalidArgument)
+	}
+	path := spec.Args[0]
+	if filepath.Base(path) == path {
+		// Look the command up in the caller's PATH, as a shell would.
+		return lookPath(path, spec.Env)
+	}
+	if err := unix.Access(path, unix.X_OK); err != nil {
+		return "", fmt.Errorf("start %s: %w: %w", path, err, errdefs.ErrInvalidArgument)
+	}
+	if st, err := os.Stat(path); err != nil || !st.Mode().IsRegular() {
+		return "", fmt.Errorf("start %s: not a file: %w", path, errdefs.ErrInvalidArgument)
+	}
+	return path, nil
+}
+
+// startGated starts the gate that becomes path, and tracks it.
+func (s *Supervisor) startGated(path string, args []string, attr *os.ProcAttr) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock() // held until tracked, so the orphan reaper cannot take it
 	proc.SpawnMu.Lock()
-	p, err := os.StartProcess(path, spec.Args, attr)
+	p, err := os.StartProcess(s.gate, append([]string{gateArg0, path}, args...), attr)
 	proc.SpawnMu.Unlock()
 	if err != nil {
-		return 0, fmt.Errorf("start %s: %w", spec.Args[0], err)
+		return 0, fmt.Errorf("start %s: %w", args[0], err)
 	}
 	s.trackLocked(p)
 	return p.Pid, nil

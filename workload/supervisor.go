@@ -41,15 +41,17 @@ type Supervisor struct {
 	// criuBusy reports whether a CRIU of ours runs; while none does, a
 	// child of ours still named criu is a leftover (see endStrays).
 	criuBusy func() bool
+	gate     string // the binary that starts as a gate (see Gate)
 }
 
 // NewSupervisor makes the calling process a child subreaper. criuBusy
-// reports whether a CRIU process of this ckptd is running.
-func NewSupervisor(log *slog.Logger, criuBusy func() bool) (*Supervisor, error) {
+// reports whether a CRIU process of this ckptd is running; gate is a
+// binary whose main calls Gate when IsGate (ckptd's own).
+func NewSupervisor(log *slog.Logger, criuBusy func() bool, gate string) (*Supervisor, error) {
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return nil, fmt.Errorf("become child subreaper: %w", err)
 	}
-	return &Supervisor{log: log, tracked: map[int]bool{}, exits: map[int]Exit{}, criuBusy: criuBusy}, nil
+	return &Supervisor{log: log, tracked: map[int]bool{}, exits: map[int]Exit{}, criuBusy: criuBusy, gate: gate}, nil
 }
 
 // Adopt tracks pid, a child of this process (a restored root). Call it

@@ -41,6 +41,9 @@ import (
 )
 
 func main() {
+	if workload.IsGate(os.Args) {
+		workload.Gate(os.Args) // a workload ckptd launches, until recorded
+	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "ckptd:", err)
 		os.Exit(1)
@@ -84,7 +87,7 @@ func run() error {
 	bin.Timeout, _ = cfg.Timeout() // validated
 	bin.ConfigFile = cfg.CRIUConfig
 	log.Info("criu found", "path", bin.Path, "version", bin.VersionString(), "timeout", bin.Timeout)
-	sup, err := workload.NewSupervisor(log, helpers.Busy)
+	sup, err := workload.NewSupervisor(log, helpers.Busy, "/proc/self/exe")
 	if err != nil {
 		return err
 	}
