@@ -34,9 +34,9 @@ test: deps vet
 CAMPAIGN_RUNS ?= 50
 LOAD ?= 2m
 faults: deps
-	CKPTD_CAMPAIGN_RUNS=$(CAMPAIGN_RUNS) CKPTD_LOAD=$(LOAD) $(GO) test -count=1 -v -timeout 60m \
-		-run 'TestCrashPointCampaign|TestContainerCrashCampaign|TestMigrationCrashCampaign|TestLoad$$|TestCRIUKilledCampaign|TestDaemonKilledCampaign' ./integration/ 2>&1 | \
-		grep -v '^        time=' | tee faults.log
+	CKPTD_CAMPAIGN_RUNS=$(CAMPAIGN_RUNS) CKPTD_LOAD=$(LOAD) $(GO) test -count=1 -v -timeout 75m \
+		-run 'TestCrashPointCampaign|TestContainerCrashCampaign|TestMigrationCrashCampaign|TestTerminalCrashCampaign|TestLoad$$|TestCRIUKilledCampaign|TestDaemonKilledCampaign' ./integration/ 2>&1 | \
+		grep -av '^        time=' | tee faults.log
 
 # Every fuzzer of outside input (peer messages, records, refs, config,
 # CRIU images) for FUZZTIME each.

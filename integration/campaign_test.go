@@ -31,6 +31,7 @@ func campaignRuns(t *testing.T) int {
 // campaignRow is one operation's line of the campaign's table.
 type campaignRow struct {
 	runs, lostToCRIU int
+	completed        int            // the operation ended before the kill landed
 	points           map[string]int // where the kills landed
 	violations       []string
 }

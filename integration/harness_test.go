@@ -244,6 +244,7 @@ type target struct {
 		LogPath string `json:"log_path"`
 	} `json:"ref"`
 	Running      bool   `json:"running"`
+	Terminal     bool   `json:"terminal"` // a terminal session ckptd holds
 	RestoredFrom string `json:"restored_from"`
 	InDoubt      string `json:"in_doubt"`
 	Exit         string `json:"exit"` // how it ended, once it has
