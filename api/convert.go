@@ -20,7 +20,7 @@ func targetToAPI(t *daemon.TargetStatus) *apiv1.Target {
 		CreatedUnixNano: unixNano(t.Created), Running: t.Running, Exit: t.Exit,
 		Image: t.Image, Warnings: t.Warnings, InDoubt: t.InDoubt,
 		Schedule: scheduleToAPI(t.Schedule), LastCheckpoint: t.LastCheckpoint, LastCheckpointUnixNano: unixNano(t.LastCheckpointAt),
-		Terminal: t.Terminal != nil, Attached: int32(t.Attached),
+		Terminal: t.Terminal != nil, Attached: int32(t.Attached), TerminalError: t.TerminalError,
 	}
 }
 

@@ -35,7 +35,8 @@ type TargetStatus struct {
 	Schedule         *schedule.Status
 	LastCheckpoint   string
 	LastCheckpointAt time.Time
-	Attached         int // clients attached to its terminal session
+	Attached         int    // clients attached to its terminal session
+	TerminalError    string // why its terminal's holder did not answer
 }
 
 // RunRequest launches a workload.
@@ -191,6 +192,8 @@ func (d *Daemon) status(t *store.Target) *TargetStatus {
 	if s.Running && t.Terminal != nil && d.terms != nil {
 		if st, err := d.terms.Status(sessionName(t.TargetRef)); err == nil {
 			s.Attached = st.Clients
+		} else {
+			s.TerminalError = errdefs.Message(err)
 		}
 	}
 	if !s.Running {

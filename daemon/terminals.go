@@ -67,7 +67,12 @@ func (d *Daemon) Attach(ctx context.Context, target string) (*term.Conn, error) 
 	if !d.alive(t) {
 		return nil, fmt.Errorf("%s is not running: %w", target, errdefs.ErrFailedPrecondition)
 	}
-	return d.terms.Attach(sessionName(t.TargetRef))
+	conn, err := d.terms.Attach(sessionName(t.TargetRef))
+	if err != nil {
+		// Its holder is gone, not ckptd: the client must not say "lost ckptd".
+		return nil, fmt.Errorf("%s: %s: %w", target, errdefs.Message(err), errdefs.ErrFailedPrecondition)
+	}
+	return conn, nil
 }
 
 // terminalAtCheckpoint is what a checkpoint of t records of its terminal,

@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -202,6 +205,30 @@ func TestAttachRefusals(t *testing.T) {
 	d.mustFail("needs a terminal", "attach", "sh")
 	if w := d.workload("sh"); !w.Running {
 		t.Errorf("a refused attach touched the session: %+v", w)
+	}
+
+	// A session that outlives its holder (killed) is shown as such, and
+	// attach says why it cannot.
+	d.must("run", "-t", "-d", "--name", "nohup", "--", "/bin/sh", "-c", "trap '' HUP; while :; do sleep 1; done")
+	sock := d.terminalSocket("nohup")
+	for pid, s := range d.holders() {
+		if s == sock {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	waitFor(t, "the holder to end", func() bool { return !slices.Contains(slices.Collect(maps.Values(d.holders())), sock) })
+	out, errOut, err := d.ctl("ps")
+	if err != nil || !strings.Contains(out, "running, tty lost") ||
+		!strings.Contains(errOut, "warning: nohup: the session's terminal holder does not answer") {
+		t.Fatalf("ps with a holder gone: %v\n%s%s", err, out, errOut)
+	}
+	c := d.ptyCtl(pty.Winsize{Rows: 24, Cols: 80}, "attach", "nohup")
+	if err := c.exit(); err == nil {
+		t.Fatal("attach to a session whose holder is gone succeeded")
+	}
+	c.expect("the session's terminal holder does not answer")
+	if w := d.workload("nohup"); !w.Running {
+		t.Errorf("the session ended with its holder: %+v", w)
 	}
 }
 

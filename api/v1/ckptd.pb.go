@@ -390,8 +390,9 @@ type Target struct {
 	Schedule               *Schedule              `protobuf:"bytes,10,opt,name=schedule,proto3" json:"schedule,omitempty"`                                   // ps: its schedule, if any
 	LastCheckpoint         string                 `protobuf:"bytes,11,opt,name=last_checkpoint,json=lastCheckpoint,proto3" json:"last_checkpoint,omitempty"` // ps: the name of its newest checkpoint
 	LastCheckpointUnixNano int64                  `protobuf:"varint,12,opt,name=last_checkpoint_unix_nano,json=lastCheckpointUnixNano,proto3" json:"last_checkpoint_unix_nano,omitempty"`
-	Terminal               bool                   `protobuf:"varint,13,opt,name=terminal,proto3" json:"terminal,omitempty"` // a terminal session ckptd holds
-	Attached               int32                  `protobuf:"varint,14,opt,name=attached,proto3" json:"attached,omitempty"` // clients attached to it now
+	Terminal               bool                   `protobuf:"varint,13,opt,name=terminal,proto3" json:"terminal,omitempty"`                               // a terminal session ckptd holds
+	Attached               int32                  `protobuf:"varint,14,opt,name=attached,proto3" json:"attached,omitempty"`                               // clients attached to it now
+	TerminalError          string                 `protobuf:"bytes,15,opt,name=terminal_error,json=terminalError,proto3" json:"terminal_error,omitempty"` // why its terminal's holder did not answer
 	unknownFields          protoimpl.UnknownFields
 	sizeCache              protoimpl.SizeCache
 }
@@ -522,6 +523,13 @@ func (x *Target) GetAttached() int32 {
 		return x.Attached
 	}
 	return 0
+}
+
+func (x *Target) GetTerminalError() string {
+	if x != nil {
+		return x.TerminalError
+	}
+	return ""
 }
 
 // A target's schedule: a --leave-running checkpoint every every_ns, pruned
@@ -3953,7 +3961,7 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x10\n" +
 	"\x03pid\x18\x03 \x01(\x05R\x03pid\x12\x18\n" +
 	"\acommand\x18\x04 \x03(\tR\acommand\x12\x19\n" +
-	"\blog_path\x18\x05 \x01(\tR\alogPath\"\xe6\x03\n" +
+	"\blog_path\x18\x05 \x01(\tR\alogPath\"\x8d\x04\n" +
 	"\x06Target\x12%\n" +
 	"\x03ref\x18\x01 \x01(\v2\x13.ckptd.v1.TargetRefR\x03ref\x12\x1d\n" +
 	"\n" +
@@ -3970,7 +3978,8 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x0flast_checkpoint\x18\v \x01(\tR\x0elastCheckpoint\x129\n" +
 	"\x19last_checkpoint_unix_nano\x18\f \x01(\x03R\x16lastCheckpointUnixNano\x12\x1a\n" +
 	"\bterminal\x18\r \x01(\bR\bterminal\x12\x1a\n" +
-	"\battached\x18\x0e \x01(\x05R\battached\"\xc3\x03\n" +
+	"\battached\x18\x0e \x01(\x05R\battached\x12%\n" +
+	"\x0eterminal_error\x18\x0f \x01(\tR\rterminalError\"\xc3\x03\n" +
 	"\bSchedule\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x19\n" +

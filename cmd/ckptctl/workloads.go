@@ -90,6 +90,9 @@ func (c *cli) psCmd() *cobra.Command {
 					status = t.GetExit()
 				case t.GetInDoubt() != "":
 					status = "stopped, in doubt (migrate --resolve)"
+				case t.GetTerminal() && t.GetTerminalError() != "":
+					status = "running, tty lost"
+					fmt.Fprintf(os.Stderr, "warning: %s: %s\n", targetName(t.GetRef()), t.GetTerminalError())
 				case t.GetTerminal():
 					status = fmt.Sprintf("running, tty, %d attached", t.GetAttached())
 				}
