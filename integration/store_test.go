@@ -59,7 +59,7 @@ func TestQuarantineAndReadmit(t *testing.T) {
 
 // TestLostIndexKeepsCheckpoints: with index.db gone, a start rebuilds the
 // index from each checkpoint's record, lineage included, and the newest
-// restores. Records of targets are not rebuilt.
+// restores; a running workload stays listed (its record's own file).
 func TestLostIndexKeepsCheckpoints(t *testing.T) {
 	d := startDaemon(t)
 	d.runLoad("iload", 16)
@@ -68,9 +68,9 @@ func TestLostIndexKeepsCheckpoints(t *testing.T) {
 	if second.Parent != first.ID {
 		t.Fatalf("second checkpoint's parent %q, want %s", second.Parent, first.ID)
 	}
-	// The index also holds the records of running targets, which are not
-	// rebuilt: end the workload while ckptd still knows it.
-	d.must("kill", "iload")
+	// The index also holds the records of running targets: each has its
+	// own file too, so the workload stays known.
+	w := d.workload("iload")
 	d.stop()
 	if err := os.Remove(filepath.Join(d.root, "index.db")); err != nil {
 		t.Fatal(err)
@@ -84,6 +84,11 @@ func TestLostIndexKeepsCheckpoints(t *testing.T) {
 		t.Error("the rebuild was not logged")
 	}
 	d.must("restore", second.Name, "--name", "icopy")
+	if got := d.workload("iload"); !got.Running || got.Ref.PID != w.Ref.PID {
+		t.Fatalf("the running workload after the index was lost: %+v, want pid %d running", got, w.Ref.PID)
+	}
+	d.must("kill", "iload")
+	waitFor(t, "the workload to end", func() bool { return !alive(w.Ref.PID) })
 }
 
 // waitScrubbed waits for the scrub to move checkpoint id to quarantine.

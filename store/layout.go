@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,8 @@ import (
 // Layout is the single owner of ckptd's on-disk layout under the state root:
 //
 //	<root>/index.db              bbolt index: checkpoints, names, targets
+//	<root>/targets/<key>.json    each target's record (key path-escaped), written
+//	                             before the index's: a lost index readmits them
 //	<root>/staging/<id>/         a checkpoint being written (removed on start)
 //	<root>/checkpoints/<id>/     published checkpoints: CRIU images, dump.log, checkpoint.json
 //	<root>/quarantine/<id>/      checkpoints held out of the index (damaged, unreadable
@@ -50,8 +53,14 @@ func (l Layout) QuarantineDir() string       { return filepath.Join(l.Root, "qua
 func (l Layout) Quarantine(id string) string { return filepath.Join(l.QuarantineDir(), id) }
 func (l Layout) TrashDir() string            { return filepath.Join(l.Root, "removing") }
 func (l Layout) Trash(id string) string      { return filepath.Join(l.TrashDir(), id) }
+func (l Layout) TargetsDir() string          { return filepath.Join(l.Root, "targets") }
 func (l Layout) WorkloadsDir() string        { return filepath.Join(l.Root, "workloads") }
 func (l Layout) Workload(name string) string { return filepath.Join(l.WorkloadsDir(), name) }
+
+// TargetRecord is the file that keeps the record of the target with key.
+func (l Layout) TargetRecord(key string) string {
+	return filepath.Join(l.TargetsDir(), url.PathEscape(key)+".json")
+}
 
 // TerminalSocket is where the holder of terminal session name listens:
 // name is a workload's, or pid/N for a host process.
@@ -85,7 +94,7 @@ func (l Layout) DumpImages(id string) string { return filepath.Join(l.Dump(id), 
 
 // Ensure creates the state root and its directories, owner-only.
 func (l Layout) Ensure() error {
-	for _, d := range []string{l.Root, l.StagingDir(), l.CheckpointsDir(), l.QuarantineDir(), l.TrashDir(), l.WorkloadsDir(), l.ContainersDir(), l.DumpsDir(), l.RestoresDir()} {
+	for _, d := range []string{l.Root, l.StagingDir(), l.CheckpointsDir(), l.QuarantineDir(), l.TrashDir(), l.TargetsDir(), l.WorkloadsDir(), l.ContainersDir(), l.DumpsDir(), l.RestoresDir()} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return fmt.Errorf("create state dir: %w", err)
 		}

@@ -58,7 +58,10 @@ func (s *Store) recover(ctx context.Context) error {
 			return err
 		}
 	}
-	return s.rebuildIndex(ctx, indexed)
+	if err := s.rebuildIndex(ctx, indexed); err != nil {
+		return err
+	}
+	return s.syncTargets()
 }
 
 // recheck looks at one indexed checkpoint without reading its files, so

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
@@ -331,4 +332,68 @@ func scrub(t *testing.T, s *Store, n int) ScrubResult {
 		t.Fatalf("scrub: %+v %v, want %d quarantined", res, err, n)
 	}
 	return res
+}
+
+// Losing index.db loses no target: each target's record file puts it
+// back. A record file newer than its index entry (a crash between the
+// two) wins; an index entry without a file (an older store) gets one; a
+// file that does not parse is left alone.
+func TestLostIndexKeepsTargets(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	s := openStore(t, root)
+	want := map[string]*Target{}
+	for _, tg := range []*Target{
+		{TargetRef: TargetRef{Kind: KindWorkload, Name: "w", PID: 42, Terminal: &Terminal{Key: "tty[88:3]", Rows: 30, Cols: 90}}, RestoredFrom: "abc", StartTime: 7},
+		{TargetRef: TargetRef{Kind: KindProcess, PID: 43}},
+		{TargetRef: TargetRef{Kind: KindContainer, Name: "default/ctr", PID: 44}, InDoubt: "restored stopped"},
+	} {
+		if err := s.PutTarget(ctx, tg); err != nil {
+			t.Fatal(err)
+		}
+		want[tg.Key()] = tg
+	}
+	s.Close()
+	if err := os.Remove(filepath.Join(root, "index.db")); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, root)
+	got, err := s.ListTargets(ctx)
+	if err != nil || len(got) != len(want) {
+		t.Fatalf("after losing the index: %d targets, %v; want %d", len(got), err, len(want))
+	}
+	for _, g := range got {
+		w := want[g.Key()]
+		if w == nil || g.PID != w.PID || g.RestoredFrom != w.RestoredFrom || g.InDoubt != w.InDoubt || g.StartTime != w.StartTime ||
+			(w.Terminal != nil) != (g.Terminal != nil) || (w.Terminal != nil && *g.Terminal != *w.Terminal) {
+			t.Errorf("target %s came back as %+v, want %+v", g.Key(), g, w)
+		}
+	}
+
+	// The file is written first: one newer than the index entry wins.
+	newer := *want["workload/w"]
+	newer.InDoubt = "the file's word"
+	v, _ := json.Marshal(&newer)
+	if err := writeFileAtomic(s.layout.TargetRecord(newer.Key()), v); err != nil {
+		t.Fatal(err)
+	}
+	// An older store's entry has no file.
+	if err := os.Remove(s.layout.TargetRecord("pid/43")); err != nil {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(root, "targets", "garbage.json")
+	if err := os.WriteFile(bad, []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = openStore(t, root)
+	if g, err := s.GetTarget(ctx, "workload/w"); err != nil || g.InDoubt != "the file's word" {
+		t.Errorf("a newer record file: %+v %v", g, err)
+	}
+	if _, err := os.Stat(s.layout.TargetRecord("pid/43")); err != nil {
+		t.Errorf("an index entry without a file got none: %v", err)
+	}
+	if _, err := os.Stat(bad); err != nil {
+		t.Errorf("an unreadable record was not left alone: %v", err)
+	}
 }

@@ -1,10 +1,14 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -28,14 +32,70 @@ type Target struct {
 	InDoubt string `json:"in_doubt,omitempty"`
 }
 
-// PutTarget records or replaces a target.
+// PutTarget records or replaces a target: in its own file first, so that
+// a lost index loses no running target (see readmitTargets), then in the
+// index.
 func (s *Store) PutTarget(ctx context.Context, t *Target) error {
 	v, err := json.Marshal(t)
 	if err != nil {
 		return err
 	}
+	if err := writeFileAtomic(s.layout.TargetRecord(t.Key()), v); err != nil {
+		return fmt.Errorf("record target %s: %w", t.Key(), err)
+	}
 	return s.db.Update(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketTargets).Put([]byte(t.Key()), v)
+	})
+}
+
+// syncTargets makes the index's targets match their record files, which
+// are written first and so are never older: a lost or damaged index, or a
+// crash between a record's file and its index entry, loses nothing. An
+// index entry without a file (a store from before the files) gets one. A
+// file that does not parse is left where it is.
+func (s *Store) syncTargets() error {
+	entries, err := os.ReadDir(s.layout.TargetsDir())
+	if err != nil {
+		return err
+	}
+	filed := map[string]bool{}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketTargets)
+		for _, e := range entries {
+			path := filepath.Join(s.layout.TargetsDir(), e.Name())
+			if !e.Type().IsRegular() || !strings.HasSuffix(e.Name(), ".json") || strings.HasPrefix(e.Name(), ".") {
+				continue
+			}
+			v, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			var t Target
+			if err := json.Unmarshal(v, &t); err != nil || s.layout.TargetRecord(t.Key()) != path {
+				s.log.Warn("unreadable target record; left as it is", "path", path, "err", err)
+				continue
+			}
+			filed[t.Key()] = true
+			if bytes.Equal(b.Get([]byte(t.Key())), v) {
+				continue
+			}
+			s.log.Info("target record put back into the index", "target", t.Key(), "pid", t.PID)
+			if err := b.Put([]byte(t.Key()), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketTargets).ForEach(func(k, v []byte) error {
+			if filed[string(k)] {
+				return nil
+			}
+			return writeFileAtomic(s.layout.TargetRecord(string(k)), v)
+		})
 	})
 }
 
