@@ -31,13 +31,3 @@ func Gate(args []string) {
 	fmt.Fprintf(os.Stderr, "start %s: %v\n", args[2], err)
 	os.Exit(127)
 }
-
-// openGate lets the gate on w run its workload, or (record failed) end.
-func openGate(w *os.File, run bool) error {
-	defer w.Close()
-	if !run {
-		return nil
-	}
-	_, err := w.Write([]byte{1})
-	return err
-}

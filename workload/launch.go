@@ -5,7 +5,6 @@
 package workload
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -76,10 +75,11 @@ func (s *Supervisor) Launch(spec Spec, record func(pid int) error) (int, error) 
 		open.Close()
 		return 0, err
 	}
+	defer open.Close() // unwritten, it ends the gate
 	if err := record(pid); err != nil {
-		return 0, errors.Join(err, openGate(open, false))
+		return 0, err
 	}
-	if err := openGate(open, true); err != nil {
+	if _, err := open.Write([]byte{1}); err != nil {
 		return 0, fmt.Errorf("start %s: %w", spec.Args[0], err)
 	}
 	return pid, nil
