@@ -1,6 +1,8 @@
 package api
 
 import (
+	"errors"
+
 	apiv1 "github.com/ckptd/ckptd/api/v1"
 	"github.com/ckptd/ckptd/term"
 )
@@ -28,6 +30,10 @@ func (s *Server) Attach(stream apiv1.Ckptd_AttachServer) error {
 	go func() {
 		for {
 			p, err := conn.Output()
+			if errors.Is(err, term.ErrDropped) {
+				done <- err
+				return
+			}
 			if err != nil {
 				done <- nil // the session ended
 				return

@@ -76,8 +76,7 @@ func (c *ptyClient) expect(want string) {
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		c.mu.Lock()
-		out := c.out.String()
-		i := strings.Index(out[c.seen:], want)
+		i := bytes.Index(c.out.Bytes()[c.seen:], []byte(want))
 		if i >= 0 {
 			c.seen += i + len(want)
 		}
@@ -86,7 +85,10 @@ func (c *ptyClient) expect(want string) {
 			return
 		}
 		if time.Now().After(deadline) {
-			c.t.Fatalf("terminal never showed %q; it showed:\n%s", want, out)
+			c.mu.Lock()
+			out := c.out.Bytes()
+			c.mu.Unlock()
+			c.t.Fatalf("terminal never showed %q; it showed (the last 4 KiB):\n%s", want, out[max(0, len(out)-4096):])
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -230,6 +232,48 @@ func TestAttachRefusals(t *testing.T) {
 	if w := d.workload("nohup"); !w.Running {
 		t.Errorf("the session ended with its holder: %+v", w)
 	}
+}
+
+// TestAttachSlowClient: a client whose terminal stops reading falls behind
+// the session's output; the holder drops it past its queue, and the
+// client, once it reads again, says so; the session never waited for it
+// (its log has all its output) and runs on.
+func TestAttachSlowClient(t *testing.T) {
+	d := startDaemon(t)
+	d.must("run", "-t", "-d", "--name", "loud", "--", "/usr/bin/python3", "-q")
+	talker := d.ptyCtl(pty.Winsize{Rows: 24, Cols: 80}, "attach", "loud")
+	talker.ask("ready", "1", "1")
+
+	// A client whose terminal nobody reads: its ckptctl blocks on it.
+	cmd := exec.Command(bins.ckptctl, "--socket", d.socket, "attach", "loud")
+	cmd.Env = append(os.Environ(), "TERM=dumb")
+	f, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 24, Cols: 80})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); f.Close() })
+	slow := &ptyClient{t: t, pty: f, done: make(chan error, 1)}
+	go func() { slow.done <- cmd.Wait() }()
+	waitFor(t, "two clients", func() bool { return strings.Contains(d.must("ps"), "running, tty, 2 attached") })
+
+	// More than the gRPC windows, the sockets and the holder's queue hold,
+	// written once the talker has left.
+	talker.send("import time; time.sleep(1); n = sum(print('y' * 1000000) or 1 for i in range(40))\r")
+	talker.detach("loud")
+	go slow.read()
+	slow.expect("this client fell more than 4 MiB behind the session's output and was dropped; the session keeps running")
+	if err := slow.exit(); err == nil {
+		t.Error("the dropped client exited 0")
+	}
+	// Clients never hold the session up: the whole flood is in its log.
+	logPath := d.workload("loud").Ref.LogPath
+	waitFor(t, "the flood in the session's log", func() bool {
+		st, err := os.Stat(logPath)
+		return err == nil && st.Size() > 40_000_000
+	})
+	talker = d.ptyCtl(pty.Winsize{Rows: 24, Cols: 80}, "attach", "loud")
+	talker.ask("still", "n", "40")
+	talker.detach("loud")
 }
 
 // TestContainerWithTerminal: a container started with a terminal (ctr

@@ -2,7 +2,9 @@ package term
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -18,7 +20,13 @@ import (
 type Conn struct {
 	conn net.Conn
 	r    *bufio.Reader
+	sock string
 }
+
+// ErrDropped ends the output of a client the holder dropped for falling
+// more than ClientQueueBytes behind, while the session runs on.
+var ErrDropped = fmt.Errorf("this client fell more than %d MiB behind the session's output and was dropped; the session keeps running (attach again): %w",
+	ClientQueueBytes>>20, errdefs.ErrFailedPrecondition)
 
 func dial(sock string, first byte) (*Conn, error) {
 	c, err := net.DialTimeout("unix", sock, 5*time.Second)
@@ -29,7 +37,7 @@ func dial(sock string, first byte) (*Conn, error) {
 		c.Close()
 		return nil, err
 	}
-	return &Conn{conn: c, r: bufio.NewReader(c)}, nil
+	return &Conn{conn: c, r: bufio.NewReader(c), sock: sock}, nil
 }
 
 // Attach joins the session whose holder listens on sock: Output first
@@ -42,10 +50,17 @@ func (c *Conn) Input(p []byte) error { return WriteFrame(c.conn, FrameData, p) }
 // Resize sets the session's window size.
 func (c *Conn) Resize(s Size) error { return WriteFrame(c.conn, FrameResize, s.bytes()) }
 
-// Output returns the session's next output.
+// Output returns the session's next output; io.EOF once the session
+// ended, ErrDropped if the holder dropped this client.
 func (c *Conn) Output() ([]byte, error) {
 	for {
 		kind, p, err := ReadFrame(c.r)
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			// A session that ended has closed its socket first.
+			if _, qerr := Query(c.sock); qerr == nil {
+				return nil, ErrDropped
+			}
+		}
 		if err != nil {
 			return nil, err
 		}
