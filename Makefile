@@ -26,7 +26,7 @@ run: deps build
 # CRIU and real processes (root required).
 test: deps vet
 	$(GO) test -count=1 -timeout 30m ./...
-	FUZZTIME=3s bash scripts/fuzz.sh
+	FUZZTIME=2000x bash scripts/fuzz.sh
 
 # The larger fault runs whose small versions are in make test: the
 # crash-point campaigns (50 kills of ckptd per operation, and per side of
