@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -68,15 +67,8 @@ func TestContainerCrashCampaign(t *testing.T) {
 	fmt.Fprintf(&b, "\n%-36s %5s %10s  %s\n", "OPERATION (ckptd killed)", "RUNS", "VIOLATIONS", "KILL POINTS REACHED")
 	for _, op := range ops {
 		r := rows[op]
-		var pts []string
-		for p, n := range r.points {
-			pts = append(pts, fmt.Sprintf("%s %d", p, n))
-		}
-		sort.Strings(pts)
-		fmt.Fprintf(&b, "%-36s %5d %10d  %s\n", op, r.runs, len(r.violations), strings.Join(pts, ", "))
-		for _, v := range r.violations {
-			t.Errorf("%s: %s", op, v)
-		}
+		fmt.Fprintf(&b, "%-36s %5d %10d  %s\n", op, r.runs, len(r.violations), r.killPoints())
+		r.fail(t, op)
 	}
 	t.Log(b.String())
 }

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -84,15 +83,8 @@ func TestTerminalCrashCampaign(t *testing.T) {
 	fmt.Fprintf(&b, "\n%-26s %5s %9s %10s  %s\n", "OPERATION (ckptd killed)", "RUNS", "COMPLETED", "VIOLATIONS", "KILL POINTS REACHED")
 	for _, op := range ops {
 		r := rows[op]
-		var pts []string
-		for p, n := range r.points {
-			pts = append(pts, fmt.Sprintf("%s %d", p, n))
-		}
-		sort.Strings(pts)
-		fmt.Fprintf(&b, "%-26s %5d %9d %10d  %s\n", op, r.runs, r.completed, len(r.violations), strings.Join(pts, ", "))
-		for _, v := range r.violations {
-			t.Errorf("%s: %s", op, v)
-		}
+		fmt.Fprintf(&b, "%-26s %5d %9d %10d  %s\n", op, r.runs, r.completed, len(r.violations), r.killPoints())
+		r.fail(t, op)
 	}
 	t.Log(b.String())
 }

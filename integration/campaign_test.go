@@ -107,17 +107,28 @@ func TestCrashPointCampaign(t *testing.T) {
 	fmt.Fprintf(&b, "\n%-32s %5s %10s %11s  %s\n", "OPERATION (ckptd killed)", "RUNS", "VIOLATIONS", "LOST(CRIU)", "KILL POINTS REACHED")
 	for _, op := range ops {
 		r := rows[op]
-		var pts []string
-		for p, n := range r.points {
-			pts = append(pts, fmt.Sprintf("%s %d", p, n))
-		}
-		sort.Strings(pts)
-		fmt.Fprintf(&b, "%-32s %5d %10d %11d  %s\n", op, r.runs, len(r.violations), r.lostToCRIU, strings.Join(pts, ", "))
-		for _, v := range r.violations {
-			t.Errorf("%s: %s", op, v)
-		}
+		fmt.Fprintf(&b, "%-32s %5d %10d %11d  %s\n", op, r.runs, len(r.violations), r.lostToCRIU, r.killPoints())
+		r.fail(t, op)
 	}
 	t.Log(b.String())
+}
+
+// killPoints says where the row's kills landed, sorted.
+func (r *campaignRow) killPoints() string {
+	var pts []string
+	for p, n := range r.points {
+		pts = append(pts, fmt.Sprintf("%s %d", p, n))
+	}
+	sort.Strings(pts)
+	return strings.Join(pts, ", ")
+}
+
+// fail reports each of the row's violations as an error of t.
+func (r *campaignRow) fail(t *testing.T, op string) {
+	t.Helper()
+	for _, v := range r.violations {
+		t.Errorf("%s: %s", op, v)
+	}
 }
 
 // endSchedule checks that the schedule outlived the kill and that its

@@ -33,14 +33,16 @@ type Target struct {
 }
 
 // PutTarget records or replaces a target: in its own file first, so that
-// a lost index loses no running target (see readmitTargets), then in the
-// index.
+// a lost index loses no running target (see syncTargets), then in the
+// index. The file is renamed into place without fsyncs: it must outlive
+// ckptd, not the machine, whose crash ends every running target with it,
+// and a restore writes it while its tree is frozen.
 func (s *Store) PutTarget(ctx context.Context, t *Target) error {
 	v, err := json.Marshal(t)
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(s.layout.TargetRecord(t.Key()), v); err != nil {
+	if err := writeFileRenamed(s.layout.TargetRecord(t.Key()), v, false); err != nil {
 		return fmt.Errorf("record target %s: %w", t.Key(), err)
 	}
 	return s.db.Update(func(tx *bolt.Tx) error {
@@ -94,7 +96,7 @@ func (s *Store) syncTargets() error {
 			if filed[string(k)] {
 				return nil
 			}
-			return writeFileAtomic(s.layout.TargetRecord(string(k)), v)
+			return writeFileRenamed(s.layout.TargetRecord(string(k)), v, false)
 		})
 	})
 }

@@ -34,7 +34,7 @@ type Spec struct {
 // the PID before the command runs (it waits at a gate, see Gate): an
 // error from it, or a ckptd that ends first, ends it unrun.
 func (s *Supervisor) Launch(spec Spec, record func(pid int) error) (int, error) {
-	path, err := s.launchable(spec)
+	path, err := launchable(spec)
 	if err != nil {
 		return 0, err
 	}
@@ -87,7 +87,7 @@ func (s *Supervisor) Launch(spec Spec, record func(pid int) error) (int, error) 
 
 // launchable checks that spec's command can be started, and finds it in
 // PATH when named bare: after the gate, a failed exec is only an exit.
-func (s *Supervisor) launchable(spec Spec) (string, error) {
+func launchable(spec Spec) (string, error) {
 	if len(spec.Args) == 0 {
 		return "", fmt.Errorf("no command given: %w", errdefs.ErrInvalidArgument)
 	}
