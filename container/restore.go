@@ -17,6 +17,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	cerrdefs "github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/ckptd/ckptd/criu"
 	"github.com/ckptd/ckptd/errdefs"
@@ -158,12 +159,30 @@ func endTask(ctx context.Context, task client.Task) error {
 	return err
 }
 
-// logIO sends a restored task's output to the file at path. A container
-// with a terminal (ctr run -t) needs the shim to make a console for
-// runc's restore; the shim then copies the console to the file.
+// logIO sends a restored task's output to the file at path. Its stdin is
+// a pipe the shim keeps: runc hands the task's saved stdin pipe the
+// restore's own stdin, which without one is the host's /dev/null, a file
+// outside the container's mounts that no later checkpoint can dump. A
+// container with a terminal (ctr run -t) needs the shim to make a console
+// for runc's restore; the shim then copies the console to the file.
 func logIO(path string, terminal bool) cio.Creator {
 	if !terminal {
-		return cio.LogFile(path)
+		return func(id string) (cio.IO, error) {
+			stdin := filepath.Join(filepath.Dir(path), "stdin")
+			if err := os.Remove(stdin); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return nil, err
+			}
+			if err := unix.Mkfifo(stdin, 0o600); err != nil {
+				return nil, fmt.Errorf("stdin of the restored task: %w", err)
+			}
+			out, err := cio.LogFile(path)(id)
+			if err != nil {
+				return nil, err
+			}
+			cfg := out.Config()
+			cfg.Stdin = stdin
+			return shimIO{cfg}, nil
+		}
 	}
 	return func(string) (cio.IO, error) {
 		// The shim's console copy takes the path of a file that exists.
@@ -172,17 +191,17 @@ func logIO(path string, terminal bool) cio.Creator {
 			return nil, err
 		}
 		f.Close()
-		return consoleLog{cio.Config{Stdout: path, Terminal: true}}, nil
+		return shimIO{cio.Config{Stdout: path, Terminal: true}}, nil
 	}
 }
 
-// consoleLog is a cio.IO whose copying the shim does.
-type consoleLog struct{ cfg cio.Config }
+// shimIO is a cio.IO whose copying the shim does (stdio it holds).
+type shimIO struct{ cfg cio.Config }
 
-func (l consoleLog) Config() cio.Config { return l.cfg }
-func (consoleLog) Cancel()              {}
-func (consoleLog) Wait()                {}
-func (consoleLog) Close() error         { return nil }
+func (l shimIO) Config() cio.Config { return l.cfg }
+func (shimIO) Cancel()              {}
+func (shimIO) Wait()                {}
+func (shimIO) Close() error         { return nil }
 
 // removeStopped makes room for an in-place restore: a container of the
 // same ID may stay behind, stopped, after its checkpoint; a running one

@@ -101,6 +101,16 @@ func (x *ctrd) run(id, script string) string {
 	return logPath
 }
 
+// runPiped is run with the task's stdin a pipe, as ctr run -d gives it.
+func (x *ctrd) runPiped(id, script string) string {
+	x.t.Helper()
+	logPath := filepath.Join(x.in.Dir, id+".log")
+	if err := x.in.RunPiped(context.Background(), "default", testImage, id, script, logPath); err != nil {
+		x.t.Fatal(err)
+	}
+	return logPath
+}
+
 // status is the task status of container id ("" when it has no task).
 func (x *ctrd) status(id string) string {
 	x.t.Helper()

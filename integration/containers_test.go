@@ -195,3 +195,40 @@ func TestContainerPsAndCheck(t *testing.T) {
 	}
 	lone.mustFail("not reachable", "create", "ctr:web")
 }
+
+// TestRestoredContainerCheckpointsAgain: a container whose stdin is a
+// pipe (as ctr run -d gives it) is checkpointed, restored, and then
+// checkpointed and restored again: in place, as a copy, and a copy
+// stopped by its checkpoint. A restored task once got the host's
+// /dev/null as stdin, which CRIU cannot dump ("Can't lookup mount").
+func TestRestoredContainerCheckpointsAgain(t *testing.T) {
+	x := startContainerd(t, true)
+	d := startDaemonAt(t, filepath.Join(t.TempDir(), "state"), x.in.Address)
+	waitCount(t, x.runPiped("web", counterScript), 2)
+
+	c1 := d.create("ctr:default/web")
+	d.must("restore", c1.Name)
+	restoredLog := filepath.Join(d.root, "containers", "default", "web", "output.log")
+	waitCount(t, restoredLog, 1)
+
+	c2 := d.create("ctr:default/web", "--leave-running")
+	if c2.Parent != c1.ID {
+		t.Errorf("second checkpoint's parent %q, want %q", c2.Parent, c1.ID)
+	}
+	d.must("restore", c2.Name, "--name", "web2")
+	copyLog := filepath.Join(d.root, "containers", "default", "web2", "output.log")
+	waitCount(t, copyLog, 1)
+
+	c3 := d.create("ctr:default/web2")
+	if st := x.status("web2"); st != "" {
+		t.Fatalf("after its checkpoint the copy's task is %q, want none", st)
+	}
+	counts, _ := counterLines(readFile(copyLog))
+	last := counts[len(counts)-1]
+	d.must("restore", c3.Name)
+	waitCount(t, copyLog, last+2)
+	d.create("ctr:default/web2", "--leave-running")
+	if x.status("web") != "running" || x.status("web2") != "running" {
+		t.Fatalf("original %q, copy %q: want both running", x.status("web"), x.status("web2"))
+	}
+}

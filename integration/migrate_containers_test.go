@@ -17,7 +17,7 @@ func TestMigrateContainer(t *testing.T) {
 	a, b := twoHosts(t)
 	xa, xb := startContainerd(t, true), startContainerd(t, false)
 	src, dst := a.ckptd(xa.in.Address, ""), b.ckptd(xb.in.Address, "")
-	logPath := xa.run("mover", counterScript)
+	logPath := xa.runPiped("mover", counterScript) // stdin a pipe, as ctr run -d gives it
 	waitCount(t, logPath, 5)
 
 	const as = "ctr:moved/mover"
@@ -58,6 +58,18 @@ func TestMigrateContainer(t *testing.T) {
 	if !strings.Contains(ps, "moved/mover") || !strings.Contains(ps, shortID(r.Checkpoint)) {
 		t.Errorf("destination ps does not show the container restored from %s:\n%s", r.Checkpoint, ps)
 	}
+
+	// A migrated container migrates again: back to the first host.
+	if err := xa.in.Import(context.Background(), "back", img.Layout); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = counterLines(readFile(moved))
+	r = dst.migrate(as, "--to", a.addr(), "--name", "ctr:back/mover")
+	if r.Name != "back/mover" || !r.SourceStopped {
+		t.Fatalf("second migration's result %+v", r)
+	}
+	back := filepath.Join(src.root, "containers", "back", "mover", "output.log")
+	waitCount(t, back, got[len(got)-1]+2)
 	for _, d := range []*daemon{src, dst} {
 		if l := leftovers(t, d); len(l) > 0 {
 			t.Errorf("left behind: %v", l)

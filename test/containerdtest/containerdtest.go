@@ -136,6 +136,32 @@ func (in *Instance) Run(ctx context.Context, ns, image, id, script, logPath stri
 	return in.start(ctx, ns, image, id, script, nil, cio.LogFile(logPath))
 }
 
+// RunPiped is Run with the task's stdin a pipe that is never written, as
+// ctr run -d and nerdctl run -d give it (Run's has none: /dev/null).
+func (in *Instance) RunPiped(ctx context.Context, ns, image, id, script, logPath string) error {
+	stdin := filepath.Join(in.Dir, id+".stdin")
+	if err := unix.Mkfifo(stdin, 0o600); err != nil {
+		return err
+	}
+	return in.start(ctx, ns, image, id, script, nil, func(id string) (cio.IO, error) {
+		out, err := cio.LogFile(logPath)(id)
+		if err != nil {
+			return nil, err
+		}
+		cfg := out.Config()
+		cfg.Stdin = stdin
+		return pipedIO{cfg}, nil
+	})
+}
+
+// pipedIO is a cio.IO whose copying the shim does.
+type pipedIO struct{ cfg cio.Config }
+
+func (p pipedIO) Config() cio.Config { return p.cfg }
+func (pipedIO) Cancel()              {}
+func (pipedIO) Wait()                {}
+func (pipedIO) Close() error         { return nil }
+
 // RunTTY starts container id with script on a terminal (a console the
 // shim makes, as ctr run -t does); what it writes goes to out.
 func (in *Instance) RunTTY(ctx context.Context, ns, image, id, script string, out io.Writer) error {
