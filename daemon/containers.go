@@ -24,7 +24,8 @@ func (d *Daemon) containerRef(target string) (store.TargetRef, error) {
 }
 
 // liveContainer returns the record of a running container, continuing its
-// lineage when it is the same incarnation ckptd saw before.
+// lineage when it is the same incarnation ckptd saw before; a new one is
+// recorded only with its first checkpoint (recordTarget).
 func (d *Daemon) liveContainer(ctx context.Context, ref store.TargetRef) (*store.Target, error) {
 	r, err := container.RefFromName(ref.Name)
 	if err != nil {
@@ -51,9 +52,6 @@ func (d *Daemon) liveContainer(ctx context.Context, ref store.TargetRef) (*store
 	t := &store.Target{TargetRef: ref, Created: time.Now().UTC()}
 	if st, err := proc.ReadStat(info.PID); err == nil {
 		t.StartTime = st.StartTime
-	}
-	if err := d.store.PutTarget(ctx, t); err != nil {
-		return nil, err
 	}
 	return t, nil
 }

@@ -45,6 +45,10 @@ func (d *Daemon) Create(ctx context.Context, req CreateRequest) (*store.Checkpoi
 		return nil, err
 	}
 	defer unlock()
+	// From here the create finishes or rolls back whole, bounded by the
+	// CRIU watchdog: a client that leaves (ctrl-c) must not cut it between
+	// the freeze and the record, or leave a container paused.
+	ctx = context.WithoutCancel(ctx)
 	req.Options.ShellJob = req.Options.ShellJob || ledSession(target.TargetRef)
 	name, err := d.checkpointName(ctx, req.Name, target.TargetRef)
 	if err != nil {
@@ -205,7 +209,7 @@ func (d *Daemon) capture(ctx context.Context, c *store.Checkpoint, t *store.Targ
 			return err
 		}
 		published = true
-		return nil
+		return d.recordTarget(ctx, t)
 	})
 	if err != nil && !published {
 		if derr := d.store.Discard(ctx, c.ID); derr != nil {
@@ -246,8 +250,22 @@ func savedBut(c *store.Checkpoint, err error) error {
 	return fmt.Errorf("checkpoint %s was saved, but then: %w", c.ID, err)
 }
 
-// liveTarget returns the record of ref, creating one for a host process
-// seen for the first time, and checks that it runs.
+// recordTarget records t once a checkpoint of it is published, unless its
+// record is already this incarnation's: a target is known only once a
+// checkpoint of it exists, or ckptd launched or restored it.
+func (d *Daemon) recordTarget(ctx context.Context, t *store.Target) error {
+	cur, err := d.store.GetTarget(ctx, t.Key())
+	if err == nil && cur.PID == t.PID && cur.StartTime == t.StartTime {
+		return nil
+	}
+	if err != nil && !errdefs.IsNotFound(err) {
+		return err
+	}
+	return d.store.PutTarget(ctx, t)
+}
+
+// liveTarget returns the record of ref, or a new one (not yet recorded)
+// for a host process seen for the first time, and checks that it runs.
 func (d *Daemon) liveTarget(ctx context.Context, ref store.TargetRef) (*store.Target, error) {
 	t, err := d.store.GetTarget(ctx, ref.Key())
 	switch {
@@ -264,14 +282,11 @@ func (d *Daemon) liveTarget(ctx context.Context, ref store.TargetRef) (*store.Ta
 		return nil, fmt.Errorf("process %d: %w", ref.PID, errdefs.ErrNotFound)
 	}
 	ref.Command, _ = proc.Cmdline(ref.PID)
-	nt := &store.Target{TargetRef: ref, StartTime: st.StartTime, Created: time.Now().UTC()}
-	if err := d.store.PutTarget(ctx, nt); err != nil {
-		return nil, err
-	}
-	return nt, nil
+	return &store.Target{TargetRef: ref, StartTime: st.StartTime, Created: time.Now().UTC()}, nil
 }
 
-// checkpointName validates a chosen name or picks <target>-<n>.
+// checkpointName validates a chosen name or picks <target>-<n>, n above
+// every number the target's checkpoints have had.
 func (d *Daemon) checkpointName(ctx context.Context, name string, ref store.TargetRef) (string, error) {
 	if name != "" {
 		if err := store.ValidateName(name); err != nil {
@@ -293,16 +308,7 @@ func (d *Daemon) checkpointName(ctx context.Context, name string, ref store.Targ
 	case store.KindContainer:
 		base = path.Base(ref.Name) // the container ID
 	}
-	for n := 1; ; n++ {
-		cand := base + "-" + strconv.Itoa(n)
-		taken, err := d.store.NameTaken(ctx, cand)
-		if err != nil {
-			return "", err
-		}
-		if !taken {
-			return cand, nil
-		}
-	}
+	return d.store.NextName(ctx, base)
 }
 
 // parentOf is the target's latest checkpoint or, for a restored copy not

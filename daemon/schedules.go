@@ -88,7 +88,8 @@ func (s scheduled) Prune(ctx context.Context, ids []string) ([]string, error) {
 	return removed, err
 }
 
-// latestSealed is the newest sealed checkpoint of a target.
+// latestSealed is the sealed checkpoint of a target that this ckptd took
+// or received last (store.Checkpoint.Arrived).
 func (d *Daemon) latestSealed(ctx context.Context, target string) (*store.Checkpoint, error) {
 	ref, err := d.resolveRef(ctx, target)
 	if err != nil {
@@ -98,10 +99,14 @@ func (d *Daemon) latestSealed(ctx context.Context, target string) (*store.Checkp
 	if err != nil {
 		return nil, err
 	}
-	for i := len(cs) - 1; i >= 0; i-- {
-		if !cs[i].IsSealing() {
-			return cs[i], nil
+	var latest *store.Checkpoint
+	for _, c := range cs {
+		if !c.IsSealing() && (latest == nil || c.Arrived().After(latest.Arrived())) {
+			latest = c
 		}
 	}
-	return nil, fmt.Errorf("no sealed checkpoint of %s: %w", ref.Key(), errdefs.ErrNotFound)
+	if latest == nil {
+		return nil, fmt.Errorf("no sealed checkpoint of %s: %w", ref.Key(), errdefs.ErrNotFound)
+	}
+	return latest, nil
 }

@@ -52,7 +52,7 @@ type RunRequest struct {
 
 // Run starts a workload as pid 1 of a new PID namespace.
 func (d *Daemon) Run(ctx context.Context, req RunRequest) (*TargetStatus, error) {
-	if err := store.ValidateName(req.Name); err != nil {
+	if err := validWorkloadName(req.Name); err != nil {
 		return nil, err
 	}
 	ref := store.TargetRef{Kind: store.KindWorkload, Name: req.Name, Command: req.Args}
@@ -140,7 +140,7 @@ func lastLines(path string, n int) string {
 // prepareWorkload refuses a name that is in use by a running workload and
 // makes the workload's directory; it returns the log path.
 func (d *Daemon) prepareWorkload(ctx context.Context, name string) (string, error) {
-	if err := store.ValidateName(name); err != nil { // it becomes a directory
+	if err := validWorkloadName(name); err != nil {
 		return "", err
 	}
 	key := store.TargetRef{Kind: store.KindWorkload, Name: name}.Key()
@@ -152,6 +152,18 @@ func (d *Daemon) prepareWorkload(ctx context.Context, name string) (string, erro
 		return "", err
 	}
 	return filepath.Join(dir, LogFile), nil
+}
+
+// validWorkloadName refuses a name a TARGET argument would read as
+// something else (all digits: a PID); the name also becomes a directory.
+func validWorkloadName(name string) error {
+	if err := store.ValidateName(name); err != nil {
+		return err
+	}
+	if strings.Trim(name, "0123456789") == "" {
+		return fmt.Errorf("workload name %q is all digits, which ckptctl reads as a PID: choose a name with a letter: %w", name, errdefs.ErrInvalidArgument)
+	}
+	return nil
 }
 
 // Ps lists known targets and containerd's containers; all includes the
@@ -232,13 +244,21 @@ func (d *Daemon) annotate(ctx context.Context, ts []*TargetStatus) error {
 }
 
 // Kill sends SIGKILL to a workload's tree (its PID namespace dies with pid 1)
-// or to a known process.
+// or to a process or container ckptd restored; never to one it only
+// checkpointed, which is its owner's to end.
 func (d *Daemon) Kill(ctx context.Context, target string) error {
 	t, unlock, err := d.lockKnown(ctx, target)
+	if errdefs.IsNotFound(err) {
+		return fmt.Errorf("%s: ckptd ends only what it launched or restored: %w", target, err)
+	}
 	if err != nil {
 		return err
 	}
 	defer unlock()
+	if t.Kind != store.KindWorkload && t.RestoredFrom == "" {
+		return fmt.Errorf("%s was not launched or restored by ckptd, which ends only what it launched or restored: %w",
+			target, errdefs.ErrFailedPrecondition)
+	}
 	err = proc.Signal(t.PID, t.StartTime, unix.SIGKILL) // never a PID reused meanwhile
 	if errors.Is(err, proc.ErrGone) {
 		return fmt.Errorf("%s is not running: %w", target, errdefs.ErrFailedPrecondition)

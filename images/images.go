@@ -183,10 +183,14 @@ func psArgs(dir string, pid uint32, mr *crit.MemoryReader, inParent bool) ([]byt
 		}
 		return buf.Bytes(), nil
 	}
-	var m mm.MmEntry
-	if _, err := decodeFile(filepath.Join(dir, fmt.Sprintf("mm-%d.img", pid)), &m); err != nil {
+	img, err := decodeFile(filepath.Join(dir, fmt.Sprintf("mm-%d.img", pid)), &mm.MmEntry{})
+	if err != nil {
 		return nil, err
 	}
+	if len(img.Entries) == 0 {
+		return nil, fmt.Errorf("mm-%d.img has no entry", pid)
+	}
+	m, _ := img.Entries[0].Message.(*mm.MmEntry) // the decoder fills its own entries, not the one given
 	start, end := m.GetMmArgStart(), m.GetMmArgEnd()
 	if end < start {
 		return nil, fmt.Errorf("mm-%d.img: argv ends before it starts", pid)

@@ -117,6 +117,19 @@ type Migration struct {
 	Received time.Time `json:"received"` // when the destination ran it
 }
 
+// Arrived is when this ckptd took the checkpoint, or received it (an
+// import or pull, a migration): "latest" orders by it, since a copy
+// carries the time its source took it.
+func (c *Checkpoint) Arrived() time.Time {
+	switch {
+	case c.Imported != nil && !c.Imported.Time.IsZero():
+		return c.Imported.Time
+	case c.Migration != nil && !c.Migration.Received.IsZero():
+		return c.Migration.Received
+	}
+	return c.Created
+}
+
 // FileSum is the size and digest of one file of a checkpoint: SHA256 in
 // format 1, BLAKE3 (see digest.go) from format 2.
 type FileSum struct {

@@ -140,6 +140,9 @@ func (s *Store) indexNew(c *Checkpoint) error {
 		if err := names.Put([]byte(c.Name), []byte(c.ID)); err != nil {
 			return err
 		}
+		if err := noteNumberTx(tx, c.Name); err != nil {
+			return err
+		}
 		return putTx(tx, c)
 	})
 }

@@ -62,7 +62,7 @@ func Open(ctx context.Context, root string, log *slog.Logger) (*Store, error) {
 		return nil, fmt.Errorf("open index %s: %w", l.Index(), err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketCheckpoints, bucketNames, bucketTargets, bucketSchedules, bucketFolds} {
+		for _, b := range [][]byte{bucketCheckpoints, bucketNames, bucketNumbers, bucketTargets, bucketSchedules, bucketFolds} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strings"
@@ -22,7 +23,13 @@ func (c *cli) createCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ck, err := cl.Create(c.ctx(), &apiv1.CreateRequest{Target: args[0], Name: name, Options: &o})
+			var ck *apiv1.Checkpoint
+			err = carriedThrough(c.ctx(), "ckptd finishes this checkpoint or rolls it back whole on its own",
+				fmt.Sprintf("stopped waiting; ckptd finishes or rolls back the checkpoint on its own ('ckptctl ls --target %s' shows whether it was made)", args[0]),
+				func(ctx context.Context) (err error) {
+					ck, err = cl.Create(ctx, &apiv1.CreateRequest{Target: args[0], Name: name, Options: &o})
+					return err
+				})
 			if err != nil {
 				return err
 			}
@@ -157,7 +164,7 @@ func (c *cli) restoreCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&name, "name", "", "restore as a new workload, or a new container (ID or ctr:NAMESPACE/ID), with this name")
-	cmd.Flags().BoolVar(&latest, "latest", false, "the argument is a target: restore its newest sealed checkpoint")
+	cmd.Flags().BoolVar(&latest, "latest", false, "the argument is a target: restore the sealed checkpoint of it that ckptd took, imported, pulled or received last")
 	return cmd
 }
 

@@ -57,6 +57,9 @@ func main() {
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "ckptctl: "+c.describe(err))
+		if errors.As(err, new(interrupted)) {
+			os.Exit(130)
+		}
 		os.Exit(1)
 	}
 }

@@ -31,8 +31,10 @@ func (c *cli) runCmd() *cobra.Command {
 			if interactive && !tty {
 				return fmt.Errorf("-i needs -t: ckptd gives a workload input only through a terminal")
 			}
-			if tty && !detach && interactive && !term.IsTerminal(int(os.Stdin.Fd())) {
-				return fmt.Errorf("run -it needs a terminal, and stdin is not one (run -t -d, then ckptctl attach)")
+			if tty && !detach && !term.IsTerminal(int(os.Stdin.Fd())) {
+				// Without -d, run stays attached to the session: it would
+				// block with no terminal to show it on or detach from.
+				return fmt.Errorf("run -t attaches to the session and needs a terminal, and stdin is not one (run -t -d, then ckptctl attach)")
 			}
 			wd, _ := os.Getwd()
 			req := &apiv1.RunRequest{Name: name, Args: args, Env: os.Environ(), Dir: wd, Tty: tty}
