@@ -13,8 +13,9 @@ import (
 // ServerOptions identify every caller by its uid and pid (SO_PEERCRED)
 // and log every request with them: its method, code and duration, and
 // the reason when it failed (a refused restore leaves a line in ckptd's
-// log, not only in the client's terminal).
-func ServerOptions(log *slog.Logger) []grpc.ServerOption {
+// log, not only in the client's terminal). Closing stopping ends the
+// streams that only watch.
+func ServerOptions(log *slog.Logger, stopping <-chan struct{}) []grpc.ServerOption {
 	logRequest := func(ctx context.Context, method string, start time.Time, err error) {
 		attrs := []any{"method", method, "duration", time.Since(start).Round(time.Microsecond)}
 		if p, ok := peer.FromContext(ctx); ok {
@@ -42,6 +43,6 @@ func ServerOptions(log *slog.Logger) []grpc.ServerOption {
 			err := h(srv, ss)
 			logRequest(ss.Context(), info.FullMethod, start, err)
 			return err
-		}),
+		}, endWatching(stopping)),
 	)
 }

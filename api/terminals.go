@@ -57,7 +57,12 @@ func (s *Server) Attach(stream apiv1.Ckptd_AttachServer) error {
 			}
 		}
 	}()
-	return toStatus(<-done)
+	select {
+	case err := <-done:
+		return toStatus(err)
+	case <-stream.Context().Done(): // ckptd is stopping
+		return stream.Context().Err()
+	}
 }
 
 func relayInput(conn *term.Conn, m *apiv1.AttachInput) error {

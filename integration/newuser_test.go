@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // The defects a new user found (issue 33), each driven as they met it.
@@ -161,5 +162,42 @@ func latestArrived(t *testing.T, d *daemon) {
 		if tg.Ref.Name == "latx" && tg.RestoredFrom != imported {
 			t.Errorf("restore --latest restored %s, want the import %s", tg.RestoredFrom, imported)
 		}
+	}
+}
+
+// TestStopEndsWatchingClients: a stopping ckptd ends the streams that only
+// watch (logs -f, events, attach) at once, telling their clients, rather
+// than waiting its whole grace for them while a new ckptd cannot start.
+func TestStopEndsWatchingClients(t *testing.T) {
+	d := startDaemonWith(t, "--shutdown-grace", "10m")
+	d.runLoad("watched", 4)
+	d.must("run", "-t", "-d", "--name", "tw", "--", "sh", "-c", "while :; do sleep 1; done")
+	clients := map[string]func() (string, error){
+		"ckptd is stopping":     d.startCtl("logs", "-f", "watched"),
+		"ckptd is stopping ":    d.startCtl("events"),
+		"session keeps running": d.startCtl("attach", "--no-stdin", "tw"),
+	}
+	waitFor(t, "the attached client", func() bool { return strings.Contains(d.must("ps"), "1 attached") })
+	time.Sleep(500 * time.Millisecond) // logs -f and events have no such sign; they connected first
+
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	exited := make(chan error, 1)
+	go func() { exited <- d.cmd.Wait() }()
+	select {
+	case <-exited:
+	case <-time.After(opDeadline):
+		d.cmd.Process.Kill()
+		<-exited
+		t.Fatalf("ckptd still stopping after %s with watching clients (its grace is 10m)", opDeadline)
+	}
+	for want, wait := range clients {
+		errOut, err := wait()
+		if lines := strings.Split(strings.TrimSpace(errOut), "\n"); err == nil || len(lines) != 1 || !strings.Contains(lines[0], strings.TrimSpace(want)) {
+			t.Errorf("client: %v, stderr %q; want one line containing %q", err, errOut, want)
+		}
+	}
+	d.start()
+	if !d.workload("watched").Running || !d.workload("tw").Running {
+		t.Errorf("workloads did not outlive the stop: %+v", d.ps())
 	}
 }

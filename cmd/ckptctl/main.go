@@ -101,7 +101,7 @@ func (c *cli) describe(err error) string {
 	if !ok {
 		return err.Error()
 	}
-	if st.Code() == codes.Unavailable {
+	if st.Code() == codes.Unavailable && !strings.HasPrefix(st.Message(), api.Stopping) {
 		switch err := c.reachable(); {
 		case errors.Is(err, syscall.EACCES):
 			return fmt.Sprintf("permission denied on ckptd's socket %s: it serves root, and the group socket_group names if set", c.socket)

@@ -136,7 +136,8 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	srv := grpc.NewServer(api.ServerOptions(log)...)
+	stopping := make(chan struct{})
+	srv := grpc.NewServer(api.ServerOptions(log, stopping)...)
 	apiv1.RegisterCkptdServer(srv, api.NewServer(d))
 	log.Info("ckptd serving", "socket", cfg.Socket, "root", cfg.Root, "version", daemon.Version)
 
@@ -150,6 +151,7 @@ func run() error {
 	case <-ctx.Done():
 	}
 	log.Info("shutting down: waiting for operations in flight")
+	close(stopping) // events, logs -f and attach end now, saying why
 	stopped := make(chan struct{})
 	go func() { srv.GracefulStop(); close(stopped) }()
 	grace, _ := cfg.Grace() // validated
