@@ -5,7 +5,8 @@ STATE     ?= /var/lib/ckptd
 SOCKET    ?= /run/ckptd/ckptd.sock
 PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
-LDFLAGS   := -X github.com/ckptd/ckptd/daemon.Version=$(shell git describe --always --dirty 2>/dev/null || echo dev)
+VERSION   := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -X github.com/ckptd/ckptd/daemon.Version=$(VERSION) -X main.version=$(VERSION)
 
 .PHONY: all deps bench-deps build run test unit integration bench proto vet clean fuzz faults
 

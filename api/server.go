@@ -42,11 +42,18 @@ func (s *Server) Run(ctx context.Context, r *apiv1.RunRequest) (*apiv1.Target, e
 }
 
 func (s *Server) Ps(ctx context.Context, r *apiv1.PsRequest) (*apiv1.PsResponse, error) {
+	var pruned []string
+	if r.GetPrune() {
+		var err error
+		if pruned, err = s.d.Prune(ctx); err != nil {
+			return nil, toStatus(err)
+		}
+	}
 	ts, warnings, err := s.d.Ps(ctx, r.GetAll())
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	out := &apiv1.PsResponse{Warnings: warnings}
+	out := &apiv1.PsResponse{Warnings: warnings, Pruned: pruned}
 	for _, t := range ts {
 		out.Targets = append(out.Targets, targetToAPI(t))
 	}
@@ -55,13 +62,13 @@ func (s *Server) Ps(ctx context.Context, r *apiv1.PsRequest) (*apiv1.PsResponse,
 
 func (s *Server) Logs(r *apiv1.LogsRequest, stream apiv1.Ckptd_LogsServer) error {
 	err := s.d.Logs(stream.Context(), daemon.LogsRequest{
-		Name: r.GetName(), TailBytes: r.GetTailBytes(), TailLines: r.GetTailLines(), Follow: r.GetFollow(),
+		Name: r.GetName(), TailBytes: r.GetTailBytes(), TailLines: r.GetTailLines(), Tail: r.GetTail(), Follow: r.GetFollow(),
 	}, func(b []byte) error { return stream.Send(&apiv1.LogsResponse{Data: b}) })
 	return toStatus(err)
 }
 
 func (s *Server) Kill(ctx context.Context, r *apiv1.KillRequest) (*apiv1.KillResponse, error) {
-	return &apiv1.KillResponse{}, toStatus(s.d.Kill(ctx, r.GetTarget()))
+	return &apiv1.KillResponse{}, toStatus(s.d.Kill(ctx, r.GetTarget(), int(r.GetSignal())))
 }
 
 func (s *Server) Create(ctx context.Context, r *apiv1.CreateRequest) (*apiv1.Checkpoint, error) {

@@ -93,28 +93,28 @@ var ErrEncrypted = errors.New("the archive is encrypted (age): give --identity F
 // Decrypt returns what to read of the archive r: r itself when it is not
 // encrypted, else its plaintext, decrypted with the identities in
 // identityFile (age's format: AGE-SECRET-KEY-1... lines, or an SSH
-// private key).
-func Decrypt(r io.Reader, identityFile string) (io.Reader, error) {
+// private key); encrypted says which it was.
+func Decrypt(r io.Reader, identityFile string) (_ io.Reader, encrypted bool, _ error) {
 	br := bufio.NewReader(r)
 	head, err := br.Peek(len(ageHeader))
 	if err != nil && !errors.Is(err, io.EOF) {
-		return nil, err
+		return nil, false, err
 	}
 	if string(head) != ageHeader {
-		return br, nil
+		return br, false, nil
 	}
 	if identityFile == "" {
-		return nil, ErrEncrypted
+		return nil, true, ErrEncrypted
 	}
 	ids, err := readIdentities(identityFile)
 	if err != nil {
-		return nil, err
+		return nil, true, err
 	}
 	pr, err := age.Decrypt(br, ids...)
 	if err != nil {
-		return nil, fmt.Errorf("decrypt the archive with %s: %w", identityFile, err)
+		return nil, true, fmt.Errorf("decrypt the archive with %s: %w", identityFile, err)
 	}
-	return pr, nil
+	return pr, true, nil
 }
 
 func readIdentities(path string) ([]age.Identity, error) {

@@ -107,8 +107,13 @@ func (d *Daemon) Create(ctx context.Context, req CreateRequest) (*store.Checkpoi
 	if c, err = d.store.Get(ctx, c.ID); err != nil {
 		return nil, err
 	}
-	d.log.Info("checkpoint created", "id", c.ID, "name", c.Name, "target", c.Target.Key(),
-		"stats", c.Stats, "bytes", c.Size())
+	attrs := []any{"id", c.ID, "name", c.Name, "target", c.Target.Key(), "bytes", c.Size()}
+	if s := c.Stats; s != nil {
+		attrs = append(attrs, "frozen", time.Duration(s.FrozenTime)*time.Microsecond,
+			"freezing", time.Duration(s.FreezingTime)*time.Microsecond,
+			"pages_scanned", s.PagesScanned, "pages_written", s.PagesWritten, "pages_in_parent", s.PagesSkippedParent)
+	}
+	d.log.Info("checkpoint created", attrs...)
 	e := events.Event{Kind: events.Created, Target: c.Target.Key(), Checkpoint: c.ID, Name: c.Name,
 		Duration: time.Since(start), Bytes: c.Size()}
 	if c.Stats != nil {
@@ -277,6 +282,9 @@ func (d *Daemon) liveTarget(ctx context.Context, ref store.TargetRef) (*store.Ta
 		return nil, err
 	}
 	// A host process: new to us, or its PID was reused by another.
+	if ref.PID == 1 {
+		return nil, fmt.Errorf("pid 1 is this host's init: CRIU cannot seize it, and ckptd does not checkpoint it: %w", errdefs.ErrFailedPrecondition)
+	}
 	st, err := proc.ReadStat(ref.PID)
 	if err != nil || st.State == 'Z' {
 		return nil, fmt.Errorf("process %d: %w", ref.PID, errdefs.ErrNotFound)
@@ -297,7 +305,7 @@ func (d *Daemon) checkpointName(ctx context.Context, name string, ref store.Targ
 			return "", err
 		}
 		if taken {
-			return "", fmt.Errorf("checkpoint name %q: %w", name, errdefs.ErrAlreadyExists)
+			return "", fmt.Errorf("checkpoint name %q is taken: choose another with --name: %w", name, errdefs.ErrAlreadyExists)
 		}
 		return name, nil
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ckptd/ckptd/container"
+	"github.com/ckptd/ckptd/errdefs"
 	"github.com/ckptd/ckptd/store"
 )
 
@@ -17,7 +18,10 @@ type LogsRequest struct {
 	Name      string // a workload, or ctr:NAMESPACE/ID of a container ckptd restored
 	TailBytes int64  // only the last N bytes (0: all)
 	TailLines int64  // only the last N lines (0: all)
-	Follow    bool   // go on until the target ends or ctx is done
+	// Tail makes zero counts exact: no bytes, no lines (logs -n 0 -f
+	// prints only what comes).
+	Tail   bool
+	Follow bool // go on until the target ends or ctx is done
 }
 
 const (
@@ -28,6 +32,9 @@ const (
 // Logs streams the output of a workload, or of a container ckptd
 // restored, to send in chunks of at most logChunk bytes.
 func (d *Daemon) Logs(ctx context.Context, req LogsRequest, send func([]byte) error) error {
+	if req.TailBytes < 0 || req.TailLines < 0 {
+		return fmt.Errorf("a tail of %d lines, %d bytes: want 0 or more: %w", req.TailLines, req.TailBytes, errdefs.ErrInvalidArgument)
+	}
 	var t *store.Target
 	var err error
 	if container.IsRef(req.Name) {
@@ -46,6 +53,11 @@ func (d *Daemon) Logs(ctx context.Context, req LogsRequest, send func([]byte) er
 	off, err := tailOffset(f, req.TailBytes, req.TailLines)
 	if err != nil {
 		return fmt.Errorf("logs of %s: %w", req.Name, err)
+	}
+	if req.Tail && req.TailBytes == 0 && req.TailLines == 0 {
+		if off, err = f.Seek(0, io.SeekEnd); err != nil {
+			return fmt.Errorf("logs of %s: %w", req.Name, err)
+		}
 	}
 	buf := make([]byte, logChunk)
 	for {

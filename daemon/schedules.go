@@ -8,6 +8,7 @@ import (
 
 	"github.com/ckptd/ckptd/errdefs"
 	"github.com/ckptd/ckptd/events"
+	"github.com/ckptd/ckptd/proc"
 	"github.com/ckptd/ckptd/schedule"
 	"github.com/ckptd/ckptd/store"
 )
@@ -25,6 +26,12 @@ func (d *Daemon) SetSchedule(ctx context.Context, req ScheduleRequest) (schedule
 	ref, err := d.resolveRef(ctx, req.Target)
 	if err != nil {
 		return schedule.Status{}, err
+	}
+	if ref.Kind == store.KindProcess {
+		// Refused now, not at every tick: a PID names one process's life.
+		if st, err := proc.ReadStat(ref.PID); err != nil || st.State == 'Z' {
+			return schedule.Status{}, fmt.Errorf("process %d is not running: %w", ref.PID, errdefs.ErrNotFound)
+		}
 	}
 	return d.sched.Set(ctx, schedule.Policy{
 		Target: refName(ref), Key: ref.Key(), Every: req.Every, Retention: req.Retention, FromConfig: req.FromConfig,

@@ -28,7 +28,6 @@ const LogFile = "output.log"
 type TargetStatus struct {
 	store.Target
 	Running  bool
-	Exit     string   // how it ended, when known
 	Image    string   // a container's image
 	Warnings []string // what a restore could not give back as saved
 	// Ps fills these in: the target's schedule and newest checkpoint.
@@ -145,7 +144,7 @@ func (d *Daemon) prepareWorkload(ctx context.Context, name string) (string, erro
 	}
 	key := store.TargetRef{Kind: store.KindWorkload, Name: name}.Key()
 	if old, err := d.store.GetTarget(ctx, key); err == nil && d.alive(old) {
-		return "", fmt.Errorf("workload %q is running (pid %d): %w", name, old.PID, errdefs.ErrAlreadyExists)
+		return "", fmt.Errorf("workload %q is running (pid %d): give a copy another name with --name: %w", name, old.PID, errdefs.ErrAlreadyExists)
 	}
 	dir := d.store.Layout().Workload(name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -180,7 +179,11 @@ func (d *Daemon) Ps(ctx context.Context, all bool) (out []*TargetStatus, warning
 			containers[t.Key()] = t
 			continue
 		}
-		if s := d.status(t); all || s.Running {
+		s := d.status(t)
+		if !s.Running && t.Exit == "" && s.Exit != exitGone {
+			d.keepExit(ctx, t, s.Exit)
+		}
+		if all || s.Running {
 			out = append(out, s)
 		}
 	}
@@ -208,8 +211,8 @@ func (d *Daemon) status(t *store.Target) *TargetStatus {
 			s.TerminalError = errdefs.Message(err)
 		}
 	}
-	if !s.Running {
-		s.Exit = "gone"
+	if !s.Running && s.Exit == "" {
+		s.Exit = exitGone
 		if e, ok := d.sup.ExitOf(t.PID); ok {
 			s.Exit = e.String()
 		}
@@ -243,10 +246,16 @@ func (d *Daemon) annotate(ctx context.Context, ts []*TargetStatus) error {
 	return nil
 }
 
-// Kill sends SIGKILL to a workload's tree (its PID namespace dies with pid 1)
-// or to a process or container ckptd restored; never to one it only
-// checkpointed, which is its owner's to end.
-func (d *Daemon) Kill(ctx context.Context, target string) error {
+// Kill sends sig (0: SIGKILL) to the root of a workload's tree (its PID
+// namespace dies with pid 1) or of a process or container ckptd restored;
+// never to one it only checkpointed, which is its owner's to end.
+func (d *Daemon) Kill(ctx context.Context, target string, sig int) error {
+	if sig == 0 {
+		sig = int(unix.SIGKILL)
+	}
+	if sig < 1 || sig > sigMax {
+		return fmt.Errorf("signal %d: want 1 to %d: %w", sig, sigMax, errdefs.ErrInvalidArgument)
+	}
 	t, unlock, err := d.lockKnown(ctx, target)
 	if errdefs.IsNotFound(err) {
 		return fmt.Errorf("%s: ckptd ends only what it launched or restored: %w", target, err)
@@ -259,7 +268,7 @@ func (d *Daemon) Kill(ctx context.Context, target string) error {
 		return fmt.Errorf("%s was not launched or restored by ckptd, which ends only what it launched or restored: %w",
 			target, errdefs.ErrFailedPrecondition)
 	}
-	err = proc.Signal(t.PID, t.StartTime, unix.SIGKILL) // never a PID reused meanwhile
+	err = proc.Signal(t.PID, t.StartTime, unix.Signal(sig)) // never a PID reused meanwhile
 	if errors.Is(err, proc.ErrGone) {
 		return fmt.Errorf("%s is not running: %w", target, errdefs.ErrFailedPrecondition)
 	}
@@ -268,6 +277,9 @@ func (d *Daemon) Kill(ctx context.Context, target string) error {
 	}
 	return nil
 }
+
+// sigMax is Linux's highest signal (SIGRTMAX).
+const sigMax = 64
 
 // lockKnown resolves target, takes its lock and returns its record,
 // running or not. The caller unlocks.
@@ -338,7 +350,7 @@ func (d *Daemon) resolveRef(ctx context.Context, target string) (store.TargetRef
 		return t.TargetRef, nil
 	}
 	if pid <= 0 {
-		return store.TargetRef{}, fmt.Errorf("pid %d: %w", pid, errdefs.ErrInvalidArgument)
+		return store.TargetRef{}, fmt.Errorf("%q is not a target: a target is a PID (1 or more), a workload's name, or a container ctr:NAMESPACE/ID: %w", target, errdefs.ErrInvalidArgument)
 	}
 	ts, err := d.store.ListTargets(ctx)
 	if err != nil {

@@ -81,8 +81,8 @@ func TestCopiesRunSideBySide(t *testing.T) {
 	}
 	d.mustFail("descendants", "rm", "snap")
 	out := d.must("rm", "--recursive", "snap")
-	if !strings.Contains(out, snap.ID) || !strings.Contains(out, cc.ID) {
-		t.Errorf("rm --recursive removed %q, want %s and %s", out, snap.ID, cc.ID)
+	if !strings.Contains(out, snap.Name) || !strings.Contains(out, cc.Name) {
+		t.Errorf("rm --recursive removed %q, want %s and %s", out, snap.Name, cc.Name)
 	}
 	if n := len(d.checkpoints()); n != 0 {
 		t.Errorf("%d checkpoints left after rm --recursive", n)

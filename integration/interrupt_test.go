@@ -25,6 +25,7 @@ type event struct {
 	Target     string `json:"target"`
 	Checkpoint string `json:"checkpoint"`
 	Error      string `json:"error"`
+	Bytes      int64  `json:"bytes"` // a number, not protojson's string
 }
 
 func (d *daemon) followEvents(t *testing.T) *eventLog {

@@ -60,6 +60,18 @@ func (t TargetRef) Key() string {
 	return fmt.Sprintf("pid/%d", t.PID)
 }
 
+// String is the target as a user names it: NAME, ctr:NAMESPACE/ID or
+// pid:N.
+func (t TargetRef) String() string {
+	switch t.Kind {
+	case KindWorkload:
+		return t.Name
+	case KindContainer:
+		return "ctr:" + t.Name
+	}
+	return fmt.Sprintf("pid:%d", t.PID)
+}
+
 // Options records how a checkpoint was taken.
 type Options struct {
 	LeaveRunning   bool `json:"leave_running"`

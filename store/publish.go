@@ -132,7 +132,7 @@ func (s *Store) indexNew(c *Checkpoint) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		names := tx.Bucket(bucketNames)
 		if names.Get([]byte(c.Name)) != nil {
-			return fmt.Errorf("name %q: %w", c.Name, errdefs.ErrAlreadyExists)
+			return fmt.Errorf("checkpoint name %q is taken: choose another with --name: %w", c.Name, errdefs.ErrAlreadyExists)
 		}
 		if c.Parent != "" && tx.Bucket(bucketCheckpoints).Get([]byte(c.Parent)) == nil {
 			return fmt.Errorf("parent %s: %w", c.Parent, errdefs.ErrNotFound)

@@ -30,6 +30,9 @@ type Target struct {
 	// InDoubt says why a migrated tree is kept stopped: the source never
 	// confirmed its own copy gone. ckptctl migrate --resolve settles it.
 	InDoubt string `json:"in_doubt,omitempty"`
+	// Exit is how it ended, once ckptd saw it end ("exited 0", "killed by
+	// SIGKILL"), kept so that a restarted ckptd says the same.
+	Exit string `json:"exit,omitempty"`
 }
 
 // PutTarget records or replaces a target: in its own file first, so that
@@ -99,6 +102,21 @@ func (s *Store) syncTargets() error {
 			return writeFileRenamed(s.layout.TargetRecord(string(k)), v, false)
 		})
 	})
+}
+
+// DeleteTarget forgets a target: its index entry, then its file (a crash
+// between the two brings it back at the next start, to be forgotten again).
+func (s *Store) DeleteTarget(ctx context.Context, key string) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketTargets).Delete([]byte(key))
+	})
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(s.layout.TargetRecord(key)); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("forget target %s: %w", key, err)
+	}
+	return nil
 }
 
 // GetTarget returns the target with this key, or NotFound.

@@ -1143,6 +1143,7 @@ func (x *AttachOutput) GetData() []byte {
 type PsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	All           bool                   `protobuf:"varint,1,opt,name=all,proto3" json:"all,omitempty"`
+	Prune         bool                   `protobuf:"varint,2,opt,name=prune,proto3" json:"prune,omitempty"` // first forget the targets that ended
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1184,10 +1185,18 @@ func (x *PsRequest) GetAll() bool {
 	return false
 }
 
+func (x *PsRequest) GetPrune() bool {
+	if x != nil {
+		return x.Prune
+	}
+	return false
+}
+
 type PsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Targets       []*Target              `protobuf:"bytes,1,rep,name=targets,proto3" json:"targets,omitempty"`
 	Warnings      []string               `protobuf:"bytes,2,rep,name=warnings,proto3" json:"warnings,omitempty"` // e.g. containerd not reachable
+	Pruned        []string               `protobuf:"bytes,3,rep,name=pruned,proto3" json:"pruned,omitempty"`     // the targets prune forgot
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1236,12 +1245,20 @@ func (x *PsResponse) GetWarnings() []string {
 	return nil
 }
 
+func (x *PsResponse) GetPruned() []string {
+	if x != nil {
+		return x.Pruned
+	}
+	return nil
+}
+
 type LogsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	TailBytes     int64                  `protobuf:"varint,2,opt,name=tail_bytes,json=tailBytes,proto3" json:"tail_bytes,omitempty"` // only the last N bytes
 	TailLines     int64                  `protobuf:"varint,3,opt,name=tail_lines,json=tailLines,proto3" json:"tail_lines,omitempty"` // only the last N lines
 	Follow        bool                   `protobuf:"varint,4,opt,name=follow,proto3" json:"follow,omitempty"`
+	Tail          bool                   `protobuf:"varint,5,opt,name=tail,proto3" json:"tail,omitempty"` // tail_bytes and tail_lines count even as 0: nothing
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1304,6 +1321,13 @@ func (x *LogsRequest) GetFollow() bool {
 	return false
 }
 
+func (x *LogsRequest) GetTail() bool {
+	if x != nil {
+		return x.Tail
+	}
+	return false
+}
+
 type LogsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
@@ -1351,6 +1375,7 @@ func (x *LogsResponse) GetData() []byte {
 type KillRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Target        string                 `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	Signal        int32                  `protobuf:"varint,2,opt,name=signal,proto3" json:"signal,omitempty"` // 0: SIGKILL
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1390,6 +1415,13 @@ func (x *KillRequest) GetTarget() string {
 		return x.Target
 	}
 	return ""
+}
+
+func (x *KillRequest) GetSignal() int32 {
+	if x != nil {
+		return x.Signal
+	}
+	return 0
 }
 
 type KillResponse struct {
@@ -4031,24 +4063,28 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x04rows\x18\x03 \x01(\rR\x04rows\x12\x12\n" +
 	"\x04cols\x18\x04 \x01(\rR\x04cols\"\"\n" +
 	"\fAttachOutput\x12\x12\n" +
-	"\x04data\x18\x01 \x01(\fR\x04data\"\x1d\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\"3\n" +
 	"\tPsRequest\x12\x10\n" +
-	"\x03all\x18\x01 \x01(\bR\x03all\"T\n" +
+	"\x03all\x18\x01 \x01(\bR\x03all\x12\x14\n" +
+	"\x05prune\x18\x02 \x01(\bR\x05prune\"l\n" +
 	"\n" +
 	"PsResponse\x12*\n" +
 	"\atargets\x18\x01 \x03(\v2\x10.ckptd.v1.TargetR\atargets\x12\x1a\n" +
-	"\bwarnings\x18\x02 \x03(\tR\bwarnings\"w\n" +
+	"\bwarnings\x18\x02 \x03(\tR\bwarnings\x12\x16\n" +
+	"\x06pruned\x18\x03 \x03(\tR\x06pruned\"\x8b\x01\n" +
 	"\vLogsRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
 	"tail_bytes\x18\x02 \x01(\x03R\ttailBytes\x12\x1d\n" +
 	"\n" +
 	"tail_lines\x18\x03 \x01(\x03R\ttailLines\x12\x16\n" +
-	"\x06follow\x18\x04 \x01(\bR\x06follow\"\"\n" +
+	"\x06follow\x18\x04 \x01(\bR\x06follow\x12\x12\n" +
+	"\x04tail\x18\x05 \x01(\bR\x04tail\"\"\n" +
 	"\fLogsResponse\x12\x12\n" +
-	"\x04data\x18\x01 \x01(\fR\x04data\"%\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\"=\n" +
 	"\vKillRequest\x12\x16\n" +
-	"\x06target\x18\x01 \x01(\tR\x06target\"\x0e\n" +
+	"\x06target\x18\x01 \x01(\tR\x06target\x12\x16\n" +
+	"\x06signal\x18\x02 \x01(\x05R\x06signal\"\x0e\n" +
 	"\fKillResponse\"\x94\x02\n" +
 	"\aOptions\x12#\n" +
 	"\rleave_running\x18\x01 \x01(\bR\fleaveRunning\x12'\n" +

@@ -32,6 +32,9 @@ func (c *cli) exportCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := writable(args[1]); err != nil {
+				return err
+			}
 			cl, err := c.client()
 			if err != nil {
 				return err
@@ -56,9 +59,10 @@ func (c *cli) exportCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if c.output != "json" {
-				fmt.Fprintf(os.Stderr, "%s exported to %s (%s)\n", args[0], args[1], humanBytes(n))
+			if c.output == "json" {
+				return printObject(map[string]any{"checkpoint": args[0], "file": args[1], "bytes": n})
 			}
+			fmt.Fprintf(os.Stderr, "%s exported to %s (%s)\n", args[0], args[1], humanBytes(n))
 			return nil
 		},
 	}
@@ -113,6 +117,22 @@ func receiveExport(stream apiv1.Ckptd_ExportClient, w io.Writer) (int64, error) 
 // writeAtomic writes path through a temp file beside it, readable by its
 // owner alone (an archive holds a process's memory), renamed into place
 // only when fill succeeded.
+// writable refuses an export's FILE before anything is asked of ckptd: a
+// directory, or a file in a directory that is missing.
+func writable(path string) error {
+	if path == "-" {
+		return nil
+	}
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		return fmt.Errorf("%s is a directory: give the archive's file name, such as %s", path, filepath.Join(path, "checkpoint.tar.zst"))
+	}
+	dir := filepath.Dir(path)
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		return fmt.Errorf("cannot write %s: directory %s does not exist", path, dir)
+	}
+	return nil
+}
+
 func writeAtomic(path string, fill func(io.Writer) (int64, error)) (int64, error) {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
@@ -152,8 +172,12 @@ func (c *cli) importCmd() *cobra.Command {
 				defer f.Close()
 				in, source = f, filepath.Base(args[0])
 			}
-			if in, err = archive.Decrypt(in, identity); err != nil {
+			in, encrypted, err := archive.Decrypt(in, identity)
+			if err != nil {
 				return err
+			}
+			if identity != "" && !encrypted {
+				fmt.Fprintf(os.Stderr, "warning: %s is not encrypted; --identity is not used\n", args[0])
 			}
 			ck, err := sendImport(cl.Import, in, &apiv1.ImportChunk{Name: name, Source: source})
 			if err != nil {

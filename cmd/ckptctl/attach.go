@@ -65,7 +65,7 @@ func (c *cli) attach(name, keys string, interactive bool) error {
 		return attachError(err)
 	}
 	if interactive && !term.IsTerminal(in) {
-		return fmt.Errorf("attach needs a terminal, and stdin is not one (ckptctl logs %s shows its output)", name)
+		return fmt.Errorf("attach needs a terminal, and stdin is not one ('%s' shows its output)", c.hint("logs", name))
 	}
 	if interactive {
 		restore, err := term.MakeRaw(in)
@@ -83,7 +83,7 @@ func (c *cli) attach(name, keys string, interactive bool) error {
 	fmt.Fprint(os.Stderr, "\r\n")
 	switch {
 	case errors.Is(err, io.EOF) && detached.Load():
-		fmt.Fprintf(os.Stderr, "detached from %s; it keeps running (ckptctl attach %s)\r\n", name, name)
+		fmt.Fprintf(os.Stderr, "detached from %s; it keeps running ('%s')\r\n", name, c.hint("attach", name))
 		return nil
 	case errors.Is(err, io.EOF):
 		fmt.Fprintf(os.Stderr, "the session of %s ended\r\n", name)

@@ -25,7 +25,7 @@ func (c *cli) createCmd() *cobra.Command {
 			}
 			var ck *apiv1.Checkpoint
 			err = carriedThrough(c.ctx(), "ckptd finishes this checkpoint or rolls it back whole on its own",
-				fmt.Sprintf("stopped waiting; ckptd finishes or rolls back the checkpoint on its own ('ckptctl ls --target %s' shows whether it was made)", args[0]),
+				fmt.Sprintf("stopped waiting; ckptd finishes or rolls back the checkpoint on its own ('%s' shows whether it was made)", c.hint("ls", "--target", args[0])),
 				func(ctx context.Context) (err error) {
 					ck, err = cl.Create(ctx, &apiv1.CreateRequest{Target: args[0], Name: name, Options: &o})
 					return err
@@ -36,7 +36,11 @@ func (c *cli) createCmd() *cobra.Command {
 			if c.output == "json" {
 				return printJSON(ck)
 			}
-			fmt.Printf("%s %s (%s, frozen %.1f ms)%s\n", ck.GetName(), shortID(ck.GetId()), humanBytes(ck.GetSize()),
+			size := humanBytes(ck.GetSize())
+			if shared := ck.GetIncremental().GetSharedBytes(); shared > 0 {
+				size = fmt.Sprintf("%s stored of %s", size, humanBytes(ck.GetSize()+shared))
+			}
+			fmt.Printf("%s %s (%s, frozen %.1f ms)%s\n", ck.GetName(), shortID(ck.GetId()), size,
 				float64(ck.GetStats().GetFrozenTime())/1000, sealedAfter(ck))
 			return nil
 		},
@@ -109,26 +113,54 @@ func (c *cli) lsCmd() *cobra.Command {
 }
 
 func (c *cli) rmCmd() *cobra.Command {
-	var recursive, relink bool
+	var recursive, relink, all bool
 	cmd := &cobra.Command{
-		Use:   "rm CHECKPOINT...",
-		Short: "Remove checkpoints (by name, id or id prefix)",
-		Args:  cobra.MinimumNArgs(1),
+		Use:   "rm CHECKPOINT... | --all",
+		Short: "Remove checkpoints (by name, id or id prefix); prints the names removed",
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if all != (len(args) == 0) {
+				return fmt.Errorf("name the checkpoints to remove, or give --all alone")
+			}
 			cl, err := c.client()
 			if err != nil {
 				return err
 			}
-			resp, err := cl.Remove(c.ctx(), &apiv1.RemoveRequest{Refs: args, Recursive: recursive, Relink: relink})
+			listed, err := cl.List(c.ctx(), &apiv1.ListRequest{})
 			if err != nil {
 				return err
 			}
+			names := map[string]string{}
+			for _, ck := range listed.GetCheckpoints() {
+				names[ck.GetId()] = ck.GetName()
+				if all {
+					args = append(args, ck.GetId())
+				}
+			}
+			if len(args) == 0 {
+				return nil // --all of nothing
+			}
+			resp, err := cl.Remove(c.ctx(), &apiv1.RemoveRequest{Refs: args, Recursive: recursive || all, Relink: relink})
+			if err != nil {
+				return err
+			}
+			type removed struct {
+				ID   string `json:"id"`
+				Name string `json:"name"`
+			}
+			var out []removed
 			for _, id := range resp.GetRemoved() {
-				fmt.Println(id)
+				out = append(out, removed{id, or(names[id], id)})
+			}
+			if c.output == "json" {
+				return printObject(map[string]any{"removed": out})
+			}
+			for _, r := range out {
+				fmt.Println(r.Name)
 			}
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&all, "all", false, "remove every checkpoint (quarantined ones stay)")
 	cmd.Flags().BoolVarP(&recursive, "recursive", "r", false, "also remove the checkpoints that descend from these")
 	cmd.Flags().BoolVar(&relink, "relink", false, "keep the checkpoints that descend from these: children take the pages they read from them")
 	return cmd
@@ -158,7 +190,7 @@ func (c *cli) restoreCmd() *cobra.Command {
 			}
 			fmt.Printf("%s restored as pid %d\n", targetName(t.GetRef()), t.GetRef().GetPid())
 			if t.GetTerminal() {
-				fmt.Printf("on a new terminal: ckptctl attach %s\n", attachName(t.GetRef()))
+				fmt.Printf("on a new terminal: %s\n", c.hint("attach", attachName(t.GetRef())))
 			}
 			return nil
 		},

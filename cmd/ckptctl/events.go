@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -9,7 +10,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/protobuf/encoding/protojson"
 
 	apiv1 "github.com/ckptd/ckptd/api/v1"
 )
@@ -40,7 +40,7 @@ func (c *cli) eventsCmd() *cobra.Command {
 					fmt.Fprintf(os.Stderr, "warning: %d events missed (this client was too slow)\n", n)
 				}
 				if c.output == "json" {
-					b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(e)
+					b, err := json.Marshal(eventJSON(e))
 					if err != nil {
 						return err
 					}
@@ -78,4 +78,23 @@ func eventLine(e *apiv1.Event) string {
 		parts = append(parts, "error="+fmt.Sprintf("%q", msg))
 	}
 	return strings.Join(parts, " ")
+}
+
+// eventJSON is an event as one JSON object whose numbers are numbers
+// (protojson writes 64-bit ones as strings).
+func eventJSON(e *apiv1.Event) map[string]any {
+	m := map[string]any{"time_unix_nano": e.GetTimeUnixNano(), "kind": e.GetKind()}
+	for k, v := range map[string]string{"op": e.GetOp(), "target": e.GetTarget(), "checkpoint": e.GetCheckpoint(),
+		"name": e.GetName(), "error": e.GetError()} {
+		if v != "" {
+			m[k] = v
+		}
+	}
+	for k, v := range map[string]int64{"duration_ns": e.GetDurationNs(), "frozen_ns": e.GetFrozenNs(),
+		"bytes": e.GetBytes(), "dropped": int64(e.GetDropped())} {
+		if v != 0 {
+			m[k] = v
+		}
+	}
+	return m
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
@@ -64,4 +65,15 @@ func command(args []string) string {
 		s = s[:37] + "..."
 	}
 	return s
+}
+
+// printObject prints v as indented JSON (-o json of commands whose answer
+// is not an API message).
+func printObject(v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	fmt.Println(string(b))
+	return nil
 }

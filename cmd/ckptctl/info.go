@@ -19,11 +19,15 @@ func (c *cli) versionCmd() *cobra.Command {
 				return err
 			}
 			v, err := cl.Version(c.ctx(), &apiv1.VersionRequest{})
+			if c.output == "json" {
+				if err != nil {
+					return err
+				}
+				return printJSONWith(v, map[string]any{"ckptctl": version})
+			}
+			fmt.Printf("ckptctl: %s\n", version) // even when ckptd is down
 			if err != nil {
 				return err
-			}
-			if c.output == "json" {
-				return printJSON(v)
 			}
 			fmt.Printf("ckptd:  %s (%s), %d goroutines, %d open files, %s resident\ncriu:   %s (%s)\nkernel: %s\n",
 				v.GetDaemon(), v.GetGo(), v.GetGoroutines(), v.GetOpenFds(), humanBytes(v.GetRssBytes()), v.GetCriu(), v.GetCriuPath(), v.GetKernel())
@@ -46,11 +50,12 @@ func (c *cli) checkCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			daemon := &apiv1.CheckResult{Name: "daemon", Ok: true, Detail: "reachable at " + c.socket}
+			resp.Checks = append([]*apiv1.CheckResult{daemon}, resp.GetChecks()...)
 			if c.output == "json" {
 				return printJSON(resp)
 			}
 			w := newTable("CHECK", "OK", "DETAIL")
-			row(w, "daemon", "yes", "reachable at "+c.socket)
 			for _, ch := range resp.GetChecks() {
 				ok := "yes"
 				if !ch.GetOk() {

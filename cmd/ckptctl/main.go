@@ -26,6 +26,9 @@ import (
 
 const defaultSocket = "/run/ckptd/ckptd.sock"
 
+// version is set at build time.
+var version = "dev"
+
 type cli struct {
 	socket string
 	output string
@@ -56,12 +59,33 @@ func main() {
 		c.conn.Close()
 	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "ckptctl: "+c.describe(err))
+		c.printError(err)
 		if errors.As(err, new(interrupted)) {
 			os.Exit(130)
 		}
 		os.Exit(1)
 	}
+}
+
+// printError prints err as one line on stderr: a JSON object under -o
+// json.
+func (c *cli) printError(err error) {
+	msg := c.describe(err)
+	if c.output == "json" {
+		b, _ := json.Marshal(map[string]string{"error": msg})
+		fmt.Fprintln(os.Stderr, string(b))
+		return
+	}
+	fmt.Fprintln(os.Stderr, "ckptctl: "+msg)
+}
+
+// hint is a ckptctl command line to suggest, with the socket in use when
+// it is not the default.
+func (c *cli) hint(args ...string) string {
+	if c.socket != defaultSocket && os.Getenv("CKPTD_SOCKET") != c.socket {
+		args = append([]string{"--socket", c.socket}, args...)
+	}
+	return "ckptctl " + strings.Join(args, " ")
 }
 
 func envOr(key, def string) string {
@@ -106,7 +130,7 @@ func (c *cli) describe(err error) string {
 		case errors.Is(err, syscall.EACCES):
 			return fmt.Sprintf("permission denied on ckptd's socket %s: it serves root, and the group socket_group names if set", c.socket)
 		case err != nil:
-			return fmt.Sprintf("cannot reach ckptd at %s: is it running? (start it with 'make run')", c.socket)
+			return fmt.Sprintf("cannot reach ckptd at %s: is it running? (start it: ckptd --socket %s, or make run for the default socket; CKPTD_SOCKET sets ckptctl's)", c.socket, c.socket)
 		}
 	}
 	return strings.ReplaceAll(st.Message(), "\n", " ")
@@ -122,6 +146,22 @@ func printJSON(m proto.Message) error {
 	}
 	fmt.Println(string(b))
 	return nil
+}
+
+// printJSONWith prints m with extra fields beside its own.
+func printJSONWith(m proto.Message, extra map[string]any) error {
+	b, err := protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}.Marshal(m)
+	if err != nil {
+		return err
+	}
+	fields := map[string]any{}
+	if err := json.Unmarshal(b, &fields); err != nil {
+		return err
+	}
+	for k, v := range extra {
+		fields[k] = v
+	}
+	return printObject(fields)
 }
 
 // printJSONList prints messages as one JSON array.

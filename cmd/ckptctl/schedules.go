@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -79,7 +80,7 @@ func (c *cli) scheduleLsCmd() *cobra.Command {
 				if s.GetRunning() {
 					last = "running"
 				}
-				row(w, s.GetKey(), describeSchedule(s), last, or(shortID(s.GetLastCheckpoint()), "-"),
+				row(w, scheduleTarget(s), describeSchedule(s), last, or(shortID(s.GetLastCheckpoint()), "-"),
 					s.GetRuns(), s.GetSkipped(), s.GetFailures(), or(s.GetLastError(), "-"))
 			}
 			return w.Flush()
@@ -100,9 +101,10 @@ func (c *cli) scheduleRmCmd() *cobra.Command {
 			if _, err := cl.RemoveSchedule(c.ctx(), &apiv1.RemoveScheduleRequest{Target: args[0]}); err != nil {
 				return err
 			}
-			if c.output != "json" {
-				fmt.Printf("schedule of %s removed\n", args[0])
+			if c.output == "json" {
+				return printObject(map[string]any{"schedule_removed": args[0]})
 			}
+			fmt.Printf("schedule of %s removed\n", args[0])
 			return nil
 		},
 	}
@@ -126,4 +128,12 @@ func describeSchedule(s *apiv1.Schedule) string {
 		parts = append(parts, "max "+humanBytes(s.GetMaxBytes()))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// scheduleTarget names a schedule's target as ps does (pid:N for a PID).
+func scheduleTarget(s *apiv1.Schedule) string {
+	if _, err := strconv.Atoi(s.GetTarget()); err == nil {
+		return "pid:" + s.GetTarget()
+	}
+	return s.GetTarget()
 }

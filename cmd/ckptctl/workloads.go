@@ -5,7 +5,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
+	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/spf13/cobra"
 
@@ -34,7 +38,7 @@ func (c *cli) runCmd() *cobra.Command {
 			if tty && !detach && !term.IsTerminal(int(os.Stdin.Fd())) {
 				// Without -d, run stays attached to the session: it would
 				// block with no terminal to show it on or detach from.
-				return fmt.Errorf("run -t attaches to the session and needs a terminal, and stdin is not one (run -t -d, then ckptctl attach)")
+				return fmt.Errorf("run -t attaches to the session and needs a terminal, and stdin is not one (run -t -d, then '%s')", c.hint("attach", name))
 			}
 			wd, _ := os.Getwd()
 			req := &apiv1.RunRequest{Name: name, Args: args, Env: os.Environ(), Dir: wd, Tty: tty}
@@ -64,7 +68,7 @@ func (c *cli) runCmd() *cobra.Command {
 }
 
 func (c *cli) psCmd() *cobra.Command {
-	var all bool
+	var all, quiet, prune bool
 	cmd := &cobra.Command{
 		Use:   "ps",
 		Short: "List the targets ckptd knows (running ones; -a for all)",
@@ -74,15 +78,24 @@ func (c *cli) psCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			resp, err := cl.Ps(c.ctx(), &apiv1.PsRequest{All: all})
+			resp, err := cl.Ps(c.ctx(), &apiv1.PsRequest{All: all, Prune: prune})
 			if err != nil {
 				return err
 			}
 			for _, w := range resp.GetWarnings() {
 				fmt.Fprintln(os.Stderr, "warning:", w)
 			}
+			for _, name := range resp.GetPruned() {
+				fmt.Fprintln(os.Stderr, "forgot", name)
+			}
 			if c.output == "json" {
 				return printJSONList(resp.GetTargets())
+			}
+			if quiet {
+				for _, t := range resp.GetTargets() {
+					fmt.Println(targetName(t.GetRef()))
+				}
+				return nil
 			}
 			w := newTable("NAME", "KIND", "PID", "STATUS", "RESTORED FROM", "CREATED", "SCHEDULE", "LAST CHECKPOINT", "COMMAND / IMAGE")
 			for _, t := range resp.GetTargets() {
@@ -121,6 +134,8 @@ func (c *cli) psCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVarP(&all, "all", "a", false, "include targets that ended")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the names")
+	cmd.Flags().BoolVar(&prune, "prune", false, "first forget the targets that ended, with their logs (their checkpoints stay)")
 	return cmd
 }
 
@@ -155,6 +170,10 @@ func (c *cli) logsCmd() *cobra.Command {
 				return err
 			}
 			req.Name = args[0]
+			if req.TailLines < 0 || req.TailBytes < 0 {
+				return fmt.Errorf("--tail and --tail-bytes count lines and bytes: want 0 or more")
+			}
+			req.Tail = cmd.Flags().Changed("tail") || cmd.Flags().Changed("tail-bytes")
 			stream, err := cl.Logs(c.ctx(), &req)
 			if err != nil {
 				return err
@@ -174,24 +193,51 @@ func (c *cli) logsCmd() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.Int64VarP(&req.TailLines, "tail", "n", 0, "print only the last N lines")
+	f.Int64VarP(&req.TailLines, "tail", "n", 0, "print only the last N lines (0: none, with -f only what comes)")
 	f.Int64Var(&req.TailBytes, "tail-bytes", 0, "print only the last N bytes")
 	f.BoolVarP(&req.Follow, "follow", "f", false, "keep printing new output until the workload ends")
 	return cmd
 }
 
 func (c *cli) killCmd() *cobra.Command {
-	return &cobra.Command{
+	var sig string
+	cmd := &cobra.Command{
 		Use:   "kill TARGET",
-		Short: "Kill a workload (its whole PID namespace), a known process or a container ckptd checkpointed or restored",
+		Short: "Signal a workload (SIGKILL ends its whole PID namespace), or a process or container ckptd restored",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			num, err := parseSignal(sig)
+			if err != nil {
+				return err
+			}
 			cl, err := c.client()
 			if err != nil {
 				return err
 			}
-			_, err = cl.Kill(c.ctx(), &apiv1.KillRequest{Target: args[0]})
-			return err
+			if _, err = cl.Kill(c.ctx(), &apiv1.KillRequest{Target: args[0], Signal: int32(num)}); err != nil {
+				return err
+			}
+			if c.output == "json" {
+				return printObject(map[string]any{"target": args[0], "signal": unix.SignalName(num)})
+			}
+			return nil
 		},
 	}
+	cmd.Flags().StringVarP(&sig, "signal", "s", "SIGKILL", "signal to send: a name (TERM, SIGTERM) or a number; a workload's pid 1 gets only those it handles, but SIGKILL")
+	return cmd
+}
+
+// parseSignal reads TERM, SIGTERM or 15.
+func parseSignal(s string) (unix.Signal, error) {
+	if n, err := strconv.Atoi(s); err == nil && n > 0 && n <= 64 {
+		return unix.Signal(n), nil
+	}
+	name := strings.ToUpper(s)
+	if !strings.HasPrefix(name, "SIG") {
+		name = "SIG" + name
+	}
+	if n := unix.SignalNum(name); n != 0 {
+		return n, nil
+	}
+	return 0, fmt.Errorf("signal %q: want a name such as TERM or a number from 1 to 64", s)
 }

@@ -44,14 +44,24 @@ func main() {
 	if workload.IsGate(os.Args) {
 		workload.Gate(os.Args) // a workload ckptd launches, until recorded
 	}
-	if err := run(); err != nil {
+	err := run()
+	switch {
+	case errors.Is(err, flag.ErrHelp): // the usage was printed
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "ckptd:", err)
 		os.Exit(1)
 	}
 }
 
+// errVersion is --version: the version was printed.
+var errVersion = errors.New("version printed")
+
 func run() error {
 	cfg, err := loadConfig(os.Args[1:])
+	if errors.Is(err, errVersion) {
+		fmt.Println("ckptd", daemon.Version)
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -86,7 +96,11 @@ func run() error {
 	}
 	bin.Timeout, _ = cfg.Timeout() // validated
 	bin.ConfigFile = cfg.CRIUConfig
-	log.Info("criu found", "path", bin.Path, "version", bin.VersionString(), "timeout", bin.Timeout)
+	timeout := "2m plus 1m per GiB of the target's memory"
+	if bin.Timeout > 0 {
+		timeout = bin.Timeout.String()
+	}
+	log.Info("criu found", "path", bin.Path, "version", bin.VersionString(), "timeout", timeout)
 	sup, err := workload.NewSupervisor(log, helpers.Busy, "/proc/self/exe")
 	if err != nil {
 		return err
@@ -210,9 +224,13 @@ func loadConfig(args []string) (config.Config, error) {
 	grace := fs.String("shutdown-grace", "", "how long stopping waits for requests in flight (default 2m; committed migrations are always waited for)")
 	scrub := fs.String("scrub-interval", "", "re-read every checkpoint this often and quarantine damaged ones, e.g. 24h (default: never)")
 	metricsListen := fs.String("metrics-listen", "", "host:port to serve Prometheus metrics on at /metrics (default: none)")
-	chainDepth := fs.Int("chain-depth", -1, "ancestors an incremental checkpoint may read pages from; 0 stores every checkpoint whole (default 16)")
+	chainDepth := fs.String("chain-depth", "", "ancestors an incremental checkpoint may read pages from; 0 stores every checkpoint whole (default 16)")
+	version := fs.Bool("version", false, "print ckptd's version and exit")
 	if err := fs.Parse(args); err != nil {
 		return config.Config{}, err
+	}
+	if *version {
+		return config.Config{}, errVersion
 	}
 	if fs.NArg() > 0 {
 		return config.Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
@@ -235,8 +253,12 @@ func loadConfig(args []string) (config.Config, error) {
 	if *peerAllow != "" {
 		cfg.PeerAllow = strings.Split(*peerAllow, ",")
 	}
-	if *chainDepth >= 0 {
-		cfg.ChainDepth = *chainDepth
+	if *chainDepth != "" {
+		n, err := strconv.Atoi(*chainDepth)
+		if err != nil || n < 0 {
+			return cfg, fmt.Errorf("--chain-depth %q: want a number, 0 or more", *chainDepth)
+		}
+		cfg.ChainDepth = n
 	}
 	return cfg, cfg.Validate()
 }
