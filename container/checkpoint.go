@@ -115,7 +115,8 @@ func (r *Runtime) Checkpoint(ctx context.Context, req CheckpointRequest) (res Ch
 	t3 := time.Now()
 	res.Stats, err = readStats(req.WorkDir)
 	if !req.Options.LeaveRunning {
-		if kerr := stopTask(ctx, task); kerr != nil {
+		// Committed: it stops whatever the caller does meanwhile.
+		if kerr := stopTask(context.WithoutCancel(ctx), task); kerr != nil {
 			err = errors.Join(err, fmt.Errorf("stopping container %s failed: %w", req.Ref, r.wrap(kerr)))
 		}
 	}

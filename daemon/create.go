@@ -45,10 +45,6 @@ func (d *Daemon) Create(ctx context.Context, req CreateRequest) (*store.Checkpoi
 		return nil, err
 	}
 	defer unlock()
-	// From here the create finishes or rolls back whole, bounded by the
-	// CRIU watchdog: a client that leaves (ctrl-c) must not cut it between
-	// the freeze and the record, or leave a container paused.
-	ctx = context.WithoutCancel(ctx)
 	req.Options.ShellJob = req.Options.ShellJob || ledSession(target.TargetRef)
 	name, err := d.checkpointName(ctx, req.Name, target.TargetRef)
 	if err != nil {
@@ -188,6 +184,7 @@ func (d *Daemon) capture(ctx context.Context, c *store.Checkpoint, t *store.Targ
 	if err != nil {
 		return err
 	}
+	d.saveScrollback(t.TargetRef, dir)
 	// CRIU logs apart from the images, so that a failed dump's log outlives
 	// its discarded staging directory; it is kept only when the dump fails.
 	work, err := d.store.NewDumpWork(c.ID)
@@ -203,6 +200,10 @@ func (d *Daemon) capture(ctx context.Context, c *store.Checkpoint, t *store.Targ
 		publish = d.store.PublishSealing
 	}
 	published := false
+	// A client that leaves (ctrl-c) gives up only the wait for CRIU's
+	// turn: once CRIU runs, the create finishes or rolls back whole, and
+	// nothing from the freeze on heeds ctx.
+	frozen := context.WithoutCancel(ctx)
 	stats, err := dump(dir, work.Path, func() error {
 		// The target was resolved before the freeze, maybe long before (the
 		// dump may wait its turn): the frozen tree must still be that process.
@@ -210,25 +211,25 @@ func (d *Daemon) capture(ctx context.Context, c *store.Checkpoint, t *store.Targ
 			return fmt.Errorf("pid %d is no longer %s: it ended and its PID was reused: %w", t.PID, t.Key(), errdefs.ErrFailedPrecondition)
 		}
 		c.Created = time.Now().UTC()
-		if err := publish(ctx, c); err != nil {
+		if err := publish(frozen, c); err != nil {
 			return err
 		}
 		published = true
-		return d.recordTarget(ctx, t)
+		return d.recordTarget(frozen, t)
 	})
 	if err != nil && !published {
-		if derr := d.store.Discard(ctx, c.ID); derr != nil {
+		if derr := d.store.Discard(frozen, c.ID); derr != nil {
 			return errors.Join(err, fmt.Errorf("clean up: %w", derr))
 		}
 		return err
 	}
 	if c.Options.LeaveRunning {
-		return d.sealReleased(ctx, c, t, stats, work.Path, err)
+		return d.sealReleased(frozen, c, t, stats, work.Path, err)
 	}
 	if err != nil {
 		return savedBut(c, err)
 	}
-	return d.store.Finish(ctx, c.ID, stats, work.Path, dumper.LogFile, dumper.StatsFile)
+	return d.store.Finish(frozen, c.ID, stats, work.Path, dumper.LogFile, dumper.StatsFile)
 }
 
 // sealReleased seals a checkpoint whose target already runs again. cerr is

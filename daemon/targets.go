@@ -66,7 +66,7 @@ func (d *Daemon) Run(ctx context.Context, req RunRequest) (*TargetStatus, error)
 	}
 	spec := workload.Spec{Args: req.Args, Env: req.Env, Dir: req.Dir, LogPath: logPath}
 	if req.TTY {
-		s, rec, err := d.startTerminal(req.Name, logPath, req.Size)
+		s, rec, err := d.startTerminal(req.Name, logPath, req.Size, "")
 		if err != nil {
 			return nil, fmt.Errorf("run %s: %w", req.Name, err)
 		}

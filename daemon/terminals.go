@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/ckptd/ckptd/criu"
 	"github.com/ckptd/ckptd/dumper"
@@ -16,9 +17,10 @@ import (
 // Terminals gives workloads terminal sessions that outlive ckptd;
 // *term.Sessions is the real one. Sessions are named by sessionName.
 type Terminals interface {
-	Start(name, logPath string, size term.Size, run *term.Run) (*term.Session, error)
+	Start(name, logPath string, o term.Options) (*term.Session, error)
 	Attach(name string) (*term.Conn, error)
 	Status(name string) (term.Status, error)
+	Scrollback(name string) ([]byte, error)
 }
 
 // sessionName names t's terminal session: a workload's name, or pid/N for
@@ -30,13 +32,14 @@ func sessionName(t store.TargetRef) string {
 	return t.Name
 }
 
-// startTerminal opens workload name's session and returns the slave side
-// for its tree, and the record of it.
-func (d *Daemon) startTerminal(name, logPath string, size term.Size) (*term.Session, *store.Terminal, error) {
+// startTerminal opens workload name's session, its scrollback started
+// from the file scrollback ("" for none), and returns the slave side for
+// its tree, and the record of it.
+func (d *Daemon) startTerminal(name, logPath string, size term.Size, scrollback string) (*term.Session, *store.Terminal, error) {
 	if d.terms == nil {
 		return nil, nil, errNoHolder
 	}
-	s, err := d.terms.Start(name, logPath, size, nil)
+	s, err := d.terms.Start(name, logPath, term.Options{Size: size, Scrollback: scrollback})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -94,6 +97,23 @@ func (d *Daemon) terminalAtCheckpoint(t store.TargetRef) *store.Terminal {
 	return &rec
 }
 
+// saveScrollback keeps what t's terminal session shows now in dir, the
+// checkpoint's staging directory: a copy restored from it shows the same
+// (its prompt, say) to the first client that attaches. Without it a
+// checkpoint is still whole, so a failure is only logged.
+func (d *Daemon) saveScrollback(t store.TargetRef, dir string) {
+	if t.Terminal == nil || t.Terminal.Key == "" || d.terms == nil {
+		return
+	}
+	p, err := d.terms.Scrollback(sessionName(t))
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, store.ScrollbackFile), p, 0o600)
+	}
+	if err != nil {
+		d.log.Warn("terminal scrollback not saved with the checkpoint", "target", t.Key(), "err", err)
+	}
+}
+
 // withTerminal marks t's terminal, which its holder keeps, external to
 // the dump.
 func withTerminal(o dumper.Options, t store.TargetRef) dumper.Options {
@@ -108,7 +128,11 @@ func withTerminal(o dumper.Options, t store.TargetRef) dumper.Options {
 // place of the old one; the caller closes it once the restore is done.
 func (d *Daemon) restoreTerminal(c *store.Checkpoint, ref *store.TargetRef, logPath string) (*os.File, error) {
 	saved := c.Target.Terminal
-	s, rec, err := d.startTerminal(ref.Name, logPath, term.Size{Rows: saved.Rows, Cols: saved.Cols})
+	var scrollback string
+	if _, ok := c.Files[store.ScrollbackFile]; ok {
+		scrollback = filepath.Join(d.store.Dir(c.ID), store.ScrollbackFile)
+	}
+	s, rec, err := d.startTerminal(ref.Name, logPath, term.Size{Rows: saved.Rows, Cols: saved.Cols}, scrollback)
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +173,7 @@ func (d *Daemon) shellJobTerminal(ref *store.TargetRef, imagesDir, logPath strin
 	}
 	ref.Terminal = &store.Terminal{Rows: size.Rows, Cols: size.Cols}
 	return func(argv []string, files []*os.File) (int, error) {
-		s, err := d.terms.Start(name, logPath, size, &term.Run{Argv: argv, Files: files})
+		s, err := d.terms.Start(name, logPath, term.Options{Size: size, Run: &term.Run{Argv: argv, Files: files}})
 		if err != nil {
 			return 0, err
 		}

@@ -151,6 +151,7 @@ func TestTerminalSession(t *testing.T) {
 
 	d.must("restore", "dbg1", "--name", "dbg2")
 	c = d.ptyCtl(pty.Winsize{}, "attach", "dbg2") // sets no size of its own
+	c.expect("val 41\r\n>>> ")                    // the original's screen at the checkpoint
 	c.ask("val", "x", "41")
 	c.ask("size", "tuple(__import__('shutil').get_terminal_size())", "(100, 40)")
 	c.detach("dbg2")
@@ -363,7 +364,7 @@ func TestShellJobRestore(t *testing.T) {
 	corrupt(t, d, ck.ID, 0) // repaired
 
 	out := d.must("restore", "job1")
-	if want := fmt.Sprintf("ckptctl attach %d", py); !strings.Contains(out, want) {
+	if want := fmt.Sprintf("ckptctl --socket %s attach %d", d.socket, py); !strings.Contains(out, want) {
 		t.Fatalf("restore did not say how to attach (%q):\n%s", want, out)
 	}
 	if ps := d.must("ps"); !strings.Contains(ps, fmt.Sprintf("pid:%d", py)) || !strings.Contains(ps, "running, tty, 0 attached") {

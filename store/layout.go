@@ -39,7 +39,10 @@ const (
 	RootfsDiffFile    = "rootfs-diff.tar" // a container's writable layer
 	// DevShmFile holds /dev/shm of a container Podman checkpointed, whose
 	// /dev/shm was a bind mount CRIU did not save.
-	DevShmFile     = "devshm-checkpoint.tar"
+	DevShmFile = "devshm-checkpoint.tar"
+	// ScrollbackFile is what a terminal workload's session showed last,
+	// which a restored copy's session replays first.
+	ScrollbackFile = "terminal-scrollback"
 	PausedFile     = "paused.json"     // in a dump's work dir
 	QuarantineNote = "quarantine.json" // why and when a checkpoint was quarantined
 )

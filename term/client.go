@@ -94,6 +94,30 @@ func Query(sock string) (Status, error) {
 	return statusOf(p)
 }
 
+// Scrollback is what the session at sock keeps of its last output.
+func Scrollback(sock string) ([]byte, error) {
+	c, err := dial(sock, FrameScrollback)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	c.conn.SetDeadline(time.Now().Add(5 * time.Second))
+	var out []byte
+	for {
+		kind, p, err := ReadFrame(c.r)
+		switch {
+		case err != nil:
+			return nil, fmt.Errorf("terminal scrollback: %w", err)
+		case kind == FrameScrollback:
+			return out, nil
+		case kind == FrameData && len(out)+len(p) <= ScrollbackBytes:
+			out = append(out, p...)
+		default:
+			return nil, fmt.Errorf("terminal scrollback: unexpected frame %q", kind)
+		}
+	}
+}
+
 // Session is a new terminal: Slave goes to the process tree (a launch's
 // stdio, or CRIU's inherited tty), and is closed by the caller after.
 type Session struct {
@@ -120,10 +144,20 @@ type Spawn func(argv []string, stderr *os.File, files []*os.File) (int, error)
 // HolderLog is the holder's own log, beside its socket.
 const HolderLog = "holder.log"
 
-// Start opens a pseudo-terminal of size, hands its master side to a new
+// Options shape a new session.
+type Options struct {
+	Size Size
+	Run  *Run // started inside the session, when set
+	// Scrollback is a file whose last ScrollbackBytes start the session's
+	// scrollback (a restored copy's, saved at its checkpoint); optional.
+	Scrollback string
+}
+
+// Start opens a pseudo-terminal of o.Size, hands its master side to a new
 // holder (holderBin) listening on sock and logging to logPath, and
 // returns the slave side once the holder serves.
-func Start(holderBin, sock, logPath string, size Size, run *Run, spawn Spawn) (*Session, error) {
+func Start(holderBin, sock, logPath string, o Options, spawn Spawn) (*Session, error) {
+	size, run := o.Size, o.Run
 	master, slave, err := pty.Open()
 	if err != nil {
 		return nil, fmt.Errorf("open a pseudo-terminal: %w", err)
@@ -143,6 +177,9 @@ func Start(holderBin, sock, logPath string, size Size, run *Run, spawn Spawn) (*
 	}
 	defer errs.Close()
 	argv, files := []string{holderBin, "--socket", sock, "--log", logPath}, []*os.File{master}
+	if o.Scrollback != "" {
+		argv = append(argv, "--scrollback", o.Scrollback)
+	}
 	var report *os.File
 	if run != nil {
 		var w *os.File
@@ -203,9 +240,8 @@ func NewSessions(holderBin string, socket func(name string) string, spawn Spawn)
 	return &Sessions{holderBin: holderBin, socket: socket, spawn: spawn}
 }
 
-// Start opens session name, logging to logPath; run, if set, is started
-// inside it.
-func (s *Sessions) Start(name, logPath string, size Size, run *Run) (*Session, error) {
+// Start opens session name, logging to logPath.
+func (s *Sessions) Start(name, logPath string, o Options) (*Session, error) {
 	if _, err := os.Stat(s.holderBin); err != nil {
 		return nil, fmt.Errorf("terminal holder %s: %v: %w", s.holderBin, err, errdefs.ErrFailedPrecondition)
 	}
@@ -216,11 +252,14 @@ func (s *Sessions) Start(name, logPath string, size Size, run *Run) (*Session, e
 	if err := os.MkdirAll(filepath.Dir(sock), 0o700); err != nil {
 		return nil, err
 	}
-	return Start(s.holderBin, sock, logPath, size, run, s.spawn)
+	return Start(s.holderBin, sock, logPath, o, s.spawn)
 }
 
 // Attach joins workload name's session.
 func (s *Sessions) Attach(name string) (*Conn, error) { return Attach(s.socket(name)) }
+
+// Scrollback is what workload name's session keeps of its last output.
+func (s *Sessions) Scrollback(name string) ([]byte, error) { return Scrollback(s.socket(name)) }
 
 // Status is workload name's window size and attached clients.
 func (s *Sessions) Status(name string) (Status, error) { return Query(s.socket(name)) }

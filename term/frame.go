@@ -21,6 +21,9 @@ const (
 	FrameStatus byte = 's' // to the holder: a question; from it: rows, cols, clients
 	FrameReplay byte = 'p' // to the holder, first: send the scrollback, then live output
 	FrameQuery  byte = 'q' // to the holder, first: only status questions follow
+	// FrameScrollback, to the holder first: send the scrollback as data
+	// frames, then this kind, empty, and close.
+	FrameScrollback byte = 'b'
 )
 
 // maxFrame bounds a frame's payload.

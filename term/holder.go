@@ -60,6 +60,15 @@ func NewHolder(master *os.File, out io.Writer, log *slog.Logger) *Holder {
 	return &Holder{master: master, out: out, log: log, clients: map[*client]bool{}}
 }
 
+// Seed starts the scrollback with p (its last ScrollbackBytes): what a
+// restored copy's session showed at its checkpoint, which a client
+// attaching to the copy sees first (its prompt, say), before new output.
+func (h *Holder) Seed(p []byte) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.ring = append([]byte(nil), p[max(0, len(p)-ScrollbackBytes):]...)
+}
+
 // Run accepts clients on l and copies the session's output to the log,
 // the scrollback and every client, until the session ends; it returns
 // once the clients have the output they were still owed.
@@ -184,6 +193,20 @@ func (h *Holder) serve(c *client) {
 	r := bufio.NewReader(c.conn)
 	kind, _, err := ReadFrame(r)
 	if err != nil {
+		return
+	}
+	if kind == FrameScrollback {
+		h.mu.Lock()
+		ring := append([]byte(nil), h.ring...)
+		h.mu.Unlock()
+		for p := ring; len(p) > 0; {
+			n := min(len(p), maxFrame)
+			if c.send(FrameData, p[:n]) != nil {
+				return
+			}
+			p = p[n:]
+		}
+		c.send(FrameScrollback, nil)
 		return
 	}
 	if kind == FrameReplay {

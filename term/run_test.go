@@ -52,7 +52,7 @@ func TestRunLeadsSession(t *testing.T) {
 	}
 	w.WriteString("given")
 	w.Close()
-	s, err := Start(bin, sock, logPath, Size{Rows: 24, Cols: 80}, &Run{Argv: []string{"/bin/sh", "-c", script}, Files: []*os.File{r}}, spawn)
+	s, err := Start(bin, sock, logPath, Options{Size: Size{Rows: 24, Cols: 80}, Run: &Run{Argv: []string{"/bin/sh", "-c", script}, Files: []*os.File{r}}}, spawn)
 	r.Close()
 	if err != nil {
 		t.Fatal(err)
@@ -89,7 +89,7 @@ func TestRunLeadsSession(t *testing.T) {
 func TestRunRefused(t *testing.T) {
 	bin, spawn := holder(t)
 	dir := t.TempDir()
-	_, err := Start(bin, filepath.Join(dir, "tty.sock"), filepath.Join(dir, "out.log"), Size{}, &Run{Argv: []string{"/nonexistent/criu", "swrk"}}, spawn)
+	_, err := Start(bin, filepath.Join(dir, "tty.sock"), filepath.Join(dir, "out.log"), Options{Run: &Run{Argv: []string{"/nonexistent/criu", "swrk"}}}, spawn)
 	if err == nil || !strings.Contains(err.Error(), "could not start /nonexistent/criu") {
 		t.Fatalf("Start = %v, want the holder's refusal", err)
 	}

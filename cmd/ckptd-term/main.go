@@ -12,6 +12,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -26,14 +27,15 @@ func main() {
 	logPath := flag.String("log", "", "file the session's output is appended to")
 	run := flag.Bool("run", false, "lead the session and start the program after -- in it")
 	runFiles := flag.Int("run-files", 0, "with --run: descriptors from 6 on the program gets")
+	scrollback := flag.String("scrollback", "", "file whose last bytes start the scrollback (a restored copy's)")
 	flag.Parse()
-	if err := serve(*sock, *logPath, *run, *runFiles, flag.Args()); err != nil {
+	if err := serve(*sock, *logPath, *scrollback, *run, *runFiles, flag.Args()); err != nil {
 		fmt.Fprintln(os.Stderr, "ckptd-term:", err)
 		os.Exit(1)
 	}
 }
 
-func serve(sock, logPath string, run bool, runFiles int, argv []string) error {
+func serve(sock, logPath, scrollback string, run bool, runFiles int, argv []string) error {
 	if sock == "" || logPath == "" {
 		return fmt.Errorf("--socket and --log are required")
 	}
@@ -64,7 +66,29 @@ func serve(sock, logPath string, run bool, runFiles int, argv []string) error {
 	if err := os.Chmod(sock, 0o600); err != nil {
 		return err
 	}
-	return term.NewHolder(master, out, log).Run(l)
+	h := term.NewHolder(master, out, log)
+	if scrollback != "" {
+		p, err := readTail(scrollback, term.ScrollbackBytes)
+		if err != nil {
+			return err
+		}
+		h.Seed(p)
+	}
+	return h.Run(l)
+}
+
+// readTail reads the last n bytes of the file at path.
+func readTail(path string, n int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	return io.ReadAll(io.NewSectionReader(f, max(0, st.Size()-n), n))
 }
 
 // lead starts argv on the session's terminal and reaps it when it ends.
