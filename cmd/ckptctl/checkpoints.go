@@ -232,7 +232,7 @@ func printInspection(in *apiv1.InspectResponse) {
 	}
 	fmt.Printf("Name:      %s\nID:        %s\nTarget:    %s (%s)\nParent:    %s\nChildren:  %s\nCreated:   %s\n",
 		ck.GetName(), ck.GetId(), targetName(ck.GetTarget()), command(ck.GetTarget().GetCommand()), parent,
-		strings.Join(in.GetChildren(), ", "), ago(ck.GetCreatedUnixNano()))
+		or(strings.Join(in.GetChildren(), ", "), "-"), ago(ck.GetCreatedUnixNano()))
 	fmt.Printf("State:     %s%s\n", ck.GetState(), sealedAfter(ck))
 	fmt.Printf("Host:      %s, kernel %s, CRIU %s\nCPU:       %s\nSize:      %s in %d files\n",
 		ck.GetHost(), ck.GetKernel(), ck.GetCriuVersion(), ck.GetCpuModel(), humanBytes(ck.GetSize()), len(ck.GetFiles()))
