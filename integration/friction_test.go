@@ -12,22 +12,12 @@ import (
 // TestFriction drives what a Podman user reaches for without reading the
 // help (issue 33's friction list), each as a subtest of one daemon.
 func TestFriction(t *testing.T) {
-	d := startDaemon(t)
-	for _, tc := range []struct {
-		name string
-		run  func(t *testing.T, d *daemon)
-	}{
+	startDaemon(t).subtests(t, []subtest{
 		{"signals and ended targets", signalsAndEnded},
 		{"json everywhere", jsonEverywhere},
 		{"errors that point to the fix", errorsPointToFix},
 		{"logs and lists", logsAndLists},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			d.t = t
-			defer func() { d.t = t }()
-			tc.run(t, d)
-		})
-	}
+	})
 }
 
 // kill -s, an exit kept across a restart, ps --prune.

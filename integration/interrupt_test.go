@@ -55,6 +55,17 @@ func (d *daemon) followEvents(t *testing.T) *eventLog {
 	return l
 }
 
+// kinds is every event so far as KIND or KIND/OP, space-separated.
+func (l *eventLog) kinds() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, e := range l.events {
+		out = append(out, strings.Trim(e.Kind+"/"+e.Op, "/"))
+	}
+	return strings.Join(out, " ")
+}
+
 // of returns the events of kind about target ("" for any).
 func (l *eventLog) of(kind, target string) []event {
 	l.mu.Lock()

@@ -1,14 +1,10 @@
 package integration
 
 import (
-	"bufio"
-	"encoding/json"
 	"io"
 	"net"
 	"net/http"
-	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 )
 
@@ -24,33 +20,8 @@ func TestMetricsAndEvents(t *testing.T) {
 	ln.Close()
 	d := startDaemonWith(t, "--metrics-listen", addr)
 
-	ev := exec.Command(bins.ckptctl, "--socket", d.socket, "events", "-o", "json")
-	out, err := ev.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ev.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ev.Process.Kill(); ev.Wait() })
-	var mu sync.Mutex
-	var kinds []string
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			var e struct {
-				Kind string `json:"kind"`
-				Op   string `json:"op"`
-			}
-			if json.Unmarshal(sc.Bytes(), &e) == nil {
-				mu.Lock()
-				kinds = append(kinds, strings.Trim(e.Kind+"/"+e.Op, "/"))
-				mu.Unlock()
-			}
-		}
-	}()
-	seen := func() string { mu.Lock(); defer mu.Unlock(); return strings.Join(kinds, " ") }
-	waitFor(t, "the events stream", func() bool { return strings.HasPrefix(seen(), "subscribed") })
+	events := d.followEvents(t)
+	seen := events.kinds
 
 	d.runLoad("ev", 16)
 	good := d.create("ev", "--leave-running", "--name", "ev-good")

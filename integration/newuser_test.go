@@ -65,21 +65,29 @@ func TestKillOnlyWhatCkptdStarted(t *testing.T) {
 // TestNewUserDefects: names, lineage and commands as a new user met them,
 // each a subtest of one daemon.
 func TestNewUserDefects(t *testing.T) {
-	d := startDaemon(t)
-	for _, tc := range []struct {
-		name string
-		run  func(t *testing.T, d *daemon)
-	}{
+	startDaemon(t).subtests(t, []subtest{
 		{"digit names", digitNames},
 		{"run -t without a terminal", runTTYWithoutTerminal},
 		{"inspect a child", inspectChild},
 		{"names only grow", namesOnlyGrow},
 		{"latest is the last arrived", latestArrived},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
+	})
+}
+
+// subtest is one part of a test that shares its daemon with the others.
+type subtest struct {
+	name string
+	run  func(t *testing.T, d *daemon)
+}
+
+// subtests runs each of ts as a subtest of t on d, so that one that fails
+// does not stop the others.
+func (d *daemon) subtests(t *testing.T, ts []subtest) {
+	for _, st := range ts {
+		t.Run(st.name, func(t *testing.T) {
 			d.t = t
 			defer func() { d.t = t }()
-			tc.run(t, d)
+			st.run(t, d)
 		})
 	}
 }
