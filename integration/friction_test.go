@@ -132,6 +132,11 @@ func logsAndLists(t *testing.T, d *daemon) {
 	if out := d.must("ps", "-q"); !strings.Contains(out, "talker\n") || strings.Contains(out, "PID") {
 		t.Errorf("ps -q printed %q", out)
 	}
+	d.must("schedule", "talker", "--every", "1h")
+	if out := d.must("schedule", "ls"); !strings.Contains(out, "\ntalker ") || strings.Contains(out, "workload/") {
+		t.Errorf("schedule ls names targets as ps does not:\n%s", out)
+	}
+	d.must("schedule", "rm", "talker")
 	d.runLoad("big", 16)
 	d.create("big", "--leave-running")
 	if out := d.must("create", "big", "--leave-running"); !strings.Contains(out, "stored of") {
