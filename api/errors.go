@@ -32,6 +32,8 @@ func toStatus(err error) error {
 		code = codes.DataLoss
 	case errdefs.IsDeadlineExceeded(err):
 		code = codes.DeadlineExceeded
+	case errdefs.IsPermissionDenied(err):
+		code = codes.PermissionDenied
 	case errors.Is(err, context.Canceled):
 		code = codes.Canceled
 	case errors.Is(err, context.DeadlineExceeded):

@@ -18,6 +18,9 @@ var (
 	ErrDeadlineExceeded = errors.New("deadline exceeded")
 	// ErrDataLoss marks a checkpoint whose files no longer match their checksums.
 	ErrDataLoss = errors.New("data loss")
+	// ErrPermissionDenied marks what this host's policy does not allow (a
+	// checkpoint from outside asking for the host's namespaces, say).
+	ErrPermissionDenied = errors.New("permission denied")
 )
 
 func IsNotFound(err error) bool           { return errors.Is(err, ErrNotFound) }
@@ -27,13 +30,14 @@ func IsFailedPrecondition(err error) bool { return errors.Is(err, ErrFailedPreco
 func IsUnavailable(err error) bool        { return errors.Is(err, ErrUnavailable) }
 func IsDataLoss(err error) bool           { return errors.Is(err, ErrDataLoss) }
 func IsDeadlineExceeded(err error) bool   { return errors.Is(err, ErrDeadlineExceeded) }
+func IsPermissionDenied(err error) bool   { return errors.Is(err, ErrPermissionDenied) }
 
 // Message is err's text without a trailing ": <kind>" that adds nothing
 // to the sentence (a transport code or a report carries it); "not found"
 // and "already exists" read well and stay.
 func Message(err error) string {
 	msg := err.Error()
-	for _, kind := range []error{ErrInvalidArgument, ErrFailedPrecondition, ErrUnavailable, ErrDataLoss, ErrDeadlineExceeded} {
+	for _, kind := range []error{ErrInvalidArgument, ErrFailedPrecondition, ErrUnavailable, ErrDataLoss, ErrDeadlineExceeded, ErrPermissionDenied} {
 		if m, ok := strings.CutSuffix(msg, ": "+kind.Error()); ok {
 			return m
 		}

@@ -150,6 +150,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	defer os.Remove(cfg.Socket)
 	stopping := make(chan struct{})
 	srv := grpc.NewServer(api.ServerOptions(log, stopping)...)
 	apiv1.RegisterCkptdServer(srv, api.NewServer(d))
@@ -301,15 +302,25 @@ func listen(path, socketGroup string) (net.Listener, error) {
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
-	lis, err := net.Listen("unix", path)
+	// The socket is made in a directory only root may enter, given its
+	// owner and mode there, and only then renamed into place: no one else
+	// can connect in between, whatever the umask.
+	private, err := os.MkdirTemp(dir, ".ckptd-socket-")
 	if err != nil {
 		return nil, err
 	}
+	defer os.RemoveAll(private)
+	made := filepath.Join(private, "s")
+	lis, err := net.Listen("unix", made)
+	if err != nil {
+		return nil, err
+	}
+	lis.(*net.UnixListener).SetUnlinkOnClose(false) // it lives at path from here on
 	mode := os.FileMode(0o600)
 	if gid >= 0 {
 		mode = 0o660
 	}
-	if err := errors.Join(os.Chown(path, 0, max(gid, 0)), os.Chmod(path, mode)); err != nil {
+	if err := errors.Join(os.Chown(made, 0, max(gid, 0)), os.Chmod(made, mode), os.Rename(made, path)); err != nil {
 		lis.Close()
 		return nil, err
 	}
