@@ -66,6 +66,7 @@ func checkpointToAPI(c *store.Checkpoint) *apiv1.Checkpoint {
 			ImageId: ci.ImageID, Engine: ci.Engine,
 		}
 	}
+	out.Dropped = c.Dropped
 	if im := c.Imported; im != nil {
 		out.Imported = &apiv1.Import{Source: im.Source, OriginalId: im.OriginalID, TimeUnixNano: unixNano(im.Time)}
 	}

@@ -236,10 +236,24 @@ func readSmall(r io.Reader, h *tar.Header, limit int64) ([]byte, error) {
 	return b, err
 }
 
+// Bounds of what Read keeps of an archive's names, checked before each
+// is kept: a checkpoint has a few files per process, and short names.
+const (
+	MaxEntries = 20000
+	MaxNameLen = 1024
+)
+
 // checkEntry refuses what a checkpoint archive never holds: names that
-// leave its root, links, devices and other special files, and a name
-// given twice. seen collects the names.
+// leave its root or are too long, more entries than MaxEntries, links,
+// devices and other special files, and a name given twice. seen collects
+// the names.
 func checkEntry(h *tar.Header, seen map[string]bool) error {
+	if len(h.Name) > MaxNameLen {
+		return fmt.Errorf("archive entry %.40q... has a name of %d bytes (at most %d): %w", h.Name, len(h.Name), MaxNameLen, errdefs.ErrInvalidArgument)
+	}
+	if len(seen) >= MaxEntries {
+		return fmt.Errorf("archive has more than %d entries: %w", MaxEntries, errdefs.ErrInvalidArgument)
+	}
 	name := strings.TrimPrefix(h.Name, "./")
 	if name == "" || path.IsAbs(name) || name != path.Clean(name) && name != path.Clean(name)+"/" ||
 		name == ".." || strings.HasPrefix(name, "../") {

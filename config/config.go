@@ -78,6 +78,13 @@ type Config struct {
 	MetricsListen string `toml:"metrics_listen"`
 	// Schedules are set at every start, as `ckptctl schedule` sets them.
 	Schedules []Schedule `toml:"schedule"`
+	// What a container checkpoint from outside (an import, a pull, a
+	// migration) may ask for; each is refused by default, naming its key.
+	TrustHostPaths      []string `toml:"trust_host_paths"`      // bind mounts of these host paths and below
+	TrustHostNamespaces bool     `toml:"trust_host_namespaces"` // the host's network, PID, IPC or mount namespace
+	TrustCapabilities   bool     `toml:"trust_capabilities"`    // capabilities beyond containerd's default set
+	TrustDevices        bool     `toml:"trust_devices"`         // device nodes, or every device
+	TrustUnconfined     bool     `toml:"trust_unconfined"`      // AppArmor unconfined, a seccomp profile allowing all
 }
 
 // MaxChainDepth bounds chain_depth: each level costs a restore a pagemap
@@ -177,6 +184,11 @@ func (c Config) Validate() error {
 	}
 	if !filepath.IsAbs(c.PeerCerts) {
 		return fmt.Errorf("peer_certs %q must be an absolute path: %w", c.PeerCerts, errdefs.ErrInvalidArgument)
+	}
+	for _, p := range c.TrustHostPaths {
+		if !filepath.IsAbs(p) || filepath.Clean(p) == "/" {
+			return fmt.Errorf("trust_host_paths: %q must be an absolute path other than /: %w", p, errdefs.ErrInvalidArgument)
+		}
 	}
 	if _, err := c.Level(); err != nil {
 		return err

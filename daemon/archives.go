@@ -52,6 +52,26 @@ func (d *Daemon) importForeign(ctx context.Context, dir string, got *archive.Con
 		return nil, err
 	}
 	c.Imported = &store.Import{Source: o.Source, OriginalID: c.Container.ID, Time: time.Now().UTC()}
+	if c.Dropped, err = d.admitSpec(dir, c); err != nil {
+		return nil, err
+	}
+	if err := d.store.Publish(ctx, c); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// importRecorded publishes a checkpoint ckptd exported, unpacked in dir:
+// its files checked against the archive's record rec, its own record
+// built afresh.
+func (d *Daemon) importRecorded(ctx context.Context, id, dir string, rec *store.Checkpoint, o ImportOptions) (*store.Checkpoint, error) {
+	if err := d.store.CheckImport(ctx, id, rec); err != nil {
+		return nil, err
+	}
+	c, err := d.admitImported(ctx, id, dir, rec, o)
+	if err != nil {
+		return nil, err
+	}
 	if err := d.store.Publish(ctx, c); err != nil {
 		return nil, err
 	}
@@ -108,7 +128,7 @@ func (d *Daemon) Import(ctx context.Context, r io.Reader, o ImportOptions) (_ *s
 	}
 	var c *store.Checkpoint
 	if got.Record != nil {
-		c, err = d.store.Import(ctx, id, got.Record, o.Name, o.Source)
+		c, err = d.importRecorded(ctx, id, dir, got.Record, o)
 	} else {
 		c, err = d.importForeign(ctx, dir, got, o)
 	}

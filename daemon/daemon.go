@@ -20,6 +20,7 @@ import (
 	"github.com/ckptd/ckptd/dumper"
 	"github.com/ckptd/ckptd/errdefs"
 	"github.com/ckptd/ckptd/events"
+	"github.com/ckptd/ckptd/ingest"
 	"github.com/ckptd/ckptd/keylock"
 	"github.com/ckptd/ckptd/restorer"
 	"github.com/ckptd/ckptd/schedule"
@@ -92,6 +93,9 @@ type Parts struct {
 	Events *events.Hub
 	// Terminals holds workloads' terminal sessions; nil: run -t is refused.
 	Terminals Terminals
+	// Trust is what this host allows a container checkpoint from outside
+	// (an import, a pull, a migration) to ask for.
+	Trust ingest.Policy
 }
 
 // Daemon holds ckptd's parts. Build it with New.
@@ -114,6 +118,7 @@ type Daemon struct {
 	chainDepth int
 
 	terms Terminals
+	trust ingest.Policy
 
 	locks  *keylock.Locks // one per target: work on a target is serialized
 	sched  *schedule.Scheduler
@@ -137,7 +142,7 @@ func New(ctx context.Context, p Parts) (*Daemon, error) {
 	d := &Daemon{
 		log: p.Log, store: p.Store, dumper: p.Dumper, restorer: p.Restorer, sup: p.Supervisor, criu: p.CRIU,
 		containers: p.Containers, ctrs: p.Containers, images: p.Containers, peer: p.Peer, peerInfo: p.PeerInfo, defaultNS: p.ContainerNamespace, ctrdAddr: p.ContainerdAddress,
-		host: readHostInfo(), defaults: p.Defaults, chainDepth: p.ChainDepth, terms: p.Terminals,
+		host: readHostInfo(), defaults: p.Defaults, chainDepth: p.ChainDepth, terms: p.Terminals, trust: p.Trust,
 		locks: keylock.New(), committed: map[string]time.Time{}, events: p.Events,
 	}
 	if d.events == nil {

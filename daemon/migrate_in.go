@@ -12,6 +12,7 @@ import (
 
 	"github.com/ckptd/ckptd/criu"
 	"github.com/ckptd/ckptd/errdefs"
+	"github.com/ckptd/ckptd/ingest"
 	"github.com/ckptd/ckptd/migrate"
 	"github.com/ckptd/ckptd/proc"
 	"github.com/ckptd/ckptd/store"
@@ -130,7 +131,7 @@ func (in *incoming) run(ctx context.Context) (err error) {
 		}
 	}
 	pagesIn := time.Since(committed)
-	c, err := in.record(ctx, src)
+	c, err := in.record(ctx, src, dir)
 	if err != nil {
 		return err
 	}
@@ -219,19 +220,24 @@ func (in *incoming) receivePages(ctx context.Context, wait func(context.Context)
 	return terr
 }
 
-// record is the checkpoint this host keeps of what it received: the
-// source's description, under a name free here, with where it came from.
-func (in *incoming) record(ctx context.Context, src *store.Checkpoint) (*store.Checkpoint, error) {
+// record is the checkpoint this host keeps of what it received in dir:
+// the source's description as the boundary lets it in (package ingest),
+// under a name free here, with where it came from. A container spec this
+// host's policy refuses fails the migration, and the source resumes.
+func (in *incoming) record(ctx context.Context, src *store.Checkpoint, dir string) (*store.Checkpoint, error) {
 	name, err := in.d.checkpointName(ctx, "", src.Target)
 	if err != nil {
 		return nil, err
 	}
-	return &store.Checkpoint{
-		ID: in.id, Name: name, Target: src.Target, Created: src.Created,
-		CRIUVersion: src.CRIUVersion, Kernel: src.Kernel, Host: src.Host, CPUModel: src.CPUModel,
-		Options: src.Options, Container: src.Container,
-		Migration: &store.Migration{Peer: in.conn.Peer(), Received: time.Now().UTC()},
-	}, nil
+	c, dropped := ingest.Record(src, ingest.DefaultHost)
+	c.ID, c.Name, c.Files = in.id, name, nil // its files are summed here
+	c.Migration = &store.Migration{Peer: in.conn.Peer(), Received: time.Now().UTC()}
+	more, err := in.d.admitSpec(dir, c)
+	if err != nil {
+		return nil, err
+	}
+	c.Dropped = append(dropped, more...)
+	return c, nil
 }
 
 // restore runs the received checkpoint. It arrived over an authenticated,

@@ -77,7 +77,7 @@ func (d *Daemon) Restore(ctx context.Context, req RestoreRequest) (*TargetStatus
 	d.events.Publish(events.Event{Kind: events.Restored, Target: t.Key(), Checkpoint: c.ID, Name: c.Name,
 		Duration: time.Since(start), Bytes: c.Size()})
 	s := d.status(t)
-	s.Warnings = warnings
+	s.Warnings = append(droppedWarnings(c), warnings...)
 	return s, nil
 }
 

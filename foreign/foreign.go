@@ -115,16 +115,26 @@ func digestOf(id string) string {
 	return "sha256:" + id
 }
 
+// maxSpec bounds spec.dump (ingest.MaxSpecBytes, which reads it next).
+const maxSpec = 4 << 20
+
 // rewriteSpec makes the engine's spec one containerd runs: the root is
 // the bundle's, the cgroup containerd's, hooks are the engine's own and
 // go, and the engine-made bind mounts get fresh sources at restore. A
 // network namespace the engine kept outside the container (a path)
 // cannot be carried and is refused. It returns the engine's name.
 func rewriteSpec(path, ns, id string) (string, error) {
-	data, err := os.ReadFile(path)
+	st, err := os.Stat(path)
 	if os.IsNotExist(err) {
 		return "", fmt.Errorf("archive has no spec.dump: %w", errdefs.ErrInvalidArgument)
 	}
+	if err != nil {
+		return "", err
+	}
+	if st.Size() > maxSpec {
+		return "", fmt.Errorf("spec.dump of %d bytes (at most %d): %w", st.Size(), maxSpec, errdefs.ErrInvalidArgument)
+	}
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return "", err
 	}

@@ -4,6 +4,8 @@ import (
 	"archive/tar"
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -135,8 +137,34 @@ func hostileArchives(t *testing.T, d *daemon, plain []byte, outside string, writ
 	add("ckptd.json of", "huge-record.tar", withHeaders(t, nil, &tar.Header{Name: "ckptd.json", Mode: 0o600, Size: 17 << 20}))
 	add("config.dump of", "huge-config.tar", withHeaders(t, nil, &tar.Header{Name: "config.dump", Mode: 0o600, Size: 9 << 20}))
 	add("does not fit", "bomb.tar.zst", bomb(t))
+	add("more than 20000 entries", "many.tar.zst", nameBomb(t, 100000, 100))
+	add("has a name of", "longnames.tar.zst", nameBomb(t, 1000, 64<<10))
 	add("not a checkpoint archive", "unknown.tar", withEntries(t, nil, "README", "data/blob"))
 	d.mustFailAll(t, cases)
+}
+
+// nameBomb is a zstd stream of n directory entries whose names (PAX
+// records) are size bytes long: small compressed, gigabytes of names
+// kept whole.
+func nameBomb(t *testing.T, n, size int) []byte {
+	t.Helper()
+	var out bytes.Buffer
+	zw, err := zstd.NewWriter(&out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tw := tar.NewWriter(zw)
+	long := strings.Repeat("d", size)
+	for i := range n {
+		name := fmt.Sprintf("%s%d/", long[:max(0, size-12)], i)
+		if err := tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeDir, Mode: 0o700, Format: tar.FormatPAX}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := errors.Join(tw.Close(), zw.Close()); err != nil {
+		t.Fatal(err)
+	}
+	return out.Bytes()
 }
 
 // bomb is a zstd stream of a tar entry that says it holds 1 TiB.

@@ -203,3 +203,33 @@ func TestPushPullContainer(t *testing.T) {
 		t.Errorf("restored from an exported file: starts %d %q, want %d \"kept\"", counts[0], markers[0], last+1)
 	}
 }
+
+// TestEncryptedPushPull: push --encrypt-to stores a layer no one reads
+// without the identity (ckptctl encrypts; ckptd never sees a key); pull
+// refuses it without one or with the wrong one, leaving nothing listed,
+// and with the right one it restores with the memory it had.
+func TestEncryptedPushPull(t *testing.T) {
+	r := startRegistry(t)
+	d := startDaemon(t)
+	w := d.runLoad("epp", 16)
+	hash := loadStatus(t, w.Ref.PID, w.Ref.LogPath).Hash
+	d.create("epp", "--leave-running", "--name", "epp1")
+	dir := t.TempDir()
+	right := ageIdentity(t, dir, "right")
+	ageIdentity(t, dir, "wrong")
+	d.must("push", "epp1", r.ref("ckpt/epp:v1"), "--encrypt-to", right.Recipient().String())
+	listed := len(d.checkpoints())
+	d.mustFailAll(t, []failCase{
+		{want: "give --identity", args: []string{"pull", r.ref("ckpt/epp:v1")}},
+		{want: "did not match", args: []string{"pull", r.ref("ckpt/epp:v1"), "--identity", filepath.Join(dir, "wrong")}},
+	})
+	if n := len(d.checkpoints()); n != listed {
+		t.Fatalf("refused pulls left %d checkpoints, want %d", n, listed)
+	}
+	if left, _ := os.ReadDir(filepath.Join(d.root, "staging")); len(left) != 0 {
+		t.Errorf("refused pulls left staging %v", left)
+	}
+	d.must("pull", r.ref("ckpt/epp:v1"), "--identity", filepath.Join(dir, "right"), "--name", "epp-back")
+	d.must("kill", "epp")
+	restoresWithMemory(t, d, "epp-back", "eppcopy", hash)
+}

@@ -9,6 +9,10 @@ const (
 	podmanName       = "io.podman.annotations.checkpoint.name"
 	criuName         = "org.criu.checkpoint.container.name"
 	AnnotationCkptID = "io.ckptd.checkpoint.id"
+	// AnnotationEncrypted marks a checkpoint image whose layer is the
+	// archive encrypted to its recipients ("age"): only a puller with an
+	// identity reads it, and no other engine restores it.
+	AnnotationEncrypted = "io.ckptd.checkpoint.encrypted"
 )
 
 // Meta describes a checkpoint for its image's annotations.
@@ -21,6 +25,7 @@ type Meta struct {
 	CRIUVersion     string
 	Engine          string // "ckptd"
 	EngineVersion   string
+	Encrypted       bool // the layer is encrypted with age
 }
 
 func (m Meta) annotations() map[string]string {
@@ -53,6 +58,9 @@ func (m Meta) annotations() map[string]string {
 		"io.podman.annotations.checkpoint.criu.version")
 	set(m.Engine, "org.criu.checkpoint.engine")
 	set(m.EngineVersion, "io.ckptd.version")
+	if m.Encrypted {
+		a[AnnotationEncrypted] = "age"
+	}
 	return a
 }
 

@@ -18,6 +18,7 @@ targets=(
 	"./archive FuzzRead"
 	"./chain FuzzChain"
 	"./foreign FuzzConvert"
+	"./ingest FuzzSpec"
 )
 for t in "${targets[@]}"; do
 	read -r pkg name <<<"$t"

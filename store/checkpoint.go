@@ -178,6 +178,10 @@ type Checkpoint struct {
 	// retention policy remove.
 	Scheduled bool    `json:"scheduled,omitempty"`
 	Imported  *Import `json:"imported,omitempty"`
+	// Dropped says what of a checkpoint from outside (an import, a pull,
+	// a migration) stayed out at the boundary (package ingest): a restore
+	// repeats it.
+	Dropped []string `json:"dropped,omitempty"`
 	// Incremental is set when the images take their unchanged pages from
 	// the parent's (package chain): the parent and its own chain must stay.
 	Incremental *Incremental `json:"incremental,omitempty"`

@@ -1740,8 +1740,10 @@ type Checkpoint struct {
 	Scheduled      bool         `protobuf:"varint,19,opt,name=scheduled,proto3" json:"scheduled,omitempty"`    // taken by a schedule, whose retention may remove it
 	Imported       *Import      `protobuf:"bytes,20,opt,name=imported,proto3" json:"imported,omitempty"`       // where an imported checkpoint came from
 	Incremental    *Incremental `protobuf:"bytes,21,opt,name=incremental,proto3" json:"incremental,omitempty"` // set when it stores only its changes over parent
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// What of a checkpoint from outside stayed out at the boundary.
+	Dropped       []string `protobuf:"bytes,22,rep,name=dropped,proto3" json:"dropped,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Checkpoint) Reset() {
@@ -1917,6 +1919,13 @@ func (x *Checkpoint) GetImported() *Import {
 func (x *Checkpoint) GetIncremental() *Incremental {
 	if x != nil {
 		return x.Incremental
+	}
+	return nil
+}
+
+func (x *Checkpoint) GetDropped() []string {
+	if x != nil {
+		return x.Dropped
 	}
 	return nil
 }
@@ -4111,7 +4120,7 @@ const file_ckptd_proto_rawDesc = "" +
 	"\aFileSum\x12\x12\n" +
 	"\x04size\x18\x01 \x01(\x03R\x04size\x12\x16\n" +
 	"\x06sha256\x18\x02 \x01(\tR\x06sha256\x12\x16\n" +
-	"\x06blake3\x18\x03 \x01(\tR\x06blake3\"\xd3\x06\n" +
+	"\x06blake3\x18\x03 \x01(\tR\x06blake3\"\xed\x06\n" +
 	"\n" +
 	"Checkpoint\x12%\n" +
 	"\x0eformat_version\x18\x01 \x01(\x05R\rformatVersion\x12\x0e\n" +
@@ -4135,7 +4144,8 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x10sealed_unix_nano\x18\x12 \x01(\x03R\x0esealedUnixNano\x12\x1c\n" +
 	"\tscheduled\x18\x13 \x01(\bR\tscheduled\x12,\n" +
 	"\bimported\x18\x14 \x01(\v2\x10.ckptd.v1.ImportR\bimported\x127\n" +
-	"\vincremental\x18\x15 \x01(\v2\x15.ckptd.v1.IncrementalR\vincremental\x1aK\n" +
+	"\vincremental\x18\x15 \x01(\v2\x15.ckptd.v1.IncrementalR\vincremental\x12\x18\n" +
+	"\adropped\x18\x16 \x03(\tR\adropped\x1aK\n" +
 	"\n" +
 	"FilesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12'\n" +

@@ -234,6 +234,9 @@ func printInspection(in *apiv1.InspectResponse) {
 		ck.GetName(), ck.GetId(), targetName(ck.GetTarget()), command(ck.GetTarget().GetCommand()), parent,
 		or(strings.Join(in.GetChildren(), ", "), "-"), ago(ck.GetCreatedUnixNano()))
 	fmt.Printf("State:     %s%s\n", ck.GetState(), sealedAfter(ck))
+	for _, d := range ck.GetDropped() {
+		fmt.Printf("Dropped:   %s (from outside; a restore goes without it)\n", d)
+	}
 	fmt.Printf("Host:      %s, kernel %s, CRIU %s\nCPU:       %s\nSize:      %s in %d files\n",
 		ck.GetHost(), ck.GetKernel(), ck.GetCriuVersion(), ck.GetCpuModel(), humanBytes(ck.GetSize()), len(ck.GetFiles()))
 	if inc := ck.GetIncremental(); inc != nil {

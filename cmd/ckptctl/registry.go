@@ -1,6 +1,7 @@
 package main
 
 import (
+	"compress/gzip"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,17 +11,23 @@ import (
 	"github.com/spf13/cobra"
 
 	apiv1 "github.com/ckptd/ckptd/api/v1"
+	"github.com/ckptd/ckptd/archive"
 	"github.com/ckptd/ckptd/registry"
 )
 
 func (c *cli) pushCmd() *cobra.Command {
 	var o registry.Options
+	var encryptTo []string
 	cmd := &cobra.Command{
 		Use:   "push CHECKPOINT REF",
 		Short: "Store a checkpoint in an OCI registry as a checkpoint image (the form CRI-O and Podman restore from)",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := registry.ParseRef(args[1], o); err != nil {
+				return err
+			}
+			recipients, err := archive.ParseRecipients(encryptTo)
+			if err != nil {
 				return err
 			}
 			cl, err := c.client()
@@ -38,10 +45,18 @@ func (c *cli) pushCmd() *cobra.Command {
 			pr, pw := io.Pipe()
 			progress := c.progress()
 			go func() {
-				_, err := receiveExport(stream, &meter{w: pw, out: progress, start: time.Now(), what: "pushing"})
+				w := &meter{w: pw, out: progress, start: time.Now(), what: "pushing"}
+				var err error
+				if len(recipients) > 0 { // here: ckptd never sees a key
+					_, err = receiveEncrypted(stream, w, recipients)
+				} else {
+					_, err = receiveExport(stream, w)
+				}
 				pw.CloseWithError(err)
 			}()
-			pushed, err := registry.Push(c.ctx(), args[1], pr, imageMeta(in.GetCheckpoint()), o)
+			meta := imageMeta(in.GetCheckpoint())
+			meta.Encrypted = len(recipients) > 0
+			pushed, err := registry.Push(c.ctx(), args[1], pr, meta, o)
 			clearProgress(progress)
 			if err != nil {
 				return err
@@ -56,6 +71,8 @@ func (c *cli) pushCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&o.Insecure, "insecure", false, "allow a plain-HTTP registry")
+	cmd.Flags().StringArrayVar(&encryptTo, "encrypt-to", nil,
+		"encrypt the layer (age) to this recipient, as export does; repeatable")
 	return cmd
 }
 
@@ -76,7 +93,7 @@ func imageMeta(ck *apiv1.Checkpoint) registry.Meta {
 
 func (c *cli) pullCmd() *cobra.Command {
 	var o registry.Options
-	var name string
+	var name, identity string
 	cmd := &cobra.Command{
 		Use:   "pull REF",
 		Short: "Add the checkpoint image REF from an OCI registry to the store",
@@ -93,9 +110,22 @@ func (c *cli) pullCmd() *cobra.Command {
 			defer p.Layer.Close()
 			progress := c.progress()
 			in := &meter{w: io.Discard, out: progress, start: time.Now(), what: "pulling"}
-			ck, err := sendImport(cl.Import, io.TeeReader(p.Layer, in), &apiv1.ImportChunk{
-				Name: name, Source: p.Ref, Digest: p.Digest, Size: p.Size,
-			})
+			layer := io.Reader(io.TeeReader(p.Layer, in))
+			chunk := &apiv1.ImportChunk{Name: name, Source: p.Ref, Digest: p.Digest, Size: p.Size}
+			switch encrypted := p.Annotations[registry.AnnotationEncrypted] != ""; {
+			case encrypted && identity == "":
+				return fmt.Errorf("%s is encrypted: give --identity FILE", p.Ref)
+			case encrypted:
+				// Checked and decrypted here, so ckptd never sees a key; it
+				// checks the plain archive as any other.
+				if layer, err = decryptLayer(layer, p.Digest, p.Size, identity); err != nil {
+					return err
+				}
+				chunk.Digest, chunk.Size = "", 0
+			case identity != "":
+				fmt.Fprintf(os.Stderr, "warning: %s is not encrypted; --identity is not used\n", p.Ref)
+			}
+			ck, err := sendImport(cl.Import, layer, chunk)
 			clearProgress(progress)
 			if err != nil {
 				return err
@@ -108,6 +138,7 @@ func (c *cli) pullCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&name, "name", "", "checkpoint name (default: the image's)")
+	cmd.Flags().StringVarP(&identity, "identity", "i", "", "age identity file (or SSH private key) to decrypt an encrypted checkpoint image")
 	cmd.Flags().BoolVar(&o.Insecure, "insecure", false, "allow a plain-HTTP registry")
 	return cmd
 }
@@ -125,4 +156,40 @@ func clearProgress(w io.Writer) {
 	if w != io.Discard {
 		fmt.Fprint(w, "\r\033[K")
 	}
+}
+
+// decryptLayer is the plain archive of an encrypted checkpoint image's
+// layer: the gzip stream of its age ciphertext, checked against the
+// layer's digest and size before its end is read.
+func decryptLayer(layer io.Reader, digest string, size int64, identity string) (io.Reader, error) {
+	checked, err := archive.NewDigestReader(layer, digest, size)
+	if err != nil {
+		return nil, err
+	}
+	zr, err := gzip.NewReader(checked)
+	if err != nil {
+		return nil, fmt.Errorf("encrypted layer: %w", err)
+	}
+	plain, _, err := archive.Decrypt(zr, identity)
+	if err != nil {
+		return nil, err
+	}
+	return &finishing{r: plain, finish: checked.Finish}, nil
+}
+
+// finishing is r whose end is only reached once finish passes: a layer
+// that does not match its digest ends the stream with an error.
+type finishing struct {
+	r      io.Reader
+	finish func() error
+}
+
+func (f *finishing) Read(p []byte) (int, error) {
+	n, err := f.r.Read(p)
+	if err == io.EOF {
+		if ferr := f.finish(); ferr != nil {
+			return n, ferr
+		}
+	}
+	return n, err
 }

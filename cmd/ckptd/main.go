@@ -30,6 +30,7 @@ import (
 	"github.com/ckptd/ckptd/daemon"
 	"github.com/ckptd/ckptd/dumper"
 	"github.com/ckptd/ckptd/events"
+	"github.com/ckptd/ckptd/ingest"
 	"github.com/ckptd/ckptd/metrics"
 	"github.com/ckptd/ckptd/migrate"
 	"github.com/ckptd/ckptd/peer"
@@ -130,6 +131,8 @@ func run() error {
 		ContainerNamespace: cfg.ContainerdNamespace, ContainerdAddress: cfg.Containerd,
 		Peer: peerTLS, PeerInfo: peer.Describe(cfg.PeerCerts, cfg.PeerAllow), Defaults: store.Options{LinkRemap: cfg.LinkRemap, GhostLimit: cfg.GhostLimit}, ChainDepth: cfg.ChainDepth,
 		Events: hub, Terminals: term.NewSessions(termHolder(cfg.TerminalHolder), st.Layout().TerminalSocket, sup.Spawn),
+		Trust: ingest.Policy{HostPaths: cfg.TrustHostPaths, HostNamespaces: cfg.TrustHostNamespaces,
+			Capabilities: cfg.TrustCapabilities, Devices: cfg.TrustDevices, Unconfined: cfg.TrustUnconfined},
 	})
 	if err != nil {
 		return err

@@ -1,0 +1,63 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/ckptd/ckptd/ingest"
+	"github.com/ckptd/ckptd/store"
+)
+
+// admitImported builds the record of an archived checkpoint that passed
+// store.CheckImport, from outside record rec, and strips its staged
+// container spec (dir) as this host's policy says: nothing of rec is
+// copied whole (package ingest).
+func (d *Daemon) admitImported(ctx context.Context, id, dir string, rec *store.Checkpoint, o ImportOptions) (*store.Checkpoint, error) {
+	c, dropped := ingest.Record(rec, ingest.DefaultHost)
+	c.ID, c.Name = id, rec.Name
+	if o.Name != "" {
+		c.Name = o.Name
+	}
+	if rec.Parent != "" { // lineage only: the import holds all it needs
+		if _, err := d.store.Get(ctx, rec.Parent); err == nil {
+			c.Parent = rec.Parent
+		}
+	}
+	c.Imported = &store.Import{Source: o.Source, OriginalID: rec.ID, Time: time.Now().UTC()}
+	more, err := d.admitSpec(dir, c)
+	if err != nil {
+		return nil, err
+	}
+	c.Dropped = append(dropped, more...)
+	return c, nil
+}
+
+// admitSpec checks and strips the container spec of c, from outside, in
+// dir (ingest.Spec under this host's policy).
+func (d *Daemon) admitSpec(dir string, c *store.Checkpoint) ([]string, error) {
+	if c.Target.Kind != store.KindContainer {
+		return nil, nil
+	}
+	path := filepath.Join(dir, store.ContainerSpecFile)
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("container checkpoint without its spec: %w", err)
+	}
+	dropped, err := ingest.Spec(path, d.trust)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint %s: %w", c.Name, err)
+	}
+	return dropped, nil
+}
+
+// droppedWarnings are what a restore of c says of what stayed out of it
+// at the boundary.
+func droppedWarnings(c *store.Checkpoint) []string {
+	var out []string
+	for _, d := range c.Dropped {
+		out = append(out, "from outside, restored without "+d)
+	}
+	return out
+}
