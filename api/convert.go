@@ -2,6 +2,7 @@ package api
 
 import (
 	"cmp"
+	"fmt"
 	"time"
 
 	apiv1 "github.com/ckptd/ckptd/api/v1"
@@ -67,6 +68,9 @@ func checkpointToAPI(c *store.Checkpoint) *apiv1.Checkpoint {
 		}
 	}
 	out.Dropped = c.Dropped
+	if u := c.RunsAs; u != nil {
+		out.RunsAs = fmt.Sprintf("uid %d, gid %d", u.UID, u.GID)
+	}
 	if im := c.Imported; im != nil {
 		out.Imported = &apiv1.Import{Source: im.Source, OriginalId: im.OriginalID, TimeUnixNano: unixNano(im.Time)}
 	}

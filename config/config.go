@@ -85,6 +85,9 @@ type Config struct {
 	TrustCapabilities   bool     `toml:"trust_capabilities"`    // capabilities beyond containerd's default set
 	TrustDevices        bool     `toml:"trust_devices"`         // device nodes, or every device
 	TrustUnconfined     bool     `toml:"trust_unconfined"`      // AppArmor unconfined, a seccomp profile allowing all
+	// TrustRoot allows a process or workload checkpoint from outside whose
+	// tree runs as root (CRIU restores the saved credentials).
+	TrustRoot bool `toml:"trust_root"`
 }
 
 // MaxChainDepth bounds chain_depth: each level costs a restore a pagemap

@@ -23,6 +23,9 @@ type Call struct {
 	// Files are passed to the helper as descriptors 4, 5, ... (for
 	// inherit_fd), in this order.
 	Files []*os.File
+	// Handoff closes Files once the helper has its copies: a socket given
+	// to CRIU must see its peer hang up when CRIU closes it.
+	Handoff bool
 	// Notify handles CRIU's notifications (post-dump, post-restore, ...);
 	// an error makes CRIU abort and roll back. Time spent in it does not
 	// count against Timeout: it is ckptd's own work.
@@ -74,6 +77,11 @@ func (b Binary) Run(ctx context.Context, call Call) (*rpc.CriuResp, error) {
 		g, err = b.Helpers.start(cmd)
 	}
 	theirs.Close()
+	if call.Handoff {
+		for _, f := range call.Files {
+			f.Close()
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("start criu swrk: %w", err)
 	}

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/ckptd/ckptd/errdefs"
+	"github.com/ckptd/ckptd/images"
 	"github.com/ckptd/ckptd/ingest"
 	"github.com/ckptd/ckptd/store"
 )
@@ -32,7 +34,27 @@ func (d *Daemon) admitImported(ctx context.Context, id, dir string, rec *store.C
 		return nil, err
 	}
 	c.Dropped = append(dropped, more...)
-	return c, nil
+	return c, d.admitCreds(dir, c)
+}
+
+// admitCreds reads who the tree of c, a process or workload checkpoint
+// from outside whose images are in dir, runs as once restored (CRIU
+// gives back the saved credentials), and refuses root unless this host's
+// policy allows it.
+func (d *Daemon) admitCreds(dir string, c *store.Checkpoint) error {
+	if c.Target.Kind == store.KindContainer {
+		return nil // confined by its spec, which admitSpec checked
+	}
+	creds, err := images.TreeCreds(dir)
+	if err != nil {
+		return fmt.Errorf("checkpoint %s: who it runs as: %w", c.Name, err)
+	}
+	if creds.Root && !d.trust.Root {
+		return fmt.Errorf("checkpoint %s: its processes run as root, as a restore would give them back (allowed only by trust_root in ckptd's config): %w",
+			c.Name, errdefs.ErrPermissionDenied)
+	}
+	c.RunsAs = &store.User{UID: creds.UID, GID: creds.GID}
+	return nil
 }
 
 // admitSpec checks and strips the container spec of c, from outside, in
@@ -56,6 +78,9 @@ func (d *Daemon) admitSpec(dir string, c *store.Checkpoint) ([]string, error) {
 // at the boundary.
 func droppedWarnings(c *store.Checkpoint) []string {
 	var out []string
+	if u := c.RunsAs; u != nil {
+		out = append(out, fmt.Sprintf("from outside, runs as uid %d, gid %d", u.UID, u.GID))
+	}
 	for _, d := range c.Dropped {
 		out = append(out, "from outside, restored without "+d)
 	}

@@ -237,7 +237,7 @@ func (in *incoming) record(ctx context.Context, src *store.Checkpoint, dir strin
 		return nil, err
 	}
 	c.Dropped = append(dropped, more...)
-	return c, nil
+	return c, in.d.admitCreds(dir, c)
 }
 
 // restore runs the received checkpoint. It arrived over an authenticated,

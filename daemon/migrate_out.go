@@ -266,24 +266,28 @@ func (m *outgoing) dumpProcess(ctx context.Context, c *store.Checkpoint, token, 
 		return nil, err
 	}
 	defer pages.Close()
-	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	// CRIU's page stream goes through a connection made here, which CRIU
+	// gets as a descriptor: no listener waits for it that another local
+	// user could connect to first.
+	local, theirs, err := migrate.LoopbackPair()
 	if err != nil {
 		return nil, err
 	}
-	defer ln.Close()
+	defer local.Close()
+	defer theirs.Close() // CRIU's copy; closed already once CRIU has it
 	tunnel := &migrate.Tunnel{}
 	m.pages.Store(tunnel)
 	tctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	tunnelDone := make(chan error, 1)
-	go func() { tunnelDone <- m.tunnel(tctx, ln, pages.(migrate.HalfCloser), tunnel) }()
+	go func() { tunnelDone <- tunnel.Run(tctx, local, pages.(migrate.HalfCloser)) }()
 
 	opts := withTerminal(dumperOptions(m.req.Options), c.Target)
 	opts.LeaveRunning = m.req.KeepSource
 	m.freeze()
 	res, err := m.d.dumper.Dump(ctx, dumper.Request{
 		PID: m.target.PID, Dir: images, WorkDir: work, Options: opts,
-		PageServer: ln.Addr().(*net.TCPAddr),
+		PageServer: theirs,
 		Commit: func() error {
 			// CRIU has flushed and left its page server: the stream is whole.
 			if err := <-tunnelDone; err != nil {
@@ -305,19 +309,6 @@ func (m *outgoing) dumpProcess(ctx context.Context, c *store.Checkpoint, token, 
 		return nil, err
 	}
 	return convertStats(res.Stats), nil
-}
-
-// tunnel carries CRIU's one page-server connection to the destination.
-func (m *outgoing) tunnel(ctx context.Context, ln *net.TCPListener, remote migrate.HalfCloser, t *migrate.Tunnel) error {
-	stop := context.AfterFunc(ctx, func() { ln.Close() })
-	local, err := ln.AcceptTCP()
-	stop()
-	ln.Close()
-	if err != nil {
-		remote.Close()
-		return fmt.Errorf("page stream: CRIU did not connect: %w", err)
-	}
-	return t.Run(ctx, local, remote)
 }
 
 func (m *outgoing) dumpContainer(ctx context.Context, c *store.Checkpoint, images, work string) (*store.DumpStats, error) {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -41,15 +40,21 @@ type Options struct {
 	External []string
 }
 
+// pageServerFD is the page server socket's descriptor in CRIU: the
+// first of criu.Call.Files.
+const pageServerFD = 4
+
 // Request is one dump.
 type Request struct {
 	PID     int
 	Dir     string // images directory; must exist and be empty
 	WorkDir string // CRIU's log and statistics go here, apart from the images
 	Options Options
-	// PageServer, when set, is the address (host:port) of a CRIU page
-	// server that receives the memory pages instead of Dir.
-	PageServer *net.TCPAddr
+	// PageServer, when set, is a connected socket to a CRIU page server
+	// that receives the memory pages instead of Dir. CRIU gets it as a
+	// descriptor (and it is closed here once CRIU has it): no listener is
+	// open that another local user could reach first.
+	PageServer *os.File
 	// Commit runs while the tree is still frozen and every image is written.
 	// When it returns nil the tree is killed (or resumed with LeaveRunning);
 	// when it fails, or ckptd dies before it returns, CRIU resumes the tree
@@ -109,15 +114,17 @@ func (d *Dumper) Dump(ctx context.Context, req Request) (Result, error) {
 	if cfg := cmp.Or(req.Options.ConfigFile, d.bin.ConfigFile); cfg != "" {
 		opts.ConfigFile = ptr(cfg)
 	}
+	var files []*os.File
 	if ps := req.PageServer; ps != nil {
-		opts.Ps = &rpc.CriuPageServerInfo{Address: ptr(ps.IP.String()), Port: ptr(int32(ps.Port))}
+		opts.Ps = &rpc.CriuPageServerInfo{Fd: ptr(int32(pageServerFD))}
+		files = append(files, ps)
 	}
 	stoppedBefore := stopped(req.PID)
 	timeout := d.bin.Deadline(proc.TreeRSS(req.PID))
 	d.log.Debug("criu dump", "pid", req.PID, "dir", req.Dir, "timeout", timeout)
 	_, err = d.bin.Run(ctx, criu.Call{
 		Op: "dump", Type: rpc.CriuReqType_DUMP, Opts: opts, LogPath: logPath, Timeout: timeout,
-		Keys: criu.DumpKeys(req.PID),
+		Keys: criu.DumpKeys(req.PID), Files: files, Handoff: true,
 		Notify: func(script string, _ int32) error {
 			if script == "post-dump" && req.Commit != nil {
 				return req.Commit()

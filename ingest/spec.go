@@ -24,6 +24,9 @@ type Policy struct {
 	Capabilities   bool     // capabilities beyond containerd's default set (trust_capabilities)
 	Devices        bool     // device nodes, or access to every device (trust_devices)
 	Unconfined     bool     // AppArmor unconfined, or a seccomp profile that allows everything (trust_unconfined)
+	// Root allows a process or workload checkpoint whose tree runs as
+	// root, as CRIU restores it (trust_root).
+	Root bool
 }
 
 // MaxSpecBytes bounds an outside OCI spec.

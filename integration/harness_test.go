@@ -79,8 +79,11 @@ func startDaemonAt(t *testing.T, root, containerd string, args ...string) *daemo
 func (d *daemon) start() {
 	d.t.Helper()
 	d.log = &bytes.Buffer{}
+	// The tests' workloads run as root, so their checkpoints, once they
+	// come back from outside (an import, a pull, a migration), need
+	// --trust-root; TestRootFromOutside turns it off (--trust-root=false).
 	argv := append([]string{bins.ckptd, "--root", d.root, "--socket", d.socket, "--log-level", "debug",
-		"--containerd", d.containerd}, d.args...)
+		"--containerd", d.containerd, "--trust-root"}, d.args...)
 	argv = append(append([]string{}, d.wrap...), argv...)
 	d.cmd = exec.Command(argv[0], argv[1:]...)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log

@@ -304,3 +304,46 @@ func TestMigrateFenced(t *testing.T) {
 		dst.mustFail("not a migration in doubt", "migrate", "--resolve", name, "--resume")
 	}
 }
+
+// localConnector connects, from inside netns, to every loopback TCP
+// listener it sees, and holds the connections: a local user trying to
+// take a migration's page stream. Stopped by PID when the test ends.
+const localConnector = `
+import socket, subprocess, time
+held = []
+while True:
+    out = subprocess.run(["ss", "-Hltn"], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        f = line.split()
+        if len(f) > 3 and f[3].startswith("127.0.0.1:"):
+            try:
+                held.append(socket.create_connection(("127.0.0.1", int(f[3].rsplit(":", 1)[1])), timeout=0.2))
+            except OSError:
+                pass
+    time.sleep(0.002)
+`
+
+// TestMigrationIgnoresLocalConnects: a local process that connects to
+// every loopback listener on the source cannot take or break a
+// migration's page stream; before, the source's page server listened
+// on a loopback port for the whole dump, and the first to connect got
+// it.
+func TestMigrationIgnoresLocalConnects(t *testing.T) {
+	a, b := twoHosts(t)
+	src, dst := a.ckptd("", ""), b.ckptd("", "")
+	w := src.runLoad("mover", 128)
+	before := loadStatus(t, w.Ref.PID, w.Ref.LogPath)
+	attacker := exec.Command("ip", "netns", "exec", a.netns, "python3", "-c", localConnector)
+	if err := attacker.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { attacker.Process.Kill(); attacker.Wait() })
+	r := src.migrate("mover", "--to", b.addr())
+	if !r.SourceStopped || r.Name != "mover" {
+		t.Fatalf("migrate result %+v", r)
+	}
+	moved := dst.workload("mover")
+	if after := loadStatus(t, moved.Ref.PID, moved.Ref.LogPath); after.Hash != before.Hash {
+		t.Errorf("memory hash %s after the migration, want %s", after.Hash, before.Hash)
+	}
+}

@@ -185,3 +185,34 @@ func TestUntrustedArchives(t *testing.T) {
 		t.Fatalf("something from outside ran on the host: %s exists", marker)
 	}
 }
+
+// TestRootFromOutside: a workload checkpoint from outside whose tree runs
+// as root (as CRIU would restore it) is refused without trust_root, in
+// one line naming it, leaving nothing listed; with it, inspect and the
+// restore say who the tree runs as.
+func TestRootFromOutside(t *testing.T) {
+	src := startDaemon(t)
+	src.runLoad("rooted", 4)
+	c := src.create("rooted", "--leave-running")
+	archive := filepath.Join(t.TempDir(), "rooted.tar")
+	src.must("export", c.Name, archive, "--compress", "none")
+
+	strict := startDaemonWith(t, "--trust-root=false")
+	strict.mustFail("trust_root", "import", archive)
+	if cs := strict.checkpoints(); len(cs) != 0 {
+		t.Errorf("a refused import is listed: %+v", cs)
+	}
+	if l := leftovers(t, strict); len(l) > 0 {
+		t.Errorf("a refused import left %v", l)
+	}
+
+	trusting := startDaemon(t)
+	trusting.must("import", archive, "--name", "rooted-in")
+	if out := trusting.must("inspect", "rooted-in"); !strings.Contains(out, "Runs as:   uid 0, gid 0") {
+		t.Errorf("inspect does not say who it runs as:\n%s", out)
+	}
+	_, errOut, err := trusting.ctl("restore", "rooted-in", "--name", "rooted-copy")
+	if err != nil || !strings.Contains(errOut, "runs as uid 0, gid 0") {
+		t.Errorf("restore: %v, stderr %q; want it restored, saying who it runs as", err, errOut)
+	}
+}

@@ -73,8 +73,21 @@ func pipe(dst, src HalfCloser, counter *atomic.Int64, dir string) error {
 
 // LoopbackPair returns two ends of one TCP connection over loopback: CRIU
 // speaks its page-server protocol over TCP, and ckptd keeps one end while
-// CRIU gets the other as a file descriptor.
+// CRIU gets the other as a file descriptor. Its listener lives for one
+// accept; a local stranger that connects first is turned away and the
+// pair is made again.
 func LoopbackPair() (mine *net.TCPConn, theirs *os.File, err error) {
+	for range 10 {
+		if mine, theirs, err = loopbackPair(); !errors.Is(err, errStranger) {
+			return mine, theirs, err
+		}
+	}
+	return nil, nil, err
+}
+
+var errStranger = errors.New("a stranger connected first")
+
+func loopbackPair() (mine *net.TCPConn, theirs *os.File, err error) {
 	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		return nil, nil, fmt.Errorf("loopback listener: %w", err)
@@ -93,7 +106,7 @@ func LoopbackPair() (mine *net.TCPConn, theirs *os.File, err error) {
 	// Make sure it is our own dial that was accepted, not a stranger's.
 	if other.RemoteAddr().String() != mine.LocalAddr().String() {
 		mine.Close()
-		return nil, nil, fmt.Errorf("loopback pair: accepted %s, not our %s", other.RemoteAddr(), mine.LocalAddr())
+		return nil, nil, fmt.Errorf("loopback pair: accepted %s, not our %s: %w", other.RemoteAddr(), mine.LocalAddr(), errStranger)
 	}
 	theirs, err = other.File()
 	if err != nil {

@@ -129,6 +129,12 @@ type Migration struct {
 	Received time.Time `json:"received"` // when the destination ran it
 }
 
+// User is a user and group id.
+type User struct {
+	UID uint32 `json:"uid"`
+	GID uint32 `json:"gid"`
+}
+
 // Arrived is when this ckptd took the checkpoint, or received it (an
 // import or pull, a migration): "latest" orders by it, since a copy
 // carries the time its source took it.
@@ -182,6 +188,9 @@ type Checkpoint struct {
 	// a migration) stayed out at the boundary (package ingest): a restore
 	// repeats it.
 	Dropped []string `json:"dropped,omitempty"`
+	// RunsAs is who the tree of a process or workload checkpoint from
+	// outside runs as once restored, read from its images here.
+	RunsAs *User `json:"runs_as,omitempty"`
 	// Incremental is set when the images take their unchanged pages from
 	// the parent's (package chain): the parent and its own chain must stay.
 	Incremental *Incremental `json:"incremental,omitempty"`

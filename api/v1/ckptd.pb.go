@@ -1741,7 +1741,9 @@ type Checkpoint struct {
 	Imported       *Import      `protobuf:"bytes,20,opt,name=imported,proto3" json:"imported,omitempty"`       // where an imported checkpoint came from
 	Incremental    *Incremental `protobuf:"bytes,21,opt,name=incremental,proto3" json:"incremental,omitempty"` // set when it stores only its changes over parent
 	// What of a checkpoint from outside stayed out at the boundary.
-	Dropped       []string `protobuf:"bytes,22,rep,name=dropped,proto3" json:"dropped,omitempty"`
+	Dropped []string `protobuf:"bytes,22,rep,name=dropped,proto3" json:"dropped,omitempty"`
+	// Who a process checkpoint from outside runs as: "uid N, gid M".
+	RunsAs        string `protobuf:"bytes,23,opt,name=runs_as,json=runsAs,proto3" json:"runs_as,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1928,6 +1930,13 @@ func (x *Checkpoint) GetDropped() []string {
 		return x.Dropped
 	}
 	return nil
+}
+
+func (x *Checkpoint) GetRunsAs() string {
+	if x != nil {
+		return x.RunsAs
+	}
+	return ""
 }
 
 // A checkpoint stored as its changes over its parent: a restore reads the
@@ -4120,7 +4129,7 @@ const file_ckptd_proto_rawDesc = "" +
 	"\aFileSum\x12\x12\n" +
 	"\x04size\x18\x01 \x01(\x03R\x04size\x12\x16\n" +
 	"\x06sha256\x18\x02 \x01(\tR\x06sha256\x12\x16\n" +
-	"\x06blake3\x18\x03 \x01(\tR\x06blake3\"\xed\x06\n" +
+	"\x06blake3\x18\x03 \x01(\tR\x06blake3\"\x86\a\n" +
 	"\n" +
 	"Checkpoint\x12%\n" +
 	"\x0eformat_version\x18\x01 \x01(\x05R\rformatVersion\x12\x0e\n" +
@@ -4145,7 +4154,8 @@ const file_ckptd_proto_rawDesc = "" +
 	"\tscheduled\x18\x13 \x01(\bR\tscheduled\x12,\n" +
 	"\bimported\x18\x14 \x01(\v2\x10.ckptd.v1.ImportR\bimported\x127\n" +
 	"\vincremental\x18\x15 \x01(\v2\x15.ckptd.v1.IncrementalR\vincremental\x12\x18\n" +
-	"\adropped\x18\x16 \x03(\tR\adropped\x1aK\n" +
+	"\adropped\x18\x16 \x03(\tR\adropped\x12\x17\n" +
+	"\aruns_as\x18\x17 \x01(\tR\x06runsAs\x1aK\n" +
 	"\n" +
 	"FilesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12'\n" +

@@ -234,6 +234,9 @@ func printInspection(in *apiv1.InspectResponse) {
 		ck.GetName(), ck.GetId(), targetName(ck.GetTarget()), command(ck.GetTarget().GetCommand()), parent,
 		or(strings.Join(in.GetChildren(), ", "), "-"), ago(ck.GetCreatedUnixNano()))
 	fmt.Printf("State:     %s%s\n", ck.GetState(), sealedAfter(ck))
+	if u := ck.GetRunsAs(); u != "" {
+		fmt.Printf("Runs as:   %s (from outside, as its images say)\n", u)
+	}
 	for _, d := range ck.GetDropped() {
 		fmt.Printf("Dropped:   %s (from outside; a restore goes without it)\n", d)
 	}

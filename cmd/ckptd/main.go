@@ -132,7 +132,7 @@ func run() error {
 		Peer: peerTLS, PeerInfo: peer.Describe(cfg.PeerCerts, cfg.PeerAllow), Defaults: store.Options{LinkRemap: cfg.LinkRemap, GhostLimit: cfg.GhostLimit}, ChainDepth: cfg.ChainDepth,
 		Events: hub, Terminals: term.NewSessions(termHolder(cfg.TerminalHolder), st.Layout().TerminalSocket, sup.Spawn),
 		Trust: ingest.Policy{HostPaths: cfg.TrustHostPaths, HostNamespaces: cfg.TrustHostNamespaces,
-			Capabilities: cfg.TrustCapabilities, Devices: cfg.TrustDevices, Unconfined: cfg.TrustUnconfined},
+			Capabilities: cfg.TrustCapabilities, Devices: cfg.TrustDevices, Unconfined: cfg.TrustUnconfined, Root: cfg.TrustRoot},
 	})
 	if err != nil {
 		return err
@@ -230,6 +230,7 @@ func loadConfig(args []string) (config.Config, error) {
 	metricsListen := fs.String("metrics-listen", "", "host:port to serve Prometheus metrics on at /metrics (default: none)")
 	chainDepth := fs.String("chain-depth", "", "ancestors an incremental checkpoint may read pages from; 0 stores every checkpoint whole (default 16)")
 	version := fs.Bool("version", false, "print ckptd's version and exit")
+	trustRoot := fs.Bool("trust-root", false, "allow process and workload checkpoints from outside (imports, pulls, migrations) that run as root (config trust_root)")
 	if err := fs.Parse(args); err != nil {
 		return config.Config{}, err
 	}
@@ -253,6 +254,9 @@ func loadConfig(args []string) (config.Config, error) {
 		if v != "" {
 			*dst = v
 		}
+	}
+	if *trustRoot {
+		cfg.TrustRoot = true
 	}
 	if *peerAllow != "" {
 		cfg.PeerAllow = strings.Split(*peerAllow, ",")
