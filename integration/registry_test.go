@@ -3,6 +3,7 @@ package integration
 import (
 	"archive/tar"
 	"compress/gzip"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -15,6 +16,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	ckreg "github.com/ckptd/ckptd/registry"
 )
 
 // TestPushPull: a workload's checkpoint pushed from one ckptd is a
@@ -28,14 +31,17 @@ func TestPushPull(t *testing.T) {
 	w := src.runLoad("pp", 16)
 	hash := loadStatus(t, w.Ref.PID, w.Ref.LogPath).Hash
 	src.create("pp", "--leave-running", "--name", "pp1")
-	out := src.must("push", "pp1", r.ref("ckpt/pp:v1"))
+	keys := t.TempDir()
+	src.must("certs", "signing-key", keys)
+	out := src.must("push", "pp1", r.ref("ckpt/pp:v1"), "--sign", filepath.Join(keys, "cosign.key"))
 	if !strings.Contains(out, r.ref("ckpt/pp@sha256:")) {
 		t.Errorf("push does not name the image by digest: %s", out)
 	}
 	checkCheckpointImage(t, r, "ckpt/pp", "v1", "pp")
 
 	dst := startDaemon(t)
-	dst.must("pull", r.ref("ckpt/pp:v1"), "--name", "pulled")
+	policy := writePolicy(t, map[string]any{r.ref("ckpt"): []any{sigstoreSigned(filepath.Join(keys, "cosign.pub"))}})
+	dst.must("pull", r.ref("ckpt/pp:v1"), "--name", "pulled", "--policy", policy)
 	var rec struct {
 		Checkpoint struct {
 			Imported struct {
@@ -148,7 +154,7 @@ func TestPullRefusals(t *testing.T) {
 	blobs := r.blobs(t)
 	slices.SortFunc(blobs, func(a, b string) int { return int(size(t, b) - size(t, a)) })
 	flipFileByte(t, blobs[0], size(t, blobs[0])/2)
-	d.mustFail("checksum", "pull", r.ref("ckpt/pr:good"), "--name", "damaged")
+	d.mustFail("checksum", "pull", r.ref("ckpt/pr:good"), "--name", "damaged", "--insecure-skip-verify")
 	if cs := d.checkpoints(); len(cs) != 1 {
 		t.Errorf("%d checkpoints listed after refused pulls, want 1", len(cs))
 	}
@@ -187,7 +193,7 @@ func TestPushPullContainer(t *testing.T) {
 
 	b := startContainerd(t, true)
 	dst := startDaemonAt(t, filepath.Join(t.TempDir(), "state"), b.in.Address)
-	dst.must("pull", r.ref("ckpt/db:1"), "--name", "db-pulled")
+	dst.must("pull", r.ref("ckpt/db:1"), "--name", "db-pulled", "--insecure-skip-verify")
 	dst.must("restore", "db-pulled")
 	restored := filepath.Join(dst.root, "containers", "default", "db", "output.log")
 	waitCount(t, restored, last+2)
@@ -220,8 +226,8 @@ func TestEncryptedPushPull(t *testing.T) {
 	d.must("push", "epp1", r.ref("ckpt/epp:v1"), "--encrypt-to", right.Recipient().String())
 	listed := len(d.checkpoints())
 	d.mustFailAll(t, []failCase{
-		{want: "give --identity", args: []string{"pull", r.ref("ckpt/epp:v1")}},
-		{want: "did not match", args: []string{"pull", r.ref("ckpt/epp:v1"), "--identity", filepath.Join(dir, "wrong")}},
+		{want: "give --identity", args: []string{"pull", r.ref("ckpt/epp:v1"), "--insecure-skip-verify"}},
+		{want: "did not match", args: []string{"pull", r.ref("ckpt/epp:v1"), "--identity", filepath.Join(dir, "wrong"), "--insecure-skip-verify"}},
 	})
 	if n := len(d.checkpoints()); n != listed {
 		t.Fatalf("refused pulls left %d checkpoints, want %d", n, listed)
@@ -229,7 +235,99 @@ func TestEncryptedPushPull(t *testing.T) {
 	if left, _ := os.ReadDir(filepath.Join(d.root, "staging")); len(left) != 0 {
 		t.Errorf("refused pulls left staging %v", left)
 	}
-	d.must("pull", r.ref("ckpt/epp:v1"), "--identity", filepath.Join(dir, "right"), "--name", "epp-back")
+	d.must("pull", r.ref("ckpt/epp:v1"), "--identity", filepath.Join(dir, "right"), "--name", "epp-back", "--insecure-skip-verify")
 	d.must("kill", "epp")
 	restoresWithMemory(t, d, "epp-back", "eppcopy", hash)
+}
+
+func sigstoreSigned(keyPath string) map[string]any {
+	return map[string]any{"type": "sigstoreSigned", "keyPath": keyPath}
+}
+
+// writePolicy writes a trust policy rejecting all but these docker scopes.
+func writePolicy(t *testing.T, scopes map[string]any) string {
+	t.Helper()
+	b, err := json.Marshal(map[string]any{
+		"default":    []any{map[string]any{"type": "reject"}},
+		"transports": map[string]any{"docker": scopes},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "policy.json")
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestSignedPull: pull checks an image's sigstore signatures against the
+// trust policy: a signed image passes; an unsigned one, one signed by
+// another key, one whose tag now names another manifest carrying the
+// first one's signature, a rejected scope and a missing policy are each
+// refused in one line, leaving nothing listed or staged.
+func TestSignedPull(t *testing.T) {
+	r := startRegistry(t)
+	d := startDaemon(t)
+	d.runLoad("sp", 4)
+	d.create("sp", "--leave-running", "--name", "sp1")
+	keys, other := t.TempDir(), t.TempDir()
+	d.must("certs", "signing-key", keys)
+	d.must("certs", "signing-key", other)
+	key := filepath.Join(keys, "cosign.key")
+	for _, n := range []string{"sp2", "sp3", "sp4"} {
+		d.create("sp", "--leave-running", "--name", n)
+	}
+	d.must("push", "sp1", r.ref("ckpt/sp:signed"), "--sign", key)
+	d.must("push", "sp2", r.ref("ckpt/sp:unsigned"))
+	d.must("push", "sp3", r.ref("ckpt/sp:other"), "--sign", filepath.Join(other, "cosign.key"))
+	d.must("push", "sp1", r.ref("ckpt/rejected:1"))
+
+	// The tag now names another manifest, which carries the signed one's
+	// signature: an attacker copying a signature.
+	out := d.must("push", "sp4", r.ref("ckpt/sp:swapped"), "-o", "json")
+	var pushed struct{ Image string }
+	if err := json.Unmarshal([]byte(out), &pushed); err != nil {
+		t.Fatal(err)
+	}
+	signed := r.ref("ckpt/sp@") + digestOf(t, r, "ckpt/sp", "signed")
+	sigs, err := ckreg.Signatures(context.Background(), signed, ckreg.Options{Insecure: true})
+	if err != nil || len(sigs) != 1 {
+		t.Fatalf("signatures of %s: %v, %v", signed, sigs, err)
+	}
+	if err := ckreg.PushSignature(context.Background(), pushed.Image, sigs[0].Payload, sigs[0].Value, ckreg.Options{Insecure: true}); err != nil {
+		t.Fatal(err)
+	}
+
+	pub := filepath.Join(keys, "cosign.pub")
+	policy := writePolicy(t, map[string]any{r.ref("ckpt/sp"): []any{sigstoreSigned(pub)}, r.ref("ckpt/rejected"): []any{map[string]any{"type": "reject"}}})
+	listed := len(d.checkpoints())
+	d.mustFailAll(t, []failCase{
+		{want: "is not signed", args: []string{"pull", r.ref("ckpt/sp:unsigned"), "--policy", policy}},
+		{want: "not made by the trusted key", args: []string{"pull", r.ref("ckpt/sp:other"), "--policy", policy}},
+		{want: "signature is of manifest", args: []string{"pull", r.ref("ckpt/sp:swapped"), "--policy", policy}},
+		{want: "rejects", args: []string{"pull", r.ref("ckpt/rejected:1"), "--policy", policy}},
+		{want: "no trust policy", args: []string{"pull", r.ref("ckpt/sp:signed"), "--policy", filepath.Join(t.TempDir(), "none.json")}},
+	})
+	if n := len(d.checkpoints()); n != listed {
+		t.Fatalf("refused pulls left %d checkpoints, want %d", n, listed)
+	}
+	if left, _ := os.ReadDir(filepath.Join(d.root, "staging")); len(left) != 0 {
+		t.Errorf("refused pulls left staging %v", left)
+	}
+	d.must("pull", r.ref("ckpt/sp:signed"), "--policy", policy, "--name", "sp-back")
+}
+
+// digestOf is the manifest digest the registry serves for repo:tag.
+func digestOf(t *testing.T, r *registry, repo, tag string) string {
+	t.Helper()
+	ref, err := name.ParseReference(r.ref(repo+":"+tag), name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc, err := remote.Head(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return desc.Digest.String()
 }

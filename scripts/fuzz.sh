@@ -19,6 +19,7 @@ targets=(
 	"./chain FuzzChain"
 	"./foreign FuzzConvert"
 	"./ingest FuzzSpec"
+	"./imagesig FuzzVerify"
 )
 for t in "${targets[@]}"; do
 	read -r pkg name <<<"$t"

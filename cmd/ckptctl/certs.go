@@ -14,9 +14,9 @@ import (
 func (c *cli) certsCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "certs",
-		Short: "Create a CA and host certificates for daemon-to-daemon mutual TLS",
+		Short: "Create a CA and host certificates for daemon-to-daemon mutual TLS, and signing keys",
 	}
-	cmd.AddCommand(c.certsCACmd(), c.certsHostCmd())
+	cmd.AddCommand(c.certsCACmd(), c.certsHostCmd(), c.signingKeyCmd())
 	return cmd
 }
 

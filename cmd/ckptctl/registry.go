@@ -18,6 +18,7 @@ import (
 func (c *cli) pushCmd() *cobra.Command {
 	var o registry.Options
 	var encryptTo []string
+	var signKey, passFile string
 	cmd := &cobra.Command{
 		Use:   "push CHECKPOINT REF",
 		Short: "Store a checkpoint in an OCI registry as a checkpoint image (the form CRI-O and Podman restore from)",
@@ -61,6 +62,11 @@ func (c *cli) pushCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if signKey != "" {
+				if err := signPushed(c.ctx(), args[1], pushed, signKey, passFile, o); err != nil {
+					return fmt.Errorf("%s pushed as %s, but not signed: %w", args[0], pushed, err)
+				}
+			}
 			if c.output == "json" {
 				b, err := json.Marshal(map[string]string{"checkpoint": in.GetCheckpoint().GetId(), "image": pushed})
 				fmt.Println(string(b))
@@ -73,6 +79,8 @@ func (c *cli) pushCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&o.Insecure, "insecure", false, "allow a plain-HTTP registry")
 	cmd.Flags().StringArrayVar(&encryptTo, "encrypt-to", nil,
 		"encrypt the layer (age) to this recipient, as export does; repeatable")
+	cmd.Flags().StringVar(&signKey, "sign", "", "sign the image with this cosign key (ckptctl certs signing-key), as sigstore signs")
+	cmd.Flags().StringVar(&passFile, "sign-passphrase-file", "", "file whose first line is the signing key's passphrase (default: $CKPTD_SIGN_PASSPHRASE)")
 	return cmd
 }
 
@@ -93,7 +101,8 @@ func imageMeta(ck *apiv1.Checkpoint) registry.Meta {
 
 func (c *cli) pullCmd() *cobra.Command {
 	var o registry.Options
-	var name, identity string
+	var name, identity, policy string
+	var skipVerify bool
 	cmd := &cobra.Command{
 		Use:   "pull REF",
 		Short: "Add the checkpoint image REF from an OCI registry to the store",
@@ -108,6 +117,11 @@ func (c *cli) pullCmd() *cobra.Command {
 				return err
 			}
 			defer p.Layer.Close()
+			if !skipVerify {
+				if err := verifyPulled(c.ctx(), p.Ref, policy, o); err != nil {
+					return err
+				}
+			}
 			progress := c.progress()
 			in := &meter{w: io.Discard, out: progress, start: time.Now(), what: "pulling"}
 			layer := io.Reader(io.TeeReader(p.Layer, in))
@@ -139,6 +153,8 @@ func (c *cli) pullCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&name, "name", "", "checkpoint name (default: the image's)")
 	cmd.Flags().StringVarP(&identity, "identity", "i", "", "age identity file (or SSH private key) to decrypt an encrypted checkpoint image")
+	cmd.Flags().StringVar(&policy, "policy", defaultPolicy, "trust policy the image's signatures are checked against (containers' policy.json form)")
+	cmd.Flags().BoolVar(&skipVerify, "insecure-skip-verify", false, "pull without checking signatures against the trust policy")
 	cmd.Flags().BoolVar(&o.Insecure, "insecure", false, "allow a plain-HTTP registry")
 	return cmd
 }

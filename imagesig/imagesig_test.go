@@ -1,0 +1,86 @@
+package imagesig
+
+import (
+	"encoding/base64"
+	"strings"
+	"testing"
+)
+
+func TestSignVerify(t *testing.T) {
+	priv, pub, err := GenerateKey([]byte("pass"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(priv), "ENCRYPTED COSIGN PRIVATE KEY") || !strings.Contains(string(pub), "BEGIN PUBLIC KEY") {
+		t.Fatalf("key files:\n%s\n%s", priv, pub)
+	}
+	if _, err := ParsePrivateKey(priv, []byte("wrong")); err == nil || !strings.Contains(err.Error(), "passphrase") {
+		t.Errorf("wrong passphrase: %v", err)
+	}
+	key, err := ParsePrivateKey(priv, []byte("pass"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk, err := ParsePublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const repo, digest = "localhost:5000/ckpt/x", "sha256:" + "ab"
+	data := Payload(repo+":v1", digest)
+	sig, err := Sign(key, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Verify(pk, data, sig, repo, digest); err != nil {
+		t.Fatalf("a good signature: %v", err)
+	}
+	_, otherPub, _ := GenerateKey(nil)
+	other, _ := ParsePublicKey(otherPub)
+	forged, _ := Sign(key, Payload(repo, "sha256:cd"))
+	for _, tc := range []struct {
+		name         string
+		key          string
+		data         []byte
+		sig, repo, d string
+		want         string
+	}{
+		{"wrong key", "other", data, sig, repo, digest, "trusted key"},
+		{"another manifest", "", data, sig, repo, "sha256:cd", "not sha256:cd"},
+		{"another repository", "", data, sig, "localhost:5000/ckpt/y", digest, "not of repository"},
+		{"payload changed", "", []byte(strings.Replace(string(data), "x:v1", "x:v2", 1)), sig, repo, digest, "trusted key"},
+		{"signature of another payload", "", data, forged, repo, digest, "trusted key"},
+		{"not base64", "", data, "%%%", repo, digest, "base64"},
+		{"unknown field", "", []byte(`{"critical":{},"optional":null,"extra":1}`), "", repo, digest, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			k := pk
+			if tc.key == "other" {
+				k = other
+			}
+			s := tc.sig
+			if s == "" {
+				s, _ = Sign(key, tc.data)
+			}
+			err := Verify(k, tc.data, s, tc.repo, tc.d)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+	if _, err := base64.StdEncoding.DecodeString(sig); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestRepository(t *testing.T) {
+	for ref, want := range map[string]string{
+		"localhost:5000/a/b:v1":         "localhost:5000/a/b",
+		"localhost:5000/a/b":            "localhost:5000/a/b",
+		"localhost:5000/a/b@sha256:abc": "localhost:5000/a/b",
+		"reg/a:tag":                     "reg/a",
+	} {
+		if got := repository(ref); got != want {
+			t.Errorf("repository(%q) = %q, want %q", ref, got, want)
+		}
+	}
+}
