@@ -41,7 +41,7 @@ func benchArchive(work string) {
 		im := timed(func() { d.ctl("import", file, "--name", fmt.Sprintf("imp%d", i+1)) })
 		ref := fmt.Sprintf("%s/bench/arc:%d", reg, i+1)
 		pu := timed(func() { d.ctl("push", c.Name, ref) })
-		pl := timed(func() { d.ctl("pull", ref, "--name", fmt.Sprintf("pull%d", i+1)) })
+		pl := timed(func() { d.ctl("pull", ref, "--name", fmt.Sprintf("pull%d", i+1), "--insecure-skip-verify") })
 		os.RemoveAll(unpack)
 		d.ctl("rm", fmt.Sprintf("imp%d", i+1), fmt.Sprintf("pull%d", i+1))
 		if i >= 0 {
