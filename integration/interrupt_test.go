@@ -168,3 +168,43 @@ func checkInterruptedCreate(t *testing.T, d *daemon, events *eventLog, name stri
 		d.must("kill", name)
 	}
 }
+
+// TestInterruptedContainerCreate: a container checkpoint that stops its
+// container is carried through or rolled back whole when its client
+// leaves (two interrupts) at any moment: a new listed checkpoint has its
+// statistics and its container stopped; a failure leaves the container
+// running and nothing new listed.
+func TestInterruptedContainerCreate(t *testing.T) {
+	x, d, _ := withRunningContainer(t, "web", counterScript, 2)
+	events := d.followEvents(t)
+	const key = "container/default/web"
+	for i, delay := range []time.Duration{60, 150, 250, 400} {
+		created, failed := len(events.of("created", key)), len(events.of("failed", key))
+		cmd := exec.Command(bins.ckptctl, "--socket", d.socket, "create", "ctr:default/web")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(delay * time.Millisecond)
+		cmd.Process.Signal(syscall.SIGINT)
+		time.Sleep(20 * time.Millisecond)
+		cmd.Process.Signal(syscall.SIGINT)
+		cmd.Wait()
+		waitFor(t, "the create's outcome", func() bool {
+			return len(events.of("created", key))+len(events.of("failed", key)) > created+failed
+		})
+		listed := d.checkpoints()
+		switch st := x.status("web"); {
+		case len(events.of("created", key)) > created:
+			last := listed[len(listed)-1]
+			if len(listed) != created+1 || last.Stats.FrozenTime == 0 || st == "running" {
+				t.Fatalf("round %d: created, but %d listed (want %d), last %+v, container %q", i, len(listed), created+1, last.Stats, st)
+			}
+			d.must("restore", last.Name) // the next round needs it running
+			waitFor(t, "the restored container", func() bool { return x.status("web") == "running" })
+		default:
+			if len(listed) != created || st != "running" {
+				t.Fatalf("round %d: failed, but %d listed (want %d), container %q", i, len(listed), created, st)
+			}
+		}
+	}
+}
