@@ -215,7 +215,7 @@ func (d *Daemon) capture(ctx context.Context, c *store.Checkpoint, t *store.Targ
 			return err
 		}
 		published = true
-		return d.recordTarget(frozen, t)
+		return nil
 	})
 	if err != nil && !published {
 		if derr := d.store.Discard(frozen, c.ID); derr != nil {
@@ -223,13 +223,21 @@ func (d *Daemon) capture(ctx context.Context, c *store.Checkpoint, t *store.Targ
 		}
 		return err
 	}
-	if c.Options.LeaveRunning {
-		return d.sealReleased(frozen, c, t, stats, work.Path, err)
+	// Out of the freeze: a failure here must not make CRIU roll back a
+	// checkpoint already listed, and the checkpoint names its target anyway.
+	rerr := d.recordTarget(frozen, t)
+	switch {
+	case c.Options.LeaveRunning:
+		err = d.sealReleased(frozen, c, t, stats, work.Path, err)
+	case err != nil:
+		err = savedBut(c, err)
+	default:
+		err = d.store.Finish(frozen, c.ID, stats, work.Path, dumper.LogFile, dumper.StatsFile)
 	}
-	if err != nil {
-		return savedBut(c, err)
+	if rerr != nil {
+		err = errors.Join(err, savedBut(c, fmt.Errorf("record its target: %w", rerr)))
 	}
-	return d.store.Finish(frozen, c.ID, stats, work.Path, dumper.LogFile, dumper.StatsFile)
+	return err
 }
 
 // sealReleased seals a checkpoint whose target already runs again. cerr is
