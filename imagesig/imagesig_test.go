@@ -1,6 +1,7 @@
 package imagesig
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
 	"strings"
 	"testing"
@@ -31,8 +32,8 @@ func TestSignVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := Verify(pk, data, sig, repo, digest); err != nil {
-		t.Fatalf("a good signature: %v", err)
+	if signed, err := Verify(pk, data, sig, digest); err != nil || signed != repo+":v1" {
+		t.Fatalf("a good signature: %q, %v", signed, err)
 	}
 	_, otherPub, _ := GenerateKey(nil)
 	other, _ := ParsePublicKey(otherPub)
@@ -41,16 +42,16 @@ func TestSignVerify(t *testing.T) {
 		name         string
 		key          string
 		data         []byte
-		sig, repo, d string
-		want         string
+		sig, d string
+		want    string
 	}{
-		{"wrong key", "other", data, sig, repo, digest, "trusted key"},
-		{"another manifest", "", data, sig, repo, "sha256:cd", "not sha256:cd"},
-		{"another repository", "", data, sig, "localhost:5000/ckpt/y", digest, "not of repository"},
-		{"payload changed", "", []byte(strings.Replace(string(data), "x:v1", "x:v2", 1)), sig, repo, digest, "trusted key"},
-		{"signature of another payload", "", data, forged, repo, digest, "trusted key"},
-		{"not base64", "", data, "%%%", repo, digest, "base64"},
-		{"unknown field", "", []byte(`{"critical":{},"optional":null,"extra":1}`), "", repo, digest, ""},
+		{"wrong key", "other", data, sig, digest, "trusted key"},
+		{"another manifest", "", data, sig, "sha256:cd", "not sha256:cd"},
+		{"payload changed", "", []byte(strings.Replace(string(data), "x:v1", "x:v2", 1)), sig, digest, "trusted key"},
+		{"signature of another payload", "", data, forged, digest, "trusted key"},
+		{"not base64", "", data, "%%%", digest, "base64"},
+		{"unknown field", "", []byte(`{"critical":{},"optional":null,"extra":1}`), "", digest, ""},
+		{"no reference", "", []byte(`{"critical":{"identity":{"docker-reference":""},"image":{"docker-manifest-digest":"sha256:ab"},"type":"cosign container image signature"},"optional":null}`), "", digest, "names no image"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			k := pk
@@ -61,7 +62,7 @@ func TestSignVerify(t *testing.T) {
 			if s == "" {
 				s, _ = Sign(key, tc.data)
 			}
-			err := Verify(k, tc.data, s, tc.repo, tc.d)
+			_, err := Verify(k, tc.data, s, tc.d)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("err %v, want one containing %q", err, tc.want)
 			}
@@ -82,5 +83,23 @@ func TestRepository(t *testing.T) {
 		if got := repository(ref); got != want {
 			t.Errorf("repository(%q) = %q, want %q", ref, got, want)
 		}
+	}
+}
+
+func TestSignDigest(t *testing.T) {
+	priv, pub, _ := GenerateKey(nil)
+	key, _ := ParsePrivateKey(priv, nil)
+	pk, _ := ParsePublicKey(pub)
+	sum := sha256.Sum256([]byte("archive"))
+	sig, err := SignDigest(key, sum[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := VerifyDigest(pk, sum[:], sig+"\n"); err != nil {
+		t.Fatalf("a good signature with its newline: %v", err)
+	}
+	other := sha256.Sum256([]byte("archivf"))
+	if err := VerifyDigest(pk, other[:], sig); err == nil || !strings.Contains(err.Error(), "trusted key") {
+		t.Errorf("another file's sum: %v", err)
 	}
 }

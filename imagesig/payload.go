@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 )
 
 // payloadType is the simple-signing payload's type, which verifiers check.
@@ -52,43 +51,32 @@ func Sign(key *ecdsa.PrivateKey, payload []byte) (string, error) {
 	return base64.StdEncoding.EncodeToString(sig), nil
 }
 
-// Verify checks that sig is key's signature of payload, and that the
-// payload speaks of the manifest with digest in repository repo (its
-// reference's tag, if any, aside). Unknown fields and other types are
-// refused, as containers/image refuses them.
-func Verify(key *ecdsa.PublicKey, data []byte, sig, repo, digest string) error {
+// Verify checks that sig is key's signature of payload and that the
+// payload speaks of the manifest with digest, and returns the reference
+// it names, for the trust policy's identity rule. Unknown fields and
+// other types are refused, as containers/image refuses them.
+func Verify(key *ecdsa.PublicKey, data []byte, sig, digest string) (string, error) {
 	raw, err := base64.StdEncoding.DecodeString(sig)
 	if err != nil {
-		return fmt.Errorf("signature: not base64: %w", err)
+		return "", fmt.Errorf("signature: not base64: %w", err)
 	}
 	sum := sha256.Sum256(data)
 	if !ecdsa.VerifyASN1(key, sum[:], raw) {
-		return errors.New("signature: not made by the trusted key")
+		return "", errors.New("signature: not made by the trusted key")
 	}
 	var p payload
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&p); err != nil || dec.More() {
-		return fmt.Errorf("signature payload: not a simple signing payload: %v", err)
+		return "", fmt.Errorf("signature payload: not a simple signing payload: %v", err)
 	}
 	switch c := p.Critical; {
 	case c.Type != payloadType:
-		return fmt.Errorf("signature payload: type %q", c.Type)
+		return "", fmt.Errorf("signature payload: type %q", c.Type)
 	case c.Image.DockerManifestDigest != digest:
-		return fmt.Errorf("signature is of manifest %s, not %s", c.Image.DockerManifestDigest, digest)
-	case repository(c.Identity.DockerReference) != repo:
-		return fmt.Errorf("signature is of %s, not of repository %s", c.Identity.DockerReference, repo)
+		return "", fmt.Errorf("signature is of manifest %s, not %s", c.Image.DockerManifestDigest, digest)
+	case c.Identity.DockerReference == "":
+		return "", errors.New("signature payload names no image")
 	}
-	return nil
-}
-
-// repository is ref without its tag or digest.
-func repository(ref string) string {
-	if i := strings.IndexByte(ref, '@'); i >= 0 {
-		ref = ref[:i]
-	}
-	if i := strings.LastIndexByte(ref, ':'); i > strings.LastIndexByte(ref, '/') {
-		ref = ref[:i]
-	}
-	return ref
+	return p.Critical.Identity.DockerReference, nil
 }

@@ -2,11 +2,13 @@ package imagesig
 
 import (
 	"bytes"
+	"crypto/ecdsa"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 )
 
@@ -26,12 +28,20 @@ type Policy struct {
 }
 
 // Requirement is one rule: "reject", "insecureAcceptAnything", or
-// "sigstoreSigned" by the public key at KeyPath (or in KeyData, PEM).
+// "sigstoreSigned" by the public key at KeyPath (or in KeyData, PEM),
+// naming an image SignedIdentity allows.
 type Requirement struct {
-	Type    string `json:"type"`
-	KeyPath string `json:"keyPath,omitempty"`
-	KeyData []byte `json:"keyData,omitempty"`
+	Type           string    `json:"type"`
+	KeyPath        string    `json:"keyPath,omitempty"`
+	KeyData        []byte    `json:"keyData,omitempty"`
+	SignedIdentity *Identity `json:"signedIdentity,omitempty"`
 }
+
+// ArchiveTransport is the policy's transport for ckptd archives: its
+// scopes are absolute paths of files or of directories holding them.
+// containers/image leaves transports it does not know alone, so one
+// policy.json serves skopeo and ckptd.
+const ArchiveTransport = "ckptd-archive"
 
 // maxPolicyBytes bounds a policy file.
 const maxPolicyBytes = 1 << 20
@@ -68,8 +78,10 @@ func LoadPolicy(path string) (*Policy, error) {
 
 func (p *Policy) scopes() [][]Requirement {
 	var out [][]Requirement
-	for _, reqs := range p.Transports["docker"] {
-		out = append(out, reqs)
+	for _, t := range []string{"docker", ArchiveTransport} {
+		for _, reqs := range p.Transports[t] {
+			out = append(out, reqs)
+		}
 	}
 	return out
 }
@@ -82,6 +94,9 @@ func (r Requirement) valid() error {
 		if (r.KeyPath == "") == (len(r.KeyData) == 0) {
 			return errors.New("sigstoreSigned needs one of keyPath and keyData")
 		}
+		if r.SignedIdentity != nil {
+			return r.SignedIdentity.valid()
+		}
 		return nil
 	}
 	return fmt.Errorf("requirement type %q: ckptd knows reject, insecureAcceptAnything and sigstoreSigned", r.Type)
@@ -91,33 +106,82 @@ func (r Requirement) valid() error {
 // specific scope that names it, its namespaces or its registry, else the
 // default.
 func (p *Policy) For(repo string) []Requirement {
-	scopes := p.Transports["docker"]
-	for s := repo; s != ""; {
+	return p.scoped("docker", repo, "/")
+}
+
+// ForArchive is the requirements for the archive at the absolute path
+// file: the scope of the file or of its nearest directory, else the
+// default.
+func (p *Policy) ForArchive(file string) []Requirement {
+	return p.scoped(ArchiveTransport, filepath.Clean(file), string(filepath.Separator))
+}
+
+func (p *Policy) scoped(transport, name, sep string) []Requirement {
+	scopes := p.Transports[transport]
+	for s := name; s != ""; {
 		if reqs, ok := scopes[s]; ok {
 			return reqs
 		}
-		i := strings.LastIndexByte(s, '/')
-		if i < 0 {
+		i := strings.LastIndex(s, sep)
+		if i < 0 || s == sep {
 			break
 		}
-		s = s[:i]
+		if s = s[:i]; s == "" {
+			s = sep
+		}
 	}
 	return p.Default
 }
 
-// Check says whether the image with manifest digest in repo, signed by
-// sigs, meets reqs: every requirement must hold, and none is no
-// permission.
-func Check(reqs []Requirement, repo, digest string, sigs []Signature) error {
+// Check says whether img, signed by sigs, meets reqs: every requirement
+// must hold, and none is no permission.
+func Check(reqs []Requirement, img Image, sigs []Signature) error {
+	return check(reqs, img.Repo, func(r Requirement, key *ecdsa.PublicKey) error {
+		if len(sigs) == 0 {
+			return fmt.Errorf("%s@%s is not signed, and the trust policy wants it signed", img.Repo, img.Digest)
+		}
+		var why []string
+		for _, s := range sigs {
+			signed, err := Verify(key, s.Payload, s.Value, img.Digest)
+			if err == nil {
+				if err = r.SignedIdentity.matches(img, signed); err == nil {
+					return nil
+				}
+			}
+			why = append(why, err.Error())
+		}
+		return fmt.Errorf("no signature of %s@%s is valid for the trust policy's key: %s", img.Repo, img.Digest, strings.Join(why, "; "))
+	})
+}
+
+// CheckArchive says whether the archive file with SHA-256 sum, whose
+// detached signature is sig ("" when it has none), meets reqs.
+func CheckArchive(reqs []Requirement, file string, sum []byte, sig string) error {
+	return check(reqs, file, func(_ Requirement, key *ecdsa.PublicKey) error {
+		if sig == "" {
+			return fmt.Errorf("%s has no signature (FILE.sig), and the trust policy wants it signed", file)
+		}
+		if err := VerifyDigest(key, sum, sig); err != nil {
+			return fmt.Errorf("%s: %w", file, err)
+		}
+		return nil
+	})
+}
+
+func check(reqs []Requirement, subject string, signed func(Requirement, *ecdsa.PublicKey) error) error {
 	if len(reqs) == 0 {
-		return fmt.Errorf("the trust policy has no requirement for %s", repo)
+		return fmt.Errorf("the trust policy has no requirement for %s", subject)
 	}
 	for _, r := range reqs {
 		switch r.Type {
 		case "reject":
-			return fmt.Errorf("the trust policy rejects images of %s", repo)
+			return fmt.Errorf("the trust policy rejects %s", subject)
 		case "sigstoreSigned":
-			if err := signedBy(r, repo, digest, sigs); err != nil {
+			key, err := r.key()
+			if err != nil {
+				return err
+			}
+			if err := signed(r, key); err != nil {
 				return err
 			}
 		}
@@ -125,28 +189,13 @@ func Check(reqs []Requirement, repo, digest string, sigs []Signature) error {
 	return nil
 }
 
-func signedBy(r Requirement, repo, digest string, sigs []Signature) error {
+func (r Requirement) key() (*ecdsa.PublicKey, error) {
 	pem := r.KeyData
 	if r.KeyPath != "" {
 		var err error
 		if pem, err = os.ReadFile(r.KeyPath); err != nil {
-			return fmt.Errorf("trust policy key: %w", err)
+			return nil, fmt.Errorf("trust policy key: %w", err)
 		}
 	}
-	key, err := ParsePublicKey(pem)
-	if err != nil {
-		return err
-	}
-	if len(sigs) == 0 {
-		return fmt.Errorf("%s@%s is not signed, and the trust policy wants it signed", repo, digest)
-	}
-	var why []string
-	for _, s := range sigs {
-		err := Verify(key, s.Payload, s.Value, repo, digest)
-		if err == nil {
-			return nil
-		}
-		why = append(why, err.Error())
-	}
-	return fmt.Errorf("no signature of %s@%s is valid for the trust policy's key: %s", repo, digest, strings.Join(why, "; "))
+	return ParsePublicKey(pem)
 }

@@ -199,9 +199,9 @@ func exportToStdout(t *testing.T, d *daemon, ckpt, comp string) []byte {
 	return out.Bytes()
 }
 
-func importFromStdin(t *testing.T, d *daemon, archive []byte, name string) {
+func importFromStdin(t *testing.T, d *daemon, archive []byte, name string, extra ...string) {
 	t.Helper()
-	cmd := exec.Command(bins.ckptctl, "--socket", d.socket, "import", "-", "--name", name)
+	cmd := exec.Command(bins.ckptctl, append([]string{"--socket", d.socket, "import", "-", "--name", name}, extra...)...)
 	cmd.Stdin = bytes.NewReader(archive)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("import - --name %s: %v: %s", name, err, out)

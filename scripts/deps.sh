@@ -119,3 +119,9 @@ if ! go version -m "$(command -v checkpointctl 2>/dev/null || echo /nonexistent)
 	GOBIN=/usr/local/bin go install "github.com/checkpoint-restore/checkpointctl@$CHECKPOINTCTL_VERSION"
 fi
 log "checkpointctl $CHECKPOINTCTL_VERSION at $(command -v checkpointctl)"
+
+# containers/image, the library skopeo is, for the sigstore interoperability
+# test (Debian's skopeo is built without sigstore). test/cimage is its own
+# module; its sources are fetched here, and the test builds it.
+(cd "$(dirname "$0")/../test/cimage" && GOWORK=off go mod download)
+log "containers/image for test/cimage fetched"

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -21,7 +22,7 @@ import (
 )
 
 func (c *cli) exportCmd() *cobra.Command {
-	var comp string
+	var comp, signKey, passFile string
 	var encryptTo []string
 	cmd := &cobra.Command{
 		Use:   "export CHECKPOINT FILE",
@@ -34,6 +35,9 @@ func (c *cli) exportCmd() *cobra.Command {
 			}
 			if err := writable(args[1]); err != nil {
 				return err
+			}
+			if signKey != "" && args[1] == "-" {
+				return errors.New("export --sign writes FILE.sig beside the archive: give a FILE, not -")
 			}
 			cl, err := c.client()
 			if err != nil {
@@ -52,12 +56,18 @@ func (c *cli) exportCmd() *cobra.Command {
 				return err
 			}
 			progress := c.progress()
+			sum := sha256.New()
 			n, err := writeAtomic(args[1], func(w io.Writer) (int64, error) {
-				return receive(&meter{w: w, out: progress, start: time.Now(), what: "exporting"})
+				return receive(&meter{w: io.MultiWriter(w, sum), out: progress, start: time.Now(), what: "exporting"})
 			})
 			clearProgress(progress)
 			if err != nil {
 				return err
+			}
+			if signKey != "" {
+				if err := signArchive(args[1], sum.Sum(nil), signKey, passFile); err != nil {
+					return fmt.Errorf("%s was exported, but not signed: %w", args[1], err)
+				}
 			}
 			if c.output == "json" {
 				return printObject(map[string]any{"checkpoint": args[0], "file": args[1], "bytes": n})
@@ -69,6 +79,8 @@ func (c *cli) exportCmd() *cobra.Command {
 	cmd.Flags().StringVar(&comp, "compress", "zstd", "zstd, gzip or none")
 	cmd.Flags().StringArrayVar(&encryptTo, "encrypt-to", nil,
 		"encrypt the archive (age) to this recipient: an age1... key, an SSH public key, or @FILE of them; repeatable")
+	cmd.Flags().StringVar(&signKey, "sign", "", "write FILE.sig, a detached signature of the archive (as cosign sign-blob), with this cosign private key")
+	cmd.Flags().StringVar(&passFile, "sign-passphrase-file", "", "file whose first line is the signing key's passphrase (default: $CKPTD_SIGN_PASSPHRASE)")
 	return cmd
 }
 
@@ -154,11 +166,21 @@ func writeAtomic(path string, fill func(io.Writer) (int64, error)) (int64, error
 
 func (c *cli) importCmd() *cobra.Command {
 	var name, identity string
+	check := archiveCheck{policyFile: defaultPolicy}
 	cmd := &cobra.Command{
 		Use:   "import FILE",
 		Short: "Add the checkpoint in an archive written by export to the store; FILE - is stdin",
-		Args:  cobra.ExactArgs(1),
+		Long: "Add the checkpoint in an archive written by export to the store; FILE - is stdin.\n\n" +
+			"When a trust policy exists (--policy, default " + defaultPolicy + "), the archive is checked against\n" +
+			"its ckptd-archive scopes: a sigstoreSigned requirement wants FILE.sig (or --signature) made by its key.",
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			check.file, check.policySet = args[0], cmd.Flags().Changed("policy")
+			if check.sigFile == "" && args[0] != "-" {
+				if _, err := os.Stat(args[0] + ".sig"); err == nil {
+					check.sigFile = args[0] + ".sig"
+				}
+			}
 			cl, err := c.client()
 			if err != nil {
 				return err
@@ -172,10 +194,15 @@ func (c *cli) importCmd() *cobra.Command {
 				defer f.Close()
 				in, source = f, filepath.Base(args[0])
 			}
-			in, encrypted, err := archive.Decrypt(in, identity)
+			verify, err := check.verifier()
 			if err != nil {
 				return err
 			}
+			in, encrypted, err := archive.Decrypt(verify.wrap(in), identity)
+			if err != nil {
+				return err
+			}
+			in = verify.after(in)
 			if identity != "" && !encrypted {
 				fmt.Fprintf(os.Stderr, "warning: %s is not encrypted; --identity is not used\n", args[0])
 			}
@@ -192,6 +219,9 @@ func (c *cli) importCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&name, "name", "", "checkpoint name (default: the archive's)")
 	cmd.Flags().StringVarP(&identity, "identity", "i", "", "age identity file (or SSH private key) to decrypt an encrypted archive")
+	cmd.Flags().StringVar(&check.sigFile, "signature", "", "the archive's detached signature (default: FILE.sig, when it exists)")
+	cmd.Flags().StringVar(&check.policyFile, "policy", defaultPolicy, "trust policy the archive is checked against (containers' policy.json form)")
+	cmd.Flags().BoolVar(&check.skip, "insecure-skip-verify", false, "import without checking the archive against the trust policy")
 	return cmd
 }
 

@@ -118,7 +118,7 @@ func (c *cli) pullCmd() *cobra.Command {
 			}
 			defer p.Layer.Close()
 			if !skipVerify {
-				if err := verifyPulled(c.ctx(), p.Ref, policy, o); err != nil {
+				if err := verifyPulled(c.ctx(), args[0], p.Ref, policy, o); err != nil {
 					return err
 				}
 			}

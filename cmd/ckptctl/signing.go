@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/ecdsa"
 	"context"
 	"fmt"
 	"os"
@@ -68,15 +69,7 @@ func passphrase(file string) ([]byte, error) {
 // reference ref, with the cosign key in keyFile, and attaches the
 // signature beside it.
 func signPushed(ctx context.Context, ref, pushed, keyFile, passFile string, o registry.Options) error {
-	data, err := os.ReadFile(keyFile)
-	if err != nil {
-		return err
-	}
-	pass, err := passphrase(passFile)
-	if err != nil {
-		return err
-	}
-	key, err := imagesig.ParsePrivateKey(data, pass)
+	key, err := signingKey(keyFile, passFile)
 	if err != nil {
 		return err
 	}
@@ -89,9 +82,9 @@ func signPushed(ctx context.Context, ref, pushed, keyFile, passFile string, o re
 	return registry.PushSignature(ctx, pushed, payload, sig, o)
 }
 
-// verifyPulled checks the image pulled as REPOSITORY@DIGEST against the
-// trust policy in policyFile.
-func verifyPulled(ctx context.Context, pulled, policyFile string, o registry.Options) error {
+// verifyPulled checks the image asked for as ref and pulled as
+// REPOSITORY@DIGEST against the trust policy in policyFile.
+func verifyPulled(ctx context.Context, ref, pulled, policyFile string, o registry.Options) error {
 	policy, err := imagesig.LoadPolicy(policyFile)
 	if os.IsNotExist(err) {
 		return fmt.Errorf("no trust policy at %s to check %s against (--policy FILE; --insecure-skip-verify pulls unchecked)", policyFile, pulled)
@@ -104,8 +97,21 @@ func verifyPulled(ctx context.Context, pulled, policyFile string, o registry.Opt
 	if err != nil {
 		return err
 	}
-	if err := imagesig.Check(policy.For(repo), repo, digest, sigs); err != nil {
+	if err := imagesig.Check(policy.For(repo), imagesig.Image{Ref: ref, Repo: repo, Digest: digest}, sigs); err != nil {
 		return fmt.Errorf("pull %s: %w", pulled, err)
 	}
 	return nil
+}
+
+// signingKey reads the cosign private key in keyFile.
+func signingKey(keyFile, passFile string) (*ecdsa.PrivateKey, error) {
+	data, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, err
+	}
+	pass, err := passphrase(passFile)
+	if err != nil {
+		return nil, err
+	}
+	return imagesig.ParsePrivateKey(data, pass)
 }
