@@ -38,6 +38,9 @@ type Call struct {
 	Keys []string
 	// Launch, if set, starts the helper instead of ckptd (see Launcher).
 	Launch Launcher
+	// As, if set, runs the helper as that user, with the capabilities
+	// CRIU's unprivileged mode needs (see User).
+	As *User
 }
 
 // helperFD is the descriptor number of the RPC socket in the helper.
@@ -74,6 +77,9 @@ func (b Binary) Run(ctx context.Context, call Call) (*rpc.CriuResp, error) {
 	} else {
 		cmd := exec.Command(argv[0], argv[1:]...)
 		cmd.ExtraFiles = files
+		if call.As != nil {
+			call.As.apply(cmd, call.Opts)
+		}
 		g, err = b.Helpers.start(cmd)
 	}
 	theirs.Close()

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -80,7 +81,8 @@ func New(bin criu.Binary, log *slog.Logger) *Dumper { return &Dumper{bin: bin, l
 // Dump checkpoints the tree rooted at req.PID into req.Dir.
 func (d *Dumper) Dump(ctx context.Context, req Request) (Result, error) {
 	logPath := filepath.Join(req.WorkDir, LogFile)
-	if err := checkTarget(req.PID); err != nil {
+	as, err := checkTarget(req.PID)
+	if err != nil {
 		return Result{}, err
 	}
 	dir, err := os.Open(req.Dir)
@@ -124,9 +126,19 @@ func (d *Dumper) Dump(ctx context.Context, req Request) (Result, error) {
 	d.log.Debug("criu dump", "pid", req.PID, "dir", req.Dir, "timeout", timeout)
 	_, err = d.bin.Run(ctx, criu.Call{
 		Op: "dump", Type: rpc.CriuReqType_DUMP, Opts: opts, LogPath: logPath, Timeout: timeout,
-		Keys: criu.DumpKeys(req.PID), Files: files, Handoff: true,
+		Keys: criu.DumpKeys(req.PID), Files: files, Handoff: true, As: as,
 		Notify: func(script string, _ int32) error {
-			if script == "post-dump" && req.Commit != nil {
+			if script != "post-dump" {
+				return nil
+			}
+			if as != nil {
+				// What CRIU wrote as the tree's user becomes root's, as the
+				// rest of the store is, before the commit publishes it.
+				if err := chownToRoot(req.Dir); err != nil {
+					return err
+				}
+			}
+			if req.Commit != nil {
 				return req.Commit()
 			}
 			return nil
@@ -141,6 +153,11 @@ func (d *Dumper) Dump(ctx context.Context, req Request) (Result, error) {
 		}
 		return Result{}, err
 	}
+	if as != nil {
+		if err := chownToRoot(req.WorkDir); err != nil {
+			return Result{LogPath: logPath}, err
+		}
+	}
 	st, err := stats.CriuGetDumpStats(work)
 	if err != nil {
 		return Result{LogPath: logPath}, fmt.Errorf("read dump stats: %w", err)
@@ -148,23 +165,38 @@ func (d *Dumper) Dump(ctx context.Context, req Request) (Result, error) {
 	return Result{Stats: st, LogPath: logPath}, nil
 }
 
-func checkTarget(pid int) error {
+func chownToRoot(dir string) error {
+	return filepath.WalkDir(dir, func(p string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, 0, 0)
+	})
+}
+
+// checkTarget refuses what cannot be dumped, and says whom CRIU must run
+// as (nil: root).
+func checkTarget(pid int) (*criu.User, error) {
 	if pid <= 0 {
-		return fmt.Errorf("pid %d: %w", pid, errdefs.ErrInvalidArgument)
+		return nil, fmt.Errorf("pid %d: %w", pid, errdefs.ErrInvalidArgument)
 	}
 	if pid == os.Getpid() {
-		return fmt.Errorf("pid %d is ckptd itself: %w", pid, errdefs.ErrInvalidArgument)
+		return nil, fmt.Errorf("pid %d is ckptd itself: %w", pid, errdefs.ErrInvalidArgument)
 	}
 	if !proc.Alive(pid, 0) {
-		return fmt.Errorf("process %d: %w", pid, errdefs.ErrNotFound)
+		return nil, fmt.Errorf("process %d: %w", pid, errdefs.ErrNotFound)
 	}
 	// CRIU reads every task's resource limits with prlimit, which needs
-	// matching uids or CAP_SYS_RESOURCE ("Can't get rlimit").
-	if p, uid, ok := proc.ForeignUID(pid); ok && !proc.HasSysResource() {
-		return fmt.Errorf("process %d runs as uid %d, and ckptd lacks CAP_SYS_RESOURCE here, which CRIU needs to read another user's resource limits: %w",
-			p, uid, errdefs.ErrFailedPrecondition)
+	// matching uids and gids or CAP_SYS_RESOURCE ("Can't get rlimit").
+	p, uid, foreign := proc.ForeignUID(pid)
+	if !foreign || proc.HasSysResource() {
+		return nil, nil
 	}
-	return nil
+	if u, g, ok := proc.TreeOwner(pid); ok {
+		return &criu.User{UID: uint32(u), GID: uint32(g)}, nil
+	}
+	return nil, fmt.Errorf("process %d runs as uid %d while others of its tree do not, and ckptd lacks CAP_SYS_RESOURCE here, which CRIU needs to read resource limits across users: %w",
+		p, uid, errdefs.ErrFailedPrecondition)
 }
 
 // stopped returns the PIDs of the tree with a thread in stopped state.

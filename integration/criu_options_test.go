@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -8,8 +9,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-
-	"golang.org/x/sys/unix"
 )
 
 // TestGhostLimit: a deleted file held open that is over CRIU's 1 MiB ghost
@@ -40,8 +39,12 @@ func TestGhostLimit(t *testing.T) {
 }
 
 // TestOtherUsersProcess: CRIU reads every task's resource limits, which
-// needs CAP_SYS_RESOURCE for another user's process; where ckptd lacks it
-// (as here), the create says so in one line before anything freezes.
+// needs the task's uids and gids, or CAP_SYS_RESOURCE. Where ckptd lacks
+// it (as here), a tree of one other user is dumped by a CRIU running as
+// that user with the capabilities its unprivileged mode needs: the
+// process runs on untouched, the checkpoint's files are root's, and it
+// restores as that user. A tree of several users is refused in one line
+// before anything freezes.
 func TestOtherUsersProcess(t *testing.T) {
 	d := startDaemon(t)
 	p := exec.Command("sleep", "1000")
@@ -51,22 +54,41 @@ func TestOtherUsersProcess(t *testing.T) {
 	}
 	t.Cleanup(func() { p.Process.Kill(); p.Wait() })
 	pid := strconv.Itoa(p.Process.Pid)
-	t.Logf("other user's process: %s", pid)
-	var caps [2]unix.CapUserData // version 3 fills two
-	if err := unix.Capget(&unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}, &caps[0]); err != nil {
-		t.Fatal(err)
-	}
-	if caps[0].Effective&(1<<unix.CAP_SYS_RESOURCE) != 0 {
-		t.Logf("this host grants CAP_SYS_RESOURCE: the dump must work")
-		d.must("create", pid, "--leave-running")
-		return
-	}
-	line := d.mustFail("CAP_SYS_RESOURCE", "create", pid, "--leave-running")
-	if !strings.Contains(line, "uid 65534") {
-		t.Errorf("refusal does not name the uid: %s", line)
-	}
+	d.must("create", pid, "--leave-running", "--name", "nobody1")
 	if traced(p.Process.Pid) || !alive(p.Process.Pid) {
 		t.Error("the other user's process is not running untouched")
+	}
+	err := filepath.Walk(filepath.Join(d.root, "checkpoints"), func(path string, info os.FileInfo, err error) error {
+		if err == nil && info.Sys().(*syscall.Stat_t).Uid != 0 {
+			t.Errorf("%s is uid %d's, not root's", path, info.Sys().(*syscall.Stat_t).Uid)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Process.Kill()
+	p.Wait()
+	d.must("restore", "nobody1")
+	restored := p.Process.Pid // CRIU gives a tree back its PIDs
+	t.Cleanup(func() { syscall.Kill(restored, syscall.SIGKILL) })
+	if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", restored)); err != nil || !strings.Contains(string(st), "Uid:\t65534\t65534\t65534\t65534") {
+		t.Errorf("restored process %d: %v\n%s", restored, err, st)
+	}
+
+	mixed := exec.Command("sh", "-c", "setpriv --reuid=65534 --regid=65534 --clear-groups sleep 1000 & wait")
+	mixed.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := mixed.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(-mixed.Process.Pid, syscall.SIGKILL); mixed.Wait() })
+	waitFor(t, "the mixed tree's child", func() bool {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", mixed.Process.Pid, mixed.Process.Pid))
+		return len(strings.Fields(string(b))) == 1
+	})
+	line := d.mustFail("CAP_SYS_RESOURCE", "create", strconv.Itoa(mixed.Process.Pid), "--leave-running")
+	if !strings.Contains(line, "uid 65534") {
+		t.Errorf("refusal does not name the uid: %s", line)
 	}
 }
 

@@ -111,6 +111,31 @@ func ForeignUID(root int) (pid, uid int, found bool) {
 	return 0, 0, false
 }
 
+// TreeOwner returns the one uid and gid every task of pid's tree runs as
+// (real, effective, saved and file-system), and whether there is one.
+func TreeOwner(root int) (uid, gid int, ok bool) {
+	uid, gid = -1, -1
+	for _, p := range Tree(root) {
+		for _, id := range []struct {
+			key string
+			v   *int
+		}{{"Uid:", &uid}, {"Gid:", &gid}} {
+			f := statusFields(p, id.key)
+			if len(f) != 4 {
+				return 0, 0, false
+			}
+			for _, s := range f {
+				v, err := strconv.Atoi(s)
+				if err != nil || *id.v >= 0 && v != *id.v {
+					return 0, 0, false
+				}
+				*id.v = v
+			}
+		}
+	}
+	return uid, gid, uid >= 0
+}
+
 // HasSysResource reports whether this process has CAP_SYS_RESOURCE.
 func HasSysResource() bool {
 	f := statusFields(os.Getpid(), "CapEff:")
