@@ -2,7 +2,6 @@ package api
 
 import (
 	"cmp"
-	"fmt"
 	"time"
 
 	apiv1 "github.com/ckptd/ckptd/api/v1"
@@ -12,7 +11,7 @@ import (
 )
 
 func refToAPI(r store.TargetRef) *apiv1.TargetRef {
-	return &apiv1.TargetRef{Kind: r.Kind, Name: r.Name, Pid: int32(r.PID), Command: r.Command, LogPath: r.LogPath}
+	return &apiv1.TargetRef{Kind: r.Kind, Name: r.Name, Pid: int32(r.PID), Command: r.Command, LogPath: r.LogPath, Owner: r.Owner}
 }
 
 func targetToAPI(t *daemon.TargetStatus) *apiv1.Target {
@@ -69,7 +68,7 @@ func checkpointToAPI(c *store.Checkpoint) *apiv1.Checkpoint {
 	}
 	out.Dropped = c.Dropped
 	if u := c.RunsAs; u != nil {
-		out.RunsAs = fmt.Sprintf("uid %d, gid %d", u.UID, u.GID)
+		out.RunsAs = u.String()
 	}
 	if im := c.Imported; im != nil {
 		out.Imported = &apiv1.Import{Source: im.Source, OriginalId: im.OriginalID, TimeUnixNano: unixNano(im.Time)}

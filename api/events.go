@@ -7,7 +7,10 @@ import (
 )
 
 func (s *Server) Events(_ *apiv1.EventsRequest, stream apiv1.Ckptd_EventsServer) error {
-	sub, cancel := s.d.Subscribe()
+	sub, cancel, err := s.d.Subscribe(stream.Context())
+	if err != nil {
+		return toStatus(err)
+	}
 	defer cancel()
 	// The first message says the subscription is live: events from here
 	// on reach this client.

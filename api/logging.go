@@ -34,13 +34,20 @@ func ServerOptions(log *slog.Logger, stopping <-chan struct{}) []grpc.ServerOpti
 		grpc.Creds(peerCred{}),
 		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 			start := time.Now()
-			resp, err := h(ctx, req)
+			cctx, err := withCaller(ctx)
+			var resp any
+			if err == nil {
+				resp, err = h(cctx, req)
+			}
 			logRequest(ctx, info.FullMethod, start, err)
 			return resp, err
 		}),
 		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 			start := time.Now()
-			err := h(srv, ss)
+			ctx, err := withCaller(ss.Context())
+			if err == nil {
+				err = h(srv, callerStream{ServerStream: ss, ctx: ctx})
+			}
 			logRequest(ss.Context(), info.FullMethod, start, err)
 			return err
 		}, endWatching(stopping)),

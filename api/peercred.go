@@ -6,14 +6,20 @@ import (
 	"net"
 
 	"golang.org/x/sys/unix"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	"github.com/ckptd/ckptd/access"
 )
 
 // Caller is who called over the unix socket, as the kernel saw it when
 // the connection was made (SO_PEERCRED).
 type Caller struct {
 	credentials.CommonAuthInfo
-	UID, PID int
+	UID, GID, PID int
 }
 
 // AuthType names these credentials.
@@ -42,7 +48,7 @@ func (peerCred) ServerHandshake(c net.Conn) (net.Conn, credentials.AuthInfo, err
 	if serr != nil {
 		return nil, nil, serr
 	}
-	return c, Caller{CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.NoSecurity}, UID: int(cred.Uid), PID: int(cred.Pid)}, nil
+	return c, Caller{CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.NoSecurity}, UID: int(cred.Uid), GID: int(cred.Gid), PID: int(cred.Pid)}, nil
 }
 
 func (peerCred) ClientHandshake(context.Context, string, net.Conn) (net.Conn, credentials.AuthInfo, error) {
@@ -56,3 +62,22 @@ func (peerCred) Info() credentials.ProtocolInfo {
 func (peerCred) Clone() credentials.TransportCredentials { return peerCred{} }
 
 func (peerCred) OverrideServerName(string) error { return nil }
+
+// withCaller puts who called into ctx for the daemon (package access).
+// Every connection has a Caller: the handshake fails without one.
+func withCaller(ctx context.Context) (context.Context, error) {
+	if p, ok := peer.FromContext(ctx); ok {
+		if c, ok := p.AuthInfo.(Caller); ok {
+			return access.With(ctx, access.Caller{UID: uint32(c.UID), GID: uint32(c.GID)}), nil
+		}
+	}
+	return nil, status.Error(codes.Unauthenticated, "no peer credentials on this connection")
+}
+
+// callerStream is a stream whose context carries its caller.
+type callerStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s callerStream) Context() context.Context { return s.ctx }

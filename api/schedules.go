@@ -23,7 +23,7 @@ func (s *Server) SetSchedule(ctx context.Context, r *apiv1.SetScheduleRequest) (
 
 func (s *Server) ListSchedules(ctx context.Context, _ *apiv1.ListSchedulesRequest) (*apiv1.ListSchedulesResponse, error) {
 	out := &apiv1.ListSchedulesResponse{}
-	for _, st := range s.d.Schedules() {
+	for _, st := range s.d.Schedules(ctx) {
 		out.Schedules = append(out.Schedules, scheduleToAPI(&st))
 	}
 	return out, nil

@@ -22,7 +22,7 @@ func (d *Daemon) Export(ctx context.Context, ref string, w io.Writer, compressio
 	if err := archive.CheckCompression(compression); err != nil {
 		return nil, err
 	}
-	c, release, err := d.store.AcquireSealed(ctx, ref)
+	c, release, err := d.acquire(ctx, ref, true)
 	if err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/checkpoint-restore/go-criu/v8/stats"
 
+	"github.com/ckptd/ckptd/access"
 	"github.com/ckptd/ckptd/dumper"
 	"github.com/ckptd/ckptd/errdefs"
 	"github.com/ckptd/ckptd/events"
@@ -37,7 +38,7 @@ func (d *Daemon) Create(ctx context.Context, req CreateRequest) (*store.Checkpoi
 	if req.Options.GhostLimit == 0 {
 		req.Options.GhostLimit = d.defaults.GhostLimit
 	}
-	if err := checkCRIUConfig(req.Options.CRIUConfig); err != nil {
+	if err := checkCRIUConfig(ctx, req.Options.CRIUConfig); err != nil {
 		return nil, err
 	}
 	target, unlock, err := d.lockLive(ctx, req.Target)
@@ -45,6 +46,9 @@ func (d *Daemon) Create(ctx context.Context, req CreateRequest) (*store.Checkpoi
 		return nil, err
 	}
 	defer unlock()
+	if err := runsAsOwner(target); err != nil {
+		return nil, err
+	}
 	req.Options.ShellJob = req.Options.ShellJob || ledSession(target.TargetRef)
 	name, err := d.checkpointName(ctx, req.Name, target.TargetRef)
 	if err != nil {
@@ -123,9 +127,13 @@ func (d *Daemon) Create(ctx context.Context, req CreateRequest) (*store.Checkpoi
 
 // checkCRIUConfig refuses a CRIU configuration file CRIU could not read,
 // before anything freezes.
-func checkCRIUConfig(path string) error {
+func checkCRIUConfig(ctx context.Context, path string) error {
 	if path == "" {
 		return nil
+	}
+	// Its action scripts would run as root.
+	if err := access.From(ctx).Need("--criu-config"); err != nil {
+		return err
 	}
 	if !filepath.IsAbs(path) {
 		return fmt.Errorf("CRIU configuration file %q: want an absolute path: %w", path, errdefs.ErrInvalidArgument)

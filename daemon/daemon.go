@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ckptd/ckptd/access"
 	"github.com/ckptd/ckptd/container"
 	"github.com/ckptd/ckptd/criu"
 	"github.com/ckptd/ckptd/dumper"
@@ -158,7 +159,14 @@ func New(ctx context.Context, p Parts) (*Daemon, error) {
 }
 
 // Subscribe streams events from now on; cancel ends the subscription.
-func (d *Daemon) Subscribe() (*events.Sub, func()) { return d.events.Subscribe() }
+func (d *Daemon) Subscribe(ctx context.Context) (*events.Sub, func(), error) {
+	// Events speak of every user's targets and checkpoints.
+	if err := access.From(ctx).Need("events"); err != nil {
+		return nil, nil, err
+	}
+	sub, cancel := d.events.Subscribe()
+	return sub, cancel, nil
+}
 
 // Close stops the schedules, waiting for checkpoints they are taking.
 func (d *Daemon) Close() { d.sched.Close() }
@@ -223,6 +231,9 @@ func (d *Daemon) Remove(ctx context.Context, refs []string, o RemoveOptions) ([]
 	if o.Recursive && o.Relink {
 		return nil, fmt.Errorf("--recursive removes descendants, --relink keeps them: choose one: %w", errdefs.ErrInvalidArgument)
 	}
+	if err := d.ownAll(ctx, refs); err != nil {
+		return nil, err
+	}
 	remove := func(ctx context.Context, refs []string) ([]string, error) {
 		return d.store.Remove(ctx, refs, o.Recursive)
 	}
@@ -241,24 +252,35 @@ func (d *Daemon) Remove(ctx context.Context, refs []string, o RemoveOptions) ([]
 
 // List returns checkpoints, of one target when target is not empty.
 func (d *Daemon) List(ctx context.Context, target string) ([]*store.Checkpoint, error) {
-	if target == "" {
-		return d.store.List(ctx, store.Filter{})
+	var f store.Filter
+	if target != "" {
+		ref, err := d.resolveRef(ctx, target)
+		if err != nil {
+			return nil, err
+		}
+		f.TargetKey = ref.Key()
 	}
-	ref, err := d.resolveRef(ctx, target)
-	if err != nil {
-		return nil, err
-	}
-	return d.store.List(ctx, store.Filter{TargetKey: ref.Key()})
+	cs, err := d.store.List(ctx, f)
+	return ownedCheckpoints(ctx, cs), err
 }
 
 // Quarantined lists checkpoints held out of the index.
 func (d *Daemon) Quarantined(ctx context.Context) ([]store.Quarantined, error) {
+	if err := access.From(ctx).Need("the quarantine"); err != nil {
+		return nil, err
+	}
 	return d.store.ListQuarantined(ctx)
 }
 
 // Verify checks a checkpoint's files; readmit brings a quarantined one
 // that passes back into the index.
 func (d *Daemon) Verify(ctx context.Context, ref string, readmit bool) (*store.VerifyResult, error) {
+	if err := d.ownAll(ctx, []string{ref}); err != nil {
+		return nil, err
+	}
+	if err := access.From(ctx).Need("readmitting"); readmit && err != nil {
+		return nil, err
+	}
 	res, err := d.store.Check(ctx, ref, readmit)
 	if err != nil {
 		return nil, err

@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/ckptd/ckptd/access"
 	"github.com/ckptd/ckptd/container"
 	"github.com/ckptd/ckptd/store"
 )
@@ -45,7 +46,11 @@ func (d *Daemon) Prune(ctx context.Context) ([]string, error) {
 		return nil, err
 	}
 	var forgot []string
+	caller := access.From(ctx)
 	for _, t := range ts {
+		if !caller.Owns(t.Owner) {
+			continue
+		}
 		ok, err := d.forgetEnded(ctx, t.Key())
 		if err != nil {
 			return forgot, err

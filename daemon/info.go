@@ -133,7 +133,7 @@ type Need struct {
 // Inspect reads a checkpoint's images: process tree, commands, memory,
 // open files and sockets.
 func (d *Daemon) Inspect(ctx context.Context, ref string) (*Inspection, error) {
-	c, release, err := d.store.Acquire(ctx, ref)
+	c, release, err := d.acquire(ctx, ref, false)
 	if err != nil {
 		return nil, err
 	}

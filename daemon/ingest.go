@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/ckptd/ckptd/access"
 	"github.com/ckptd/ckptd/errdefs"
 	"github.com/ckptd/ckptd/images"
 	"github.com/ckptd/ckptd/ingest"
@@ -34,7 +35,27 @@ func (d *Daemon) admitImported(ctx context.Context, id, dir string, rec *store.C
 		return nil, err
 	}
 	c.Dropped = append(dropped, more...)
-	return c, d.admitCreds(dir, c)
+	if err := d.admitCreds(dir, c); err != nil {
+		return nil, err
+	}
+	return c, admitOwner(ctx, c)
+}
+
+// admitOwner makes c, from outside, its importer's. A caller who is not
+// root may bring in only a tree that runs wholly as itself.
+func admitOwner(ctx context.Context, c *store.Checkpoint) error {
+	caller := access.From(ctx)
+	if caller.IsRoot() {
+		return nil
+	}
+	if c.Target.Kind == store.KindContainer {
+		return caller.Need("a container checkpoint")
+	}
+	if u := c.RunsAs; u == nil || u.UID != caller.UID || u.Several {
+		return fmt.Errorf("checkpoint %s runs as %s, not as you (uid %d): %w", c.Name, c.RunsAs, caller.UID, errdefs.ErrPermissionDenied)
+	}
+	c.Target.Owner = caller.UID
+	return nil
 }
 
 // admitCreds reads who the tree of c, a process or workload checkpoint
@@ -53,7 +74,7 @@ func (d *Daemon) admitCreds(dir string, c *store.Checkpoint) error {
 		return fmt.Errorf("checkpoint %s: its processes run as root, as a restore would give them back (allowed only by trust_root in ckptd's config): %w",
 			c.Name, errdefs.ErrPermissionDenied)
 	}
-	c.RunsAs = &store.User{UID: creds.UID, GID: creds.GID}
+	c.RunsAs = &store.User{UID: creds.UID, GID: creds.GID, Several: creds.Several}
 	return nil
 }
 
@@ -79,7 +100,7 @@ func (d *Daemon) admitSpec(dir string, c *store.Checkpoint) ([]string, error) {
 func droppedWarnings(c *store.Checkpoint) []string {
 	var out []string
 	if u := c.RunsAs; u != nil {
-		out = append(out, fmt.Sprintf("from outside, runs as uid %d, gid %d", u.UID, u.GID))
+		out = append(out, "from outside, runs as "+u.String())
 	}
 	for _, d := range c.Dropped {
 		out = append(out, "from outside, restored without "+d)

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ckptd/ckptd/access"
 	"github.com/ckptd/ckptd/container"
 	"github.com/ckptd/ckptd/dumper"
 	"github.com/ckptd/ckptd/errdefs"
@@ -75,6 +76,9 @@ type MigrateResult struct {
 // before that resumes the source as it was.
 func (d *Daemon) Migrate(ctx context.Context, req MigrateRequest) (*MigrateResult, error) {
 	start := time.Now()
+	if err := access.From(ctx).Need("migrate"); err != nil {
+		return nil, err
+	}
 	switch {
 	case req.To == "":
 		return nil, fmt.Errorf("no destination given: %w", errdefs.ErrInvalidArgument)

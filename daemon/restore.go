@@ -44,7 +44,7 @@ func (d *Daemon) Restore(ctx context.Context, req RestoreRequest) (*TargetStatus
 		req.Checkpoint = latest.ID
 	}
 	// Held from here on: rm refuses a checkpoint being restored.
-	c, release, err := d.store.AcquireSealed(ctx, req.Checkpoint)
+	c, release, err := d.acquire(ctx, req.Checkpoint, true)
 	if err != nil {
 		return nil, err
 	}
@@ -93,7 +93,7 @@ func (d *Daemon) restoreTarget(c *store.Checkpoint, name, dir string) (store.Tar
 	case store.KindProcess:
 		if name != "" && dir != "" {
 			if own, err := ownPIDNamespace(dir, ref.PID); err != nil || own {
-				return store.TargetRef{Kind: store.KindWorkload, Name: name, Command: ref.Command}, errors.Join(err, store.ValidateName(name))
+				return store.TargetRef{Kind: store.KindWorkload, Name: name, Command: ref.Command, Owner: ref.Owner}, errors.Join(err, store.ValidateName(name))
 			}
 		}
 		if name != "" {

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/ckptd/ckptd/access"
 	"github.com/ckptd/ckptd/errdefs"
 	"github.com/ckptd/ckptd/events"
 	"github.com/ckptd/ckptd/proc"
@@ -28,6 +29,11 @@ func (d *Daemon) SetSchedule(ctx context.Context, req ScheduleRequest) (schedule
 		return schedule.Status{}, err
 	}
 	if ref.Kind == store.KindProcess {
+		// Its ticks are ckptd's own work, whose first checkpoint of a
+		// process would be root's.
+		if err := access.From(ctx).Need("a schedule of a process"); err != nil {
+			return schedule.Status{}, err
+		}
 		// Refused now, not at every tick: a PID names one process's life.
 		if st, err := proc.ReadStat(ref.PID); err != nil || st.State == 'Z' {
 			return schedule.Status{}, fmt.Errorf("process %d is not running: %w", ref.PID, errdefs.ErrNotFound)
@@ -48,7 +54,20 @@ func (d *Daemon) RemoveSchedule(ctx context.Context, target string) error {
 }
 
 // Schedules lists every schedule.
-func (d *Daemon) Schedules() []schedule.Status { return d.sched.List() }
+func (d *Daemon) Schedules(ctx context.Context) []schedule.Status {
+	all := d.sched.List()
+	caller := access.From(ctx)
+	if caller.IsRoot() {
+		return all
+	}
+	var out []schedule.Status
+	for _, s := range all {
+		if t, err := d.store.GetTarget(ctx, s.Key); err == nil && caller.Owns(t.Owner) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
 
 // refName is how resolveRef names ref again.
 func refName(ref store.TargetRef) string {

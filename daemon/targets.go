@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ckptd/ckptd/access"
 	"github.com/ckptd/ckptd/container"
 	"github.com/ckptd/ckptd/errdefs"
 	"github.com/ckptd/ckptd/proc"
@@ -47,6 +48,9 @@ type RunRequest struct {
 	// TTY gives the workload a terminal session of Size (see Attach).
 	TTY  bool
 	Size term.Size
+	// User is whom it runs as (UID[:GID] or a name), for root callers;
+	// any other caller's workloads run as the caller.
+	User string
 }
 
 // Run starts a workload as pid 1 of a new PID namespace.
@@ -54,7 +58,14 @@ func (d *Daemon) Run(ctx context.Context, req RunRequest) (*TargetStatus, error)
 	if err := validWorkloadName(req.Name); err != nil {
 		return nil, err
 	}
+	user, err := runAs(ctx, req.User)
+	if err != nil {
+		return nil, err
+	}
 	ref := store.TargetRef{Kind: store.KindWorkload, Name: req.Name, Command: req.Args}
+	if user != nil {
+		ref.Owner = user.Uid
+	}
 	unlock, err := d.locks.Lock(ctx, ref.Key())
 	if err != nil {
 		return nil, err
@@ -64,7 +75,7 @@ func (d *Daemon) Run(ctx context.Context, req RunRequest) (*TargetStatus, error)
 	if err != nil {
 		return nil, err
 	}
-	spec := workload.Spec{Args: req.Args, Env: req.Env, Dir: req.Dir, LogPath: logPath}
+	spec := workload.Spec{Args: req.Args, Env: req.Env, Dir: req.Dir, LogPath: logPath, User: user}
 	if req.TTY {
 		s, rec, err := d.startTerminal(req.Name, logPath, req.Size, "")
 		if err != nil {
@@ -174,7 +185,11 @@ func (d *Daemon) Ps(ctx context.Context, all bool) (out []*TargetStatus, warning
 		return nil, nil, err
 	}
 	containers := map[string]*store.Target{}
+	caller := access.From(ctx)
 	for _, t := range ts {
+		if !caller.Owns(t.Owner) {
+			continue
+		}
 		if t.Kind == store.KindContainer {
 			containers[t.Key()] = t
 			continue
@@ -186,6 +201,9 @@ func (d *Daemon) Ps(ctx context.Context, all bool) (out []*TargetStatus, warning
 		if all || s.Running {
 			out = append(out, s)
 		}
+	}
+	if !caller.IsRoot() {
+		return out, nil, d.annotate(ctx, out) // containers are root's
 	}
 	cs, err := d.containerStatuses(ctx, all, containers)
 	if err != nil {
@@ -311,12 +329,21 @@ func (d *Daemon) workload(ctx context.Context, name string) (*store.Target, erro
 	if errdefs.IsNotFound(err) {
 		return nil, fmt.Errorf("workload %q: %w", name, errdefs.ErrNotFound)
 	}
-	return t, err
+	if err != nil {
+		return nil, err
+	}
+	if err := ownTarget(ctx, t.TargetRef, fmt.Sprintf("workload %q", name)); err != nil {
+		return nil, err
+	}
+	return t, nil
 }
 
 // restoredContainer is the record of a container ckptd restored, which
 // has a log ckptd keeps.
 func (d *Daemon) restoredContainer(ctx context.Context, target string) (*store.Target, error) {
+	if err := access.From(ctx).Need("a container"); err != nil {
+		return nil, err
+	}
 	ref, err := d.containerRef(target)
 	if err != nil {
 		return nil, err
@@ -339,6 +366,9 @@ func (d *Daemon) resolveRef(ctx context.Context, target string) (store.TargetRef
 		return store.TargetRef{}, fmt.Errorf("no target given: %w", errdefs.ErrInvalidArgument)
 	}
 	if container.IsRef(target) {
+		if err := access.From(ctx).Need("a container"); err != nil {
+			return store.TargetRef{}, err
+		}
 		return d.containerRef(target)
 	}
 	pid, err := strconv.Atoi(target)
@@ -358,8 +388,9 @@ func (d *Daemon) resolveRef(ctx context.Context, target string) (store.TargetRef
 	}
 	for _, t := range ts {
 		if t.PID == pid && d.alive(t) {
-			return t.TargetRef, nil
+			return t.TargetRef, ownTarget(ctx, t.TargetRef, fmt.Sprintf("process %d", pid))
 		}
 	}
-	return store.TargetRef{Kind: store.KindProcess, PID: pid}, nil
+	owner, err := processOwner(ctx, pid)
+	return store.TargetRef{Kind: store.KindProcess, PID: pid, Owner: owner}, err
 }

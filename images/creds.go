@@ -9,11 +9,13 @@ import (
 )
 
 // Creds is who a tree runs as once CRIU restores it: the user and group
-// of its root task, and whether any of its tasks holds root (a real,
-// effective, saved or file-system uid of 0).
+// of its root task, whether any of its tasks holds root (a real,
+// effective, saved or file-system uid of 0), and whether any holds a uid
+// other than its root task's.
 type Creds struct {
 	UID, GID uint32
 	Root     bool
+	Several  bool
 }
 
 // TreeCreds reads the credentials CRIU saved for every task of the tree
@@ -51,7 +53,10 @@ func TreeCreds(dir string) (_ Creds, err error) {
 		if p == root {
 			out.UID, out.GID = c.GetUid(), c.GetGid()
 		}
-		out.Root = out.Root || c.GetUid() == 0 || c.GetEuid() == 0 || c.GetSuid() == 0 || c.GetFsuid() == 0
+		for _, u := range []uint32{c.GetUid(), c.GetEuid(), c.GetSuid(), c.GetFsuid()} {
+			out.Root = out.Root || u == 0
+			out.Several = out.Several || u != out.UID
+		}
 	})
 	return out, err
 }

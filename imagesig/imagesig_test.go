@@ -39,11 +39,11 @@ func TestSignVerify(t *testing.T) {
 	other, _ := ParsePublicKey(otherPub)
 	forged, _ := Sign(key, Payload(repo, "sha256:cd"))
 	for _, tc := range []struct {
-		name         string
-		key          string
-		data         []byte
+		name   string
+		key    string
+		data   []byte
 		sig, d string
-		want    string
+		want   string
 	}{
 		{"wrong key", "other", data, sig, digest, "trusted key"},
 		{"another manifest", "", data, sig, "sha256:cd", "not sha256:cd"},

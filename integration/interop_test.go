@@ -28,8 +28,11 @@ func TestSigstoreInterop(t *testing.T) {
 	w := d.runLoad("si", 8)
 	hash := loadStatus(t, w.Ref.PID, w.Ref.LogPath).Hash
 	d.create("si", "--leave-running", "--name", "si1")
-	d.create("si", "--leave-running", "--name", "si2")
-	d.create("si", "--leave-running", "--name", "si3")
+	// One checkpoint per tag: a manifest's signatures are found by its
+	// digest, which two pushes of one checkpoint share.
+	for _, n := range []string{"si2", "si3", "si4", "si5"} {
+		d.create("si", "--leave-running", "--name", n)
+	}
 	keys, other := t.TempDir(), t.TempDir()
 	pass := filepath.Join(keys, "passphrase")
 	writeBytes(t, pass, []byte("correct horse\n"))
@@ -39,9 +42,9 @@ func TestSigstoreInterop(t *testing.T) {
 	otherPub := filepath.Join(other, "cosign.pub")
 	repo := r.ref("ckpt/si")
 	d.must("push", "si1", repo+":by-ckptd", "--sign", key, "--sign-passphrase-file", pass)
-	d.must("push", "si1", repo+":unsigned")
+	d.must("push", "si3", repo+":unsigned")
 	d.must("push", "si2", repo+":by-other", "--sign", filepath.Join(other, "cosign.key"))
-	d.must("push", "si3", repo+":plain")
+	d.must("push", "si4", repo+":plain")
 
 	regd := t.TempDir()
 	writeBytes(t, filepath.Join(regd, "default.yaml"), []byte("default-docker:\n  use-sigstore-attachments: true\n"))
@@ -75,7 +78,7 @@ func TestSigstoreInterop(t *testing.T) {
 	if err != nil || len(sigs) != 1 {
 		t.Fatalf("signatures containers/image attached to %s: %v, %v", signed, sigs, err)
 	}
-	swapped := d.must("push", "si2", repo+":swapped", "-o", "json")
+	swapped := d.must("push", "si5", repo+":swapped", "-o", "json")
 	var pushed struct{ Image string }
 	if err := json.Unmarshal([]byte(swapped), &pushed); err != nil {
 		t.Fatal(err)

@@ -35,6 +35,10 @@ type TargetRef struct {
 	LogPath string `json:"log_path,omitempty"`
 	// Terminal is set when the tree's terminal is a session ckptd holds.
 	Terminal *Terminal `json:"terminal,omitempty"`
+	// Owner is the uid whose target this is, and whose its checkpoints
+	// are (package access): root's (0) unless a socket_group caller ran
+	// or checkpointed it, or root ran it with run --user.
+	Owner uint32 `json:"owner,omitempty"`
 }
 
 // Terminal is a tree's terminal session: a pseudo-terminal whose master
@@ -133,6 +137,19 @@ type Migration struct {
 type User struct {
 	UID uint32 `json:"uid"`
 	GID uint32 `json:"gid"`
+	// Several says some task runs as another uid than the root task's.
+	Several bool `json:"several,omitempty"`
+}
+
+func (u *User) String() string {
+	if u == nil {
+		return "an unknown user"
+	}
+	s := fmt.Sprintf("uid %d, gid %d", u.UID, u.GID)
+	if u.Several {
+		s += ", and other users"
+	}
+	return s
 }
 
 // Arrived is when this ckptd took the checkpoint, or received it (an

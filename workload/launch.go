@@ -26,6 +26,13 @@ type Spec struct {
 	// command gets as stdin, stdout, stderr and controlling terminal;
 	// its holder writes the log.
 	TTY *os.File
+	// User, when set, is whom the command runs as (nil: root). Such a
+	// tree stays in the host's PID namespace: CRIU dumps the root of a PID
+	// namespace through a /proc of that namespace, which it mounts from
+	// inside the task when /proc is not its own, and a task without
+	// privileges cannot mount ("can't dump unprivileged task whose /proc
+	// doesn't belong to it").
+	User *syscall.Credential
 }
 
 // Launch starts spec as pid 1 of a new PID namespace, in its own session,
@@ -64,7 +71,11 @@ func (s *Supervisor) Launch(spec Spec, record func(pid int) error) (int, error) 
 		Sys: &syscall.SysProcAttr{
 			Setsid:     true,
 			Cloneflags: syscall.CLONE_NEWPID,
+			Credential: spec.User,
 		},
+	}
+	if spec.User != nil {
+		attr.Sys.Cloneflags = 0
 	}
 	if spec.TTY != nil {
 		attr.Files = []*os.File{spec.TTY, spec.TTY, spec.TTY, gate}

@@ -307,6 +307,7 @@ type TargetRef struct {
 	Pid           int32                  `protobuf:"varint,3,opt,name=pid,proto3" json:"pid,omitempty"`
 	Command       []string               `protobuf:"bytes,4,rep,name=command,proto3" json:"command,omitempty"`
 	LogPath       string                 `protobuf:"bytes,5,opt,name=log_path,json=logPath,proto3" json:"log_path,omitempty"`
+	Owner         uint32                 `protobuf:"varint,6,opt,name=owner,proto3" json:"owner,omitempty"` // the uid whose target (and checkpoints) it is
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -374,6 +375,13 @@ func (x *TargetRef) GetLogPath() string {
 		return x.LogPath
 	}
 	return ""
+}
+
+func (x *TargetRef) GetOwner() uint32 {
+	if x != nil {
+		return x.Owner
+	}
+	return 0
 }
 
 type Target struct {
@@ -943,6 +951,7 @@ type RunRequest struct {
 	Tty           bool                   `protobuf:"varint,5,opt,name=tty,proto3" json:"tty,omitempty"` // a terminal session (see Attach) of rows x cols
 	Rows          uint32                 `protobuf:"varint,6,opt,name=rows,proto3" json:"rows,omitempty"`
 	Cols          uint32                 `protobuf:"varint,7,opt,name=cols,proto3" json:"cols,omitempty"`
+	User          string                 `protobuf:"bytes,8,opt,name=user,proto3" json:"user,omitempty"` // UID[:GID] or a name to run as (root callers; others run as themselves)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1024,6 +1033,13 @@ func (x *RunRequest) GetCols() uint32 {
 		return x.Cols
 	}
 	return 0
+}
+
+func (x *RunRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
 }
 
 // The first AttachInput names the workload and its client's window
@@ -4005,13 +4021,14 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x02ok\x18\x02 \x01(\bR\x02ok\x12\x16\n" +
 	"\x06detail\x18\x03 \x01(\tR\x06detail\">\n" +
 	"\rCheckResponse\x12-\n" +
-	"\x06checks\x18\x01 \x03(\v2\x15.ckptd.v1.CheckResultR\x06checks\"z\n" +
+	"\x06checks\x18\x01 \x03(\v2\x15.ckptd.v1.CheckResultR\x06checks\"\x90\x01\n" +
 	"\tTargetRef\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x10\n" +
 	"\x03pid\x18\x03 \x01(\x05R\x03pid\x12\x18\n" +
 	"\acommand\x18\x04 \x03(\tR\acommand\x12\x19\n" +
-	"\blog_path\x18\x05 \x01(\tR\alogPath\"\x8d\x04\n" +
+	"\blog_path\x18\x05 \x01(\tR\alogPath\x12\x14\n" +
+	"\x05owner\x18\x06 \x01(\rR\x05owner\"\x8d\x04\n" +
 	"\x06Target\x12%\n" +
 	"\x03ref\x18\x01 \x01(\v2\x13.ckptd.v1.TargetRefR\x03ref\x12\x1d\n" +
 	"\n" +
@@ -4065,7 +4082,7 @@ const file_ckptd_proto_rawDesc = "" +
 	"\tschedules\x18\x01 \x03(\v2\x12.ckptd.v1.ScheduleR\tschedules\"/\n" +
 	"\x15RemoveScheduleRequest\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\"\x18\n" +
-	"\x16RemoveScheduleResponse\"\x92\x01\n" +
+	"\x16RemoveScheduleResponse\"\xa6\x01\n" +
 	"\n" +
 	"RunRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
@@ -4074,7 +4091,8 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x03dir\x18\x04 \x01(\tR\x03dir\x12\x10\n" +
 	"\x03tty\x18\x05 \x01(\bR\x03tty\x12\x12\n" +
 	"\x04rows\x18\x06 \x01(\rR\x04rows\x12\x12\n" +
-	"\x04cols\x18\a \x01(\rR\x04cols\"]\n" +
+	"\x04cols\x18\a \x01(\rR\x04cols\x12\x12\n" +
+	"\x04user\x18\b \x01(\tR\x04user\"]\n" +
 	"\vAttachInput\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x12\x12\n" +

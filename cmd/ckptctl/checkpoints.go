@@ -237,6 +237,9 @@ func printInspection(in *apiv1.InspectResponse) {
 	if u := ck.GetRunsAs(); u != "" {
 		fmt.Printf("Runs as:   %s (from outside, as its images say)\n", u)
 	}
+	if o := ck.GetTarget().GetOwner(); o != 0 {
+		fmt.Printf("Owner:     uid %d\n", o)
+	}
 	for _, d := range ck.GetDropped() {
 		fmt.Printf("Dropped:   %s (from outside; a restore goes without it)\n", d)
 	}

@@ -1,8 +1,8 @@
 package main
 
 import (
-	"crypto/ecdsa"
 	"context"
+	"crypto/ecdsa"
 	"fmt"
 	"os"
 	"path/filepath"

@@ -18,7 +18,7 @@ import (
 )
 
 func (c *cli) runCmd() *cobra.Command {
-	var name, keys string
+	var name, keys, user string
 	var tty, interactive, detach bool
 	cmd := &cobra.Command{
 		Use:   "run --name NAME -- CMD [ARGS...]",
@@ -41,7 +41,7 @@ func (c *cli) runCmd() *cobra.Command {
 				return fmt.Errorf("run -t attaches to the session and needs a terminal, and stdin is not one (run -t -d, then '%s')", c.hint("attach", name))
 			}
 			wd, _ := os.Getwd()
-			req := &apiv1.RunRequest{Name: name, Args: args, Env: os.Environ(), Dir: wd, Tty: tty}
+			req := &apiv1.RunRequest{Name: name, Args: args, Env: os.Environ(), Dir: wd, Tty: tty, User: user}
 			if size, err := term.SizeOf(int(os.Stdin.Fd())); err == nil && tty {
 				req.Rows, req.Cols = uint32(size.Rows), uint32(size.Cols)
 			}
@@ -60,6 +60,7 @@ func (c *cli) runCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&name, "name", "", "workload name (required)")
+	cmd.Flags().StringVarP(&user, "user", "u", "", "run as UID[:GID] or a user name (root callers; a socket_group caller's workloads run as itself)")
 	cmd.Flags().BoolVarP(&tty, "tty", "t", false, "give the workload a terminal session that outlives ckptd (ckptctl attach)")
 	cmd.Flags().BoolVarP(&interactive, "interactive", "i", false, "with -t: attach this terminal's keys at once")
 	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "with -t: do not attach")
