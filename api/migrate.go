@@ -19,6 +19,7 @@ func (s *Server) Migrate(r *apiv1.MigrateRequest, stream apiv1.Ckptd_MigrateServ
 		Target: r.GetTarget(), To: r.GetTo(), Name: r.GetName(), KeepSource: r.GetKeepSource(), Lazy: r.GetLazy(),
 		Options:        optionsFromAPI(r.GetOptions()),
 		RestoreTimeout: time.Duration(r.GetRestoreTimeoutMs()) * time.Millisecond,
+		PeerTimeout:    time.Duration(r.GetPeerTimeoutMs()) * time.Millisecond,
 		Progress: func(p daemon.MigrateProgress) {
 			// A client that went away only misses progress; the migration
 			// itself decides by its own errors.

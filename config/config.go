@@ -47,6 +47,11 @@ type Config struct {
 	// or DNS name) accepted, in both directions; empty accepts any the CA
 	// signed.
 	PeerAllow []string `toml:"peer_allow"`
+	// PeerTimeout ends a migration whose peer makes no progress (no byte
+	// acknowledged, no message read) for that long ("30s", the default).
+	PeerTimeout string `toml:"peer_timeout"`
+	// PeerMaxIncoming caps the migrations this host receives at once (4).
+	PeerMaxIncoming int `toml:"peer_max_incoming"`
 	// SocketGroup is a group (name or id) given access to the API socket;
 	// empty keeps it root's alone (0600).
 	SocketGroup string `toml:"socket_group"`
@@ -202,6 +207,12 @@ func (c Config) Validate() error {
 	if _, err := c.Grace(); err != nil {
 		return err
 	}
+	if _, err := c.PeerIdle(); err != nil {
+		return err
+	}
+	if c.PeerMaxIncoming < 0 {
+		return fmt.Errorf("peer_max_incoming %d: want 0 (the default, 4) or more: %w", c.PeerMaxIncoming, errdefs.ErrInvalidArgument)
+	}
 	if _, err := c.Scrub(); err != nil {
 		return err
 	}
@@ -232,6 +243,18 @@ func (c Config) Level() (slog.Level, error) {
 		return l, fmt.Errorf("log_level %q: want debug, info, warn or error: %w", c.LogLevel, errdefs.ErrInvalidArgument)
 	}
 	return l, nil
+}
+
+// PeerIdle parses PeerTimeout (default 30 seconds).
+func (c Config) PeerIdle() (time.Duration, error) {
+	if c.PeerTimeout == "" {
+		return 30 * time.Second, nil
+	}
+	d, err := time.ParseDuration(c.PeerTimeout)
+	if err != nil || d < time.Second {
+		return 0, fmt.Errorf("peer_timeout %q: want a duration of 1s or more, such as 30s: %w", c.PeerTimeout, errdefs.ErrInvalidArgument)
+	}
+	return d, nil
 }
 
 // Grace parses ShutdownGrace (default 2 minutes).

@@ -85,6 +85,9 @@ type Parts struct {
 	Peer *tls.Config
 	// PeerInfo says which CA and peers are accepted, for check.
 	PeerInfo string
+	// PeerTimeout ends a migration whose peer makes no progress for that
+	// long, unless the request names its own (0: migrate.DefaultIdle).
+	PeerTimeout time.Duration
 	// Defaults are create's defaults for LinkRemap and GhostLimit.
 	Defaults store.Options
 	// ChainDepth caps the ancestors an incremental checkpoint reads pages
@@ -112,6 +115,7 @@ type Daemon struct {
 	images     ContainerImages
 	peer       *tls.Config
 	peerInfo   string
+	peerIdle   time.Duration
 	defaultNS  string
 	ctrdAddr   string
 	host       HostInfo
@@ -142,7 +146,7 @@ type HostInfo struct {
 func New(ctx context.Context, p Parts) (*Daemon, error) {
 	d := &Daemon{
 		log: p.Log, store: p.Store, dumper: p.Dumper, restorer: p.Restorer, sup: p.Supervisor, criu: p.CRIU,
-		containers: p.Containers, ctrs: p.Containers, images: p.Containers, peer: p.Peer, peerInfo: p.PeerInfo, defaultNS: p.ContainerNamespace, ctrdAddr: p.ContainerdAddress,
+		containers: p.Containers, ctrs: p.Containers, images: p.Containers, peer: p.Peer, peerInfo: p.PeerInfo, peerIdle: p.PeerTimeout, defaultNS: p.ContainerNamespace, ctrdAddr: p.ContainerdAddress,
 		host: readHostInfo(), defaults: p.Defaults, chainDepth: p.ChainDepth, terms: p.Terminals, trust: p.Trust,
 		locks: keylock.New(), committed: map[string]time.Time{}, events: p.Events,
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -26,9 +27,16 @@ const pageStreamWait = time.Minute
 // the source's last word.
 const doneWait = time.Minute
 
+// lockWait bounds how long an incoming migration waits for its target's
+// name, which local work may hold: it is refused rather than queued.
+const lockWait = 5 * time.Second
+
 // ServeMigration takes one incoming migration on its control connection:
 // pre-flight, then the images (pages through a local CRIU page server),
-// then the restore. Whatever fails, nothing of it is left here.
+// then the restore. Whatever fails, nothing of it is left here. The
+// target's name is locked only once pre-flight passed, and every phase
+// ends when the source makes no progress for the connection's idle time
+// (peer_timeout): a quiet peer holds nothing for long.
 func (d *Daemon) ServeMigration(ctx context.Context, c *migrate.Conn) error {
 	msg, err := c.Recv(migrate.KindOffer)
 	if err != nil {
@@ -40,12 +48,7 @@ func (d *Daemon) ServeMigration(ctx context.Context, c *migrate.Conn) error {
 	if err != nil {
 		return refuse(c, []string{errdefs.Message(err)})
 	}
-	unlock, err := d.locks.Lock(ctx, ref.Key())
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	in := &incoming{d: d, conn: c, offer: o, ref: ref, id: store.NewID()}
+	in := &incoming{d: d, conn: c, offer: o, ref: ref, id: store.NewID(), budget: incomingBudget(o)}
 	work, err := d.store.NewDumpWork(in.id)
 	if err != nil {
 		c.SendError(err)
@@ -55,6 +58,11 @@ func (d *Daemon) ServeMigration(ctx context.Context, c *migrate.Conn) error {
 	if problems := d.preflight(ctx, o, ref, in.work); len(problems) > 0 {
 		return errors.Join(refuse(c, problems), work.Close(false))
 	}
+	unlock, err := in.admit(ctx)
+	if err != nil {
+		return errors.Join(refuse(c, []string{errdefs.Message(err)}), work.Close(false))
+	}
+	defer unlock()
 	d.log.Info("incoming migration", "peer", c.Peer(), "target", o.Target.Key(), "as", ref.Key(), "bytes", o.MemoryBytes)
 	err = in.run(ctx)
 	d.closeWork(work, &err) // its logs are kept only when it failed
@@ -63,6 +71,33 @@ func (d *Daemon) ServeMigration(ctx context.Context, c *migrate.Conn) error {
 		return fmt.Errorf("%s from %s: %w", o.Target.Key(), c.Peer(), err)
 	}
 	return nil
+}
+
+// incomingBudget is what a migration may write here: its offer's memory
+// with room to grow, and the other images.
+func incomingBudget(o *migrate.Offer) int64 { return o.MemoryBytes + o.MemoryBytes/4 + imageSlack }
+
+// admit promises the migration its budget of the free space shared by
+// every writer from outside, and takes its target's name if local work
+// frees it soon; the name is checked again under the lock.
+func (in *incoming) admit(ctx context.Context) (unlock func(), err error) {
+	release, err := in.d.store.Reserve(in.budget)
+	if err != nil {
+		return nil, err
+	}
+	lctx, cancel := context.WithTimeout(ctx, lockWait)
+	defer cancel()
+	unlockName, err := in.d.locks.Lock(lctx, in.ref.Key())
+	if err != nil {
+		release()
+		return nil, fmt.Errorf("%s is busy here (local work holds it): %w", in.ref, errdefs.ErrFailedPrecondition)
+	}
+	if err := in.d.targetFree(ctx, in.offer, in.ref); err != nil {
+		unlockName()
+		release()
+		return nil, err
+	}
+	return func() { unlockName(); release() }, nil
 }
 
 func refuse(c *migrate.Conn, problems []string) error {
@@ -80,6 +115,10 @@ type incoming struct {
 	ref   store.TargetRef
 	id    string
 	work  string // page server and restore logs
+	// budget is what the source may write here; a source sending more is
+	// cut off.
+	budget int64
+	pages  atomic.Int64 // page stream bytes received
 }
 
 func (in *incoming) run(ctx context.Context) (err error) {
@@ -120,6 +159,9 @@ func (in *incoming) run(ctx context.Context) (err error) {
 	if err := in.conn.Send(&migrate.Message{Kind: migrate.KindReport, Report: report}); err != nil {
 		return err
 	}
+	// The source hears from us while we wait for pages, restore, and
+	// wait for its word.
+	defer in.conn.Beat()()
 	src, err := in.receiveFiles(dir)
 	if err != nil {
 		return err
@@ -169,6 +211,7 @@ func (in *incoming) run(ctx context.Context) (err error) {
 // receiveFiles stores the files the source sends until its commit, which
 // must describe the target the offer named.
 func (in *incoming) receiveFiles(dir string) (*store.Checkpoint, error) {
+	var files int64
 	for n := 0; ; n++ {
 		msg, err := in.conn.Next()
 		if err != nil {
@@ -178,6 +221,9 @@ func (in *incoming) receiveFiles(dir string) (*store.Checkpoint, error) {
 		case migrate.KindFile:
 			if n >= migrate.MaxFiles {
 				return nil, fmt.Errorf("protocol: more than %d files", migrate.MaxFiles)
+			}
+			if files += msg.File.Size; files+in.pages.Load() > in.budget {
+				return nil, fmt.Errorf("the source sent more than its offer (%d MiB with room to grow): cut off", in.budget>>20)
 			}
 			if err := in.conn.RecvFile(dir, msg.File); err != nil {
 				return nil, err
@@ -213,7 +259,9 @@ func (in *incoming) receivePages(ctx context.Context, wait func(context.Context)
 	if err != nil {
 		return err
 	}
-	terr := (&migrate.Tunnel{}).Run(ctx, mine, remote.(migrate.HalfCloser))
+	tunnel := &migrate.Tunnel{Limit: in.budget}
+	terr := tunnel.Run(ctx, mine, remote.(migrate.HalfCloser))
+	in.pages.Store(tunnel.Received.Load())
 	if werr := ps.Wait(ctx, in.d.criu.Deadline(in.offer.MemoryBytes)); werr != nil {
 		return criu.PageServerError(in.work, werr)
 	}

@@ -1,8 +1,8 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -44,7 +44,10 @@ type MigrateRequest struct {
 	// Options are CRIU's switches; LeaveRunning is KeepSource's business.
 	Options        store.Options
 	RestoreTimeout time.Duration // 0: DefaultRestoreTimeout
-	Progress       func(MigrateProgress)
+	// PeerTimeout ends the migration when the destination makes no
+	// progress for that long (0: the daemon's peer_timeout).
+	PeerTimeout time.Duration
+	Progress    func(MigrateProgress)
 }
 
 // MigrateProgress is reported while a migration runs.
@@ -129,6 +132,9 @@ type outgoing struct {
 	downtime  time.Duration
 	// releaseHold ends the shutdown hold the commit took.
 	releaseHold func()
+	// uncut stops the request's context from cutting the connection; the
+	// commit calls it, since from there the fencing rules decide.
+	uncut func() bool
 }
 
 func (m *outgoing) run(ctx context.Context) (res *MigrateResult, err error) {
@@ -155,21 +161,27 @@ func (m *outgoing) run(ctx context.Context) (res *MigrateResult, err error) {
 	if m.offer, err = d.offer(ctx, m.target, m.req, work); err != nil {
 		return nil, err
 	}
-	if m.conn, err = migrate.Dial(ctx, m.req.To, d.peer); err != nil {
+	if m.conn, err = migrate.Dial(ctx, m.req.To, d.peer, cmp.Or(m.req.PeerTimeout, d.peerIdle)); err != nil {
 		return nil, fmt.Errorf("%w: %w", err, errdefs.ErrUnavailable)
 	}
 	defer m.conn.Close()
+	// A client that gives up (ckptctl interrupted) ends the migration
+	// until the commit: the source resumes, the destination discards.
+	m.uncut = context.AfterFunc(ctx, func() { m.conn.Close() })
+	defer m.uncut()
 	if err := m.conn.Send(&migrate.Message{Kind: migrate.KindOffer, Offer: m.offer}); err != nil {
 		return nil, err
 	}
 	msg, err := m.conn.Recv(migrate.KindReport)
 	if err != nil {
-		return nil, err
+		return nil, m.cause(ctx, err)
 	}
 	if p := msg.Report.Problems; len(p) > 0 {
 		return nil, fmt.Errorf("pre-flight on %s failed, nothing was frozen: %s: %w",
 			m.conn.Peer(), strings.Join(p, "; "), errdefs.ErrFailedPrecondition)
 	}
+	// The destination hears from us while CRIU dumps.
+	defer m.conn.Beat()()
 
 	stop := m.reportProgress()
 	c := m.record()
@@ -181,7 +193,7 @@ func (m *outgoing) run(ctx context.Context) (res *MigrateResult, err error) {
 	}
 	stop()
 	if err != nil {
-		return nil, m.fail(ctx, err)
+		return nil, m.fail(ctx, m.cause(ctx, err))
 	}
 	// Checked, not assumed: a fenced destination resumes only on this word.
 	stopped := !m.req.KeepSource && !proc.Alive(m.target.PID, m.target.StartTime)
@@ -203,53 +215,6 @@ func (m *outgoing) run(ctx context.Context) (res *MigrateResult, err error) {
 		Downtime: m.downtime, Total: time.Since(m.start), Bytes: m.bytes(), Stats: stats,
 		SourceStopped: stopped, Warnings: warnings, Phases: m.marks,
 	}, nil
-}
-
-// fail ends a migration that went wrong. Before the commit the destination
-// has nothing running and drops what it has. After it, the destination
-// may run (or be about to run) the target: its copy is discarded only if
-// the source's copy is confirmed running, or no copy might be left.
-func (m *outgoing) fail(ctx context.Context, err error) error {
-	if !m.restoring.Load() || m.sourceRuns(ctx) {
-		m.conn.SendError(errors.New(errdefs.Message(err)))
-		if m.restored != nil {
-			return fmt.Errorf("the source runs on and %s's copy is being stopped: %w", m.conn.Peer(), err)
-		}
-		return err
-	}
-	m.d.log.Error("migration failed after the commit and the source's copy is not running; the destination keeps its copy",
-		"target", m.target.Key(), "to", m.conn.Peer(), "err", err)
-	if serr := m.conn.Send(&migrate.Message{Kind: migrate.KindDone, Done: &migrate.Done{SourceStopped: true}}); serr != nil {
-		return fmt.Errorf("%w; the source's copy is not running, and telling %s to keep its copy failed (%v): check it there", err, m.conn.Peer(), serr)
-	}
-	if m.restored != nil {
-		return fmt.Errorf("%w; the source's copy is not running, so %s keeps the copy it runs as %s (pid %d)", err, m.conn.Peer(), m.restored.Name, m.restored.PID)
-	}
-	return fmt.Errorf("%w; the source's copy is not running, so %s keeps the copy it may still be restoring", err, m.conn.Peer())
-}
-
-// sourceRuns tells whether the source's copy is confirmed running: the
-// same process, alive, no thread stopped; for a container, its task
-// running and not paused.
-func (m *outgoing) sourceRuns(ctx context.Context) bool {
-	t := m.target
-	if !proc.Alive(t.PID, t.StartTime) {
-		return false
-	}
-	if t.Kind == store.KindContainer {
-		r, err := container.RefFromName(t.Name)
-		if err != nil {
-			return false
-		}
-		info, err := m.d.ctrs.Get(ctx, r)
-		return err == nil && info.Status == "running" && info.PID == t.PID
-	}
-	for _, s := range proc.ThreadStates(t.PID) {
-		if s == 'T' || s == 't' {
-			return false
-		}
-	}
-	return true
 }
 
 // record is the checkpoint as the destination will keep it.
@@ -293,9 +258,15 @@ func (m *outgoing) dumpProcess(ctx context.Context, c *store.Checkpoint, token, 
 		PID: m.target.PID, Dir: images, WorkDir: work, Options: opts,
 		PageServer: theirs,
 		Commit: func() error {
-			// CRIU has flushed and left its page server: the stream is whole.
-			if err := <-tunnelDone; err != nil {
-				return err
+			// CRIU has flushed and left its page server: the stream is whole
+			// once the destination has taken it all.
+			select {
+			case err := <-tunnelDone:
+				if err != nil {
+					return err
+				}
+			case <-time.After(m.conn.Idle()):
+				return fmt.Errorf("the destination did not finish the page stream within %s of its end: %w", m.conn.Idle(), migrate.ErrSilent)
 			}
 			return m.commit(c, images)
 		},
@@ -361,6 +332,9 @@ func (m *outgoing) commit(c *store.Checkpoint, images string) error {
 	}
 	m.mark("files")
 	c.Created = time.Now().UTC()
+	if !m.uncut() {
+		return fmt.Errorf("the client gave up before the commit: %w", context.Canceled)
+	}
 	if err := m.conn.Send(&migrate.Message{Kind: migrate.KindCommit, Commit: &migrate.Commit{Checkpoint: c}}); err != nil {
 		return err
 	}

@@ -29,14 +29,7 @@ func TestHostilePeer(t *testing.T) {
 	}
 	addr := "127.0.0.1:" + freePort(t)
 	d := startDaemonWith(t, "--peer-listen", addr, "--peer-certs", filepath.Join(pki, "local"))
-	scratch := t.TempDir()
-	if out, err := exec.Command("criu", "cpuinfo", "dump", "-D", scratch).CombinedOutput(); err != nil {
-		t.Fatalf("criu cpuinfo dump: %v: %s", err, out)
-	}
-	cpuinfo, err := os.ReadFile(filepath.Join(scratch, "cpuinfo.img"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cpuinfo := cpuinfoImage(t)
 	escape := filepath.Join(filepath.Dir(d.root), "escaped")
 	wl := store.TargetRef{Kind: store.KindWorkload, Name: "hostile"}
 	good := &migrate.Offer{Target: wl, CPUInfo: cpuinfo, MemoryBytes: 1 << 20}
@@ -49,8 +42,8 @@ func TestHostilePeer(t *testing.T) {
 		{"offer without body", []*migrate.Message{{Kind: migrate.KindOffer}}, "offer without its body"},
 		{"workload name escaping the root", []*migrate.Message{{Kind: migrate.KindOffer, Offer: &migrate.Offer{
 			Target: store.TargetRef{Kind: store.KindWorkload, Name: "../../escaped"}, CPUInfo: cpuinfo}}}, "contains '..'"},
-		{"file larger than the disk", []*migrate.Message{{Kind: migrate.KindOffer, Offer: good},
-			{Kind: migrate.KindFile, File: &migrate.File{Name: "pages-1.img", Size: 1 << 39}}}, "do not fit"},
+		{"file larger than its offer", []*migrate.Message{{Kind: migrate.KindOffer, Offer: good},
+			{Kind: migrate.KindFile, File: &migrate.File{Name: "pages-1.img", Size: 1 << 39}}}, "more than its offer"},
 		{"commit of another target", []*migrate.Message{{Kind: migrate.KindOffer, Offer: good},
 			{Kind: migrate.KindCommit, Commit: &migrate.Commit{Checkpoint: &store.Checkpoint{
 				Target: store.TargetRef{Kind: store.KindWorkload, Name: "other"}}}}}, "commit of workload/other"},
@@ -79,6 +72,20 @@ func TestHostilePeer(t *testing.T) {
 	}
 }
 
+// cpuinfoImage is this host's `criu cpuinfo dump`, as an offer carries.
+func cpuinfoImage(t *testing.T) []byte {
+	t.Helper()
+	scratch := t.TempDir()
+	if out, err := exec.Command("criu", "cpuinfo", "dump", "-D", scratch).CombinedOutput(); err != nil {
+		t.Fatalf("criu cpuinfo dump: %v: %s", err, out)
+	}
+	cpuinfo, err := os.ReadFile(filepath.Join(scratch, "cpuinfo.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cpuinfo
+}
+
 // hostileExchange sends msgs on a new migration connection; when the first
 // is a valid offer it expects it accepted before sending the rest. It
 // returns how the destination ended the exchange.
@@ -86,7 +93,7 @@ func hostileExchange(t *testing.T, addr string, cfg *tls.Config, msgs []*migrate
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := migrate.Dial(ctx, addr, cfg)
+	c, err := migrate.Dial(ctx, addr, cfg, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +144,7 @@ func TestPeerAllow(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c, err := migrate.Dial(ctx, addr, cfg)
+		c, err := migrate.Dial(ctx, addr, cfg, 0)
 		if (err == nil) != h.ok {
 			t.Errorf("peer %s: dial: %v, want accepted=%v", h.name, err, h.ok)
 		}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -20,33 +21,48 @@ import (
 // silent or unauthenticated peer cannot hold a connection open.
 const handshakeTimeout = 10 * time.Second
 
-// Conn is one authenticated connection to a peer ckptd.
+// Conn is one authenticated connection to a peer ckptd. Every read and
+// write on it ends when the peer makes no progress for its idle time
+// (see progressConn); a side busy for longer keeps it alive with Beat.
 type Conn struct {
 	conn   *tls.Conn
+	raw    *progressConn
 	r      *bufio.Reader
 	w      *bufio.Writer
+	sendMu sync.Mutex // one message (or file) at a time
 	addr   string
 	config *tls.Config
+	idle   time.Duration
 	server *Server // on the accepting side: where page streams arrive
 }
 
-// Dial connects to the ckptd at addr (host:port) for one migration. The
+// Dial connects to the ckptd at addr (host:port) for one migration, which
+// ends when the peer makes no progress for idle (0: DefaultIdle). The
 // peer must present a certificate from our CA and accept ours; a refusal
 // fails here, before anything is sent.
-func Dial(ctx context.Context, addr string, config *tls.Config) (*Conn, error) {
-	return dial(ctx, addr, config, Hello{Version: ProtocolVersion, Op: OpMigrate})
+func Dial(ctx context.Context, addr string, config *tls.Config, idle time.Duration) (*Conn, error) {
+	return dial(ctx, addr, config, idle, Hello{Version: ProtocolVersion, Op: OpMigrate})
 }
 
-func dial(ctx context.Context, addr string, config *tls.Config, hello Hello) (*Conn, error) {
+func dial(ctx context.Context, addr string, config *tls.Config, idle time.Duration, hello Hello) (*Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
 	defer cancel()
-	d := tls.Dialer{Config: config}
+	var d net.Dialer
 	raw, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", addr, err)
 	}
-	tc := raw.(*tls.Conn)
-	c := newConn(tc, addr, config)
+	pc := newProgressConn(raw, idle)
+	cfg := config.Clone()
+	if cfg.ServerName == "" {
+		cfg.ServerName, _, _ = net.SplitHostPort(addr)
+	}
+	tc := tls.Client(pc, cfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		tc.Close()
+		return nil, fmt.Errorf("connect to %s: %w", addr, err)
+	}
+	c := newConn(tc, pc, addr, config)
 	if dl, ok := ctx.Deadline(); ok {
 		tc.SetDeadline(dl)
 	}
@@ -64,17 +80,20 @@ func dial(ctx context.Context, addr string, config *tls.Config, hello Hello) (*C
 	return c, nil
 }
 
-func newConn(tc *tls.Conn, addr string, config *tls.Config) *Conn {
-	return &Conn{conn: tc, r: bufio.NewReaderSize(tc, 256<<10), w: bufio.NewWriterSize(tc, 256<<10), addr: addr, config: config}
+func newConn(tc *tls.Conn, raw *progressConn, addr string, config *tls.Config) *Conn {
+	return &Conn{conn: tc, raw: raw, r: bufio.NewReaderSize(tc, 256<<10), w: bufio.NewWriterSize(tc, 256<<10),
+		addr: addr, config: config, idle: raw.idle}
 }
 
 // DialPages opens the page stream of the migration whose Report carried
-// token, to the same peer.
+// token, to the same peer. Its reads wait as long as the kernel keeps the
+// connection: CRIU's page server acknowledges seldom.
 func (c *Conn) DialPages(ctx context.Context, token string) (net.Conn, error) {
-	p, err := dial(ctx, c.addr, c.config, Hello{Version: ProtocolVersion, Op: OpPages, Token: token})
+	p, err := dial(ctx, c.addr, c.config, c.idle, Hello{Version: ProtocolVersion, Op: OpPages, Token: token})
 	if err != nil {
 		return nil, err
 	}
+	p.raw.unboundReads()
 	if p.r.Buffered() > 0 {
 		p.conn.Close()
 		return nil, fmt.Errorf("%s sent data before the page stream", c.addr)
@@ -97,15 +116,45 @@ func (c *Conn) Send(m *Message) error {
 	if err := c.failpoint(m.Kind); err != nil {
 		return err
 	}
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
 	if err := writeMessage(c.w, m); err != nil {
 		return err
 	}
 	return c.w.Flush()
 }
 
+// Idle is how long the peer may make no progress.
+func (c *Conn) Idle() time.Duration { return c.idle }
+
+// Beat tells the peer, at a third of its idle time, that this side is
+// alive while it works without sending (a dump, a restore), until stop.
+// A beat that cannot be sent ends the beating: the next Send or Recv
+// says why.
+func (c *Conn) Beat() (stop func()) {
+	done := make(chan struct{})
+	var once sync.Once
+	go func() {
+		t := time.NewTicker(c.idle / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if c.Send(&Message{Kind: KindAlive}) != nil {
+					return
+				}
+			}
+		}
+	}()
+	return func() { once.Do(func() { close(done) }) }
+}
+
 // failpoint cuts the connection before a message of kind in test builds
 // (see failpoint_on.go); it does nothing otherwise.
 func (c *Conn) failpoint(kind string) error {
+	pause(kind)
 	if cutBefore == "" || kind != cutBefore {
 		return nil
 	}
@@ -131,19 +180,24 @@ func (c *Conn) Recv(kind string) (*Message, error) {
 	return m, nil
 }
 
-// Next reads the next message of any kind but error.
+// Next reads the next message of any kind but error, skipping beats.
 func (c *Conn) Next() (*Message, error) {
-	m, err := readMessage(c.r)
-	if err != nil {
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+	for {
+		m, err := readMessage(c.r)
+		var ne net.Error
+		switch {
+		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
 			return nil, fmt.Errorf("%s closed the connection", c.addr)
+		case errors.As(err, &ne) && ne.Timeout():
+			return nil, fmt.Errorf("%s made no progress for %s: %w", c.addr, c.idle, ErrSilent)
+		case err != nil:
+			return nil, err
+		case m.Kind == KindError:
+			return nil, fmt.Errorf("%w: %s", ErrRemote, m.Error)
+		case m.Kind != KindAlive:
+			return m, nil
 		}
-		return nil, err
 	}
-	if m.Kind == KindError {
-		return nil, fmt.Errorf("%w: %s", ErrRemote, m.Error)
-	}
-	return m, nil
 }
 
 // SetDeadline bounds the next reads and writes; zero clears it.
@@ -166,6 +220,8 @@ func (c *Conn) SendFile(dir, name string, progress func(int64)) error {
 	if err := c.failpoint(KindFile); err != nil {
 		return err
 	}
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
 	if err := writeMessage(c.w, &Message{Kind: KindFile, File: &File{Name: name, Size: st.Size()}}); err != nil {
 		return err
 	}

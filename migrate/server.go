@@ -26,19 +26,36 @@ type Server struct {
 	config  *tls.Config
 	handler Handler
 	log     *slog.Logger
+	opts    ServerOptions
 
-	mu      sync.Mutex
-	pending map[string]chan net.Conn // page streams awaited, by token
-	wg      sync.WaitGroup
+	mu       sync.Mutex
+	pending  map[string]chan net.Conn // page streams awaited, by token
+	incoming int                      // migrations being served
+	wg       sync.WaitGroup
 }
 
+// ServerOptions bound what peers may hold.
+type ServerOptions struct {
+	// Idle is how long a peer may make no progress (0: DefaultIdle).
+	Idle time.Duration
+	// MaxIncoming caps the migrations served at once (0:
+	// DefaultMaxIncoming); a peer beyond it is refused at its hello.
+	MaxIncoming int
+}
+
+// DefaultMaxIncoming is the config's peer_max_incoming.
+const DefaultMaxIncoming = 4
+
 // Listen opens addr (host:port) for peers.
-func Listen(addr string, config *tls.Config, h Handler, log *slog.Logger) (*Server, error) {
+func Listen(addr string, config *tls.Config, h Handler, log *slog.Logger, opts ServerOptions) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("peer listener: %w", err)
 	}
-	return &Server{ln: ln, config: config, handler: h, log: log, pending: map[string]chan net.Conn{}}, nil
+	if opts.MaxIncoming <= 0 {
+		opts.MaxIncoming = DefaultMaxIncoming
+	}
+	return &Server{ln: ln, config: config, handler: h, log: log, opts: opts, pending: map[string]chan net.Conn{}}, nil
 }
 
 // Addr is where the server listens.
@@ -69,8 +86,9 @@ func (s *Server) Serve(ctx context.Context) error {
 }
 
 func (s *Server) serveConn(ctx context.Context, raw net.Conn) {
-	tc := tls.Server(raw, s.config)
-	c := newConn(tc, raw.RemoteAddr().String(), s.config)
+	pc := newProgressConn(raw, s.opts.Idle)
+	tc := tls.Server(pc, s.config)
+	c := newConn(tc, pc, raw.RemoteAddr().String(), s.config)
 	c.server = s
 	tc.SetDeadline(time.Now().Add(handshakeTimeout))
 	hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
@@ -82,15 +100,23 @@ func (s *Server) serveConn(ctx context.Context, raw net.Conn) {
 		return
 	}
 	m, err := c.Recv(KindHello)
+	admitted := false
 	switch {
 	case err != nil:
 	case m.Hello.Version != ProtocolVersion:
 		err = fmt.Errorf("protocol version %v, this ckptd speaks %d", m.Hello, ProtocolVersion)
 		c.SendError(err)
+	case m.Hello.Op == OpMigrate && !s.admit():
+		err = fmt.Errorf("busy: %d incoming migrations already (peer_max_incoming)", s.opts.MaxIncoming)
+		c.SendError(err)
 	default:
+		admitted = m.Hello.Op == OpMigrate
 		err = c.Send(&Message{Kind: KindHello, Hello: &Hello{Version: ProtocolVersion, Op: m.Hello.Op}})
 	}
 	if err != nil {
+		if admitted {
+			s.leave()
+		}
 		s.log.Warn("peer hello", "peer", c.Peer(), "err", err)
 		tc.Close()
 		return
@@ -98,16 +124,35 @@ func (s *Server) serveConn(ctx context.Context, raw net.Conn) {
 	tc.SetDeadline(time.Time{})
 	switch m.Hello.Op {
 	case OpMigrate:
+		defer s.leave()
 		defer tc.Close()
 		if err := s.serveMigration(ctx, c); err != nil {
 			s.log.Warn("incoming migration failed", "peer", c.Peer(), "err", err)
 		}
 	case OpPages:
+		pc.unboundReads()
 		s.deliverPages(m.Hello.Token, c)
 	default:
 		c.SendError(fmt.Errorf("unknown operation %q", m.Hello.Op))
 		tc.Close()
 	}
+}
+
+// admit counts one more migration served, if the cap allows.
+func (s *Server) admit() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.incoming >= s.opts.MaxIncoming {
+		return false
+	}
+	s.incoming++
+	return true
+}
+
+func (s *Server) leave() {
+	s.mu.Lock()
+	s.incoming--
+	s.mu.Unlock()
 }
 
 // serveMigration runs the handler; a panic in it fails this migration

@@ -20,10 +20,15 @@ type HalfCloser interface {
 // Tunnel joins a local CRIU connection to a peer's stream: bytes flow both
 // ways (CRIU's page-server protocol has acknowledgements), and an end of
 // stream on one side is passed on to the other. Sent counts what went
-// from local to remote.
+// from local to remote, Received what came back; a peer sending more
+// than Limit (when set) is cut off.
 type Tunnel struct {
-	Sent atomic.Int64
+	Sent, Received atomic.Int64
+	Limit          int64
 }
+
+// ErrOverLimit cuts off a peer that sent more than a tunnel's Limit.
+var ErrOverLimit = errors.New("the peer sent more than it offered")
 
 // Run copies until both directions end. When either fails, both
 // connections are closed, so CRIU on either side sees the break at once.
@@ -31,8 +36,8 @@ func (t *Tunnel) Run(ctx context.Context, local, remote HalfCloser) error {
 	stop := context.AfterFunc(ctx, func() { local.Close(); remote.Close() })
 	defer stop()
 	errc := make(chan error, 2)
-	go func() { errc <- pipe(remote, local, &t.Sent, "to peer") }()
-	go func() { errc <- pipe(local, remote, nil, "from peer") }()
+	go func() { errc <- pipe(remote, local, &t.Sent, 0, "to peer") }()
+	go func() { errc <- pipe(local, remote, &t.Received, t.Limit, "from peer") }()
 	var first error
 	for range 2 {
 		if err := <-errc; err != nil && first == nil {
@@ -47,16 +52,16 @@ func (t *Tunnel) Run(ctx context.Context, local, remote HalfCloser) error {
 	return first
 }
 
-func pipe(dst, src HalfCloser, counter *atomic.Int64, dir string) error {
+func pipe(dst, src HalfCloser, counter *atomic.Int64, limit int64, dir string) error {
 	buf := make([]byte, 256<<10)
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
+			if total := counter.Add(int64(n)); limit > 0 && total > limit {
+				return fmt.Errorf("page stream %s: %w (%d MiB): cut off", dir, ErrOverLimit, limit>>20)
+			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return fmt.Errorf("page stream %s: %w", dir, werr)
-			}
-			if counter != nil {
-				counter.Add(int64(n))
 			}
 		}
 		if errors.Is(err, io.EOF) {

@@ -64,6 +64,7 @@ func (m *Message) validate() error {
 		if len(m.Error) > maxTextLen {
 			return errors.New("error message too long")
 		}
+	case KindAlive:
 	default:
 		return fmt.Errorf("unknown message kind %q", m.Kind)
 	}

@@ -88,7 +88,7 @@ func TestHandlerPanicFailsOnlyItsMigration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := Listen("127.0.0.1:0", cfg, panicky{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv, err := Listen("127.0.0.1:0", cfg, panicky{}, slog.New(slog.NewTextHandler(io.Discard, nil)), ServerOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func TestHandlerPanicFailsOnlyItsMigration(t *testing.T) {
 	go func() { served <- srv.Serve(ctx) }()
 	defer func() { cancel(); <-served }()
 	for range 2 {
-		c, err := Dial(ctx, srv.Addr().String(), cfg)
+		c, err := Dial(ctx, srv.Addr().String(), cfg, 0)
 		if err != nil {
 			t.Fatalf("dial: %v", err)
 		}

@@ -15,7 +15,7 @@ import (
 )
 
 // ProtocolVersion changes whenever a message changes incompatibly.
-const ProtocolVersion = 1
+const ProtocolVersion = 2
 
 // maxMessage bounds one framed message; file contents are not messages.
 const maxMessage = 8 << 20
@@ -30,6 +30,9 @@ const (
 	KindRestored = "restored"
 	KindDone     = "done"
 	KindError    = "error"
+	// KindAlive says the sender works and is alive (Conn.Beat); it
+	// carries nothing, and Next skips it.
+	KindAlive = "alive"
 )
 
 // Operations a connection can open with.
@@ -121,6 +124,9 @@ type Done struct {
 
 // ErrRemote is a failure the peer reported.
 var ErrRemote = errors.New("peer reported")
+
+// ErrSilent marks a peer that made no progress for its idle time.
+var ErrSilent = errors.New("the peer went silent")
 
 func writeMessage(w io.Writer, m *Message) error {
 	data, err := json.Marshal(m)

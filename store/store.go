@@ -39,6 +39,7 @@ type Store struct {
 	sealing map[string]*sealJob   // id -> its seal, while it is sealing
 	// rewriting: id -> closed when the fold rewriting it ends (Acquire waits)
 	rewriting map[string]chan struct{}
+	reserved  int64 // bytes promised to writers from outside (Reserve)
 
 	// Background work (seals resumed at start) stops with bgCtx at Close.
 	bgCtx    context.Context

@@ -3191,6 +3191,7 @@ type MigrateRequest struct {
 	Lazy             bool                   `protobuf:"varint,5,opt,name=lazy,proto3" json:"lazy,omitempty"`                               // post-copy
 	Options          *Options               `protobuf:"bytes,6,opt,name=options,proto3" json:"options,omitempty"`
 	RestoreTimeoutMs int64                  `protobuf:"varint,7,opt,name=restore_timeout_ms,json=restoreTimeoutMs,proto3" json:"restore_timeout_ms,omitempty"`
+	PeerTimeoutMs    int64                  `protobuf:"varint,8,opt,name=peer_timeout_ms,json=peerTimeoutMs,proto3" json:"peer_timeout_ms,omitempty"` // end it when the destination makes no progress for this long (0: peer_timeout)
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -3270,6 +3271,13 @@ func (x *MigrateRequest) GetOptions() *Options {
 func (x *MigrateRequest) GetRestoreTimeoutMs() int64 {
 	if x != nil {
 		return x.RestoreTimeoutMs
+	}
+	return 0
+}
+
+func (x *MigrateRequest) GetPeerTimeoutMs() int64 {
+	if x != nil {
+		return x.PeerTimeoutMs
 	}
 	return 0
 }
@@ -4283,7 +4291,7 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x10\n" +
 	"\x03dir\x18\x03 \x01(\bR\x03dir\x12\x18\n" +
-	"\aproblem\x18\x04 \x01(\tR\aproblem\"\xdc\x01\n" +
+	"\aproblem\x18\x04 \x01(\tR\aproblem\"\x84\x02\n" +
 	"\x0eMigrateRequest\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x12\x0e\n" +
 	"\x02to\x18\x02 \x01(\tR\x02to\x12\x12\n" +
@@ -4292,7 +4300,8 @@ const file_ckptd_proto_rawDesc = "" +
 	"keepSource\x12\x12\n" +
 	"\x04lazy\x18\x05 \x01(\bR\x04lazy\x12+\n" +
 	"\aoptions\x18\x06 \x01(\v2\x11.ckptd.v1.OptionsR\aoptions\x12,\n" +
-	"\x12restore_timeout_ms\x18\a \x01(\x03R\x10restoreTimeoutMs\"S\n" +
+	"\x12restore_timeout_ms\x18\a \x01(\x03R\x10restoreTimeoutMs\x12&\n" +
+	"\x0fpeer_timeout_ms\x18\b \x01(\x03R\rpeerTimeoutMs\"S\n" +
 	"\x0fMigrateProgress\x12\x14\n" +
 	"\x05phase\x18\x01 \x01(\tR\x05phase\x12\x14\n" +
 	"\x05bytes\x18\x02 \x01(\x03R\x05bytes\x12\x14\n" +

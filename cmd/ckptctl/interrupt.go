@@ -41,3 +41,20 @@ func carriedThrough(ctx context.Context, note, gone string, call func(context.Co
 		}
 	}
 }
+
+// interruptible is ctx ended by the first interrupt, which says what the
+// daemon does then (note); stop releases the signals.
+func interruptible(ctx context.Context, note string) (context.Context, func()) {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-sigs:
+			fmt.Fprintln(os.Stderr, "ckptctl: interrupted: "+note)
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() { signal.Stop(sigs); cancel() }
+}

@@ -16,7 +16,7 @@ import (
 func (c *cli) migrateCmd() *cobra.Command {
 	var req apiv1.MigrateRequest
 	var o apiv1.Options
-	var timeout time.Duration
+	var timeout, peerTimeout time.Duration
 	var resolve string
 	var resume, discard bool
 	cmd := &cobra.Command{
@@ -47,8 +47,14 @@ its own copy is gone. If that word never comes, the copy stays stopped and
 			if err != nil {
 				return err
 			}
+			if peerTimeout != 0 && peerTimeout < time.Second {
+				return errors.New("--peer-timeout: want 1s or more")
+			}
 			req.Target, req.Options, req.RestoreTimeoutMs = args[0], &o, timeout.Milliseconds()
-			stream, err := cl.Migrate(c.ctx(), &req)
+			req.PeerTimeoutMs = peerTimeout.Milliseconds()
+			ctx, stop := interruptible(c.ctx(), "ckptd ends the migration: before its commit the source resumes and the destination discards what it received; after it, the migration completes")
+			defer stop()
+			stream, err := cl.Migrate(ctx, &req)
 			if err != nil {
 				return err
 			}
@@ -77,6 +83,7 @@ its own copy is gone. If that word never comes, the copy stays stopped and
 	f.BoolVar(&req.KeepSource, "keep-source", false, "leave the source running: the destination gets a copy")
 	f.BoolVar(&req.Lazy, "lazy", false, "post-copy: run at once on the destination, fetch memory on demand (see 'ckptctl check')")
 	f.DurationVar(&timeout, "restore-timeout", 0, "how long the frozen source waits for the destination to run it (default 5m)")
+	f.DurationVar(&peerTimeout, "peer-timeout", 0, "end the migration when the destination makes no progress for this long (default: ckptd's peer_timeout, 30s)")
 	f.BoolVar(&o.TcpEstablished, "tcp-established", false, "migrate established TCP connections")
 	f.BoolVar(&o.FileLocks, "file-locks", false, "migrate file locks")
 	f.BoolVar(&o.ExtUnixSk, "ext-unix-sk", false, "allow unix sockets connected outside the tree")

@@ -123,11 +123,12 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	peerIdle, _ := cfg.PeerIdle() // validated
 	d, err := daemon.New(ctx, daemon.Parts{
 		Log: log, Store: st, Dumper: dumper.New(bin, log), Restorer: restorer.New(bin, log),
 		Supervisor: sup, CRIU: bin, Containers: ctrs,
 		ContainerNamespace: cfg.ContainerdNamespace, ContainerdAddress: cfg.Containerd,
-		Peer: peerTLS, PeerInfo: peer.Describe(cfg.PeerCerts, cfg.PeerAllow), Defaults: store.Options{LinkRemap: cfg.LinkRemap, GhostLimit: cfg.GhostLimit}, ChainDepth: cfg.ChainDepth,
+		Peer: peerTLS, PeerInfo: peer.Describe(cfg.PeerCerts, cfg.PeerAllow), PeerTimeout: peerIdle, Defaults: store.Options{LinkRemap: cfg.LinkRemap, GhostLimit: cfg.GhostLimit}, ChainDepth: cfg.ChainDepth,
 		Events: hub, Terminals: term.NewSessions(termHolder(cfg.TerminalHolder), st.Layout().TerminalSocket, sup.Spawn),
 		Trust: ingest.Policy{HostPaths: cfg.TrustHostPaths, HostNamespaces: cfg.TrustHostNamespaces,
 			Capabilities: cfg.TrustCapabilities, Devices: cfg.TrustDevices, Unconfined: cfg.TrustUnconfined, Root: cfg.TrustRoot},
@@ -139,7 +140,7 @@ func run() error {
 	setSchedules(ctx, d, cfg.Schedules, log)
 	peers := make(chan error, 1)
 	if cfg.PeerListen != "" {
-		ps, err := migrate.Listen(cfg.PeerListen, peerTLS, d, log)
+		ps, err := migrate.Listen(cfg.PeerListen, peerTLS, d, log, migrate.ServerOptions{Idle: peerIdle, MaxIncoming: cfg.PeerMaxIncoming})
 		if err != nil {
 			return err
 		}
@@ -222,6 +223,8 @@ func loadConfig(args []string) (config.Config, error) {
 	criuTimeout := fs.String("criu-timeout", "", "deadline of every CRIU and runc call, e.g. 10m (default: 2m plus 1m per GiB of memory)")
 	criuConfig := fs.String("criu-config", "", "CRIU configuration file applied to every dump and restore")
 	peerAllow := fs.String("peer-allow", "", "comma-separated peer names accepted (default: any the CA signed)")
+	peerTimeout := fs.String("peer-timeout", "", "end a migration whose peer makes no progress for this long (default 30s)")
+	peerMax := fs.Int("peer-max-incoming", 0, "migrations received at once (default 4)")
 	socketGroup := fs.String("socket-group", "", "group (name or id) given access to the API socket (default: root only)")
 	grace := fs.String("shutdown-grace", "", "how long stopping waits for requests in flight (default 2m; committed migrations are always waited for)")
 	scrub := fs.String("scrub-interval", "", "re-read every checkpoint this often and quarantine damaged ones, e.g. 24h (default: never)")
@@ -248,13 +251,16 @@ func loadConfig(args []string) (config.Config, error) {
 	}
 	for dst, v := range map[*string]string{&cfg.Root: *root, &cfg.Socket: *socket, &cfg.CRIUPath: *criuPath, &cfg.TerminalHolder: *holder, &cfg.LogLevel: *level, &cfg.LogFormat: *format,
 		&cfg.Containerd: *ctrd, &cfg.ContainerdNamespace: *ns, &cfg.PeerListen: *peerListen, &cfg.PeerCerts: *peerCerts,
-		&cfg.CRIUTimeout: *criuTimeout, &cfg.CRIUConfig: *criuConfig, &cfg.ShutdownGrace: *grace, &cfg.SocketGroup: *socketGroup, &cfg.ScrubInterval: *scrub, &cfg.MetricsListen: *metricsListen} {
+		&cfg.CRIUTimeout: *criuTimeout, &cfg.CRIUConfig: *criuConfig, &cfg.ShutdownGrace: *grace, &cfg.SocketGroup: *socketGroup, &cfg.ScrubInterval: *scrub, &cfg.MetricsListen: *metricsListen, &cfg.PeerTimeout: *peerTimeout} {
 		if v != "" {
 			*dst = v
 		}
 	}
 	if *trustRoot {
 		cfg.TrustRoot = true
+	}
+	if *peerMax != 0 {
+		cfg.PeerMaxIncoming = *peerMax
 	}
 	if *peerAllow != "" {
 		cfg.PeerAllow = strings.Split(*peerAllow, ",")
