@@ -20,6 +20,7 @@ func (s *Server) Migrate(r *apiv1.MigrateRequest, stream apiv1.Ckptd_MigrateServ
 		Options:        optionsFromAPI(r.GetOptions()),
 		RestoreTimeout: time.Duration(r.GetRestoreTimeoutMs()) * time.Millisecond,
 		PeerTimeout:    time.Duration(r.GetPeerTimeoutMs()) * time.Millisecond,
+		Precopy:        precopyFromAPI(r.GetPrecopy()), PrecopyRounds: int(r.GetPrecopyRounds()),
 		Progress: func(p daemon.MigrateProgress) {
 			// A client that went away only misses progress; the migration
 			// itself decides by its own errors.
@@ -38,5 +39,18 @@ func (s *Server) Migrate(r *apiv1.MigrateRequest, stream apiv1.Ckptd_MigrateServ
 	for _, p := range res.Phases {
 		out.Phases = append(out.Phases, &apiv1.Phase{Name: p.Name, DurationNs: p.Duration.Nanoseconds()})
 	}
+	for _, r := range res.Rounds {
+		out.Rounds = append(out.Rounds, &apiv1.Round{N: int32(r.N), Bytes: r.Bytes, TookNs: r.Took.Nanoseconds(), Frozen: r.Frozen})
+	}
 	return send(&apiv1.MigrateEvent{Event: &apiv1.MigrateEvent_Result{Result: out}})
+}
+
+func precopyFromAPI(p apiv1.Precopy) daemon.PrecopyMode {
+	switch p {
+	case apiv1.Precopy_PRECOPY_ON:
+		return daemon.PrecopyOn
+	case apiv1.Precopy_PRECOPY_OFF:
+		return daemon.PrecopyOff
+	}
+	return daemon.PrecopyAuto
 }

@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ckptd/ckptd/chain"
 	"github.com/ckptd/ckptd/criu"
 	"github.com/ckptd/ckptd/errdefs"
 	"github.com/ckptd/ckptd/ingest"
@@ -73,15 +76,32 @@ func (d *Daemon) ServeMigration(ctx context.Context, c *migrate.Conn) error {
 	return nil
 }
 
-// incomingBudget is what a migration may write here: its offer's memory
-// with room to grow, and the other images.
-func incomingBudget(o *migrate.Offer) int64 { return o.MemoryBytes + o.MemoryBytes/4 + imageSlack }
+// incomingBudget is what a migration's source may send here: its offer's
+// memory with room to grow, and the other images; a pre-copy's rounds
+// together up to twice that.
+func incomingBudget(o *migrate.Offer) int64 {
+	mem := o.MemoryBytes + o.MemoryBytes/4
+	if o.Rounds > 0 {
+		mem *= 2
+	}
+	return mem + imageSlack
+}
+
+// diskBudget is what a migration may take of the disk: what its source
+// sends, and for a pre-copy the whole checkpoint rewritten from its
+// rounds.
+func diskBudget(o *migrate.Offer, sent int64) int64 {
+	if o.Rounds > 0 {
+		return sent + o.MemoryBytes + o.MemoryBytes/4
+	}
+	return sent
+}
 
 // admit promises the migration its budget of the free space shared by
 // every writer from outside, and takes its target's name if local work
 // frees it soon; the name is checked again under the lock.
 func (in *incoming) admit(ctx context.Context) (unlock func(), err error) {
-	release, err := in.d.store.Reserve(in.budget)
+	release, err := in.d.store.Reserve(diskBudget(in.offer, in.budget))
 	if err != nil {
 		return nil, err
 	}
@@ -129,6 +149,11 @@ func (in *incoming) run(ctx context.Context) (err error) {
 	}
 	published := false
 	defer func() {
+		// A pre-copy's rounds go in any case: whole or not, they are
+		// pages, not logs.
+		if rerr := os.RemoveAll(filepath.Join(in.work, "rounds")); rerr != nil {
+			d.log.Warn("incoming migration: clean up rounds", "err", rerr)
+		}
 		if err == nil {
 			return
 		}
@@ -162,7 +187,7 @@ func (in *incoming) run(ctx context.Context) (err error) {
 	// The source hears from us while we wait for pages, restore, and
 	// wait for its word.
 	defer in.conn.Beat()()
-	src, err := in.receiveFiles(dir)
+	src, images, err := in.receiveFiles(dir)
 	if err != nil {
 		return err
 	}
@@ -173,16 +198,19 @@ func (in *incoming) run(ctx context.Context) (err error) {
 		}
 	}
 	pagesIn := time.Since(committed)
-	c, err := in.record(ctx, src, dir)
+	c, err := in.record(ctx, src, images)
 	if err != nil {
 		return err
 	}
 	// The images are whole: from here a crash must not lose them, since the
-	// restored target will name this checkpoint as its origin.
-	if err := d.store.MarkPending(ctx, c); err != nil {
-		return err
+	// restored target will name this checkpoint as its origin. A pre-copy's
+	// are a chain of rounds, made whole out of the downtime (see keep).
+	if images == dir {
+		if err := d.store.MarkPending(ctx, c); err != nil {
+			return err
+		}
 	}
-	t, warnings, err := in.restore(ctx, c, dir, &published)
+	t, warnings, err := in.restore(ctx, c, images, &published)
 	if err != nil {
 		return err
 	}
@@ -198,7 +226,7 @@ func (in *incoming) run(ctx context.Context) (err error) {
 	}
 	// Out of the downtime: a fenced tree runs again by now.
 	if !published {
-		published = in.keep(ctx, c, t)
+		published = in.keep(ctx, c, t, images)
 	}
 	if published && done != nil && done.Stats != nil {
 		if err := d.store.Finish(ctx, c.ID, done.Stats, in.work); err != nil && !errdefs.IsNotFound(err) {
@@ -209,33 +237,55 @@ func (in *incoming) run(ctx context.Context) (err error) {
 }
 
 // receiveFiles stores the files the source sends until its commit, which
-// must describe the target the offer named.
-func (in *incoming) receiveFiles(dir string) (*store.Checkpoint, error) {
+// must describe the target the offer named, and returns where the images
+// to restore are: dir, or a pre-copy's last round, whose unchanged pages
+// are read from the rounds before (sibling directories under the work
+// directory).
+func (in *incoming) receiveFiles(dir string) (*store.Checkpoint, string, error) {
 	var files int64
+	cur, round := dir, 0
 	for n := 0; ; n++ {
 		msg, err := in.conn.Next()
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		switch msg.Kind {
 		case migrate.KindFile:
 			if n >= migrate.MaxFiles {
-				return nil, fmt.Errorf("protocol: more than %d files", migrate.MaxFiles)
+				return nil, "", fmt.Errorf("protocol: more than %d files", migrate.MaxFiles)
 			}
 			if files += msg.File.Size; files+in.pages.Load() > in.budget {
-				return nil, fmt.Errorf("the source sent more than its offer (%d MiB with room to grow): cut off", in.budget>>20)
+				return nil, "", fmt.Errorf("the source sent more than its offer (%d MiB with room to grow): cut off", in.budget>>20)
 			}
-			if err := in.conn.RecvFile(dir, msg.File); err != nil {
-				return nil, err
+			if err := in.conn.RecvFile(cur, msg.File); err != nil {
+				return nil, "", err
 			}
+		case migrate.KindRound:
+			if msg.Round.N != round+1 || round >= in.offer.Rounds {
+				return nil, "", fmt.Errorf("protocol: round %d after round %d of at most %d", msg.Round.N, round, in.offer.Rounds)
+			}
+			round = msg.Round.N
+			next := filepath.Join(in.work, "rounds", roundName(round))
+			if err := os.MkdirAll(next, 0o700); err != nil {
+				return nil, "", err
+			}
+			if round > 1 {
+				if err := chain.Link(next, cur); err != nil {
+					return nil, "", err
+				}
+			}
+			cur = next
 		case migrate.KindCommit:
 			c := msg.Commit.Checkpoint
 			if c.Target.Key() != in.offer.Target.Key() || c.Target.Kind != in.offer.Target.Kind {
-				return nil, fmt.Errorf("protocol: commit of %s after an offer of %s", c.Target.Key(), in.offer.Target.Key())
+				return nil, "", fmt.Errorf("protocol: commit of %s after an offer of %s", c.Target.Key(), in.offer.Target.Key())
 			}
-			return c, nil
+			if err := chain.Check(cur); err != nil {
+				return nil, "", fmt.Errorf("protocol: the rounds do not hold every page: %w", err)
+			}
+			return c, cur, nil
 		default:
-			return nil, fmt.Errorf("protocol: unexpected %q", msg.Kind)
+			return nil, "", fmt.Errorf("protocol: unexpected %q", msg.Kind)
 		}
 	}
 }
@@ -310,9 +360,13 @@ func (in *incoming) restore(ctx context.Context, c *store.Checkpoint, staging st
 // keep publishes a restored tree's checkpoint: hashing and syncing its
 // pages takes seconds per GiB, which the source must not wait for. If it
 // fails, the tree runs on without a checkpoint here.
-func (in *incoming) keep(ctx context.Context, c *store.Checkpoint, t *store.Target) bool {
+func (in *incoming) keep(ctx context.Context, c *store.Checkpoint, t *store.Target, images string) bool {
 	ctx = context.WithoutCancel(ctx)
-	if err := in.d.store.Publish(ctx, c); err != nil {
+	err := in.wholeFrom(ctx, c, images)
+	if err == nil {
+		err = in.d.store.Publish(ctx, c)
+	}
+	if err != nil {
 		in.d.log.Error("incoming migration: keeping the checkpoint failed; the target runs", "target", t.Key(), "err", err)
 		if derr := in.d.store.Discard(ctx, c.ID); derr != nil {
 			in.d.log.Error("discard", "id", c.ID, "err", derr)
@@ -320,6 +374,23 @@ func (in *incoming) keep(ctx context.Context, c *store.Checkpoint, t *store.Targ
 		return false
 	}
 	return true
+}
+
+// wholeFrom makes a pre-copy's chain of rounds, ending in images, the
+// whole checkpoint c in its staging directory (unchanged files are hard
+// links), and marks it pending.
+func (in *incoming) wholeFrom(ctx context.Context, c *store.Checkpoint, images string) error {
+	staged := in.d.store.Layout().Staging(c.ID)
+	if images == staged {
+		return nil
+	}
+	if err := os.Remove(staged); err != nil {
+		return err
+	}
+	if _, _, err := chain.Rewrite(ctx, images, staged, -1); err != nil {
+		return fmt.Errorf("make the rounds one checkpoint: %w", err)
+	}
+	return in.d.store.MarkPending(ctx, c)
 }
 
 // awaitDone hears the source out and settles our copy. The source gave

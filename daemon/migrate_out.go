@@ -47,6 +47,11 @@ type MigrateRequest struct {
 	// PeerTimeout ends the migration when the destination makes no
 	// progress for that long (0: the daemon's peer_timeout).
 	PeerTimeout time.Duration
+	// Precopy says whether live rounds go first (PrecopyAuto: above
+	// PrecopyAbove of memory), at most PrecopyRounds of them with the
+	// frozen one (0: DefaultPrecopyRounds).
+	Precopy       PrecopyMode
+	PrecopyRounds int
 	Progress    func(MigrateProgress)
 }
 
@@ -70,6 +75,7 @@ type MigrateResult struct {
 	SourceStopped bool
 	Warnings      []string
 	Phases        []Phase // the downtime's parts, in order
+	Rounds        []Round // pre-copy rounds, the frozen one last
 }
 
 // Migrate moves a running target to the ckptd at req.To: pre-flight there
@@ -134,8 +140,18 @@ type outgoing struct {
 	releaseHold func()
 	// uncut stops the request's context from cutting the connection; the
 	// commit calls it, since from there the fencing rules decide.
-	uncut func() bool
+	uncut  func() bool
+	rounds []Round // pre-copy rounds sent
 }
+
+// PrecopyMode chooses between pre-copy and stop-and-copy.
+type PrecopyMode int
+
+const (
+	PrecopyAuto PrecopyMode = iota // pre-copy above PrecopyAbove
+	PrecopyOn
+	PrecopyOff
+)
 
 func (m *outgoing) run(ctx context.Context) (res *MigrateResult, err error) {
 	d := m.d
@@ -149,8 +165,10 @@ func (m *outgoing) run(ctx context.Context) (res *MigrateResult, err error) {
 			m.releaseHold()
 		}
 		// The sent images go in any case; CRIU's logs stay when it failed.
-		if rerr := os.RemoveAll(images); rerr != nil {
-			d.log.Warn("migration: clean up", "dir", images, "err", rerr)
+		for _, dir := range []string{images, filepath.Join(work, "rounds")} {
+			if rerr := os.RemoveAll(dir); rerr != nil {
+				d.log.Warn("migration: clean up", "dir", dir, "err", rerr)
+			}
 		}
 		d.closeWork(w, &err)
 	}()
@@ -186,9 +204,12 @@ func (m *outgoing) run(ctx context.Context) (res *MigrateResult, err error) {
 	stop := m.reportProgress()
 	c := m.record()
 	var stats *store.DumpStats
-	if m.target.Kind == store.KindContainer {
+	switch {
+	case m.target.Kind == store.KindContainer:
 		stats, err = m.dumpContainer(ctx, c, images, work)
-	} else {
+	case m.offer.Rounds > 0:
+		stats, err = m.precopyProcess(ctx, c, work)
+	default:
 		stats, err = m.dumpProcess(ctx, c, msg.Report.Token, images, work)
 	}
 	stop()
@@ -213,7 +234,7 @@ func (m *outgoing) run(ctx context.Context) (res *MigrateResult, err error) {
 	return &MigrateResult{
 		Destination: m.conn.Peer(), Name: m.restored.Name, PID: m.restored.PID, Checkpoint: m.restored.Checkpoint,
 		Downtime: m.downtime, Total: time.Since(m.start), Bytes: m.bytes(), Stats: stats,
-		SourceStopped: stopped, Warnings: warnings, Phases: m.marks,
+		SourceStopped: stopped, Warnings: warnings, Phases: m.marks, Rounds: m.rounds,
 	}, nil
 }
 
@@ -318,17 +339,8 @@ func (m *outgoing) commit(c *store.Checkpoint, images string) error {
 		return fmt.Errorf("pid %d is no longer %s: it ended and its PID was reused: %w", m.target.PID, m.target.Key(), errdefs.ErrFailedPrecondition)
 	}
 	m.mark("dump")
-	entries, err := os.ReadDir(images)
-	if err != nil {
+	if err := m.sendFiles(images); err != nil {
 		return err
-	}
-	for _, e := range entries {
-		if !e.Type().IsRegular() {
-			continue
-		}
-		if err := m.conn.SendFile(images, e.Name(), func(n int64) { m.filesSent.Add(n) }); err != nil {
-			return err
-		}
 	}
 	m.mark("files")
 	c.Created = time.Now().UTC()

@@ -43,6 +43,9 @@ func (d *Daemon) offer(ctx context.Context, t *store.Target, req MigrateRequest,
 	for _, pid := range tree {
 		o.MemoryBytes += proc.RSS(pid)
 	}
+	if o.Rounds = precopyRounds(req, t, o.MemoryBytes); o.Rounds > 0 {
+		o.PageStream = false // each round's pages go to the source's disk first
+	}
 	switch t.Kind {
 	case store.KindContainer:
 		// Its files come from the base image and the saved writable layer.

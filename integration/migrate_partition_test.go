@@ -14,9 +14,9 @@ const partitionIdle = 3 * time.Second
 
 // TestMigratePartition: the link is cut silently (every packet of the
 // destination dropped by nft, as a partition does, no RST or FIN) at each
-// phase of a migration: before the offer, inside the freeze before the
-// images, before the commit, and on the destination before it says the
-// copy runs. Each time the migration fails within peer_timeout plus a few
+// phase of a migration: before the offer, in a pre-copy's first round,
+// inside the freeze before the images, before the commit, and on the
+// destination before it says the copy runs. Each time the migration fails within peer_timeout plus a few
 // seconds, the workload ends up running exactly once (the source resumed;
 // a fenced copy restored meanwhile stays stopped, in doubt, until settled),
 // and the destination keeps nothing else. A destination whose peer went
@@ -27,13 +27,17 @@ func TestMigratePartition(t *testing.T) {
 	idle := "--peer-timeout=" + partitionIdle.String()
 	src, dst := a.ckptd("", "", idle), b.ckptd("", "", idle)
 	mark := filepath.Join(t.TempDir(), "paused")
-	for i, cs := range []struct{ side, kind, phase string }{
-		{"source", "offer", "pre-flight"},
-		{"source", "file", "frozen transfer"},
-		{"source", "commit", "commit"},
-		{"destination", "restored", "restore"},
+	for i, cs := range []struct {
+		side, kind, phase string
+		args              []string
+	}{
+		{"source", "offer", "pre-flight", nil},
+		{"source", "round", "first pre-copy round", []string{"--precopy"}},
+		{"source", "file", "frozen transfer", nil},
+		{"source", "commit", "commit", nil},
+		{"destination", "restored", "restore", nil},
 	} {
-		name := []string{"p-offer", "p-file", "p-commit", "p-restored"}[i]
+		name := []string{"p-offer", "p-round", "p-file", "p-commit", "p-restored"}[i]
 		side := src
 		if cs.side == "destination" {
 			side = dst
@@ -44,7 +48,7 @@ func TestMigratePartition(t *testing.T) {
 
 		w := src.runLoadIn(t.TempDir(), name, 32)
 		before := loadStatus(t, w.Ref.PID, w.Ref.LogPath)
-		wait := src.startCtl("migrate", name, "--to", b.addr())
+		wait := src.startCtl(append([]string{"migrate", name, "--to", b.addr()}, cs.args...)...)
 		waitFor(t, "pause before "+cs.kind, func() bool { _, err := os.Stat(mark); return err == nil })
 		heal := partition(t, b)
 		cut := time.Now()

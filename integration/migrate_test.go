@@ -17,6 +17,11 @@ type migrateResult struct {
 	DowntimeNS    string `json:"downtime_ns"` // int64 in protojson is a string
 	Bytes         string `json:"bytes"`
 	SourceStopped bool   `json:"source_stopped"`
+	Rounds        []struct {
+		N      int    `json:"n"`
+		Bytes  string `json:"bytes"`
+		Frozen bool   `json:"frozen"`
+	} `json:"rounds"`
 }
 
 func (d *daemon) migrate(args ...string) migrateResult {
@@ -34,7 +39,7 @@ func (d *daemon) migrate(args ...string) migrateResult {
 func leftovers(t *testing.T, d *daemon) []string {
 	t.Helper()
 	var out []string
-	for _, pattern := range []string{"staging/*", "dumps/*/images", "dumps/*/*.img", "restores/*/*.img"} {
+	for _, pattern := range []string{"staging/*", "dumps/*/images", "dumps/*/*.img", "dumps/*/rounds", "restores/*/*.img"} {
 		m, _ := filepath.Glob(filepath.Join(d.root, pattern))
 		out = append(out, m...)
 	}

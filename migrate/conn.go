@@ -119,9 +119,18 @@ func (c *Conn) Send(m *Message) error {
 	c.sendMu.Lock()
 	defer c.sendMu.Unlock()
 	if err := writeMessage(c.w, m); err != nil {
-		return err
+		return c.silent(err)
 	}
-	return c.w.Flush()
+	return c.silent(c.w.Flush())
+}
+
+// silent names a deadline the peer let pass for what it is.
+func (c *Conn) silent(err error) error {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return fmt.Errorf("%s made no progress for %s: %w", c.addr, c.idle, ErrSilent)
+	}
+	return err
 }
 
 // Idle is how long the peer may make no progress.
@@ -189,7 +198,7 @@ func (c *Conn) Next() (*Message, error) {
 		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
 			return nil, fmt.Errorf("%s closed the connection", c.addr)
 		case errors.As(err, &ne) && ne.Timeout():
-			return nil, fmt.Errorf("%s made no progress for %s: %w", c.addr, c.idle, ErrSilent)
+			return nil, c.silent(err)
 		case err != nil:
 			return nil, err
 		case m.Kind == KindError:
@@ -227,7 +236,7 @@ func (c *Conn) SendFile(dir, name string, progress func(int64)) error {
 	}
 	n, err := io.Copy(c.w, io.LimitReader(f, st.Size()))
 	if err != nil {
-		return fmt.Errorf("send %s: %w", name, err)
+		return fmt.Errorf("send %s: %w", name, c.silent(err))
 	}
 	if n != st.Size() {
 		return fmt.Errorf("send %s: it shrank while being sent", name)
@@ -235,7 +244,7 @@ func (c *Conn) SendFile(dir, name string, progress func(int64)) error {
 	if progress != nil {
 		progress(n)
 	}
-	return c.w.Flush()
+	return c.silent(c.w.Flush())
 }
 
 // diskReserve is what RecvFile leaves free on the receiving file system.

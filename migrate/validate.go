@@ -22,6 +22,9 @@ const (
 	maxTextLen   = 64 << 10
 )
 
+// MaxRounds bounds a pre-copy's rounds, the frozen one included.
+const MaxRounds = 16
+
 var tokenRE = regexp.MustCompile(`^[0-9a-f]{32}$`)
 
 // validate checks that the message carries the field its kind names, with
@@ -65,6 +68,10 @@ func (m *Message) validate() error {
 			return errors.New("error message too long")
 		}
 	case KindAlive:
+	case KindRound:
+		if m.Round == nil || m.Round.N < 1 || m.Round.N > MaxRounds {
+			return fmt.Errorf("bad round %+v", m.Round)
+		}
 	default:
 		return fmt.Errorf("unknown message kind %q", m.Kind)
 	}
@@ -95,6 +102,8 @@ func (o *Offer) validate() error {
 		return errors.New("offer lists too many files or PIDs")
 	case o.Target.Kind == store.KindContainer && o.Container == nil:
 		return errors.New("container offer without its container record")
+	case o.Rounds < 0 || o.Rounds > MaxRounds || o.Rounds > 0 && (o.PageStream || o.Target.Kind == store.KindContainer):
+		return fmt.Errorf("offer of %d pre-copy rounds: at most %d, of a process tree, without a page stream", o.Rounds, MaxRounds)
 	}
 	for _, pid := range o.PIDs {
 		if pid <= 0 {

@@ -33,6 +33,9 @@ const (
 	// KindAlive says the sender works and is alive (Conn.Beat); it
 	// carries nothing, and Next skips it.
 	KindAlive = "alive"
+	// KindRound opens a pre-copy round: the files that follow are its
+	// images, whose unchanged pages are read from the round before.
+	KindRound = "round"
 )
 
 // Operations a connection can open with.
@@ -52,6 +55,7 @@ type Message struct {
 	Commit   *Commit   `json:"commit,omitempty"`
 	Restored *Restored `json:"restored,omitempty"`
 	Done     *Done     `json:"done,omitempty"`
+	Round    *Round    `json:"round,omitempty"`
 	Error    string    `json:"error,omitempty"`
 }
 
@@ -80,6 +84,15 @@ type Offer struct {
 	// Fenced asks the destination to keep the restored tree stopped until
 	// the source confirms its own copy is gone (Done.SourceStopped).
 	Fenced bool `json:"fenced,omitempty"`
+	// Rounds, when set, is the most pre-copy rounds the source sends
+	// (the frozen one included) before its commit: the target is
+	// restored from the last, a chain over the others.
+	Rounds int `json:"rounds,omitempty"`
+}
+
+// Round numbers a pre-copy round, from 1.
+type Round struct {
+	N int `json:"n"`
 }
 
 // FileNeed is a path the restored tree opens or maps, as the source sees it.

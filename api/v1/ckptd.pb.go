@@ -23,6 +23,55 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type Precopy int32
+
+const (
+	Precopy_PRECOPY_AUTO Precopy = 0 // pre-copy above 512 MiB of memory
+	Precopy_PRECOPY_ON   Precopy = 1
+	Precopy_PRECOPY_OFF  Precopy = 2
+)
+
+// Enum value maps for Precopy.
+var (
+	Precopy_name = map[int32]string{
+		0: "PRECOPY_AUTO",
+		1: "PRECOPY_ON",
+		2: "PRECOPY_OFF",
+	}
+	Precopy_value = map[string]int32{
+		"PRECOPY_AUTO": 0,
+		"PRECOPY_ON":   1,
+		"PRECOPY_OFF":  2,
+	}
+)
+
+func (x Precopy) Enum() *Precopy {
+	p := new(Precopy)
+	*p = x
+	return p
+}
+
+func (x Precopy) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Precopy) Descriptor() protoreflect.EnumDescriptor {
+	return file_ckptd_proto_enumTypes[0].Descriptor()
+}
+
+func (Precopy) Type() protoreflect.EnumType {
+	return &file_ckptd_proto_enumTypes[0]
+}
+
+func (x Precopy) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Precopy.Descriptor instead.
+func (Precopy) EnumDescriptor() ([]byte, []int) {
+	return file_ckptd_proto_rawDescGZIP(), []int{0}
+}
+
 type VersionRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -3192,6 +3241,8 @@ type MigrateRequest struct {
 	Options          *Options               `protobuf:"bytes,6,opt,name=options,proto3" json:"options,omitempty"`
 	RestoreTimeoutMs int64                  `protobuf:"varint,7,opt,name=restore_timeout_ms,json=restoreTimeoutMs,proto3" json:"restore_timeout_ms,omitempty"`
 	PeerTimeoutMs    int64                  `protobuf:"varint,8,opt,name=peer_timeout_ms,json=peerTimeoutMs,proto3" json:"peer_timeout_ms,omitempty"` // end it when the destination makes no progress for this long (0: peer_timeout)
+	Precopy          Precopy                `protobuf:"varint,9,opt,name=precopy,proto3,enum=ckptd.v1.Precopy" json:"precopy,omitempty"`
+	PrecopyRounds    int32                  `protobuf:"varint,10,opt,name=precopy_rounds,json=precopyRounds,proto3" json:"precopy_rounds,omitempty"` // at most, the frozen one included (0: 4)
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -3282,6 +3333,20 @@ func (x *MigrateRequest) GetPeerTimeoutMs() int64 {
 	return 0
 }
 
+func (x *MigrateRequest) GetPrecopy() Precopy {
+	if x != nil {
+		return x.Precopy
+	}
+	return Precopy_PRECOPY_AUTO
+}
+
+func (x *MigrateRequest) GetPrecopyRounds() int32 {
+	if x != nil {
+		return x.PrecopyRounds
+	}
+	return 0
+}
+
 type MigrateProgress struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Phase         string                 `protobuf:"bytes,1,opt,name=phase,proto3" json:"phase,omitempty"` // preflight, transfer, restore
@@ -3359,6 +3424,7 @@ type MigrateResult struct {
 	// restored), release (until the source was stopped and the destination
 	// told).
 	Phases        []*Phase `protobuf:"bytes,11,rep,name=phases,proto3" json:"phases,omitempty"`
+	Rounds        []*Round `protobuf:"bytes,12,rep,name=rounds,proto3" json:"rounds,omitempty"` // pre-copy rounds, the frozen one last
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3470,6 +3536,81 @@ func (x *MigrateResult) GetPhases() []*Phase {
 	return nil
 }
 
+func (x *MigrateResult) GetRounds() []*Round {
+	if x != nil {
+		return x.Rounds
+	}
+	return nil
+}
+
+type Round struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	N             int32                  `protobuf:"varint,1,opt,name=n,proto3" json:"n,omitempty"`
+	Bytes         int64                  `protobuf:"varint,2,opt,name=bytes,proto3" json:"bytes,omitempty"` // sent: only the pages that changed since the round before
+	TookNs        int64                  `protobuf:"varint,3,opt,name=took_ns,json=tookNs,proto3" json:"took_ns,omitempty"`
+	Frozen        bool                   `protobuf:"varint,4,opt,name=frozen,proto3" json:"frozen,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Round) Reset() {
+	*x = Round{}
+	mi := &file_ckptd_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Round) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Round) ProtoMessage() {}
+
+func (x *Round) ProtoReflect() protoreflect.Message {
+	mi := &file_ckptd_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Round.ProtoReflect.Descriptor instead.
+func (*Round) Descriptor() ([]byte, []int) {
+	return file_ckptd_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *Round) GetN() int32 {
+	if x != nil {
+		return x.N
+	}
+	return 0
+}
+
+func (x *Round) GetBytes() int64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *Round) GetTookNs() int64 {
+	if x != nil {
+		return x.TookNs
+	}
+	return 0
+}
+
+func (x *Round) GetFrozen() bool {
+	if x != nil {
+		return x.Frozen
+	}
+	return false
+}
+
 type Phase struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -3480,7 +3621,7 @@ type Phase struct {
 
 func (x *Phase) Reset() {
 	*x = Phase{}
-	mi := &file_ckptd_proto_msgTypes[48]
+	mi := &file_ckptd_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3492,7 +3633,7 @@ func (x *Phase) String() string {
 func (*Phase) ProtoMessage() {}
 
 func (x *Phase) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[48]
+	mi := &file_ckptd_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3505,7 +3646,7 @@ func (x *Phase) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Phase.ProtoReflect.Descriptor instead.
 func (*Phase) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{48}
+	return file_ckptd_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *Phase) GetName() string {
@@ -3535,7 +3676,7 @@ type MigrateEvent struct {
 
 func (x *MigrateEvent) Reset() {
 	*x = MigrateEvent{}
-	mi := &file_ckptd_proto_msgTypes[49]
+	mi := &file_ckptd_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3547,7 +3688,7 @@ func (x *MigrateEvent) String() string {
 func (*MigrateEvent) ProtoMessage() {}
 
 func (x *MigrateEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[49]
+	mi := &file_ckptd_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3560,7 +3701,7 @@ func (x *MigrateEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MigrateEvent.ProtoReflect.Descriptor instead.
 func (*MigrateEvent) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{49}
+	return file_ckptd_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *MigrateEvent) GetEvent() isMigrateEvent_Event {
@@ -3614,7 +3755,7 @@ type ResolveMigrationRequest struct {
 
 func (x *ResolveMigrationRequest) Reset() {
 	*x = ResolveMigrationRequest{}
-	mi := &file_ckptd_proto_msgTypes[50]
+	mi := &file_ckptd_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3626,7 +3767,7 @@ func (x *ResolveMigrationRequest) String() string {
 func (*ResolveMigrationRequest) ProtoMessage() {}
 
 func (x *ResolveMigrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[50]
+	mi := &file_ckptd_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3639,7 +3780,7 @@ func (x *ResolveMigrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveMigrationRequest.ProtoReflect.Descriptor instead.
 func (*ResolveMigrationRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{50}
+	return file_ckptd_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ResolveMigrationRequest) GetTarget() string {
@@ -3664,7 +3805,7 @@ type EventsRequest struct {
 
 func (x *EventsRequest) Reset() {
 	*x = EventsRequest{}
-	mi := &file_ckptd_proto_msgTypes[51]
+	mi := &file_ckptd_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3676,7 +3817,7 @@ func (x *EventsRequest) String() string {
 func (*EventsRequest) ProtoMessage() {}
 
 func (x *EventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[51]
+	mi := &file_ckptd_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3689,7 +3830,7 @@ func (x *EventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
 func (*EventsRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{51}
+	return file_ckptd_proto_rawDescGZIP(), []int{52}
 }
 
 // One thing that happened: created, sealed, restored, removed, pruned,
@@ -3714,7 +3855,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_ckptd_proto_msgTypes[52]
+	mi := &file_ckptd_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3726,7 +3867,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[52]
+	mi := &file_ckptd_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3739,7 +3880,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{52}
+	return file_ckptd_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *Event) GetTimeUnixNano() int64 {
@@ -3829,7 +3970,7 @@ type ExportRequest struct {
 
 func (x *ExportRequest) Reset() {
 	*x = ExportRequest{}
-	mi := &file_ckptd_proto_msgTypes[53]
+	mi := &file_ckptd_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3841,7 +3982,7 @@ func (x *ExportRequest) String() string {
 func (*ExportRequest) ProtoMessage() {}
 
 func (x *ExportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[53]
+	mi := &file_ckptd_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3854,7 +3995,7 @@ func (x *ExportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportRequest.ProtoReflect.Descriptor instead.
 func (*ExportRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{53}
+	return file_ckptd_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ExportRequest) GetCheckpoint() string {
@@ -3880,7 +4021,7 @@ type ExportChunk struct {
 
 func (x *ExportChunk) Reset() {
 	*x = ExportChunk{}
-	mi := &file_ckptd_proto_msgTypes[54]
+	mi := &file_ckptd_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3892,7 +4033,7 @@ func (x *ExportChunk) String() string {
 func (*ExportChunk) ProtoMessage() {}
 
 func (x *ExportChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[54]
+	mi := &file_ckptd_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3905,7 +4046,7 @@ func (x *ExportChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportChunk.ProtoReflect.Descriptor instead.
 func (*ExportChunk) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{54}
+	return file_ckptd_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ExportChunk) GetData() []byte {
@@ -3936,7 +4077,7 @@ type ImportChunk struct {
 
 func (x *ImportChunk) Reset() {
 	*x = ImportChunk{}
-	mi := &file_ckptd_proto_msgTypes[55]
+	mi := &file_ckptd_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3948,7 +4089,7 @@ func (x *ImportChunk) String() string {
 func (*ImportChunk) ProtoMessage() {}
 
 func (x *ImportChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[55]
+	mi := &file_ckptd_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3961,7 +4102,7 @@ func (x *ImportChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportChunk.ProtoReflect.Descriptor instead.
 func (*ImportChunk) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{55}
+	return file_ckptd_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ImportChunk) GetName() string {
@@ -4291,7 +4432,7 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x10\n" +
 	"\x03dir\x18\x03 \x01(\bR\x03dir\x12\x18\n" +
-	"\aproblem\x18\x04 \x01(\tR\aproblem\"\x84\x02\n" +
+	"\aproblem\x18\x04 \x01(\tR\aproblem\"\xd8\x02\n" +
 	"\x0eMigrateRequest\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x12\x0e\n" +
 	"\x02to\x18\x02 \x01(\tR\x02to\x12\x12\n" +
@@ -4301,11 +4442,14 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x04lazy\x18\x05 \x01(\bR\x04lazy\x12+\n" +
 	"\aoptions\x18\x06 \x01(\v2\x11.ckptd.v1.OptionsR\aoptions\x12,\n" +
 	"\x12restore_timeout_ms\x18\a \x01(\x03R\x10restoreTimeoutMs\x12&\n" +
-	"\x0fpeer_timeout_ms\x18\b \x01(\x03R\rpeerTimeoutMs\"S\n" +
+	"\x0fpeer_timeout_ms\x18\b \x01(\x03R\rpeerTimeoutMs\x12+\n" +
+	"\aprecopy\x18\t \x01(\x0e2\x11.ckptd.v1.PrecopyR\aprecopy\x12%\n" +
+	"\x0eprecopy_rounds\x18\n" +
+	" \x01(\x05R\rprecopyRounds\"S\n" +
 	"\x0fMigrateProgress\x12\x14\n" +
 	"\x05phase\x18\x01 \x01(\tR\x05phase\x12\x14\n" +
 	"\x05bytes\x18\x02 \x01(\x03R\x05bytes\x12\x14\n" +
-	"\x05total\x18\x03 \x01(\x03R\x05total\"\xe0\x02\n" +
+	"\x05total\x18\x03 \x01(\x03R\x05total\"\x89\x03\n" +
 	"\rMigrateResult\x12 \n" +
 	"\vdestination\x18\x01 \x01(\tR\vdestination\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x10\n" +
@@ -4321,7 +4465,13 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x0esource_stopped\x18\t \x01(\bR\rsourceStopped\x12\x1a\n" +
 	"\bwarnings\x18\n" +
 	" \x03(\tR\bwarnings\x12'\n" +
-	"\x06phases\x18\v \x03(\v2\x0f.ckptd.v1.PhaseR\x06phases\"<\n" +
+	"\x06phases\x18\v \x03(\v2\x0f.ckptd.v1.PhaseR\x06phases\x12'\n" +
+	"\x06rounds\x18\f \x03(\v2\x0f.ckptd.v1.RoundR\x06rounds\"\\\n" +
+	"\x05Round\x12\f\n" +
+	"\x01n\x18\x01 \x01(\x05R\x01n\x12\x14\n" +
+	"\x05bytes\x18\x02 \x01(\x03R\x05bytes\x12\x17\n" +
+	"\atook_ns\x18\x03 \x01(\x03R\x06tookNs\x12\x16\n" +
+	"\x06frozen\x18\x04 \x01(\bR\x06frozen\"<\n" +
 	"\x05Phase\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
 	"\vduration_ns\x18\x02 \x01(\x03R\n" +
@@ -4363,7 +4513,12 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x04data\x18\x03 \x01(\fR\x04data\x12\x16\n" +
 	"\x06digest\x18\x04 \x01(\tR\x06digest\x12\x12\n" +
 	"\x04size\x18\x05 \x01(\x03R\x04size\x12\x14\n" +
-	"\x05abort\x18\x06 \x01(\tR\x05abort2\x8a\n" +
+	"\x05abort\x18\x06 \x01(\tR\x05abort*<\n" +
+	"\aPrecopy\x12\x10\n" +
+	"\fPRECOPY_AUTO\x10\x00\x12\x0e\n" +
+	"\n" +
+	"PRECOPY_ON\x10\x01\x12\x0f\n" +
+	"\vPRECOPY_OFF\x10\x022\x8a\n" +
 	"\n" +
 	"\x05Ckptd\x12>\n" +
 	"\aVersion\x12\x18.ckptd.v1.VersionRequest\x1a\x19.ckptd.v1.VersionResponse\x128\n" +
@@ -4400,145 +4555,150 @@ func file_ckptd_proto_rawDescGZIP() []byte {
 	return file_ckptd_proto_rawDescData
 }
 
-var file_ckptd_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
+var file_ckptd_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_ckptd_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
 var file_ckptd_proto_goTypes = []any{
-	(*VersionRequest)(nil),          // 0: ckptd.v1.VersionRequest
-	(*VersionResponse)(nil),         // 1: ckptd.v1.VersionResponse
-	(*CheckRequest)(nil),            // 2: ckptd.v1.CheckRequest
-	(*CheckResult)(nil),             // 3: ckptd.v1.CheckResult
-	(*CheckResponse)(nil),           // 4: ckptd.v1.CheckResponse
-	(*TargetRef)(nil),               // 5: ckptd.v1.TargetRef
-	(*Target)(nil),                  // 6: ckptd.v1.Target
-	(*Schedule)(nil),                // 7: ckptd.v1.Schedule
-	(*SetScheduleRequest)(nil),      // 8: ckptd.v1.SetScheduleRequest
-	(*ListSchedulesRequest)(nil),    // 9: ckptd.v1.ListSchedulesRequest
-	(*ListSchedulesResponse)(nil),   // 10: ckptd.v1.ListSchedulesResponse
-	(*RemoveScheduleRequest)(nil),   // 11: ckptd.v1.RemoveScheduleRequest
-	(*RemoveScheduleResponse)(nil),  // 12: ckptd.v1.RemoveScheduleResponse
-	(*RunRequest)(nil),              // 13: ckptd.v1.RunRequest
-	(*AttachInput)(nil),             // 14: ckptd.v1.AttachInput
-	(*AttachOutput)(nil),            // 15: ckptd.v1.AttachOutput
-	(*PsRequest)(nil),               // 16: ckptd.v1.PsRequest
-	(*PsResponse)(nil),              // 17: ckptd.v1.PsResponse
-	(*LogsRequest)(nil),             // 18: ckptd.v1.LogsRequest
-	(*LogsResponse)(nil),            // 19: ckptd.v1.LogsResponse
-	(*KillRequest)(nil),             // 20: ckptd.v1.KillRequest
-	(*KillResponse)(nil),            // 21: ckptd.v1.KillResponse
-	(*Options)(nil),                 // 22: ckptd.v1.Options
-	(*DumpStats)(nil),               // 23: ckptd.v1.DumpStats
-	(*FileSum)(nil),                 // 24: ckptd.v1.FileSum
-	(*Checkpoint)(nil),              // 25: ckptd.v1.Checkpoint
-	(*Incremental)(nil),             // 26: ckptd.v1.Incremental
-	(*Import)(nil),                  // 27: ckptd.v1.Import
-	(*Migration)(nil),               // 28: ckptd.v1.Migration
-	(*ContainerInfo)(nil),           // 29: ckptd.v1.ContainerInfo
-	(*CreateRequest)(nil),           // 30: ckptd.v1.CreateRequest
-	(*ListRequest)(nil),             // 31: ckptd.v1.ListRequest
-	(*ListResponse)(nil),            // 32: ckptd.v1.ListResponse
-	(*Quarantined)(nil),             // 33: ckptd.v1.Quarantined
-	(*VerifyRequest)(nil),           // 34: ckptd.v1.VerifyRequest
-	(*VerifyResponse)(nil),          // 35: ckptd.v1.VerifyResponse
-	(*RemoveRequest)(nil),           // 36: ckptd.v1.RemoveRequest
-	(*RemoveResponse)(nil),          // 37: ckptd.v1.RemoveResponse
-	(*RestoreRequest)(nil),          // 38: ckptd.v1.RestoreRequest
-	(*InspectRequest)(nil),          // 39: ckptd.v1.InspectRequest
-	(*File)(nil),                    // 40: ckptd.v1.File
-	(*Socket)(nil),                  // 41: ckptd.v1.Socket
-	(*Process)(nil),                 // 42: ckptd.v1.Process
-	(*InspectResponse)(nil),         // 43: ckptd.v1.InspectResponse
-	(*NeededFile)(nil),              // 44: ckptd.v1.NeededFile
-	(*MigrateRequest)(nil),          // 45: ckptd.v1.MigrateRequest
-	(*MigrateProgress)(nil),         // 46: ckptd.v1.MigrateProgress
-	(*MigrateResult)(nil),           // 47: ckptd.v1.MigrateResult
-	(*Phase)(nil),                   // 48: ckptd.v1.Phase
-	(*MigrateEvent)(nil),            // 49: ckptd.v1.MigrateEvent
-	(*ResolveMigrationRequest)(nil), // 50: ckptd.v1.ResolveMigrationRequest
-	(*EventsRequest)(nil),           // 51: ckptd.v1.EventsRequest
-	(*Event)(nil),                   // 52: ckptd.v1.Event
-	(*ExportRequest)(nil),           // 53: ckptd.v1.ExportRequest
-	(*ExportChunk)(nil),             // 54: ckptd.v1.ExportChunk
-	(*ImportChunk)(nil),             // 55: ckptd.v1.ImportChunk
-	nil,                             // 56: ckptd.v1.Checkpoint.FilesEntry
-	nil,                             // 57: ckptd.v1.ContainerInfo.LabelsEntry
+	(Precopy)(0),                    // 0: ckptd.v1.Precopy
+	(*VersionRequest)(nil),          // 1: ckptd.v1.VersionRequest
+	(*VersionResponse)(nil),         // 2: ckptd.v1.VersionResponse
+	(*CheckRequest)(nil),            // 3: ckptd.v1.CheckRequest
+	(*CheckResult)(nil),             // 4: ckptd.v1.CheckResult
+	(*CheckResponse)(nil),           // 5: ckptd.v1.CheckResponse
+	(*TargetRef)(nil),               // 6: ckptd.v1.TargetRef
+	(*Target)(nil),                  // 7: ckptd.v1.Target
+	(*Schedule)(nil),                // 8: ckptd.v1.Schedule
+	(*SetScheduleRequest)(nil),      // 9: ckptd.v1.SetScheduleRequest
+	(*ListSchedulesRequest)(nil),    // 10: ckptd.v1.ListSchedulesRequest
+	(*ListSchedulesResponse)(nil),   // 11: ckptd.v1.ListSchedulesResponse
+	(*RemoveScheduleRequest)(nil),   // 12: ckptd.v1.RemoveScheduleRequest
+	(*RemoveScheduleResponse)(nil),  // 13: ckptd.v1.RemoveScheduleResponse
+	(*RunRequest)(nil),              // 14: ckptd.v1.RunRequest
+	(*AttachInput)(nil),             // 15: ckptd.v1.AttachInput
+	(*AttachOutput)(nil),            // 16: ckptd.v1.AttachOutput
+	(*PsRequest)(nil),               // 17: ckptd.v1.PsRequest
+	(*PsResponse)(nil),              // 18: ckptd.v1.PsResponse
+	(*LogsRequest)(nil),             // 19: ckptd.v1.LogsRequest
+	(*LogsResponse)(nil),            // 20: ckptd.v1.LogsResponse
+	(*KillRequest)(nil),             // 21: ckptd.v1.KillRequest
+	(*KillResponse)(nil),            // 22: ckptd.v1.KillResponse
+	(*Options)(nil),                 // 23: ckptd.v1.Options
+	(*DumpStats)(nil),               // 24: ckptd.v1.DumpStats
+	(*FileSum)(nil),                 // 25: ckptd.v1.FileSum
+	(*Checkpoint)(nil),              // 26: ckptd.v1.Checkpoint
+	(*Incremental)(nil),             // 27: ckptd.v1.Incremental
+	(*Import)(nil),                  // 28: ckptd.v1.Import
+	(*Migration)(nil),               // 29: ckptd.v1.Migration
+	(*ContainerInfo)(nil),           // 30: ckptd.v1.ContainerInfo
+	(*CreateRequest)(nil),           // 31: ckptd.v1.CreateRequest
+	(*ListRequest)(nil),             // 32: ckptd.v1.ListRequest
+	(*ListResponse)(nil),            // 33: ckptd.v1.ListResponse
+	(*Quarantined)(nil),             // 34: ckptd.v1.Quarantined
+	(*VerifyRequest)(nil),           // 35: ckptd.v1.VerifyRequest
+	(*VerifyResponse)(nil),          // 36: ckptd.v1.VerifyResponse
+	(*RemoveRequest)(nil),           // 37: ckptd.v1.RemoveRequest
+	(*RemoveResponse)(nil),          // 38: ckptd.v1.RemoveResponse
+	(*RestoreRequest)(nil),          // 39: ckptd.v1.RestoreRequest
+	(*InspectRequest)(nil),          // 40: ckptd.v1.InspectRequest
+	(*File)(nil),                    // 41: ckptd.v1.File
+	(*Socket)(nil),                  // 42: ckptd.v1.Socket
+	(*Process)(nil),                 // 43: ckptd.v1.Process
+	(*InspectResponse)(nil),         // 44: ckptd.v1.InspectResponse
+	(*NeededFile)(nil),              // 45: ckptd.v1.NeededFile
+	(*MigrateRequest)(nil),          // 46: ckptd.v1.MigrateRequest
+	(*MigrateProgress)(nil),         // 47: ckptd.v1.MigrateProgress
+	(*MigrateResult)(nil),           // 48: ckptd.v1.MigrateResult
+	(*Round)(nil),                   // 49: ckptd.v1.Round
+	(*Phase)(nil),                   // 50: ckptd.v1.Phase
+	(*MigrateEvent)(nil),            // 51: ckptd.v1.MigrateEvent
+	(*ResolveMigrationRequest)(nil), // 52: ckptd.v1.ResolveMigrationRequest
+	(*EventsRequest)(nil),           // 53: ckptd.v1.EventsRequest
+	(*Event)(nil),                   // 54: ckptd.v1.Event
+	(*ExportRequest)(nil),           // 55: ckptd.v1.ExportRequest
+	(*ExportChunk)(nil),             // 56: ckptd.v1.ExportChunk
+	(*ImportChunk)(nil),             // 57: ckptd.v1.ImportChunk
+	nil,                             // 58: ckptd.v1.Checkpoint.FilesEntry
+	nil,                             // 59: ckptd.v1.ContainerInfo.LabelsEntry
 }
 var file_ckptd_proto_depIdxs = []int32{
-	3,  // 0: ckptd.v1.CheckResponse.checks:type_name -> ckptd.v1.CheckResult
-	5,  // 1: ckptd.v1.Target.ref:type_name -> ckptd.v1.TargetRef
-	7,  // 2: ckptd.v1.Target.schedule:type_name -> ckptd.v1.Schedule
-	7,  // 3: ckptd.v1.ListSchedulesResponse.schedules:type_name -> ckptd.v1.Schedule
-	6,  // 4: ckptd.v1.PsResponse.targets:type_name -> ckptd.v1.Target
-	5,  // 5: ckptd.v1.Checkpoint.target:type_name -> ckptd.v1.TargetRef
-	22, // 6: ckptd.v1.Checkpoint.options:type_name -> ckptd.v1.Options
-	23, // 7: ckptd.v1.Checkpoint.stats:type_name -> ckptd.v1.DumpStats
-	56, // 8: ckptd.v1.Checkpoint.files:type_name -> ckptd.v1.Checkpoint.FilesEntry
-	29, // 9: ckptd.v1.Checkpoint.container:type_name -> ckptd.v1.ContainerInfo
-	28, // 10: ckptd.v1.Checkpoint.migration:type_name -> ckptd.v1.Migration
-	27, // 11: ckptd.v1.Checkpoint.imported:type_name -> ckptd.v1.Import
-	26, // 12: ckptd.v1.Checkpoint.incremental:type_name -> ckptd.v1.Incremental
-	57, // 13: ckptd.v1.ContainerInfo.labels:type_name -> ckptd.v1.ContainerInfo.LabelsEntry
-	22, // 14: ckptd.v1.CreateRequest.options:type_name -> ckptd.v1.Options
-	25, // 15: ckptd.v1.ListResponse.checkpoints:type_name -> ckptd.v1.Checkpoint
-	33, // 16: ckptd.v1.ListResponse.quarantined:type_name -> ckptd.v1.Quarantined
-	25, // 17: ckptd.v1.Quarantined.checkpoint:type_name -> ckptd.v1.Checkpoint
-	25, // 18: ckptd.v1.VerifyResponse.checkpoint:type_name -> ckptd.v1.Checkpoint
-	40, // 19: ckptd.v1.Process.files:type_name -> ckptd.v1.File
-	41, // 20: ckptd.v1.Process.sockets:type_name -> ckptd.v1.Socket
-	25, // 21: ckptd.v1.InspectResponse.checkpoint:type_name -> ckptd.v1.Checkpoint
-	42, // 22: ckptd.v1.InspectResponse.processes:type_name -> ckptd.v1.Process
-	44, // 23: ckptd.v1.InspectResponse.needs:type_name -> ckptd.v1.NeededFile
-	22, // 24: ckptd.v1.MigrateRequest.options:type_name -> ckptd.v1.Options
-	23, // 25: ckptd.v1.MigrateResult.stats:type_name -> ckptd.v1.DumpStats
-	48, // 26: ckptd.v1.MigrateResult.phases:type_name -> ckptd.v1.Phase
-	46, // 27: ckptd.v1.MigrateEvent.progress:type_name -> ckptd.v1.MigrateProgress
-	47, // 28: ckptd.v1.MigrateEvent.result:type_name -> ckptd.v1.MigrateResult
-	24, // 29: ckptd.v1.Checkpoint.FilesEntry.value:type_name -> ckptd.v1.FileSum
-	0,  // 30: ckptd.v1.Ckptd.Version:input_type -> ckptd.v1.VersionRequest
-	2,  // 31: ckptd.v1.Ckptd.Check:input_type -> ckptd.v1.CheckRequest
-	13, // 32: ckptd.v1.Ckptd.Run:input_type -> ckptd.v1.RunRequest
-	16, // 33: ckptd.v1.Ckptd.Ps:input_type -> ckptd.v1.PsRequest
-	14, // 34: ckptd.v1.Ckptd.Attach:input_type -> ckptd.v1.AttachInput
-	18, // 35: ckptd.v1.Ckptd.Logs:input_type -> ckptd.v1.LogsRequest
-	20, // 36: ckptd.v1.Ckptd.Kill:input_type -> ckptd.v1.KillRequest
-	30, // 37: ckptd.v1.Ckptd.Create:input_type -> ckptd.v1.CreateRequest
-	31, // 38: ckptd.v1.Ckptd.List:input_type -> ckptd.v1.ListRequest
-	36, // 39: ckptd.v1.Ckptd.Remove:input_type -> ckptd.v1.RemoveRequest
-	38, // 40: ckptd.v1.Ckptd.Restore:input_type -> ckptd.v1.RestoreRequest
-	39, // 41: ckptd.v1.Ckptd.Inspect:input_type -> ckptd.v1.InspectRequest
-	34, // 42: ckptd.v1.Ckptd.Verify:input_type -> ckptd.v1.VerifyRequest
-	45, // 43: ckptd.v1.Ckptd.Migrate:input_type -> ckptd.v1.MigrateRequest
-	50, // 44: ckptd.v1.Ckptd.ResolveMigration:input_type -> ckptd.v1.ResolveMigrationRequest
-	8,  // 45: ckptd.v1.Ckptd.SetSchedule:input_type -> ckptd.v1.SetScheduleRequest
-	9,  // 46: ckptd.v1.Ckptd.ListSchedules:input_type -> ckptd.v1.ListSchedulesRequest
-	11, // 47: ckptd.v1.Ckptd.RemoveSchedule:input_type -> ckptd.v1.RemoveScheduleRequest
-	51, // 48: ckptd.v1.Ckptd.Events:input_type -> ckptd.v1.EventsRequest
-	53, // 49: ckptd.v1.Ckptd.Export:input_type -> ckptd.v1.ExportRequest
-	55, // 50: ckptd.v1.Ckptd.Import:input_type -> ckptd.v1.ImportChunk
-	1,  // 51: ckptd.v1.Ckptd.Version:output_type -> ckptd.v1.VersionResponse
-	4,  // 52: ckptd.v1.Ckptd.Check:output_type -> ckptd.v1.CheckResponse
-	6,  // 53: ckptd.v1.Ckptd.Run:output_type -> ckptd.v1.Target
-	17, // 54: ckptd.v1.Ckptd.Ps:output_type -> ckptd.v1.PsResponse
-	15, // 55: ckptd.v1.Ckptd.Attach:output_type -> ckptd.v1.AttachOutput
-	19, // 56: ckptd.v1.Ckptd.Logs:output_type -> ckptd.v1.LogsResponse
-	21, // 57: ckptd.v1.Ckptd.Kill:output_type -> ckptd.v1.KillResponse
-	25, // 58: ckptd.v1.Ckptd.Create:output_type -> ckptd.v1.Checkpoint
-	32, // 59: ckptd.v1.Ckptd.List:output_type -> ckptd.v1.ListResponse
-	37, // 60: ckptd.v1.Ckptd.Remove:output_type -> ckptd.v1.RemoveResponse
-	6,  // 61: ckptd.v1.Ckptd.Restore:output_type -> ckptd.v1.Target
-	43, // 62: ckptd.v1.Ckptd.Inspect:output_type -> ckptd.v1.InspectResponse
-	35, // 63: ckptd.v1.Ckptd.Verify:output_type -> ckptd.v1.VerifyResponse
-	49, // 64: ckptd.v1.Ckptd.Migrate:output_type -> ckptd.v1.MigrateEvent
-	6,  // 65: ckptd.v1.Ckptd.ResolveMigration:output_type -> ckptd.v1.Target
-	7,  // 66: ckptd.v1.Ckptd.SetSchedule:output_type -> ckptd.v1.Schedule
-	10, // 67: ckptd.v1.Ckptd.ListSchedules:output_type -> ckptd.v1.ListSchedulesResponse
-	12, // 68: ckptd.v1.Ckptd.RemoveSchedule:output_type -> ckptd.v1.RemoveScheduleResponse
-	52, // 69: ckptd.v1.Ckptd.Events:output_type -> ckptd.v1.Event
-	54, // 70: ckptd.v1.Ckptd.Export:output_type -> ckptd.v1.ExportChunk
-	25, // 71: ckptd.v1.Ckptd.Import:output_type -> ckptd.v1.Checkpoint
-	51, // [51:72] is the sub-list for method output_type
-	30, // [30:51] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	4,  // 0: ckptd.v1.CheckResponse.checks:type_name -> ckptd.v1.CheckResult
+	6,  // 1: ckptd.v1.Target.ref:type_name -> ckptd.v1.TargetRef
+	8,  // 2: ckptd.v1.Target.schedule:type_name -> ckptd.v1.Schedule
+	8,  // 3: ckptd.v1.ListSchedulesResponse.schedules:type_name -> ckptd.v1.Schedule
+	7,  // 4: ckptd.v1.PsResponse.targets:type_name -> ckptd.v1.Target
+	6,  // 5: ckptd.v1.Checkpoint.target:type_name -> ckptd.v1.TargetRef
+	23, // 6: ckptd.v1.Checkpoint.options:type_name -> ckptd.v1.Options
+	24, // 7: ckptd.v1.Checkpoint.stats:type_name -> ckptd.v1.DumpStats
+	58, // 8: ckptd.v1.Checkpoint.files:type_name -> ckptd.v1.Checkpoint.FilesEntry
+	30, // 9: ckptd.v1.Checkpoint.container:type_name -> ckptd.v1.ContainerInfo
+	29, // 10: ckptd.v1.Checkpoint.migration:type_name -> ckptd.v1.Migration
+	28, // 11: ckptd.v1.Checkpoint.imported:type_name -> ckptd.v1.Import
+	27, // 12: ckptd.v1.Checkpoint.incremental:type_name -> ckptd.v1.Incremental
+	59, // 13: ckptd.v1.ContainerInfo.labels:type_name -> ckptd.v1.ContainerInfo.LabelsEntry
+	23, // 14: ckptd.v1.CreateRequest.options:type_name -> ckptd.v1.Options
+	26, // 15: ckptd.v1.ListResponse.checkpoints:type_name -> ckptd.v1.Checkpoint
+	34, // 16: ckptd.v1.ListResponse.quarantined:type_name -> ckptd.v1.Quarantined
+	26, // 17: ckptd.v1.Quarantined.checkpoint:type_name -> ckptd.v1.Checkpoint
+	26, // 18: ckptd.v1.VerifyResponse.checkpoint:type_name -> ckptd.v1.Checkpoint
+	41, // 19: ckptd.v1.Process.files:type_name -> ckptd.v1.File
+	42, // 20: ckptd.v1.Process.sockets:type_name -> ckptd.v1.Socket
+	26, // 21: ckptd.v1.InspectResponse.checkpoint:type_name -> ckptd.v1.Checkpoint
+	43, // 22: ckptd.v1.InspectResponse.processes:type_name -> ckptd.v1.Process
+	45, // 23: ckptd.v1.InspectResponse.needs:type_name -> ckptd.v1.NeededFile
+	23, // 24: ckptd.v1.MigrateRequest.options:type_name -> ckptd.v1.Options
+	0,  // 25: ckptd.v1.MigrateRequest.precopy:type_name -> ckptd.v1.Precopy
+	24, // 26: ckptd.v1.MigrateResult.stats:type_name -> ckptd.v1.DumpStats
+	50, // 27: ckptd.v1.MigrateResult.phases:type_name -> ckptd.v1.Phase
+	49, // 28: ckptd.v1.MigrateResult.rounds:type_name -> ckptd.v1.Round
+	47, // 29: ckptd.v1.MigrateEvent.progress:type_name -> ckptd.v1.MigrateProgress
+	48, // 30: ckptd.v1.MigrateEvent.result:type_name -> ckptd.v1.MigrateResult
+	25, // 31: ckptd.v1.Checkpoint.FilesEntry.value:type_name -> ckptd.v1.FileSum
+	1,  // 32: ckptd.v1.Ckptd.Version:input_type -> ckptd.v1.VersionRequest
+	3,  // 33: ckptd.v1.Ckptd.Check:input_type -> ckptd.v1.CheckRequest
+	14, // 34: ckptd.v1.Ckptd.Run:input_type -> ckptd.v1.RunRequest
+	17, // 35: ckptd.v1.Ckptd.Ps:input_type -> ckptd.v1.PsRequest
+	15, // 36: ckptd.v1.Ckptd.Attach:input_type -> ckptd.v1.AttachInput
+	19, // 37: ckptd.v1.Ckptd.Logs:input_type -> ckptd.v1.LogsRequest
+	21, // 38: ckptd.v1.Ckptd.Kill:input_type -> ckptd.v1.KillRequest
+	31, // 39: ckptd.v1.Ckptd.Create:input_type -> ckptd.v1.CreateRequest
+	32, // 40: ckptd.v1.Ckptd.List:input_type -> ckptd.v1.ListRequest
+	37, // 41: ckptd.v1.Ckptd.Remove:input_type -> ckptd.v1.RemoveRequest
+	39, // 42: ckptd.v1.Ckptd.Restore:input_type -> ckptd.v1.RestoreRequest
+	40, // 43: ckptd.v1.Ckptd.Inspect:input_type -> ckptd.v1.InspectRequest
+	35, // 44: ckptd.v1.Ckptd.Verify:input_type -> ckptd.v1.VerifyRequest
+	46, // 45: ckptd.v1.Ckptd.Migrate:input_type -> ckptd.v1.MigrateRequest
+	52, // 46: ckptd.v1.Ckptd.ResolveMigration:input_type -> ckptd.v1.ResolveMigrationRequest
+	9,  // 47: ckptd.v1.Ckptd.SetSchedule:input_type -> ckptd.v1.SetScheduleRequest
+	10, // 48: ckptd.v1.Ckptd.ListSchedules:input_type -> ckptd.v1.ListSchedulesRequest
+	12, // 49: ckptd.v1.Ckptd.RemoveSchedule:input_type -> ckptd.v1.RemoveScheduleRequest
+	53, // 50: ckptd.v1.Ckptd.Events:input_type -> ckptd.v1.EventsRequest
+	55, // 51: ckptd.v1.Ckptd.Export:input_type -> ckptd.v1.ExportRequest
+	57, // 52: ckptd.v1.Ckptd.Import:input_type -> ckptd.v1.ImportChunk
+	2,  // 53: ckptd.v1.Ckptd.Version:output_type -> ckptd.v1.VersionResponse
+	5,  // 54: ckptd.v1.Ckptd.Check:output_type -> ckptd.v1.CheckResponse
+	7,  // 55: ckptd.v1.Ckptd.Run:output_type -> ckptd.v1.Target
+	18, // 56: ckptd.v1.Ckptd.Ps:output_type -> ckptd.v1.PsResponse
+	16, // 57: ckptd.v1.Ckptd.Attach:output_type -> ckptd.v1.AttachOutput
+	20, // 58: ckptd.v1.Ckptd.Logs:output_type -> ckptd.v1.LogsResponse
+	22, // 59: ckptd.v1.Ckptd.Kill:output_type -> ckptd.v1.KillResponse
+	26, // 60: ckptd.v1.Ckptd.Create:output_type -> ckptd.v1.Checkpoint
+	33, // 61: ckptd.v1.Ckptd.List:output_type -> ckptd.v1.ListResponse
+	38, // 62: ckptd.v1.Ckptd.Remove:output_type -> ckptd.v1.RemoveResponse
+	7,  // 63: ckptd.v1.Ckptd.Restore:output_type -> ckptd.v1.Target
+	44, // 64: ckptd.v1.Ckptd.Inspect:output_type -> ckptd.v1.InspectResponse
+	36, // 65: ckptd.v1.Ckptd.Verify:output_type -> ckptd.v1.VerifyResponse
+	51, // 66: ckptd.v1.Ckptd.Migrate:output_type -> ckptd.v1.MigrateEvent
+	7,  // 67: ckptd.v1.Ckptd.ResolveMigration:output_type -> ckptd.v1.Target
+	8,  // 68: ckptd.v1.Ckptd.SetSchedule:output_type -> ckptd.v1.Schedule
+	11, // 69: ckptd.v1.Ckptd.ListSchedules:output_type -> ckptd.v1.ListSchedulesResponse
+	13, // 70: ckptd.v1.Ckptd.RemoveSchedule:output_type -> ckptd.v1.RemoveScheduleResponse
+	54, // 71: ckptd.v1.Ckptd.Events:output_type -> ckptd.v1.Event
+	56, // 72: ckptd.v1.Ckptd.Export:output_type -> ckptd.v1.ExportChunk
+	26, // 73: ckptd.v1.Ckptd.Import:output_type -> ckptd.v1.Checkpoint
+	53, // [53:74] is the sub-list for method output_type
+	32, // [32:53] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_ckptd_proto_init() }
@@ -4546,7 +4706,7 @@ func file_ckptd_proto_init() {
 	if File_ckptd_proto != nil {
 		return
 	}
-	file_ckptd_proto_msgTypes[49].OneofWrappers = []any{
+	file_ckptd_proto_msgTypes[50].OneofWrappers = []any{
 		(*MigrateEvent_Progress)(nil),
 		(*MigrateEvent_Result)(nil),
 	}
@@ -4555,13 +4715,14 @@ func file_ckptd_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ckptd_proto_rawDesc), len(file_ckptd_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   58,
+			NumEnums:      1,
+			NumMessages:   59,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_ckptd_proto_goTypes,
 		DependencyIndexes: file_ckptd_proto_depIdxs,
+		EnumInfos:         file_ckptd_proto_enumTypes,
 		MessageInfos:      file_ckptd_proto_msgTypes,
 	}.Build()
 	File_ckptd_proto = out.File

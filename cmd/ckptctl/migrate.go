@@ -17,6 +17,8 @@ func (c *cli) migrateCmd() *cobra.Command {
 	var req apiv1.MigrateRequest
 	var o apiv1.Options
 	var timeout, peerTimeout time.Duration
+	var precopy string
+	var rounds int
 	var resolve string
 	var resume, discard bool
 	cmd := &cobra.Command{
@@ -51,7 +53,16 @@ its own copy is gone. If that word never comes, the copy stays stopped and
 				return errors.New("--peer-timeout: want 1s or more")
 			}
 			req.Target, req.Options, req.RestoreTimeoutMs = args[0], &o, timeout.Milliseconds()
-			req.PeerTimeoutMs = peerTimeout.Milliseconds()
+			req.PeerTimeoutMs, req.PrecopyRounds = peerTimeout.Milliseconds(), int32(rounds)
+			switch precopy {
+			case "auto":
+			case "on", "true":
+				req.Precopy = apiv1.Precopy_PRECOPY_ON
+			case "off", "false":
+				req.Precopy = apiv1.Precopy_PRECOPY_OFF
+			default:
+				return fmt.Errorf("--precopy %q: want on, off or auto", precopy)
+			}
 			ctx, stop := interruptible(c.ctx(), "ckptd ends the migration: before its commit the source resumes and the destination discards what it received; after it, the migration completes")
 			defer stop()
 			stream, err := cl.Migrate(ctx, &req)
@@ -83,6 +94,9 @@ its own copy is gone. If that word never comes, the copy stays stopped and
 	f.BoolVar(&req.KeepSource, "keep-source", false, "leave the source running: the destination gets a copy")
 	f.BoolVar(&req.Lazy, "lazy", false, "post-copy: run at once on the destination, fetch memory on demand (see 'ckptctl check')")
 	f.DurationVar(&timeout, "restore-timeout", 0, "how long the frozen source waits for the destination to run it (default 5m)")
+	f.StringVar(&precopy, "precopy", "auto", "send the memory in live rounds first, so that only the last difference crosses while frozen: on, off, or auto (on above 512 MiB)")
+	f.Lookup("precopy").NoOptDefVal = "on"
+	f.IntVar(&rounds, "precopy-rounds", 0, "at most this many pre-copy rounds, the frozen one included (default 4); they stop early when the difference stops shrinking")
 	f.DurationVar(&peerTimeout, "peer-timeout", 0, "end the migration when the destination makes no progress for this long (default: ckptd's peer_timeout, 30s)")
 	f.BoolVar(&o.TcpEstablished, "tcp-established", false, "migrate established TCP connections")
 	f.BoolVar(&o.FileLocks, "file-locks", false, "migrate file locks")
@@ -130,6 +144,13 @@ func (c *cli) printMigrated(r *apiv1.MigrateResult) error {
 			float64(s.GetFrozenTime())/1000, float64(s.GetMemdumpTime())/1000, s.GetPagesWritten())
 	}
 	fmt.Println()
+	for _, rd := range r.GetRounds() {
+		what := "live"
+		if rd.GetFrozen() {
+			what = "frozen"
+		}
+		fmt.Printf("pre-copy round %d (%s): %s in %.3f s\n", rd.GetN(), what, humanBytes(rd.GetBytes()), time.Duration(rd.GetTookNs()).Seconds())
+	}
 	if ps := r.GetPhases(); len(ps) > 0 {
 		parts := make([]string, len(ps))
 		for i, p := range ps {

@@ -67,8 +67,8 @@ func main() {
 			continue
 		}
 		sum := sha256.Sum256(mem)
-		fmt.Printf("status counter=%d pipe=%d unix=%d hash=%s\n",
-			counter.Load(), pipeMsgs.Load(), unixMsgs.Load(), hex.EncodeToString(sum[:]))
+		fmt.Printf("status counter=%d pipe=%d unix=%d hash=%s gen=%d\n",
+			counter.Load(), pipeMsgs.Load(), unixMsgs.Load(), hex.EncodeToString(sum[:]), gen)
 	}
 }
 
