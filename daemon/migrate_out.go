@@ -52,7 +52,7 @@ type MigrateRequest struct {
 	// frozen one (0: DefaultPrecopyRounds).
 	Precopy       PrecopyMode
 	PrecopyRounds int
-	Progress    func(MigrateProgress)
+	Progress      func(MigrateProgress)
 }
 
 // MigrateProgress is reported while a migration runs.
