@@ -27,6 +27,7 @@ var (
 	procs  = flag.Bool("processes", true, "benchmark memload against raw criu")
 	ctrs   = flag.Bool("containers", true, "benchmark a container against ctr and podman")
 	migr   = flag.Bool("migrate", true, "benchmark ckptctl migrate against a hand-run CRIU page-server pipeline")
+	links  = flag.Bool("link", true, "benchmark migration over a veth shaped to 1 Gbit/s: stop-and-copy, pre-copy and the hand CRIU pipeline")
 	dlog   = flag.String("daemon-log-level", "warn", "log level of the ckptd under test (its log goes to stderr)")
 	snaps  = flag.Bool("snapshots", true, "benchmark successive --leave-running checkpoints of one target against raw criu")
 	nsnap  = flag.Int("snapshot-rounds", 5, "successive --leave-running checkpoints per tool")
@@ -67,6 +68,9 @@ func main() {
 	}
 	if *migr {
 		benchMigrate(work)
+	}
+	if *links {
+		benchLink(work)
 	}
 }
 
@@ -122,10 +126,17 @@ func buildMemload(work string) string {
 // startRawLoad starts memload as pid 1 of a new PID namespace, as ckptd
 // does, and waits until it filled its memory.
 func startRawLoad(work, memload, name string) *exec.Cmd {
+	return startRawLoadIn("", work, memload, name)
+}
+
+// startRawLoadIn is startRawLoad in network namespace ns ("": this one),
+// with extra flags.
+func startRawLoadIn(ns, work, memload, name string, extra ...string) *exec.Cmd {
 	out, err := os.Create(filepath.Join(work, name+".log"))
 	check(err)
 	defer out.Close()
-	cmd := exec.Command(memload, "--mib", strconv.Itoa(*mib))
+	argv := in(ns, append([]string{memload, "--mib", strconv.Itoa(*mib)}, extra...)...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Cloneflags: syscall.CLONE_NEWPID}
 	check(cmd.Start())
@@ -149,11 +160,19 @@ type daemon struct {
 }
 
 func startDaemon(work, name, containerd string, extra ...string) *daemon {
+	return startDaemonWrapped(nil, work, name, containerd, extra...)
+}
+
+// startDaemonWrapped starts ckptd through the command wrap (a network
+// namespace's ip netns exec), which execs it.
+func startDaemonWrapped(wrap []string, work, name, containerd string, extra ...string) *daemon {
 	d := &daemon{socket: filepath.Join(work, name+".sock"), root: filepath.Join(work, name+"-state")}
 	// --trust-root: the benchmark's own workloads run as root, and come
 	// back from archives, registries and peers.
-	d.cmd = exec.Command(filepath.Join(*binDir, "ckptd"), append([]string{"--root", d.root, "--socket", d.socket, "--log-level", *dlog,
-		"--containerd", containerd, "--trust-root"}, extra...)...)
+	argv := append(append(append([]string{}, wrap...), filepath.Join(*binDir, "ckptd")), "--root", d.root, "--socket", d.socket, "--log-level", *dlog,
+		"--containerd", containerd, "--trust-root")
+	argv = append(argv, extra...)
+	d.cmd = exec.Command(argv[0], argv[1:]...)
 	d.cmd.Stderr = os.Stderr
 	check(d.cmd.Start())
 	for range 100 {

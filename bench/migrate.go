@@ -1,10 +1,12 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -96,6 +98,21 @@ type handVariant struct {
 	hold   bool
 	tls    string
 	phases []handPhases
+	// srcNS and dstNS, when set, are the network namespaces the source
+	// (workload and dump) and the destination (page server and restore)
+	// run in, joined at addr; churn makes the workload rewrite memory.
+	srcNS, dstNS, addr string
+	churn              bool
+}
+
+// in runs a command in network namespace ns, if any. nsenter, not ip
+// netns exec, which would give each command a mount namespace of its own
+// (and CRIU would then see the workload's as one to dump).
+func in(ns string, args ...string) []string {
+	if ns == "" {
+		return args
+	}
+	return append([]string{"nsenter", "--net=/run/netns/" + ns}, args...)
 }
 
 func (h *handVariant) downs() []sample {
@@ -125,21 +142,30 @@ func rawMigrateRound(work, memload string, i int, h *handVariant) handPhases {
 	check(os.MkdirAll(dstDir, 0o700))
 	defer os.RemoveAll(srcDir)
 	defer os.RemoveAll(dstDir)
-	cmd := startRawLoad(work, memload, fmt.Sprintf("hand-%d", i))
+	var cmd *exec.Cmd
+	if h.churn {
+		cmd = startRawLoadIn(h.srcNS, work, memload, fmt.Sprintf("hand-%d", i), "--churn", strconv.Itoa(churnPercent))
+		stop := churn(cmd.Process.Pid)
+		time.Sleep(time.Second)
+		defer stop()
+	} else {
+		cmd = startRawLoad(work, memload, fmt.Sprintf("hand-%d", i))
+	}
 
 	// -d returns once the page server listens; it serves one dump and exits.
-	port := freePort()
+	port, addr := freePort(), cmp.Or(h.addr, "127.0.0.1")
 	psPid := filepath.Join(work, fmt.Sprintf("hand-ps-%d.pid", i))
-	run("criu", append([]string{"page-server", "-D", dstDir, "--address", "127.0.0.1", "--port", port, "-o", "ps.log",
+	ps := in(h.dstNS, append([]string{"criu", "page-server", "-D", dstDir, "--address", addr, "--port", port, "-o", "ps.log",
 		"-d", "--pidfile", psPid}, h.tlsArgs("dst")...)...)
-	args := append([]string{"dump", "-t", strconv.Itoa(cmd.Process.Pid), "-D", srcDir, "-o", "dump.log",
-		"--page-server", "--address", "127.0.0.1", "--port", port}, h.tlsArgs("src")...)
+	run(ps[0], ps[1:]...)
+	args := in(h.srcNS, append([]string{"criu", "dump", "-t", strconv.Itoa(cmd.Process.Pid), "-D", srcDir, "-o", "dump.log",
+		"--page-server", "--address", addr, "--port", port}, h.tlsArgs("src")...)...)
 	if h.hold {
 		args = append(args, "--leave-stopped")
 	}
 	var ph handPhases
 	start := time.Now()
-	run("criu", args...)
+	run(args[0], args[1:]...)
 	waitGone(strings.TrimSpace(readFile(psPid)))
 	ph.dump = time.Since(start)
 	imgs, err := filepath.Glob(filepath.Join(srcDir, "*.img"))
@@ -147,7 +173,8 @@ func rawMigrateRound(work, memload string, i int, h *handVariant) handPhases {
 	run("cp", append(imgs, dstDir)...)
 	ph.copy = time.Since(start) - ph.dump
 	pidfile := filepath.Join(work, fmt.Sprintf("hand-%d.pid", i))
-	run("criu", "restore", "-D", dstDir, "-o", "restore.log", "-d", "--pidfile", pidfile)
+	restore := in(h.dstNS, "criu", "restore", "-D", dstDir, "-o", "restore.log", "-d", "--pidfile", pidfile)
+	run(restore[0], restore[1:]...)
 	ph.down = time.Since(start)
 	ph.restore = ph.down - ph.dump - ph.copy
 	if h.hold {
