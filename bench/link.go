@@ -84,6 +84,15 @@ func benchLink(work string) {
 		fmt.Printf("%-34s %24s %8s %24s %10d\n", m.name, mmm(m.down, wallOf), ratio(median(m.down), median(base)), mmm(m.total, wallOf), m.bytes/int64(len(m.down))>>20)
 	}
 	fmt.Println("(ratio: median over stop-and-copy's; MiB sent: mean per migration; the hand pipeline's pages cross the link, its other images are copied on disk)")
+	for _, m := range modes {
+		fmt.Printf("downtime phases, median (s), %s:", m.name)
+		for _, name := range []string{"dump", "files", "restore", "release"} {
+			if ps := m.phases[name]; len(ps) > 0 {
+				fmt.Printf(" %s %.3f", name, median(ps).Seconds())
+			}
+		}
+		fmt.Println()
+	}
 }
 
 // linkMode is one way ckptctl migrates, and what it measured.
@@ -91,6 +100,7 @@ type linkMode struct {
 	name, arg   string
 	down, total []sample
 	bytes       int64
+	phases      map[string][]sample
 }
 
 func (m *linkMode) round(src, dst *daemon, memload, peer string, i int) {
@@ -108,6 +118,10 @@ func (m *linkMode) round(src, dst *daemon, memload, peer string, i int) {
 		DowntimeNS string `json:"downtime_ns"`
 		Bytes      string `json:"bytes"`
 		Checkpoint string `json:"checkpoint"`
+		Phases     []struct {
+			Name string `json:"name"`
+			NS   int64  `json:"duration_ns,string"`
+		} `json:"phases"`
 	}
 	check(json.Unmarshal([]byte(out), &r))
 	ns, err := strconv.ParseInt(r.DowntimeNS, 10, 64)
@@ -121,6 +135,12 @@ func (m *linkMode) round(src, dst *daemon, memload, peer string, i int) {
 	}
 	m.down, m.total = append(m.down, sample{wall: time.Duration(ns)}), append(m.total, sample{wall: total})
 	m.bytes += n
+	if m.phases == nil {
+		m.phases = map[string][]sample{}
+	}
+	for _, p := range r.Phases {
+		m.phases[p.Name] = append(m.phases[p.Name], sample{wall: time.Duration(p.NS)})
+	}
 }
 
 // churn makes the memload with host PID pid rewrite churnPercent of its
