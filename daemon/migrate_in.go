@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,8 +12,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/ckptd/ckptd/chain"
-	"github.com/ckptd/ckptd/criu"
 	"github.com/ckptd/ckptd/errdefs"
 	"github.com/ckptd/ckptd/ingest"
 	"github.com/ckptd/ckptd/migrate"
@@ -204,11 +201,14 @@ func (in *incoming) run(ctx context.Context) (err error) {
 	}
 	// The images are whole: from here a crash must not lose them, since the
 	// restored target will name this checkpoint as its origin. A pre-copy's
-	// are a chain of rounds, made whole out of the downtime (see keep).
-	if images == dir {
-		if err := d.store.MarkPending(ctx, c); err != nil {
-			return err
-		}
+	// are a chain of rounds, made whole out of the downtime (see keep), or
+	// by the next start.
+	mark := d.store.MarkPending
+	if images != dir {
+		mark = func(ctx context.Context, c *store.Checkpoint) error { return d.store.MarkPendingChain(ctx, c, images) }
+	}
+	if err := mark(ctx, c); err != nil {
+		return err
 	}
 	t, warnings, err := in.restore(ctx, c, images, &published)
 	if err != nil {
@@ -226,7 +226,7 @@ func (in *incoming) run(ctx context.Context) (err error) {
 	}
 	// Out of the downtime: a fenced tree runs again by now.
 	if !published {
-		published = in.keep(ctx, c, t, images)
+		published = in.keep(ctx, c, t)
 	}
 	if published && done != nil && done.Stats != nil {
 		if err := d.store.Finish(ctx, c.ID, done.Stats, in.work); err != nil && !errdefs.IsNotFound(err) {
@@ -234,88 +234,6 @@ func (in *incoming) run(ctx context.Context) (err error) {
 		}
 	}
 	return nil
-}
-
-// receiveFiles stores the files the source sends until its commit, which
-// must describe the target the offer named, and returns where the images
-// to restore are: dir, or a pre-copy's last round, whose unchanged pages
-// are read from the rounds before (sibling directories under the work
-// directory).
-func (in *incoming) receiveFiles(dir string) (*store.Checkpoint, string, error) {
-	var files int64
-	cur, round := dir, 0
-	for n := 0; ; n++ {
-		msg, err := in.conn.Next()
-		if err != nil {
-			return nil, "", err
-		}
-		switch msg.Kind {
-		case migrate.KindFile:
-			if n >= migrate.MaxFiles {
-				return nil, "", fmt.Errorf("protocol: more than %d files", migrate.MaxFiles)
-			}
-			if files += msg.File.Size; files+in.pages.Load() > in.budget {
-				return nil, "", fmt.Errorf("the source sent more than its offer (%d MiB with room to grow): cut off", in.budget>>20)
-			}
-			if err := in.conn.RecvFile(cur, msg.File); err != nil {
-				return nil, "", err
-			}
-		case migrate.KindRound:
-			if msg.Round.N != round+1 || round >= in.offer.Rounds {
-				return nil, "", fmt.Errorf("protocol: round %d after round %d of at most %d", msg.Round.N, round, in.offer.Rounds)
-			}
-			round = msg.Round.N
-			next := filepath.Join(in.work, "rounds", roundName(round))
-			if err := os.MkdirAll(next, 0o700); err != nil {
-				return nil, "", err
-			}
-			if round > 1 {
-				if err := chain.Link(next, cur); err != nil {
-					return nil, "", err
-				}
-			}
-			cur = next
-		case migrate.KindCommit:
-			c := msg.Commit.Checkpoint
-			if c.Target.Key() != in.offer.Target.Key() || c.Target.Kind != in.offer.Target.Kind {
-				return nil, "", fmt.Errorf("protocol: commit of %s after an offer of %s", c.Target.Key(), in.offer.Target.Key())
-			}
-			if err := chain.Check(cur); err != nil {
-				return nil, "", fmt.Errorf("protocol: the rounds do not hold every page: %w", err)
-			}
-			return c, cur, nil
-		default:
-			return nil, "", fmt.Errorf("protocol: unexpected %q", msg.Kind)
-		}
-	}
-}
-
-// receivePages runs a CRIU page server for the source's page stream.
-func (in *incoming) receivePages(ctx context.Context, wait func(context.Context) (net.Conn, error), dir string) error {
-	wctx, cancel := context.WithTimeout(ctx, pageStreamWait)
-	remote, err := wait(wctx)
-	cancel()
-	if err != nil {
-		return fmt.Errorf("page stream did not arrive: %w", err)
-	}
-	defer remote.Close()
-	mine, theirs, err := migrate.LoopbackPair()
-	if err != nil {
-		return err
-	}
-	defer mine.Close()
-	ps, err := in.d.criu.PageServer(dir, in.work, theirs)
-	theirs.Close()
-	if err != nil {
-		return err
-	}
-	tunnel := &migrate.Tunnel{Limit: in.budget}
-	terr := tunnel.Run(ctx, mine, remote.(migrate.HalfCloser))
-	in.pages.Store(tunnel.Received.Load())
-	if werr := ps.Wait(ctx, in.d.criu.Deadline(in.offer.MemoryBytes)); werr != nil {
-		return criu.PageServerError(in.work, werr)
-	}
-	return terr
 }
 
 // record is the checkpoint this host keeps of what it received in dir:
@@ -360,9 +278,9 @@ func (in *incoming) restore(ctx context.Context, c *store.Checkpoint, staging st
 // keep publishes a restored tree's checkpoint: hashing and syncing its
 // pages takes seconds per GiB, which the source must not wait for. If it
 // fails, the tree runs on without a checkpoint here.
-func (in *incoming) keep(ctx context.Context, c *store.Checkpoint, t *store.Target, images string) bool {
+func (in *incoming) keep(ctx context.Context, c *store.Checkpoint, t *store.Target) bool {
 	ctx = context.WithoutCancel(ctx)
-	err := in.wholeFrom(ctx, c, images)
+	err := in.d.store.WholeFromChain(ctx, c.ID)
 	if err == nil {
 		err = in.d.store.Publish(ctx, c)
 	}
@@ -374,23 +292,6 @@ func (in *incoming) keep(ctx context.Context, c *store.Checkpoint, t *store.Targ
 		return false
 	}
 	return true
-}
-
-// wholeFrom makes a pre-copy's chain of rounds, ending in images, the
-// whole checkpoint c in its staging directory (unchanged files are hard
-// links), and marks it pending.
-func (in *incoming) wholeFrom(ctx context.Context, c *store.Checkpoint, images string) error {
-	staged := in.d.store.Layout().Staging(c.ID)
-	if images == staged {
-		return nil
-	}
-	if err := os.Remove(staged); err != nil {
-		return err
-	}
-	if _, _, err := chain.Rewrite(ctx, images, staged, -1); err != nil {
-		return fmt.Errorf("make the rounds one checkpoint: %w", err)
-	}
-	return in.d.store.MarkPending(ctx, c)
 }
 
 // awaitDone hears the source out and settles our copy. The source gave

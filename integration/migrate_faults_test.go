@@ -188,34 +188,48 @@ func TestMigrateSourceDiesAfterCommit(t *testing.T) {
 
 // TestMigrateDestinationCrashBeforePublish kills the destination ckptd
 // after the restore, while it publishes the received checkpoint: the next
-// start seals it, so the running target's origin is not lost.
+// start seals it, so the running target's origin is not lost. A
+// pre-copy's checkpoint, restored from its chain of rounds, is made whole
+// from them at that start.
 func TestMigrateDestinationCrashBeforePublish(t *testing.T) {
 	a, b := twoHosts(t)
 	src, dst := a.ckptd("", ""), b.ckptd("", "")
-	src.runLoad("keeper", 512)
-	wait := src.startCtl("migrate", "keeper", "--to", b.addr())
-	waitFor(t, "destination restored", func() bool { return strings.Contains(dst.log.String(), "incoming migration phases") })
-	dst.cmd.Process.Signal(syscall.SIGSTOP)
-	staged, _ := os.ReadDir(filepath.Join(dst.root, "staging"))
-	dst.kill9()
-	if len(staged) != 1 {
-		t.Fatalf("the kill did not land before the publish: staging holds %d entries", len(staged))
-	}
-	wait()
-	dst.start()
-	cs := dst.checkpoints()
-	if len(cs) != 1 || cs[0].ID != staged[0].Name() {
-		t.Fatalf("after the crash the destination lists %+v, want checkpoint %s", cs, staged[0].Name())
-	}
-	dst.must("verify", cs[0].Name)
-	var restoredFrom string
-	for _, x := range dst.ps() {
-		if x.Ref.Name == "keeper" && x.Running {
-			restoredFrom = x.RestoredFrom
+	for _, mode := range []string{"--precopy=off", "--precopy"} {
+		name := "keeper-" + strings.NewReplacer("-", "", "=", "").Replace(mode)
+		src.runLoad(name, 512)
+		wait := src.startCtl("migrate", name, "--to", b.addr(), mode)
+		waitFor(t, "destination restored", func() bool { return strings.Contains(dst.log.String(), "incoming migration phases") })
+		dst.cmd.Process.Signal(syscall.SIGSTOP)
+		staged, _ := os.ReadDir(filepath.Join(dst.root, "staging"))
+		dst.kill9()
+		if len(staged) != 1 {
+			t.Fatalf("%s: the kill did not land before the publish: staging holds %d entries", mode, len(staged))
 		}
-	}
-	if restoredFrom != cs[0].ID {
-		t.Errorf("running copy restored from %q, want %s", restoredFrom, cs[0].ID)
+		wait()
+		dst.start()
+		var c checkpoint
+		for _, x := range dst.checkpoints() {
+			if x.ID == staged[0].Name() {
+				c = x
+			}
+		}
+		if c.ID == "" {
+			t.Fatalf("%s: after the crash the destination lists %+v, want checkpoint %s", mode, dst.checkpoints(), staged[0].Name())
+		}
+		dst.must("verify", c.Name)
+		var restoredFrom string
+		for _, x := range dst.ps() {
+			if x.Ref.Name == name && x.Running {
+				restoredFrom = x.RestoredFrom
+			}
+		}
+		if restoredFrom != c.ID {
+			t.Errorf("%s: running copy restored from %q, want %s", mode, restoredFrom, c.ID)
+		}
+		if l := leftovers(t, dst); len(l) > 0 {
+			t.Errorf("%s: the destination keeps %v", mode, l)
+		}
+		dst.must("kill", name)
 	}
 }
 

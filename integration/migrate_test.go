@@ -128,7 +128,7 @@ func TestMigrateDestinationKilled(t *testing.T) {
 	var errOut string
 	go func() {
 		var err error
-		_, errOut, err = src.ctl("migrate", "victim", "--to", b.addr())
+		_, errOut, err = src.ctl("migrate", "victim", "--to", b.addr(), "--precopy=off")
 		done <- err
 	}()
 	killed := false

@@ -62,6 +62,7 @@ func TestParseBytes(t *testing.T) {
 	}{
 		{"4096", 4096, true}, {"20GiB", 20 << 30, true}, {"1.5 MiB", 3 << 19, true}, {"2GB", 2e9, true},
 		{"", 0, false}, {"-1GiB", 0, false}, {"lots", 0, false}, {"1ZiB", 0, false},
+		{"8M", 8 << 20, true}, {"8m", 8 << 20, true}, {"512K", 512 << 10, true}, {"1G", 1 << 30, true}, {"M", 0, false},
 	} {
 		got, err := ParseBytes(tc.in)
 		if (err == nil) != tc.ok || got != tc.want {

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -41,33 +42,58 @@ func (s *Store) recoverStaging(ctx context.Context) error {
 		return err
 	}
 	for _, e := range entries {
-		dir := s.layout.Staging(e.Name())
-		data, err := os.ReadFile(filepath.Join(dir, PendingFile))
-		if err == nil {
-			err = s.sealPending(ctx, e.Name(), data)
-			switch {
-			case err == nil:
-			case ctx.Err() != nil:
-				return err
-			case validID(e.Name()):
-				s.log.Error("sealing a pending checkpoint failed; moved to quarantine", "dir", dir, "err", err)
-				if _, serr := os.Stat(dir); serr != nil {
-					continue // it reached checkpoints/, where the rebuild of the index readmits it
-				}
-				if err := s.quarantineFrom(dir, e.Name(), "sealing a pending checkpoint failed: "+err.Error()); err != nil {
+		name := e.Name()
+		if base, ok := strings.CutSuffix(name, ".whole"); ok {
+			// WholeFromChain's copy: the swap was cut between its renames
+			// (the checkpoint is here now), or the copy was (it starts
+			// again from the chain).
+			if _, err := os.Stat(s.layout.Staging(base)); !errors.Is(err, fs.ErrNotExist) {
+				if err := os.RemoveAll(s.layout.Staging(name)); err != nil {
 					return err
 				}
+				continue
 			}
-			continue
-		} else if !errors.Is(err, fs.ErrNotExist) {
-			return err
+			if err := os.Rename(s.layout.Staging(name), s.layout.Staging(base)); err != nil {
+				return err
+			}
+			name = base
 		}
-		s.log.Warn("removing unfinished checkpoint in staging", "path", dir)
-		if err := os.RemoveAll(dir); err != nil {
+		if err := s.recoverStaged(ctx, name); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// recoverStaged seals the staged checkpoint name if it is pending, and
+// removes it otherwise.
+func (s *Store) recoverStaged(ctx context.Context, name string) error {
+	dir := s.layout.Staging(name)
+	data, err := os.ReadFile(filepath.Join(dir, PendingFile))
+	if err == nil {
+		if err = s.WholeFromChain(ctx, name); err == nil {
+			data, err = os.ReadFile(filepath.Join(dir, PendingFile))
+		}
+		if err == nil {
+			err = s.sealPending(ctx, name, data)
+		}
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
+			return err
+		case validID(name):
+			s.log.Error("sealing a pending checkpoint failed; moved to quarantine", "dir", dir, "err", err)
+			if _, serr := os.Stat(dir); serr != nil {
+				return nil // it reached checkpoints/, where the rebuild of the index readmits it
+			}
+			return s.quarantineFrom(dir, name, "sealing a pending checkpoint failed: "+err.Error())
+		}
+		return nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	s.log.Warn("removing unfinished checkpoint in staging", "path", dir)
+	return os.RemoveAll(dir)
 }
 
 // sealPending publishes a pending checkpoint found at start: hashed and

@@ -34,7 +34,8 @@ func (s *Store) recover(ctx context.Context) error {
 	// (bounded, see WorkDir).
 	var stale []string
 	for _, pattern := range []string{filepath.Join(s.layout.DumpsDir(), "*", "images"),
-		filepath.Join(s.layout.DumpsDir(), "*", "*.img"), filepath.Join(s.layout.RestoresDir(), "*", "*.img")} {
+		filepath.Join(s.layout.DumpsDir(), "*", "*.img"), filepath.Join(s.layout.DumpsDir(), "*", "rounds"),
+		filepath.Join(s.layout.RestoresDir(), "*", "*.img")} {
 		m, err := filepath.Glob(pattern)
 		if err != nil {
 			return err

@@ -53,7 +53,7 @@ func (c *cli) createCmd() *cobra.Command {
 	f.BoolVar(&o.ExtUnixSk, "ext-unix-sk", false, "allow unix sockets connected outside the tree")
 	f.BoolVar(&o.ShellJob, "shell-job", false, "the target is a shell job (shares a session and terminal)")
 	f.BoolVar(&o.LinkRemap, "link-remap", false, "dump files that were unlinked while open (CRIU --link-remap)")
-	f.Uint32Var(&o.GhostLimit, "ghost-limit", 0, "largest deleted open file to keep in the images, in bytes (default CRIU's 1 MiB)")
+	f.Var(&uint32Size{p: &o.GhostLimit}, "ghost-limit", "largest deleted open file to keep in the images, in bytes or as CRIU takes it (8M) (default CRIU's 1 MiB)")
 	f.StringVar(&o.CriuConfig, "criu-config", "", "CRIU configuration file for this dump and its restores (CRIU's option syntax)")
 	return cmd
 }

@@ -94,7 +94,7 @@ its own copy is gone. If that word never comes, the copy stays stopped and
 	f.BoolVar(&req.KeepSource, "keep-source", false, "leave the source running: the destination gets a copy")
 	f.BoolVar(&req.Lazy, "lazy", false, "post-copy: run at once on the destination, fetch memory on demand (see 'ckptctl check')")
 	f.DurationVar(&timeout, "restore-timeout", 0, "how long the frozen source waits for the destination to run it (default 5m)")
-	f.StringVar(&precopy, "precopy", "auto", "send the memory in live rounds first, so that only the last difference crosses while frozen: on, off, or auto (on above 512 MiB)")
+	f.StringVar(&precopy, "precopy", "auto", "send the memory in live rounds first, so that only the last difference crosses while frozen: on, off, or auto (on above 1 GiB)")
 	f.Lookup("precopy").NoOptDefVal = "on"
 	f.IntVar(&rounds, "precopy-rounds", 0, "at most this many pre-copy rounds, the frozen one included (default 4); they stop early when the difference stops shrinking")
 	f.DurationVar(&peerTimeout, "peer-timeout", 0, "end the migration when the destination makes no progress for this long (default: ckptd's peer_timeout, 30s)")

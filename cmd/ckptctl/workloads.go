@@ -195,7 +195,7 @@ func (c *cli) logsCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.Int64VarP(&req.TailLines, "tail", "n", 0, "print only the last N lines (0: none, with -f only what comes)")
-	f.Int64Var(&req.TailBytes, "tail-bytes", 0, "print only the last N bytes")
+	f.Var(sizeFlag{n: &req.TailBytes, max: 1 << 62}, "tail-bytes", "print only the last N bytes (or 64K, 1M...)")
 	f.BoolVarP(&req.Follow, "follow", "f", false, "keep printing new output until the workload ends")
 	return cmd
 }
