@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -254,16 +256,39 @@ func filesPresent(dir string, c *store.Checkpoint) error {
 	if err != nil {
 		return fmt.Errorf("read the files checkpoint %s needs: %w", c.Name, err)
 	}
-	if c.Options.ShellJob {
-		// CRIU names a terminal's path in its images, but gives a shell job
-		// its caller's terminal, whatever the old one was called.
-		needs = slices.DeleteFunc(needs, func(n images.Need) bool { return strings.HasPrefix(n.Path, "/dev/pts/") })
+	if needs, err = recreated(dir, c, needs); err != nil {
+		return fmt.Errorf("read the files checkpoint %s needs: %w", c.Name, err)
 	}
 	// A workload's log is handed in anew.
 	if p := images.Missing(needs, map[string]bool{c.Target.LogPath: true}); len(p) > 0 {
 		return fmt.Errorf("checkpoint %s needs files this host lacks: %s: %w", c.Name, strings.Join(p, "; "), errdefs.ErrFailedPrecondition)
 	}
 	return nil
+}
+
+// recreated is needs without what CRIU makes itself at the restore: the
+// tree's own proc files (/proc/PID/stat, fdinfo, maps), which it reopens
+// under the PIDs it gives back; pseudo-terminals, which it recreates from
+// its tty images; and a shell job's terminal, which is its caller's,
+// whatever the old one was called.
+func recreated(dir string, c *store.Checkpoint, needs []images.Need) ([]images.Need, error) {
+	pids, err := images.PIDs(dir)
+	if err != nil {
+		return nil, err
+	}
+	own := map[string]bool{strconv.Itoa(c.Target.PID): true}
+	for _, p := range pids {
+		own[strconv.Itoa(p)] = true
+	}
+	_, err = os.Stat(filepath.Join(dir, "tty-info.img"))
+	ptys := err == nil || c.Options.ShellJob
+	return slices.DeleteFunc(needs, func(n images.Need) bool {
+		if rest, ok := strings.CutPrefix(n.Path, "/proc/"); ok {
+			pid, _, _ := strings.Cut(rest, "/")
+			return own[pid]
+		}
+		return ptys && strings.HasPrefix(n.Path, "/dev/pts/")
+	}), nil
 }
 
 // zombieWait bounds how long a restore waits for a zombie holding one of

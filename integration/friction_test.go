@@ -128,7 +128,7 @@ func logsAndLists(t *testing.T, d *daemon) {
 	if out := d.must("logs", "-n", "1", "talker"); out != "two\n" {
 		t.Errorf("logs -n 1 printed %q", out)
 	}
-	d.mustFail("0 or more", "logs", "--tail-bytes", "-1", "talker")
+	d.mustFail("want a number of bytes", "logs", "--tail-bytes", "-1", "talker")
 	if out := d.must("ps", "-q"); !strings.Contains(out, "talker\n") || strings.Contains(out, "PID") {
 		t.Errorf("ps -q printed %q", out)
 	}
