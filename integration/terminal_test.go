@@ -319,7 +319,9 @@ func (s *syncBuffer) String() string {
 
 // TestMigrateTerminalSession: a python3 session moves to another host;
 // there it runs on a new terminal of the size it had, and a client
-// attached on the destination finds its variables.
+// attached on the destination finds its variables. It comes back by
+// pre-copy, its live rounds dumped with the terminal held outside, and
+// keeps them.
 func TestMigrateTerminalSession(t *testing.T) {
 	a, b := twoHosts(t)
 	src, dst := a.ckptd("", ""), b.ckptd("", "")
@@ -338,6 +340,16 @@ func TestMigrateTerminalSession(t *testing.T) {
 	c = dst.ptyCtl(pty.Winsize{}, "attach", "dbg")
 	c.ask("val", "x", "7")
 	c.ask("size", "tuple(__import__('shutil').get_terminal_size())", "(90, 30)")
+	c.send("x = 8\r")
+	c.ask("val", "x", "8")
+	c.detach("dbg")
+
+	r := dst.migrate("dbg", "--to", a.addr(), "--precopy")
+	if len(r.Rounds) < 2 {
+		t.Errorf("back by pre-copy: rounds %+v", r.Rounds)
+	}
+	c = src.ptyCtl(pty.Winsize{}, "attach", "dbg")
+	c.ask("val", "x", "8")
 	c.detach("dbg")
 }
 
