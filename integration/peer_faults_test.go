@@ -33,6 +33,7 @@ func TestHostilePeer(t *testing.T) {
 	escape := filepath.Join(filepath.Dir(d.root), "escaped")
 	wl := store.TargetRef{Kind: store.KindWorkload, Name: "hostile"}
 	good := &migrate.Offer{Target: wl, CPUInfo: cpuinfo, MemoryBytes: 1 << 20}
+	precopy := &migrate.Offer{Target: wl, CPUInfo: cpuinfo, MemoryBytes: 1 << 20, Rounds: 3}
 
 	for _, tc := range []struct {
 		name string
@@ -49,6 +50,12 @@ func TestHostilePeer(t *testing.T) {
 				Target: store.TargetRef{Kind: store.KindWorkload, Name: "other"}}}}}, "commit of workload/other"},
 		{"commit without checkpoint", []*migrate.Message{{Kind: migrate.KindOffer, Offer: good},
 			{Kind: migrate.KindCommit, Commit: &migrate.Commit{}}}, "commit without its checkpoint"},
+		{"pre-copy round not offered", []*migrate.Message{{Kind: migrate.KindOffer, Offer: good},
+			{Kind: migrate.KindRound, Round: &migrate.Round{N: 1}}}, "round 1 after round 0 of at most 0"},
+		{"pre-copy round out of order", []*migrate.Message{{Kind: migrate.KindOffer, Offer: precopy},
+			{Kind: migrate.KindRound, Round: &migrate.Round{N: 2}}}, "round 2 after round 0"},
+		{"pre-copy offer with a page stream", []*migrate.Message{{Kind: migrate.KindOffer, Offer: &migrate.Offer{
+			Target: wl, CPUInfo: cpuinfo, Rounds: 2, PageStream: true}}}, "without a page stream"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := hostileExchange(t, addr, cfg, tc.msgs)
