@@ -3,9 +3,14 @@ package integration
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -132,4 +137,77 @@ func memloadHash(mib, churn, gen int) string {
 	}
 	sum := sha256.Sum256(mem)
 	return hex.EncodeToString(sum[:])
+}
+
+// TestMigrateInterrupted: ckptctl interrupted (SIGINT) ends the migration
+// before its commit, whatever it waits on: during a pre-copy's live
+// rounds, and while the destination has not answered the offer (paused
+// there by a failpoint, with a peer_timeout longer than the test waits,
+// so that only the interrupt can end the wait). ckptctl says what
+// happens, the source's workload
+// never froze and runs on, neither side keeps anything of it, and a
+// migration afterwards works.
+func TestMigrateInterrupted(t *testing.T) {
+	a, b := twoHosts(t)
+	src, dst := a.ckptd("", "", "--peer-timeout=2m"), b.ckptd("", "")
+	mark := filepath.Join(t.TempDir(), "paused")
+	for _, tc := range []struct {
+		name, waitFor string
+		args          []string
+	}{
+		{"irq-rounds", "rounds/0000000000000002", []string{"--precopy", "--precopy-rounds", "8"}},
+		{"irq-offer", "", nil},
+	} {
+		if tc.waitFor == "" {
+			dst.stop()
+			dst.env = []string{"CKPTD_FAILPOINT_PAUSE_BEFORE=report", "CKPTD_FAILPOINT_PAUSE_MARK=" + mark}
+			dst.start()
+		}
+		w := src.runLoad(tc.name, 128)
+		before := loadStatus(t, w.Ref.PID, w.Ref.LogPath)
+		cmd := exec.Command(bins.ckptctl, append([]string{"--socket", src.socket, "migrate", tc.name, "--to", b.addr()}, tc.args...)...)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill() })
+		waitFor(t, tc.name+" under way", func() bool {
+			if tc.waitFor == "" {
+				_, err := os.Stat(mark)
+				return err == nil
+			}
+			return strings.Contains(src.log.String(), tc.waitFor)
+		})
+		failed := strings.Count(src.log.String(), `msg="request failed"`)
+		cmd.Process.Signal(syscall.SIGINT)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(stderr.String(), "interrupted: ckptd ends the migration") {
+				t.Errorf("%s: interrupted migrate: %v: %s", tc.name, err, stderr.String())
+			}
+		case <-time.After(opDeadline):
+			t.Fatalf("%s: migrate did not end within %s of its interrupt: %s", tc.name, opDeadline, stderr.String())
+		}
+		waitFor(t, tc.name+": the source to let go", func() bool {
+			return strings.Count(src.log.String(), `msg="request failed"`) > failed
+		})
+		os.Remove(mark)
+		untouched(t, w, before)
+		waitFor(t, tc.name+": both sides to let go", func() bool { return len(leftovers(t, src)) == 0 && len(leftovers(t, dst)) == 0 })
+		for _, c := range dst.checkpoints() {
+			if c.Target.Name == tc.name {
+				t.Errorf("%s: the destination keeps checkpoint %s", tc.name, c.Name)
+			}
+		}
+		if tc.waitFor == "" {
+			dst.stop()
+			dst.env = nil
+			dst.start()
+		}
+		src.migrate(tc.name, "--to", b.addr())
+		dst.must("kill", tc.name)
+	}
 }
