@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -114,27 +113,14 @@ func (m *linkMode) round(src, dst *daemon, memload, peer string, i int) {
 	out := src.ctl("migrate", "-o", "json", name, "--to", peer, m.arg)
 	total := time.Since(start)
 	stop()
-	var r struct {
-		DowntimeNS string `json:"downtime_ns"`
-		Bytes      string `json:"bytes"`
-		Checkpoint string `json:"checkpoint"`
-		Phases     []struct {
-			Name string `json:"name"`
-			NS   int64  `json:"duration_ns,string"`
-		} `json:"phases"`
-	}
-	check(json.Unmarshal([]byte(out), &r))
-	ns, err := strconv.ParseInt(r.DowntimeNS, 10, 64)
-	check(err)
-	n, err := strconv.ParseInt(r.Bytes, 10, 64)
-	check(err)
+	r := parseMigrated(out)
 	dst.ctl("kill", name)
 	dst.ctl("rm", r.Checkpoint)
 	if i < 0 {
 		return
 	}
-	m.down, m.total = append(m.down, sample{wall: time.Duration(ns)}), append(m.total, sample{wall: total})
-	m.bytes += n
+	m.down, m.total = append(m.down, sample{wall: time.Duration(r.DowntimeNS)}), append(m.total, sample{wall: total})
+	m.bytes += r.Bytes
 	if m.phases == nil {
 		m.phases = map[string][]sample{}
 	}

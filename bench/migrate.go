@@ -214,21 +214,28 @@ func ckptctlMigrate(src, dst *daemon, memload, peer string, i int) (total, down 
 	start := time.Now()
 	out := src.ctl("migrate", "-o", "json", name, "--to", peer)
 	total = sample{wall: time.Since(start)}
-	var r struct {
-		DowntimeNS string `json:"downtime_ns"`
-		Checkpoint string `json:"checkpoint"`
-		Phases     []struct {
-			Name string `json:"name"`
-			NS   int64  `json:"duration_ns,string"`
-		} `json:"phases"`
-	}
-	check(json.Unmarshal([]byte(out), &r))
-	ns, err := strconv.ParseInt(r.DowntimeNS, 10, 64)
-	check(err)
+	r := parseMigrated(out)
 	for _, p := range r.Phases {
 		ctlPhases[p.Name] = append(ctlPhases[p.Name], sample{wall: time.Duration(p.NS)})
 	}
 	dst.ctl("kill", name)
 	dst.ctl("rm", r.Checkpoint)
-	return total, sample{wall: time.Duration(ns)}
+	return total, sample{wall: time.Duration(r.DowntimeNS)}
+}
+
+// migrated is what ckptctl migrate -o json reports.
+type migrated struct {
+	DowntimeNS int64  `json:"downtime_ns,string"`
+	Bytes      int64  `json:"bytes,string"`
+	Checkpoint string `json:"checkpoint"`
+	Phases     []struct {
+		Name string `json:"name"`
+		NS   int64  `json:"duration_ns,string"`
+	} `json:"phases"`
+}
+
+func parseMigrated(out string) migrated {
+	var r migrated
+	check(json.Unmarshal([]byte(out), &r))
+	return r
 }

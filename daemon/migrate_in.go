@@ -203,11 +203,12 @@ func (in *incoming) run(ctx context.Context) (err error) {
 	// restored target will name this checkpoint as its origin. A pre-copy's
 	// are a chain of rounds, made whole out of the downtime (see keep), or
 	// by the next start.
-	mark := d.store.MarkPending
-	if images != dir {
-		mark = func(ctx context.Context, c *store.Checkpoint) error { return d.store.MarkPendingChain(ctx, c, images) }
+	if images == dir {
+		err = d.store.MarkPending(ctx, c)
+	} else {
+		err = d.store.MarkPendingChain(ctx, c, images)
 	}
-	if err := mark(ctx, c); err != nil {
+	if err != nil {
 		return err
 	}
 	t, warnings, err := in.restore(ctx, c, images, &published)

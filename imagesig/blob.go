@@ -6,11 +6,37 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"strings"
 )
 
 // MaxSignatureBytes bounds a detached signature file.
 const MaxSignatureBytes = 4 << 10
+
+// ReadSignature is the detached signature in file.
+func ReadSignature(file string) (string, error) {
+	b, err := readBounded(file, "signature", MaxSignatureBytes)
+	return string(b), err
+}
+
+// readBounded reads file, refusing one over max bytes (what says what it
+// should be) before it holds more.
+func readBounded(file, what string, max int) ([]byte, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, int64(max)+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > max {
+		return nil, fmt.Errorf("%s %s is over %d bytes", what, file, max)
+	}
+	return data, nil
+}
 
 // SignDigest signs a file by its SHA-256 sum: the base64 of an ASN.1
 // ECDSA signature, which is what cosign sign-blob writes.

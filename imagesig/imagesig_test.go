@@ -3,6 +3,8 @@ package imagesig
 import (
 	"crypto/sha256"
 	"encoding/base64"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -97,6 +99,15 @@ func TestSignDigest(t *testing.T) {
 	}
 	if err := VerifyDigest(pk, sum[:], sig+"\n"); err != nil {
 		t.Fatalf("a good signature with its newline: %v", err)
+	}
+	file := filepath.Join(t.TempDir(), "a.sig")
+	os.WriteFile(file, []byte(sig), 0o600)
+	if got, err := ReadSignature(file); err != nil || got != sig {
+		t.Errorf("ReadSignature: %q, %v", got, err)
+	}
+	os.WriteFile(file, make([]byte, MaxSignatureBytes+1), 0o600)
+	if _, err := ReadSignature(file); err == nil || !strings.Contains(err.Error(), "over") {
+		t.Errorf("a signature file over the bound: %v", err)
 	}
 	other := sha256.Sum256([]byte("archivf"))
 	if err := VerifyDigest(pk, other[:], sig); err == nil || !strings.Contains(err.Error(), "trusted key") {

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -48,17 +47,9 @@ const maxPolicyBytes = 1 << 20
 
 // LoadPolicy reads a policy file, refusing what it does not understand.
 func LoadPolicy(path string) (*Policy, error) {
-	f, err := os.Open(path)
+	data, err := readBounded(path, "trust policy", maxPolicyBytes)
 	if err != nil {
 		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxPolicyBytes+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(data) > maxPolicyBytes {
-		return nil, fmt.Errorf("trust policy %s is over %d bytes", path, maxPolicyBytes)
 	}
 	var p Policy
 	dec := json.NewDecoder(bytes.NewReader(data))

@@ -20,15 +20,7 @@ import (
 // must fail that migration only: the destination keeps serving, writes
 // nothing outside its state root, and keeps nothing of the attempt.
 func TestHostilePeer(t *testing.T) {
-	pki := t.TempDir()
-	ctl(t, "certs", "ca", filepath.Join(pki, "ca"), "--name", "ckptd test CA")
-	ctl(t, "certs", "host", "local", "--ca", filepath.Join(pki, "ca"), "--out", filepath.Join(pki, "local"), "--ip", "127.0.0.1")
-	cfg, err := peer.Config(filepath.Join(pki, "local"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := "127.0.0.1:" + freePort(t)
-	d := startDaemonWith(t, "--peer-listen", addr, "--peer-certs", filepath.Join(pki, "local"))
+	d, addr, cfg := loopbackDestination(t)
 	cpuinfo := cpuinfoImage(t)
 	escape := filepath.Join(filepath.Dir(d.root), "escaped")
 	wl := store.TargetRef{Kind: store.KindWorkload, Name: "hostile"}
@@ -77,6 +69,23 @@ func TestHostilePeer(t *testing.T) {
 	if !strings.Contains(d.log.String(), "protocol:") {
 		t.Error("the destination did not log the protocol errors")
 	}
+}
+
+// loopbackDestination starts a ckptd serving peers on a loopback port
+// with certificates from a test CA, with extra flags, and returns it, its
+// peer address, and a peer's credentials from the same CA.
+func loopbackDestination(t *testing.T, extra ...string) (*daemon, string, *tls.Config) {
+	t.Helper()
+	pki := t.TempDir()
+	ctl(t, "certs", "ca", filepath.Join(pki, "ca"), "--name", "ckptd test CA")
+	ctl(t, "certs", "host", "local", "--ca", filepath.Join(pki, "ca"), "--out", filepath.Join(pki, "local"), "--ip", "127.0.0.1")
+	cfg, err := peer.Config(filepath.Join(pki, "local"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := "127.0.0.1:" + freePort(t)
+	d := startDaemonWith(t, append([]string{"--peer-listen", addr, "--peer-certs", filepath.Join(pki, "local")}, extra...)...)
+	return d, addr, cfg
 }
 
 // cpuinfoImage is this host's `criu cpuinfo dump`, as an offer carries.

@@ -3,13 +3,11 @@ package integration
 import (
 	"context"
 	"crypto/tls"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/ckptd/ckptd/migrate"
-	"github.com/ckptd/ckptd/peer"
 	"github.com/ckptd/ckptd/store"
 )
 
@@ -20,16 +18,7 @@ import (
 // their hello, and admitted again once the quiet ones are cut off. A
 // source announcing more bytes than its offer is cut off.
 func TestQuietPeer(t *testing.T) {
-	pki := t.TempDir()
-	ctl(t, "certs", "ca", filepath.Join(pki, "ca"), "--name", "ckptd test CA")
-	ctl(t, "certs", "host", "local", "--ca", filepath.Join(pki, "ca"), "--out", filepath.Join(pki, "local"), "--ip", "127.0.0.1")
-	cfg, err := peer.Config(filepath.Join(pki, "local"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := "127.0.0.1:" + freePort(t)
-	d := startDaemonWith(t, "--peer-listen", addr, "--peer-certs", filepath.Join(pki, "local"),
-		"--peer-timeout", partitionIdle.String(), "--peer-max-incoming", "2")
+	d, addr, cfg := loopbackDestination(t, "--peer-timeout", partitionIdle.String(), "--peer-max-incoming", "2")
 	cpuinfo := cpuinfoImage(t)
 	offer := func(name string, mem int64) *migrate.Conn {
 		t.Helper()

@@ -193,14 +193,11 @@ func (c *Conn) Recv(kind string) (*Message, error) {
 func (c *Conn) Next() (*Message, error) {
 	for {
 		m, err := readMessage(c.r)
-		var ne net.Error
 		switch {
 		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
 			return nil, fmt.Errorf("%s closed the connection", c.addr)
-		case errors.As(err, &ne) && ne.Timeout():
-			return nil, c.silent(err)
 		case err != nil:
-			return nil, err
+			return nil, c.silent(err)
 		case m.Kind == KindError:
 			return nil, fmt.Errorf("%w: %s", ErrRemote, m.Error)
 		case m.Kind != KindAlive:

@@ -103,14 +103,6 @@ func (c *progressConn) unboundReads() {
 	c.mu.Unlock()
 }
 
-// CloseWrite passes a half-close on (page streams end with one).
-func (c *progressConn) CloseWrite() error {
-	if hc, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return hc.CloseWrite()
-	}
-	return nil
-}
-
 // sooner is the earlier of two deadlines, zero meaning none.
 func sooner(a, b time.Time) time.Time {
 	if a.IsZero() || (!b.IsZero() && b.Before(a)) {

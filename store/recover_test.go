@@ -397,3 +397,57 @@ func TestLostIndexKeepsTargets(t *testing.T) {
 		t.Errorf("an unreadable record was not left alone: %v", err)
 	}
 }
+
+// A pending checkpoint whose images are a chain elsewhere (a pre-copy's
+// rounds, under dumps/) is made whole from it and sealed at the next
+// start, also when a crash cut the swap of the whole copy between its two
+// renames; the rounds go.
+func TestPendingChainIsMadeWhole(t *testing.T) {
+	ctx := context.Background()
+	for _, cut := range []bool{false, true} {
+		root := t.TempDir()
+		s := openStore(t, root)
+		c := &Checkpoint{ID: NewID(), Name: "moved", Target: TargetRef{Kind: KindWorkload, Name: "w"}}
+		if _, err := s.StageUnhashed(ctx, c.ID); err != nil {
+			t.Fatal(err)
+		}
+		w, err := s.NewDumpWork(c.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		round := filepath.Join(w.Path, "rounds", "0000000000000002")
+		os.MkdirAll(round, 0o700)
+		os.WriteFile(filepath.Join(round, "core-1.img"), []byte("core"), 0o600)
+		if err := s.MarkPendingChain(ctx, c, round); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.MarkPendingChain(ctx, c, filepath.Join(root, "elsewhere")); err == nil {
+			t.Error("a chain outside dumps/ was accepted")
+		}
+		if cut {
+			if err := s.WholeFromChain(ctx, c.ID); err != nil {
+				t.Fatal(err)
+			}
+			staging := s.Layout().Staging(c.ID)
+			if err := os.Rename(staging, staging+".whole"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s.Close()
+
+		s = openStore(t, root)
+		got, err := s.Get(ctx, "moved")
+		if err != nil || got.Files["core-1.img"].Size != 4 {
+			t.Fatalf("cut %v: sealed checkpoint %+v, %v", cut, got, err)
+		}
+		if err := s.Verify(ctx, got); err != nil {
+			t.Errorf("cut %v: it does not verify: %v", cut, err)
+		}
+		if left, _ := os.ReadDir(s.Layout().StagingDir()); len(left) != 0 {
+			t.Errorf("cut %v: staging keeps %v", cut, left)
+		}
+		if _, err := os.Stat(filepath.Join(w.Path, "rounds")); !os.IsNotExist(err) {
+			t.Errorf("cut %v: the rounds stayed", cut)
+		}
+	}
+}

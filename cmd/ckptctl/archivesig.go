@@ -111,19 +111,7 @@ func readSignature(file string) (string, error) {
 	if file == "" {
 		return "", nil
 	}
-	f, err := os.Open(file)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, imagesig.MaxSignatureBytes+1))
-	if err != nil {
-		return "", err
-	}
-	if len(b) > imagesig.MaxSignatureBytes {
-		return "", fmt.Errorf("%s is over %d bytes: not a signature", file, imagesig.MaxSignatureBytes)
-	}
-	return string(b), nil
+	return imagesig.ReadSignature(file)
 }
 
 type checkAtEOF struct {
