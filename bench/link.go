@@ -63,7 +63,8 @@ func benchLink(work string) {
 	defer src.stop()
 	dst := startDaemonIn(l.dst, work, "ldst", none, "--peer-certs", filepath.Join(pki, "dst"), "--peer-listen", l.dstIP+":"+linkPort)
 	defer dst.stop()
-	modes := []*linkMode{{name: "ckptctl migrate, stop-and-copy", arg: "--precopy=off"}, {name: "ckptctl migrate --precopy", arg: "--precopy"}}
+	modes := []*linkMode{{name: "ckptctl migrate, stop-and-copy", arg: "--precopy=off"}, {name: "ckptctl migrate --precopy", arg: "--precopy"},
+		{name: "ckptctl migrate --lazy", arg: "--lazy"}}
 	hand := &handVariant{name: "hand criu, source held", hold: true, srcNS: l.src, dstNS: l.dst, addr: l.dstIP, churn: true}
 	// One untimed round of each warms the page cache; then they take turns.
 	for i := -1; i < *rounds; i++ {
@@ -82,7 +83,8 @@ func benchLink(work string) {
 	for _, m := range modes {
 		fmt.Printf("%-34s %24s %8s %24s %10d\n", m.name, mmm(m.down, wallOf), ratio(median(m.down), median(base)), mmm(m.total, wallOf), m.bytes/int64(len(m.down))>>20)
 	}
-	fmt.Println("(ratio: median over stop-and-copy's; MiB sent: mean per migration; the hand pipeline's pages cross the link, its other images are copied on disk)")
+	fmt.Println("(ratio: median over stop-and-copy's; MiB sent: mean per migration; the hand pipeline's pages cross the link, its other images are copied on disk;")
+	fmt.Println(" total: until the source is gone, for --lazy once every page has moved)")
 	for _, m := range modes {
 		fmt.Printf("downtime phases, median (s), %s:", m.name)
 		for _, name := range []string{"dump", "files", "restore", "release"} {
@@ -115,7 +117,9 @@ func (m *linkMode) round(src, dst *daemon, memload, peer string, i int) {
 	stop()
 	r := parseMigrated(out)
 	dst.ctl("kill", name)
-	dst.ctl("rm", r.Checkpoint)
+	if r.Checkpoint != "" { // post-copy keeps none
+		dst.ctl("rm", r.Checkpoint)
+	}
 	if i < 0 {
 		return
 	}

@@ -27,7 +27,7 @@ var (
 	procs  = flag.Bool("processes", true, "benchmark memload against raw criu")
 	ctrs   = flag.Bool("containers", true, "benchmark a container against ctr and podman")
 	migr   = flag.Bool("migrate", true, "benchmark ckptctl migrate against a hand-run CRIU page-server pipeline")
-	links  = flag.Bool("link", true, "benchmark migration over a veth shaped to 1 Gbit/s: stop-and-copy, pre-copy and the hand CRIU pipeline")
+	links  = flag.Bool("link", true, "benchmark migration over a veth shaped to 1 Gbit/s: stop-and-copy, pre-copy, post-copy and the hand CRIU pipeline")
 	dlog   = flag.String("daemon-log-level", "warn", "log level of the ckptd under test (its log goes to stderr)")
 	snaps  = flag.Bool("snapshots", true, "benchmark successive --leave-running checkpoints of one target against raw criu")
 	nsnap  = flag.Int("snapshot-rounds", 5, "successive --leave-running checkpoints per tool")

@@ -71,7 +71,6 @@ func benchMigrate(work string) {
 			medianOf(h.phases, func(p handPhases) time.Duration { return p.copy }).Seconds(),
 			medianOf(h.phases, func(p handPhases) time.Duration { return p.restore }).Seconds())
 	}
-	fmt.Println("(--lazy: off; ckptd does not drive CRIU's lazy pages yet, see TestLazyPages)")
 }
 
 // ctlPhases collects ckptctl migrate's downtime phases, by name.

@@ -30,6 +30,9 @@ type Helpers struct {
 	mu       sync.Mutex
 	inFlight int
 	locks    *keylock.Locks // see DumpKeys
+
+	pipeMu    sync.Mutex // see RaisePipeMax
+	pipeUsers int
 }
 
 // NewHelpers records groups under dir, which it creates.
@@ -181,12 +184,18 @@ func (h *Helpers) unrecord(pgid int) error {
 // directory. Call it before anything under the state root is cleaned up.
 // A group that does not end is reported; start-up goes on.
 func (h *Helpers) EndLeftovers() {
+	if err := h.putPipeMaxBack(); err != nil {
+		h.log.Error("put back the fs.pipe-max-size a previous ckptd raised", "err", err)
+	}
 	entries, err := os.ReadDir(h.dir)
 	if err != nil {
 		h.log.Error("read criu process records", "dir", h.dir, "err", err)
 		return
 	}
 	for _, e := range entries {
+		if e.Name() == pipeMaxRecord {
+			continue // kept for its error above
+		}
 		pgid, err := strconv.Atoi(e.Name())
 		if err != nil || pgid <= 1 {
 			h.log.Warn("removing a stray file among criu process records", "file", e.Name())

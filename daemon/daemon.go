@@ -154,6 +154,7 @@ func New(ctx context.Context, p Parts) (*Daemon, error) {
 		d.events = events.NewHub()
 	}
 	d.resumePausedContainers(ctx)
+	d.endUnfilled(ctx)
 	sched, err := schedule.New(ctx, p.Log, p.Store, scheduled{d}, d.events)
 	if err != nil {
 		return nil, err

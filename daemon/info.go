@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"runtime"
-	"strings"
 	"time"
 
 	"github.com/ckptd/ckptd/criu"
@@ -49,8 +48,10 @@ func (d *Daemon) Check(ctx context.Context) []Check {
 		{Name: "kernel", OK: true, Detail: d.host.Kernel},
 		d.checkContainerd(ctx),
 	}
+	uffd := false
 	for _, f := range criuFeatures {
 		ok, detail := d.criu.HasFeature(ctx, f.name)
+		uffd = uffd || f.name == "uffd-noncoop" && ok
 		c := Check{Name: f.name, OK: ok, Detail: "supported"}
 		if !ok {
 			c.Detail = "unsupported on this kernel: no " + f.needs
@@ -68,7 +69,7 @@ func (d *Daemon) Check(ctx context.Context) []Check {
 	if d.chainDepth == 0 {
 		inc.Detail = "off (chain_depth 0): every checkpoint is stored whole"
 	}
-	out = append(out, inc, peer, Check{Name: "lazy-migration", OK: false, Detail: "off: " + LazyUnavailable + "; fs.pipe-max-size is " + pipeMaxSize()})
+	out = append(out, inc, peer, checkLazy(uffd))
 	return append(out, checkBreakpoints(), checkSockets(d.criu))
 }
 
@@ -93,12 +94,24 @@ func checkSockets(bin criu.Binary) Check {
 	return Check{Name: "inet-sockets", OK: true, Detail: "TCP and UDP sockets dump (listening ones always; established ones with --tcp-established)"}
 }
 
-func pipeMaxSize() string {
-	b, err := os.ReadFile("/proc/sys/fs/pipe-max-size")
-	if err != nil {
-		return "unknown"
+// checkLazy says whether migrate --lazy can work here.
+func checkLazy(uffd bool) Check {
+	c := Check{Name: "lazy-migration", Detail: "off: no userfaultfd (uffd-noncoop) for CRIU's lazy restore"}
+	if !uffd {
+		return c
 	}
-	return strings.TrimSpace(string(b)) + " bytes"
+	size, err := criu.PipeMax()
+	switch {
+	case err != nil:
+		c.Detail = "off: fs.pipe-max-size: " + err.Error()
+	case size >= criu.LazyPipeMax || proc.HasSysResource():
+		c.OK, c.Detail = true, fmt.Sprintf("on: fs.pipe-max-size is %d bytes, enough for CRIU's lazy dump", size)
+	case os.Geteuid() != 0:
+		c.Detail = fmt.Sprintf("off: fs.pipe-max-size is %d bytes, below what CRIU's lazy dump needs (%d), and only root may raise it", size, criu.LazyPipeMax)
+	default:
+		c.OK, c.Detail = true, fmt.Sprintf("on: fs.pipe-max-size is %d bytes; a lazy dump raises it to %d while it runs and puts it back (CRIU's page pipe needs it, lacking CAP_SYS_RESOURCE)", size, criu.LazyPipeMax)
+	}
+	return c
 }
 
 func (d *Daemon) checkContainerd(ctx context.Context) Check {

@@ -28,7 +28,10 @@ func (m *outgoing) cause(ctx context.Context, err error) error {
 func (m *outgoing) fail(ctx context.Context, err error) error {
 	if !m.restoring.Load() || m.sourceRuns(ctx) {
 		m.conn.SendError(errors.New(errdefs.Message(err)))
-		if m.restored != nil {
+		switch {
+		case m.restored != nil && m.offer.Lazy:
+			return fmt.Errorf("the source resumed from the moment it froze, after %s ended its copy: %w", m.conn.Peer(), err)
+		case m.restored != nil:
 			return fmt.Errorf("the source runs on and %s's copy is being stopped: %w", m.conn.Peer(), err)
 		}
 		return err

@@ -139,6 +139,9 @@ type incoming struct {
 }
 
 func (in *incoming) run(ctx context.Context) (err error) {
+	if in.offer.Lazy {
+		return in.runLazy(ctx)
+	}
 	d := in.d
 	dir, err := d.store.StageUnhashed(ctx, in.id)
 	if err != nil {
@@ -272,7 +275,7 @@ func (in *incoming) restore(ctx context.Context, c *store.Checkpoint, staging st
 		*published = true
 		return d.restoreContainer(ctx, c, in.ref, trusted, in.offer.Fenced)
 	}
-	t, err := d.restore(ctx, c, in.ref, staging, trusted, in.offer.Fenced)
+	t, err := d.restore(ctx, c, in.ref, staging, trusted, &restoreHow{Stopped: in.offer.Fenced})
 	return t, nil, err
 }
 

@@ -21,15 +21,6 @@ import (
 	"github.com/ckptd/ckptd/store"
 )
 
-// LazyUnavailable is why --lazy (post-copy) migration is refused. CRIU's
-// lazy dump sizes its page pipe to about 3 MiB with F_SETPIPE_SZ; above
-// fs.pipe-max-size (1 MiB by default) that needs CAP_SYS_RESOURCE, which
-// root lacks on this project's hosts, and CRIU then splices into an
-// unopened descriptor. Raising fs.pipe-max-size makes raw CRIU post-copy
-// work here (CRIU 4.2.1, kernel 6.18); ckptd does not drive it yet.
-// integration.TestLazyPages pins both.
-const LazyUnavailable = "ckptd does not drive CRIU's lazy pages yet; raw CRIU post-copy needs fs.pipe-max-size >= 4 MiB where root lacks CAP_SYS_RESOURCE (page-pipe: splice: Bad file descriptor otherwise)"
-
 // DefaultRestoreTimeout bounds how long a frozen source waits for the
 // destination to report the target running.
 const DefaultRestoreTimeout = 5 * time.Minute
@@ -40,7 +31,10 @@ type MigrateRequest struct {
 	To         string // the destination ckptd's peer address, host:port
 	Name       string // the target's name there; empty keeps it
 	KeepSource bool   // leave the source running: the destination gets a copy
-	Lazy       bool   // post-copy; refused while LazyUnavailable holds
+	// Lazy is post-copy: the destination runs the target at once and
+	// its memory follows; if the source dies before every page has
+	// moved, the workload is lost.
+	Lazy bool
 	// Options are CRIU's switches; LeaveRunning is KeepSource's business.
 	Options        store.Options
 	RestoreTimeout time.Duration // 0: DefaultRestoreTimeout
@@ -91,8 +85,8 @@ func (d *Daemon) Migrate(ctx context.Context, req MigrateRequest) (*MigrateResul
 	switch {
 	case req.To == "":
 		return nil, fmt.Errorf("no destination given: %w", errdefs.ErrInvalidArgument)
-	case req.Lazy:
-		return nil, fmt.Errorf("--lazy is off: %s: %w", LazyUnavailable, errdefs.ErrFailedPrecondition)
+	case req.Lazy && (req.KeepSource || req.Precopy == PrecopyOn):
+		return nil, fmt.Errorf("--lazy moves the target and excludes --keep-source and --precopy: %w", errdefs.ErrInvalidArgument)
 	case d.peer == nil:
 		return nil, fmt.Errorf("no peer credentials configured (peer_certs): %w", errdefs.ErrFailedPrecondition)
 	}
@@ -104,6 +98,9 @@ func (d *Daemon) Migrate(ctx context.Context, req MigrateRequest) (*MigrateResul
 		return nil, err
 	}
 	defer unlock()
+	if req.Lazy && t.Kind == store.KindContainer {
+		return nil, fmt.Errorf("--lazy: containerd's checkpoints have no lazy pages; containers migrate by stop-and-copy: %w", errdefs.ErrFailedPrecondition)
+	}
 	req.Options.ShellJob = req.Options.ShellJob || ledSession(t.TargetRef)
 	m := &outgoing{d: d, req: req, target: t, id: store.NewID(), start: start}
 	res, err := m.run(ctx)
@@ -209,6 +206,8 @@ func (m *outgoing) run(ctx context.Context) (res *MigrateResult, err error) {
 		stats, err = m.dumpContainer(ctx, c, images, work)
 	case m.offer.Rounds > 0:
 		stats, err = m.precopyProcess(ctx, c, work)
+	case m.offer.Lazy:
+		stats, err = m.dumpLazy(ctx, c, msg.Report, images, work)
 	default:
 		stats, err = m.dumpProcess(ctx, c, msg.Report.Token, images, work)
 	}
@@ -251,26 +250,14 @@ func (m *outgoing) record() *store.Checkpoint {
 }
 
 func (m *outgoing) dumpProcess(ctx context.Context, c *store.Checkpoint, token, images, work string) (*store.DumpStats, error) {
-	pages, err := m.conn.DialPages(ctx, token)
-	if err != nil {
-		return nil, err
-	}
-	defer pages.Close()
-	// CRIU's page stream goes through a connection made here, which CRIU
-	// gets as a descriptor: no listener waits for it that another local
-	// user could connect to first.
-	local, theirs, err := migrate.LoopbackPair()
-	if err != nil {
-		return nil, err
-	}
-	defer local.Close()
-	defer theirs.Close() // CRIU's copy; closed already once CRIU has it
-	tunnel := &migrate.Tunnel{}
-	m.pages.Store(tunnel)
 	tctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	tunnelDone := make(chan error, 1)
-	go func() { tunnelDone <- tunnel.Run(tctx, local, pages.(migrate.HalfCloser)) }()
+	ps, err := m.openPages(ctx, tctx, token, &migrate.Tunnel{})
+	if err != nil {
+		return nil, err
+	}
+	defer ps.close()
+	theirs, tunnelDone := ps.theirs, ps.done
 
 	opts := withTerminal(dumperOptions(m.req.Options), c.Target)
 	opts.LeaveRunning = m.req.KeepSource
@@ -330,6 +317,39 @@ func (m *outgoing) dumpContainer(ctx context.Context, c *store.Checkpoint, image
 		return nil, err
 	}
 	return convertStats(res.Stats), nil
+}
+
+// pageStream is the source's end of a page stream: CRIU gets theirs as a
+// descriptor, and the tunnel joins local to the peer until done.
+type pageStream struct {
+	local  *net.TCPConn
+	theirs *os.File
+	done   chan error
+	close  func()
+}
+
+// openPages dials the page stream of the migration's token and starts
+// its tunnel, which runs until tctx ends. CRIU's page stream goes through
+// a connection made here, which CRIU gets as a descriptor: no listener
+// waits for it that another local user could connect to first.
+func (m *outgoing) openPages(ctx, tctx context.Context, token string, tunnel *migrate.Tunnel) (*pageStream, error) {
+	pages, err := m.conn.DialPages(ctx, token)
+	if err != nil {
+		return nil, err
+	}
+	local, theirs, err := migrate.LoopbackPair()
+	if err != nil {
+		pages.Close()
+		return nil, err
+	}
+	m.pages.Store(tunnel)
+	ps := &pageStream{local: local, theirs: theirs, done: make(chan error, 1), close: func() {
+		local.Close()
+		theirs.Close() // CRIU's copy; closed already once CRIU has it
+		pages.Close()
+	}}
+	go func() { ps.done <- tunnel.Run(tctx, local, pages.(migrate.HalfCloser)) }()
+	return ps, nil
 }
 
 // commit runs while the source is frozen: it sends the images written

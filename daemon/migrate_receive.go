@@ -69,11 +69,9 @@ func (in *incoming) receiveFiles(dir string) (*store.Checkpoint, string, error) 
 
 // receivePages runs a CRIU page server for the source's page stream.
 func (in *incoming) receivePages(ctx context.Context, wait func(context.Context) (net.Conn, error), dir string) error {
-	wctx, cancel := context.WithTimeout(ctx, pageStreamWait)
-	remote, err := wait(wctx)
-	cancel()
+	remote, err := awaitPageStream(ctx, wait)
 	if err != nil {
-		return fmt.Errorf("page stream did not arrive: %w", err)
+		return err
 	}
 	defer remote.Close()
 	mine, theirs, err := migrate.LoopbackPair()
@@ -93,4 +91,16 @@ func (in *incoming) receivePages(ctx context.Context, wait func(context.Context)
 		return criu.PageServerError(in.work, werr)
 	}
 	return terr
+}
+
+// awaitPageStream waits, bounded, for the source to open the page stream
+// it was given a token for.
+func awaitPageStream(ctx context.Context, wait func(context.Context) (net.Conn, error)) (net.Conn, error) {
+	wctx, cancel := context.WithTimeout(ctx, pageStreamWait)
+	defer cancel()
+	remote, err := wait(wctx)
+	if err != nil {
+		return nil, fmt.Errorf("page stream did not arrive: %w", err)
+	}
+	return remote, nil
 }

@@ -46,6 +46,11 @@ func (d *Daemon) offer(ctx context.Context, t *store.Target, req MigrateRequest,
 	if o.Rounds = precopyRounds(req, t, o.MemoryBytes); o.Rounds > 0 {
 		o.PageStream = false // each round's pages go to the source's disk first
 	}
+	if req.Lazy {
+		// Not fenced: the destination runs it while the source, frozen,
+		// serves its pages.
+		o.Lazy, o.Fenced, o.Rounds, o.PageStream = true, false, 0, true
+	}
 	switch t.Kind {
 	case store.KindContainer:
 		// Its files come from the base image and the saved writable layer.
@@ -118,6 +123,11 @@ func (d *Daemon) preflight(ctx context.Context, o *migrate.Offer, ref store.Targ
 	for _, f := range o.Features {
 		if !slices.Contains(have, f) {
 			add("kernel here (%s) lacks CRIU feature %q, which the source's (%s) has", d.host.Kernel, f, o.Kernel)
+		}
+	}
+	if o.Lazy {
+		if ok, detail := d.criu.HasFeature(ctx, "uffd-noncoop"); !ok {
+			add("post-copy: this kernel lacks the userfaultfd CRIU's lazy restore needs (criu check --feature uffd-noncoop: %s)", detail)
 		}
 	}
 	problems = append(problems, d.roomFor(o.MemoryBytes)...)

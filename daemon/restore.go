@@ -69,7 +69,7 @@ func (d *Daemon) Restore(ctx context.Context, req RestoreRequest) (*TargetStatus
 	if ref.Kind == store.KindContainer {
 		t, warnings, err = d.restoreContainer(ctx, c, ref, d.verifyAsync(ctx, c), false)
 	} else {
-		t, err = d.restore(ctx, c, ref, d.store.Dir(c.ID), d.verifyAsync(ctx, c), false)
+		t, err = d.restore(ctx, c, ref, d.store.Dir(c.ID), d.verifyAsync(ctx, c), &restoreHow{})
 	}
 	if err != nil {
 		d.events.Publish(events.Event{Kind: events.Failed, Op: "restore", Target: ref.Key(), Checkpoint: c.ID, Name: c.Name, Err: err.Error()})
@@ -113,9 +113,19 @@ func (d *Daemon) restoreTarget(c *store.Checkpoint, name, dir string) (store.Tar
 	return ref, nil
 }
 
+// restoreHow is how a migration restores: stopped (fenced), or lazily
+// with its memory fetched from the source.
+type restoreHow struct {
+	Stopped   bool
+	LazyPages *os.File // a socket to the source's page server
+	LazyLog   string
+	lazy      *criu.LazyPages // set by restore: the daemon filling memory
+}
+
 // restore brings checkpoint c, whose images are in imagesDir, back as ref.
 // The tree runs only once verified passes.
-func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.TargetRef, imagesDir string, verified func() error, leaveStopped bool) (_ *store.Target, err error) {
+func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.TargetRef, imagesDir string, verified func() error, how *restoreHow) (_ *store.Target, err error) {
+	leaveStopped := how.Stopped
 	inherit := map[string]*os.File{}
 	logPath := ""
 	if ref.Kind == store.KindWorkload {
@@ -158,6 +168,9 @@ func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.Tar
 	}
 	defer d.closeWork(work, &err)
 	t := &store.Target{TargetRef: ref, RestoredFrom: c.ID}
+	if how.LazyPages != nil {
+		t.Filling = "its memory is still arriving by post-copy"
+	}
 	if leaveStopped {
 		// Recorded stopped and in doubt from the start: a ckptd that dies
 		// before the source's word leaves it marked, not forgotten.
@@ -170,6 +183,8 @@ func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.Tar
 		Inherit:     inherit,
 		MemoryBytes: c.Size() + c.SharedBytes(),
 		Launch:      launch,
+		LazyPages:   how.LazyPages,
+		LazyLog:     how.LazyLog,
 		BeforeResume: func(pid int) error {
 			// Track the root before it can run (and die) unnoticed, and
 			// record it before it runs: a ckptd killed from here on must
@@ -203,6 +218,7 @@ func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.Tar
 		}
 		return nil, err
 	}
+	how.lazy = res.Lazy
 	if launch != nil {
 		// CRIU has exited: the root is ours now, ckptd being the subreaper
 		// above the session's holder.

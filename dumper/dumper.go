@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/checkpoint-restore/go-criu/v8/rpc"
 	"github.com/checkpoint-restore/go-criu/v8/stats"
@@ -56,6 +57,11 @@ type Request struct {
 	// descriptor (and it is closed here once CRIU has it): no listener is
 	// open that another local user could reach first.
 	PageServer *os.File
+	// Lazy dumps for post-copy: the pages stay in the frozen tree, and
+	// after Commit CRIU serves them on PageServer to a remote lazy-pages
+	// daemon until it has them all; only then is the tree killed. If the
+	// stream breaks first, CRIU resumes the tree.
+	Lazy bool
 	// Commit runs while the tree is still frozen and every image is written.
 	// When it returns nil the tree is killed (or resumed with LeaveRunning);
 	// when it fails, or ckptd dies before it returns, CRIU resumes the tree
@@ -121,8 +127,17 @@ func (d *Dumper) Dump(ctx context.Context, req Request) (Result, error) {
 		opts.Ps = &rpc.CriuPageServerInfo{Fd: ptr(int32(pageServerFD))}
 		files = append(files, ps)
 	}
-	stoppedBefore := stopped(req.PID)
 	timeout := d.bin.Deadline(proc.TreeRSS(req.PID))
+	if req.Lazy {
+		if err := lazyOptions(opts, req.WorkDir); err != nil {
+			return Result{}, err
+		}
+		// Serving pages counts against the watchdog, and a killed CRIU lets
+		// the tree run while the destination's copy runs too. The stream's
+		// progress is bounded by the caller; this only catches a stuck CRIU.
+		timeout = 2*timeout + 10*time.Minute
+	}
+	stoppedBefore := stopped(req.PID)
 	d.log.Debug("criu dump", "pid", req.PID, "dir", req.Dir, "timeout", timeout)
 	_, err = d.bin.Run(ctx, criu.Call{
 		Op: "dump", Type: rpc.CriuReqType_DUMP, Opts: opts, LogPath: logPath, Timeout: timeout,
@@ -163,6 +178,28 @@ func (d *Dumper) Dump(ctx context.Context, req Request) (Result, error) {
 		return Result{LogPath: logPath}, fmt.Errorf("read dump stats: %w", err)
 	}
 	return Result{Stats: st, LogPath: logPath}, nil
+}
+
+// lazyOptions asks for a lazy dump whose page server runs on the socket
+// CRIU gets as descriptor pageServerFD. CRIU's RPC takes no page server
+// socket for lazy dumps (it would listen on a port, on every address),
+// so it is set in an RPC configuration file, read after the request's
+// options, that also carries the daemon's own.
+func lazyOptions(opts *rpc.CriuOpts, workDir string) error {
+	conf := ""
+	if opts.ConfigFile != nil {
+		data, err := os.ReadFile(*opts.ConfigFile)
+		if err != nil {
+			return fmt.Errorf("read CRIU configuration: %w", err)
+		}
+		conf = string(data) + "\n"
+	}
+	path := filepath.Join(workDir, "lazy-dump.conf")
+	if err := os.WriteFile(path, []byte(conf+fmt.Sprintf("ps-socket %d\n", pageServerFD)), 0o600); err != nil {
+		return err
+	}
+	opts.ConfigFile, opts.Ps, opts.LazyPages = ptr(path), nil, ptr(true)
+	return nil
 }
 
 func chownToRoot(dir string) error {

@@ -22,6 +22,7 @@ type host struct {
 	name  string
 	netns string
 	ip    string
+	dev   string // its end of the veth pair
 	dir   string // state root, binaries only this host has
 	certs string
 	other *host // its files are hidden from this host
@@ -63,6 +64,7 @@ func twoHosts(t *testing.T) (a, b *host) {
 		h   *host
 		dev string
 	}{{a, va}, {b, vb}} {
+		x.h.dev = x.dev
 		run(t, "ip", "link", "set", x.dev, "netns", x.h.netns)
 		run(t, "ip", "-n", x.h.netns, "addr", "add", x.h.ip+"/24", "dev", x.dev)
 		run(t, "ip", "-n", x.h.netns, "link", "set", x.dev, "up")

@@ -13,7 +13,8 @@ import (
 	"time"
 )
 
-// TestLazyPages pins what daemon.LazyUnavailable says of raw CRIU
+// TestLazyPages pins why a lazy dump raises fs.pipe-max-size (see
+// criu.LazyPipeMax), with raw CRIU
 // post-copy (dump --lazy-pages, lazy-pages --page-server, restore
 // --lazy-pages) on a small memload, on this kernel: with fs.pipe-max-size
 // at 1 MiB and no CAP_SYS_RESOURCE the dumping side fails once the
@@ -33,9 +34,9 @@ func TestLazyPages(t *testing.T) {
 	t.Run("pipe-max-size 1MiB", func(t *testing.T) {
 		setPipeMax("1048576")
 		if log, err := lazyRun(t); err == nil {
-			t.Fatal("CRIU's lazy dump worked with fs.pipe-max-size 1 MiB: update daemon.LazyUnavailable")
+			t.Fatal("CRIU's lazy dump worked with fs.pipe-max-size 1 MiB: criu.RaisePipeMax may go")
 		} else if !strings.Contains(log, "page-pipe: splice") || !strings.Contains(log, "Bad file descriptor") {
-			t.Fatalf("lazy dump failed, but not as daemon.LazyUnavailable says: %v\n%s", err, tail(log, 10))
+			t.Fatalf("lazy dump failed, but not as criu.LazyPipeMax says: %v\n%s", err, tail(log, 10))
 		}
 	})
 	t.Run("pipe-max-size 8MiB", func(t *testing.T) {

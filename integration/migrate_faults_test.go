@@ -53,7 +53,6 @@ func TestMigratePreflight(t *testing.T) {
 		{"--to HOST:PORT is required", []string{"migrate", "local"}},
 		{"want host:port", []string{"migrate", "local", "--to", "nohost"}},
 		{"not found", []string{"migrate", "no-such-workload", "--to", b.addr()}},
-		{"--lazy is off", []string{"migrate", "local", "--to", b.addr(), "--lazy"}},
 		{"connection refused", []string{"migrate", "local", "--to", b.ip + ":1"}},
 		{`name "../x" contains '..'`, []string{"migrate", "local", "--to", b.addr(), "--name", "../x"}},
 	})

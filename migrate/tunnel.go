@@ -25,6 +25,12 @@ type HalfCloser interface {
 type Tunnel struct {
 	Sent, Received atomic.Int64
 	Limit          int64
+	// Hold leaves the local connection to the caller: the peer's end of
+	// stream is not passed on, and a failure closes only the peer's side.
+	// CRIU then sees a break only when the caller decides: a post-copy
+	// must end the destination's copy before its lazy-pages daemon lets
+	// go of the copy's memory.
+	Hold bool
 }
 
 // ErrOverLimit cuts off a peer that sent more than a tunnel's Limit.
@@ -33,17 +39,25 @@ var ErrOverLimit = errors.New("the peer sent more than it offered")
 // Run copies until both directions end. When either fails, both
 // connections are closed, so CRIU on either side sees the break at once.
 func (t *Tunnel) Run(ctx context.Context, local, remote HalfCloser) error {
-	stop := context.AfterFunc(ctx, func() { local.Close(); remote.Close() })
+	closeAll := func() {
+		remote.Close()
+		if !t.Hold {
+			local.Close()
+		}
+	}
+	stop := context.AfterFunc(ctx, closeAll)
 	defer stop()
 	errc := make(chan error, 2)
-	go func() { errc <- pipe(remote, local, &t.Sent, 0, "to peer") }()
-	go func() { errc <- pipe(local, remote, &t.Received, t.Limit, "from peer") }()
+	go func() { errc <- pipe(remote, local, &t.Sent, 0, "to peer", false) }()
+	go func() { errc <- pipe(local, remote, &t.Received, t.Limit, "from peer", t.Hold) }()
 	var first error
 	for range 2 {
 		if err := <-errc; err != nil && first == nil {
 			first = err
-			local.Close()
-			remote.Close()
+			closeAll()
+			if t.Hold {
+				break // the other way ends when the caller closes local
+			}
 		}
 	}
 	if first == nil && ctx.Err() != nil {
@@ -52,7 +66,7 @@ func (t *Tunnel) Run(ctx context.Context, local, remote HalfCloser) error {
 	return first
 }
 
-func pipe(dst, src HalfCloser, counter *atomic.Int64, limit int64, dir string) error {
+func pipe(dst, src HalfCloser, counter *atomic.Int64, limit int64, dir string, keepOpen bool) error {
 	buf := make([]byte, 256<<10)
 	for {
 		n, err := src.Read(buf)
@@ -65,6 +79,9 @@ func pipe(dst, src HalfCloser, counter *atomic.Int64, limit int64, dir string) e
 			}
 		}
 		if errors.Is(err, io.EOF) {
+			if keepOpen {
+				return nil
+			}
 			if cerr := dst.CloseWrite(); cerr != nil && !errors.Is(cerr, net.ErrClosed) {
 				return fmt.Errorf("page stream %s: %w", dir, cerr)
 			}

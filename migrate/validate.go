@@ -20,6 +20,7 @@ const (
 	maxMemory    = 1 << 50 // an offer's memory estimate
 	maxCPUInfo   = 1 << 20 // a cpuinfo image
 	maxTextLen   = 64 << 10
+	maxIdleMs    = 24 * 3600 * 1000 // a peer timeout of a day
 )
 
 // MaxRounds bounds a pre-copy's rounds, the frozen one included.
@@ -43,6 +44,9 @@ func (m *Message) validate() error {
 		if m.Report.Token != "" && !tokenRE.MatchString(m.Report.Token) {
 			return errors.New("report with a malformed token")
 		}
+		if m.Report.IdleMs < 0 || m.Report.IdleMs > maxIdleMs {
+			return fmt.Errorf("report's peer timeout %d ms is out of range", m.Report.IdleMs)
+		}
 		return boundedStrings("problems", m.Report.Problems)
 	case KindFile:
 		if m.File == nil || !plainName(m.File.Name) || m.File.Size < 0 || m.File.Size > maxFileSize {
@@ -55,7 +59,7 @@ func (m *Message) validate() error {
 		return validTarget(m.Commit.Checkpoint.Target)
 	case KindRestored:
 		r := m.Restored
-		if r == nil || r.PID <= 0 || r.Checkpoint == "" || r.Name == "" {
+		if r == nil || r.PID <= 0 || r.Name == "" {
 			return fmt.Errorf("bad restored message %+v", r)
 		}
 		return boundedStrings("warnings", r.Warnings)
@@ -104,6 +108,8 @@ func (o *Offer) validate() error {
 		return errors.New("container offer without its container record")
 	case o.Rounds < 0 || o.Rounds > MaxRounds || o.Rounds > 0 && (o.PageStream || o.Target.Kind == store.KindContainer):
 		return fmt.Errorf("offer of %d pre-copy rounds: at most %d, of a process tree, without a page stream", o.Rounds, MaxRounds)
+	case o.Lazy && (!o.PageStream || o.Fenced || o.Rounds > 0 || o.Target.Kind == store.KindContainer):
+		return errors.New("post-copy offer: a process tree's, with a page stream, neither fenced nor in rounds")
 	}
 	for _, pid := range o.PIDs {
 		if pid <= 0 {

@@ -15,7 +15,7 @@ import (
 )
 
 // ProtocolVersion changes whenever a message changes incompatibly.
-const ProtocolVersion = 2
+const ProtocolVersion = 3
 
 // maxMessage bounds one framed message; file contents are not messages.
 const maxMessage = 8 << 20
@@ -88,6 +88,10 @@ type Offer struct {
 	// (the frozen one included) before its commit: the target is
 	// restored from the last, a chain over the others.
 	Rounds int `json:"rounds,omitempty"`
+	// Lazy asks for post-copy: the destination runs the target at once
+	// and fetches its memory through the page stream from the source's
+	// CRIU, which serves it until the destination has every page.
+	Lazy bool `json:"lazy,omitempty"`
 }
 
 // Round numbers a pre-copy round, from 1.
@@ -107,6 +111,10 @@ type FileNeed struct {
 type Report struct {
 	Problems []string `json:"problems,omitempty"`
 	Token    string   `json:"token,omitempty"` // for the page stream, when accepted
+	// IdleMs is the destination's peer timeout: a post-copy source that
+	// loses the destination waits that long, and its own, before its
+	// copy may resume, so that the destination has ended its copy first.
+	IdleMs int64 `json:"idle_ms,omitempty"`
 }
 
 // File precedes Size raw bytes of an image file.
@@ -123,7 +131,7 @@ type Commit struct {
 
 // Restored says the destination runs the target.
 type Restored struct {
-	Checkpoint string   `json:"checkpoint"` // id in the destination's store
+	Checkpoint string   `json:"checkpoint,omitempty"` // id in the destination's store; none after post-copy
 	Name       string   `json:"name"`
 	PID        int      `json:"pid"`
 	Warnings   []string `json:"warnings,omitempty"`

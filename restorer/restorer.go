@@ -50,6 +50,12 @@ type Request struct {
 	// The restored root is then CRIU's child, and once CRIU exits the
 	// nearest subreaper's: this process, if it is one.
 	Launch criu.Launcher
+	// LazyPages, when set, is a socket connected to the source's page
+	// server: the tree is restored without its lazy pages, which a
+	// `criu lazy-pages` daemon (Result.Lazy) fetches from there; its log
+	// goes to LazyLog.
+	LazyPages *os.File
+	LazyLog   string
 }
 
 // Result is what a successful restore reports.
@@ -59,6 +65,9 @@ type Result struct {
 	// after a failure, that of the root CRIU had created, if it got so far.
 	PID     int
 	LogPath string
+	// Lazy is the daemon filling the tree's memory (Request.LazyPages);
+	// the caller ends it.
+	Lazy *criu.LazyPages
 }
 
 // Restorer runs CRIU restores.
@@ -101,6 +110,13 @@ func (r *Restorer) Restore(ctx context.Context, req Request) (Result, error) {
 		opts.ConfigFile = ptr(cfg)
 	}
 	files := inherit(opts, req.Inherit)
+	var lazy *criu.LazyPages
+	if req.LazyPages != nil {
+		if lazy, err = r.startLazy(ctx, req); err != nil {
+			return Result{LogPath: logPath}, err
+		}
+		opts.LazyPages = ptr(true)
+	}
 	timeout := r.bin.Deadline(req.MemoryBytes)
 	r.log.Debug("criu restore", "images", req.ImagesDir, "work", req.WorkDir, "timeout", timeout)
 	pid := 0
@@ -130,6 +146,7 @@ func (r *Restorer) Restore(ctx context.Context, req Request) (Result, error) {
 		r.log.Debug("criu restore phases", attrs...)
 	}
 	if err != nil {
+		r.endLazy(lazy)
 		var nerr *criu.NotifyError
 		if errors.As(err, &nerr) {
 			err = nerr.Err
@@ -137,9 +154,34 @@ func (r *Restorer) Restore(ctx context.Context, req Request) (Result, error) {
 		return Result{PID: pid, LogPath: logPath}, err
 	}
 	if pid <= 0 {
+		r.endLazy(lazy)
 		return Result{LogPath: logPath}, criu.Error("restore", logPath, fmt.Errorf("CRIU reported no restored pid"))
 	}
-	return Result{PID: pid, LogPath: logPath}, nil
+	return Result{PID: pid, LogPath: logPath, Lazy: lazy}, nil
+}
+
+// startLazy starts the lazy-pages daemon the restore will hand the tree's
+// memory to, and waits until it listens in the work directory.
+func (r *Restorer) startLazy(ctx context.Context, req Request) (*criu.LazyPages, error) {
+	lazy, err := r.bin.LazyPages(req.ImagesDir, req.WorkDir, req.LazyLog, req.LazyPages)
+	if err != nil {
+		return nil, err
+	}
+	if err := lazy.Ready(ctx, req.WorkDir); err != nil {
+		return nil, errors.Join(err, lazy.End())
+	}
+	return lazy, nil
+}
+
+// endLazy ends the daemon of a failed restore, whose tree CRIU has
+// ended; the restore's error says why, the daemon's is logged.
+func (r *Restorer) endLazy(l *criu.LazyPages) {
+	if l == nil {
+		return
+	}
+	if err := l.End(); err != nil {
+		r.log.Warn("lazy-pages daemon of a failed restore", "err", err)
+	}
 }
 
 // inherit lists files in key order as the helper's descriptors 4, 5, ...

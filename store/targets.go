@@ -30,6 +30,9 @@ type Target struct {
 	// InDoubt says why a migrated tree is kept stopped: the source never
 	// confirmed its own copy gone. ckptctl migrate --resolve settles it.
 	InDoubt string `json:"in_doubt,omitempty"`
+	// Filling says a post-copy was still filling its memory: a ckptd that
+	// finds it so at start ends it, since its missing pages read as zeros.
+	Filling string `json:"filling,omitempty"`
 	// Exit is how it ended, once ckptd saw it end ("exited 0", "killed by
 	// SIGKILL"), kept so that a restarted ckptd says the same.
 	Exit string `json:"exit,omitempty"`

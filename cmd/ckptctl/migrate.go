@@ -33,7 +33,14 @@ runs the target; if anything fails before that, the source resumes.
 The destination keeps the restored tree stopped until the source confirms
 its own copy is gone. If that word never comes, the copy stays stopped and
 'ps' shows it in doubt: once you have looked at the source, settle it with
---resolve NAME --resume (the source's copy is gone) or --discard (it runs).`,
+--resolve NAME --resume (the source's copy is gone) or --discard (it runs).
+
+--lazy is post-copy: the destination runs the target as soon as everything
+but its memory has moved, and fetches the pages from the frozen source, on
+demand and in the background. Downtime no longer grows with memory. If the
+link breaks before every page has moved, the destination's copy is ended
+and the source resumes from the moment it froze; if the source host dies
+first, the workload is lost.`,
 		Args: cobra.RangeArgs(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if resolve != "" {
@@ -62,6 +69,12 @@ its own copy is gone. If that word never comes, the copy stays stopped and
 				req.Precopy = apiv1.Precopy_PRECOPY_OFF
 			default:
 				return fmt.Errorf("--precopy %q: want on, off or auto", precopy)
+			}
+			if req.Lazy {
+				if req.KeepSource || req.Precopy == apiv1.Precopy_PRECOPY_ON {
+					return errors.New("--lazy moves the target and excludes --keep-source and --precopy")
+				}
+				fmt.Fprintln(os.Stderr, "post-copy: if the source dies before every page has moved, the workload is lost")
 			}
 			ctx, stop := interruptible(c.ctx(), "ckptd ends the migration: before its commit the source resumes and the destination discards what it received; after it, the migration completes")
 			defer stop()
@@ -92,7 +105,7 @@ its own copy is gone. If that word never comes, the copy stays stopped and
 	f.StringVar(&req.To, "to", "", "the destination ckptd's peer address (its peer_listen), HOST:PORT")
 	f.StringVar(&req.Name, "name", "", "the target's name on the destination (default: the same)")
 	f.BoolVar(&req.KeepSource, "keep-source", false, "leave the source running: the destination gets a copy")
-	f.BoolVar(&req.Lazy, "lazy", false, "post-copy: run at once on the destination, fetch memory on demand (see 'ckptctl check')")
+	f.BoolVar(&req.Lazy, "lazy", false, "post-copy: run at once on the destination, then move the memory; the workload is lost if the source dies first (see 'ckptctl check')")
 	f.DurationVar(&timeout, "restore-timeout", 0, "how long the frozen source waits for the destination to run it (default 5m)")
 	f.StringVar(&precopy, "precopy", "auto", "send the memory in live rounds first, so that only the last difference crosses while frozen: on, off, or auto (on above 1 GiB)")
 	f.Lookup("precopy").NoOptDefVal = "on"
@@ -162,7 +175,11 @@ func (c *cli) printMigrated(r *apiv1.MigrateResult) error {
 	if !r.GetSourceStopped() {
 		state = "left running (--keep-source)"
 	}
-	fmt.Printf("source %s; the destination keeps checkpoint %s\n", state, shortID(r.GetCheckpoint()))
+	if r.GetCheckpoint() == "" {
+		fmt.Printf("source %s; every page moved after the downtime (post-copy), straight into memory: the destination keeps no checkpoint\n", state)
+	} else {
+		fmt.Printf("source %s; the destination keeps checkpoint %s\n", state, shortID(r.GetCheckpoint()))
+	}
 	for _, w := range r.GetWarnings() {
 		fmt.Fprintln(os.Stderr, "warning:", w)
 	}
