@@ -263,12 +263,18 @@ func (in *incoming) record(ctx context.Context, src *store.Checkpoint, dir strin
 // restore runs the received checkpoint. It arrived over an authenticated,
 // integrity-checked stream, so it is not verified again: a process tree
 // restores straight from staging and is published once it runs, out of
-// the downtime (see keep); a container's few files are published first,
-// since containerd restores from the published directory.
+// the downtime (see keep); a container's files are published first (a
+// pre-copy's made whole), since containerd restores from the published
+// directory.
 func (in *incoming) restore(ctx context.Context, c *store.Checkpoint, staging string, published *bool) (*store.Target, []string, error) {
 	d := in.d
 	trusted := func() error { return nil }
 	if in.ref.Kind == store.KindContainer {
+		// A pre-copy's chain of rounds is made whole first, inside the
+		// downtime: containerd restores from one published directory.
+		if err := d.store.WholeFromChain(ctx, c.ID); err != nil {
+			return nil, nil, err
+		}
 		if err := d.store.Publish(ctx, c); err != nil {
 			return nil, nil, err
 		}

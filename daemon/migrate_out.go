@@ -3,7 +3,9 @@ package daemon
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -99,7 +101,7 @@ func (d *Daemon) Migrate(ctx context.Context, req MigrateRequest) (*MigrateResul
 	}
 	defer unlock()
 	if req.Lazy && t.Kind == store.KindContainer {
-		return nil, fmt.Errorf("--lazy: containerd's checkpoints have no lazy pages; containers migrate by stop-and-copy: %w", errdefs.ErrFailedPrecondition)
+		return nil, fmt.Errorf("--lazy: containerd's checkpoints have no lazy pages; containers migrate by stop-and-copy or --precopy: %w", errdefs.ErrFailedPrecondition)
 	}
 	req.Options.ShellJob = req.Options.ShellJob || ledSession(t.TargetRef)
 	m := &outgoing{d: d, req: req, target: t, id: store.NewID(), start: start}
@@ -205,7 +207,7 @@ func (m *outgoing) run(ctx context.Context) (res *MigrateResult, err error) {
 	case m.target.Kind == store.KindContainer:
 		stats, err = m.dumpContainer(ctx, c, images, work)
 	case m.offer.Rounds > 0:
-		stats, err = m.precopyProcess(ctx, c, work)
+		stats, err = m.precopy(ctx, c, work, m.processRounds(c, work))
 	case m.offer.Lazy:
 		stats, err = m.dumpLazy(ctx, c, msg.Report, images, work)
 	default:
@@ -294,29 +296,61 @@ func (m *outgoing) dumpProcess(ctx context.Context, c *store.Checkpoint, token, 
 	return convertStats(res.Stats), nil
 }
 
+// dumpContainer dumps a container through containerd, by pre-copy
+// rounds when the offer has them.
 func (m *outgoing) dumpContainer(ctx context.Context, c *store.Checkpoint, images, work string) (*store.DumpStats, error) {
+	r, err := m.containerRounds(c, work)
+	if err != nil {
+		return nil, err
+	}
+	if m.offer.Rounds > 0 {
+		return m.precopy(ctx, c, work, r)
+	}
+	m.freeze()
+	return r.frozen(ctx, images, func() error { return m.commit(c, images) })
+}
+
+// containerRounds checkpoints a container through containerd. A live
+// round keeps the spec and writable layer it saves in the work directory:
+// only the frozen round's cross.
+func (m *outgoing) containerRounds(c *store.Checkpoint, work string) (rounds, error) {
 	r, err := container.RefFromName(m.target.Name)
 	if err != nil {
-		return nil, err
+		return rounds{}, err
 	}
 	o := c.Options
-	m.freeze()
-	res, err := m.d.containers.Checkpoint(ctx, container.CheckpointRequest{
-		Ref: r, ImagesDir: images, WorkDir: work,
-		SpecPath:     filepath.Join(images, store.ContainerSpecFile),
-		RootfsPath:   filepath.Join(images, store.RootfsDiffFile),
-		PausedMarker: filepath.Join(work, store.PausedFile),
-		Options: container.Options{LeaveRunning: m.req.KeepSource, TCPEstablished: o.TCPEstablished,
-			FileLocks: o.FileLocks, ExtUnixSk: o.ExtUnixSk, ShellJob: o.ShellJob},
-		Commit: func(src container.Source) error {
-			c.Container = containerRecord(r, src)
-			return m.commit(c, images)
-		},
-	})
-	if err != nil {
-		return nil, err
+	checkpoint := func(ctx context.Context, dir, keep string, leave bool, commit func(container.Source) error) (container.CheckpointResult, error) {
+		return m.d.containers.Checkpoint(ctx, container.CheckpointRequest{
+			Ref: r, ImagesDir: dir, WorkDir: work,
+			SpecPath:     filepath.Join(keep, store.ContainerSpecFile),
+			RootfsPath:   filepath.Join(keep, store.RootfsDiffFile),
+			PausedMarker: filepath.Join(work, store.PausedFile),
+			Options: container.Options{LeaveRunning: leave, TCPEstablished: o.TCPEstablished,
+				FileLocks: o.FileLocks, ExtUnixSk: o.ExtUnixSk, ShellJob: o.ShellJob},
+			Commit: commit,
+		})
 	}
-	return convertStats(res.Stats), nil
+	return rounds{
+		live: func(ctx context.Context, dir string) error {
+			for _, f := range []string{store.ContainerSpecFile, store.RootfsDiffFile} {
+				if err := os.Remove(filepath.Join(work, f)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return err
+				}
+			}
+			_, err := checkpoint(ctx, dir, work, true, func(container.Source) error { return nil })
+			return err
+		},
+		frozen: func(ctx context.Context, dir string, commit func() error) (*store.DumpStats, error) {
+			res, err := checkpoint(ctx, dir, dir, m.req.KeepSource, func(src container.Source) error {
+				c.Container = containerRecord(r, src)
+				return commit()
+			})
+			if err != nil {
+				return nil, err
+			}
+			return convertStats(res.Stats), nil
+		},
+	}, nil
 }
 
 // pageStream is the source's end of a page stream: CRIU gets theirs as a

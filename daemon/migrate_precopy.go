@@ -41,9 +41,9 @@ type Round struct {
 
 // precopyRounds is how many rounds req asks for a target of mem bytes:
 // 0 for stop-and-copy.
-func precopyRounds(req MigrateRequest, t *store.Target, mem int64) int {
+func precopyRounds(req MigrateRequest, mem int64) int {
 	switch {
-	case t.Kind == store.KindContainer || req.Precopy == PrecopyOff:
+	case req.Precopy == PrecopyOff:
 		return 0
 	case req.Precopy == PrecopyAuto && mem <= PrecopyAbove:
 		return 0
@@ -53,24 +53,29 @@ func precopyRounds(req MigrateRequest, t *store.Target, mem int64) int {
 	return DefaultPrecopyRounds
 }
 
-// precopyProcess sends live rounds while the target runs, until the
-// difference stops shrinking or one round is left, then dumps the frozen
-// round, sends its difference and commits.
-func (m *outgoing) precopyProcess(ctx context.Context, c *store.Checkpoint, work string) (*store.DumpStats, error) {
-	rounds := filepath.Join(work, "rounds")
-	opts := withTerminal(dumperOptions(m.req.Options), c.Target)
+// rounds dumps a target for pre-copy: live dumps the running target
+// into dir; frozen dumps it into dir for the last time and calls commit
+// while it is still frozen.
+type rounds struct {
+	live   func(ctx context.Context, dir string) error
+	frozen func(ctx context.Context, dir string, commit func() error) (*store.DumpStats, error)
+}
+
+// precopy sends live rounds while the target runs, until the difference
+// stops shrinking or one round is left, then dumps the frozen round,
+// sends its difference and commits.
+func (m *outgoing) precopy(ctx context.Context, c *store.Checkpoint, work string, r rounds) (*store.DumpStats, error) {
+	dirs := filepath.Join(work, "rounds")
 	prev, last := "", int64(-1)
 	n := 1
 	for ; n < m.offer.Rounds; n++ {
 		m.progress(fmt.Sprintf("round %d", n))
 		start := time.Now()
-		live := opts
-		live.LeaveRunning = true
-		dir, err := m.roundDir(rounds, n)
+		dir, err := m.roundDir(dirs, n)
 		if err != nil {
 			return nil, err
 		}
-		if _, err := m.d.dumper.Dump(ctx, dumper.Request{PID: m.target.PID, Dir: dir, WorkDir: work, Options: live}); err != nil {
+		if err := r.live(ctx, dir); err != nil {
 			return nil, fmt.Errorf("pre-copy round %d: %w", n, err)
 		}
 		sent, err := m.sendRound(ctx, n, dir, prev)
@@ -85,33 +90,47 @@ func (m *outgoing) precopyProcess(ctx context.Context, c *store.Checkpoint, work
 		}
 		last = sent
 	}
-	dir, err := m.roundDir(rounds, n)
+	dir, err := m.roundDir(dirs, n)
 	if err != nil {
 		return nil, err
 	}
-	opts.LeaveRunning = m.req.KeepSource
 	m.progress("transfer")
 	m.freeze()
-	res, err := m.d.dumper.Dump(ctx, dumper.Request{
-		PID: m.target.PID, Dir: dir, WorkDir: work, Options: opts,
-		Commit: func() error {
-			start := m.frozen
-			if err := m.dedup(ctx, dir, prev); err != nil {
-				return err
-			}
-			if err := m.conn.Send(&migrate.Message{Kind: migrate.KindRound, Round: &migrate.Round{N: n}}); err != nil {
-				return err
-			}
-			before := m.filesSent.Load()
-			err := m.commit(c, dir)
-			m.rounds = append(m.rounds, Round{N: n, Bytes: m.filesSent.Load() - before, Took: time.Since(start), Frozen: true})
+	return r.frozen(ctx, dir, func() error {
+		start := m.frozen
+		if err := m.dedup(ctx, dir, prev); err != nil {
+			return err
+		}
+		if err := m.conn.Send(&migrate.Message{Kind: migrate.KindRound, Round: &migrate.Round{N: n}}); err != nil {
+			return err
+		}
+		before := m.filesSent.Load()
+		err := m.commit(c, dir)
+		m.rounds = append(m.rounds, Round{N: n, Bytes: m.filesSent.Load() - before, Took: time.Since(start), Frozen: true})
+		return err
+	})
+}
+
+// processRounds dumps a process tree with CRIU.
+func (m *outgoing) processRounds(c *store.Checkpoint, work string) rounds {
+	opts := withTerminal(dumperOptions(m.req.Options), c.Target)
+	return rounds{
+		live: func(ctx context.Context, dir string) error {
+			live := opts
+			live.LeaveRunning = true
+			_, err := m.d.dumper.Dump(ctx, dumper.Request{PID: m.target.PID, Dir: dir, WorkDir: work, Options: live})
 			return err
 		},
-	})
-	if err != nil {
-		return nil, err
+		frozen: func(ctx context.Context, dir string, commit func() error) (*store.DumpStats, error) {
+			final := opts
+			final.LeaveRunning = m.req.KeepSource
+			res, err := m.d.dumper.Dump(ctx, dumper.Request{PID: m.target.PID, Dir: dir, WorkDir: work, Options: final, Commit: commit})
+			if err != nil {
+				return nil, err
+			}
+			return convertStats(res.Stats), nil
+		},
 	}
-	return convertStats(res.Stats), nil
 }
 
 func (m *outgoing) roundDir(rounds string, n int) (string, error) {

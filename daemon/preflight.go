@@ -43,7 +43,7 @@ func (d *Daemon) offer(ctx context.Context, t *store.Target, req MigrateRequest,
 	for _, pid := range tree {
 		o.MemoryBytes += proc.RSS(pid)
 	}
-	if o.Rounds = precopyRounds(req, t, o.MemoryBytes); o.Rounds > 0 {
+	if o.Rounds = precopyRounds(req, o.MemoryBytes); o.Rounds > 0 {
 		o.PageStream = false // each round's pages go to the source's disk first
 	}
 	if req.Lazy {

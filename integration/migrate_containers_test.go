@@ -13,6 +13,7 @@ import (
 // wrote into its writable layer. The two containerds share one kernel and
 // runc's state root (/run/containerd/runc/NAMESPACE/ID), so the container
 // lands in another namespace; on two machines it would keep its name.
+// It moves back by pre-copy: live rounds, then the frozen one.
 func TestMigrateContainer(t *testing.T) {
 	a, b := twoHosts(t)
 	xa, xb := startContainerd(t, true), startContainerd(t, false)
@@ -64,9 +65,14 @@ func TestMigrateContainer(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, _ = counterLines(readFile(moved))
-	r = dst.migrate(as, "--to", a.addr(), "--name", "ctr:back/mover")
+	dst.mustFail("containerd's checkpoints have no lazy pages", "migrate", as, "--to", a.addr(), "--lazy")
+	// By pre-copy: live rounds through containerd, then the frozen one.
+	r = dst.migrate(as, "--to", a.addr(), "--name", "ctr:back/mover", "--precopy", "--precopy-rounds", "3")
 	if r.Name != "back/mover" || !r.SourceStopped {
 		t.Fatalf("second migration's result %+v", r)
+	}
+	if len(r.Rounds) < 2 || !r.Rounds[len(r.Rounds)-1].Frozen || r.Rounds[0].Frozen {
+		t.Errorf("pre-copy rounds %+v: want live rounds, then the frozen one", r.Rounds)
 	}
 	back := filepath.Join(src.root, "containers", "back", "mover", "output.log")
 	waitCount(t, back, got[len(got)-1]+2)

@@ -106,8 +106,8 @@ func (o *Offer) validate() error {
 		return errors.New("offer lists too many files or PIDs")
 	case o.Target.Kind == store.KindContainer && o.Container == nil:
 		return errors.New("container offer without its container record")
-	case o.Rounds < 0 || o.Rounds > MaxRounds || o.Rounds > 0 && (o.PageStream || o.Target.Kind == store.KindContainer):
-		return fmt.Errorf("offer of %d pre-copy rounds: at most %d, of a process tree, without a page stream", o.Rounds, MaxRounds)
+	case o.Rounds < 0 || o.Rounds > MaxRounds || o.Rounds > 0 && o.PageStream:
+		return fmt.Errorf("offer of %d pre-copy rounds: at most %d, without a page stream", o.Rounds, MaxRounds)
 	case o.Lazy && (!o.PageStream || o.Fenced || o.Rounds > 0 || o.Target.Kind == store.KindContainer):
 		return errors.New("post-copy offer: a process tree's, with a page stream, neither fenced nor in rounds")
 	}

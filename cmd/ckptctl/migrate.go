@@ -74,7 +74,6 @@ first, the workload is lost.`,
 				if req.KeepSource || req.Precopy == apiv1.Precopy_PRECOPY_ON {
 					return errors.New("--lazy moves the target and excludes --keep-source and --precopy")
 				}
-				fmt.Fprintln(os.Stderr, "post-copy: if the source dies before every page has moved, the workload is lost")
 			}
 			ctx, stop := interruptible(c.ctx(), "ckptd ends the migration: before its commit the source resumes and the destination discards what it received; after it, the migration completes")
 			defer stop()
@@ -83,8 +82,14 @@ first, the workload is lost.`,
 				return err
 			}
 			bar := newProgressBar(os.Stderr)
+			warned := !req.Lazy
 			for {
 				ev, err := stream.Recv()
+				if err == nil && !warned {
+					// Said once ckptd took the request, before anything freezes.
+					fmt.Fprintln(os.Stderr, "post-copy: if the source dies before every page has moved, the workload is lost")
+					warned = true
+				}
 				if errors.Is(err, io.EOF) {
 					return errors.New("ckptd ended the migration without a result")
 				}
