@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -41,13 +42,20 @@ func benchMigrate(work string) {
 	for k, h := range hands {
 		rawMigrateRound(work, memload, warmUp+k, h)
 	}
-	ckptctlMigrate(src, dst, memload, peer, warmUp)
+	// The same migration with the page stream over one connection.
+	single := startDaemon(work, "msrc1", none, "--peer-certs", filepath.Join(pki, "src"), "--peer-streams", "1")
+	defer single.stop()
+	var oneDown []sample
+	ckptctlMigrate(src, dst, memload, peer, "mig", warmUp)
+	ckptctlMigrate(single, dst, memload, peer, "one", warmUp)
 	for i := range *rounds {
 		for k, h := range hands {
 			h.phases = append(h.phases, rawMigrateRound(work, memload, len(hands)*i+k, h))
 		}
-		total, down := ckptctlMigrate(src, dst, memload, peer, i)
+		total, down := ckptctlMigrate(src, dst, memload, peer, "mig", i)
 		ctlTotal, ctlDown = append(ctlTotal, total), append(ctlDown, down)
+		_, down = ckptctlMigrate(single, dst, memload, peer, "one", i)
+		oneDown = append(oneDown, down)
 	}
 	base := hands[0].downs()
 	fmt.Printf("\nmigration over loopback: memload %d MiB, %d rounds, interleaved\n\n", *mib, *rounds)
@@ -55,7 +63,8 @@ func benchMigrate(work string) {
 	for _, h := range hands {
 		fmt.Printf("%-34s %24s %8s\n", h.name, mmm(h.downs(), wallOf), ratio(median(h.downs()), median(base)))
 	}
-	fmt.Printf("%-34s %24s %8s\n", "ckptctl migrate", mmm(ctlDown, wallOf), ratio(median(ctlDown), median(base)))
+	fmt.Printf("%-34s %24s %8s\n", fmt.Sprintf("ckptctl migrate, %d streams", min(runtime.NumCPU(), 4)), mmm(ctlDown, wallOf), ratio(median(ctlDown), median(base)))
+	fmt.Printf("%-34s %24s %8s\n", "ckptctl migrate, one stream", mmm(oneDown, wallOf), ratio(median(oneDown), median(base)))
 	fmt.Printf("%-34s %24s %8s\n", "ckptctl migrate, command wall", mmm(ctlTotal, wallOf), ratio(median(ctlTotal), median(base)))
 	fmt.Println("(ratio: median over the first hand pipeline's; only ckptctl and --tls encrypt and authenticate the pages)")
 	fmt.Print("\nphases, median (s): ckptctl migrate:")
@@ -206,16 +215,18 @@ func freePort() string {
 
 // ckptctlMigrate moves a fresh memload from src to dst with ckptctl and
 // returns the command's wall time and the downtime it reports.
-func ckptctlMigrate(src, dst *daemon, memload, peer string, i int) (total, down sample) {
-	name := fmt.Sprintf("mig%d", i)
+func ckptctlMigrate(src, dst *daemon, memload, peer, prefix string, i int) (total, down sample) {
+	name := fmt.Sprintf("%s%d", prefix, i)
 	src.ctl("run", "--name", name, "--", memload, "--mib", strconv.Itoa(*mib))
 	waitReady(filepath.Join(src.root, "workloads", name, "output.log"))
 	start := time.Now()
-	out := src.ctl("migrate", "-o", "json", name, "--to", peer)
+	out := src.ctl("migrate", "-o", "json", name, "--to", peer, "--precopy=off")
 	total = sample{wall: time.Since(start)}
 	r := parseMigrated(out)
 	for _, p := range r.Phases {
-		ctlPhases[p.Name] = append(ctlPhases[p.Name], sample{wall: time.Duration(p.NS)})
+		if prefix == "mig" {
+			ctlPhases[p.Name] = append(ctlPhases[p.Name], sample{wall: time.Duration(p.NS)})
+		}
 	}
 	dst.ctl("kill", name)
 	dst.ctl("rm", r.Checkpoint)

@@ -52,6 +52,9 @@ type Config struct {
 	PeerTimeout string `toml:"peer_timeout"`
 	// PeerMaxIncoming caps the migrations this host receives at once (4).
 	PeerMaxIncoming int `toml:"peer_max_incoming"`
+	// PeerStreams caps the connections a page stream is striped over
+	// (0: as many as cores, at most 4).
+	PeerStreams int `toml:"peer_streams"`
 	// SocketGroup is a group (name or id) given access to the API socket;
 	// empty keeps it root's alone (0600).
 	SocketGroup string `toml:"socket_group"`
@@ -209,6 +212,9 @@ func (c Config) Validate() error {
 	}
 	if _, err := c.PeerIdle(); err != nil {
 		return err
+	}
+	if c.PeerStreams < 0 || c.PeerStreams > 8 {
+		return fmt.Errorf("peer_streams %d: want 0 (as many as cores, at most 4) to 8: %w", c.PeerStreams, errdefs.ErrInvalidArgument)
 	}
 	if c.PeerMaxIncoming < 0 {
 		return fmt.Errorf("peer_max_incoming %d: want 0 (the default, 4) or more: %w", c.PeerMaxIncoming, errdefs.ErrInvalidArgument)

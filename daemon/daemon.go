@@ -88,6 +88,9 @@ type Parts struct {
 	// PeerTimeout ends a migration whose peer makes no progress for that
 	// long, unless the request names its own (0: migrate.DefaultIdle).
 	PeerTimeout time.Duration
+	// PeerStreams caps the connections of a page stream (0: as many as
+	// cores, at most 4).
+	PeerStreams int
 	// Defaults are create's defaults for LinkRemap and GhostLimit.
 	Defaults store.Options
 	// ChainDepth caps the ancestors an incremental checkpoint reads pages
@@ -104,23 +107,24 @@ type Parts struct {
 
 // Daemon holds ckptd's parts. Build it with New.
 type Daemon struct {
-	log        *slog.Logger
-	store      *store.Store
-	dumper     Dumper
-	restorer   Restorer
-	sup        *workload.Supervisor
-	criu       criu.Binary
-	containers Containers
-	ctrs       ContainerLister
-	images     ContainerImages
-	peer       *tls.Config
-	peerInfo   string
-	peerIdle   time.Duration
-	defaultNS  string
-	ctrdAddr   string
-	host       HostInfo
-	defaults   store.Options
-	chainDepth int
+	log         *slog.Logger
+	store       *store.Store
+	dumper      Dumper
+	restorer    Restorer
+	sup         *workload.Supervisor
+	criu        criu.Binary
+	containers  Containers
+	ctrs        ContainerLister
+	images      ContainerImages
+	peer        *tls.Config
+	peerInfo    string
+	peerIdle    time.Duration
+	peerStreams int
+	defaultNS   string
+	ctrdAddr    string
+	host        HostInfo
+	defaults    store.Options
+	chainDepth  int
 
 	terms Terminals
 	trust ingest.Policy
@@ -146,7 +150,7 @@ type HostInfo struct {
 func New(ctx context.Context, p Parts) (*Daemon, error) {
 	d := &Daemon{
 		log: p.Log, store: p.Store, dumper: p.Dumper, restorer: p.Restorer, sup: p.Supervisor, criu: p.CRIU,
-		containers: p.Containers, ctrs: p.Containers, images: p.Containers, peer: p.Peer, peerInfo: p.PeerInfo, peerIdle: p.PeerTimeout, defaultNS: p.ContainerNamespace, ctrdAddr: p.ContainerdAddress,
+		containers: p.Containers, ctrs: p.Containers, images: p.Containers, peer: p.Peer, peerInfo: p.PeerInfo, peerIdle: p.PeerTimeout, peerStreams: p.PeerStreams, defaultNS: p.ContainerNamespace, ctrdAddr: p.ContainerdAddress,
 		host: readHostInfo(), defaults: p.Defaults, chainDepth: p.ChainDepth, terms: p.Terminals, trust: p.Trust,
 		locks: keylock.New(), committed: map[string]time.Time{}, events: p.Events,
 	}

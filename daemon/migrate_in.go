@@ -172,14 +172,15 @@ func (in *incoming) run(ctx context.Context) (err error) {
 	report := &migrate.Report{}
 	var pagesDone chan error
 	if in.offer.PageStream {
-		token, wait, withdraw, err := in.conn.ExpectPages()
+		report.Streams = in.d.pageStreams(in.offer.Streams)
+		token, wait, withdraw, err := in.conn.ExpectPages(report.Streams)
 		if err != nil {
 			return err
 		}
 		defer withdraw()
 		report.Token = token
 		pagesDone = make(chan error, 1)
-		go func() { pagesDone <- in.receivePages(ctx, wait, dir) }()
+		go func() { pagesDone <- in.receivePages(ctx, wait, report.Streams, dir) }()
 	}
 	if err := in.conn.Send(&migrate.Message{Kind: migrate.KindReport, Report: report}); err != nil {
 		return err

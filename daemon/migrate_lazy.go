@@ -44,7 +44,7 @@ func (m *outgoing) dumpLazy(ctx context.Context, c *store.Checkpoint, report *mi
 	// From the commit on, the client leaving cuts nothing.
 	tctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
-	ps, err := m.openPages(ctx, tctx, report.Token, &migrate.Tunnel{Hold: true})
+	ps, err := m.openPages(ctx, tctx, report, &migrate.Tunnel{Hold: true})
 	if err != nil {
 		return nil, err
 	}
@@ -142,21 +142,22 @@ func (in *incoming) runLazy(ctx context.Context) (err error) {
 			err = errors.Join(err, fmt.Errorf("clean up: %w", derr))
 		}
 	}()
-	token, wait, withdraw, err := in.conn.ExpectPages()
+	streams := in.d.pageStreams(in.offer.Streams)
+	token, wait, withdraw, err := in.conn.ExpectPages(streams)
 	if err != nil {
 		return err
 	}
 	defer withdraw()
-	report := &migrate.Report{Token: token, IdleMs: in.conn.Idle().Milliseconds()}
+	report := &migrate.Report{Token: token, IdleMs: in.conn.Idle().Milliseconds(), Streams: streams}
 	if err := in.conn.Send(&migrate.Message{Kind: migrate.KindReport, Report: report}); err != nil {
 		return err
 	}
 	defer in.conn.Beat()()
-	remote, err := awaitPageStream(ctx, wait)
+	remotes, err := awaitPageStream(ctx, wait, streams)
 	if err != nil {
 		return err
 	}
-	defer remote.Close()
+	defer closeAll(remotes)
 	src, images, err := in.receiveFiles(dir)
 	if err != nil {
 		return err
@@ -175,7 +176,7 @@ func (in *incoming) runLazy(ctx context.Context) (err error) {
 	tctx, stopTunnel := context.WithCancel(ctx)
 	defer stopTunnel()
 	tunnelDone := make(chan error, 1)
-	go func() { tunnelDone <- tunnel.Run(tctx, mine, remote.(migrate.HalfCloser)) }()
+	go func() { tunnelDone <- tunnel.Join(tctx, mine, remotes, false) }()
 
 	how := &restoreHow{LazyPages: theirs, LazyLog: in.work + "/lazy-pages.log"}
 	t, err := d.restore(ctx, c, in.ref, images, func() error { return nil }, how)

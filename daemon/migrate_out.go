@@ -211,7 +211,7 @@ func (m *outgoing) run(ctx context.Context) (res *MigrateResult, err error) {
 	case m.offer.Lazy:
 		stats, err = m.dumpLazy(ctx, c, msg.Report, images, work)
 	default:
-		stats, err = m.dumpProcess(ctx, c, msg.Report.Token, images, work)
+		stats, err = m.dumpProcess(ctx, c, msg.Report, images, work)
 	}
 	stop()
 	if err != nil {
@@ -251,10 +251,10 @@ func (m *outgoing) record() *store.Checkpoint {
 	return c
 }
 
-func (m *outgoing) dumpProcess(ctx context.Context, c *store.Checkpoint, token, images, work string) (*store.DumpStats, error) {
+func (m *outgoing) dumpProcess(ctx context.Context, c *store.Checkpoint, report *migrate.Report, images, work string) (*store.DumpStats, error) {
 	tctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	ps, err := m.openPages(ctx, tctx, token, &migrate.Tunnel{})
+	ps, err := m.openPages(ctx, tctx, report, &migrate.Tunnel{})
 	if err != nil {
 		return nil, err
 	}
@@ -362,27 +362,33 @@ type pageStream struct {
 	close  func()
 }
 
-// openPages dials the page stream of the migration's token and starts
-// its tunnel, which runs until tctx ends. CRIU's page stream goes through
-// a connection made here, which CRIU gets as a descriptor: no listener
-// waits for it that another local user could connect to first.
-func (m *outgoing) openPages(ctx, tctx context.Context, token string, tunnel *migrate.Tunnel) (*pageStream, error) {
-	pages, err := m.conn.DialPages(ctx, token)
-	if err != nil {
-		return nil, err
+// openPages dials the page stream the report gave a token for, over as
+// many connections as it says, and starts its tunnel, which runs until
+// tctx ends. CRIU's page stream goes through a connection made here,
+// which CRIU gets as a descriptor: no listener waits for it that another
+// local user could connect to first.
+func (m *outgoing) openPages(ctx, tctx context.Context, report *migrate.Report, tunnel *migrate.Tunnel) (*pageStream, error) {
+	var pages []net.Conn
+	for range max(1, report.Streams) {
+		p, err := m.conn.DialPages(ctx, report.Token)
+		if err != nil {
+			closeAll(pages)
+			return nil, err
+		}
+		pages = append(pages, p)
 	}
 	local, theirs, err := migrate.LoopbackPair()
 	if err != nil {
-		pages.Close()
+		closeAll(pages)
 		return nil, err
 	}
 	m.pages.Store(tunnel)
 	ps := &pageStream{local: local, theirs: theirs, done: make(chan error, 1), close: func() {
 		local.Close()
 		theirs.Close() // CRIU's copy; closed already once CRIU has it
-		pages.Close()
+		closeAll(pages)
 	}}
-	go func() { ps.done <- tunnel.Run(tctx, local, pages.(migrate.HalfCloser)) }()
+	go func() { ps.done <- tunnel.Join(tctx, local, pages, true) }()
 	return ps, nil
 }
 

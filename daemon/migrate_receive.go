@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 
 	"github.com/ckptd/ckptd/chain"
 	"github.com/ckptd/ckptd/criu"
@@ -68,12 +69,12 @@ func (in *incoming) receiveFiles(dir string) (*store.Checkpoint, string, error) 
 }
 
 // receivePages runs a CRIU page server for the source's page stream.
-func (in *incoming) receivePages(ctx context.Context, wait func(context.Context) (net.Conn, error), dir string) error {
-	remote, err := awaitPageStream(ctx, wait)
+func (in *incoming) receivePages(ctx context.Context, wait func(context.Context) (net.Conn, error), streams int, dir string) error {
+	remotes, err := awaitPageStream(ctx, wait, streams)
 	if err != nil {
 		return err
 	}
-	defer remote.Close()
+	defer closeAll(remotes)
 	mine, theirs, err := migrate.LoopbackPair()
 	if err != nil {
 		return err
@@ -85,7 +86,7 @@ func (in *incoming) receivePages(ctx context.Context, wait func(context.Context)
 		return err
 	}
 	tunnel := &migrate.Tunnel{Limit: in.budget}
-	terr := tunnel.Run(ctx, mine, remote.(migrate.HalfCloser))
+	terr := tunnel.Join(ctx, mine, remotes, false)
 	in.pages.Store(tunnel.Received.Load())
 	if werr := ps.Wait(ctx, in.d.criu.Deadline(in.offer.MemoryBytes)); werr != nil {
 		return criu.PageServerError(in.work, werr)
@@ -93,14 +94,40 @@ func (in *incoming) receivePages(ctx context.Context, wait func(context.Context)
 	return terr
 }
 
-// awaitPageStream waits, bounded, for the source to open the page stream
-// it was given a token for.
-func awaitPageStream(ctx context.Context, wait func(context.Context) (net.Conn, error)) (net.Conn, error) {
+// awaitPageStream waits, bounded, for the source to open the page
+// stream's connections it was given a token for.
+func awaitPageStream(ctx context.Context, wait func(context.Context) (net.Conn, error), streams int) ([]net.Conn, error) {
 	wctx, cancel := context.WithTimeout(ctx, pageStreamWait)
 	defer cancel()
-	remote, err := wait(wctx)
-	if err != nil {
-		return nil, fmt.Errorf("page stream did not arrive: %w", err)
+	var conns []net.Conn
+	for range streams {
+		c, err := wait(wctx)
+		if err != nil {
+			closeAll(conns)
+			return nil, fmt.Errorf("page stream did not arrive: %w", err)
+		}
+		conns = append(conns, c)
 	}
-	return remote, nil
+	return conns, nil
+}
+
+// pageStreams is how many connections a page stream takes: peer_streams,
+// or as many as cores up to maxPageStreams, and no more than the peer
+// offers (0: one).
+func (d *Daemon) pageStreams(offered int) int {
+	limit := d.peerStreams
+	if limit == 0 {
+		limit = min(runtime.NumCPU(), maxPageStreams)
+	}
+	return max(1, min(offered, limit))
+}
+
+// maxPageStreams caps the default connections of one page stream: each
+// costs a core's encryption, and CRIU needs cores too.
+const maxPageStreams = 4
+
+func closeAll(conns []net.Conn) {
+	for _, c := range conns {
+		c.Close()
+	}
 }

@@ -35,6 +35,7 @@ func (d *Daemon) offer(ctx context.Context, t *store.Target, req MigrateRequest,
 		CRIUVersion: d.criu.Version, Kernel: d.host.Kernel, CPUInfo: cpu,
 		Features: d.criu.Features(ctx), Options: req.Options,
 		PageStream: t.Kind != store.KindContainer,
+		Streams:    d.pageStreams(migrate.MaxStreams),
 		// A container too: runc hands CRIU a configuration file that leaves
 		// it stopped (see restoreContainer).
 		Fenced: !req.KeepSource,

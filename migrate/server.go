@@ -29,8 +29,8 @@ type Server struct {
 	opts    ServerOptions
 
 	mu       sync.Mutex
-	pending  map[string]chan net.Conn // page streams awaited, by token
-	incoming int                      // migrations being served
+	pending  map[string]*awaited // page streams awaited, by token
+	incoming int                 // migrations being served
 	wg       sync.WaitGroup
 }
 
@@ -55,7 +55,7 @@ func Listen(addr string, config *tls.Config, h Handler, log *slog.Logger, opts S
 	if opts.MaxIncoming <= 0 {
 		opts.MaxIncoming = DefaultMaxIncoming
 	}
-	return &Server{ln: ln, config: config, handler: h, log: log, opts: opts, pending: map[string]chan net.Conn{}}, nil
+	return &Server{ln: ln, config: config, handler: h, log: log, opts: opts, pending: map[string]*awaited{}}, nil
 }
 
 // Addr is where the server listens.
@@ -168,23 +168,34 @@ func (s *Server) serveMigration(ctx context.Context, c *Conn) (err error) {
 	return s.handler.ServeMigration(ctx, c)
 }
 
+// awaited is a page stream's connections still to come.
+type awaited struct {
+	ch   chan net.Conn // buffered for all of them
+	left int
+}
+
 func (s *Server) deliverPages(token string, c *Conn) {
 	s.mu.Lock()
-	ch := s.pending[token]
-	delete(s.pending, token)
+	a := s.pending[token]
+	if a != nil {
+		if a.left--; a.left == 0 {
+			delete(s.pending, token)
+		}
+	}
 	s.mu.Unlock()
-	if ch == nil {
+	if a == nil {
 		s.log.Warn("page stream for no migration", "peer", c.Peer())
 		c.conn.Close()
 		return
 	}
-	ch <- c.conn // buffered: never blocks
+	a.ch <- c.conn // buffered: never blocks
 }
 
-// ExpectPages registers a page stream for this migration. The token goes
-// to the source in the Report; wait returns the stream once the source
-// dials it; cancel withdraws the token.
-func (c *Conn) ExpectPages() (token string, wait func(context.Context) (net.Conn, error), cancel func(), err error) {
+// ExpectPages registers a page stream of n connections for this
+// migration. The token goes to the source in the Report; wait returns
+// the next connection once the source dials it; cancel withdraws the
+// token and closes what came but was not taken.
+func (c *Conn) ExpectPages(n int) (token string, wait func(context.Context) (net.Conn, error), cancel func(), err error) {
 	s := c.server
 	if s == nil {
 		return "", nil, nil, errors.New("not an accepted connection")
@@ -194,18 +205,21 @@ func (c *Conn) ExpectPages() (token string, wait func(context.Context) (net.Conn
 		return "", nil, nil, err
 	}
 	token = hex.EncodeToString(b[:])
-	ch := make(chan net.Conn, 1)
+	ch := make(chan net.Conn, n)
 	s.mu.Lock()
-	s.pending[token] = ch
+	s.pending[token] = &awaited{ch: ch, left: n}
 	s.mu.Unlock()
 	cancel = func() {
 		s.mu.Lock()
 		delete(s.pending, token)
 		s.mu.Unlock()
-		select {
-		case pc := <-ch:
-			pc.Close()
-		default:
+		for {
+			select {
+			case pc := <-ch:
+				pc.Close()
+			default:
+				return
+			}
 		}
 	}
 	wait = func(ctx context.Context) (net.Conn, error) {

@@ -39,19 +39,30 @@ var ErrOverLimit = errors.New("the peer sent more than it offered")
 // Run copies until both directions end. When either fails, both
 // connections are closed, so CRIU on either side sees the break at once.
 func (t *Tunnel) Run(ctx context.Context, local, remote HalfCloser) error {
+	return t.join(ctx, local, []HalfCloser{remote},
+		func() error { return pipe(remote, local, &t.Sent, 0, "to peer", false) },
+		func() error { return pipe(local, remote, &t.Received, t.Limit, "from peer", t.Hold) })
+}
+
+// join runs both directions until they end. When one fails, the peer's
+// connections are closed, and local too unless Hold.
+func (t *Tunnel) join(ctx context.Context, local HalfCloser, remotes []HalfCloser, ways ...func() error) error {
 	closeAll := func() {
-		remote.Close()
+		for _, r := range remotes {
+			r.Close()
+		}
 		if !t.Hold {
 			local.Close()
 		}
 	}
 	stop := context.AfterFunc(ctx, closeAll)
 	defer stop()
-	errc := make(chan error, 2)
-	go func() { errc <- pipe(remote, local, &t.Sent, 0, "to peer", false) }()
-	go func() { errc <- pipe(local, remote, &t.Received, t.Limit, "from peer", t.Hold) }()
+	errc := make(chan error, len(ways))
+	for _, way := range ways {
+		go func() { errc <- way() }()
+	}
 	var first error
-	for range 2 {
+	for range ways {
 		if err := <-errc; err != nil && first == nil {
 			first = err
 			closeAll()

@@ -44,6 +44,9 @@ func (m *Message) validate() error {
 		if m.Report.Token != "" && !tokenRE.MatchString(m.Report.Token) {
 			return errors.New("report with a malformed token")
 		}
+		if m.Report.Streams < 0 || m.Report.Streams > MaxStreams {
+			return fmt.Errorf("report of %d page connections, at most %d", m.Report.Streams, MaxStreams)
+		}
 		if m.Report.IdleMs < 0 || m.Report.IdleMs > maxIdleMs {
 			return fmt.Errorf("report's peer timeout %d ms is out of range", m.Report.IdleMs)
 		}
@@ -108,6 +111,8 @@ func (o *Offer) validate() error {
 		return errors.New("container offer without its container record")
 	case o.Rounds < 0 || o.Rounds > MaxRounds || o.Rounds > 0 && o.PageStream:
 		return fmt.Errorf("offer of %d pre-copy rounds: at most %d, without a page stream", o.Rounds, MaxRounds)
+	case o.Streams < 0 || o.Streams > MaxStreams:
+		return fmt.Errorf("offer of %d page connections, at most %d", o.Streams, MaxStreams)
 	case o.Lazy && (!o.PageStream || o.Fenced || o.Rounds > 0 || o.Target.Kind == store.KindContainer):
 		return errors.New("post-copy offer: a process tree's, with a page stream, neither fenced nor in rounds")
 	}

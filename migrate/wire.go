@@ -88,6 +88,9 @@ type Offer struct {
 	// (the frozen one included) before its commit: the target is
 	// restored from the last, a chain over the others.
 	Rounds int `json:"rounds,omitempty"`
+	// Streams is how many connections the source would stripe its page
+	// stream over (RunStriped); the report says how many it may.
+	Streams int `json:"streams,omitempty"`
 	// Lazy asks for post-copy: the destination runs the target at once
 	// and fetches its memory through the page stream from the source's
 	// CRIU, which serves it until the destination has every page.
@@ -115,6 +118,9 @@ type Report struct {
 	// loses the destination waits that long, and its own, before its
 	// copy may resume, so that the destination has ended its copy first.
 	IdleMs int64 `json:"idle_ms,omitempty"`
+	// Streams is how many connections the page stream takes, at most the
+	// offer's; 0 or 1, one unframed.
+	Streams int `json:"streams,omitempty"`
 }
 
 // File precedes Size raw bytes of an image file.

@@ -14,6 +14,7 @@ targets=(
 	"./store FuzzCheckpointRecord"
 	"./container FuzzParseRef"
 	"./migrate FuzzReadMessage"
+	"./migrate FuzzReadFrames"
 	"./images FuzzRead"
 	"./archive FuzzRead"
 	"./chain FuzzChain"

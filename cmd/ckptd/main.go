@@ -128,7 +128,7 @@ func run() error {
 		Log: log, Store: st, Dumper: dumper.New(bin, log), Restorer: restorer.New(bin, log),
 		Supervisor: sup, CRIU: bin, Containers: ctrs,
 		ContainerNamespace: cfg.ContainerdNamespace, ContainerdAddress: cfg.Containerd,
-		Peer: peerTLS, PeerInfo: peer.Describe(cfg.PeerCerts, cfg.PeerAllow), PeerTimeout: peerIdle, Defaults: store.Options{LinkRemap: cfg.LinkRemap, GhostLimit: cfg.GhostLimit}, ChainDepth: cfg.ChainDepth,
+		Peer: peerTLS, PeerInfo: peer.Describe(cfg.PeerCerts, cfg.PeerAllow), PeerTimeout: peerIdle, PeerStreams: cfg.PeerStreams, Defaults: store.Options{LinkRemap: cfg.LinkRemap, GhostLimit: cfg.GhostLimit}, ChainDepth: cfg.ChainDepth,
 		Events: hub, Terminals: term.NewSessions(termHolder(cfg.TerminalHolder), st.Layout().TerminalSocket, sup.Spawn),
 		Trust: ingest.Policy{HostPaths: cfg.TrustHostPaths, HostNamespaces: cfg.TrustHostNamespaces,
 			Capabilities: cfg.TrustCapabilities, Devices: cfg.TrustDevices, Unconfined: cfg.TrustUnconfined, Root: cfg.TrustRoot},
@@ -225,6 +225,7 @@ func loadConfig(args []string) (config.Config, error) {
 	peerAllow := fs.String("peer-allow", "", "comma-separated peer names accepted (default: any the CA signed)")
 	peerTimeout := fs.String("peer-timeout", "", "end a migration whose peer makes no progress for this long (default 30s)")
 	peerMax := fs.Int("peer-max-incoming", 0, "migrations received at once (default 4)")
+	peerStreams := fs.Int("peer-streams", 0, "connections a migration's page stream is striped over, 1-8 (default: as many as cores, at most 4)")
 	socketGroup := fs.String("socket-group", "", "group (name or id) given access to the API socket (default: root only)")
 	grace := fs.String("shutdown-grace", "", "how long stopping waits for requests in flight (default 2m; committed migrations are always waited for)")
 	scrub := fs.String("scrub-interval", "", "re-read every checkpoint this often and quarantine damaged ones, e.g. 24h (default: never)")
@@ -261,6 +262,9 @@ func loadConfig(args []string) (config.Config, error) {
 	}
 	if *peerMax != 0 {
 		cfg.PeerMaxIncoming = *peerMax
+	}
+	if *peerStreams != 0 {
+		cfg.PeerStreams = *peerStreams
 	}
 	if *peerAllow != "" {
 		cfg.PeerAllow = strings.Split(*peerAllow, ",")
