@@ -200,13 +200,12 @@ func (d *Daemon) capture(ctx context.Context, c *store.Checkpoint, t *store.Targ
 		return errors.Join(err, d.store.Discard(ctx, c.ID))
 	}
 	defer d.closeWork(work, &err)
-	// A target that runs on is released before its checkpoint is hashed
-	// and fsynced (sealed); one that stops stays frozen until its
-	// checkpoint is sealed, so that a failed seal still leaves it running.
-	publish := d.store.Publish
-	if c.Options.LeaveRunning {
-		publish = d.store.PublishSealing
-	}
+	// A target that stops stays frozen until its checkpoint is sealed
+	// (hashed and fsynced), so that a failed seal still leaves it running.
+	// One that runs on is released first: nothing of ckptd's happens in its
+	// freeze, and its checkpoint is published, then sealed, after it. A
+	// ckptd that dies in between loses only that snapshot; the client got
+	// no success.
 	published := false
 	// A client that leaves (ctrl-c) gives up only the wait for CRIU's
 	// turn: once CRIU runs, the create finishes or rolls back whole, and
@@ -219,12 +218,20 @@ func (d *Daemon) capture(ctx context.Context, c *store.Checkpoint, t *store.Targ
 			return fmt.Errorf("pid %d is no longer %s: it ended and its PID was reused: %w", t.PID, t.Key(), errdefs.ErrFailedPrecondition)
 		}
 		c.Created = time.Now().UTC()
-		if err := publish(frozen, c); err != nil {
+		if c.Options.LeaveRunning {
+			return nil
+		}
+		if err := d.store.Publish(frozen, c); err != nil {
 			return err
 		}
 		published = true
 		return nil
 	})
+	if err == nil && c.Options.LeaveRunning {
+		if err = d.store.PublishSealing(frozen, c); err == nil {
+			published = true
+		}
+	}
 	if err != nil && !published {
 		if derr := d.store.Discard(frozen, c.ID); derr != nil {
 			return errors.Join(err, fmt.Errorf("clean up: %w", derr))

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestCreateThenRestoreContinues(t *testing.T) {
@@ -43,6 +45,47 @@ func TestLeaveRunning(t *testing.T) {
 		t.Fatal("target stopped despite --leave-running")
 	}
 	continues(t, before, loadStatus(t, w.Ref.PID, w.Ref.LogPath))
+}
+
+// TestLeaveRunningPublishesAfterRelease: a --leave-running checkpoint
+// appears in the store only once its target runs again; nothing of
+// ckptd's (record, rename, index commit) happens inside the freeze. The
+// test watches the checkpoints directory with inotify and looks at the
+// target's threads when the checkpoint is renamed into it: inside the
+// freeze CRIU holds them in tracing stop.
+func TestLeaveRunningPublishesAfterRelease(t *testing.T) {
+	d := startDaemon(t)
+	w := d.runLoad("snap", 64)
+	dir := filepath.Join(d.root, "checkpoints")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if _, err := unix.InotifyAddWatch(fd, dir, unix.IN_MOVED_TO); err != nil {
+		t.Fatal(err)
+	}
+	states := make(chan string, 1)
+	go func() {
+		buf := make([]byte, 4096)
+		if _, err := unix.Read(fd, buf); err != nil {
+			states <- "inotify: " + err.Error()
+			return
+		}
+		states <- threadStates(w.Ref.PID)
+	}()
+	d.create("snap", "--leave-running")
+	select {
+	case s := <-states:
+		if strings.Contains(s, "t (tracing stop)") || strings.Contains(s, "inotify") {
+			t.Fatalf("the checkpoint was published while its target was frozen: %s", s)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no checkpoint appeared in the store")
+	}
 }
 
 func TestCopiesRunSideBySide(t *testing.T) {
