@@ -90,7 +90,7 @@ func statsToAPI(s *store.DumpStats) *apiv1.DumpStats {
 	return &apiv1.DumpStats{
 		FreezingTime: s.FreezingTime, FrozenTime: s.FrozenTime, MemdumpTime: s.MemdumpTime,
 		MemwriteTime: s.MemwriteTime, PagesScanned: s.PagesScanned, PagesWritten: s.PagesWritten,
-		PagesSkippedParent: s.PagesSkippedParent,
+		PagesSkippedParent: s.PagesSkippedParent, CommitSync: s.CommitSync,
 	}
 }
 

@@ -184,11 +184,7 @@ type dumpFunc func(dir, workDir string, commit func() error) (*store.DumpStats, 
 // capture runs one dump into a staged checkpoint: commit publishes it;
 // a dump that fails before that leaves nothing but its CRIU log.
 func (d *Daemon) capture(ctx context.Context, c *store.Checkpoint, t *store.Target, dump dumpFunc) (err error) {
-	stage := d.store.Stage
-	if c.Incremental != nil {
-		stage = d.store.StageUnhashed // its pages files are rewritten before they are hashed
-	}
-	dir, err := stage(ctx, c.ID)
+	dir, err := d.store.StageWriteback(ctx, c.ID)
 	if err != nil {
 		return err
 	}
@@ -200,13 +196,15 @@ func (d *Daemon) capture(ctx context.Context, c *store.Checkpoint, t *store.Targ
 		return errors.Join(err, d.store.Discard(ctx, c.ID))
 	}
 	defer d.closeWork(work, &err)
-	// A target that stops stays frozen until its checkpoint is sealed
-	// (hashed and fsynced), so that a failed seal still leaves it running.
+	// A target that stops stays frozen until its checkpoint is durable
+	// (every file fsynced, its record written and listed), so that a
+	// failure still leaves it running; hashing follows once it is gone.
 	// One that runs on is released first: nothing of ckptd's happens in its
 	// freeze, and its checkpoint is published, then sealed, after it. A
 	// ckptd that dies in between loses only that snapshot; the client got
 	// no success.
 	published := false
+	var synced time.Duration
 	// A client that leaves (ctrl-c) gives up only the wait for CRIU's
 	// turn: once CRIU runs, the create finishes or rolls back whole, and
 	// nothing from the freeze on heeds ctx.
@@ -221,10 +219,11 @@ func (d *Daemon) capture(ctx context.Context, c *store.Checkpoint, t *store.Targ
 		if c.Options.LeaveRunning {
 			return nil
 		}
-		if err := d.store.Publish(frozen, c); err != nil {
+		took, err := d.store.PublishDurable(frozen, c)
+		if err != nil {
 			return err
 		}
-		published = true
+		synced, published = took, true
 		return nil
 	})
 	if err == nil && c.Options.LeaveRunning {
@@ -238,26 +237,23 @@ func (d *Daemon) capture(ctx context.Context, c *store.Checkpoint, t *store.Targ
 		}
 		return err
 	}
+	if stats != nil {
+		stats.CommitSync = uint32(synced.Microseconds())
+	}
 	// Out of the freeze: a failure here must not make CRIU roll back a
 	// checkpoint already listed, and the checkpoint names its target anyway.
 	rerr := d.recordTarget(frozen, t)
-	switch {
-	case c.Options.LeaveRunning:
-		err = d.sealReleased(frozen, c, t, stats, work.Path, err)
-	case err != nil:
-		err = savedBut(c, err)
-	default:
-		err = d.store.Finish(frozen, c.ID, stats, work.Path, dumper.LogFile, dumper.StatsFile)
-	}
+	err = d.sealReleased(frozen, c, t, stats, work.Path, err)
 	if rerr != nil {
 		err = errors.Join(err, savedBut(c, fmt.Errorf("record its target: %w", rerr)))
 	}
 	return err
 }
 
-// sealReleased seals a checkpoint whose target already runs again. cerr is
-// CRIU's failure after the commit, if any. The seal outlives a client that
-// gives up waiting; a seal that fails removes the checkpoint.
+// sealReleased seals a checkpoint whose target was released: it runs
+// again, or, stopped, is gone. cerr is CRIU's failure after the commit,
+// if any. The seal outlives a client that gives up waiting; a seal that
+// fails removes the checkpoint unless it was durable before the release.
 func (d *Daemon) sealReleased(ctx context.Context, c *store.Checkpoint, t *store.Target, stats *store.DumpStats, workDir string, cerr error) error {
 	d.log.Debug("target released; sealing checkpoint", "id", c.ID, "target", t.Key())
 	files := []string{dumper.LogFile, dumper.StatsFile}

@@ -131,7 +131,7 @@ func TestKillDuringIncremental(t *testing.T) {
 	c1 := d.create("inckill", "--leave-running")
 	churn(t, w, 1)
 	h2 := loadStatus(t, w.Ref.PID, w.Ref.LogPath).Hash
-	id := killWhileSealing(t, d, w, "inckill")
+	id := killWhileSealing(t, d, w, "inckill", true, nil)
 	hashes := map[string]string{c1.ID: h1, id: h2}
 	checkAll := func(when string) {
 		t.Helper()

@@ -105,7 +105,6 @@ func stripedPair(t *testing.T, n int) (src, dst *net.TCPConn, done chan error) {
 	return src, dst, done
 }
 
-
 // FuzzReadFrames: whatever a peer sends as a striped stream, frames are
 // bounded, and the reader ends at an end frame or an error.
 func FuzzReadFrames(f *testing.F) {

@@ -101,6 +101,10 @@ type DumpStats struct {
 	PagesScanned       uint64 `json:"pages_scanned"`
 	PagesWritten       uint64 `json:"pages_written"`
 	PagesSkippedParent uint64 `json:"pages_skipped_parent"`
+	// CommitSync is ckptd's, not CRIU's: the microseconds the frozen
+	// target waited for its images to reach the disk (0 when it was
+	// released first, --leave-running).
+	CommitSync uint32 `json:"commit_sync,omitempty"`
 }
 
 // ContainerInfo is what a container checkpoint needs beyond CRIU's images
@@ -195,7 +199,10 @@ type Checkpoint struct {
 	State string `json:"state,omitempty"`
 	// BootID is the kernel's boot id at the commit: a checkpoint still
 	// sealing after a reboot may have lost pages that never reached disk.
-	BootID string    `json:"boot_id,omitempty"`
+	BootID string `json:"boot_id,omitempty"`
+	// Synced says its files were fsynced before its target was released:
+	// a checkpoint still sealing after a reboot is sealed, not quarantined.
+	Synced bool      `json:"synced,omitempty"`
 	Sealed time.Time `json:"sealed,omitempty"` // when it became sealed
 	// Scheduled is set on checkpoints a schedule took: only those does its
 	// retention policy remove.

@@ -20,6 +20,7 @@ import (
 // is hashed again from the start.
 type prehasher struct {
 	dir   string
+	hash  bool // else it only starts writeback: the files will be rewritten
 	stop  chan struct{}
 	done  chan struct{}
 	mu    sync.Mutex
@@ -31,6 +32,7 @@ type partial struct {
 	ino uint64
 	h   fileHasher
 	off int64 // bytes fed to h
+	wb  int64 // bytes whose writeback was started
 	err error // a failed read: h no longer matches any prefix; rehash whole
 }
 
@@ -40,8 +42,8 @@ func isPageImage(name string) bool {
 	return strings.HasPrefix(name, "pages-") && strings.HasSuffix(name, ".img")
 }
 
-func startPrehash(dir string) *prehasher {
-	p := &prehasher{dir: dir, stop: make(chan struct{}), done: make(chan struct{}), files: map[string]*partial{}}
+func startPrehash(dir string, hash bool) *prehasher {
+	p := &prehasher{dir: dir, hash: hash, stop: make(chan struct{}), done: make(chan struct{}), files: map[string]*partial{}}
 	go p.loop()
 	return p
 }
@@ -82,14 +84,27 @@ func (p *prehasher) scan() {
 			pt = &partial{f: f, ino: inode(f), h: newFileHasher(FormatVersion)}
 			p.files[e.Name()] = pt
 		}
-		if pt.err == nil {
+		// Writeback runs ahead of the hash, which lags behind CRIU.
+		pt.writeback()
+		if p.hash && pt.err == nil {
 			pt.err = pt.catchUp()
 		}
 	}
 }
 
-// catchUp hashes what was appended since the last call and starts its
-// writeback to disk.
+// writeback starts the writeback of what was appended since the last
+// call, without hashing it.
+func (pt *partial) writeback() {
+	st, err := pt.f.Stat()
+	if err != nil || st.Size() <= pt.wb {
+		return
+	}
+	// Best effort: the final fsync is what makes the data durable.
+	_ = unix.SyncFileRange(int(pt.f.Fd()), pt.wb, st.Size()-pt.wb, unix.SYNC_FILE_RANGE_WRITE)
+	pt.wb = st.Size()
+}
+
+// catchUp hashes what was appended since the last call.
 func (pt *partial) catchUp() error {
 	st, err := pt.f.Stat()
 	if err != nil {
@@ -107,10 +122,6 @@ func (pt *partial) catchUpTo(size int64) error {
 		return nil
 	}
 	read, err := io.Copy(pt.h, io.NewSectionReader(pt.f, pt.off, n))
-	if read > 0 {
-		// Best effort: the final fsync is what makes the data durable.
-		_ = unix.SyncFileRange(int(pt.f.Fd()), pt.off, read, unix.SYNC_FILE_RANGE_WRITE)
-	}
 	pt.off += read
 	return err
 }
@@ -126,8 +137,10 @@ func (p *prehasher) finish(dir string) map[string]FileSum {
 	defer p.mu.Unlock()
 	out := map[string]FileSum{}
 	for name, pt := range p.files {
-		if sum, err := pt.seal(filepath.Join(dir, name)); err == nil {
-			out[name] = sum
+		if p.hash {
+			if sum, err := pt.seal(filepath.Join(dir, name)); err == nil {
+				out[name] = sum
+			}
 		}
 		pt.f.Close()
 	}

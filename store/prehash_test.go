@@ -62,7 +62,7 @@ func TestPrehashVouchesOnlyForWhatItRead(t *testing.T) {
 	if err := os.WriteFile(path, data[:100], 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p := startPrehash(dir)
+	p := startPrehash(dir, true)
 	waitFor(t, func() bool { p.mu.Lock(); defer p.mu.Unlock(); return p.files["pages-1.img"] != nil })
 	p.mu.Lock()
 	pt := p.files["pages-1.img"]

@@ -19,17 +19,32 @@ import (
 // Its page images are hashed in the background as they grow, so that
 // publishing, done while a target is frozen, has little left to do.
 func (s *Store) Stage(ctx context.Context, id string) (string, error) {
-	return s.stage(id, true)
+	return s.stage(id, hashAndWriteback)
 }
 
 // StageUnhashed is Stage without the background hashing: for a checkpoint
 // published only after its target runs again (an incoming migration),
 // where hashing would take CPU from the transfer and restore.
 func (s *Store) StageUnhashed(ctx context.Context, id string) (string, error) {
-	return s.stage(id, false)
+	return s.stage(id, noPrehash)
 }
 
-func (s *Store) stage(id string, prehash bool) (string, error) {
+// StageWriteback is Stage for images rewritten before they are hashed (an
+// incremental checkpoint's pages, deduplicated against its parent): their
+// writeback still starts while CRIU writes them.
+func (s *Store) StageWriteback(ctx context.Context, id string) (string, error) {
+	return s.stage(id, writebackOnly)
+}
+
+type prehashMode int
+
+const (
+	noPrehash prehashMode = iota
+	hashAndWriteback
+	writebackOnly
+)
+
+func (s *Store) stage(id string, mode prehashMode) (string, error) {
 	if !validID(id) {
 		return "", fmt.Errorf("checkpoint id %q: %w", id, errdefs.ErrInvalidArgument)
 	}
@@ -37,9 +52,9 @@ func (s *Store) stage(id string, prehash bool) (string, error) {
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return "", fmt.Errorf("stage %s: %w", id, err)
 	}
-	if prehash {
+	if mode != noPrehash {
 		s.mu.Lock()
-		s.pre[id] = startPrehash(dir)
+		s.pre[id] = startPrehash(dir, mode == hashAndWriteback)
 		s.mu.Unlock()
 	}
 	return dir, nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -35,13 +36,31 @@ type sealJob struct {
 // and its index entry committed, with no hashing and no fsync. Seal must
 // follow. The checkpoint is held against rm until it is sealed.
 func (s *Store) PublishSealing(ctx context.Context, c *Checkpoint) error {
-	if err := s.publishSealing(c); err != nil {
+	if err := s.publishSealing(c, false); err != nil {
 		return fmt.Errorf("publish %s: %w", c.ID, err)
 	}
 	return nil
 }
 
-func (s *Store) publishSealing(c *Checkpoint) error {
+// PublishDurable is PublishSealing for a target about to be killed: every
+// file is fsynced first, and the record, the directories and the index
+// durably written, so that the checkpoint outlives a crash or a reboot
+// before it is sealed. It returns how long all that took: the frozen
+// target's wait for the disk. Hashing is left to Seal, after the target
+// is gone.
+func (s *Store) PublishDurable(ctx context.Context, c *Checkpoint) (time.Duration, error) {
+	start := time.Now()
+	if err := syncFiles(s.layout.Staging(c.ID)); err != nil {
+		return 0, fmt.Errorf("publish %s: %w", c.ID, err)
+	}
+	c.Synced = true
+	if err := s.publishSealing(c, true); err != nil {
+		return 0, fmt.Errorf("publish %s: %w", c.ID, err)
+	}
+	return time.Since(start), nil
+}
+
+func (s *Store) publishSealing(c *Checkpoint, durable bool) error {
 	if !validID(c.ID) {
 		return fmt.Errorf("id %q: %w", c.ID, errdefs.ErrInvalidArgument)
 	}
@@ -50,11 +69,21 @@ func (s *Store) publishSealing(c *Checkpoint) error {
 	}
 	c.FormatVersion, c.State, c.BootID, c.Files = FormatVersion, StateSealing, s.bootID, nil
 	staging := s.layout.Staging(c.ID)
-	if err := writeRecord(staging, c, false); err != nil {
+	if err := writeRecord(staging, c, durable); err != nil {
 		return err
+	}
+	if durable {
+		if err := syncDir(staging); err != nil {
+			return err
+		}
 	}
 	if err := os.Rename(staging, s.layout.Checkpoint(c.ID)); err != nil {
 		return err
+	}
+	if durable {
+		if err := syncDir(s.layout.CheckpointsDir()); err != nil {
+			return errors.Join(err, os.Rename(s.layout.Checkpoint(c.ID), staging))
+		}
 	}
 	job := &sealJob{done: make(chan struct{}), pre: s.takePrehash(c.ID)}
 	s.startSealing(c.ID, job)
@@ -62,6 +91,31 @@ func (s *Store) publishSealing(c *Checkpoint) error {
 		s.endSealing(c.ID, job, err)
 		// Back to staging, where Discard looks for what a failed dump left.
 		return errors.Join(err, os.Rename(s.layout.Checkpoint(c.ID), staging))
+	}
+	return nil
+}
+
+// syncFiles fsyncs every regular file in dir.
+func syncFiles(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		f, err := os.Open(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return err
+		}
+		err = f.Sync()
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("sync %s: %w", e.Name(), err)
+		}
 	}
 	return nil
 }
@@ -101,7 +155,7 @@ func (s *Store) Seal(ctx context.Context, id string, stats *DumpStats, workDir s
 	c, err := s.seal(ctx, id, job, stats, workDir, files)
 	if err != nil {
 		err = fmt.Errorf("seal %s: %w", id, err)
-		if ctx.Err() == nil {
+		if ctx.Err() == nil && !s.synced(id) {
 			err = errors.Join(err, s.dropUnsealed(id))
 		}
 	}
@@ -142,6 +196,14 @@ func (s *Store) seal(ctx context.Context, id string, job *sealJob, stats *DumpSt
 	}
 	err = s.db.Update(func(tx *bolt.Tx) error { return putTx(tx, c) })
 	return c, err
+}
+
+// synced tells whether the checkpoint id was durable before its target was
+// released: its target may be gone, so a failed seal keeps it (sealing,
+// sealed again at the next start) rather than lose it.
+func (s *Store) synced(id string) bool {
+	c, err := s.Get(context.Background(), id)
+	return err == nil && c.Synced
 }
 
 // dropUnsealed removes a checkpoint whose seal failed: into the trash,
@@ -187,11 +249,12 @@ func (s *Store) WaitSealed(ctx context.Context, id string) (*Checkpoint, error) 
 }
 
 // resumeSealing handles a sealing checkpoint found at start. In the same
-// boot its files are in the page cache: it is sealed again in the
-// background. After a reboot they may never have reached the disk: it is
+// boot its files are in the page cache, and one published durably
+// (Synced) is on disk: it is sealed again in the background. Otherwise,
+// after a reboot, its pages may never have reached the disk: it is
 // quarantined.
 func (s *Store) resumeSealing(c *Checkpoint) (quarantined bool, err error) {
-	if c.BootID == "" || c.BootID != s.bootID {
+	if !c.Synced && (c.BootID == "" || c.BootID != s.bootID) {
 		reason := fmt.Sprintf("its sealing was interrupted by a reboot (sealing in boot %s, now boot %s): pages that never reached the disk may be lost", c.BootID, s.bootID)
 		s.log.Error("checkpoint moved to quarantine", "id", c.ID, "name", c.Name, "err", reason,
 			"quarantine", s.layout.Quarantine(c.ID))
@@ -214,6 +277,9 @@ func (s *Store) resumeSealing(c *Checkpoint) (quarantined bool, err error) {
 
 // BootID is the kernel's id of the running boot.
 func BootID() (string, error) {
+	if bootIDOverride != "" {
+		return bootIDOverride, nil
+	}
 	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
 	if err != nil {
 		return "", fmt.Errorf("read boot id: %w", err)

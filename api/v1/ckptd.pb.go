@@ -26,7 +26,7 @@ const (
 type Precopy int32
 
 const (
-	Precopy_PRECOPY_AUTO Precopy = 0 // pre-copy above 512 MiB of memory
+	Precopy_PRECOPY_AUTO Precopy = 0 // pre-copy above 1 GiB of memory
 	Precopy_PRECOPY_ON   Precopy = 1
 	Precopy_PRECOPY_OFF  Precopy = 2
 )
@@ -1635,8 +1635,11 @@ type DumpStats struct {
 	PagesScanned       uint64                 `protobuf:"varint,5,opt,name=pages_scanned,json=pagesScanned,proto3" json:"pages_scanned,omitempty"`
 	PagesWritten       uint64                 `protobuf:"varint,6,opt,name=pages_written,json=pagesWritten,proto3" json:"pages_written,omitempty"`
 	PagesSkippedParent uint64                 `protobuf:"varint,7,opt,name=pages_skipped_parent,json=pagesSkippedParent,proto3" json:"pages_skipped_parent,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// ckptd's, not CRIU's: microseconds the frozen target waited for its
+	// images to reach the disk (0 when released first, --leave-running).
+	CommitSync    uint32 `protobuf:"varint,8,opt,name=commit_sync,json=commitSync,proto3" json:"commit_sync,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DumpStats) Reset() {
@@ -1714,6 +1717,13 @@ func (x *DumpStats) GetPagesWritten() uint64 {
 func (x *DumpStats) GetPagesSkippedParent() uint64 {
 	if x != nil {
 		return x.PagesSkippedParent
+	}
+	return 0
+}
+
+func (x *DumpStats) GetCommitSync() uint32 {
+	if x != nil {
+		return x.CommitSync
 	}
 	return 0
 }
@@ -4283,7 +4293,7 @@ const file_ckptd_proto_rawDesc = "" +
 	"\vghost_limit\x18\a \x01(\rR\n" +
 	"ghostLimit\x12\x1f\n" +
 	"\vcriu_config\x18\b \x01(\tR\n" +
-	"criuConfig\"\x95\x02\n" +
+	"criuConfig\"\xb6\x02\n" +
 	"\tDumpStats\x12#\n" +
 	"\rfreezing_time\x18\x01 \x01(\rR\ffreezingTime\x12\x1f\n" +
 	"\vfrozen_time\x18\x02 \x01(\rR\n" +
@@ -4292,7 +4302,9 @@ const file_ckptd_proto_rawDesc = "" +
 	"\rmemwrite_time\x18\x04 \x01(\rR\fmemwriteTime\x12#\n" +
 	"\rpages_scanned\x18\x05 \x01(\x04R\fpagesScanned\x12#\n" +
 	"\rpages_written\x18\x06 \x01(\x04R\fpagesWritten\x120\n" +
-	"\x14pages_skipped_parent\x18\a \x01(\x04R\x12pagesSkippedParent\"M\n" +
+	"\x14pages_skipped_parent\x18\a \x01(\x04R\x12pagesSkippedParent\x12\x1f\n" +
+	"\vcommit_sync\x18\b \x01(\rR\n" +
+	"commitSync\"M\n" +
 	"\aFileSum\x12\x12\n" +
 	"\x04size\x18\x01 \x01(\x03R\x04size\x12\x16\n" +
 	"\x06sha256\x18\x02 \x01(\tR\x06sha256\x12\x16\n" +

@@ -40,8 +40,11 @@ func (c *cli) createCmd() *cobra.Command {
 			if shared := ck.GetIncremental().GetSharedBytes(); shared > 0 {
 				size = fmt.Sprintf("%s stored of %s", size, humanBytes(ck.GetSize()+shared))
 			}
-			fmt.Printf("%s %s (%s, frozen %.1f ms)%s\n", ck.GetName(), shortID(ck.GetId()), size,
-				float64(ck.GetStats().GetFrozenTime())/1000, sealedAfter(ck))
+			frozen := fmt.Sprintf("frozen %.1f ms", float64(ck.GetStats().GetFrozenTime())/1000)
+			if sync := ck.GetStats().GetCommitSync(); sync > 0 {
+				frozen += fmt.Sprintf(", %.1f ms of it for the disk", float64(sync)/1000)
+			}
+			fmt.Printf("%s %s (%s, %s)%s\n", ck.GetName(), shortID(ck.GetId()), size, frozen, sealedAfter(ck))
 			return nil
 		},
 	}
