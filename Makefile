@@ -73,3 +73,4 @@ clean:
 # podman, for the container benchmark's comparison (not needed by tests).
 bench-deps:
 	@command -v podman >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends podman >/dev/null
+	@test -x /usr/bin/redis-server -a -x /usr/sbin/nginx || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server nginx >/dev/null

@@ -30,6 +30,7 @@ var (
 	links  = flag.Bool("link", true, "benchmark migration over a veth shaped to 1 Gbit/s: stop-and-copy, pre-copy, post-copy and the hand CRIU pipeline")
 	dlog   = flag.String("daemon-log-level", "warn", "log level of the ckptd under test (its log goes to stderr)")
 	snaps  = flag.Bool("snapshots", true, "benchmark successive --leave-running checkpoints of one target against raw criu")
+	appsOn = flag.Bool("apps", true, "benchmark --leave-running checkpoints of redis, nginx and python http.server against raw criu")
 	nsnap  = flag.Int("snapshot-rounds", 5, "successive --leave-running checkpoints per tool")
 	chains = flag.Bool("chain", true, "benchmark incremental checkpoints of a job rewriting 5 % of its memory")
 	arch   = flag.Bool("archive", true, "benchmark export, import, push and pull against tar and zstd")
@@ -54,6 +55,9 @@ func main() {
 	}
 	if *snaps {
 		benchSnapshots(work)
+	}
+	if *appsOn {
+		benchApps(work)
 	}
 	if *chains {
 		benchChain(work)

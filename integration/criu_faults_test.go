@@ -471,7 +471,10 @@ func threadStates(pid int) string {
 // back, then ends its whole group before it cleans up, and comes up.
 func TestDaemonKilledWithHungCRIU(t *testing.T) {
 	d := startDaemon(t)
-	w := d.runLoad("victim", 256)
+	// 1 GiB: the stop below must land while CRIU still dumps. It follows
+	// the kill, since a group stopped when ckptd dies is orphaned and the
+	// kernel continues it (SIGHUP, SIGCONT); the dump must outlast both.
+	w := d.runLoad("victim", 1024)
 	logOnFailure(t, w)
 	before := loadStatus(t, w.Ref.PID, w.Ref.LogPath)
 	wait := d.startCtl("create", "victim", "--leave-running")
