@@ -65,14 +65,15 @@ func (d *Daemon) importForeign(ctx context.Context, dir string, got *archive.Con
 // its files checked against the archive's record rec, its own record
 // built afresh.
 func (d *Daemon) importRecorded(ctx context.Context, id, dir string, rec *store.Checkpoint, o ImportOptions) (*store.Checkpoint, error) {
-	if err := d.store.CheckImport(ctx, id, rec); err != nil {
+	verified, err := d.store.CheckImport(ctx, id, rec)
+	if err != nil {
 		return nil, err
 	}
 	c, err := d.admitImported(ctx, id, dir, rec, o)
 	if err != nil {
 		return nil, err
 	}
-	if err := d.store.Publish(ctx, c); err != nil {
+	if err := d.store.PublishVerified(ctx, c, verified); err != nil {
 		return nil, err
 	}
 	return c, nil

@@ -95,13 +95,15 @@ func (s *Store) Discard(ctx context.Context, id string) error {
 // commits the index entry. A checkpoint is visible only once all of that is
 // done.
 func (s *Store) Publish(ctx context.Context, c *Checkpoint) error {
-	if err := s.publish(ctx, c); err != nil {
+	if err := s.publish(ctx, c, nil); err != nil {
 		return fmt.Errorf("publish %s: %w", c.ID, err)
 	}
 	return nil
 }
 
-func (s *Store) publish(ctx context.Context, c *Checkpoint) error {
+// publish seals and publishes; done holds sums already taken (and files
+// already fsynced) by the caller.
+func (s *Store) publish(ctx context.Context, c *Checkpoint, done map[string]FileSum) error {
 	if !validID(c.ID) {
 		return fmt.Errorf("id %q: %w", c.ID, errdefs.ErrInvalidArgument)
 	}
@@ -112,9 +114,11 @@ func (s *Store) publish(ctx context.Context, c *Checkpoint) error {
 	if err := s.dedup(ctx, c, staging); err != nil {
 		return err
 	}
-	var done map[string]FileSum
+	if done == nil {
+		done = map[string]FileSum{}
+	}
 	if p := s.takePrehash(c.ID); p != nil {
-		done = p.finish(staging)
+		maps.Copy(done, p.finish(staging))
 	}
 	sums, err := sumDir(context.Background(), staging, done)
 	if err != nil {
