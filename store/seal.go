@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -95,29 +94,19 @@ func (s *Store) publishSealing(c *Checkpoint, durable bool) error {
 	return nil
 }
 
-// syncFiles fsyncs every regular file in dir.
+// syncFiles seals (see sealFiles) every regular file in dir.
 func syncFiles(dir string) error {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return err
 	}
+	var names []string
 	for _, e := range entries {
-		if !e.Type().IsRegular() {
-			continue
-		}
-		f, err := os.Open(filepath.Join(dir, e.Name()))
-		if err != nil {
-			return err
-		}
-		err = f.Sync()
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return fmt.Errorf("sync %s: %w", e.Name(), err)
+		if e.Type().IsRegular() {
+			names = append(names, e.Name())
 		}
 	}
-	return nil
+	return sealFiles(dir, names)
 }
 
 func (s *Store) startSealing(id string, job *sealJob) {
