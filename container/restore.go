@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/containerd/containerd/api/services/tasks/v1"
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
@@ -217,6 +218,9 @@ func (r *Runtime) removeStopped(ctx context.Context, ref Ref, verified func() er
 	}
 	task, err := c.Task(ctx, nil)
 	hasTask := err == nil
+	if err != nil && !cerrdefs.IsNotFound(err) {
+		return r.wrap(err)
+	}
 	if hasTask {
 		st, err := task.Status(ctx)
 		if err != nil {
@@ -233,6 +237,8 @@ func (r *Runtime) removeStopped(ctx context.Context, ref Ref, verified func() er
 		if _, err := task.Delete(ctx); err != nil {
 			return fmt.Errorf("remove stopped task of %s: %w", ref, r.wrap(err))
 		}
+	} else if err := r.removeHalfDeleted(ctx, ref); err != nil {
+		return err
 	}
 	if err := c.Delete(ctx, client.WithSnapshotCleanup); err != nil {
 		return fmt.Errorf("remove stopped container %s: %w", ref, r.wrap(err))
@@ -284,4 +290,16 @@ func readSpec(p string) (*specs.Spec, error) {
 		return nil, fmt.Errorf("container spec %s: %w", p, errdefs.ErrDataLoss)
 	}
 	return &spec, nil
+}
+
+// removeHalfDeleted removes what containerd may still list of a task
+// whose deletion was cut short (a ckptd killed while it asked): its shim
+// no longer knows the task, so the task cannot be loaded, yet a new one of
+// the same ID is refused as existing.
+func (r *Runtime) removeHalfDeleted(ctx context.Context, ref Ref) error {
+	_, err := r.client.TaskService().Delete(ctx, &tasks.DeleteTaskRequest{ContainerID: ref.ID})
+	if err = r.wrap(err); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+		return fmt.Errorf("remove the half-deleted task of %s: %w", ref, err)
+	}
+	return nil
 }

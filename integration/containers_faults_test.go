@@ -269,3 +269,25 @@ func TestContainerCRIUHung(t *testing.T) {
 	d.criuGone(t)
 	assertUntouched(t, x, d, "slow", logPath)
 }
+
+// TestContainerRestoreOverHalfDeletedTask restores in place over a task
+// whose removal was cut short: a ckptd killed while containerd deleted its
+// stopped task leaves containerd listing the task, whose shim no longer
+// knows it (the campaign saw "task already exists"). The shim's own delete
+// makes that state here.
+func TestContainerRestoreOverHalfDeletedTask(t *testing.T) {
+	x, d, logPath := withRunningContainer(t, "half", counterScript, 2)
+	c1 := d.create("ctr:half", "--leave-running")
+	x.killTask("half")
+	x.shimDelete("half")
+	if st := x.status("half"); st != "" {
+		t.Fatalf("the half-deleted task reads %q, want unreadable (else this test proves nothing)", st)
+	}
+	counts, _ := counterLines(readFile(logPath))
+	d.must("restore", c1.Name)
+	restored := filepath.Join(d.root, "containers", "default", "half", "output.log")
+	waitCount(t, restored, counts[len(counts)-1]+2)
+	if st := x.status("half"); st != "running" {
+		t.Fatalf("restored container is %q", st)
+	}
+}

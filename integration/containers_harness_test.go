@@ -2,17 +2,21 @@ package integration
 
 import (
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	shimapi "github.com/containerd/containerd/api/runtime/task/v2"
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/containerd/ttrpc"
 
 	"github.com/ckptd/ckptd/test/containerdtest"
 	"github.com/ckptd/ckptd/test/ociimage"
@@ -187,4 +191,41 @@ func counting(t *testing.T, path string) bool {
 		}
 	}
 	return false
+}
+
+// killTask kills container id's task and waits for it to exit.
+func (x *ctrd) killTask(id string) {
+	x.t.Helper()
+	ctr, err := x.c.LoadContainer(x.ctx(), id)
+	if err != nil {
+		x.t.Fatal(err)
+	}
+	task, err := ctr.Task(x.ctx(), nil)
+	if err != nil {
+		x.t.Fatal(err)
+	}
+	exited, err := task.Wait(x.ctx())
+	if err != nil {
+		x.t.Fatal(err)
+	}
+	if err := task.Kill(x.ctx(), syscall.SIGKILL, client.WithKillAll); err != nil {
+		x.t.Fatal(err)
+	}
+	<-exited
+}
+
+// shimDelete has the shim of container id delete its task, behind
+// containerd's back: containerd still lists the task.
+func (x *ctrd) shimDelete(id string) {
+	x.t.Helper()
+	addr := readFile(filepath.Join(x.in.Dir, "state", "io.containerd.runtime.v2.task", "default", id, "address"))
+	conn, err := net.Dial("unix", strings.TrimPrefix(strings.TrimSpace(addr), "unix://"))
+	if err != nil {
+		x.t.Fatalf("dial the shim of %s: %v", id, err)
+	}
+	c := ttrpc.NewClient(conn)
+	defer c.Close()
+	if _, err := shimapi.NewTTRPCTaskClient(c).Delete(x.ctx(), &shimapi.DeleteRequest{ID: id}); err != nil {
+		x.t.Fatalf("shim delete of %s: %v", id, err)
+	}
 }
