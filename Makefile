@@ -8,7 +8,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 VERSION   := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X github.com/ckptd/ckptd/daemon.Version=$(VERSION) -X main.version=$(VERSION)
 
-.PHONY: all deps bench-deps build run test unit integration bench proto vet clean fuzz faults
+.PHONY: all deps bench-deps build run test unit integration bench proto vet clean fuzz faults zdtm
 
 all: build
 
@@ -44,6 +44,11 @@ faults: deps
 FUZZTIME ?= 60s
 fuzz:
 	FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh
+
+# CRIU's own zdtm static tests, with raw CRIU and through ckptd, compared
+# (scripts/zdtm.sh; about an hour). Not part of make test.
+zdtm: deps build
+	bash scripts/zdtm.sh
 
 unit:
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /integration)
