@@ -63,7 +63,7 @@ vet:
 # ctr and podman (a busybox container).
 BENCH_MIB ?= 1024
 bench: deps bench-deps build
-	$(GO) run ./bench --mib $(BENCH_MIB)
+	$(GO) run ./bench --mib $(BENCH_MIB) --process-mib 256,$(BENCH_MIB)
 
 proto:
 	command -v protoc >/dev/null || apt-get install -y -qq protobuf-compiler

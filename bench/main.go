@@ -25,6 +25,7 @@ var (
 	rounds = flag.Int("rounds", 3, "rounds per measurement (min, median and max are reported)")
 	binDir = flag.String("bin", "bin", "directory with ckptd and ckptctl")
 	procs  = flag.Bool("processes", true, "benchmark memload against raw criu")
+	pmibs  = flag.String("process-mib", "", "comma-separated memload sizes in MiB for the processes part (default: --mib)")
 	ctrs   = flag.Bool("containers", true, "benchmark a container against ctr and podman")
 	migr   = flag.Bool("migrate", true, "benchmark ckptctl migrate against a hand-run CRIU page-server pipeline")
 	links  = flag.Bool("link", true, "benchmark migration over a veth shaped to 1 Gbit/s: stop-and-copy, pre-copy, post-copy and the hand CRIU pipeline")
@@ -51,7 +52,12 @@ func main() {
 	check(err)
 	defer os.RemoveAll(work)
 	if *procs {
-		benchProcesses(work)
+		for _, size := range processSizes() {
+			whole := *mib
+			*mib = size
+			benchProcesses(work)
+			*mib = whole
+		}
 	}
 	if *snaps {
 		benchSnapshots(work)
@@ -82,45 +88,76 @@ func main() {
 func benchProcesses(work string) {
 	memload := buildMemload(work)
 
-	var rawDump, rawRestore, ctlDump, ctlRestore, ctlChain []sample
+	var rawDump, rawRestore, ctlDump, ctlRestore, chain2, chain16 []sample
 	d := startDaemon(work, "proc", filepath.Join(work, "no-containerd.sock"))
 	defer d.stop()
 	// One untimed round of each warms the page cache and both paths; then
 	// the tools take turns, so that the VM's drift hits both alike.
 	rawRound(work, memload, warmUp)
 	d.round(memload, warmUp)
-	d.chainRound(memload, warmUp)
+	d.chainRound(memload, warmUp, 2)
 	for i := range *rounds {
 		rd, rr := rawRound(work, memload, i)
 		rawDump, rawRestore = append(rawDump, rd), append(rawRestore, rr)
 		cd, cr := d.round(memload, i)
 		ctlDump, ctlRestore = append(ctlDump, cd), append(ctlRestore, cr)
-		ctlChain = append(ctlChain, d.chainRound(memload, i))
+		chain2 = append(chain2, d.chainRound(memload, i, 2))
+		chain16 = append(chain16, d.chainRound(memload, i, 16))
 	}
 	report(rawDump, rawRestore, ctlDump, ctlRestore)
 	_, rawMid, _ := spread(rawRestore, wallOf)
-	_, chainMid, _ := spread(ctlChain, wallOf)
-	fmt.Printf("%-18s %24s %24s %8s\n", "restore, chain of 2", mmm(rawRestore, wallOf), mmm(ctlChain, wallOf), ratio(chainMid, rawMid))
-	fmt.Println("(chain of 2: a --leave-running checkpoint, 5 % of the memory rewritten, then one that stops the")
-	fmt.Println(" target and stores only what changed; its restore reads the rest through its parent; raw criu restores a whole dump)")
+	for _, c := range []struct {
+		name    string
+		samples []sample
+	}{{"restore, chain of 2", chain2}, {"restore, chain of 16", chain16}} {
+		_, mid, _ := spread(c.samples, wallOf)
+		fmt.Printf("%-20s %22s %24s %8s\n", c.name, mmm(rawRestore, wallOf), mmm(c.samples, wallOf), ratio(mid, rawMid))
+	}
+	fmt.Println("(chain of N: N-1 --leave-running checkpoints with 5 % of the memory rewritten after each, then one that")
+	fmt.Println(" stops the target; each stores only what changed and the last restores through its parents; raw criu restores a whole dump)")
 }
 
-// chainRound checkpoints a workload twice, the second time storing only
-// what changed, and times the restore of the second, through its parent.
-func (d *daemon) chainRound(memload string, i int) sample {
-	name := fmt.Sprintf("chain%d", i)
+// chainRound checkpoints a workload links times, each storing only what
+// changed, and times the restore of the last, through its parents.
+func (d *daemon) chainRound(memload string, i, links int) sample {
+	name := fmt.Sprintf("chain%d-%d", links, i)
 	d.ctl("run", "--name", name, "--", memload, "--mib", strconv.Itoa(*mib))
 	waitReady(filepath.Join(d.root, "workloads", name, "output.log"))
 	first := createJSON(d, "--leave-running", name)
-	d.ctl("kill", "-s", "USR2", name) // memload rewrites 5 % of its memory
-	time.Sleep(200 * time.Millisecond)
-	second := createJSON(d, name)
+	for range links - 2 {
+		rewrite(d, name)
+		createJSON(d, "--leave-running", name)
+	}
+	rewrite(d, name)
+	last := createJSON(d, name)
 	start := time.Now()
-	d.ctl("restore", second.Name)
+	d.ctl("restore", last.Name)
 	restore := sample{wall: time.Since(start)}
 	d.ctl("kill", name)
 	d.ctl("rm", "--recursive", first.Name)
 	return restore
+}
+
+// rewrite has memload rewrite 5 % of its memory.
+func rewrite(d *daemon, name string) {
+	d.ctl("kill", "-s", "USR2", name)
+	time.Sleep(200 * time.Millisecond)
+}
+
+// processSizes are the memload sizes of the processes part.
+func processSizes() []int {
+	if *pmibs == "" {
+		return []int{*mib}
+	}
+	var out []int
+	for _, f := range strings.Split(*pmibs, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			check(fmt.Errorf("--process-mib %q: want sizes in MiB, comma-separated", *pmibs))
+		}
+		out = append(out, n)
+	}
+	return out
 }
 
 // rawRound launches memload as pid 1 of a new PID namespace, as ckptd does,

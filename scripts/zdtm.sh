@@ -2,7 +2,8 @@
 # make zdtm: CRIU's own zdtm static tests, host flavour, from the source of
 # the CRIU that make deps installs: first run with that criu, then through
 # ckptd (test/zdtmcriu turns zdtm's dump into `ckptctl create` and its
-# restore into `ckptctl restore`), then compared test by test.
+# restore into `ckptctl restore`, against a ckptd in the test's own
+# namespaces), then compared test by test.
 #
 # ZDTM_WORK keeps the CRIU tree between runs (default /var/tmp/ckptd-zdtm);
 # ZDTM_TESTS is zdtm.py's test regexp (default every static test);
@@ -47,30 +48,18 @@ run_zdtm() { # side criu-bin
 		{ tail -n 20 "$results/$1/zdtm.log" >&2; log "zdtm.py wrote no report for $1"; exit 1; }
 }
 
-ckptd_pid=
-state=
-stop_ckptd() {
-	if [ -n "$ckptd_pid" ]; then
-		kill "$ckptd_pid" 2>/dev/null || true
-		wait "$ckptd_pid" 2>/dev/null || true
-		ckptd_pid=
-	fi
-	[ -z "$state" ] || rm -rf "$state"
-}
-trap stop_ckptd EXIT
+# zdtm runs every test and its criu in new namespaces; through ckptd, the
+# first dump of each test starts a ckptd there (test/zdtmcriu), whose
+# state goes here.
+state=$(mktemp -d /tmp/ckptd-zdtm.XXXXXX)
+trap 'rm -rf "$state"' EXIT
 
 for side in $sides; do
 	case $side in
 	raw) run_zdtm raw "$criu_bin" ;;
 	ckptd)
-		state=$(mktemp -d /tmp/ckptd-zdtm-state.XXXXXX)
-		"$repo/bin/ckptd" --root "$state/root" --socket "$state/ckptd.sock" >"$results/ckptd.log" 2>&1 &
-		ckptd_pid=$!
-		for _ in $(seq 100); do [ -S "$state/ckptd.sock" ] && break; sleep 0.1; done
-		[ -S "$state/ckptd.sock" ] || { tail "$results/ckptd.log" >&2; log "ckptd did not start"; exit 1; }
-		ZDTM_CKPTCTL=$repo/bin/ckptctl ZDTM_REAL_CRIU=$criu_bin CKPTD_SOCKET=$state/ckptd.sock \
+		ZDTM_CKPTD=$repo/bin/ckptd ZDTM_CKPTCTL=$repo/bin/ckptctl ZDTM_REAL_CRIU=$criu_bin ZDTM_CKPTD_STATE=$state \
 			run_zdtm ckptd "$work/bin/zdtmcriu"
-		stop_ckptd
 		;;
 	*) log "unknown side $side"; exit 1 ;;
 	esac

@@ -13,7 +13,9 @@ type call struct {
 	pid    string // --tree
 	dir    string // --images-dir
 	log    string // --log-file, relative to dir unless absolute
-	flags  []string
+	// pidfile is where a restore writes the restored tree's root PID.
+	pidfile string
+	flags   []string
 	// config holds the dump's CRIU options ckptctl has no flag for, in
 	// CRIU's configuration file syntax: the checkpoint carries the file
 	// to its restores, as a user's --criu-config would.
@@ -114,6 +116,8 @@ func (c *call) sort(o option) {
 		c.log = o.arg
 	case o.name == "tree":
 		c.pid = o.arg
+	case o.name == "pidfile" && c.action == "restore":
+		c.pidfile = o.arg
 	case slices.Contains(ignored, o.name):
 	case c.action == "dump" && slices.Contains(dumpFlags, o.name):
 		c.flags = append(c.flags, "--"+o.name)

@@ -24,8 +24,8 @@ func TestParse(t *testing.T) {
 		},
 		{
 			name: "a restore carries the dump's options and refuses others",
-			argv: []string{"restore", "--images-dir", "/d", "--tcp-established", "--tcp-close", "--join-ns", "net:/x", "--restore-detached"},
-			want: call{action: "restore", dir: "/d", refused: []string{"--tcp-close", "--join-ns=net:/x"}},
+			argv: []string{"restore", "--images-dir", "/d", "--tcp-established", "--tcp-close", "--join-ns", "net:/x", "--restore-detached", "--pidfile", "/t.pid"},
+			want: call{action: "restore", dir: "/d", pidfile: "/t.pid", refused: []string{"--tcp-close", "--join-ns=net:/x"}},
 		},
 		{name: "check passes through", argv: []string{"check", "--feature", "uffd"}, want: call{action: "check"}},
 		{name: "argument missing", argv: []string{"dump", "--images-dir"}, wantErr: true},
@@ -43,7 +43,7 @@ func TestParse(t *testing.T) {
 			continue
 		}
 		if got.action != tc.want.action || got.pid != tc.want.pid || got.dir != tc.want.dir || got.log != tc.want.log ||
-			!slices.Equal(got.flags, tc.want.flags) || !slices.Equal(got.config, tc.want.config) || !slices.Equal(got.refused, tc.want.refused) {
+			got.pidfile != tc.want.pidfile || !slices.Equal(got.flags, tc.want.flags) || !slices.Equal(got.config, tc.want.config) || !slices.Equal(got.refused, tc.want.refused) {
 			t.Errorf("%s:\n got %+v\nwant %+v", tc.name, got, tc.want)
 		}
 	}

@@ -3,8 +3,13 @@
 // `ckptctl restore`, so that CRIU's own tests run through ckptd. Every
 // other action (check, pre-dump, page-server...) goes to the real criu.
 //
-// Environment: ZDTM_CKPTCTL (the ckptctl binary), ZDTM_REAL_CRIU (the
-// criu binary), and CKPTD_SOCKET, which ckptctl reads.
+// zdtm runs each test, and criu, in new PID, network, mount and IPC
+// namespaces (zdtm_ct); so does this ckptd: the first dump of a test
+// starts one, beside the test, with its state under ZDTM_CKPTD_STATE. It
+// ends with the test's namespaces.
+//
+// Environment: ZDTM_CKPTD and ZDTM_CKPTCTL (the binaries), ZDTM_REAL_CRIU
+// (the criu binary), ZDTM_CKPTD_STATE (a directory for the ckptds' roots).
 //
 // The log zdtm asks for gets ckptctl's output and, when ckptd names a
 // CRIU log in its error, that log, so zdtm's own report shows why.
@@ -49,6 +54,9 @@ func main() {
 }
 
 func dump(c call) int {
+	if err := startDaemon(c); err != nil {
+		return fail(c, err.Error())
+	}
 	name := "zdtm-" + c.pid + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	args := append([]string{"create", c.pid, "--name", name}, c.flags...)
 	if len(c.config) > 0 {
@@ -61,8 +69,8 @@ func dump(c call) int {
 		}
 		args = append(args, "--criu-config", path)
 	}
-	if code := ckptctl(c, args); code != 0 {
-		return code
+	if _, err := ckptctl(c, args); err != nil {
+		return 1
 	}
 	if err := os.WriteFile(filepath.Join(c.dir, nameFile), []byte(name), 0o644); err != nil {
 		return fail(c, err.Error())
@@ -78,19 +86,36 @@ func restore(c call) int {
 	if err != nil {
 		return fail(c, fmt.Sprintf("no checkpoint for this restore: %v", err))
 	}
-	return ckptctl(c, []string{"restore", string(name)})
+	out, err := ckptctl(c, []string{"restore", string(name)})
+	if err != nil {
+		return 1
+	}
+	if c.pidfile != "" {
+		m := restoredPID.FindStringSubmatch(out)
+		if m == nil {
+			return fail(c, "ckptctl restore printed no PID: "+out)
+		}
+		if err := os.WriteFile(c.pidfile, []byte(m[1]), 0o644); err != nil {
+			return fail(c, err.Error())
+		}
+	}
+	return 0
 }
 
+// restoredPID finds the PID in ckptctl restore's report.
+var restoredPID = regexp.MustCompile(`restored as pid (\d+)`)
+
 // ckptctl runs ckptctl with args and writes what it said into c's log.
-func ckptctl(c call, args []string) int {
+func ckptctl(c call, args []string) (string, error) {
 	var out bytes.Buffer
 	cmd := exec.Command(env("ZDTM_CKPTCTL", "ckptctl"), args...)
+	cmd.Env = append(os.Environ(), "CKPTD_SOCKET="+socketOf(c))
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
 	text := fmt.Sprintf("ckptctl %s\n%s", strings.Join(args, " "), out.String())
 	if err == nil {
 		writeLog(c, text)
-		return 0
+		return out.String(), nil
 	}
 	var detail string
 	if m := criuLog.FindStringSubmatch(out.String()); m != nil {
@@ -99,7 +124,7 @@ func ckptctl(c call, args []string) int {
 		}
 	}
 	writeLog(c, text+"Error (zdtmcriu): ckptctl "+args[0]+" failed: "+strings.TrimSpace(out.String())+"\n"+detail)
-	return 1
+	return "", err
 }
 
 // criuLog finds the CRIU log ckptd names in an error.
