@@ -14,6 +14,10 @@ import (
 // Caller is who made a request, as the kernel saw the connection.
 type Caller struct {
 	UID, GID uint32
+	// PID is the caller's process as ckptd's PID namespace numbers it (0
+	// for ckptd's own work). A caller in a nested PID namespace names
+	// processes by its own numbers.
+	PID int
 }
 
 // Root is ckptd's own work (schedules, start-up) and root's requests.

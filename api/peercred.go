@@ -68,7 +68,7 @@ func (peerCred) OverrideServerName(string) error { return nil }
 func withCaller(ctx context.Context) (context.Context, error) {
 	if p, ok := peer.FromContext(ctx); ok {
 		if c, ok := p.AuthInfo.(Caller); ok {
-			return access.With(ctx, access.Caller{UID: uint32(c.UID), GID: uint32(c.GID)}), nil
+			return access.With(ctx, access.Caller{UID: uint32(c.UID), GID: uint32(c.GID), PID: c.PID}), nil
 		}
 	}
 	return nil, status.Error(codes.Unauthenticated, "no peer credentials on this connection")

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os/user"
 	"strconv"
@@ -158,4 +159,21 @@ func runsAsOwner(t *store.Target) error {
 			t.TargetRef, t.Owner, errdefs.ErrPermissionDenied)
 	}
 	return nil
+}
+
+// callersPID is the process the caller names pid, read in the caller's
+// PID namespace: from a container, 1 is its own init, not the host's.
+func callersPID(ctx context.Context, pid int) (int, error) {
+	caller := access.From(ctx)
+	if caller.PID == 0 {
+		return pid, nil
+	}
+	host, err := proc.HostPID(caller.PID, pid)
+	if errors.Is(err, proc.ErrNotInNamespace) {
+		return 0, fmt.Errorf("%w: %w", err, errdefs.ErrNotFound)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("process %d: %w", pid, err)
+	}
+	return host, nil
 }

@@ -382,6 +382,9 @@ func (d *Daemon) resolveRef(ctx context.Context, target string) (store.TargetRef
 	if pid <= 0 {
 		return store.TargetRef{}, fmt.Errorf("%q is not a target: a target is a PID (1 or more), a workload's name, or a container ctr:NAMESPACE/ID: %w", target, errdefs.ErrInvalidArgument)
 	}
+	if pid, err = callersPID(ctx, pid); err != nil {
+		return store.TargetRef{}, err
+	}
 	ts, err := d.store.ListTargets(ctx)
 	if err != nil {
 		return store.TargetRef{}, err

@@ -66,10 +66,17 @@ func parseTAP(r io.Reader) (map[string]result, error) {
 	return out, sc.Err()
 }
 
+// rlimitNoise is an error CRIU logs, and then ignores, where it cannot
+// raise its own RLIMIT_NOFILE.
+const rlimitNoise = "Can't setup RLIMIT_NOFILE"
+
 // failReason is the first line of output that says why a test failed.
 func failReason(output []string) string {
 	for _, re := range failLines {
 		for _, line := range output {
+			if strings.Contains(line, rlimitNoise) {
+				continue
+			}
 			if m := re.FindStringSubmatch(line); m != nil {
 				return truncate(strings.TrimSpace(m[1]), 160)
 			}

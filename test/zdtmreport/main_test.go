@@ -17,6 +17,7 @@ not ok 3 - zdtm/static/socket-tcpbuf-local # flavor h
 ...
 ok 4 - zdtm/static/cgroup00 # SKIP manual run only
 not ok 5 - zdtm/static/fifo # flavor h
+  b"(00.021327) Error (criu/util.c:1534): rlimit: Can't setup RLIMIT_NOFILE for self: Operation not permitted"
   b"(00.028234) Error (criu/cr-dump.c:389): Can't get rlimit 0: Operation not permitted"
 `
 
