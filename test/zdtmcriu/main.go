@@ -79,6 +79,7 @@ func dump(c call) int {
 }
 
 func restore(c call) int {
+	c.refused = notCarried(c.refused, c.dir)
 	if len(c.refused) > 0 {
 		return fail(c, fmt.Sprintf("ckptctl restore takes its CRIU options from the checkpoint; it cannot pass %s", strings.Join(c.refused, " ")))
 	}
@@ -154,4 +155,24 @@ func env(key, def string) string {
 		return v
 	}
 	return def
+}
+
+// notCarried drops from refused the options the dump's configuration
+// file holds already: the checkpoint gives its restores that file.
+func notCarried(refused []string, dir string) []string {
+	b, err := os.ReadFile(filepath.Join(dir, configFile))
+	if err != nil {
+		return refused
+	}
+	carried := map[string]bool{}
+	for _, line := range strings.Split(string(b), "\n") {
+		carried["--"+strings.Replace(line, " ", "=", 1)] = true
+	}
+	var out []string
+	for _, o := range refused {
+		if !carried[o] {
+			out = append(out, o)
+		}
+	}
+	return out
 }

@@ -78,7 +78,8 @@ func failReason(output []string) string {
 				continue
 			}
 			if m := re.FindStringSubmatch(line); m != nil {
-				return truncate(strings.TrimSpace(m[1]), 160)
+				// zdtm quotes log lines as Python bytes, and YAML folds them.
+				return truncate(strings.TrimRight(strings.TrimSpace(m[1]), `"'\`), 160)
 			}
 		}
 	}

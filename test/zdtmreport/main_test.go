@@ -69,7 +69,7 @@ func TestReport(t *testing.T) {
 		"needs files this host lacks: /dev/pts/0",
 		"failed raw, passed through ckptd: 1\n  socket-tcpbuf-local",
 		"Test zdtm/static/socket-tcpbuf-local FAIL at ['kill', '-TERM'] (timeout)",
-		"failed on both sides: 1\n  1, raw CRIU: Can't get rlimit 0: Operation not permitted\"\n    fifo\n",
+		"failed on both sides: 1\n  1, raw CRIU: Can't get rlimit 0: Operation not permitted\n    fifo\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)
