@@ -32,6 +32,9 @@ if [ ! -f "$src/lib/pycriu/images/inventory_pb2.py" ]; then
 	make -C "$src" -j"$(nproc)" lib >"$work/build.log" 2>&1 ||
 		{ tail -n 30 "$work/build.log" >&2; log "building CRIU's tree failed (log: $work/build.log)"; exit 1; }
 fi
+# zdtm.py lists the tests it finds built, then builds: build them first.
+make -C "$src/test/zdtm" -j"$(nproc)" >"$work/build-tests.log" 2>&1 ||
+	{ tail -n 30 "$work/build-tests.log" >&2; log "building zdtm's tests failed (log: $work/build-tests.log)"; exit 1; }
 go build -o "$work/bin/zdtmcriu" ./test/zdtmcriu
 go build -o "$work/bin/zdtmreport" ./test/zdtmreport
 
