@@ -31,6 +31,9 @@ type RestoreRequest struct {
 	// Latest takes Checkpoint as a target and restores its newest sealed
 	// checkpoint.
 	Latest bool
+	// TCPClose restores established TCP connections closed: their peers
+	// are gone (CRIU's tcp-close).
+	TCPClose bool
 }
 
 // Restore verifies a checkpoint and restores it. Verification runs beside
@@ -66,10 +69,13 @@ func (d *Daemon) Restore(ctx context.Context, req RestoreRequest) (*TargetStatus
 
 	var t *store.Target
 	var warnings []string
+	if ref.Kind == store.KindContainer && req.TCPClose {
+		return nil, fmt.Errorf("restore %s: --tcp-close: containers restore through runc, which has no such option: %w", c.Name, errdefs.ErrInvalidArgument)
+	}
 	if ref.Kind == store.KindContainer {
 		t, warnings, err = d.restoreContainer(ctx, c, ref, d.verifyAsync(ctx, c), false)
 	} else {
-		t, err = d.restore(ctx, c, ref, d.store.Dir(c.ID), d.verifyAsync(ctx, c), &restoreHow{})
+		t, err = d.restore(ctx, c, ref, d.store.Dir(c.ID), d.verifyAsync(ctx, c), &restoreHow{TCPClose: req.TCPClose})
 	}
 	if err != nil {
 		d.events.Publish(events.Event{Kind: events.Failed, Op: "restore", Target: ref.Key(), Checkpoint: c.ID, Name: c.Name, Err: err.Error()})
@@ -117,6 +123,7 @@ func (d *Daemon) restoreTarget(c *store.Checkpoint, name, dir string) (store.Tar
 // with its memory fetched from the source.
 type restoreHow struct {
 	Stopped   bool
+	TCPClose  bool // restore established connections closed
 	LazyPages *os.File // a socket to the source's page server
 	LazyLog   string
 	lazy      *criu.LazyPages // set by restore: the daemon filling memory
@@ -125,7 +132,6 @@ type restoreHow struct {
 // restore brings checkpoint c, whose images are in imagesDir, back as ref.
 // The tree runs only once verified passes.
 func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.TargetRef, imagesDir string, verified func() error, how *restoreHow) (_ *store.Target, err error) {
-	leaveStopped := how.Stopped
 	inherit := map[string]*os.File{}
 	logPath := ""
 	if ref.Kind == store.KindWorkload {
@@ -171,7 +177,7 @@ func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.Tar
 	if how.LazyPages != nil {
 		t.Filling = "its memory is still arriving by post-copy"
 	}
-	if leaveStopped {
+	if how.Stopped {
 		// Recorded stopped and in doubt from the start: a ckptd that dies
 		// before the source's word leaves it marked, not forgotten.
 		t.InDoubt = "restored stopped for a migration; the source has not yet confirmed that its copy is gone"
@@ -179,7 +185,7 @@ func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.Tar
 	res, err := d.restorer.Restore(ctx, restorer.Request{
 		ImagesDir:   imagesDir,
 		WorkDir:     work.Path,
-		Options:     restorerOptions(c.Options, leaveStopped),
+		Options:     restorerOptions(c.Options, how),
 		Inherit:     inherit,
 		MemoryBytes: c.Size() + c.SharedBytes(),
 		Launch:      launch,
@@ -359,7 +365,7 @@ func hostPIDsFree(ctx context.Context, dir string, hostPID int) error {
 	return nil
 }
 
-func restorerOptions(o store.Options, leaveStopped bool) restorer.Options {
-	return restorer.Options{TCPEstablished: o.TCPEstablished, FileLocks: o.FileLocks, ExtUnixSk: o.ExtUnixSk, ShellJob: o.ShellJob,
-		ConfigFile: o.CRIUConfig, LeaveStopped: leaveStopped}
+func restorerOptions(o store.Options, how *restoreHow) restorer.Options {
+	return restorer.Options{TCPEstablished: o.TCPEstablished, TCPClose: how.TCPClose, FileLocks: o.FileLocks, ExtUnixSk: o.ExtUnixSk,
+		ShellJob: o.ShellJob, ConfigFile: o.CRIUConfig, LeaveStopped: how.Stopped}
 }

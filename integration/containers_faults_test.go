@@ -56,6 +56,7 @@ func TestContainerBadInput(t *testing.T) {
 		{"not started, not running", []string{"create", "ctr:idle"}},
 		{"exists and is running", []string{"restore", c.Name}},
 		{"container id", []string{"restore", c.Name, "--name", "a/b/c"}},
+		{"runc, which has no such option", []string{"restore", c.Name, "--name", "web2", "--tcp-close"}},
 		{"ckptd keeps the logs of containers it restored", []string{"logs", "ctr:web"}},
 	})
 	if n := len(d.checkpoints()); n != 1 {

@@ -1,10 +1,13 @@
 package integration
 
 import (
+	"bufio"
+	"net"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 var okRE = regexp.MustCompile(`ok (\d+)`)
@@ -60,4 +63,74 @@ func TestMigrateTCPServer(t *testing.T) {
 		t.Fatalf("conversation broke:\n%s", tail(l, 10))
 	}
 	t.Logf("conversation went on from %d to %d on the destination", before, lastOK(logs()))
+}
+
+// echoServer is a workload that serves line echo on a loopback port it
+// prints, one connection at a time, and says when a connection closes.
+const echoServer = `
+import socket
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 0))
+s.listen()
+print("listening", s.getsockname()[1], flush=True)
+while True:
+    c, _ = s.accept()
+    for line in c.makefile("rb"):
+        c.sendall(line)
+    print("closed", flush=True)
+    c.close()
+`
+
+// TestRestoreTCPClose: a server checkpointed with a connection from a
+// client outside its tree. --tcp-close restores that connection closed,
+// as for a client that is gone: the server sees it end at once and
+// serves the next client. (TestContainerBadInput: containers
+// refuse the flag.)
+func TestRestoreTCPClose(t *testing.T) {
+	d := startDaemon(t)
+	d.must("run", "--name", "echo", "--", "python3", "-c", echoServer)
+	var port string
+	waitFor(t, "the server to listen", func() bool {
+		m := regexp.MustCompile(`listening (\d+)`).FindStringSubmatch(d.must("logs", "echo"))
+		if m != nil {
+			port = m[1]
+		}
+		return m != nil
+	})
+	conn := echo(t, port, "before")
+	defer conn.Close()
+	d.must("create", "echo", "--tcp-established", "--name", "with-client")
+
+	// The client is still there (without --tcp-close the conversation
+	// would go on), yet the restored server holds the connection closed.
+	d.must("restore", "with-client", "--tcp-close")
+	waitFor(t, "the restored server to see its connection closed", func() bool {
+		return strings.Contains(d.must("logs", "echo"), "closed")
+	})
+	conn.SetDeadline(time.Now().Add(3 * time.Second)) // an open one echoes at once
+	conn.Write([]byte("lost\n"))
+	if got, err := bufio.NewReader(conn).ReadString('\n'); err == nil {
+		t.Fatalf("the closed connection still echoes: %q", got)
+	}
+	echo(t, port, "after").Close()
+}
+
+// echo connects to the echo server on port, checks one line comes back,
+// and returns the connection.
+func echo(t *testing.T, port, line string) net.Conn {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", "127.0.0.1:"+port, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := conn.Write([]byte(line + "\n")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil || got != line+"\n" {
+		t.Fatalf("echo of %q: %q, %v", line, got, err)
+	}
+	return conn
 }

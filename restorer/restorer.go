@@ -24,6 +24,7 @@ const LogFile = "restore.log"
 // Options must match what the tree was dumped with.
 type Options struct {
 	TCPEstablished bool
+	TCPClose       bool // restore established connections closed: their peers are gone
 	FileLocks      bool
 	ExtUnixSk      bool
 	ShellJob       bool
@@ -101,6 +102,7 @@ func (r *Restorer) Restore(ctx context.Context, req Request) (Result, error) {
 		LogLevel:       ptr(int32(4)),
 		RstSibling:     ptr(req.Launch == nil),
 		TcpEstablished: ptr(req.Options.TCPEstablished),
+		TcpClose:       ptr(req.Options.TCPClose),
 		FileLocks:      ptr(req.Options.FileLocks),
 		ExtUnixSk:      ptr(req.Options.ExtUnixSk),
 		ShellJob:       ptr(req.Options.ShellJob),

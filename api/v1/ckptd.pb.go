@@ -2768,6 +2768,7 @@ type RestoreRequest struct {
 	Checkpoint    string                 `protobuf:"bytes,1,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"` // with latest: the target whose newest sealed checkpoint to restore
 	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	Latest        bool                   `protobuf:"varint,3,opt,name=latest,proto3" json:"latest,omitempty"`
+	TcpClose      bool                   `protobuf:"varint,4,opt,name=tcp_close,json=tcpClose,proto3" json:"tcp_close,omitempty"` // restore established TCP connections closed (CRIU's tcp-close)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2819,6 +2820,13 @@ func (x *RestoreRequest) GetName() string {
 func (x *RestoreRequest) GetLatest() bool {
 	if x != nil {
 		return x.Latest
+	}
+	return false
+}
+
+func (x *RestoreRequest) GetTcpClose() bool {
+	if x != nil {
+		return x.TcpClose
 	}
 	return false
 }
@@ -4402,13 +4410,14 @@ const file_ckptd_proto_rawDesc = "" +
 	"\trecursive\x18\x02 \x01(\bR\trecursive\x12\x16\n" +
 	"\x06relink\x18\x03 \x01(\bR\x06relink\"*\n" +
 	"\x0eRemoveResponse\x12\x18\n" +
-	"\aremoved\x18\x01 \x03(\tR\aremoved\"\\\n" +
+	"\aremoved\x18\x01 \x03(\tR\aremoved\"y\n" +
 	"\x0eRestoreRequest\x12\x1e\n" +
 	"\n" +
 	"checkpoint\x18\x01 \x01(\tR\n" +
 	"checkpoint\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
-	"\x06latest\x18\x03 \x01(\bR\x06latest\"0\n" +
+	"\x06latest\x18\x03 \x01(\bR\x06latest\x12\x1b\n" +
+	"\ttcp_close\x18\x04 \x01(\bR\btcpClose\"0\n" +
 	"\x0eInspectRequest\x12\x1e\n" +
 	"\n" +
 	"checkpoint\x18\x01 \x01(\tR\n" +

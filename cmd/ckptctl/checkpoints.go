@@ -171,7 +171,7 @@ func (c *cli) rmCmd() *cobra.Command {
 
 func (c *cli) restoreCmd() *cobra.Command {
 	var name string
-	var latest bool
+	var latest, tcpClose bool
 	cmd := &cobra.Command{
 		Use:   "restore CHECKPOINT | --latest TARGET",
 		Short: "Restore a checkpoint, or a target's newest sealed one; --name restores a workload or container as a new copy",
@@ -181,7 +181,7 @@ func (c *cli) restoreCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			t, err := cl.Restore(c.ctx(), &apiv1.RestoreRequest{Checkpoint: args[0], Name: name, Latest: latest})
+			t, err := cl.Restore(c.ctx(), &apiv1.RestoreRequest{Checkpoint: args[0], Name: name, Latest: latest, TcpClose: tcpClose})
 			if err != nil {
 				return err
 			}
@@ -200,6 +200,7 @@ func (c *cli) restoreCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&name, "name", "", "restore as a new workload, or a new container (ID or ctr:NAMESPACE/ID), with this name")
 	cmd.Flags().BoolVar(&latest, "latest", false, "the argument is a target: restore the sealed checkpoint of it that ckptd took, imported, pulled or received last")
+	cmd.Flags().BoolVar(&tcpClose, "tcp-close", false, "restore established TCP connections closed, for peers that are gone (CRIU's tcp-close)")
 	return cmd
 }
 

@@ -44,6 +44,9 @@ var shortArg = map[string]string{"-t": "tree", "-D": "images-dir", "-W": "work-d
 // name; the value (if any) follows.
 var dumpFlags = []string{"tcp-established", "file-locks", "ext-unix-sk", "shell-job", "link-remap", "ghost-limit", "leave-running"}
 
+// restoreFlags are the CRIU restore options ckptctl restore has as flags.
+var restoreFlags = []string{"tcp-close"}
+
 // carried are restore options a checkpoint's own options already give
 // its restores (ckptd restores with what the dump used).
 var carried = []string{"tcp-established", "file-locks", "ext-unix-sk", "shell-job", "link-remap"}
@@ -126,6 +129,8 @@ func (c *call) sort(o option) {
 		}
 	case c.action == "dump":
 		c.config = append(c.config, o.configLine())
+	case c.action == "restore" && slices.Contains(restoreFlags, o.name):
+		c.flags = append(c.flags, "--"+o.name)
 	case slices.Contains(carried, o.name):
 	default:
 		c.refused = append(c.refused, "--"+strings.TrimSuffix(o.name+"="+o.arg, "="))

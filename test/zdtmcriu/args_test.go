@@ -25,7 +25,7 @@ func TestParse(t *testing.T) {
 		{
 			name: "a restore carries the dump's options and refuses others",
 			argv: []string{"restore", "--images-dir", "/d", "--tcp-established", "--tcp-close", "--join-ns", "net:/x", "--restore-detached", "--pidfile", "/t.pid"},
-			want: call{action: "restore", dir: "/d", pidfile: "/t.pid", refused: []string{"--tcp-close", "--join-ns=net:/x"}},
+			want: call{action: "restore", dir: "/d", pidfile: "/t.pid", flags: []string{"--tcp-close"}, refused: []string{"--join-ns=net:/x"}},
 		},
 		{name: "check passes through", argv: []string{"check", "--feature", "uffd"}, want: call{action: "check"}},
 		{name: "argument missing", argv: []string{"dump", "--images-dir"}, wantErr: true},

@@ -87,7 +87,7 @@ func restore(c call) int {
 	if err != nil {
 		return fail(c, fmt.Sprintf("no checkpoint for this restore: %v", err))
 	}
-	out, err := ckptctl(c, []string{"restore", string(name)})
+	out, err := ckptctl(c, append([]string{"restore", string(name)}, c.flags...))
 	if err != nil {
 		return 1
 	}
