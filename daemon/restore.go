@@ -123,7 +123,7 @@ func (d *Daemon) restoreTarget(c *store.Checkpoint, name, dir string) (store.Tar
 // with its memory fetched from the source.
 type restoreHow struct {
 	Stopped   bool
-	TCPClose  bool // restore established connections closed
+	TCPClose  bool     // restore established connections closed
 	LazyPages *os.File // a socket to the source's page server
 	LazyLog   string
 	lazy      *criu.LazyPages // set by restore: the daemon filling memory
