@@ -20,6 +20,9 @@ type Need struct {
 	Path string `json:"path"`
 	Size int64  `json:"size"` // what CRIU will insist on; -1 when it does not check
 	Dir  bool   `json:"dir,omitempty"`
+	// Link is a symbolic link held itself (O_PATH|O_NOFOLLOW), which
+	// CRIU reopens without following.
+	Link bool `json:"link,omitempty"`
 }
 
 // Needs lists the regular files and directories of the checkpoint in dir
@@ -52,7 +55,7 @@ func Needs(dir string) (_ []Need, err error) {
 			continue
 		}
 		seen[r.GetName()] = true
-		n := Need{Path: r.GetName(), Size: -1, Dir: isDirMode(r.GetMode())}
+		n := Need{Path: r.GetName(), Size: -1, Dir: isDirMode(r.GetMode()), Link: isLinkMode(r.GetMode())}
 		if r.Size != nil {
 			n.Size = int64(r.GetSize())
 		}
@@ -62,7 +65,8 @@ func Needs(dir string) (_ []Need, err error) {
 	return out, nil
 }
 
-func isDirMode(mode uint32) bool { return mode&0o170000 == 0o040000 }
+func isDirMode(mode uint32) bool  { return mode&0o170000 == 0o040000 }
+func isLinkMode(mode uint32) bool { return mode&0o170000 == 0o120000 }
 
 // remappedIDs are the file ids CRIU restores from its own images.
 func remappedIDs(dir string) (map[uint32]bool, error) {
@@ -106,10 +110,16 @@ func Missing(needs []Need, skip map[string]bool) []string {
 // Problem says what is wrong with the path on this host: gone, of another
 // kind, or of a size CRIU will refuse; "" when nothing.
 func (n Need) Problem() string {
-	st, err := os.Stat(n.Path)
+	stat := os.Stat
+	if n.Link {
+		stat = os.Lstat
+	}
+	st, err := stat(n.Path)
 	switch {
 	case err != nil:
 		return fmt.Sprintf("%s is missing", n.Path)
+	case n.Link != (st.Mode()&fs.ModeSymlink != 0):
+		return fmt.Sprintf("%s is no longer a symbolic link", n.Path)
 	case n.Dir != st.IsDir():
 		return fmt.Sprintf("%s is no longer a %s", n.Path, map[bool]string{true: "directory", false: "file"}[n.Dir])
 	case n.Size >= 0 && !n.Dir && st.Size() != n.Size:
