@@ -137,7 +137,7 @@ func waitLines(path string, n int) {
 	deadline := time.Now().Add(30 * time.Second)
 	for strings.Count(readFile(path), "\n") < n {
 		if time.Now().After(deadline) {
-			log.Fatalf("container did not start printing: %s", path)
+			fatalf("container did not start printing: %s", path)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -176,7 +176,7 @@ func waitPodman(pm func(...string) string, name string) {
 	deadline := time.Now().Add(30 * time.Second)
 	for strings.Count(pm("logs", name), "\n") < 3 {
 		if time.Now().After(deadline) {
-			log.Fatalf("podman container %s did not start printing", name)
+			fatalf("podman container %s did not start printing", name)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

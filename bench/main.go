@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -51,6 +52,7 @@ func main() {
 	work, err := os.MkdirTemp("/var/tmp", "ckptd-bench-")
 	check(err)
 	defer os.RemoveAll(work)
+	atFatal(func() { os.RemoveAll(work) })
 	if *procs {
 		for _, size := range processSizes() {
 			whole := *mib
@@ -177,6 +179,9 @@ func rawRound(work, memload string, i int) (sample, sample) {
 	restore := sample{wall: time.Since(start)}
 	pid, err := strconv.Atoi(strings.TrimSpace(readFile(pidfile)))
 	check(err)
+	// criu restore will not overwrite a pidfile: the next part's round
+	// of the same number needs the name again.
+	check(os.Remove(pidfile))
 	check(syscall.Kill(pid, syscall.SIGKILL))
 	os.RemoveAll(dir)
 	return dump, restore
@@ -207,6 +212,7 @@ func startRawLoadIn(ns, work, memload, name string, extra ...string) *exec.Cmd {
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Cloneflags: syscall.CLONE_NEWPID}
 	check(cmd.Start())
+	atFatal(func() { syscall.Kill(cmd.Process.Pid, syscall.SIGKILL) })
 	go cmd.Wait()
 	waitReady(out.Name())
 	return cmd
@@ -224,6 +230,7 @@ func frozen(dir string) time.Duration {
 type daemon struct {
 	cmd          *exec.Cmd
 	socket, root string
+	stopOnce     sync.Once
 }
 
 func startDaemon(work, name, containerd string, extra ...string) *daemon {
@@ -242,6 +249,7 @@ func startDaemonWrapped(wrap []string, work, name, containerd string, extra ...s
 	d.cmd = exec.Command(argv[0], argv[1:]...)
 	d.cmd.Stderr = os.Stderr
 	check(d.cmd.Start())
+	atFatal(d.stop)
 	for range 100 {
 		if c, err := net.Dial("unix", d.socket); err == nil {
 			c.Close()
@@ -249,13 +257,15 @@ func startDaemonWrapped(wrap []string, work, name, containerd string, extra ...s
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	log.Fatal("ckptd did not start")
+	fatalf("ckptd did not start")
 	return nil
 }
 
 func (d *daemon) stop() {
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	d.cmd.Wait()
+	d.stopOnce.Do(func() {
+		d.cmd.Process.Signal(syscall.SIGTERM)
+		d.cmd.Wait()
+	})
 }
 
 func (d *daemon) ctl(args ...string) string {
@@ -322,7 +332,7 @@ func waitReady(logPath string) {
 	deadline := time.Now().Add(2 * time.Minute)
 	for !strings.Contains(readFile(logPath), "ready") {
 		if time.Now().After(deadline) {
-			log.Fatalf("workload did not become ready: %s", logPath)
+			fatalf("workload did not become ready: %s", logPath)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -340,13 +350,52 @@ func run(name string, args ...string) string {
 		if ee, ok := err.(*exec.ExitError); ok {
 			msg += ": " + strings.TrimSpace(string(ee.Stderr))
 		}
-		log.Fatalf("%s %s: %s", name, strings.Join(args, " "), msg)
+		if name == "criu" {
+			msg += criuErrors(args)
+		}
+		fatalf("%s %s: %s", name, strings.Join(args, " "), msg)
 	}
 	return string(out)
 }
 
 func check(err error) {
 	if err != nil {
-		log.Fatal(err)
+		fatalf("%v", err)
 	}
+}
+
+// cleanups undo, newest first, what a failed benchmark would leave: the
+// ckptds and workloads it started.
+var cleanups []func()
+
+func atFatal(f func()) { cleanups = append(cleanups, f) }
+
+// fatalf stops what the benchmark started, says why it failed and exits.
+func fatalf(format string, args ...any) {
+	for i := len(cleanups) - 1; i >= 0; i-- {
+		cleanups[i]()
+	}
+	log.Fatalf(format, args...)
+}
+
+// criuErrors is the error lines of the log a failed criu command line
+// (-D DIR -o LOG) wrote, so that a failed benchmark says why.
+func criuErrors(args []string) string {
+	var dir, logName string
+	for i := 0; i+1 < len(args); i++ {
+		switch args[i] {
+		case "-D":
+			dir = args[i+1]
+		case "-o":
+			logName = args[i+1]
+		}
+	}
+	path := filepath.Join(dir, logName)
+	var lines []string
+	for _, l := range strings.Split(readFile(path), "\n") {
+		if strings.Contains(l, "Error") {
+			lines = append(lines, l)
+		}
+	}
+	return fmt.Sprintf(" (log %s: %s)", path, strings.Join(lines, "; "))
 }
