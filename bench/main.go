@@ -91,7 +91,9 @@ func benchProcesses(work string) {
 	memload := buildMemload(work)
 
 	var rawDump, rawRestore, ctlDump, ctlRestore, chain2, chain16 []sample
-	d := startDaemon(work, "proc", filepath.Join(work, "no-containerd.sock"))
+	// A daemon (and state) per size: a workload log of the last size
+	// would say "ready" before this one's memory is there.
+	d := startDaemon(work, fmt.Sprintf("proc-%d", *mib), filepath.Join(work, "no-containerd.sock"))
 	defer d.stop()
 	// One untimed round of each warms the page cache and both paths; then
 	// the tools take turns, so that the VM's drift hits both alike.
