@@ -1,0 +1,178 @@
+package network
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+
+	"github.com/containernetworking/cni/libcni"
+	types100 "github.com/containernetworking/cni/pkg/types/100"
+)
+
+// Config is the network workloads join.
+type Config struct {
+	// PluginDirs are where the CNI plugins are (Debian's
+	// containernetworking-plugins: /usr/lib/cni).
+	PluginDirs []string
+	// StateDir keeps CNI's cache of what it attached (which Detach reads
+	// back) and host-local's address allocations.
+	StateDir string
+	Name     string // the CNI network's name (default "ckptd")
+	Bridge   string // the host bridge (default "ckptd0")
+	Subnet   string // the workloads' addresses (default 10.77.0.0/16)
+}
+
+// Port publishes a workload's port on the host.
+type Port struct {
+	HostPort      uint16 `json:"hostPort"`
+	ContainerPort uint16 `json:"containerPort"`
+	Protocol      string `json:"protocol"` // "tcp" or "udp"
+}
+
+// Attachment is a namespace's place on the network: what Detach undoes.
+type Attachment struct {
+	ID    string `json:"id"` // CNI's container ID
+	NetNS string `json:"netns"`
+	IP    string `json:"ip"`
+	Ports []Port `json:"ports,omitempty"`
+}
+
+// Network attaches network namespaces to one CNI network.
+type Network struct {
+	cni      *libcni.CNIConfig
+	list, lo *libcni.NetworkConfigList
+}
+
+// New checks that the plugins the network needs are installed.
+func New(cfg Config) (*Network, error) {
+	if len(cfg.PluginDirs) == 0 {
+		cfg.PluginDirs = []string{"/usr/lib/cni"}
+	}
+	cfg.Name = or(cfg.Name, "ckptd")
+	cfg.Bridge = or(cfg.Bridge, "ckptd0")
+	cfg.Subnet = or(cfg.Subnet, "10.77.0.0/16")
+	for _, p := range []string{"bridge", "host-local", "portmap", "loopback"} {
+		if !pluginIn(cfg.PluginDirs, p) {
+			return nil, fmt.Errorf("CNI plugin %s is not in %v (make deps installs containernetworking-plugins)", p, cfg.PluginDirs)
+		}
+	}
+	list, err := libcni.ConfListFromBytes(bridgeList(cfg))
+	if err != nil {
+		return nil, fmt.Errorf("network %s: %w", cfg.Name, err)
+	}
+	lo, err := libcni.ConfListFromBytes([]byte(`{"cniVersion": "1.0.0", "name": "` + cfg.Name + `-lo", "plugins": [{"type": "loopback"}]}`))
+	if err != nil {
+		return nil, err
+	}
+	return &Network{
+		cni:  libcni.NewCNIConfigWithCacheDir(cfg.PluginDirs, filepath.Join(cfg.StateDir, "cache"), nil),
+		list: list, lo: lo,
+	}, nil
+}
+
+// bridgeList is the network: a bridge with NAT to the outside, addresses
+// from host-local, and published ports by portmap.
+func bridgeList(cfg Config) []byte {
+	conf := map[string]any{
+		"cniVersion": "1.0.0",
+		"name":       cfg.Name,
+		"plugins": []any{
+			map[string]any{
+				"type": "bridge", "bridge": cfg.Bridge, "isGateway": true, "ipMasq": true, "hairpinMode": true,
+				"ipam": map[string]any{
+					"type":    "host-local",
+					"ranges":  [][]map[string]string{{{"subnet": cfg.Subnet}}},
+					"routes":  []map[string]string{{"dst": "0.0.0.0/0"}},
+					"dataDir": filepath.Join(cfg.StateDir, "ipam"),
+				},
+			},
+			map[string]any{"type": "portmap", "capabilities": map[string]bool{"portMappings": true}},
+		},
+	}
+	b, _ := json.Marshal(conf) // maps of strings and bools: always encodes
+	return b
+}
+
+// validID is what CNI takes as a container ID.
+var validID = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$`)
+
+// Attach puts the namespace at nsPath on the network under id, with ports
+// published. On failure nothing of it stays attached.
+func (n *Network) Attach(ctx context.Context, id, nsPath string, ports []Port) (_ Attachment, err error) {
+	if !validID.MatchString(id) {
+		return Attachment{}, fmt.Errorf("network attachment id %q: want letters, digits, '_', '.', '-'", id)
+	}
+	a := Attachment{ID: id, NetNS: nsPath, Ports: ports}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, n.Detach(context.WithoutCancel(ctx), a))
+		}
+	}()
+	if _, err := n.cni.AddNetworkList(ctx, n.lo, n.runtime(a, "lo")); err != nil {
+		return a, fmt.Errorf("bring up loopback in %s: %w", nsPath, err)
+	}
+	res, err := n.cni.AddNetworkList(ctx, n.list, n.runtime(a, "eth0"))
+	if err != nil {
+		return a, fmt.Errorf("attach %s to the network: %w", nsPath, err)
+	}
+	r, err := types100.NewResultFromResult(res)
+	if err != nil {
+		return a, err
+	}
+	for _, ip := range r.IPs {
+		if ip.Address.IP.To4() != nil {
+			a.IP = ip.Address.IP.String()
+		}
+	}
+	if a.IP == "" {
+		return a, fmt.Errorf("the network gave %s no IPv4 address", nsPath)
+	}
+	return a, nil
+}
+
+// Detach takes an attachment off the network: its address and port rules
+// are released. Call it while the namespace still exists (the bridge
+// plugin finds its rules through the addresses inside); detaching what
+// is not attached is not an error.
+func (n *Network) Detach(ctx context.Context, a Attachment) error {
+	err := n.cni.DelNetworkList(ctx, n.list, n.runtime(a, "eth0"))
+	if err != nil {
+		err = fmt.Errorf("detach %s from the network: %w", a.ID, err)
+	}
+	if lerr := n.cni.DelNetworkList(ctx, n.lo, n.runtime(a, "lo")); lerr != nil {
+		err = errors.Join(err, fmt.Errorf("loopback of %s: %w", a.ID, lerr))
+	}
+	return err
+}
+
+func (n *Network) runtime(a Attachment, ifName string) *libcni.RuntimeConf {
+	rt := &libcni.RuntimeConf{ContainerID: a.ID, NetNS: a.NetNS, IfName: ifName}
+	if ifName != "lo" {
+		ports := a.Ports
+		if ports == nil {
+			ports = []Port{}
+		}
+		rt.CapabilityArgs = map[string]any{"portMappings": ports}
+	}
+	return rt
+}
+
+func pluginIn(dirs []string, name string) bool {
+	for _, d := range dirs {
+		if st, err := os.Stat(filepath.Join(d, name)); err == nil && st.Mode().IsRegular() {
+			return true
+		}
+	}
+	return false
+}
+
+func or(s, def string) string {
+	if s != "" {
+		return s
+	}
+	return def
+}

@@ -1,0 +1,207 @@
+package network
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestAttachDetach wires a new namespace with Debian's CNI plugins: a
+// server inside answers at its address and at its published host port;
+// after Detach and RemoveNS nothing is left (address, rules, veth,
+// namespace file).
+func TestAttachDetach(t *testing.T) {
+	state := t.TempDir()
+	keepSharedChains(t)
+	bridge := fmt.Sprintf("ckt%d", os.Getpid()%100000)
+	n, err := New(Config{StateDir: state, Name: "ckptdtest", Bridge: bridge, Subnet: "10.78.0.0/24"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { exec.Command("ip", "link", "del", bridge).Run() })
+	nsDir := filepath.Join(state, "netns")
+	ns, err := NewNS(nsDir, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { RemoveNS(ns) })
+	ln := listenIn(t, ns, "0.0.0.0:8080")
+	go serveEcho(ln)
+
+	ctx := context.Background()
+	a, err := n.Attach(ctx, "ckptdtest-a", ns, []Port{{HostPort: 18080, ContainerPort: 8080, Protocol: "tcp"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	echo(t, a.IP+":8080")
+	echo(t, "127.0.0.1:18080")
+	if _, err := os.Stat(filepath.Join(state, "ipam", "ckptdtest", a.IP)); err != nil {
+		t.Errorf("host-local keeps no allocation of %s: %v", a.IP, err)
+	}
+	if !strings.Contains(iptablesSave(t), "ckptdtest-a") {
+		t.Error("no rule names the attachment: this test would not see one left behind")
+	}
+
+	if err := n.Detach(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Detach(ctx, a); err != nil {
+		t.Errorf("a second detach: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(state, "ipam", "ckptdtest", a.IP)); !os.IsNotExist(err) {
+		t.Errorf("the allocation of %s is left: %v", a.IP, err)
+	}
+	if rules := iptablesSave(t); strings.Contains(rules, "ckptdtest-a") {
+		t.Errorf("rules left:\n%s", grepLines(rules, "ckptdtest-a"))
+	}
+	if out, _ := exec.Command("nsenter", "--net="+ns, "ip", "-o", "link").Output(); strings.Contains(string(out), "eth0") {
+		t.Errorf("eth0 is left in the namespace:\n%s", out)
+	}
+	ln.Close()
+	if err := RemoveNS(ns); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(ns); !os.IsNotExist(err) {
+		t.Errorf("namespace file left: %v", err)
+	}
+	if err := RemoveNS(ns); err != nil {
+		t.Errorf("removing it again: %v", err)
+	}
+}
+
+// TestAttachRefusesBadID: CNI's container IDs are a restricted alphabet.
+func TestAttachRefusesBadID(t *testing.T) {
+	n := &Network{}
+	if _, err := n.Attach(context.Background(), "../x", "/nonexistent", nil); err == nil || !strings.Contains(err.Error(), "attachment id") {
+		t.Fatalf("bad id: %v", err)
+	}
+}
+
+// listenIn listens on addr inside the namespace at ns (a socket stays in
+// the namespace it was made in).
+func listenIn(t *testing.T, ns, addr string) net.Listener {
+	t.Helper()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer orig.Close()
+	target, err := os.Open(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer target.Close()
+	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+		t.Fatal(err)
+	}
+	ln, lerr := net.Listen("tcp4", addr)
+	if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
+		panic(err) // this thread must not go back to Go's pool in the wrong namespace
+	}
+	if lerr != nil {
+		t.Fatal(lerr)
+	}
+	return ln
+}
+
+func serveEcho(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			line, _ := bufio.NewReader(c).ReadString('\n')
+			c.Write([]byte(line))
+		}()
+	}
+}
+
+func echo(t *testing.T, addr string) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c.Write([]byte("hi\n"))
+	if got, err := bufio.NewReader(c).ReadString('\n'); err != nil || got != "hi\n" {
+		t.Fatalf("echo through %s: %q, %v", addr, got, err)
+	}
+}
+
+func iptablesSave(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("iptables-save").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// keepSharedChains removes, when the test ends, the chains portmap makes
+// once per host and never removes (CNI-HOSTPORT-*), unless they were
+// there before the test; and fails if any other nat rule is left.
+func keepSharedChains(t *testing.T) {
+	t.Helper()
+	before := natRules(t)
+	t.Cleanup(func() {
+		if !strings.Contains(before, "CNI-HOSTPORT-DNAT") {
+			for _, args := range [][]string{
+				{"-D", "PREROUTING", "-m", "addrtype", "--dst-type", "LOCAL", "-j", "CNI-HOSTPORT-DNAT"},
+				{"-D", "OUTPUT", "-m", "addrtype", "--dst-type", "LOCAL", "-j", "CNI-HOSTPORT-DNAT"},
+				{"-D", "POSTROUTING", "-m", "comment", "--comment", "CNI portfwd requiring masquerade", "-j", "CNI-HOSTPORT-MASQ"},
+				{"-F", "CNI-HOSTPORT-DNAT"}, {"-F", "CNI-HOSTPORT-MASQ"}, {"-F", "CNI-HOSTPORT-SETMARK"},
+				{"-X", "CNI-HOSTPORT-DNAT"}, {"-X", "CNI-HOSTPORT-MASQ"}, {"-X", "CNI-HOSTPORT-SETMARK"},
+			} {
+				if out, err := exec.Command("iptables", append([]string{"-t", "nat"}, args...)...).CombinedOutput(); err != nil {
+					t.Errorf("iptables %v: %v: %s", args, err, out)
+				}
+			}
+		}
+		if after := natRules(t); after != before {
+			t.Errorf("nat rules changed by the test:\nbefore:\n%s\nafter:\n%s", before, after)
+		}
+	})
+}
+
+// natRules is the nat table without its counters.
+func natRules(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("iptables-save", "-t", "nat").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rules []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(l, "-A") || strings.HasPrefix(l, ":") && !strings.HasPrefix(l, ":PREROUTING") &&
+			!strings.HasPrefix(l, ":INPUT") && !strings.HasPrefix(l, ":OUTPUT") && !strings.HasPrefix(l, ":POSTROUTING") {
+			rules = append(rules, strings.Fields(l)[0]+" "+strings.Join(strings.Fields(l)[1:], " "))
+		}
+	}
+	return strings.Join(rules, "\n")
+}
