@@ -116,6 +116,11 @@ func (d *daemon) stop() {
 // cleanup ends the workloads this daemon ran, by PID, then the daemon.
 // Containers are left to the containerd instance's own cleanup.
 func (d *daemon) cleanup() {
+	if d.cmd.ProcessState != nil && d.t.Failed() {
+		// A test that failed with its ckptd killed: start it again to
+		// end what it runs, rather than leave it to the next test.
+		d.start()
+	}
 	if d.cmd.ProcessState == nil {
 		var killed []int
 		for _, t := range d.ps() {

@@ -195,15 +195,26 @@ func TestMigrateDestinationCrashBeforePublish(t *testing.T) {
 	src, dst := a.ckptd("", ""), b.ckptd("", "")
 	for _, mode := range []string{"--precopy=off", "--precopy"} {
 		name := "keeper-" + strings.NewReplacer("-", "", "=", "").Replace(mode)
+		// The source holds "done" back (it pauses once per ckptd, so
+		// each mode gets a fresh one): the destination has restored and
+		// waits for it, before its publish.
+		mark := filepath.Join(t.TempDir(), "paused")
+		src.stop()
+		src.env = []string{"CKPTD_FAILPOINT_PAUSE_BEFORE=done", "CKPTD_FAILPOINT_PAUSE_MARK=" + mark}
+		src.start()
 		src.runLoad(name, 512)
 		wait := src.startCtl("migrate", name, "--to", b.addr(), mode)
-		waitFor(t, "destination restored", func() bool { return strings.Contains(dst.log.String(), "incoming migration phases") })
+		waitFor(t, "the source to hold done back", func() bool { _, err := os.Stat(mark); return err == nil })
+		if !strings.Contains(dst.log.String(), "incoming migration phases") {
+			t.Fatalf("%s: the destination has not restored when the source would say done:\n%s", mode, dst.log)
+		}
 		dst.cmd.Process.Signal(syscall.SIGSTOP)
 		staged, _ := os.ReadDir(filepath.Join(dst.root, "staging"))
 		dst.kill9()
 		if len(staged) != 1 {
 			t.Fatalf("%s: the kill did not land before the publish: staging holds %d entries", mode, len(staged))
 		}
+		os.Remove(mark)
 		wait()
 		dst.start()
 		var c checkpoint
