@@ -2,6 +2,7 @@ package api
 
 import (
 	"cmp"
+	"fmt"
 	"time"
 
 	apiv1 "github.com/ckptd/ckptd/api/v1"
@@ -15,13 +16,23 @@ func refToAPI(r store.TargetRef) *apiv1.TargetRef {
 }
 
 func targetToAPI(t *daemon.TargetStatus) *apiv1.Target {
-	return &apiv1.Target{
+	out := &apiv1.Target{
 		Ref: refToAPI(t.TargetRef), StartTime: t.StartTime, RestoredFrom: t.RestoredFrom,
 		CreatedUnixNano: unixNano(t.Created), Running: t.Running, Exit: t.Exit,
 		Image: t.Image, Warnings: t.Warnings, InDoubt: t.InDoubt,
 		Schedule: scheduleToAPI(t.Schedule), LastCheckpoint: t.LastCheckpoint, LastCheckpointUnixNano: unixNano(t.LastCheckpointAt),
 		Terminal: t.Terminal != nil, Attached: int32(t.Attached), TerminalError: t.TerminalError,
 	}
+	if n := t.Network; n != nil {
+		out.Network, out.Ip = "private", n.IP
+		if n.LoopbackOnly {
+			out.Network = "none"
+		}
+		for _, p := range n.Ports {
+			out.Ports = append(out.Ports, fmt.Sprintf("%d:%d/%s", p.HostPort, p.ContainerPort, p.Protocol))
+		}
+	}
+	return out
 }
 
 // unixNano is 0 for an unknown time, which clients show as "-".

@@ -157,6 +157,9 @@ func (d *Daemon) lockLive(ctx context.Context, target string) (*store.Target, fu
 		live = d.liveContainer
 	}
 	t, err := live(ctx, ref)
+	if err == nil {
+		err = notInOwnNetwork(t)
+	}
 	if err != nil {
 		unlock()
 		return nil, nil, err

@@ -103,6 +103,10 @@ type Parts struct {
 	// Trust is what this host allows a container checkpoint from outside
 	// (an import, a pull, a migration) to ask for.
 	Trust ingest.Policy
+	// Networks gives workloads their own network namespaces; nil: run
+	// --net private and none are refused with NetworksErr.
+	Networks    Networks
+	NetworksErr error
 }
 
 // Daemon holds ckptd's parts. Build it with New.
@@ -129,6 +133,9 @@ type Daemon struct {
 	terms Terminals
 	trust ingest.Policy
 
+	networks    Networks
+	networksErr error
+
 	locks  *keylock.Locks // one per target: work on a target is serialized
 	sched  *schedule.Scheduler
 	events *events.Hub
@@ -153,12 +160,17 @@ func New(ctx context.Context, p Parts) (*Daemon, error) {
 		containers: p.Containers, ctrs: p.Containers, images: p.Containers, peer: p.Peer, peerInfo: p.PeerInfo, peerIdle: p.PeerTimeout, peerStreams: p.PeerStreams, defaultNS: p.ContainerNamespace, ctrdAddr: p.ContainerdAddress,
 		host: readHostInfo(), defaults: p.Defaults, chainDepth: p.ChainDepth, terms: p.Terminals, trust: p.Trust,
 		locks: keylock.New(), committed: map[string]time.Time{}, events: p.Events,
+		networks: p.Networks, networksErr: p.NetworksErr,
 	}
 	if d.events == nil {
 		d.events = events.NewHub()
 	}
 	d.resumePausedContainers(ctx)
 	d.endUnfilled(ctx)
+	d.leaveEndedNetworks(ctx)
+	if d.sup != nil {
+		d.sup.OnEnd(d.workloadEnded)
+	}
 	sched, err := schedule.New(ctx, p.Log, p.Store, scheduled{d}, d.events)
 	if err != nil {
 		return nil, err

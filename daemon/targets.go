@@ -14,6 +14,7 @@ import (
 	"github.com/ckptd/ckptd/access"
 	"github.com/ckptd/ckptd/container"
 	"github.com/ckptd/ckptd/errdefs"
+	"github.com/ckptd/ckptd/network"
 	"github.com/ckptd/ckptd/proc"
 	"github.com/ckptd/ckptd/schedule"
 	"github.com/ckptd/ckptd/store"
@@ -51,6 +52,10 @@ type RunRequest struct {
 	// User is whom it runs as (UID[:GID] or a name), for root callers;
 	// any other caller's workloads run as the caller.
 	User string
+	// Net is its network: "host" (the default), "private" (its own
+	// namespace on ckptd's network, with Publish's ports) or "none".
+	Net     string
+	Publish []string // HOSTPORT:PORT[/tcp|/udp]
 }
 
 // Run starts a workload as pid 1 of a new PID namespace.
@@ -59,6 +64,14 @@ func (d *Daemon) Run(ctx context.Context, req RunRequest) (*TargetStatus, error)
 		return nil, err
 	}
 	user, err := runAs(ctx, req.User)
+	if err != nil {
+		return nil, err
+	}
+	ports, err := parsePorts(req.Publish)
+	if err != nil {
+		return nil, err
+	}
+	mode, err := d.netMode(req.Net, ports)
 	if err != nil {
 		return nil, err
 	}
@@ -75,7 +88,7 @@ func (d *Daemon) Run(ctx context.Context, req RunRequest) (*TargetStatus, error)
 	if err != nil {
 		return nil, err
 	}
-	spec := workload.Spec{Args: req.Args, Env: req.Env, Dir: req.Dir, LogPath: logPath, User: user}
+	spec := workload.Spec{Args: req.Args, Env: req.Env, Dir: req.Dir, LogPath: logPath, User: user, OwnNet: mode != network.Host}
 	if req.TTY {
 		s, rec, err := d.startTerminal(req.Name, logPath, req.Size, "")
 		if err != nil {
@@ -93,8 +106,11 @@ func (d *Daemon) Run(ctx context.Context, req RunRequest) (*TargetStatus, error)
 		if st, err := proc.ReadStat(pid); err == nil {
 			t.StartTime = st.StartTime
 		}
+		if err := d.joinNetwork(ctx, t, mode, ports); err != nil {
+			return err
+		}
 		if err := d.store.PutTarget(ctx, t); err != nil {
-			return fmt.Errorf("record target: %w", err)
+			return errors.Join(fmt.Errorf("record target: %w", err), d.leaveJoined(ctx, t))
 		}
 		return nil
 	})
@@ -197,6 +213,9 @@ func (d *Daemon) Ps(ctx context.Context, all bool) (out []*TargetStatus, warning
 		s := d.status(t)
 		if !s.Running && t.Exit == "" && s.Exit != exitGone {
 			d.keepExit(ctx, t, s.Exit)
+		}
+		if !s.Running && t.Network != nil {
+			d.leaveNetwork(ctx, t) // it ended out of ckptd's sight
 		}
 		if all || s.Running {
 			out = append(out, s)

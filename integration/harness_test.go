@@ -251,11 +251,14 @@ type target struct {
 		PID     int    `json:"pid"`
 		LogPath string `json:"log_path"`
 	} `json:"ref"`
-	Running      bool   `json:"running"`
-	Terminal     bool   `json:"terminal"` // a terminal session ckptd holds
-	RestoredFrom string `json:"restored_from"`
-	InDoubt      string `json:"in_doubt"`
-	Exit         string `json:"exit"` // how it ended, once it has
+	Running      bool     `json:"running"`
+	Terminal     bool     `json:"terminal"` // a terminal session ckptd holds
+	RestoredFrom string   `json:"restored_from"`
+	InDoubt      string   `json:"in_doubt"`
+	Exit         string   `json:"exit"`    // how it ended, once it has
+	Network      string   `json:"network"` // its own network: private or none
+	IP           string   `json:"ip"`
+	Ports        []string `json:"ports"`
 }
 
 func (d *daemon) ps() []target {

@@ -37,8 +37,10 @@ type Port struct {
 type Attachment struct {
 	ID    string `json:"id"` // CNI's container ID
 	NetNS string `json:"netns"`
-	IP    string `json:"ip"`
+	IP    string `json:"ip,omitempty"`
 	Ports []Port `json:"ports,omitempty"`
+	// LoopbackOnly is a namespace with only its loopback up (--net none).
+	LoopbackOnly bool `json:"loopback_only,omitempty"`
 }
 
 // Network attaches network namespaces to one CNI network.
@@ -139,9 +141,11 @@ func (n *Network) Attach(ctx context.Context, id, nsPath string, ports []Port) (
 // plugin finds its rules through the addresses inside); detaching what
 // is not attached is not an error.
 func (n *Network) Detach(ctx context.Context, a Attachment) error {
-	err := n.cni.DelNetworkList(ctx, n.list, n.runtime(a, "eth0"))
-	if err != nil {
-		err = fmt.Errorf("detach %s from the network: %w", a.ID, err)
+	var err error
+	if !a.LoopbackOnly {
+		if err = n.cni.DelNetworkList(ctx, n.list, n.runtime(a, "eth0")); err != nil {
+			err = fmt.Errorf("detach %s from the network: %w", a.ID, err)
+		}
 	}
 	if lerr := n.cni.DelNetworkList(ctx, n.lo, n.runtime(a, "lo")); lerr != nil {
 		err = errors.Join(err, fmt.Errorf("loopback of %s: %w", a.ID, lerr))
@@ -175,4 +179,17 @@ func or(s, def string) string {
 		return s
 	}
 	return def
+}
+
+// AttachLoopback brings up only the loopback of the namespace at nsPath:
+// a workload with no network beyond itself.
+func (n *Network) AttachLoopback(ctx context.Context, id, nsPath string) (Attachment, error) {
+	if !validID.MatchString(id) {
+		return Attachment{}, fmt.Errorf("network attachment id %q: want letters, digits, '_', '.', '-'", id)
+	}
+	a := Attachment{ID: id, NetNS: nsPath, LoopbackOnly: true}
+	if _, err := n.cni.AddNetworkList(ctx, n.lo, n.runtime(a, "lo")); err != nil {
+		return a, errors.Join(fmt.Errorf("bring up loopback in %s: %w", nsPath, err), n.Detach(context.WithoutCancel(ctx), a))
+	}
+	return a, nil
 }

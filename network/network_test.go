@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ckptd/ckptd/test/nettest"
 )
 
 // TestAttachDetach wires a new namespace with Debian's CNI plugins: a
@@ -22,13 +24,12 @@ import (
 // namespace file).
 func TestAttachDetach(t *testing.T) {
 	state := t.TempDir()
-	keepSharedChains(t)
 	bridge := fmt.Sprintf("ckt%d", os.Getpid()%100000)
+	nettest.KeepHost(t, bridge)
 	n, err := New(Config{StateDir: state, Name: "ckptdtest", Bridge: bridge, Subnet: "10.78.0.0/24"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { exec.Command("ip", "link", "del", bridge).Run() })
 	nsDir := filepath.Join(state, "netns")
 	ns, err := NewNS(nsDir, "a")
 	if err != nil {
@@ -161,47 +162,4 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
-}
-
-// keepSharedChains removes, when the test ends, the chains portmap makes
-// once per host and never removes (CNI-HOSTPORT-*), unless they were
-// there before the test; and fails if any other nat rule is left.
-func keepSharedChains(t *testing.T) {
-	t.Helper()
-	before := natRules(t)
-	t.Cleanup(func() {
-		if !strings.Contains(before, "CNI-HOSTPORT-DNAT") {
-			for _, args := range [][]string{
-				{"-D", "PREROUTING", "-m", "addrtype", "--dst-type", "LOCAL", "-j", "CNI-HOSTPORT-DNAT"},
-				{"-D", "OUTPUT", "-m", "addrtype", "--dst-type", "LOCAL", "-j", "CNI-HOSTPORT-DNAT"},
-				{"-D", "POSTROUTING", "-m", "comment", "--comment", "CNI portfwd requiring masquerade", "-j", "CNI-HOSTPORT-MASQ"},
-				{"-F", "CNI-HOSTPORT-DNAT"}, {"-F", "CNI-HOSTPORT-MASQ"}, {"-F", "CNI-HOSTPORT-SETMARK"},
-				{"-X", "CNI-HOSTPORT-DNAT"}, {"-X", "CNI-HOSTPORT-MASQ"}, {"-X", "CNI-HOSTPORT-SETMARK"},
-			} {
-				if out, err := exec.Command("iptables", append([]string{"-t", "nat"}, args...)...).CombinedOutput(); err != nil {
-					t.Errorf("iptables %v: %v: %s", args, err, out)
-				}
-			}
-		}
-		if after := natRules(t); after != before {
-			t.Errorf("nat rules changed by the test:\nbefore:\n%s\nafter:\n%s", before, after)
-		}
-	})
-}
-
-// natRules is the nat table without its counters.
-func natRules(t *testing.T) string {
-	t.Helper()
-	out, err := exec.Command("iptables-save", "-t", "nat").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rules []string
-	for _, l := range strings.Split(string(out), "\n") {
-		if strings.HasPrefix(l, "-A") || strings.HasPrefix(l, ":") && !strings.HasPrefix(l, ":PREROUTING") &&
-			!strings.HasPrefix(l, ":INPUT") && !strings.HasPrefix(l, ":OUTPUT") && !strings.HasPrefix(l, ":POSTROUTING") {
-			rules = append(rules, strings.Fields(l)[0]+" "+strings.Join(strings.Fields(l)[1:], " "))
-		}
-	}
-	return strings.Join(rules, "\n")
 }

@@ -92,6 +92,11 @@ func (l Layout) Dump(id string) string { return filepath.Join(l.DumpsDir(), id) 
 func (l Layout) RestoresDir() string   { return filepath.Join(l.Root, "restores") }
 func (l Layout) HelpersDir() string    { return filepath.Join(l.Root, "criu") }
 
+// NetworkDir keeps CNI's cache and address allocations; NetNSDir the
+// workloads' network namespaces (bind mounts).
+func (l Layout) NetworkDir() string { return filepath.Join(l.Root, "network") }
+func (l Layout) NetNSDir() string   { return filepath.Join(l.Root, "netns") }
+
 // DumpImages is where a migration's source writes the images it sends.
 func (l Layout) DumpImages(id string) string { return filepath.Join(l.Dump(id), "images") }
 

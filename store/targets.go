@@ -14,6 +14,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/ckptd/ckptd/errdefs"
+	"github.com/ckptd/ckptd/network"
 )
 
 // Target is a process tree ckptd knows: one it launched, restored, or
@@ -36,6 +37,9 @@ type Target struct {
 	// Exit is how it ended, once ckptd saw it end ("exited 0", "killed by
 	// SIGKILL"), kept so that a restarted ckptd says the same.
 	Exit string `json:"exit,omitempty"`
+	// Network is its own network namespace and its place on ckptd's
+	// network, until it ends (nil: the host's).
+	Network *network.Attachment `json:"network,omitempty"`
 }
 
 // PutTarget records or replaces a target: in its own file first, so that

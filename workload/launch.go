@@ -33,6 +33,9 @@ type Spec struct {
 	// privileges cannot mount ("can't dump unprivileged task whose /proc
 	// doesn't belong to it").
 	User *syscall.Credential
+	// OwnNet starts it in a new network namespace, which the record
+	// callback wires before the command runs.
+	OwnNet bool
 }
 
 // Launch starts spec as pid 1 of a new PID namespace, in its own session,
@@ -76,6 +79,9 @@ func (s *Supervisor) Launch(spec Spec, record func(pid int) error) (int, error) 
 	}
 	if spec.User != nil {
 		attr.Sys.Cloneflags = 0
+	}
+	if spec.OwnNet {
+		attr.Sys.Cloneflags |= syscall.CLONE_NEWNET
 	}
 	if spec.TTY != nil {
 		attr.Files = []*os.File{spec.TTY, spec.TTY, spec.TTY, gate}

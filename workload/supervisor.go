@@ -42,6 +42,16 @@ type Supervisor struct {
 	// child of ours still named criu is a leftover (see endStrays).
 	criuBusy func() bool
 	gate     string // the binary that starts as a gate (see Gate)
+	// ended, when set, hears of each tracked child's end (outside mu).
+	ended func(pid int)
+}
+
+// OnEnd has f called, in its own goroutine, when a tracked child ends:
+// what a workload held outside itself (its network) is let go then.
+func (s *Supervisor) OnEnd(f func(pid int)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ended = f
 }
 
 // NewSupervisor makes the calling process a child subreaper. criuBusy
@@ -74,6 +84,9 @@ func (s *Supervisor) trackLocked(p *os.Process) {
 		st, err := p.Wait()
 		s.mu.Lock()
 		defer s.mu.Unlock()
+		if s.ended != nil {
+			go s.ended(p.Pid)
+		}
 		delete(s.tracked, p.Pid)
 		if err != nil {
 			s.log.Error("wait for child", "pid", p.Pid, "err", err)

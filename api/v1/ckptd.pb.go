@@ -450,6 +450,9 @@ type Target struct {
 	Terminal               bool                   `protobuf:"varint,13,opt,name=terminal,proto3" json:"terminal,omitempty"`                               // a terminal session ckptd holds
 	Attached               int32                  `protobuf:"varint,14,opt,name=attached,proto3" json:"attached,omitempty"`                               // clients attached to it now
 	TerminalError          string                 `protobuf:"bytes,15,opt,name=terminal_error,json=terminalError,proto3" json:"terminal_error,omitempty"` // why its terminal's holder did not answer
+	Network                string                 `protobuf:"bytes,16,opt,name=network,proto3" json:"network,omitempty"`                                  // "private" or "none": its own network namespace; empty: the host's
+	Ip                     string                 `protobuf:"bytes,17,opt,name=ip,proto3" json:"ip,omitempty"`                                            // its address there
+	Ports                  []string               `protobuf:"bytes,18,rep,name=ports,proto3" json:"ports,omitempty"`                                      // published, HOSTPORT:PORT/PROTO
 	unknownFields          protoimpl.UnknownFields
 	sizeCache              protoimpl.SizeCache
 }
@@ -587,6 +590,27 @@ func (x *Target) GetTerminalError() string {
 		return x.TerminalError
 	}
 	return ""
+}
+
+func (x *Target) GetNetwork() string {
+	if x != nil {
+		return x.Network
+	}
+	return ""
+}
+
+func (x *Target) GetIp() string {
+	if x != nil {
+		return x.Ip
+	}
+	return ""
+}
+
+func (x *Target) GetPorts() []string {
+	if x != nil {
+		return x.Ports
+	}
+	return nil
 }
 
 // A target's schedule: a --leave-running checkpoint every every_ns, pruned
@@ -1000,7 +1024,9 @@ type RunRequest struct {
 	Tty           bool                   `protobuf:"varint,5,opt,name=tty,proto3" json:"tty,omitempty"` // a terminal session (see Attach) of rows x cols
 	Rows          uint32                 `protobuf:"varint,6,opt,name=rows,proto3" json:"rows,omitempty"`
 	Cols          uint32                 `protobuf:"varint,7,opt,name=cols,proto3" json:"cols,omitempty"`
-	User          string                 `protobuf:"bytes,8,opt,name=user,proto3" json:"user,omitempty"` // UID[:GID] or a name to run as (root callers; others run as themselves)
+	User          string                 `protobuf:"bytes,8,opt,name=user,proto3" json:"user,omitempty"`        // UID[:GID] or a name to run as (root callers; others run as themselves)
+	Net           string                 `protobuf:"bytes,9,opt,name=net,proto3" json:"net,omitempty"`          // host (default), private or none
+	Publish       []string               `protobuf:"bytes,10,rep,name=publish,proto3" json:"publish,omitempty"` // HOSTPORT:PORT[/tcp|/udp], with net private
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1089,6 +1115,20 @@ func (x *RunRequest) GetUser() string {
 		return x.User
 	}
 	return ""
+}
+
+func (x *RunRequest) GetNet() string {
+	if x != nil {
+		return x.Net
+	}
+	return ""
+}
+
+func (x *RunRequest) GetPublish() []string {
+	if x != nil {
+		return x.Publish
+	}
+	return nil
 }
 
 // The first AttachInput names the workload and its client's window
@@ -4195,7 +4235,7 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x03pid\x18\x03 \x01(\x05R\x03pid\x12\x18\n" +
 	"\acommand\x18\x04 \x03(\tR\acommand\x12\x19\n" +
 	"\blog_path\x18\x05 \x01(\tR\alogPath\x12\x14\n" +
-	"\x05owner\x18\x06 \x01(\rR\x05owner\"\x8d\x04\n" +
+	"\x05owner\x18\x06 \x01(\rR\x05owner\"\xcd\x04\n" +
 	"\x06Target\x12%\n" +
 	"\x03ref\x18\x01 \x01(\v2\x13.ckptd.v1.TargetRefR\x03ref\x12\x1d\n" +
 	"\n" +
@@ -4213,7 +4253,10 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x19last_checkpoint_unix_nano\x18\f \x01(\x03R\x16lastCheckpointUnixNano\x12\x1a\n" +
 	"\bterminal\x18\r \x01(\bR\bterminal\x12\x1a\n" +
 	"\battached\x18\x0e \x01(\x05R\battached\x12%\n" +
-	"\x0eterminal_error\x18\x0f \x01(\tR\rterminalError\"\xc3\x03\n" +
+	"\x0eterminal_error\x18\x0f \x01(\tR\rterminalError\x12\x18\n" +
+	"\anetwork\x18\x10 \x01(\tR\anetwork\x12\x0e\n" +
+	"\x02ip\x18\x11 \x01(\tR\x02ip\x12\x14\n" +
+	"\x05ports\x18\x12 \x03(\tR\x05ports\"\xc3\x03\n" +
 	"\bSchedule\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x19\n" +
@@ -4249,7 +4292,7 @@ const file_ckptd_proto_rawDesc = "" +
 	"\tschedules\x18\x01 \x03(\v2\x12.ckptd.v1.ScheduleR\tschedules\"/\n" +
 	"\x15RemoveScheduleRequest\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\"\x18\n" +
-	"\x16RemoveScheduleResponse\"\xa6\x01\n" +
+	"\x16RemoveScheduleResponse\"\xd2\x01\n" +
 	"\n" +
 	"RunRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
@@ -4259,7 +4302,10 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x03tty\x18\x05 \x01(\bR\x03tty\x12\x12\n" +
 	"\x04rows\x18\x06 \x01(\rR\x04rows\x12\x12\n" +
 	"\x04cols\x18\a \x01(\rR\x04cols\x12\x12\n" +
-	"\x04user\x18\b \x01(\tR\x04user\"]\n" +
+	"\x04user\x18\b \x01(\tR\x04user\x12\x10\n" +
+	"\x03net\x18\t \x01(\tR\x03net\x12\x18\n" +
+	"\apublish\x18\n" +
+	" \x03(\tR\apublish\"]\n" +
 	"\vAttachInput\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x12\x12\n" +

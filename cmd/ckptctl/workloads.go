@@ -18,7 +18,8 @@ import (
 )
 
 func (c *cli) runCmd() *cobra.Command {
-	var name, keys, user string
+	var name, keys, user, net string
+	var publish []string
 	var tty, interactive, detach bool
 	cmd := &cobra.Command{
 		Use:   "run --name NAME -- CMD [ARGS...]",
@@ -41,7 +42,7 @@ func (c *cli) runCmd() *cobra.Command {
 				return fmt.Errorf("run -t attaches to the session and needs a terminal, and stdin is not one (run -t -d, then '%s')", c.hint("attach", name))
 			}
 			wd, _ := os.Getwd()
-			req := &apiv1.RunRequest{Name: name, Args: args, Env: os.Environ(), Dir: wd, Tty: tty, User: user}
+			req := &apiv1.RunRequest{Name: name, Args: args, Env: os.Environ(), Dir: wd, Tty: tty, User: user, Net: net, Publish: publish}
 			if size, err := term.SizeOf(int(os.Stdin.Fd())); err == nil && tty {
 				req.Rows, req.Cols = uint32(size.Rows), uint32(size.Cols)
 			}
@@ -55,11 +56,20 @@ func (c *cli) runCmd() *cobra.Command {
 			if c.output == "json" {
 				return printJSON(t)
 			}
-			fmt.Printf("%s running as pid %d\n", t.GetRef().GetName(), t.GetRef().GetPid())
+			fmt.Printf("%s running as pid %d", t.GetRef().GetName(), t.GetRef().GetPid())
+			if ip := t.GetIp(); ip != "" {
+				fmt.Printf(" at %s", ip)
+			}
+			if ports := t.GetPorts(); len(ports) > 0 {
+				fmt.Printf(", publishing %s", strings.Join(ports, " "))
+			}
+			fmt.Println()
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&name, "name", "", "workload name (required)")
+	cmd.Flags().StringVar(&net, "net", "host", "its network: host (the host's), private (its own namespace on ckptd's bridge network), or none (loopback only); private and none cannot be checkpointed yet")
+	cmd.Flags().StringSliceVarP(&publish, "publish", "p", nil, "with --net private: publish HOSTPORT:PORT[/tcp|/udp] (repeatable)")
 	cmd.Flags().StringVarP(&user, "user", "u", "", "run as UID[:GID] or a user name (root callers; a socket_group caller's workloads run as itself)")
 	cmd.Flags().BoolVarP(&tty, "tty", "t", false, "give the workload a terminal session that outlives ckptd (ckptctl attach)")
 	cmd.Flags().BoolVarP(&interactive, "interactive", "i", false, "with -t: attach this terminal's keys at once")

@@ -31,6 +31,7 @@ import (
 	"github.com/ckptd/ckptd/ingest"
 	"github.com/ckptd/ckptd/metrics"
 	"github.com/ckptd/ckptd/migrate"
+	"github.com/ckptd/ckptd/network"
 	"github.com/ckptd/ckptd/peer"
 	"github.com/ckptd/ckptd/proc"
 	"github.com/ckptd/ckptd/restorer"
@@ -124,12 +125,18 @@ func run() error {
 		return err
 	}
 	peerIdle, _ := cfg.PeerIdle() // validated
+	nets, netsErr := network.NewManager(network.Config{StateDir: st.Layout().NetworkDir()}, st.Layout().NetNSDir())
+	var networks daemon.Networks
+	if netsErr == nil {
+		networks = nets
+	}
 	d, err := daemon.New(ctx, daemon.Parts{
 		Log: log, Store: st, Dumper: dumper.New(bin, log), Restorer: restorer.New(bin, log),
 		Supervisor: sup, CRIU: bin, Containers: ctrs,
 		ContainerNamespace: cfg.ContainerdNamespace, ContainerdAddress: cfg.Containerd,
 		Peer: peerTLS, PeerInfo: peer.Describe(cfg.PeerCerts, cfg.PeerAllow), PeerTimeout: peerIdle, PeerStreams: cfg.PeerStreams, Defaults: store.Options{LinkRemap: cfg.LinkRemap, GhostLimit: cfg.GhostLimit}, ChainDepth: cfg.ChainDepth,
 		Events: hub, Terminals: term.NewSessions(termHolder(cfg.TerminalHolder), st.Layout().TerminalSocket, sup.Spawn),
+		Networks: networks, NetworksErr: netsErr,
 		Trust: ingest.Policy{HostPaths: cfg.TrustHostPaths, HostNamespaces: cfg.TrustHostNamespaces,
 			Capabilities: cfg.TrustCapabilities, Devices: cfg.TrustDevices, Unconfined: cfg.TrustUnconfined, Root: cfg.TrustRoot},
 	})

@@ -1,0 +1,142 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ckptd/ckptd/errdefs"
+	"github.com/ckptd/ckptd/network"
+	"github.com/ckptd/ckptd/store"
+)
+
+// Networks wires a workload's own network namespace; *network.Manager is
+// the real one.
+type Networks interface {
+	Join(ctx context.Context, id string, pid int, mode string, ports []network.Port) (network.Attachment, error)
+	Leave(ctx context.Context, a network.Attachment) error
+}
+
+// netMode checks run's --net and --publish.
+func (d *Daemon) netMode(mode string, ports []network.Port) (string, error) {
+	switch mode {
+	case "", network.Host:
+		if len(ports) > 0 {
+			return "", fmt.Errorf("publishing ports needs --net %s: %w", network.Private, errdefs.ErrInvalidArgument)
+		}
+		return network.Host, nil
+	case network.Private, network.None:
+		if d.networks == nil {
+			return "", fmt.Errorf("--net %s: workload networks are unavailable here: %v: %w", mode, d.networksErr, errdefs.ErrFailedPrecondition)
+		}
+		return mode, nil
+	}
+	return "", fmt.Errorf("--net %q: want %s, %s or %s: %w", mode, network.Private, network.None, network.Host, errdefs.ErrInvalidArgument)
+}
+
+// joinNetwork wires t's own namespace (its root, pid, not yet running).
+func (d *Daemon) joinNetwork(ctx context.Context, t *store.Target, mode string, ports []network.Port) error {
+	if mode == network.Host {
+		return nil
+	}
+	a, err := d.networks.Join(ctx, t.Name+"-"+strconv.Itoa(t.PID), t.PID, mode, ports)
+	if err != nil {
+		return fmt.Errorf("network of %s: %w", t.Name, err)
+	}
+	t.Network = &a
+	return nil
+}
+
+// workloadEnded lets go of the network of the workload whose root pid
+// ended.
+func (d *Daemon) workloadEnded(pid int) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ts, err := d.store.ListTargets(ctx)
+	if err != nil {
+		return
+	}
+	for _, t := range ts {
+		if t.PID == pid && t.Network != nil {
+			d.leaveNetwork(ctx, t)
+		}
+	}
+}
+
+// leaveEndedNetworks lets go of the networks of workloads that ended
+// while no ckptd watched.
+func (d *Daemon) leaveEndedNetworks(ctx context.Context) {
+	ts, err := d.store.ListTargets(ctx)
+	if err != nil {
+		return
+	}
+	for _, t := range ts {
+		if t.Network != nil && !d.alive(t) {
+			d.leaveNetwork(ctx, t)
+		}
+	}
+}
+
+// leaveNetwork detaches t's network and forgets it in t's record.
+func (d *Daemon) leaveNetwork(ctx context.Context, t *store.Target) {
+	if d.networks == nil {
+		return
+	}
+	unlock, err := d.locks.Lock(ctx, t.Key())
+	if err != nil {
+		return
+	}
+	defer unlock()
+	cur, err := d.store.GetTarget(ctx, t.Key())
+	if err != nil || cur.Network == nil || cur.PID != t.PID || d.alive(cur) {
+		return
+	}
+	if err := d.networks.Leave(ctx, *cur.Network); err != nil {
+		d.log.Warn("release a workload's network", "target", t.Key(), "err", err)
+		return
+	}
+	d.log.Info("workload network released", "target", t.Key(), "ip", cur.Network.IP)
+	cur.Network = nil
+	if err := d.store.PutTarget(ctx, cur); err != nil {
+		d.log.Warn("record a released network", "target", t.Key(), "err", err)
+	}
+}
+
+// parsePorts reads --publish values: HOSTPORT:PORT[/tcp|/udp].
+func parsePorts(specs []string) ([]network.Port, error) {
+	var out []network.Port
+	for _, s := range specs {
+		ports, proto, _ := strings.Cut(s, "/")
+		host, inside, ok := strings.Cut(ports, ":")
+		h, herr := strconv.ParseUint(host, 10, 16)
+		c, cerr := strconv.ParseUint(inside, 10, 16)
+		if proto == "" {
+			proto = "tcp"
+		}
+		if !ok || herr != nil || cerr != nil || h == 0 || c == 0 || (proto != "tcp" && proto != "udp") {
+			return nil, fmt.Errorf("--publish %q: want HOSTPORT:PORT, optionally /tcp or /udp: %w", s, errdefs.ErrInvalidArgument)
+		}
+		out = append(out, network.Port{HostPort: uint16(h), ContainerPort: uint16(c), Protocol: proto})
+	}
+	return out, nil
+}
+
+// leaveJoined undoes joinNetwork for a workload that never ran.
+func (d *Daemon) leaveJoined(ctx context.Context, t *store.Target) error {
+	if t.Network == nil {
+		return nil
+	}
+	return d.networks.Leave(ctx, *t.Network)
+}
+
+// notInOwnNetwork refuses to checkpoint or migrate a workload in its own
+// network: its namespace is not yet handed to CRIU as external (see
+// docs/networks-plan.md).
+func notInOwnNetwork(t *store.Target) error {
+	if t.Network == nil {
+		return nil
+	}
+	return fmt.Errorf("%s runs in its own network namespace (run --net): ckptd cannot checkpoint such a workload yet; run it with --net host: %w", t.TargetRef, errdefs.ErrFailedPrecondition)
+}
