@@ -4,22 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"os"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/ckptd/ckptd/access"
 	"github.com/ckptd/ckptd/container"
 	"github.com/ckptd/ckptd/errdefs"
-	"github.com/ckptd/ckptd/network"
 	"github.com/ckptd/ckptd/proc"
 	"github.com/ckptd/ckptd/schedule"
 	"github.com/ckptd/ckptd/store"
-	"github.com/ckptd/ckptd/term"
-	"github.com/ckptd/ckptd/workload"
 	"golang.org/x/sys/unix"
 )
 
@@ -38,158 +31,6 @@ type TargetStatus struct {
 	LastCheckpointAt time.Time
 	Attached         int    // clients attached to its terminal session
 	TerminalError    string // why its terminal's holder did not answer
-}
-
-// RunRequest launches a workload.
-type RunRequest struct {
-	Name string
-	Args []string
-	Env  []string
-	Dir  string
-	// TTY gives the workload a terminal session of Size (see Attach).
-	TTY  bool
-	Size term.Size
-	// User is whom it runs as (UID[:GID] or a name), for root callers;
-	// any other caller's workloads run as the caller.
-	User string
-	// Net is its network: "host" (the default), "private" (its own
-	// namespace on ckptd's network, with Publish's ports) or "none".
-	Net     string
-	Publish []string // HOSTPORT:PORT[/tcp|/udp]
-}
-
-// Run starts a workload as pid 1 of a new PID namespace.
-func (d *Daemon) Run(ctx context.Context, req RunRequest) (*TargetStatus, error) {
-	if err := validWorkloadName(req.Name); err != nil {
-		return nil, err
-	}
-	user, err := runAs(ctx, req.User)
-	if err != nil {
-		return nil, err
-	}
-	ports, err := parsePorts(req.Publish)
-	if err != nil {
-		return nil, err
-	}
-	mode, err := d.netMode(req.Net, ports)
-	if err != nil {
-		return nil, err
-	}
-	ref := store.TargetRef{Kind: store.KindWorkload, Name: req.Name, Command: req.Args}
-	if user != nil {
-		ref.Owner = user.Uid
-	}
-	unlock, err := d.locks.Lock(ctx, ref.Key())
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
-	logPath, err := d.prepareWorkload(ctx, req.Name)
-	if err != nil {
-		return nil, err
-	}
-	spec := workload.Spec{Args: req.Args, Env: req.Env, Dir: req.Dir, LogPath: logPath, User: user, OwnNet: mode != network.Host}
-	if req.TTY {
-		s, rec, err := d.startTerminal(req.Name, logPath, req.Size, "")
-		if err != nil {
-			return nil, fmt.Errorf("run %s: %w", req.Name, err)
-		}
-		defer s.Slave.Close() // the tree has its own; the holder ends with the last
-		spec.TTY, ref.Terminal = s.Slave, rec
-	}
-	var t *store.Target
-	pid, err := d.sup.Launch(spec, func(pid int) error {
-		// Recorded before it runs: a ckptd killed from here on finds it
-		// at its next start; one killed before leaves nothing running.
-		ref.PID, ref.LogPath = pid, logPath
-		t = &store.Target{TargetRef: ref, Created: time.Now().UTC()}
-		if st, err := proc.ReadStat(pid); err == nil {
-			t.StartTime = st.StartTime
-		}
-		if err := d.joinNetwork(ctx, t, mode, ports); err != nil {
-			return err
-		}
-		if err := d.store.PutTarget(ctx, t); err != nil {
-			return errors.Join(fmt.Errorf("record target: %w", err), d.leaveJoined(ctx, t))
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("run %s: %w", req.Name, err)
-	}
-	d.log.Info("workload started", "name", req.Name, "pid", pid, "command", req.Args)
-	if err := d.settled(ctx, t); err != nil {
-		return nil, fmt.Errorf("run %s: %w", req.Name, err)
-	}
-	return d.status(t), nil
-}
-
-// runSettle is how long Run watches a new workload before saying it runs:
-// a bad argument or a port in use ends a program at once.
-const runSettle = 300 * time.Millisecond
-
-// settled waits up to runSettle for t to exit and reports an exit with
-// the last lines of its output.
-func (d *Daemon) settled(ctx context.Context, t *store.Target) error {
-	deadline := time.Now().Add(runSettle)
-	for time.Now().Before(deadline) {
-		if e, ok := d.sup.ExitOf(t.PID); ok {
-			return fmt.Errorf("it ended at once (%s)%s: %w", e, lastLines(t.LogPath, 3), errdefs.ErrFailedPrecondition)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-	return nil
-}
-
-// lastLines returns up to n last lines of a log as ": a; b; c", or "".
-func lastLines(path string, n int) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	off, err := tailOffset(f, 4096, int64(n))
-	if err != nil {
-		return ""
-	}
-	data, err := io.ReadAll(io.NewSectionReader(f, off, 4096))
-	if text := strings.TrimSpace(string(data)); err == nil && text != "" {
-		return ": " + strings.ReplaceAll(text, "\n", "; ")
-	}
-	return ""
-}
-
-// prepareWorkload refuses a name that is in use by a running workload and
-// makes the workload's directory; it returns the log path.
-func (d *Daemon) prepareWorkload(ctx context.Context, name string) (string, error) {
-	if err := validWorkloadName(name); err != nil {
-		return "", err
-	}
-	key := store.TargetRef{Kind: store.KindWorkload, Name: name}.Key()
-	if old, err := d.store.GetTarget(ctx, key); err == nil && d.alive(old) {
-		return "", fmt.Errorf("workload %q is running (pid %d): give a copy another name with --name: %w", name, old.PID, errdefs.ErrAlreadyExists)
-	}
-	dir := d.store.Layout().Workload(name)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", err
-	}
-	return filepath.Join(dir, LogFile), nil
-}
-
-// validWorkloadName refuses a name a TARGET argument would read as
-// something else (all digits: a PID); the name also becomes a directory.
-func validWorkloadName(name string) error {
-	if err := store.ValidateName(name); err != nil {
-		return err
-	}
-	if strings.Trim(name, "0123456789") == "" {
-		return fmt.Errorf("workload name %q is all digits, which ckptctl reads as a PID: choose a name with a letter: %w", name, errdefs.ErrInvalidArgument)
-	}
-	return nil
 }
 
 // Ps lists known targets and containerd's containers; all includes the
