@@ -146,6 +146,16 @@ func (n *Network) Detach(ctx context.Context, a Attachment) error {
 		if err = n.cni.DelNetworkList(ctx, n.list, n.runtime(a, "eth0")); err != nil {
 			err = fmt.Errorf("detach %s from the network: %w", a.ID, err)
 		}
+		if err != nil && len(a.Ports) > 0 {
+			// portmap deletes first, and refuses what it refused to add; the
+			// bridge and host-local, after it, must still let go of the
+			// veth and the address. Without mappings portmap does nothing.
+			bare := a
+			bare.Ports = nil
+			if berr := n.cni.DelNetworkList(ctx, n.list, n.runtime(bare, "eth0")); berr != nil {
+				err = errors.Join(err, berr)
+			}
+		}
 	}
 	if lerr := n.cni.DelNetworkList(ctx, n.lo, n.runtime(a, "lo")); lerr != nil {
 		err = errors.Join(err, fmt.Errorf("loopback of %s: %w", a.ID, lerr))

@@ -80,6 +80,41 @@ func TestAttachDetach(t *testing.T) {
 	}
 }
 
+// TestAttachFails: an attach that fails after the bridge plugin gave the
+// namespace an address (portmap refuses host port 0) leaves nothing of
+// it (no address, no rule, no veth), and so does a path that is no
+// namespace.
+func TestAttachFails(t *testing.T) {
+	state := t.TempDir()
+	bridge := fmt.Sprintf("ckf%d", os.Getpid()%100000)
+	nettest.KeepHost(t, bridge)
+	n, err := New(Config{StateDir: state, Name: "ckptdtest", Bridge: bridge, Subnet: "10.79.0.0/24"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := NewNS(filepath.Join(state, "netns"), "f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { RemoveNS(ns) })
+	notNS := filepath.Join(state, "file")
+	if err := os.WriteFile(notNS, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{ns, notNS} {
+		_, err := n.Attach(context.Background(), "ckptdtest-f", path, []Port{{HostPort: 0, ContainerPort: 80, Protocol: "tcp"}})
+		if err == nil {
+			t.Fatalf("attached %s publishing host port 0", path)
+		}
+		if a, _ := filepath.Glob(filepath.Join(state, "ipam", "ckptdtest", "10.*")); len(a) > 0 {
+			t.Errorf("%s: addresses left allocated: %v", path, a)
+		}
+	}
+	if out, _ := exec.Command("nsenter", "--net="+ns, "ip", "-o", "link").Output(); strings.Contains(string(out), "eth0") {
+		t.Errorf("eth0 is left in the namespace:\n%s", out)
+	}
+}
+
 // TestAttachRefusesBadID: CNI's container IDs are a restricted alphabet.
 func TestAttachRefusesBadID(t *testing.T) {
 	n := &Network{}

@@ -29,7 +29,7 @@ func KeepHost(t testing.TB, bridge string) {
 		if err := os.WriteFile(forwardSysctl, forward, 0o644); err != nil {
 			t.Error(err)
 		}
-		if !strings.Contains(before, "CNI-HOSTPORT-DNAT") {
+		if !strings.Contains(before, "CNI-HOSTPORT-DNAT") && strings.Contains(NatRules(t), "CNI-HOSTPORT-DNAT") {
 			for _, args := range [][]string{
 				{"-D", "PREROUTING", "-m", "addrtype", "--dst-type", "LOCAL", "-j", "CNI-HOSTPORT-DNAT"},
 				{"-D", "OUTPUT", "-m", "addrtype", "--dst-type", "LOCAL", "-j", "CNI-HOSTPORT-DNAT"},
