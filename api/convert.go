@@ -8,6 +8,7 @@ import (
 	apiv1 "github.com/ckptd/ckptd/api/v1"
 	"github.com/ckptd/ckptd/daemon"
 	"github.com/ckptd/ckptd/images"
+	"github.com/ckptd/ckptd/network"
 	"github.com/ckptd/ckptd/store"
 )
 
@@ -24,9 +25,9 @@ func targetToAPI(t *daemon.TargetStatus) *apiv1.Target {
 		Terminal: t.Terminal != nil, Attached: int32(t.Attached), TerminalError: t.TerminalError,
 	}
 	if n := t.Network; n != nil {
-		out.Network, out.Ip = "private", n.IP
+		out.Network, out.Ip = network.Private, n.IP
 		if n.LoopbackOnly {
-			out.Network = "none"
+			out.Network = network.None
 		}
 		for _, p := range n.Ports {
 			out.Ports = append(out.Ports, fmt.Sprintf("%d:%d/%s", p.HostPort, p.ContainerPort, p.Protocol))

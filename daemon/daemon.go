@@ -169,7 +169,7 @@ func New(ctx context.Context, p Parts) (*Daemon, error) {
 	d.endUnfilled(ctx)
 	d.leaveEndedNetworks(ctx)
 	if d.sup != nil {
-		d.sup.OnEnd(d.workloadEnded)
+		d.sup.OnEnd(func(int) { d.releaseEndedNetworks() })
 	}
 	sched, err := schedule.New(ctx, p.Log, p.Store, scheduled{d}, d.events)
 	if err != nil {

@@ -49,24 +49,18 @@ func (d *Daemon) joinNetwork(ctx context.Context, t *store.Target, mode string, 
 	return nil
 }
 
-// workloadEnded lets go of the network of the workload whose root pid
-// ended.
-func (d *Daemon) workloadEnded(pid int) {
+// releaseEndedNetworks is leaveEndedNetworks on its own, for when a
+// child ended (the supervisor says so) or ps saw a workload ended out of
+// ckptd's sight: it runs apart from the request, which must not wait on
+// a target's lock or on the CNI plugins.
+func (d *Daemon) releaseEndedNetworks() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	ts, err := d.store.ListTargets(ctx)
-	if err != nil {
-		return
-	}
-	for _, t := range ts {
-		if t.PID == pid && t.Network != nil {
-			d.leaveNetwork(ctx, t)
-		}
-	}
+	d.leaveEndedNetworks(ctx)
 }
 
-// leaveEndedNetworks lets go of the networks of workloads that ended
-// while no ckptd watched.
+// leaveEndedNetworks lets go of the networks of the workloads that
+// ended: at start, those that ended while no ckptd watched.
 func (d *Daemon) leaveEndedNetworks(ctx context.Context) {
 	ts, err := d.store.ListTargets(ctx)
 	if err != nil {

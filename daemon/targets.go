@@ -43,6 +43,7 @@ func (d *Daemon) Ps(ctx context.Context, all bool) (out []*TargetStatus, warning
 	}
 	containers := map[string]*store.Target{}
 	caller := access.From(ctx)
+	endedNetworks := false
 	for _, t := range ts {
 		if !caller.Owns(t.Owner) {
 			continue
@@ -55,12 +56,13 @@ func (d *Daemon) Ps(ctx context.Context, all bool) (out []*TargetStatus, warning
 		if !s.Running && t.Exit == "" && s.Exit != exitGone {
 			d.keepExit(ctx, t, s.Exit)
 		}
-		if !s.Running && t.Network != nil {
-			d.leaveNetwork(ctx, t) // it ended out of ckptd's sight
-		}
+		endedNetworks = endedNetworks || !s.Running && t.Network != nil
 		if all || s.Running {
 			out = append(out, s)
 		}
+	}
+	if endedNetworks {
+		go d.releaseEndedNetworks() // they ended out of ckptd's sight
 	}
 	if !caller.IsRoot() {
 		return out, nil, d.annotate(ctx, out) // containers are root's
