@@ -142,11 +142,24 @@ func (b Binary) converse(sock *os.File, g *group, call Call) (*rpc.CriuResp, err
 			if nerr != nil {
 				// CRIU is told, rolls back and answers with a failure; the
 				// caller's own error explains it better than CRIU's.
-				_, _ = exchange(sock, notifyAck(false), buf)
+				refuseRest(sock, buf)
 				return nil, &NotifyError{Script: resp.GetNotify().GetScript(), Err: nerr}
 			}
 		}
 		req = notifyAck(true)
+	}
+}
+
+// refuseRest tells CRIU a notification failed and refuses every later one
+// until its final answer, so that it rolls back in order rather than being
+// killed mid-way: a failed post-dump of a lazy dump is followed by
+// status-ready, whose refusal stops the page server before it serves.
+func refuseRest(sock *os.File, buf []byte) {
+	for {
+		resp, err := exchange(sock, notifyAck(false), buf)
+		if err != nil || resp.GetType() != rpc.CriuReqType_NOTIFY {
+			return
+		}
 	}
 }
 

@@ -67,19 +67,23 @@ func (m *outgoing) dumpLazy(ctx context.Context, c *store.Checkpoint, report *mi
 		PID: m.target.PID, Dir: images, WorkDir: work, Options: opts,
 		PageServer: theirs, Lazy: true,
 		Commit: func() error {
-			if err := m.commit(c, images); err != nil {
-				// CRIU serves pages even after a failed commit: it must
-				// find the stream reset, and then it resumes the tree.
-				local.Close()
-				return err
+			err := m.commit(c, images)
+			if err == nil {
+				m.progress("post-copy")
+				go func() {
+					if why := m.watchLazy(tunnelDone, local, grace, dumped); why != nil {
+						broke.Store(&why)
+					}
+				}()
+				return nil
 			}
-			m.progress("post-copy")
-			go func() {
-				if why := m.watchLazy(tunnelDone, local, grace, dumped); why != nil {
-					broke.Store(&why)
-				}
-			}()
-			return nil
+			// CRIU resumes the tree when it hears of the failure. A
+			// destination that had the commit may run a copy whose answer
+			// was lost: it gets the grace to end it first.
+			if m.commitSent.Load() {
+				m.resetLazy(err, local, grace, dumped)
+			}
+			return err
 		},
 	})
 	if why := broke.Load(); err != nil && why != nil {
@@ -114,17 +118,24 @@ func (m *outgoing) watchLazy(tunnelDone <-chan error, local net.Conn, grace time
 			return nil // both ends closed: CRIU finished
 		}
 	}
+	m.resetLazy(why, local, grace, dumped)
+	return why
+}
+
+// resetLazy resets CRIU's end of the page stream, which resumes the
+// source: at once when the destination said it failed, after grace
+// otherwise, unless the dump returned first.
+func (m *outgoing) resetLazy(why error, local net.Conn, grace time.Duration, dumped <-chan struct{}) {
 	if !errors.Is(why, migrate.ErrRemote) {
 		m.d.log.Warn("post-copy: destination lost; the source resumes after the grace", "target", m.target.Key(), "grace", grace, "err", why)
 		select {
 		case <-dumped:
-			return nil
+			return
 		case <-time.After(grace):
 		}
 	}
 	m.d.log.Warn("post-copy broke before every page moved; the source resumes", "target", m.target.Key(), "page_bytes_sent", m.bytes(), "err", why)
 	local.Close()
-	return why
 }
 
 // runLazy is the destination's side: the images come without the lazy

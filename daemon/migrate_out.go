@@ -128,7 +128,10 @@ type outgoing struct {
 	offer  *migrate.Offer
 
 	filesSent atomic.Int64
-	restoring atomic.Bool
+	// commitSent: from here the destination may have the commit and run
+	// a copy, even if its answer never comes.
+	commitSent atomic.Bool
+	restoring  atomic.Bool
 	pages     atomic.Pointer[migrate.Tunnel] // set by the dump, read by progress
 	frozen    time.Time
 	marks     []Phase // phases so far, each ending at mark()
@@ -368,6 +371,7 @@ func (m *outgoing) commit(c *store.Checkpoint, images string) error {
 	if !m.uncut() {
 		return fmt.Errorf("the client gave up before the commit: %w", context.Canceled)
 	}
+	m.commitSent.Store(true)
 	if err := m.conn.Send(&migrate.Message{Kind: migrate.KindCommit, Commit: &migrate.Commit{Checkpoint: c}}); err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package integration
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -69,35 +70,10 @@ func TestMigrateLazy(t *testing.T) {
 	}
 	dst.must("kill", "lz")
 
-	// Cut while pages move: 32 MiB at 16 Mbit/s take about 17 s.
-	unshape := shape(t, a, "16mbit")
-	w = src.runLoad("lz-cut", 32)
-	before := loadStatus(t, w.Ref.PID, w.Ref.LogPath)
-	wait := src.startCtl("migrate", "lz-cut", "--to", b.addr(), "--lazy")
-	copyPID := awaitCopy(t, dst, "lz-cut")
-	heal := partition(t, b)
-	cut := time.Now()
-	waitFor(t, "the source to resume", func() bool { return running(w.Ref.PID) || !exists(w.Ref.PID) })
-	if exists(copyPID) {
-		t.Errorf("the source resumed %s after the cut while the destination's copy (pid %d) still ran", time.Since(cut), copyPID)
-	}
-	stderr, err := wait()
-	t.Logf("cut during post-copy: the source resumed and migrate failed after %s: %s", time.Since(cut).Round(time.Millisecond), strings.TrimSpace(stderr))
-	if err == nil {
-		t.Fatal("migrate succeeded across the cut")
-	}
-	if lines := strings.Split(strings.TrimSpace(stderr), "\n"); len(lines) != 2 || !strings.Contains(stderr, "post-copy") {
-		t.Errorf("want the post-copy warning and one error line, got:\n%s", stderr)
-	}
-	untouched(t, w, before)
-	heal()
-	unshape()
-	settleDestination(t, dst, "lz-cut", "post-copy")
-
-	r = src.migrate("lz-cut", "--to", b.addr(), "--lazy")
-	x = dst.workload("lz-cut")
-	continues(t, before, loadStatus(t, x.Ref.PID, x.Ref.LogPath))
-	dst.must("kill", "lz-cut")
+	// Cut while pages move, and cut while the destination's answer is
+	// on its way (its copy runs, and the source never hears of it).
+	cutLazy(t, a, b, src, dst, "lz-cut", "")
+	cutLazy(t, a, b, src, dst, "lz-cut-answer", migrateKindRestored)
 
 	// Either ckptd killed while pages move: the source resumes, and the
 	// destination's copy, whose missing pages would read as zeros, ends.
@@ -135,6 +111,65 @@ func TestMigrateLazy(t *testing.T) {
 		unshape()
 		src.must("kill", name)
 	}
+}
+
+const migrateKindRestored = "restored"
+
+// cutLazy partitions a post-copy migration of a 32 MiB workload over a
+// link shaped slow (its pages take about 17 s): once the destination's
+// copy runs, or, with pauseBefore, once the destination is about to send
+// that message. The destination ends its copy and only after that does
+// the source resume, from the moment it froze; the migration fails in one
+// line. Over the healed link the workload migrates.
+func cutLazy(t *testing.T, a, b *host, src, dst *daemon, name, pauseBefore string) {
+	t.Helper()
+	mark := filepath.Join(t.TempDir(), "paused")
+	if pauseBefore != "" {
+		dst.stop()
+		dst.env = []string{"CKPTD_FAILPOINT_PAUSE_BEFORE=" + pauseBefore, "CKPTD_FAILPOINT_PAUSE_MARK=" + mark}
+		dst.start()
+		defer func() {
+			dst.stop()
+			dst.env = nil
+			dst.start()
+		}()
+	}
+	unshape := shape(t, a, "16mbit")
+	defer unshape()
+	w := src.runLoad(name, 32)
+	before := loadStatus(t, w.Ref.PID, w.Ref.LogPath)
+	wait := src.startCtl("migrate", name, "--to", b.addr(), "--lazy")
+	if pauseBefore != "" {
+		waitFor(t, "the destination to pause before "+pauseBefore, func() bool {
+			_, err := os.Stat(mark)
+			return err == nil
+		})
+	}
+	copyPID := awaitCopy(t, dst, name)
+	heal := partition(t, b)
+	os.Remove(mark)
+	cut := time.Now()
+	waitFor(t, "the source to resume", func() bool { return running(w.Ref.PID) || !exists(w.Ref.PID) })
+	if exists(copyPID) {
+		t.Errorf("%s: the source resumed %s after the cut while the destination's copy (pid %d) still ran", name, time.Since(cut), copyPID)
+	}
+	stderr, err := wait()
+	t.Logf("%s: cut during post-copy: the source resumed and migrate failed after %s: %s", name, time.Since(cut).Round(time.Millisecond), strings.TrimSpace(stderr))
+	if err == nil {
+		t.Fatalf("%s: migrate succeeded across the cut", name)
+	}
+	if lines := strings.Split(strings.TrimSpace(stderr), "\n"); len(lines) != 2 || !strings.Contains(stderr, "post-copy") {
+		t.Errorf("%s: want the post-copy warning and one error line, got:\n%s", name, stderr)
+	}
+	untouched(t, w, before)
+	heal()
+	unshape()
+	settleDestination(t, dst, name, "post-copy")
+
+	src.migrate(name, "--to", b.addr(), "--lazy")
+	x := dst.workload(name)
+	continues(t, before, loadStatus(t, x.Ref.PID, x.Ref.LogPath))
+	dst.must("kill", name)
 }
 
 // awaitCopy waits until the destination runs its copy of name, and
