@@ -123,7 +123,7 @@ func (s *Server) Remove(ctx context.Context, r *apiv1.RemoveRequest) (*apiv1.Rem
 }
 
 func (s *Server) Restore(ctx context.Context, r *apiv1.RestoreRequest) (*apiv1.Target, error) {
-	t, err := s.d.Restore(ctx, daemon.RestoreRequest{Checkpoint: r.GetCheckpoint(), Name: r.GetName(), Latest: r.GetLatest(), TCPClose: r.GetTcpClose()})
+	t, err := s.d.Restore(ctx, daemon.RestoreRequest{Checkpoint: r.GetCheckpoint(), Name: r.GetName(), Latest: r.GetLatest(), TCPClose: r.GetTcpClose(), Publish: r.GetPublish()})
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -92,6 +92,7 @@ func (d *Daemon) Create(ctx context.Context, req CreateRequest) (*store.Checkpoi
 		Options:     req.Options,
 		Scheduled:   req.Scheduled,
 		Incremental: incremental,
+		Network:     networkSpec(target.Network),
 	}
 	c.Target.Terminal = d.terminalAtCheckpoint(c.Target)
 	dump := d.dump
@@ -157,9 +158,6 @@ func (d *Daemon) lockLive(ctx context.Context, target string) (*store.Target, fu
 		live = d.liveContainer
 	}
 	t, err := live(ctx, ref)
-	if err == nil {
-		err = notInOwnNetwork(t)
-	}
 	if err != nil {
 		unlock()
 		return nil, nil, err
@@ -168,10 +166,13 @@ func (d *Daemon) lockLive(ctx context.Context, target string) (*store.Target, fu
 }
 
 func (d *Daemon) dump(ctx context.Context, c *store.Checkpoint, t *store.Target) error {
+	opts, err := withNetwork(withTerminal(dumperOptions(c.Options), c.Target), t.Network)
+	if err != nil {
+		return err
+	}
 	return d.capture(ctx, c, t, func(dir, workDir string, commit func() error) (*store.DumpStats, error) {
 		res, err := d.dumper.Dump(ctx, dumper.Request{
-			PID: c.Target.PID, Dir: dir, WorkDir: workDir,
-			Options: withTerminal(dumperOptions(c.Options), c.Target), Commit: commit,
+			PID: c.Target.PID, Dir: dir, WorkDir: workDir, Options: opts, Commit: commit,
 		})
 		if err != nil {
 			return nil, err

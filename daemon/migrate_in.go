@@ -250,7 +250,10 @@ func (in *incoming) record(ctx context.Context, src *store.Checkpoint, dir strin
 	if err != nil {
 		return nil, err
 	}
-	c, dropped := ingest.Record(src, ingest.DefaultHost)
+	// Its published ports move with it.
+	host := ingest.DefaultHost
+	host.PublishPorts = true
+	c, dropped := ingest.Record(src, host)
 	c.ID, c.Name, c.Files = in.id, name, nil // its files are summed here
 	c.Migration = &store.Migration{Peer: in.conn.Peer(), Received: time.Now().UTC()}
 	more, err := in.d.admitSpec(dir, c)

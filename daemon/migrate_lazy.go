@@ -61,7 +61,7 @@ func (m *outgoing) dumpLazy(ctx context.Context, c *store.Checkpoint, report *mi
 	dumped := make(chan struct{})
 	defer close(dumped)
 
-	opts := withTerminal(dumperOptions(m.req.Options), c.Target)
+	opts := withTerminal(m.opts, c.Target)
 	m.freeze()
 	res, err := m.d.dumper.Dump(ctx, dumper.Request{
 		PID: m.target.PID, Dir: images, WorkDir: work, Options: opts,

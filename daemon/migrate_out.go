@@ -104,7 +104,11 @@ func (d *Daemon) Migrate(ctx context.Context, req MigrateRequest) (*MigrateResul
 		return nil, fmt.Errorf("--lazy: containerd's checkpoints have no lazy pages; containers migrate by stop-and-copy or --precopy: %w", errdefs.ErrFailedPrecondition)
 	}
 	req.Options.ShellJob = req.Options.ShellJob || ledSession(t.TargetRef)
-	m := &outgoing{d: d, req: req, target: t, id: store.NewID(), start: start}
+	opts, err := withNetwork(dumperOptions(req.Options), t.Network)
+	if err != nil {
+		return nil, err
+	}
+	m := &outgoing{d: d, req: req, target: t, id: store.NewID(), start: start, opts: opts}
 	res, err := m.run(ctx)
 	if err != nil {
 		d.events.Publish(events.Event{Kind: events.Failed, Op: "migrate", Target: t.Key(), Err: err.Error()})
@@ -126,18 +130,19 @@ type outgoing struct {
 	start  time.Time
 	conn   *migrate.Conn
 	offer  *migrate.Offer
+	opts   dumper.Options // the dumps' (its own network external)
 
 	filesSent atomic.Int64
 	// commitSent: from here the destination may have the commit and run
 	// a copy, even if its answer never comes.
 	commitSent atomic.Bool
 	restoring  atomic.Bool
-	pages     atomic.Pointer[migrate.Tunnel] // set by the dump, read by progress
-	frozen    time.Time
-	marks     []Phase // phases so far, each ending at mark()
-	last      time.Time
-	restored  *migrate.Restored
-	downtime  time.Duration
+	pages      atomic.Pointer[migrate.Tunnel] // set by the dump, read by progress
+	frozen     time.Time
+	marks      []Phase // phases so far, each ending at mark()
+	last       time.Time
+	restored   *migrate.Restored
+	downtime   time.Duration
 	// releaseHold ends the shutdown hold the commit took.
 	releaseHold func()
 	// uncut stops the request's context from cutting the connection; the
@@ -248,7 +253,7 @@ func (m *outgoing) record() *store.Checkpoint {
 	c := &store.Checkpoint{
 		ID: m.id, Name: m.offer.Name, Target: m.target.TargetRef,
 		CRIUVersion: m.d.criu.VersionString(), Kernel: h.Kernel, Host: h.Hostname, CPUModel: h.CPUModel,
-		Options: m.req.Options,
+		Options: m.req.Options, Network: networkSpec(m.target.Network),
 	}
 	c.Target.Terminal = m.d.terminalAtCheckpoint(c.Target)
 	return c
@@ -264,7 +269,7 @@ func (m *outgoing) dumpProcess(ctx context.Context, c *store.Checkpoint, report 
 	defer ps.close()
 	theirs, tunnelDone := ps.theirs, ps.done
 
-	opts := withTerminal(dumperOptions(m.req.Options), c.Target)
+	opts := withTerminal(m.opts, c.Target)
 	opts.LeaveRunning = m.req.KeepSource
 	m.freeze()
 	res, err := m.d.dumper.Dump(ctx, dumper.Request{

@@ -113,7 +113,7 @@ func (m *outgoing) precopy(ctx context.Context, c *store.Checkpoint, work string
 
 // processRounds dumps a process tree with CRIU.
 func (m *outgoing) processRounds(c *store.Checkpoint, work string) rounds {
-	opts := withTerminal(dumperOptions(m.req.Options), c.Target)
+	opts := withTerminal(m.opts, c.Target)
 	return rounds{
 		live: func(ctx context.Context, dir string) error {
 			live := opts

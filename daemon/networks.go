@@ -15,33 +15,34 @@ import (
 // Networks wires a workload's own network namespace; *network.Manager is
 // the real one.
 type Networks interface {
-	Join(ctx context.Context, id string, pid int, mode string, ports []network.Port) (network.Attachment, error)
+	Join(ctx context.Context, id string, pid int, s network.Spec) (network.Attachment, error)
+	Make(ctx context.Context, id string, s network.Spec) (network.Attachment, error)
 	Leave(ctx context.Context, a network.Attachment) error
 }
 
-// netMode checks run's --net and --publish.
-func (d *Daemon) netMode(mode string, ports []network.Port) (string, error) {
+// netSpec checks run's --net and --publish.
+func (d *Daemon) netSpec(mode string, ports []network.Port) (network.Spec, error) {
 	switch mode {
 	case "", network.Host:
 		if len(ports) > 0 {
-			return "", fmt.Errorf("publishing ports needs --net %s: %w", network.Private, errdefs.ErrInvalidArgument)
+			return network.Spec{}, fmt.Errorf("publishing ports needs --net %s: %w", network.Private, errdefs.ErrInvalidArgument)
 		}
-		return network.Host, nil
+		return network.Spec{Mode: network.Host}, nil
 	case network.Private, network.None:
 		if d.networks == nil {
-			return "", fmt.Errorf("--net %s: workload networks are unavailable here: %v: %w", mode, d.networksErr, errdefs.ErrFailedPrecondition)
+			return network.Spec{}, fmt.Errorf("--net %s: workload networks are unavailable here: %v: %w", mode, d.networksErr, errdefs.ErrFailedPrecondition)
 		}
-		return mode, nil
+		return network.Spec{Mode: mode, Ports: ports}, nil
 	}
-	return "", fmt.Errorf("--net %q: want %s, %s or %s: %w", mode, network.Private, network.None, network.Host, errdefs.ErrInvalidArgument)
+	return network.Spec{}, fmt.Errorf("--net %q: want %s, %s or %s: %w", mode, network.Private, network.None, network.Host, errdefs.ErrInvalidArgument)
 }
 
 // joinNetwork wires t's own namespace (its root, pid, not yet running).
-func (d *Daemon) joinNetwork(ctx context.Context, t *store.Target, mode string, ports []network.Port) error {
-	if mode == network.Host {
+func (d *Daemon) joinNetwork(ctx context.Context, t *store.Target, s network.Spec) error {
+	if s.Mode == network.Host {
 		return nil
 	}
-	a, err := d.networks.Join(ctx, t.Name+"-"+strconv.Itoa(t.PID), t.PID, mode, ports)
+	a, err := d.networks.Join(ctx, t.Name+"-"+strconv.Itoa(t.PID), t.PID, s)
 	if err != nil {
 		return fmt.Errorf("network of %s: %w", t.Name, err)
 	}
@@ -84,18 +85,29 @@ func (d *Daemon) leaveNetwork(ctx context.Context, t *store.Target) {
 	}
 	defer unlock()
 	cur, err := d.store.GetTarget(ctx, t.Key())
-	if err != nil || cur.Network == nil || cur.PID != t.PID || d.alive(cur) {
+	if err != nil || cur.PID != t.PID {
 		return
 	}
-	if err := d.networks.Leave(ctx, *cur.Network); err != nil {
+	if err := d.releaseNetwork(ctx, cur); err != nil {
 		d.log.Warn("release a workload's network", "target", t.Key(), "err", err)
-		return
 	}
-	d.log.Info("workload network released", "target", t.Key(), "ip", cur.Network.IP)
-	cur.Network = nil
-	if err := d.store.PutTarget(ctx, cur); err != nil {
-		d.log.Warn("record a released network", "target", t.Key(), "err", err)
+}
+
+// releaseNetwork detaches the network of t, which has ended, and forgets
+// it in t's record. The caller holds t's lock.
+func (d *Daemon) releaseNetwork(ctx context.Context, t *store.Target) error {
+	if t.Network == nil || d.networks == nil || d.alive(t) {
+		return nil
 	}
+	if err := d.networks.Leave(ctx, *t.Network); err != nil {
+		return err
+	}
+	d.log.Info("workload network released", "target", t.Key(), "ip", t.Network.IP)
+	t.Network = nil
+	if err := d.store.PutTarget(ctx, t); err != nil {
+		return fmt.Errorf("record a released network: %w", err)
+	}
+	return nil
 }
 
 // parsePorts reads --publish values: HOSTPORT:PORT[/tcp|/udp].
@@ -123,14 +135,4 @@ func (d *Daemon) leaveJoined(ctx context.Context, t *store.Target) error {
 		return nil
 	}
 	return d.networks.Leave(ctx, *t.Network)
-}
-
-// notInOwnNetwork refuses to checkpoint or migrate a workload in its own
-// network: its namespace is not yet handed to CRIU as external (see
-// docs/networks-plan.md).
-func notInOwnNetwork(t *store.Target) error {
-	if t.Network == nil {
-		return nil
-	}
-	return fmt.Errorf("%s runs in its own network namespace (run --net): ckptd cannot checkpoint such a workload yet; run it with --net host: %w", t.TargetRef, errdefs.ErrFailedPrecondition)
 }

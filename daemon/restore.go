@@ -17,6 +17,7 @@ import (
 	"github.com/ckptd/ckptd/errdefs"
 	"github.com/ckptd/ckptd/events"
 	"github.com/ckptd/ckptd/images"
+	"github.com/ckptd/ckptd/network"
 	"github.com/ckptd/ckptd/proc"
 	"github.com/ckptd/ckptd/restorer"
 	"github.com/ckptd/ckptd/store"
@@ -34,6 +35,10 @@ type RestoreRequest struct {
 	// TCPClose restores established TCP connections closed: their peers
 	// are gone (CRIU's tcp-close).
 	TCPClose bool
+	// Publish publishes the restored workload's ports on these host
+	// ports (HOSTPORT:PORT[/tcp|/udp]) instead of its original's; a copy
+	// publishes none unless asked.
+	Publish []string
 }
 
 // Restore verifies a checkpoint and restores it. Verification runs beside
@@ -69,13 +74,20 @@ func (d *Daemon) Restore(ctx context.Context, req RestoreRequest) (*TargetStatus
 
 	var t *store.Target
 	var warnings []string
+	publish, err := parsePorts(req.Publish)
+	if err != nil {
+		return nil, err
+	}
+	if ref.Kind == store.KindContainer && publish != nil {
+		return nil, fmt.Errorf("restore %s: --publish: containers publish their ports through containerd's network, not ckptd's: %w", c.Name, errdefs.ErrInvalidArgument)
+	}
 	if ref.Kind == store.KindContainer && req.TCPClose {
 		return nil, fmt.Errorf("restore %s: --tcp-close: containers restore through runc, which has no such option: %w", c.Name, errdefs.ErrInvalidArgument)
 	}
 	if ref.Kind == store.KindContainer {
 		t, warnings, err = d.restoreContainer(ctx, c, ref, d.verifyAsync(ctx, c), false)
 	} else {
-		t, err = d.restore(ctx, c, ref, d.store.Dir(c.ID), d.verifyAsync(ctx, c), &restoreHow{TCPClose: req.TCPClose})
+		t, err = d.restore(ctx, c, ref, d.store.Dir(c.ID), d.verifyAsync(ctx, c), &restoreHow{TCPClose: req.TCPClose, Publish: publish})
 	}
 	if err != nil {
 		d.events.Publish(events.Event{Kind: events.Failed, Op: "restore", Target: ref.Key(), Checkpoint: c.ID, Name: c.Name, Err: err.Error()})
@@ -123,8 +135,9 @@ func (d *Daemon) restoreTarget(c *store.Checkpoint, name, dir string) (store.Tar
 // with its memory fetched from the source.
 type restoreHow struct {
 	Stopped   bool
-	TCPClose  bool     // restore established connections closed
-	LazyPages *os.File // a socket to the source's page server
+	TCPClose  bool           // restore established connections closed
+	Publish   []network.Port // its ports on these host ports (nil: its own)
+	LazyPages *os.File       // a socket to the source's page server
 	LazyLog   string
 	lazy      *criu.LazyPages // set by restore: the daemon filling memory
 }
@@ -161,6 +174,19 @@ func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.Tar
 	if err := filesPresent(imagesDir, c); err != nil {
 		return nil, err
 	}
+	netA, netNS, undoNet, err := d.restoreNetwork(ctx, c, ref, how.Publish)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			undoNet()
+		}
+	}()
+	if netNS != nil {
+		defer netNS.Close()
+		inherit[network.CRIUKey] = netNS
+	}
 	var launch criu.Launcher
 	if c.Options.ShellJob && c.Target.Terminal == nil {
 		if launch, err = d.shellJobTerminal(&ref, imagesDir, logPath); err != nil {
@@ -173,7 +199,7 @@ func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.Tar
 		return nil, err
 	}
 	defer d.closeWork(work, &err)
-	t := &store.Target{TargetRef: ref, RestoredFrom: c.ID}
+	t := &store.Target{TargetRef: ref, RestoredFrom: c.ID, Network: netA}
 	if how.LazyPages != nil {
 		t.Filling = "its memory is still arriving by post-copy"
 	}

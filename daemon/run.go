@@ -49,7 +49,7 @@ func (d *Daemon) Run(ctx context.Context, req RunRequest) (*TargetStatus, error)
 	if err != nil {
 		return nil, err
 	}
-	mode, err := d.netMode(req.Net, ports)
+	netSpec, err := d.netSpec(req.Net, ports)
 	if err != nil {
 		return nil, err
 	}
@@ -66,7 +66,7 @@ func (d *Daemon) Run(ctx context.Context, req RunRequest) (*TargetStatus, error)
 	if err != nil {
 		return nil, err
 	}
-	spec := workload.Spec{Args: req.Args, Env: req.Env, Dir: req.Dir, LogPath: logPath, User: user, OwnNet: mode != network.Host}
+	spec := workload.Spec{Args: req.Args, Env: req.Env, Dir: req.Dir, LogPath: logPath, User: user, OwnNet: netSpec.Mode != network.Host}
 	if req.TTY {
 		s, rec, err := d.startTerminal(req.Name, logPath, req.Size, "")
 		if err != nil {
@@ -84,7 +84,7 @@ func (d *Daemon) Run(ctx context.Context, req RunRequest) (*TargetStatus, error)
 		if st, err := proc.ReadStat(pid); err == nil {
 			t.StartTime = st.StartTime
 		}
-		if err := d.joinNetwork(ctx, t, mode, ports); err != nil {
+		if err := d.joinNetwork(ctx, t, netSpec); err != nil {
 			return err
 		}
 		if err := d.store.PutTarget(ctx, t); err != nil {
@@ -148,8 +148,15 @@ func (d *Daemon) prepareWorkload(ctx context.Context, name string) (string, erro
 		return "", err
 	}
 	key := store.TargetRef{Kind: store.KindWorkload, Name: name}.Key()
-	if old, err := d.store.GetTarget(ctx, key); err == nil && d.alive(old) {
-		return "", fmt.Errorf("workload %q is running (pid %d): give a copy another name with --name: %w", name, old.PID, errdefs.ErrAlreadyExists)
+	if old, err := d.store.GetTarget(ctx, key); err == nil {
+		if d.alive(old) {
+			return "", fmt.Errorf("workload %q is running (pid %d): give a copy another name with --name: %w", name, old.PID, errdefs.ErrAlreadyExists)
+		}
+		// Its address is free again before the new one asks: a restore in
+		// place asks for it.
+		if err := d.releaseNetwork(ctx, old); err != nil {
+			return "", fmt.Errorf("release the network of %s, which ended: %w", name, err)
+		}
 	}
 	dir := d.store.Layout().Workload(name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {

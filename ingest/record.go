@@ -10,9 +10,11 @@ package ingest
 import (
 	"fmt"
 	"maps"
+	"net"
 	"path/filepath"
 	"regexp"
 
+	"github.com/ckptd/ckptd/network"
 	"github.com/ckptd/ckptd/store"
 )
 
@@ -21,6 +23,10 @@ import (
 type Host struct {
 	Runtime     string // containerd's runtime, e.g. io.containerd.runc.v2
 	Snapshotter string // containerd's snapshotter, e.g. overlayfs
+	// PublishPorts keeps the host ports a workload published: a
+	// migration's move with it; an archive's stay behind (which of this
+	// host's ports forward to a workload is this host's choice).
+	PublishPorts bool
 }
 
 // DefaultHost is containerd's default runtime and snapshotter.
@@ -55,7 +61,40 @@ func Record(src *store.Checkpoint, h Host) (*store.Checkpoint, []string) {
 	if src.Container != nil {
 		c.Container = container(src.Container, h, &dropped)
 	}
+	if src.Network != nil {
+		c.Network = networkSpec(*src.Network, h, &dropped)
+	}
 	return c, dropped
+}
+
+// networkSpec keeps a workload's own network: its mode, the address it
+// asks for (host-local gives it only if free and on this host's subnet)
+// and, for a migration, its published ports.
+func networkSpec(src network.Spec, h Host, dropped *[]string) *network.Spec {
+	s := &network.Spec{Mode: network.Private}
+	if src.Mode == network.None {
+		s.Mode = network.None
+	} else if src.Mode != network.Private {
+		*dropped = append(*dropped, fmt.Sprintf("a network mode %q that is not private or none", src.Mode))
+	}
+	if ip := net.ParseIP(src.IP).To4(); ip != nil && s.Mode == network.Private {
+		s.IP = ip.String()
+		if mac, err := net.ParseMAC(src.MAC); err == nil && len(mac) == 6 {
+			s.MAC = mac.String()
+		}
+	}
+	if len(src.Ports) > 0 && (!h.PublishPorts || s.Mode != network.Private) {
+		*dropped = append(*dropped, fmt.Sprintf("%d published port(s): publish them with restore -p", len(src.Ports)))
+		return s
+	}
+	for _, p := range src.Ports {
+		if p.HostPort == 0 || p.ContainerPort == 0 || (p.Protocol != "tcp" && p.Protocol != "udp") {
+			*dropped = append(*dropped, fmt.Sprintf("a published port %d:%d/%s", p.HostPort, p.ContainerPort, p.Protocol))
+			continue
+		}
+		s.Ports = append(s.Ports, network.Port{HostPort: p.HostPort, ContainerPort: p.ContainerPort, Protocol: p.Protocol})
+	}
+	return s
 }
 
 func targetRef(t store.TargetRef, dropped *[]string) store.TargetRef {

@@ -1,10 +1,12 @@
 package ingest
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ckptd/ckptd/network"
 	"github.com/ckptd/ckptd/store"
 )
 
@@ -49,5 +51,38 @@ func TestRecordKeepsOnlyTheAllowList(t *testing.T) {
 	src.Target.Terminal.Key = "tty[../../x]"
 	if c, dropped := Record(src, DefaultHost); c.Target.Terminal.Key != "" || !strings.Contains(strings.Join(dropped, ";"), "terminal key") {
 		t.Errorf("a bad terminal key: %+v, %v", c.Target.Terminal, dropped)
+	}
+}
+
+func TestRecordNetwork(t *testing.T) {
+	port := network.Port{HostPort: 22, ContainerPort: 80, Protocol: "tcp"}
+	for _, tc := range []struct {
+		name    string
+		src     network.Spec
+		publish bool
+		want    network.Spec
+		dropped string
+	}{
+		{"archive", network.Spec{Mode: "private", IP: "10.77.0.9", Ports: []network.Port{port}}, false,
+			network.Spec{Mode: "private", IP: "10.77.0.9"}, "1 published port(s)"},
+		{"migration", network.Spec{Mode: "private", IP: "10.77.0.9", Ports: []network.Port{port}}, true,
+			network.Spec{Mode: "private", IP: "10.77.0.9", Ports: []network.Port{port}}, ""},
+		{"bad port", network.Spec{Mode: "private", Ports: []network.Port{{HostPort: 1, ContainerPort: 2, Protocol: "sctp"}}}, true,
+			network.Spec{Mode: "private"}, "published port 1:2/sctp"},
+		{"bad address", network.Spec{Mode: "private", IP: "10.77.0.9/8; rm -rf"}, false, network.Spec{Mode: "private"}, ""},
+		{"none", network.Spec{Mode: "none", IP: "10.77.0.9"}, true, network.Spec{Mode: "none"}, ""},
+		{"host", network.Spec{Mode: "host"}, true, network.Spec{Mode: "private"}, `network mode "host"`},
+	} {
+		src := &store.Checkpoint{Target: store.TargetRef{Kind: store.KindWorkload, Name: "w"}, Network: &tc.src}
+		c, dropped := Record(src, Host{PublishPorts: tc.publish})
+		if !reflect.DeepEqual(*c.Network, tc.want) {
+			t.Errorf("%s: network %+v, want %+v", tc.name, *c.Network, tc.want)
+		}
+		if got := strings.Join(dropped, "; "); (tc.dropped == "") != (got == "") || !strings.Contains(got, tc.dropped) {
+			t.Errorf("%s: dropped %q, want %q", tc.name, got, tc.dropped)
+		}
+	}
+	if c, _ := Record(&store.Checkpoint{}, DefaultHost); c.Network != nil {
+		t.Errorf("a record with no network got %+v", c.Network)
 	}
 }

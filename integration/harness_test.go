@@ -137,6 +137,11 @@ func (d *daemon) cleanup() {
 				time.Sleep(10 * time.Millisecond)
 			}
 		}
+		// And until ckptd let go of their networks: addresses, rules.
+		for netnsLeft(d) > 0 && time.Now().Before(deadline) {
+			d.ps()
+			time.Sleep(50 * time.Millisecond)
+		}
 		d.cmd.Process.Signal(syscall.SIGTERM)
 		d.cmd.Wait()
 	}

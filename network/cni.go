@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -38,6 +39,9 @@ type Attachment struct {
 	ID    string `json:"id"` // CNI's container ID
 	NetNS string `json:"netns"`
 	IP    string `json:"ip,omitempty"`
+	// MAC is eth0's: a namespace made again at the same address takes it
+	// too, or the host's neighbour entry would point at the old one.
+	MAC   string `json:"mac,omitempty"`
 	Ports []Port `json:"ports,omitempty"`
 	// LoopbackOnly is a namespace with only its loopback up (--net none).
 	LoopbackOnly bool `json:"loopback_only,omitempty"`
@@ -85,6 +89,7 @@ func bridgeList(cfg Config) []byte {
 		"plugins": []any{
 			map[string]any{
 				"type": "bridge", "bridge": cfg.Bridge, "isGateway": true, "ipMasq": true, "hairpinMode": true,
+				"capabilities": map[string]bool{"mac": true},
 				"ipam": map[string]any{
 					"type":    "host-local",
 					"ranges":  [][]map[string]string{{{"subnet": cfg.Subnet}}},
@@ -102,24 +107,39 @@ func bridgeList(cfg Config) []byte {
 // validID is what CNI takes as a container ID.
 var validID = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$`)
 
-// Attach puts the namespace at nsPath on the network under id, with ports
-// published. On failure nothing of it stays attached.
-func (n *Network) Attach(ctx context.Context, id, nsPath string, ports []Port) (_ Attachment, err error) {
-	if !validID.MatchString(id) {
-		return Attachment{}, fmt.Errorf("network attachment id %q: want letters, digits, '_', '.', '-'", id)
+// Attach puts the namespace at want.NetNS on the network as want.ID, with
+// want.Ports published, at want.IP when set (host-local refuses one in
+// use or outside the subnet) and with want.MAC when set. On failure nothing of it stays attached.
+func (n *Network) Attach(ctx context.Context, want Attachment) (_ Attachment, err error) {
+	if !validID.MatchString(want.ID) {
+		return Attachment{}, fmt.Errorf("network attachment id %q: want letters, digits, '_', '.', '-'", want.ID)
 	}
-	a := Attachment{ID: id, NetNS: nsPath, Ports: ports}
+	a := Attachment{ID: want.ID, NetNS: want.NetNS, Ports: want.Ports}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, n.Detach(context.WithoutCancel(ctx), a))
 		}
 	}()
 	if _, err := n.cni.AddNetworkList(ctx, n.lo, n.runtime(a, "lo")); err != nil {
-		return a, fmt.Errorf("bring up loopback in %s: %w", nsPath, err)
+		return a, fmt.Errorf("bring up loopback in %s: %w", a.NetNS, err)
 	}
-	res, err := n.cni.AddNetworkList(ctx, n.list, n.runtime(a, "eth0"))
+	rt := n.runtime(a, "eth0")
+	if want.MAC != "" {
+		if _, err := net.ParseMAC(want.MAC); err != nil {
+			return a, fmt.Errorf("MAC address %q: %w", want.MAC, err)
+		}
+		rt.CapabilityArgs["mac"] = want.MAC
+	}
+	if want.IP != "" {
+		if net.ParseIP(want.IP).To4() == nil {
+			return a, fmt.Errorf("address %q: want an IPv4 address", want.IP)
+		}
+		// host-local's IP argument; the other plugins ignore it.
+		rt.Args = [][2]string{{"IgnoreUnknown", "1"}, {"IP", want.IP}}
+	}
+	res, err := n.cni.AddNetworkList(ctx, n.list, rt)
 	if err != nil {
-		return a, fmt.Errorf("attach %s to the network: %w", nsPath, err)
+		return a, fmt.Errorf("attach %s to the network: %w", a.NetNS, err)
 	}
 	r, err := types100.NewResultFromResult(res)
 	if err != nil {
@@ -130,8 +150,13 @@ func (n *Network) Attach(ctx context.Context, id, nsPath string, ports []Port) (
 			a.IP = ip.Address.IP.String()
 		}
 	}
+	for _, i := range r.Interfaces {
+		if i.Name == "eth0" && i.Sandbox != "" {
+			a.MAC = i.Mac
+		}
+	}
 	if a.IP == "" {
-		return a, fmt.Errorf("the network gave %s no IPv4 address", nsPath)
+		return a, fmt.Errorf("the network gave %s no IPv4 address", a.NetNS)
 	}
 	return a, nil
 }

@@ -14,6 +14,23 @@ const (
 	None    = "none"
 )
 
+// Spec is what a workload's own network is: what a checkpoint keeps, and
+// what a restore or a migration makes again.
+type Spec struct {
+	Mode  string `json:"mode"`
+	IP    string `json:"ip,omitempty"`  // an address to ask for (Make), or the one it had
+	MAC   string `json:"mac,omitempty"` // eth0's, asked for with IP
+	Ports []Port `json:"ports,omitempty"`
+}
+
+// Spec is what a makes again.
+func (a Attachment) Spec() Spec {
+	if a.LoopbackOnly {
+		return Spec{Mode: None}
+	}
+	return Spec{Mode: Private, IP: a.IP, MAC: a.MAC, Ports: a.Ports}
+}
+
 // Manager gives processes their own namespaces on one network.
 type Manager struct {
 	net   *Network
@@ -30,25 +47,40 @@ func NewManager(cfg Config, nsDir string) (*Manager, error) {
 }
 
 // Join keeps the network namespace of process pid (which it must have of
-// its own) and wires it for mode: on the network with ports published,
-// or loopback only. On failure nothing of it is left.
-func (m *Manager) Join(ctx context.Context, id string, pid int, mode string, ports []Port) (_ Attachment, err error) {
+// its own) and wires it as s says, with a new address. On failure nothing
+// of it is left.
+func (m *Manager) Join(ctx context.Context, id string, pid int, s Spec) (Attachment, error) {
 	ns, err := PinNS(m.nsDir, id, pid)
 	if err != nil {
 		return Attachment{}, err
 	}
+	s.IP, s.MAC = "", ""
+	return m.wire(ctx, id, ns, s)
+}
+
+// Make makes a new namespace and wires it as s says, at s.IP when set: a
+// restored tree goes into it. On failure nothing of it is left.
+func (m *Manager) Make(ctx context.Context, id string, s Spec) (Attachment, error) {
+	ns, err := NewNS(m.nsDir, id)
+	if err != nil {
+		return Attachment{}, err
+	}
+	return m.wire(ctx, id, ns, s)
+}
+
+func (m *Manager) wire(ctx context.Context, id, ns string, s Spec) (_ Attachment, err error) {
 	var a Attachment
-	switch mode {
+	switch s.Mode {
 	case Private:
-		a, err = m.net.Attach(ctx, id, ns, ports)
+		a, err = m.net.Attach(ctx, Attachment{ID: id, NetNS: ns, Ports: s.Ports, IP: s.IP, MAC: s.MAC})
 	case None:
-		if len(ports) > 0 {
+		if len(s.Ports) > 0 {
 			err = fmt.Errorf("--net none publishes no ports")
 			break
 		}
 		a, err = m.net.AttachLoopback(ctx, id, ns)
 	default:
-		err = fmt.Errorf("network mode %q: want %s, %s or %s", mode, Private, None, Host)
+		err = fmt.Errorf("network mode %q: want %s, %s or %s", s.Mode, Private, None, Host)
 	}
 	if err != nil {
 		return Attachment{}, errors.Join(err, RemoveNS(ns))
@@ -56,7 +88,8 @@ func (m *Manager) Join(ctx context.Context, id string, pid int, mode string, por
 	return a, nil
 }
 
-// Leave takes a namespace Join wired off the network and lets it go.
+// Leave takes a namespace Join or Make wired off the network and lets it
+// go.
 func (m *Manager) Leave(ctx context.Context, a Attachment) error {
 	return errors.Join(m.net.Detach(ctx, a), RemoveNS(a.NetNS))
 }

@@ -87,3 +87,16 @@ func bindNS(from, to string) error {
 	}
 	return nil
 }
+
+// CRIUKey is the key a namespace external to a dump is known by, in the
+// dump (External) and to the restore that hands one in (inherit-fd).
+const CRIUKey = "extRootNetNS"
+
+// External is CRIU's name of the namespace at path, external to a dump.
+func External(path string) (string, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return "", fmt.Errorf("network namespace %s: %w", path, err)
+	}
+	return fmt.Sprintf("net[%d]:%s", st.Ino, CRIUKey), nil
+}

@@ -40,7 +40,7 @@ func TestAttachDetach(t *testing.T) {
 	go serveEcho(ln)
 
 	ctx := context.Background()
-	a, err := n.Attach(ctx, "ckptdtest-a", ns, []Port{{HostPort: 18080, ContainerPort: 8080, Protocol: "tcp"}})
+	a, err := n.Attach(ctx, Attachment{ID: "ckptdtest-a", NetNS: ns, Ports: []Port{{HostPort: 18080, ContainerPort: 8080, Protocol: "tcp"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +102,7 @@ func TestAttachFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, path := range []string{ns, notNS} {
-		_, err := n.Attach(context.Background(), "ckptdtest-f", path, []Port{{HostPort: 0, ContainerPort: 80, Protocol: "tcp"}})
+		_, err := n.Attach(context.Background(), Attachment{ID: "ckptdtest-f", NetNS: path, Ports: []Port{{HostPort: 0, ContainerPort: 80, Protocol: "tcp"}}})
 		if err == nil {
 			t.Fatalf("attached %s publishing host port 0", path)
 		}
@@ -115,10 +115,56 @@ func TestAttachFails(t *testing.T) {
 	}
 }
 
+// TestMakeAtAddress: a namespace made again asks for the address its
+// predecessor had and gets it (a restore in place); one asked for an
+// address in use, or outside the subnet, is refused, and leaves nothing.
+func TestMakeAtAddress(t *testing.T) {
+	state := t.TempDir()
+	bridge := fmt.Sprintf("ckm%d", os.Getpid()%100000)
+	nettest.KeepHost(t, bridge)
+	m, err := NewManager(Config{StateDir: state, Name: "ckptdtest", Bridge: bridge, Subnet: "10.80.0.0/24"}, filepath.Join(state, "netns"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	first, err := m.Make(ctx, "ckptdtest-m1", Spec{Mode: Private})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Leave(ctx, first) })
+	if err := m.Leave(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	again, err := m.Make(ctx, "ckptdtest-m2", first.Spec())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Leave(ctx, again) })
+	if again.IP != first.IP || again.MAC != first.MAC || first.MAC == "" {
+		t.Errorf("made again at %s %s, had %s %s", again.IP, again.MAC, first.IP, first.MAC)
+	}
+	ln := listenIn(t, again.NetNS, again.IP+":8080")
+	go serveEcho(ln)
+	defer ln.Close()
+	echo(t, again.IP+":8080")
+	for _, ip := range []string{again.IP, "10.99.0.7", "not-an-ip"} {
+		if a, err := m.Make(ctx, "ckptdtest-m3", Spec{Mode: Private, IP: ip}); err == nil {
+			m.Leave(ctx, a)
+			t.Errorf("made at %s, which it must refuse", ip)
+		}
+		if left, _ := os.ReadDir(filepath.Join(state, "netns")); len(left) != 1 {
+			t.Errorf("asked for %s: namespaces left %v, want only %s's", ip, left, again.ID)
+		}
+	}
+	if a, _ := filepath.Glob(filepath.Join(state, "ipam", "ckptdtest", "10.*")); len(a) != 1 {
+		t.Errorf("addresses allocated %v, want only %s", a, again.IP)
+	}
+}
+
 // TestAttachRefusesBadID: CNI's container IDs are a restricted alphabet.
 func TestAttachRefusesBadID(t *testing.T) {
 	n := &Network{}
-	if _, err := n.Attach(context.Background(), "../x", "/nonexistent", nil); err == nil || !strings.Contains(err.Error(), "attachment id") {
+	if _, err := n.Attach(context.Background(), Attachment{ID: "../x", NetNS: "/nonexistent"}); err == nil || !strings.Contains(err.Error(), "attachment id") {
 		t.Fatalf("bad id: %v", err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ckptd/ckptd/errdefs"
+	"github.com/ckptd/ckptd/network"
 )
 
 // FormatVersion is the version of checkpoint.json and of the directory
@@ -218,6 +219,10 @@ type Checkpoint struct {
 	// Incremental is set when the images take their unchanged pages from
 	// the parent's (package chain): the parent and its own chain must stay.
 	Incremental *Incremental `json:"incremental,omitempty"`
+	// Network is the workload's own network namespace at the checkpoint
+	// (nil: the host's). The namespace was external to the dump: a restore
+	// makes a new one from this and hands it to CRIU.
+	Network *network.Spec `json:"network,omitempty"`
 }
 
 // Incremental describes a checkpoint stored as its changes over Parent.

@@ -2809,6 +2809,7 @@ type RestoreRequest struct {
 	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	Latest        bool                   `protobuf:"varint,3,opt,name=latest,proto3" json:"latest,omitempty"`
 	TcpClose      bool                   `protobuf:"varint,4,opt,name=tcp_close,json=tcpClose,proto3" json:"tcp_close,omitempty"` // restore established TCP connections closed (CRIU's tcp-close)
+	Publish       []string               `protobuf:"bytes,5,rep,name=publish,proto3" json:"publish,omitempty"`                    // HOSTPORT:PORT[/tcp|/udp] in place of the original's ports
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2869,6 +2870,13 @@ func (x *RestoreRequest) GetTcpClose() bool {
 		return x.TcpClose
 	}
 	return false
+}
+
+func (x *RestoreRequest) GetPublish() []string {
+	if x != nil {
+		return x.Publish
+	}
+	return nil
 }
 
 type InspectRequest struct {
@@ -4456,14 +4464,15 @@ const file_ckptd_proto_rawDesc = "" +
 	"\trecursive\x18\x02 \x01(\bR\trecursive\x12\x16\n" +
 	"\x06relink\x18\x03 \x01(\bR\x06relink\"*\n" +
 	"\x0eRemoveResponse\x12\x18\n" +
-	"\aremoved\x18\x01 \x03(\tR\aremoved\"y\n" +
+	"\aremoved\x18\x01 \x03(\tR\aremoved\"\x93\x01\n" +
 	"\x0eRestoreRequest\x12\x1e\n" +
 	"\n" +
 	"checkpoint\x18\x01 \x01(\tR\n" +
 	"checkpoint\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
 	"\x06latest\x18\x03 \x01(\bR\x06latest\x12\x1b\n" +
-	"\ttcp_close\x18\x04 \x01(\bR\btcpClose\"0\n" +
+	"\ttcp_close\x18\x04 \x01(\bR\btcpClose\x12\x18\n" +
+	"\apublish\x18\x05 \x03(\tR\apublish\"0\n" +
 	"\x0eInspectRequest\x12\x1e\n" +
 	"\n" +
 	"checkpoint\x18\x01 \x01(\tR\n" +

@@ -172,6 +172,7 @@ func (c *cli) rmCmd() *cobra.Command {
 func (c *cli) restoreCmd() *cobra.Command {
 	var name string
 	var latest, tcpClose bool
+	var publish []string
 	cmd := &cobra.Command{
 		Use:   "restore CHECKPOINT | --latest TARGET",
 		Short: "Restore a checkpoint, or a target's newest sealed one; --name restores a workload or container as a new copy",
@@ -181,7 +182,7 @@ func (c *cli) restoreCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			t, err := cl.Restore(c.ctx(), &apiv1.RestoreRequest{Checkpoint: args[0], Name: name, Latest: latest, TcpClose: tcpClose})
+			t, err := cl.Restore(c.ctx(), &apiv1.RestoreRequest{Checkpoint: args[0], Name: name, Latest: latest, TcpClose: tcpClose, Publish: publish})
 			if err != nil {
 				return err
 			}
@@ -191,7 +192,7 @@ func (c *cli) restoreCmd() *cobra.Command {
 			for _, w := range t.GetWarnings() {
 				fmt.Fprintln(os.Stderr, "warning:", w)
 			}
-			fmt.Printf("%s restored as pid %d\n", targetName(t.GetRef()), t.GetRef().GetPid())
+			fmt.Printf("%s restored as pid %d%s\n", targetName(t.GetRef()), t.GetRef().GetPid(), where(t))
 			if t.GetTerminal() {
 				fmt.Printf("on a new terminal: %s\n", c.hint("attach", attachName(t.GetRef())))
 			}
@@ -201,6 +202,7 @@ func (c *cli) restoreCmd() *cobra.Command {
 	cmd.Flags().StringVar(&name, "name", "", "restore as a new workload, or a new container (ID or ctr:NAMESPACE/ID), with this name")
 	cmd.Flags().BoolVar(&latest, "latest", false, "the argument is a target: restore the sealed checkpoint of it that ckptd took, imported, pulled or received last")
 	cmd.Flags().BoolVar(&tcpClose, "tcp-close", false, "restore established TCP connections closed, for peers that are gone (CRIU's tcp-close)")
+	cmd.Flags().StringSliceVarP(&publish, "publish", "p", nil, "a workload in its own network: publish HOSTPORT:PORT[/tcp|/udp] in place of its original's ports (a copy publishes none unless asked; repeatable)")
 	return cmd
 }
 

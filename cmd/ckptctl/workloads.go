@@ -56,14 +56,7 @@ func (c *cli) runCmd() *cobra.Command {
 			if c.output == "json" {
 				return printJSON(t)
 			}
-			fmt.Printf("%s running as pid %d", t.GetRef().GetName(), t.GetRef().GetPid())
-			if ip := t.GetIp(); ip != "" {
-				fmt.Printf(" at %s", ip)
-			}
-			if ports := t.GetPorts(); len(ports) > 0 {
-				fmt.Printf(", publishing %s", strings.Join(ports, " "))
-			}
-			fmt.Println()
+			fmt.Printf("%s running as pid %d%s\n", t.GetRef().GetName(), t.GetRef().GetPid(), where(t))
 			return nil
 		},
 	}
@@ -251,4 +244,16 @@ func parseSignal(s string) (unix.Signal, error) {
 		return n, nil
 	}
 	return 0, fmt.Errorf("signal %q: want a name such as TERM or a number from 1 to 64", s)
+}
+
+// where is a workload's place on its own network, if it has one.
+func where(t *apiv1.Target) string {
+	s := ""
+	if ip := t.GetIp(); ip != "" {
+		s = " at " + ip
+	}
+	if ports := t.GetPorts(); len(ports) > 0 {
+		s += ", publishing " + strings.Join(ports, " ")
+	}
+	return s
 }

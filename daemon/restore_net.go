@@ -1,0 +1,78 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/ckptd/ckptd/dumper"
+	"github.com/ckptd/ckptd/errdefs"
+	"github.com/ckptd/ckptd/network"
+	"github.com/ckptd/ckptd/store"
+)
+
+// A workload's own network namespace is external to its checkpoints (as
+// runc does for containers joined to a namespace): CRIU keeps only a key
+// for it, not its links, addresses or rules, which belong to ckptd's
+// network. A restore makes a new namespace, wires it, and hands it to
+// CRIU under that key.
+
+// withNetwork marks the namespace of a, when there is one, external to
+// the dump.
+func withNetwork(o dumper.Options, a *network.Attachment) (dumper.Options, error) {
+	if a == nil {
+		return o, nil
+	}
+	key, err := network.External(a.NetNS)
+	if err != nil {
+		return o, err
+	}
+	o.External = append(o.External, key)
+	return o, nil
+}
+
+// networkSpec is what a checkpoint keeps of a's network.
+func networkSpec(a *network.Attachment) *network.Spec {
+	if a == nil {
+		return nil
+	}
+	s := a.Spec()
+	return &s
+}
+
+// restoreNetwork makes the namespace a restore of c as ref goes into:
+// at c's address with c's ports in place, or for a copy a new address
+// with the ports asked for. The caller hands ns to CRIU, then closes it,
+// and calls undo if the restore fails.
+func (d *Daemon) restoreNetwork(ctx context.Context, c *store.Checkpoint, ref store.TargetRef, publish []network.Port) (a *network.Attachment, ns *os.File, undo func(), err error) {
+	if c.Network == nil {
+		if len(publish) > 0 {
+			return nil, nil, nil, fmt.Errorf("publishing ports needs a checkpoint of a workload in its own network (run --net %s): %w", network.Private, errdefs.ErrInvalidArgument)
+		}
+		return nil, nil, func() {}, nil
+	}
+	if d.networks == nil {
+		return nil, nil, nil, fmt.Errorf("checkpoint %s is of a workload in its own network, and workload networks are unavailable here: %v: %w", c.Name, d.networksErr, errdefs.ErrFailedPrecondition)
+	}
+	want := *c.Network
+	if ref.Name != c.Target.Name {
+		want.IP, want.MAC, want.Ports = "", "", nil // the original may still hold them
+	}
+	if publish != nil {
+		want.Ports = publish
+	}
+	made, err := d.networks.Make(ctx, ref.Name+"-"+store.NewID()[:8], want)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("network of %s: %w", ref.Name, err)
+	}
+	undo = func() {
+		if err := d.networks.Leave(context.WithoutCancel(ctx), made); err != nil {
+			d.log.Warn("release the network of a failed restore", "target", ref.Key(), "err", err)
+		}
+	}
+	if ns, err = os.Open(made.NetNS); err != nil {
+		undo()
+		return nil, nil, nil, fmt.Errorf("open network namespace: %w", err)
+	}
+	return &made, ns, undo, nil
+}
