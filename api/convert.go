@@ -29,7 +29,12 @@ func targetToAPI(t *daemon.TargetStatus) *apiv1.Target {
 		if n.LoopbackOnly {
 			out.Network = network.None
 		}
-		for _, p := range n.Ports {
+		ports := n.Ports
+		if z := t.ScaleToZero; z != nil {
+			ports = z.Ports // ckptd holds them
+			out.ScalesToZero, out.Hibernated, out.WakeError, out.IdleAfterNs = true, t.Hibernated(), z.WakeError, int64(z.IdleAfter)
+		}
+		for _, p := range ports {
 			out.Ports = append(out.Ports, fmt.Sprintf("%d:%d/%s", p.HostPort, p.ContainerPort, p.Protocol))
 		}
 	}

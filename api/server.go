@@ -4,6 +4,7 @@ package api
 
 import (
 	"context"
+	"time"
 
 	apiv1 "github.com/ckptd/ckptd/api/v1"
 	"github.com/ckptd/ckptd/daemon"
@@ -34,7 +35,24 @@ func (s *Server) Check(ctx context.Context, _ *apiv1.CheckRequest) (*apiv1.Check
 
 func (s *Server) Run(ctx context.Context, r *apiv1.RunRequest) (*apiv1.Target, error) {
 	t, err := s.d.Run(ctx, daemon.RunRequest{Name: r.GetName(), Args: r.GetArgs(), Env: r.GetEnv(), Dir: r.GetDir(), User: r.GetUser(),
-		TTY: r.GetTty(), Size: term.Size{Rows: uint16(r.GetRows()), Cols: uint16(r.GetCols())}, Net: r.GetNet(), Publish: r.GetPublish()})
+		TTY: r.GetTty(), Size: term.Size{Rows: uint16(r.GetRows()), Cols: uint16(r.GetCols())}, Net: r.GetNet(), Publish: r.GetPublish(),
+		ScaleToZero: r.GetScaleToZero(), IdleAfter: time.Duration(r.GetIdleAfterNs())})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return targetToAPI(t), nil
+}
+
+func (s *Server) Hibernate(ctx context.Context, r *apiv1.HibernateRequest) (*apiv1.Target, error) {
+	t, err := s.d.Hibernate(ctx, r.GetName())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return targetToAPI(t), nil
+}
+
+func (s *Server) Wake(ctx context.Context, r *apiv1.WakeRequest) (*apiv1.Target, error) {
+	t, err := s.d.Wake(ctx, r.GetName())
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -28,6 +28,9 @@ type CreateRequest struct {
 	// Scheduled marks a checkpoint a schedule took, which its retention
 	// may remove.
 	Scheduled bool
+	// hibernate records the target asleep in the checkpoint, its network
+	// kept (it must scale to zero).
+	hibernate bool
 }
 
 // Create checkpoints a target. The checkpoint is published while the tree
@@ -103,6 +106,11 @@ func (d *Daemon) Create(ctx context.Context, req CreateRequest) (*store.Checkpoi
 	if err := dump(ctx, c, target); err != nil {
 		d.events.Publish(events.Event{Kind: events.Failed, Op: "create", Target: target.Key(), Err: err.Error()})
 		return nil, fmt.Errorf("checkpoint %s: %w", req.Target, err)
+	}
+	if req.hibernate && !req.Options.LeaveRunning {
+		if err := d.markHibernated(ctx, target, c); err != nil {
+			return nil, fmt.Errorf("checkpoint %s: record it asleep: %w", req.Target, err)
+		}
 	}
 	// The record as stored, with the files CRIU closed last.
 	if c, err = d.store.Get(ctx, c.ID); err != nil {

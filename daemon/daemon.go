@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ckptd/ckptd/access"
+	"github.com/ckptd/ckptd/activator"
 	"github.com/ckptd/ckptd/container"
 	"github.com/ckptd/ckptd/criu"
 	"github.com/ckptd/ckptd/dumper"
@@ -133,8 +134,10 @@ type Daemon struct {
 	terms Terminals
 	trust ingest.Policy
 
-	networks    Networks
-	networksErr error
+	networks       Networks
+	networksErr    error
+	activator      Activator
+	closeActivator func()
 
 	locks  *keylock.Locks // one per target: work on a target is serialized
 	sched  *schedule.Scheduler
@@ -168,6 +171,9 @@ func New(ctx context.Context, p Parts) (*Daemon, error) {
 	d.resumePausedContainers(ctx)
 	d.endUnfilled(ctx)
 	d.leaveEndedNetworks(ctx)
+	a := activator.New(p.Log, sleeper{d})
+	d.activator, d.closeActivator = a, a.Close
+	d.holdScaledToZero(ctx)
 	if d.sup != nil {
 		d.sup.OnEnd(func(int) { d.releaseEndedNetworks() })
 	}
@@ -190,7 +196,10 @@ func (d *Daemon) Subscribe(ctx context.Context) (*events.Sub, func(), error) {
 }
 
 // Close stops the schedules, waiting for checkpoints they are taking.
-func (d *Daemon) Close() { d.sched.Close() }
+func (d *Daemon) Close() {
+	d.sched.Close()
+	d.closeActivator()
+}
 
 func readHostInfo() HostInfo {
 	h := HostInfo{}

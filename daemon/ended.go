@@ -73,8 +73,8 @@ func (d *Daemon) forgetEnded(ctx context.Context, key string) (bool, error) {
 	}
 	defer unlock()
 	t, err := d.store.GetTarget(ctx, key)
-	if err != nil || d.alive(t) {
-		return false, nil // forgotten meanwhile, or running
+	if err != nil || d.alive(t) || t.Hibernated() {
+		return false, nil // forgotten meanwhile, running, or asleep
 	}
 	var dir string
 	switch t.Kind {

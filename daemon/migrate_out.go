@@ -104,6 +104,9 @@ func (d *Daemon) Migrate(ctx context.Context, req MigrateRequest) (*MigrateResul
 		return nil, fmt.Errorf("--lazy: containerd's checkpoints have no lazy pages; containers migrate by stop-and-copy or --precopy: %w", errdefs.ErrFailedPrecondition)
 	}
 	req.Options.ShellJob = req.Options.ShellJob || ledSession(t.TargetRef)
+	if t.ScaleToZero != nil {
+		return nil, fmt.Errorf("%s scales to zero, and its held ports do not move with it yet: %w", t.Name, errdefs.ErrFailedPrecondition)
+	}
 	opts, err := withNetwork(dumperOptions(req.Options), t.Network)
 	if err != nil {
 		return nil, err

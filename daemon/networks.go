@@ -96,8 +96,11 @@ func (d *Daemon) leaveNetwork(ctx context.Context, t *store.Target) {
 // releaseNetwork detaches the network of t, which has ended, and forgets
 // it in t's record. The caller holds t's lock.
 func (d *Daemon) releaseNetwork(ctx context.Context, t *store.Target) error {
-	if t.Network == nil || d.networks == nil || d.alive(t) {
-		return nil
+	if t.Network == nil || d.networks == nil || d.alive(t) || t.Hibernated() {
+		return nil // a workload asleep keeps its network for its wake
+	}
+	if t.ScaleToZero != nil {
+		d.activator.Release(t.Name)
 	}
 	if err := d.networks.Leave(ctx, *t.Network); err != nil {
 		return err

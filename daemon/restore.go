@@ -134,12 +134,16 @@ func (d *Daemon) restoreTarget(c *store.Checkpoint, name, dir string) (store.Tar
 // restoreHow is how a migration restores: stopped (fenced), or lazily
 // with its memory fetched from the source.
 type restoreHow struct {
-	Stopped   bool
-	TCPClose  bool           // restore established connections closed
-	Publish   []network.Port // its ports on these host ports (nil: its own)
-	LazyPages *os.File       // a socket to the source's page server
-	LazyLog   string
-	lazy      *criu.LazyPages // set by restore: the daemon filling memory
+	Stopped  bool
+	TCPClose bool           // restore established connections closed
+	Publish  []network.Port // its ports on these host ports (nil: its own)
+	// Keep is a network it goes back into, kept while it slept; its
+	// ScaleToZero is recorded with it.
+	Keep        *network.Attachment
+	ScaleToZero *store.ScaleToZero
+	LazyPages   *os.File // a socket to the source's page server
+	LazyLog     string
+	lazy        *criu.LazyPages // set by restore: the daemon filling memory
 }
 
 // restore brings checkpoint c, whose images are in imagesDir, back as ref.
@@ -148,7 +152,7 @@ func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.Tar
 	inherit := map[string]*os.File{}
 	logPath := ""
 	if ref.Kind == store.KindWorkload {
-		if logPath, err = d.prepareWorkload(ctx, ref.Name); err != nil {
+		if logPath, err = d.prepareWorkload(ctx, ref.Name, how.Keep != nil); err != nil {
 			return nil, err
 		}
 		f, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
@@ -174,7 +178,7 @@ func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.Tar
 	if err := filesPresent(imagesDir, c); err != nil {
 		return nil, err
 	}
-	netA, netNS, undoNet, err := d.restoreNetwork(ctx, c, ref, how.Publish)
+	netA, netNS, undoNet, err := d.restoreNetwork(ctx, c, ref, how)
 	if err != nil {
 		return nil, err
 	}
@@ -199,7 +203,7 @@ func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.Tar
 		return nil, err
 	}
 	defer d.closeWork(work, &err)
-	t := &store.Target{TargetRef: ref, RestoredFrom: c.ID, Network: netA}
+	t := &store.Target{TargetRef: ref, RestoredFrom: c.ID, Network: netA, ScaleToZero: how.ScaleToZero}
 	if how.LazyPages != nil {
 		t.Filling = "its memory is still arriving by post-copy"
 	}

@@ -42,9 +42,17 @@ func networkSpec(a *network.Attachment) *network.Spec {
 
 // restoreNetwork makes the namespace a restore of c as ref goes into:
 // at c's address with c's ports in place, or for a copy a new address
-// with the ports asked for. The caller hands ns to CRIU, then closes it,
+// with the ports asked for, or the one it kept while it slept. The caller hands ns to CRIU, then closes it,
 // and calls undo if the restore fails.
-func (d *Daemon) restoreNetwork(ctx context.Context, c *store.Checkpoint, ref store.TargetRef, publish []network.Port) (a *network.Attachment, ns *os.File, undo func(), err error) {
+func (d *Daemon) restoreNetwork(ctx context.Context, c *store.Checkpoint, ref store.TargetRef, how *restoreHow) (a *network.Attachment, ns *os.File, undo func(), err error) {
+	publish := how.Publish
+	if how.Keep != nil {
+		// It goes back into the namespace it slept with.
+		if ns, err = os.Open(how.Keep.NetNS); err != nil {
+			return nil, nil, nil, fmt.Errorf("open network namespace: %w", err)
+		}
+		return how.Keep, ns, func() {}, nil
+	}
 	if c.Network == nil {
 		if len(publish) > 0 {
 			return nil, nil, nil, fmt.Errorf("publishing ports needs a checkpoint of a workload in its own network (run --net %s): %w", network.Private, errdefs.ErrInvalidArgument)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/ckptd/ckptd/errdefs"
@@ -34,6 +35,11 @@ type RunRequest struct {
 	// namespace on ckptd's network, with Publish's ports) or "none".
 	Net     string
 	Publish []string // HOSTPORT:PORT[/tcp|/udp]
+	// ScaleToZero has ckptd hold the published ports: the workload sleeps
+	// (is checkpointed and stopped) after IdleAfter with no connection
+	// (0: only when asked), and wakes on its next one.
+	ScaleToZero bool
+	IdleAfter   time.Duration
 }
 
 // Run starts a workload as pid 1 of a new PID namespace.
@@ -53,6 +59,13 @@ func (d *Daemon) Run(ctx context.Context, req RunRequest) (*TargetStatus, error)
 	if err != nil {
 		return nil, err
 	}
+	var stz *store.ScaleToZero
+	if req.ScaleToZero {
+		if stz, err = scaleToZero(netSpec, req.IdleAfter); err != nil {
+			return nil, err
+		}
+		netSpec.Ports = nil // ckptd holds them
+	}
 	ref := store.TargetRef{Kind: store.KindWorkload, Name: req.Name, Command: req.Args}
 	if user != nil {
 		ref.Owner = user.Uid
@@ -62,7 +75,7 @@ func (d *Daemon) Run(ctx context.Context, req RunRequest) (*TargetStatus, error)
 		return nil, err
 	}
 	defer unlock()
-	logPath, err := d.prepareWorkload(ctx, req.Name)
+	logPath, err := d.prepareWorkload(ctx, req.Name, false)
 	if err != nil {
 		return nil, err
 	}
@@ -80,7 +93,7 @@ func (d *Daemon) Run(ctx context.Context, req RunRequest) (*TargetStatus, error)
 		// Recorded before it runs: a ckptd killed from here on finds it
 		// at its next start; one killed before leaves nothing running.
 		ref.PID, ref.LogPath = pid, logPath
-		t = &store.Target{TargetRef: ref, Created: time.Now().UTC()}
+		t = &store.Target{TargetRef: ref, Created: time.Now().UTC(), ScaleToZero: stz}
 		if st, err := proc.ReadStat(pid); err == nil {
 			t.StartTime = st.StartTime
 		}
@@ -98,6 +111,12 @@ func (d *Daemon) Run(ctx context.Context, req RunRequest) (*TargetStatus, error)
 	d.log.Info("workload started", "name", req.Name, "pid", pid, "command", req.Args)
 	if err := d.settled(ctx, t); err != nil {
 		return nil, fmt.Errorf("run %s: %w", req.Name, err)
+	}
+	if stz != nil {
+		if err := d.holdPorts(t); err != nil {
+			// Its end lets go of its network.
+			return nil, errors.Join(fmt.Errorf("run %s: %w", req.Name, err), proc.Signal(t.PID, t.StartTime, syscall.SIGKILL))
+		}
 	}
 	return d.status(t), nil
 }
@@ -141,14 +160,18 @@ func lastLines(path string, n int) string {
 	return ""
 }
 
-// prepareWorkload refuses a name that is in use by a running workload and
-// makes the workload's directory; it returns the log path.
-func (d *Daemon) prepareWorkload(ctx context.Context, name string) (string, error) {
+// prepareWorkload refuses a name that is in use by a running workload, or
+// by one asleep unless waking it, and makes the workload's directory; it
+// returns the log path.
+func (d *Daemon) prepareWorkload(ctx context.Context, name string, waking bool) (string, error) {
 	if err := validWorkloadName(name); err != nil {
 		return "", err
 	}
 	key := store.TargetRef{Kind: store.KindWorkload, Name: name}.Key()
 	if old, err := d.store.GetTarget(ctx, key); err == nil {
+		if old.Hibernated() && !waking {
+			return "", fmt.Errorf("workload %q sleeps (it scales to zero): wake it with 'ckptctl wake', or end it with 'ckptctl kill': %w", name, errdefs.ErrAlreadyExists)
+		}
 		if d.alive(old) {
 			return "", fmt.Errorf("workload %q is running (pid %d): give a copy another name with --name: %w", name, old.PID, errdefs.ErrAlreadyExists)
 		}

@@ -53,11 +53,12 @@ func (d *Daemon) Ps(ctx context.Context, all bool) (out []*TargetStatus, warning
 			continue
 		}
 		s := d.status(t)
-		if !s.Running && t.Exit == "" && s.Exit != exitGone {
+		asleep := t.Hibernated()
+		if !s.Running && !asleep && t.Exit == "" && s.Exit != exitGone {
 			d.keepExit(ctx, t, s.Exit)
 		}
-		endedNetworks = endedNetworks || !s.Running && t.Network != nil
-		if all || s.Running {
+		endedNetworks = endedNetworks || !s.Running && !asleep && t.Network != nil
+		if all || s.Running || asleep {
 			out = append(out, s)
 		}
 	}
@@ -91,7 +92,9 @@ func (d *Daemon) status(t *store.Target) *TargetStatus {
 			s.TerminalError = errdefs.Message(err)
 		}
 	}
-	if !s.Running && s.Exit == "" {
+	if t.Hibernated() {
+		s.Exit = ""
+	} else if !s.Running && s.Exit == "" {
 		s.Exit = exitGone
 		if e, ok := d.sup.ExitOf(t.PID); ok {
 			s.Exit = e.String()
@@ -144,6 +147,10 @@ func (d *Daemon) Kill(ctx context.Context, target string, sig int) error {
 		return err
 	}
 	defer unlock()
+	if t.Hibernated() {
+		// It sleeps: ending it lets go of its ports and network.
+		return d.endHibernation(ctx, t)
+	}
 	if t.Kind != store.KindWorkload && t.RestoredFrom == "" {
 		return fmt.Errorf("%s was not launched or restored by ckptd, which ends only what it launched or restored: %w",
 			target, errdefs.ErrFailedPrecondition)

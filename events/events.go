@@ -18,9 +18,11 @@ const (
 	Quarantined    = "quarantined"
 	Migrated       = "migrated"
 	Imported       = "imported"
-	Failed         = "failed"  // Op says what failed, Err why
-	Skipped        = "skipped" // a scheduled tick found the previous run going
-	ScrubPassEnded = "scrub"   // Bytes read
+	Failed         = "failed"     // Op says what failed, Err why
+	Skipped        = "skipped"    // a scheduled tick found the previous run going
+	ScrubPassEnded = "scrub"      // Bytes read
+	Hibernated     = "hibernated" // a workload that scales to zero went to sleep
+	Woken          = "woken"      // and woke: Duration is the wake's
 )
 
 // Event is one thing that happened.

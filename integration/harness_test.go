@@ -209,7 +209,13 @@ func (d *daemon) diagnose() string {
 // must runs ckptctl and fails the test if it fails.
 func (d *daemon) must(args ...string) string {
 	d.t.Helper()
-	out, errOut, err := d.ctl(args...)
+	return d.mustIn("", args...)
+}
+
+// mustIn is must run in directory dir ("": the test's).
+func (d *daemon) mustIn(dir string, args ...string) string {
+	d.t.Helper()
+	out, errOut, err := d.ctlIn(dir, args...)
 	if err != nil {
 		d.t.Fatalf("ckptctl %s: %v: %s", strings.Join(args, " "), err, errOut)
 	}
@@ -264,6 +270,8 @@ type target struct {
 	Network      string   `json:"network"` // its own network: private or none
 	IP           string   `json:"ip"`
 	Ports        []string `json:"ports"`
+	Hibernated   bool     `json:"hibernated"`
+	WakeError    string   `json:"wake_error"`
 }
 
 func (d *daemon) ps() []target {

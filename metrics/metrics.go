@@ -39,6 +39,9 @@ type Metrics struct {
 	skipped  *prometheus.CounterVec
 	migrated prometheus.Counter
 	scrubbed prometheus.Counter
+	slept    prometheus.Counter
+	woken    prometheus.Counter
+	wake     prometheus.Histogram
 }
 
 // New builds the metrics; Run feeds them from hub.
@@ -67,9 +70,13 @@ func New(st Lister) *Metrics {
 			Help: "Scheduled ticks skipped because the previous checkpoint was still running."}, []string{"target"}),
 		migrated: prometheus.NewCounter(prometheus.CounterOpts{Name: "ckptd_migrations_total", Help: "Migrations out that finished."}),
 		scrubbed: prometheus.NewCounter(prometheus.CounterOpts{Name: "ckptd_scrub_bytes_total", Help: "Bytes the scrub read."}),
+		slept:    prometheus.NewCounter(prometheus.CounterOpts{Name: "ckptd_hibernations_total", Help: "Workloads scaled to zero."}),
+		woken:    prometheus.NewCounter(prometheus.CounterOpts{Name: "ckptd_wakes_total", Help: "Hibernated workloads woken."}),
+		wake: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "ckptd_wake_seconds",
+			Help: "Time to wake a hibernated workload (its restore), while its first connection waits.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 12)}),
 	}
 	m.reg.MustRegister(m.created, m.frozen, m.create, m.seal, m.restored, m.restore, m.failures, m.removed,
-		m.written, m.skipped, m.migrated, m.scrubbed, &storeCollector{st: st},
+		m.written, m.skipped, m.migrated, m.scrubbed, m.slept, m.woken, m.wake, &storeCollector{st: st},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -116,6 +123,11 @@ func (m *Metrics) observe(e events.Event) {
 		m.migrated.Inc()
 	case events.ScrubPassEnded:
 		m.scrubbed.Add(float64(e.Bytes))
+	case events.Hibernated:
+		m.slept.Inc()
+	case events.Woken:
+		m.woken.Inc()
+		m.wake.Observe(e.Duration.Seconds())
 	}
 }
 

@@ -40,7 +40,27 @@ type Target struct {
 	// Network is its own network namespace and its place on ckptd's
 	// network, until it ends (nil: the host's).
 	Network *network.Attachment `json:"network,omitempty"`
+	// ScaleToZero is set when ckptd holds its published ports and puts it
+	// to sleep and wakes it (package activator).
+	ScaleToZero *ScaleToZero `json:"scale_to_zero,omitempty"`
 }
+
+// ScaleToZero is a workload that sleeps when idle and wakes on its next
+// connection.
+type ScaleToZero struct {
+	// IdleAfter is how long it may have no connection before it sleeps
+	// (0: only when asked).
+	IdleAfter time.Duration `json:"idle_after,omitempty"`
+	// Ports are its published ports, which ckptd holds (not portmap).
+	Ports []network.Port `json:"ports"`
+	// Checkpoint is the checkpoint it sleeps in; empty while it runs.
+	Checkpoint string `json:"checkpoint,omitempty"`
+	// WakeError is why its last wake failed; it sleeps on.
+	WakeError string `json:"wake_error,omitempty"`
+}
+
+// Hibernated says t sleeps in a checkpoint, its network and ports kept.
+func (t *Target) Hibernated() bool { return t.ScaleToZero != nil && t.ScaleToZero.Checkpoint != "" }
 
 // PutTarget records or replaces a target: in its own file first, so that
 // a lost index loses no running target (see syncTargets), then in the

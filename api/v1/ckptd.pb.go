@@ -453,6 +453,10 @@ type Target struct {
 	Network                string                 `protobuf:"bytes,16,opt,name=network,proto3" json:"network,omitempty"`                                  // "private" or "none": its own network namespace; empty: the host's
 	Ip                     string                 `protobuf:"bytes,17,opt,name=ip,proto3" json:"ip,omitempty"`                                            // its address there
 	Ports                  []string               `protobuf:"bytes,18,rep,name=ports,proto3" json:"ports,omitempty"`                                      // published, HOSTPORT:PORT/PROTO
+	Hibernated             bool                   `protobuf:"varint,19,opt,name=hibernated,proto3" json:"hibernated,omitempty"`                           // scaled to zero: ckptd holds its ports and wakes it on a connection
+	WakeError              string                 `protobuf:"bytes,20,opt,name=wake_error,json=wakeError,proto3" json:"wake_error,omitempty"`             // why its last wake failed
+	IdleAfterNs            int64                  `protobuf:"varint,21,opt,name=idle_after_ns,json=idleAfterNs,proto3" json:"idle_after_ns,omitempty"`    // hibernated after this long with no connection (0: by hand)
+	ScalesToZero           bool                   `protobuf:"varint,22,opt,name=scales_to_zero,json=scalesToZero,proto3" json:"scales_to_zero,omitempty"` // ckptd holds its published ports (run --idle-after)
 	unknownFields          protoimpl.UnknownFields
 	sizeCache              protoimpl.SizeCache
 }
@@ -611,6 +615,34 @@ func (x *Target) GetPorts() []string {
 		return x.Ports
 	}
 	return nil
+}
+
+func (x *Target) GetHibernated() bool {
+	if x != nil {
+		return x.Hibernated
+	}
+	return false
+}
+
+func (x *Target) GetWakeError() string {
+	if x != nil {
+		return x.WakeError
+	}
+	return ""
+}
+
+func (x *Target) GetIdleAfterNs() int64 {
+	if x != nil {
+		return x.IdleAfterNs
+	}
+	return 0
+}
+
+func (x *Target) GetScalesToZero() bool {
+	if x != nil {
+		return x.ScalesToZero
+	}
+	return false
 }
 
 // A target's schedule: a --leave-running checkpoint every every_ns, pruned
@@ -1024,9 +1056,11 @@ type RunRequest struct {
 	Tty           bool                   `protobuf:"varint,5,opt,name=tty,proto3" json:"tty,omitempty"` // a terminal session (see Attach) of rows x cols
 	Rows          uint32                 `protobuf:"varint,6,opt,name=rows,proto3" json:"rows,omitempty"`
 	Cols          uint32                 `protobuf:"varint,7,opt,name=cols,proto3" json:"cols,omitempty"`
-	User          string                 `protobuf:"bytes,8,opt,name=user,proto3" json:"user,omitempty"`        // UID[:GID] or a name to run as (root callers; others run as themselves)
-	Net           string                 `protobuf:"bytes,9,opt,name=net,proto3" json:"net,omitempty"`          // host (default), private or none
-	Publish       []string               `protobuf:"bytes,10,rep,name=publish,proto3" json:"publish,omitempty"` // HOSTPORT:PORT[/tcp|/udp], with net private
+	User          string                 `protobuf:"bytes,8,opt,name=user,proto3" json:"user,omitempty"`                                      // UID[:GID] or a name to run as (root callers; others run as themselves)
+	Net           string                 `protobuf:"bytes,9,opt,name=net,proto3" json:"net,omitempty"`                                        // host (default), private or none
+	Publish       []string               `protobuf:"bytes,10,rep,name=publish,proto3" json:"publish,omitempty"`                               // HOSTPORT:PORT[/tcp|/udp], with net private
+	ScaleToZero   bool                   `protobuf:"varint,11,opt,name=scale_to_zero,json=scaleToZero,proto3" json:"scale_to_zero,omitempty"` // ckptd holds the published ports, hibernates and wakes it
+	IdleAfterNs   int64                  `protobuf:"varint,12,opt,name=idle_after_ns,json=idleAfterNs,proto3" json:"idle_after_ns,omitempty"` // with scale_to_zero: hibernate after this long with no connection (0: by hand)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1131,6 +1165,108 @@ func (x *RunRequest) GetPublish() []string {
 	return nil
 }
 
+func (x *RunRequest) GetScaleToZero() bool {
+	if x != nil {
+		return x.ScaleToZero
+	}
+	return false
+}
+
+func (x *RunRequest) GetIdleAfterNs() int64 {
+	if x != nil {
+		return x.IdleAfterNs
+	}
+	return 0
+}
+
+type HibernateRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HibernateRequest) Reset() {
+	*x = HibernateRequest{}
+	mi := &file_ckptd_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HibernateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HibernateRequest) ProtoMessage() {}
+
+func (x *HibernateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ckptd_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HibernateRequest.ProtoReflect.Descriptor instead.
+func (*HibernateRequest) Descriptor() ([]byte, []int) {
+	return file_ckptd_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *HibernateRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type WakeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WakeRequest) Reset() {
+	*x = WakeRequest{}
+	mi := &file_ckptd_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WakeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WakeRequest) ProtoMessage() {}
+
+func (x *WakeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ckptd_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WakeRequest.ProtoReflect.Descriptor instead.
+func (*WakeRequest) Descriptor() ([]byte, []int) {
+	return file_ckptd_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *WakeRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
 // The first AttachInput names the workload and its client's window
 // size; later ones carry keystrokes, or a new size when rows is set.
 type AttachInput struct {
@@ -1145,7 +1281,7 @@ type AttachInput struct {
 
 func (x *AttachInput) Reset() {
 	*x = AttachInput{}
-	mi := &file_ckptd_proto_msgTypes[14]
+	mi := &file_ckptd_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1157,7 +1293,7 @@ func (x *AttachInput) String() string {
 func (*AttachInput) ProtoMessage() {}
 
 func (x *AttachInput) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[14]
+	mi := &file_ckptd_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1170,7 +1306,7 @@ func (x *AttachInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachInput.ProtoReflect.Descriptor instead.
 func (*AttachInput) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{14}
+	return file_ckptd_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *AttachInput) GetName() string {
@@ -1210,7 +1346,7 @@ type AttachOutput struct {
 
 func (x *AttachOutput) Reset() {
 	*x = AttachOutput{}
-	mi := &file_ckptd_proto_msgTypes[15]
+	mi := &file_ckptd_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1222,7 +1358,7 @@ func (x *AttachOutput) String() string {
 func (*AttachOutput) ProtoMessage() {}
 
 func (x *AttachOutput) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[15]
+	mi := &file_ckptd_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1235,7 +1371,7 @@ func (x *AttachOutput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachOutput.ProtoReflect.Descriptor instead.
 func (*AttachOutput) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{15}
+	return file_ckptd_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *AttachOutput) GetData() []byte {
@@ -1255,7 +1391,7 @@ type PsRequest struct {
 
 func (x *PsRequest) Reset() {
 	*x = PsRequest{}
-	mi := &file_ckptd_proto_msgTypes[16]
+	mi := &file_ckptd_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1267,7 +1403,7 @@ func (x *PsRequest) String() string {
 func (*PsRequest) ProtoMessage() {}
 
 func (x *PsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[16]
+	mi := &file_ckptd_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1280,7 +1416,7 @@ func (x *PsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PsRequest.ProtoReflect.Descriptor instead.
 func (*PsRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{16}
+	return file_ckptd_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *PsRequest) GetAll() bool {
@@ -1308,7 +1444,7 @@ type PsResponse struct {
 
 func (x *PsResponse) Reset() {
 	*x = PsResponse{}
-	mi := &file_ckptd_proto_msgTypes[17]
+	mi := &file_ckptd_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1320,7 +1456,7 @@ func (x *PsResponse) String() string {
 func (*PsResponse) ProtoMessage() {}
 
 func (x *PsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[17]
+	mi := &file_ckptd_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1333,7 +1469,7 @@ func (x *PsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PsResponse.ProtoReflect.Descriptor instead.
 func (*PsResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{17}
+	return file_ckptd_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PsResponse) GetTargets() []*Target {
@@ -1370,7 +1506,7 @@ type LogsRequest struct {
 
 func (x *LogsRequest) Reset() {
 	*x = LogsRequest{}
-	mi := &file_ckptd_proto_msgTypes[18]
+	mi := &file_ckptd_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1382,7 +1518,7 @@ func (x *LogsRequest) String() string {
 func (*LogsRequest) ProtoMessage() {}
 
 func (x *LogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[18]
+	mi := &file_ckptd_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1395,7 +1531,7 @@ func (x *LogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogsRequest.ProtoReflect.Descriptor instead.
 func (*LogsRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{18}
+	return file_ckptd_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *LogsRequest) GetName() string {
@@ -1442,7 +1578,7 @@ type LogsResponse struct {
 
 func (x *LogsResponse) Reset() {
 	*x = LogsResponse{}
-	mi := &file_ckptd_proto_msgTypes[19]
+	mi := &file_ckptd_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1454,7 +1590,7 @@ func (x *LogsResponse) String() string {
 func (*LogsResponse) ProtoMessage() {}
 
 func (x *LogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[19]
+	mi := &file_ckptd_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1467,7 +1603,7 @@ func (x *LogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogsResponse.ProtoReflect.Descriptor instead.
 func (*LogsResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{19}
+	return file_ckptd_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *LogsResponse) GetData() []byte {
@@ -1487,7 +1623,7 @@ type KillRequest struct {
 
 func (x *KillRequest) Reset() {
 	*x = KillRequest{}
-	mi := &file_ckptd_proto_msgTypes[20]
+	mi := &file_ckptd_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1499,7 +1635,7 @@ func (x *KillRequest) String() string {
 func (*KillRequest) ProtoMessage() {}
 
 func (x *KillRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[20]
+	mi := &file_ckptd_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1512,7 +1648,7 @@ func (x *KillRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillRequest.ProtoReflect.Descriptor instead.
 func (*KillRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{20}
+	return file_ckptd_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *KillRequest) GetTarget() string {
@@ -1537,7 +1673,7 @@ type KillResponse struct {
 
 func (x *KillResponse) Reset() {
 	*x = KillResponse{}
-	mi := &file_ckptd_proto_msgTypes[21]
+	mi := &file_ckptd_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1549,7 +1685,7 @@ func (x *KillResponse) String() string {
 func (*KillResponse) ProtoMessage() {}
 
 func (x *KillResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[21]
+	mi := &file_ckptd_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1562,7 +1698,7 @@ func (x *KillResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillResponse.ProtoReflect.Descriptor instead.
 func (*KillResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{21}
+	return file_ckptd_proto_rawDescGZIP(), []int{23}
 }
 
 type Options struct {
@@ -1581,7 +1717,7 @@ type Options struct {
 
 func (x *Options) Reset() {
 	*x = Options{}
-	mi := &file_ckptd_proto_msgTypes[22]
+	mi := &file_ckptd_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1593,7 +1729,7 @@ func (x *Options) String() string {
 func (*Options) ProtoMessage() {}
 
 func (x *Options) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[22]
+	mi := &file_ckptd_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1606,7 +1742,7 @@ func (x *Options) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Options.ProtoReflect.Descriptor instead.
 func (*Options) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{22}
+	return file_ckptd_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Options) GetLeaveRunning() bool {
@@ -1684,7 +1820,7 @@ type DumpStats struct {
 
 func (x *DumpStats) Reset() {
 	*x = DumpStats{}
-	mi := &file_ckptd_proto_msgTypes[23]
+	mi := &file_ckptd_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1696,7 +1832,7 @@ func (x *DumpStats) String() string {
 func (*DumpStats) ProtoMessage() {}
 
 func (x *DumpStats) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[23]
+	mi := &file_ckptd_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1709,7 +1845,7 @@ func (x *DumpStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DumpStats.ProtoReflect.Descriptor instead.
 func (*DumpStats) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{23}
+	return file_ckptd_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *DumpStats) GetFreezingTime() uint32 {
@@ -1781,7 +1917,7 @@ type FileSum struct {
 
 func (x *FileSum) Reset() {
 	*x = FileSum{}
-	mi := &file_ckptd_proto_msgTypes[24]
+	mi := &file_ckptd_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1793,7 +1929,7 @@ func (x *FileSum) String() string {
 func (*FileSum) ProtoMessage() {}
 
 func (x *FileSum) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[24]
+	mi := &file_ckptd_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1806,7 +1942,7 @@ func (x *FileSum) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileSum.ProtoReflect.Descriptor instead.
 func (*FileSum) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{24}
+	return file_ckptd_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *FileSum) GetSize() int64 {
@@ -1865,7 +2001,7 @@ type Checkpoint struct {
 
 func (x *Checkpoint) Reset() {
 	*x = Checkpoint{}
-	mi := &file_ckptd_proto_msgTypes[25]
+	mi := &file_ckptd_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1877,7 +2013,7 @@ func (x *Checkpoint) String() string {
 func (*Checkpoint) ProtoMessage() {}
 
 func (x *Checkpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[25]
+	mi := &file_ckptd_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1890,7 +2026,7 @@ func (x *Checkpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Checkpoint.ProtoReflect.Descriptor instead.
 func (*Checkpoint) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{25}
+	return file_ckptd_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Checkpoint) GetFormatVersion() int32 {
@@ -2067,7 +2203,7 @@ type Incremental struct {
 
 func (x *Incremental) Reset() {
 	*x = Incremental{}
-	mi := &file_ckptd_proto_msgTypes[26]
+	mi := &file_ckptd_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2079,7 +2215,7 @@ func (x *Incremental) String() string {
 func (*Incremental) ProtoMessage() {}
 
 func (x *Incremental) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[26]
+	mi := &file_ckptd_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2092,7 +2228,7 @@ func (x *Incremental) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Incremental.ProtoReflect.Descriptor instead.
 func (*Incremental) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{26}
+	return file_ckptd_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Incremental) GetParent() string {
@@ -2127,7 +2263,7 @@ type Import struct {
 
 func (x *Import) Reset() {
 	*x = Import{}
-	mi := &file_ckptd_proto_msgTypes[27]
+	mi := &file_ckptd_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2139,7 +2275,7 @@ func (x *Import) String() string {
 func (*Import) ProtoMessage() {}
 
 func (x *Import) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[27]
+	mi := &file_ckptd_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2152,7 +2288,7 @@ func (x *Import) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Import.ProtoReflect.Descriptor instead.
 func (*Import) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{27}
+	return file_ckptd_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Import) GetSource() string {
@@ -2187,7 +2323,7 @@ type Migration struct {
 
 func (x *Migration) Reset() {
 	*x = Migration{}
-	mi := &file_ckptd_proto_msgTypes[28]
+	mi := &file_ckptd_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2199,7 +2335,7 @@ func (x *Migration) String() string {
 func (*Migration) ProtoMessage() {}
 
 func (x *Migration) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[28]
+	mi := &file_ckptd_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2212,7 +2348,7 @@ func (x *Migration) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Migration.ProtoReflect.Descriptor instead.
 func (*Migration) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{28}
+	return file_ckptd_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Migration) GetPeer() string {
@@ -2248,7 +2384,7 @@ type ContainerInfo struct {
 
 func (x *ContainerInfo) Reset() {
 	*x = ContainerInfo{}
-	mi := &file_ckptd_proto_msgTypes[29]
+	mi := &file_ckptd_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2260,7 +2396,7 @@ func (x *ContainerInfo) String() string {
 func (*ContainerInfo) ProtoMessage() {}
 
 func (x *ContainerInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[29]
+	mi := &file_ckptd_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2273,7 +2409,7 @@ func (x *ContainerInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerInfo.ProtoReflect.Descriptor instead.
 func (*ContainerInfo) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{29}
+	return file_ckptd_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ContainerInfo) GetNamespace() string {
@@ -2357,7 +2493,7 @@ type CreateRequest struct {
 
 func (x *CreateRequest) Reset() {
 	*x = CreateRequest{}
-	mi := &file_ckptd_proto_msgTypes[30]
+	mi := &file_ckptd_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2369,7 +2505,7 @@ func (x *CreateRequest) String() string {
 func (*CreateRequest) ProtoMessage() {}
 
 func (x *CreateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[30]
+	mi := &file_ckptd_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2382,7 +2518,7 @@ func (x *CreateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRequest.ProtoReflect.Descriptor instead.
 func (*CreateRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{30}
+	return file_ckptd_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *CreateRequest) GetTarget() string {
@@ -2416,7 +2552,7 @@ type ListRequest struct {
 
 func (x *ListRequest) Reset() {
 	*x = ListRequest{}
-	mi := &file_ckptd_proto_msgTypes[31]
+	mi := &file_ckptd_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2428,7 +2564,7 @@ func (x *ListRequest) String() string {
 func (*ListRequest) ProtoMessage() {}
 
 func (x *ListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[31]
+	mi := &file_ckptd_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2441,7 +2577,7 @@ func (x *ListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
 func (*ListRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{31}
+	return file_ckptd_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListRequest) GetTarget() string {
@@ -2468,7 +2604,7 @@ type ListResponse struct {
 
 func (x *ListResponse) Reset() {
 	*x = ListResponse{}
-	mi := &file_ckptd_proto_msgTypes[32]
+	mi := &file_ckptd_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2480,7 +2616,7 @@ func (x *ListResponse) String() string {
 func (*ListResponse) ProtoMessage() {}
 
 func (x *ListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[32]
+	mi := &file_ckptd_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2493,7 +2629,7 @@ func (x *ListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
 func (*ListResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{32}
+	return file_ckptd_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListResponse) GetCheckpoints() []*Checkpoint {
@@ -2523,7 +2659,7 @@ type Quarantined struct {
 
 func (x *Quarantined) Reset() {
 	*x = Quarantined{}
-	mi := &file_ckptd_proto_msgTypes[33]
+	mi := &file_ckptd_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2535,7 +2671,7 @@ func (x *Quarantined) String() string {
 func (*Quarantined) ProtoMessage() {}
 
 func (x *Quarantined) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[33]
+	mi := &file_ckptd_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2548,7 +2684,7 @@ func (x *Quarantined) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Quarantined.ProtoReflect.Descriptor instead.
 func (*Quarantined) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{33}
+	return file_ckptd_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Quarantined) GetId() string {
@@ -2589,7 +2725,7 @@ type VerifyRequest struct {
 
 func (x *VerifyRequest) Reset() {
 	*x = VerifyRequest{}
-	mi := &file_ckptd_proto_msgTypes[34]
+	mi := &file_ckptd_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2601,7 +2737,7 @@ func (x *VerifyRequest) String() string {
 func (*VerifyRequest) ProtoMessage() {}
 
 func (x *VerifyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[34]
+	mi := &file_ckptd_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2614,7 +2750,7 @@ func (x *VerifyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyRequest.ProtoReflect.Descriptor instead.
 func (*VerifyRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{34}
+	return file_ckptd_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *VerifyRequest) GetCheckpoint() string {
@@ -2643,7 +2779,7 @@ type VerifyResponse struct {
 
 func (x *VerifyResponse) Reset() {
 	*x = VerifyResponse{}
-	mi := &file_ckptd_proto_msgTypes[35]
+	mi := &file_ckptd_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2655,7 +2791,7 @@ func (x *VerifyResponse) String() string {
 func (*VerifyResponse) ProtoMessage() {}
 
 func (x *VerifyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[35]
+	mi := &file_ckptd_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2668,7 +2804,7 @@ func (x *VerifyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyResponse.ProtoReflect.Descriptor instead.
 func (*VerifyResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{35}
+	return file_ckptd_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *VerifyResponse) GetCheckpoint() *Checkpoint {
@@ -2710,7 +2846,7 @@ type RemoveRequest struct {
 
 func (x *RemoveRequest) Reset() {
 	*x = RemoveRequest{}
-	mi := &file_ckptd_proto_msgTypes[36]
+	mi := &file_ckptd_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2722,7 +2858,7 @@ func (x *RemoveRequest) String() string {
 func (*RemoveRequest) ProtoMessage() {}
 
 func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[36]
+	mi := &file_ckptd_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2735,7 +2871,7 @@ func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{36}
+	return file_ckptd_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RemoveRequest) GetRefs() []string {
@@ -2768,7 +2904,7 @@ type RemoveResponse struct {
 
 func (x *RemoveResponse) Reset() {
 	*x = RemoveResponse{}
-	mi := &file_ckptd_proto_msgTypes[37]
+	mi := &file_ckptd_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2780,7 +2916,7 @@ func (x *RemoveResponse) String() string {
 func (*RemoveResponse) ProtoMessage() {}
 
 func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[37]
+	mi := &file_ckptd_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2793,7 +2929,7 @@ func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveResponse.ProtoReflect.Descriptor instead.
 func (*RemoveResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{37}
+	return file_ckptd_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *RemoveResponse) GetRemoved() []string {
@@ -2816,7 +2952,7 @@ type RestoreRequest struct {
 
 func (x *RestoreRequest) Reset() {
 	*x = RestoreRequest{}
-	mi := &file_ckptd_proto_msgTypes[38]
+	mi := &file_ckptd_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2828,7 +2964,7 @@ func (x *RestoreRequest) String() string {
 func (*RestoreRequest) ProtoMessage() {}
 
 func (x *RestoreRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[38]
+	mi := &file_ckptd_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2841,7 +2977,7 @@ func (x *RestoreRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreRequest.ProtoReflect.Descriptor instead.
 func (*RestoreRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{38}
+	return file_ckptd_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RestoreRequest) GetCheckpoint() string {
@@ -2888,7 +3024,7 @@ type InspectRequest struct {
 
 func (x *InspectRequest) Reset() {
 	*x = InspectRequest{}
-	mi := &file_ckptd_proto_msgTypes[39]
+	mi := &file_ckptd_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2900,7 +3036,7 @@ func (x *InspectRequest) String() string {
 func (*InspectRequest) ProtoMessage() {}
 
 func (x *InspectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[39]
+	mi := &file_ckptd_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2913,7 +3049,7 @@ func (x *InspectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectRequest.ProtoReflect.Descriptor instead.
 func (*InspectRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{39}
+	return file_ckptd_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *InspectRequest) GetCheckpoint() string {
@@ -2934,7 +3070,7 @@ type File struct {
 
 func (x *File) Reset() {
 	*x = File{}
-	mi := &file_ckptd_proto_msgTypes[40]
+	mi := &file_ckptd_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2946,7 +3082,7 @@ func (x *File) String() string {
 func (*File) ProtoMessage() {}
 
 func (x *File) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[40]
+	mi := &file_ckptd_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2959,7 +3095,7 @@ func (x *File) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use File.ProtoReflect.Descriptor instead.
 func (*File) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{40}
+	return file_ckptd_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *File) GetFd() string {
@@ -2996,7 +3132,7 @@ type Socket struct {
 
 func (x *Socket) Reset() {
 	*x = Socket{}
-	mi := &file_ckptd_proto_msgTypes[41]
+	mi := &file_ckptd_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3008,7 +3144,7 @@ func (x *Socket) String() string {
 func (*Socket) ProtoMessage() {}
 
 func (x *Socket) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[41]
+	mi := &file_ckptd_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3021,7 +3157,7 @@ func (x *Socket) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Socket.ProtoReflect.Descriptor instead.
 func (*Socket) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{41}
+	return file_ckptd_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *Socket) GetFd() uint32 {
@@ -3074,7 +3210,7 @@ type Process struct {
 
 func (x *Process) Reset() {
 	*x = Process{}
-	mi := &file_ckptd_proto_msgTypes[42]
+	mi := &file_ckptd_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3086,7 +3222,7 @@ func (x *Process) String() string {
 func (*Process) ProtoMessage() {}
 
 func (x *Process) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[42]
+	mi := &file_ckptd_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3099,7 +3235,7 @@ func (x *Process) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Process.ProtoReflect.Descriptor instead.
 func (*Process) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{42}
+	return file_ckptd_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *Process) GetPid() uint32 {
@@ -3166,7 +3302,7 @@ type InspectResponse struct {
 
 func (x *InspectResponse) Reset() {
 	*x = InspectResponse{}
-	mi := &file_ckptd_proto_msgTypes[43]
+	mi := &file_ckptd_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3178,7 +3314,7 @@ func (x *InspectResponse) String() string {
 func (*InspectResponse) ProtoMessage() {}
 
 func (x *InspectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[43]
+	mi := &file_ckptd_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3191,7 +3327,7 @@ func (x *InspectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectResponse.ProtoReflect.Descriptor instead.
 func (*InspectResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{43}
+	return file_ckptd_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *InspectResponse) GetCheckpoint() *Checkpoint {
@@ -3241,7 +3377,7 @@ type NeededFile struct {
 
 func (x *NeededFile) Reset() {
 	*x = NeededFile{}
-	mi := &file_ckptd_proto_msgTypes[44]
+	mi := &file_ckptd_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3253,7 +3389,7 @@ func (x *NeededFile) String() string {
 func (*NeededFile) ProtoMessage() {}
 
 func (x *NeededFile) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[44]
+	mi := &file_ckptd_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3266,7 +3402,7 @@ func (x *NeededFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NeededFile.ProtoReflect.Descriptor instead.
 func (*NeededFile) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{44}
+	return file_ckptd_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *NeededFile) GetPath() string {
@@ -3315,7 +3451,7 @@ type MigrateRequest struct {
 
 func (x *MigrateRequest) Reset() {
 	*x = MigrateRequest{}
-	mi := &file_ckptd_proto_msgTypes[45]
+	mi := &file_ckptd_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3327,7 +3463,7 @@ func (x *MigrateRequest) String() string {
 func (*MigrateRequest) ProtoMessage() {}
 
 func (x *MigrateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[45]
+	mi := &file_ckptd_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3340,7 +3476,7 @@ func (x *MigrateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MigrateRequest.ProtoReflect.Descriptor instead.
 func (*MigrateRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{45}
+	return file_ckptd_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *MigrateRequest) GetTarget() string {
@@ -3424,7 +3560,7 @@ type MigrateProgress struct {
 
 func (x *MigrateProgress) Reset() {
 	*x = MigrateProgress{}
-	mi := &file_ckptd_proto_msgTypes[46]
+	mi := &file_ckptd_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3436,7 +3572,7 @@ func (x *MigrateProgress) String() string {
 func (*MigrateProgress) ProtoMessage() {}
 
 func (x *MigrateProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[46]
+	mi := &file_ckptd_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3449,7 +3585,7 @@ func (x *MigrateProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MigrateProgress.ProtoReflect.Descriptor instead.
 func (*MigrateProgress) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{46}
+	return file_ckptd_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *MigrateProgress) GetPhase() string {
@@ -3497,7 +3633,7 @@ type MigrateResult struct {
 
 func (x *MigrateResult) Reset() {
 	*x = MigrateResult{}
-	mi := &file_ckptd_proto_msgTypes[47]
+	mi := &file_ckptd_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3509,7 +3645,7 @@ func (x *MigrateResult) String() string {
 func (*MigrateResult) ProtoMessage() {}
 
 func (x *MigrateResult) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[47]
+	mi := &file_ckptd_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3522,7 +3658,7 @@ func (x *MigrateResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MigrateResult.ProtoReflect.Descriptor instead.
 func (*MigrateResult) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{47}
+	return file_ckptd_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *MigrateResult) GetDestination() string {
@@ -3621,7 +3757,7 @@ type Round struct {
 
 func (x *Round) Reset() {
 	*x = Round{}
-	mi := &file_ckptd_proto_msgTypes[48]
+	mi := &file_ckptd_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3633,7 +3769,7 @@ func (x *Round) String() string {
 func (*Round) ProtoMessage() {}
 
 func (x *Round) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[48]
+	mi := &file_ckptd_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3646,7 +3782,7 @@ func (x *Round) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Round.ProtoReflect.Descriptor instead.
 func (*Round) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{48}
+	return file_ckptd_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *Round) GetN() int32 {
@@ -3687,7 +3823,7 @@ type Phase struct {
 
 func (x *Phase) Reset() {
 	*x = Phase{}
-	mi := &file_ckptd_proto_msgTypes[49]
+	mi := &file_ckptd_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3699,7 +3835,7 @@ func (x *Phase) String() string {
 func (*Phase) ProtoMessage() {}
 
 func (x *Phase) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[49]
+	mi := &file_ckptd_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3712,7 +3848,7 @@ func (x *Phase) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Phase.ProtoReflect.Descriptor instead.
 func (*Phase) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{49}
+	return file_ckptd_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *Phase) GetName() string {
@@ -3742,7 +3878,7 @@ type MigrateEvent struct {
 
 func (x *MigrateEvent) Reset() {
 	*x = MigrateEvent{}
-	mi := &file_ckptd_proto_msgTypes[50]
+	mi := &file_ckptd_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3754,7 +3890,7 @@ func (x *MigrateEvent) String() string {
 func (*MigrateEvent) ProtoMessage() {}
 
 func (x *MigrateEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[50]
+	mi := &file_ckptd_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3767,7 +3903,7 @@ func (x *MigrateEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MigrateEvent.ProtoReflect.Descriptor instead.
 func (*MigrateEvent) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{50}
+	return file_ckptd_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *MigrateEvent) GetEvent() isMigrateEvent_Event {
@@ -3821,7 +3957,7 @@ type ResolveMigrationRequest struct {
 
 func (x *ResolveMigrationRequest) Reset() {
 	*x = ResolveMigrationRequest{}
-	mi := &file_ckptd_proto_msgTypes[51]
+	mi := &file_ckptd_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3833,7 +3969,7 @@ func (x *ResolveMigrationRequest) String() string {
 func (*ResolveMigrationRequest) ProtoMessage() {}
 
 func (x *ResolveMigrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[51]
+	mi := &file_ckptd_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3846,7 +3982,7 @@ func (x *ResolveMigrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveMigrationRequest.ProtoReflect.Descriptor instead.
 func (*ResolveMigrationRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{51}
+	return file_ckptd_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ResolveMigrationRequest) GetTarget() string {
@@ -3871,7 +4007,7 @@ type EventsRequest struct {
 
 func (x *EventsRequest) Reset() {
 	*x = EventsRequest{}
-	mi := &file_ckptd_proto_msgTypes[52]
+	mi := &file_ckptd_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3883,7 +4019,7 @@ func (x *EventsRequest) String() string {
 func (*EventsRequest) ProtoMessage() {}
 
 func (x *EventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[52]
+	mi := &file_ckptd_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3896,7 +4032,7 @@ func (x *EventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
 func (*EventsRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{52}
+	return file_ckptd_proto_rawDescGZIP(), []int{54}
 }
 
 // One thing that happened: created, sealed, restored, removed, pruned,
@@ -3921,7 +4057,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_ckptd_proto_msgTypes[53]
+	mi := &file_ckptd_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3933,7 +4069,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[53]
+	mi := &file_ckptd_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3946,7 +4082,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{53}
+	return file_ckptd_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *Event) GetTimeUnixNano() int64 {
@@ -4036,7 +4172,7 @@ type ExportRequest struct {
 
 func (x *ExportRequest) Reset() {
 	*x = ExportRequest{}
-	mi := &file_ckptd_proto_msgTypes[54]
+	mi := &file_ckptd_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4048,7 +4184,7 @@ func (x *ExportRequest) String() string {
 func (*ExportRequest) ProtoMessage() {}
 
 func (x *ExportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[54]
+	mi := &file_ckptd_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4061,7 +4197,7 @@ func (x *ExportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportRequest.ProtoReflect.Descriptor instead.
 func (*ExportRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{54}
+	return file_ckptd_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ExportRequest) GetCheckpoint() string {
@@ -4087,7 +4223,7 @@ type ExportChunk struct {
 
 func (x *ExportChunk) Reset() {
 	*x = ExportChunk{}
-	mi := &file_ckptd_proto_msgTypes[55]
+	mi := &file_ckptd_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4099,7 +4235,7 @@ func (x *ExportChunk) String() string {
 func (*ExportChunk) ProtoMessage() {}
 
 func (x *ExportChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[55]
+	mi := &file_ckptd_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4112,7 +4248,7 @@ func (x *ExportChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportChunk.ProtoReflect.Descriptor instead.
 func (*ExportChunk) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{55}
+	return file_ckptd_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ExportChunk) GetData() []byte {
@@ -4143,7 +4279,7 @@ type ImportChunk struct {
 
 func (x *ImportChunk) Reset() {
 	*x = ImportChunk{}
-	mi := &file_ckptd_proto_msgTypes[56]
+	mi := &file_ckptd_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4155,7 +4291,7 @@ func (x *ImportChunk) String() string {
 func (*ImportChunk) ProtoMessage() {}
 
 func (x *ImportChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[56]
+	mi := &file_ckptd_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4168,7 +4304,7 @@ func (x *ImportChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportChunk.ProtoReflect.Descriptor instead.
 func (*ImportChunk) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{56}
+	return file_ckptd_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ImportChunk) GetName() string {
@@ -4243,7 +4379,7 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x03pid\x18\x03 \x01(\x05R\x03pid\x12\x18\n" +
 	"\acommand\x18\x04 \x03(\tR\acommand\x12\x19\n" +
 	"\blog_path\x18\x05 \x01(\tR\alogPath\x12\x14\n" +
-	"\x05owner\x18\x06 \x01(\rR\x05owner\"\xcd\x04\n" +
+	"\x05owner\x18\x06 \x01(\rR\x05owner\"\xd6\x05\n" +
 	"\x06Target\x12%\n" +
 	"\x03ref\x18\x01 \x01(\v2\x13.ckptd.v1.TargetRefR\x03ref\x12\x1d\n" +
 	"\n" +
@@ -4264,7 +4400,14 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x0eterminal_error\x18\x0f \x01(\tR\rterminalError\x12\x18\n" +
 	"\anetwork\x18\x10 \x01(\tR\anetwork\x12\x0e\n" +
 	"\x02ip\x18\x11 \x01(\tR\x02ip\x12\x14\n" +
-	"\x05ports\x18\x12 \x03(\tR\x05ports\"\xc3\x03\n" +
+	"\x05ports\x18\x12 \x03(\tR\x05ports\x12\x1e\n" +
+	"\n" +
+	"hibernated\x18\x13 \x01(\bR\n" +
+	"hibernated\x12\x1d\n" +
+	"\n" +
+	"wake_error\x18\x14 \x01(\tR\twakeError\x12\"\n" +
+	"\ridle_after_ns\x18\x15 \x01(\x03R\vidleAfterNs\x12$\n" +
+	"\x0escales_to_zero\x18\x16 \x01(\bR\fscalesToZero\"\xc3\x03\n" +
 	"\bSchedule\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x19\n" +
@@ -4300,7 +4443,7 @@ const file_ckptd_proto_rawDesc = "" +
 	"\tschedules\x18\x01 \x03(\v2\x12.ckptd.v1.ScheduleR\tschedules\"/\n" +
 	"\x15RemoveScheduleRequest\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\"\x18\n" +
-	"\x16RemoveScheduleResponse\"\xd2\x01\n" +
+	"\x16RemoveScheduleResponse\"\x9a\x02\n" +
 	"\n" +
 	"RunRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
@@ -4313,7 +4456,13 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x04user\x18\b \x01(\tR\x04user\x12\x10\n" +
 	"\x03net\x18\t \x01(\tR\x03net\x12\x18\n" +
 	"\apublish\x18\n" +
-	" \x03(\tR\apublish\"]\n" +
+	" \x03(\tR\apublish\x12\"\n" +
+	"\rscale_to_zero\x18\v \x01(\bR\vscaleToZero\x12\"\n" +
+	"\ridle_after_ns\x18\f \x01(\x03R\vidleAfterNs\"&\n" +
+	"\x10HibernateRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"!\n" +
+	"\vWakeRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"]\n" +
 	"\vAttachInput\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x12\x12\n" +
@@ -4594,7 +4743,7 @@ const file_ckptd_proto_rawDesc = "" +
 	"\fPRECOPY_AUTO\x10\x00\x12\x0e\n" +
 	"\n" +
 	"PRECOPY_ON\x10\x01\x12\x0f\n" +
-	"\vPRECOPY_OFF\x10\x022\x8a\n" +
+	"\vPRECOPY_OFF\x10\x022\xf6\n" +
 	"\n" +
 	"\x05Ckptd\x12>\n" +
 	"\aVersion\x12\x18.ckptd.v1.VersionRequest\x1a\x19.ckptd.v1.VersionResponse\x128\n" +
@@ -4603,7 +4752,9 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x02Ps\x12\x13.ckptd.v1.PsRequest\x1a\x14.ckptd.v1.PsResponse\x12;\n" +
 	"\x06Attach\x12\x15.ckptd.v1.AttachInput\x1a\x16.ckptd.v1.AttachOutput(\x010\x01\x127\n" +
 	"\x04Logs\x12\x15.ckptd.v1.LogsRequest\x1a\x16.ckptd.v1.LogsResponse0\x01\x125\n" +
-	"\x04Kill\x12\x15.ckptd.v1.KillRequest\x1a\x16.ckptd.v1.KillResponse\x127\n" +
+	"\x04Kill\x12\x15.ckptd.v1.KillRequest\x1a\x16.ckptd.v1.KillResponse\x129\n" +
+	"\tHibernate\x12\x1a.ckptd.v1.HibernateRequest\x1a\x10.ckptd.v1.Target\x12/\n" +
+	"\x04Wake\x12\x15.ckptd.v1.WakeRequest\x1a\x10.ckptd.v1.Target\x127\n" +
 	"\x06Create\x12\x17.ckptd.v1.CreateRequest\x1a\x14.ckptd.v1.Checkpoint\x125\n" +
 	"\x04List\x12\x15.ckptd.v1.ListRequest\x1a\x16.ckptd.v1.ListResponse\x12;\n" +
 	"\x06Remove\x12\x17.ckptd.v1.RemoveRequest\x1a\x18.ckptd.v1.RemoveResponse\x125\n" +
@@ -4632,7 +4783,7 @@ func file_ckptd_proto_rawDescGZIP() []byte {
 }
 
 var file_ckptd_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_ckptd_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
+var file_ckptd_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
 var file_ckptd_proto_goTypes = []any{
 	(Precopy)(0),                    // 0: ckptd.v1.Precopy
 	(*VersionRequest)(nil),          // 1: ckptd.v1.VersionRequest
@@ -4649,51 +4800,53 @@ var file_ckptd_proto_goTypes = []any{
 	(*RemoveScheduleRequest)(nil),   // 12: ckptd.v1.RemoveScheduleRequest
 	(*RemoveScheduleResponse)(nil),  // 13: ckptd.v1.RemoveScheduleResponse
 	(*RunRequest)(nil),              // 14: ckptd.v1.RunRequest
-	(*AttachInput)(nil),             // 15: ckptd.v1.AttachInput
-	(*AttachOutput)(nil),            // 16: ckptd.v1.AttachOutput
-	(*PsRequest)(nil),               // 17: ckptd.v1.PsRequest
-	(*PsResponse)(nil),              // 18: ckptd.v1.PsResponse
-	(*LogsRequest)(nil),             // 19: ckptd.v1.LogsRequest
-	(*LogsResponse)(nil),            // 20: ckptd.v1.LogsResponse
-	(*KillRequest)(nil),             // 21: ckptd.v1.KillRequest
-	(*KillResponse)(nil),            // 22: ckptd.v1.KillResponse
-	(*Options)(nil),                 // 23: ckptd.v1.Options
-	(*DumpStats)(nil),               // 24: ckptd.v1.DumpStats
-	(*FileSum)(nil),                 // 25: ckptd.v1.FileSum
-	(*Checkpoint)(nil),              // 26: ckptd.v1.Checkpoint
-	(*Incremental)(nil),             // 27: ckptd.v1.Incremental
-	(*Import)(nil),                  // 28: ckptd.v1.Import
-	(*Migration)(nil),               // 29: ckptd.v1.Migration
-	(*ContainerInfo)(nil),           // 30: ckptd.v1.ContainerInfo
-	(*CreateRequest)(nil),           // 31: ckptd.v1.CreateRequest
-	(*ListRequest)(nil),             // 32: ckptd.v1.ListRequest
-	(*ListResponse)(nil),            // 33: ckptd.v1.ListResponse
-	(*Quarantined)(nil),             // 34: ckptd.v1.Quarantined
-	(*VerifyRequest)(nil),           // 35: ckptd.v1.VerifyRequest
-	(*VerifyResponse)(nil),          // 36: ckptd.v1.VerifyResponse
-	(*RemoveRequest)(nil),           // 37: ckptd.v1.RemoveRequest
-	(*RemoveResponse)(nil),          // 38: ckptd.v1.RemoveResponse
-	(*RestoreRequest)(nil),          // 39: ckptd.v1.RestoreRequest
-	(*InspectRequest)(nil),          // 40: ckptd.v1.InspectRequest
-	(*File)(nil),                    // 41: ckptd.v1.File
-	(*Socket)(nil),                  // 42: ckptd.v1.Socket
-	(*Process)(nil),                 // 43: ckptd.v1.Process
-	(*InspectResponse)(nil),         // 44: ckptd.v1.InspectResponse
-	(*NeededFile)(nil),              // 45: ckptd.v1.NeededFile
-	(*MigrateRequest)(nil),          // 46: ckptd.v1.MigrateRequest
-	(*MigrateProgress)(nil),         // 47: ckptd.v1.MigrateProgress
-	(*MigrateResult)(nil),           // 48: ckptd.v1.MigrateResult
-	(*Round)(nil),                   // 49: ckptd.v1.Round
-	(*Phase)(nil),                   // 50: ckptd.v1.Phase
-	(*MigrateEvent)(nil),            // 51: ckptd.v1.MigrateEvent
-	(*ResolveMigrationRequest)(nil), // 52: ckptd.v1.ResolveMigrationRequest
-	(*EventsRequest)(nil),           // 53: ckptd.v1.EventsRequest
-	(*Event)(nil),                   // 54: ckptd.v1.Event
-	(*ExportRequest)(nil),           // 55: ckptd.v1.ExportRequest
-	(*ExportChunk)(nil),             // 56: ckptd.v1.ExportChunk
-	(*ImportChunk)(nil),             // 57: ckptd.v1.ImportChunk
-	nil,                             // 58: ckptd.v1.Checkpoint.FilesEntry
-	nil,                             // 59: ckptd.v1.ContainerInfo.LabelsEntry
+	(*HibernateRequest)(nil),        // 15: ckptd.v1.HibernateRequest
+	(*WakeRequest)(nil),             // 16: ckptd.v1.WakeRequest
+	(*AttachInput)(nil),             // 17: ckptd.v1.AttachInput
+	(*AttachOutput)(nil),            // 18: ckptd.v1.AttachOutput
+	(*PsRequest)(nil),               // 19: ckptd.v1.PsRequest
+	(*PsResponse)(nil),              // 20: ckptd.v1.PsResponse
+	(*LogsRequest)(nil),             // 21: ckptd.v1.LogsRequest
+	(*LogsResponse)(nil),            // 22: ckptd.v1.LogsResponse
+	(*KillRequest)(nil),             // 23: ckptd.v1.KillRequest
+	(*KillResponse)(nil),            // 24: ckptd.v1.KillResponse
+	(*Options)(nil),                 // 25: ckptd.v1.Options
+	(*DumpStats)(nil),               // 26: ckptd.v1.DumpStats
+	(*FileSum)(nil),                 // 27: ckptd.v1.FileSum
+	(*Checkpoint)(nil),              // 28: ckptd.v1.Checkpoint
+	(*Incremental)(nil),             // 29: ckptd.v1.Incremental
+	(*Import)(nil),                  // 30: ckptd.v1.Import
+	(*Migration)(nil),               // 31: ckptd.v1.Migration
+	(*ContainerInfo)(nil),           // 32: ckptd.v1.ContainerInfo
+	(*CreateRequest)(nil),           // 33: ckptd.v1.CreateRequest
+	(*ListRequest)(nil),             // 34: ckptd.v1.ListRequest
+	(*ListResponse)(nil),            // 35: ckptd.v1.ListResponse
+	(*Quarantined)(nil),             // 36: ckptd.v1.Quarantined
+	(*VerifyRequest)(nil),           // 37: ckptd.v1.VerifyRequest
+	(*VerifyResponse)(nil),          // 38: ckptd.v1.VerifyResponse
+	(*RemoveRequest)(nil),           // 39: ckptd.v1.RemoveRequest
+	(*RemoveResponse)(nil),          // 40: ckptd.v1.RemoveResponse
+	(*RestoreRequest)(nil),          // 41: ckptd.v1.RestoreRequest
+	(*InspectRequest)(nil),          // 42: ckptd.v1.InspectRequest
+	(*File)(nil),                    // 43: ckptd.v1.File
+	(*Socket)(nil),                  // 44: ckptd.v1.Socket
+	(*Process)(nil),                 // 45: ckptd.v1.Process
+	(*InspectResponse)(nil),         // 46: ckptd.v1.InspectResponse
+	(*NeededFile)(nil),              // 47: ckptd.v1.NeededFile
+	(*MigrateRequest)(nil),          // 48: ckptd.v1.MigrateRequest
+	(*MigrateProgress)(nil),         // 49: ckptd.v1.MigrateProgress
+	(*MigrateResult)(nil),           // 50: ckptd.v1.MigrateResult
+	(*Round)(nil),                   // 51: ckptd.v1.Round
+	(*Phase)(nil),                   // 52: ckptd.v1.Phase
+	(*MigrateEvent)(nil),            // 53: ckptd.v1.MigrateEvent
+	(*ResolveMigrationRequest)(nil), // 54: ckptd.v1.ResolveMigrationRequest
+	(*EventsRequest)(nil),           // 55: ckptd.v1.EventsRequest
+	(*Event)(nil),                   // 56: ckptd.v1.Event
+	(*ExportRequest)(nil),           // 57: ckptd.v1.ExportRequest
+	(*ExportChunk)(nil),             // 58: ckptd.v1.ExportChunk
+	(*ImportChunk)(nil),             // 59: ckptd.v1.ImportChunk
+	nil,                             // 60: ckptd.v1.Checkpoint.FilesEntry
+	nil,                             // 61: ckptd.v1.ContainerInfo.LabelsEntry
 }
 var file_ckptd_proto_depIdxs = []int32{
 	4,  // 0: ckptd.v1.CheckResponse.checks:type_name -> ckptd.v1.CheckResult
@@ -4702,76 +4855,80 @@ var file_ckptd_proto_depIdxs = []int32{
 	8,  // 3: ckptd.v1.ListSchedulesResponse.schedules:type_name -> ckptd.v1.Schedule
 	7,  // 4: ckptd.v1.PsResponse.targets:type_name -> ckptd.v1.Target
 	6,  // 5: ckptd.v1.Checkpoint.target:type_name -> ckptd.v1.TargetRef
-	23, // 6: ckptd.v1.Checkpoint.options:type_name -> ckptd.v1.Options
-	24, // 7: ckptd.v1.Checkpoint.stats:type_name -> ckptd.v1.DumpStats
-	58, // 8: ckptd.v1.Checkpoint.files:type_name -> ckptd.v1.Checkpoint.FilesEntry
-	30, // 9: ckptd.v1.Checkpoint.container:type_name -> ckptd.v1.ContainerInfo
-	29, // 10: ckptd.v1.Checkpoint.migration:type_name -> ckptd.v1.Migration
-	28, // 11: ckptd.v1.Checkpoint.imported:type_name -> ckptd.v1.Import
-	27, // 12: ckptd.v1.Checkpoint.incremental:type_name -> ckptd.v1.Incremental
-	59, // 13: ckptd.v1.ContainerInfo.labels:type_name -> ckptd.v1.ContainerInfo.LabelsEntry
-	23, // 14: ckptd.v1.CreateRequest.options:type_name -> ckptd.v1.Options
-	26, // 15: ckptd.v1.ListResponse.checkpoints:type_name -> ckptd.v1.Checkpoint
-	34, // 16: ckptd.v1.ListResponse.quarantined:type_name -> ckptd.v1.Quarantined
-	26, // 17: ckptd.v1.Quarantined.checkpoint:type_name -> ckptd.v1.Checkpoint
-	26, // 18: ckptd.v1.VerifyResponse.checkpoint:type_name -> ckptd.v1.Checkpoint
-	41, // 19: ckptd.v1.Process.files:type_name -> ckptd.v1.File
-	42, // 20: ckptd.v1.Process.sockets:type_name -> ckptd.v1.Socket
-	26, // 21: ckptd.v1.InspectResponse.checkpoint:type_name -> ckptd.v1.Checkpoint
-	43, // 22: ckptd.v1.InspectResponse.processes:type_name -> ckptd.v1.Process
-	45, // 23: ckptd.v1.InspectResponse.needs:type_name -> ckptd.v1.NeededFile
-	23, // 24: ckptd.v1.MigrateRequest.options:type_name -> ckptd.v1.Options
+	25, // 6: ckptd.v1.Checkpoint.options:type_name -> ckptd.v1.Options
+	26, // 7: ckptd.v1.Checkpoint.stats:type_name -> ckptd.v1.DumpStats
+	60, // 8: ckptd.v1.Checkpoint.files:type_name -> ckptd.v1.Checkpoint.FilesEntry
+	32, // 9: ckptd.v1.Checkpoint.container:type_name -> ckptd.v1.ContainerInfo
+	31, // 10: ckptd.v1.Checkpoint.migration:type_name -> ckptd.v1.Migration
+	30, // 11: ckptd.v1.Checkpoint.imported:type_name -> ckptd.v1.Import
+	29, // 12: ckptd.v1.Checkpoint.incremental:type_name -> ckptd.v1.Incremental
+	61, // 13: ckptd.v1.ContainerInfo.labels:type_name -> ckptd.v1.ContainerInfo.LabelsEntry
+	25, // 14: ckptd.v1.CreateRequest.options:type_name -> ckptd.v1.Options
+	28, // 15: ckptd.v1.ListResponse.checkpoints:type_name -> ckptd.v1.Checkpoint
+	36, // 16: ckptd.v1.ListResponse.quarantined:type_name -> ckptd.v1.Quarantined
+	28, // 17: ckptd.v1.Quarantined.checkpoint:type_name -> ckptd.v1.Checkpoint
+	28, // 18: ckptd.v1.VerifyResponse.checkpoint:type_name -> ckptd.v1.Checkpoint
+	43, // 19: ckptd.v1.Process.files:type_name -> ckptd.v1.File
+	44, // 20: ckptd.v1.Process.sockets:type_name -> ckptd.v1.Socket
+	28, // 21: ckptd.v1.InspectResponse.checkpoint:type_name -> ckptd.v1.Checkpoint
+	45, // 22: ckptd.v1.InspectResponse.processes:type_name -> ckptd.v1.Process
+	47, // 23: ckptd.v1.InspectResponse.needs:type_name -> ckptd.v1.NeededFile
+	25, // 24: ckptd.v1.MigrateRequest.options:type_name -> ckptd.v1.Options
 	0,  // 25: ckptd.v1.MigrateRequest.precopy:type_name -> ckptd.v1.Precopy
-	24, // 26: ckptd.v1.MigrateResult.stats:type_name -> ckptd.v1.DumpStats
-	50, // 27: ckptd.v1.MigrateResult.phases:type_name -> ckptd.v1.Phase
-	49, // 28: ckptd.v1.MigrateResult.rounds:type_name -> ckptd.v1.Round
-	47, // 29: ckptd.v1.MigrateEvent.progress:type_name -> ckptd.v1.MigrateProgress
-	48, // 30: ckptd.v1.MigrateEvent.result:type_name -> ckptd.v1.MigrateResult
-	25, // 31: ckptd.v1.Checkpoint.FilesEntry.value:type_name -> ckptd.v1.FileSum
+	26, // 26: ckptd.v1.MigrateResult.stats:type_name -> ckptd.v1.DumpStats
+	52, // 27: ckptd.v1.MigrateResult.phases:type_name -> ckptd.v1.Phase
+	51, // 28: ckptd.v1.MigrateResult.rounds:type_name -> ckptd.v1.Round
+	49, // 29: ckptd.v1.MigrateEvent.progress:type_name -> ckptd.v1.MigrateProgress
+	50, // 30: ckptd.v1.MigrateEvent.result:type_name -> ckptd.v1.MigrateResult
+	27, // 31: ckptd.v1.Checkpoint.FilesEntry.value:type_name -> ckptd.v1.FileSum
 	1,  // 32: ckptd.v1.Ckptd.Version:input_type -> ckptd.v1.VersionRequest
 	3,  // 33: ckptd.v1.Ckptd.Check:input_type -> ckptd.v1.CheckRequest
 	14, // 34: ckptd.v1.Ckptd.Run:input_type -> ckptd.v1.RunRequest
-	17, // 35: ckptd.v1.Ckptd.Ps:input_type -> ckptd.v1.PsRequest
-	15, // 36: ckptd.v1.Ckptd.Attach:input_type -> ckptd.v1.AttachInput
-	19, // 37: ckptd.v1.Ckptd.Logs:input_type -> ckptd.v1.LogsRequest
-	21, // 38: ckptd.v1.Ckptd.Kill:input_type -> ckptd.v1.KillRequest
-	31, // 39: ckptd.v1.Ckptd.Create:input_type -> ckptd.v1.CreateRequest
-	32, // 40: ckptd.v1.Ckptd.List:input_type -> ckptd.v1.ListRequest
-	37, // 41: ckptd.v1.Ckptd.Remove:input_type -> ckptd.v1.RemoveRequest
-	39, // 42: ckptd.v1.Ckptd.Restore:input_type -> ckptd.v1.RestoreRequest
-	40, // 43: ckptd.v1.Ckptd.Inspect:input_type -> ckptd.v1.InspectRequest
-	35, // 44: ckptd.v1.Ckptd.Verify:input_type -> ckptd.v1.VerifyRequest
-	46, // 45: ckptd.v1.Ckptd.Migrate:input_type -> ckptd.v1.MigrateRequest
-	52, // 46: ckptd.v1.Ckptd.ResolveMigration:input_type -> ckptd.v1.ResolveMigrationRequest
-	9,  // 47: ckptd.v1.Ckptd.SetSchedule:input_type -> ckptd.v1.SetScheduleRequest
-	10, // 48: ckptd.v1.Ckptd.ListSchedules:input_type -> ckptd.v1.ListSchedulesRequest
-	12, // 49: ckptd.v1.Ckptd.RemoveSchedule:input_type -> ckptd.v1.RemoveScheduleRequest
-	53, // 50: ckptd.v1.Ckptd.Events:input_type -> ckptd.v1.EventsRequest
-	55, // 51: ckptd.v1.Ckptd.Export:input_type -> ckptd.v1.ExportRequest
-	57, // 52: ckptd.v1.Ckptd.Import:input_type -> ckptd.v1.ImportChunk
-	2,  // 53: ckptd.v1.Ckptd.Version:output_type -> ckptd.v1.VersionResponse
-	5,  // 54: ckptd.v1.Ckptd.Check:output_type -> ckptd.v1.CheckResponse
-	7,  // 55: ckptd.v1.Ckptd.Run:output_type -> ckptd.v1.Target
-	18, // 56: ckptd.v1.Ckptd.Ps:output_type -> ckptd.v1.PsResponse
-	16, // 57: ckptd.v1.Ckptd.Attach:output_type -> ckptd.v1.AttachOutput
-	20, // 58: ckptd.v1.Ckptd.Logs:output_type -> ckptd.v1.LogsResponse
-	22, // 59: ckptd.v1.Ckptd.Kill:output_type -> ckptd.v1.KillResponse
-	26, // 60: ckptd.v1.Ckptd.Create:output_type -> ckptd.v1.Checkpoint
-	33, // 61: ckptd.v1.Ckptd.List:output_type -> ckptd.v1.ListResponse
-	38, // 62: ckptd.v1.Ckptd.Remove:output_type -> ckptd.v1.RemoveResponse
-	7,  // 63: ckptd.v1.Ckptd.Restore:output_type -> ckptd.v1.Target
-	44, // 64: ckptd.v1.Ckptd.Inspect:output_type -> ckptd.v1.InspectResponse
-	36, // 65: ckptd.v1.Ckptd.Verify:output_type -> ckptd.v1.VerifyResponse
-	51, // 66: ckptd.v1.Ckptd.Migrate:output_type -> ckptd.v1.MigrateEvent
-	7,  // 67: ckptd.v1.Ckptd.ResolveMigration:output_type -> ckptd.v1.Target
-	8,  // 68: ckptd.v1.Ckptd.SetSchedule:output_type -> ckptd.v1.Schedule
-	11, // 69: ckptd.v1.Ckptd.ListSchedules:output_type -> ckptd.v1.ListSchedulesResponse
-	13, // 70: ckptd.v1.Ckptd.RemoveSchedule:output_type -> ckptd.v1.RemoveScheduleResponse
-	54, // 71: ckptd.v1.Ckptd.Events:output_type -> ckptd.v1.Event
-	56, // 72: ckptd.v1.Ckptd.Export:output_type -> ckptd.v1.ExportChunk
-	26, // 73: ckptd.v1.Ckptd.Import:output_type -> ckptd.v1.Checkpoint
-	53, // [53:74] is the sub-list for method output_type
-	32, // [32:53] is the sub-list for method input_type
+	19, // 35: ckptd.v1.Ckptd.Ps:input_type -> ckptd.v1.PsRequest
+	17, // 36: ckptd.v1.Ckptd.Attach:input_type -> ckptd.v1.AttachInput
+	21, // 37: ckptd.v1.Ckptd.Logs:input_type -> ckptd.v1.LogsRequest
+	23, // 38: ckptd.v1.Ckptd.Kill:input_type -> ckptd.v1.KillRequest
+	15, // 39: ckptd.v1.Ckptd.Hibernate:input_type -> ckptd.v1.HibernateRequest
+	16, // 40: ckptd.v1.Ckptd.Wake:input_type -> ckptd.v1.WakeRequest
+	33, // 41: ckptd.v1.Ckptd.Create:input_type -> ckptd.v1.CreateRequest
+	34, // 42: ckptd.v1.Ckptd.List:input_type -> ckptd.v1.ListRequest
+	39, // 43: ckptd.v1.Ckptd.Remove:input_type -> ckptd.v1.RemoveRequest
+	41, // 44: ckptd.v1.Ckptd.Restore:input_type -> ckptd.v1.RestoreRequest
+	42, // 45: ckptd.v1.Ckptd.Inspect:input_type -> ckptd.v1.InspectRequest
+	37, // 46: ckptd.v1.Ckptd.Verify:input_type -> ckptd.v1.VerifyRequest
+	48, // 47: ckptd.v1.Ckptd.Migrate:input_type -> ckptd.v1.MigrateRequest
+	54, // 48: ckptd.v1.Ckptd.ResolveMigration:input_type -> ckptd.v1.ResolveMigrationRequest
+	9,  // 49: ckptd.v1.Ckptd.SetSchedule:input_type -> ckptd.v1.SetScheduleRequest
+	10, // 50: ckptd.v1.Ckptd.ListSchedules:input_type -> ckptd.v1.ListSchedulesRequest
+	12, // 51: ckptd.v1.Ckptd.RemoveSchedule:input_type -> ckptd.v1.RemoveScheduleRequest
+	55, // 52: ckptd.v1.Ckptd.Events:input_type -> ckptd.v1.EventsRequest
+	57, // 53: ckptd.v1.Ckptd.Export:input_type -> ckptd.v1.ExportRequest
+	59, // 54: ckptd.v1.Ckptd.Import:input_type -> ckptd.v1.ImportChunk
+	2,  // 55: ckptd.v1.Ckptd.Version:output_type -> ckptd.v1.VersionResponse
+	5,  // 56: ckptd.v1.Ckptd.Check:output_type -> ckptd.v1.CheckResponse
+	7,  // 57: ckptd.v1.Ckptd.Run:output_type -> ckptd.v1.Target
+	20, // 58: ckptd.v1.Ckptd.Ps:output_type -> ckptd.v1.PsResponse
+	18, // 59: ckptd.v1.Ckptd.Attach:output_type -> ckptd.v1.AttachOutput
+	22, // 60: ckptd.v1.Ckptd.Logs:output_type -> ckptd.v1.LogsResponse
+	24, // 61: ckptd.v1.Ckptd.Kill:output_type -> ckptd.v1.KillResponse
+	7,  // 62: ckptd.v1.Ckptd.Hibernate:output_type -> ckptd.v1.Target
+	7,  // 63: ckptd.v1.Ckptd.Wake:output_type -> ckptd.v1.Target
+	28, // 64: ckptd.v1.Ckptd.Create:output_type -> ckptd.v1.Checkpoint
+	35, // 65: ckptd.v1.Ckptd.List:output_type -> ckptd.v1.ListResponse
+	40, // 66: ckptd.v1.Ckptd.Remove:output_type -> ckptd.v1.RemoveResponse
+	7,  // 67: ckptd.v1.Ckptd.Restore:output_type -> ckptd.v1.Target
+	46, // 68: ckptd.v1.Ckptd.Inspect:output_type -> ckptd.v1.InspectResponse
+	38, // 69: ckptd.v1.Ckptd.Verify:output_type -> ckptd.v1.VerifyResponse
+	53, // 70: ckptd.v1.Ckptd.Migrate:output_type -> ckptd.v1.MigrateEvent
+	7,  // 71: ckptd.v1.Ckptd.ResolveMigration:output_type -> ckptd.v1.Target
+	8,  // 72: ckptd.v1.Ckptd.SetSchedule:output_type -> ckptd.v1.Schedule
+	11, // 73: ckptd.v1.Ckptd.ListSchedules:output_type -> ckptd.v1.ListSchedulesResponse
+	13, // 74: ckptd.v1.Ckptd.RemoveSchedule:output_type -> ckptd.v1.RemoveScheduleResponse
+	56, // 75: ckptd.v1.Ckptd.Events:output_type -> ckptd.v1.Event
+	58, // 76: ckptd.v1.Ckptd.Export:output_type -> ckptd.v1.ExportChunk
+	28, // 77: ckptd.v1.Ckptd.Import:output_type -> ckptd.v1.Checkpoint
+	55, // [55:78] is the sub-list for method output_type
+	32, // [32:55] is the sub-list for method input_type
 	32, // [32:32] is the sub-list for extension type_name
 	32, // [32:32] is the sub-list for extension extendee
 	0,  // [0:32] is the sub-list for field type_name
@@ -4782,7 +4939,7 @@ func file_ckptd_proto_init() {
 	if File_ckptd_proto != nil {
 		return
 	}
-	file_ckptd_proto_msgTypes[50].OneofWrappers = []any{
+	file_ckptd_proto_msgTypes[52].OneofWrappers = []any{
 		(*MigrateEvent_Progress)(nil),
 		(*MigrateEvent_Result)(nil),
 	}
@@ -4792,7 +4949,7 @@ func file_ckptd_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ckptd_proto_rawDesc), len(file_ckptd_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   59,
+			NumMessages:   61,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -28,6 +28,8 @@ const (
 	Ckptd_Attach_FullMethodName           = "/ckptd.v1.Ckptd/Attach"
 	Ckptd_Logs_FullMethodName             = "/ckptd.v1.Ckptd/Logs"
 	Ckptd_Kill_FullMethodName             = "/ckptd.v1.Ckptd/Kill"
+	Ckptd_Hibernate_FullMethodName        = "/ckptd.v1.Ckptd/Hibernate"
+	Ckptd_Wake_FullMethodName             = "/ckptd.v1.Ckptd/Wake"
 	Ckptd_Create_FullMethodName           = "/ckptd.v1.Ckptd/Create"
 	Ckptd_List_FullMethodName             = "/ckptd.v1.Ckptd/List"
 	Ckptd_Remove_FullMethodName           = "/ckptd.v1.Ckptd/Remove"
@@ -59,6 +61,10 @@ type CkptdClient interface {
 	// until the workload ends or the client goes.
 	Logs(ctx context.Context, in *LogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogsResponse], error)
 	Kill(ctx context.Context, in *KillRequest, opts ...grpc.CallOption) (*KillResponse, error)
+	// Hibernate checkpoints and stops a workload that scales to zero; Wake
+	// restores it, as its next connection would.
+	Hibernate(ctx context.Context, in *HibernateRequest, opts ...grpc.CallOption) (*Target, error)
+	Wake(ctx context.Context, in *WakeRequest, opts ...grpc.CallOption) (*Target, error)
 	Create(ctx context.Context, in *CreateRequest, opts ...grpc.CallOption) (*Checkpoint, error)
 	List(ctx context.Context, in *ListRequest, opts ...grpc.CallOption) (*ListResponse, error)
 	Remove(ctx context.Context, in *RemoveRequest, opts ...grpc.CallOption) (*RemoveResponse, error)
@@ -166,6 +172,26 @@ func (c *ckptdClient) Kill(ctx context.Context, in *KillRequest, opts ...grpc.Ca
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(KillResponse)
 	err := c.cc.Invoke(ctx, Ckptd_Kill_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *ckptdClient) Hibernate(ctx context.Context, in *HibernateRequest, opts ...grpc.CallOption) (*Target, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Target)
+	err := c.cc.Invoke(ctx, Ckptd_Hibernate_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *ckptdClient) Wake(ctx context.Context, in *WakeRequest, opts ...grpc.CallOption) (*Target, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Target)
+	err := c.cc.Invoke(ctx, Ckptd_Wake_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -357,6 +383,10 @@ type CkptdServer interface {
 	// until the workload ends or the client goes.
 	Logs(*LogsRequest, grpc.ServerStreamingServer[LogsResponse]) error
 	Kill(context.Context, *KillRequest) (*KillResponse, error)
+	// Hibernate checkpoints and stops a workload that scales to zero; Wake
+	// restores it, as its next connection would.
+	Hibernate(context.Context, *HibernateRequest) (*Target, error)
+	Wake(context.Context, *WakeRequest) (*Target, error)
 	Create(context.Context, *CreateRequest) (*Checkpoint, error)
 	List(context.Context, *ListRequest) (*ListResponse, error)
 	Remove(context.Context, *RemoveRequest) (*RemoveResponse, error)
@@ -408,6 +438,12 @@ func (UnimplementedCkptdServer) Logs(*LogsRequest, grpc.ServerStreamingServer[Lo
 }
 func (UnimplementedCkptdServer) Kill(context.Context, *KillRequest) (*KillResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Kill not implemented")
+}
+func (UnimplementedCkptdServer) Hibernate(context.Context, *HibernateRequest) (*Target, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Hibernate not implemented")
+}
+func (UnimplementedCkptdServer) Wake(context.Context, *WakeRequest) (*Target, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Wake not implemented")
 }
 func (UnimplementedCkptdServer) Create(context.Context, *CreateRequest) (*Checkpoint, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Create not implemented")
@@ -576,6 +612,42 @@ func _Ckptd_Kill_Handler(srv interface{}, ctx context.Context, dec func(interfac
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(CkptdServer).Kill(ctx, req.(*KillRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Ckptd_Hibernate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HibernateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CkptdServer).Hibernate(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Ckptd_Hibernate_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CkptdServer).Hibernate(ctx, req.(*HibernateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Ckptd_Wake_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(WakeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CkptdServer).Wake(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Ckptd_Wake_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CkptdServer).Wake(ctx, req.(*WakeRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -826,6 +898,14 @@ var Ckptd_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Kill",
 			Handler:    _Ckptd_Kill_Handler,
+		},
+		{
+			MethodName: "Hibernate",
+			Handler:    _Ckptd_Hibernate_Handler,
+		},
+		{
+			MethodName: "Wake",
+			Handler:    _Ckptd_Wake_Handler,
 		},
 		{
 			MethodName: "Create",

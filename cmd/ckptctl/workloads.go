@@ -21,6 +21,7 @@ func (c *cli) runCmd() *cobra.Command {
 	var name, keys, user, net string
 	var publish []string
 	var tty, interactive, detach bool
+	var idleAfter time.Duration
 	cmd := &cobra.Command{
 		Use:   "run --name NAME -- CMD [ARGS...]",
 		Short: "Launch a workload as pid 1 of a new PID namespace, so it can be checkpointed and copied",
@@ -42,7 +43,8 @@ func (c *cli) runCmd() *cobra.Command {
 				return fmt.Errorf("run -t attaches to the session and needs a terminal, and stdin is not one (run -t -d, then '%s')", c.hint("attach", name))
 			}
 			wd, _ := os.Getwd()
-			req := &apiv1.RunRequest{Name: name, Args: args, Env: os.Environ(), Dir: wd, Tty: tty, User: user, Net: net, Publish: publish}
+			req := &apiv1.RunRequest{Name: name, Args: args, Env: os.Environ(), Dir: wd, Tty: tty, User: user, Net: net, Publish: publish,
+				ScaleToZero: cmd.Flags().Changed("idle-after"), IdleAfterNs: int64(idleAfter)}
 			if size, err := term.SizeOf(int(os.Stdin.Fd())); err == nil && tty {
 				req.Rows, req.Cols = uint32(size.Rows), uint32(size.Cols)
 			}
@@ -61,8 +63,9 @@ func (c *cli) runCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&name, "name", "", "workload name (required)")
-	cmd.Flags().StringVar(&net, "net", "host", "its network: host (the host's), private (its own namespace on ckptd's bridge network), or none (loopback only); private and none cannot be checkpointed yet")
+	cmd.Flags().StringVar(&net, "net", "host", "its network: host (the host's), private (its own namespace on ckptd's bridge network), or none (loopback only)")
 	cmd.Flags().StringSliceVarP(&publish, "publish", "p", nil, "with --net private: publish HOSTPORT:PORT[/tcp|/udp] (repeatable)")
+	cmd.Flags().DurationVar(&idleAfter, "idle-after", 0, "scale to zero: ckptd holds the published TCP ports, hibernates the workload after this long with no connection (0: only by 'ckptctl hibernate'), and wakes it on the next")
 	cmd.Flags().StringVarP(&user, "user", "u", "", "run as UID[:GID] or a user name (root callers; a socket_group caller's workloads run as itself)")
 	cmd.Flags().BoolVarP(&tty, "tty", "t", false, "give the workload a terminal session that outlives ckptd (ckptctl attach)")
 	cmd.Flags().BoolVarP(&interactive, "interactive", "i", false, "with -t: attach this terminal's keys at once")
@@ -105,6 +108,11 @@ func (c *cli) psCmd() *cobra.Command {
 			for _, t := range resp.GetTargets() {
 				status := "running"
 				switch {
+				case t.GetHibernated() && t.GetWakeError() != "":
+					status = "hibernated, wake failed"
+					fmt.Fprintf(os.Stderr, "warning: %s: %s\n", targetName(t.GetRef()), t.GetWakeError())
+				case t.GetHibernated():
+					status = "hibernated"
 				case !t.GetRunning():
 					status = t.GetExit()
 				case t.GetInDoubt() != "":
