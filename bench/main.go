@@ -67,6 +67,9 @@ func main() {
 	if *appsOn {
 		benchApps(work)
 	}
+	if *wakeOn {
+		benchWake(work)
+	}
 	if *chains {
 		benchChain(work)
 	}
@@ -263,8 +266,16 @@ func startDaemonWrapped(wrap []string, work, name, containerd string, extra ...s
 	return nil
 }
 
+// stop ends the workloads this ckptd still runs (a benchmark that failed
+// leaves some), then ckptd, which lets go of their networks as it stops.
 func (d *daemon) stop() {
 	d.stopOnce.Do(func() {
+		ctl := filepath.Join(*binDir, "ckptctl")
+		if out, err := exec.Command(ctl, "--socket", d.socket, "ps", "-q").Output(); err == nil {
+			for _, name := range strings.Fields(string(out)) {
+				exec.Command(ctl, "--socket", d.socket, "kill", name).Run()
+			}
+		}
 		d.cmd.Process.Signal(syscall.SIGTERM)
 		d.cmd.Wait()
 	})

@@ -199,6 +199,11 @@ func (d *Daemon) Subscribe(ctx context.Context) (*events.Sub, func(), error) {
 func (d *Daemon) Close() {
 	d.sched.Close()
 	d.closeActivator()
+	// What ended just before is let go of now, not at the next start,
+	// which might use another state root.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	d.leaveEndedNetworks(ctx)
 }
 
 func readHostInfo() HostInfo {
