@@ -75,7 +75,7 @@ func New(cfg Config) (*Network, error) {
 		return nil, err
 	}
 	return &Network{
-		cni:  libcni.NewCNIConfigWithCacheDir(cfg.PluginDirs, filepath.Join(cfg.StateDir, "cache"), nil),
+		cni:  libcni.NewCNIConfigWithCacheDir(cfg.PluginDirs, filepath.Join(cfg.StateDir, "cache"), newOwnedExec()),
 		list: list, lo: lo,
 	}, nil
 }

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ckptd/ckptd/proc"
 	"github.com/ckptd/ckptd/test/nettest"
 )
 
@@ -243,4 +244,48 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestPluginsBesideReaper: ckptd reaps the zombies of children nobody
+// waits for (it is a child subreaper); the plugins' exits stay theirs.
+// Here a reaper with the supervisor's rule runs flat out while
+// namespaces are made and let go.
+func TestPluginsBesideReaper(t *testing.T) {
+	state := t.TempDir()
+	bridge := fmt.Sprintf("ckr%d", os.Getpid()%100000)
+	nettest.KeepHost(t, bridge)
+	m, err := NewManager(Config{StateDir: state, Name: "ckptdtest", Bridge: bridge, Subnet: "10.83.0.0/24"}, filepath.Join(state, "netns"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		self := os.Getpid()
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			proc.WithSpawnLock(func() {
+				for _, pid := range proc.Children(self) {
+					if st, err := proc.ReadStat(pid); err == nil && st.State == 'Z' && !proc.Owned(pid) {
+						var ws unix.WaitStatus
+						unix.Wait4(pid, &ws, unix.WNOHANG, nil)
+					}
+				}
+			})
+		}
+	}()
+	ctx := context.Background()
+	for i := range 30 {
+		a, err := m.Make(ctx, fmt.Sprintf("ckptdtest-r%d", i), Spec{Mode: Private})
+		if err != nil {
+			t.Fatalf("make %d: %v", i, err)
+		}
+		if err := m.Leave(ctx, a); err != nil {
+			t.Fatalf("leave %d: %v", i, err)
+		}
+	}
 }
