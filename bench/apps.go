@@ -77,7 +77,7 @@ func benchApp(work string, d *daemon, a app) (raw, ctl []sample) {
 	defer func() { syscall.Kill(cmd.Process.Pid, syscall.SIGKILL) }()
 	waitListening(rawPort)
 	name := "app-" + rawPort
-	d.ctl(append([]string{"run", "--name", name, "--"}, a.argv(dir, ctlPort)...)...)
+	d.ctl(append([]string{"run", "--name", name, "--net", "host", "--"}, a.argv(dir, ctlPort)...)...)
 	defer d.ctl("kill", name)
 	waitListening(ctlPort)
 	for i := -1; i < *nsnap; i++ { // round -1 warms up

@@ -21,7 +21,7 @@ func benchArchive(work string) {
 	d := startDaemon(work, "archive", filepath.Join(work, "no-containerd.sock"))
 	defer d.stop()
 	// Pseudo-random memory: the compressors get no help.
-	d.ctl("run", "--name", "arc", "--", memload, "--mib", strconv.Itoa(*mib), "--incompressible")
+	d.ctl("run", "--name", "arc", "--net", "host", "--", memload, "--mib", strconv.Itoa(*mib), "--incompressible")
 	_, logPath := workloadPID(d, "arc")
 	waitReady(logPath)
 	c := createJSON(d, "arc")

@@ -23,7 +23,7 @@ func benchChain(work string) {
 	memload := buildMemload(work)
 	d := startDaemon(work, "chain", filepath.Join(work, "no-containerd.sock"))
 	defer d.stop()
-	d.ctl("run", "--name", "job", "--", memload, "--mib", strconv.Itoa(*mib))
+	d.ctl("run", "--name", "job", "--net", "host", "--", memload, "--mib", strconv.Itoa(*mib))
 	pid, logPath := workloadPID(d, "job")
 	waitReady(logPath)
 	defer d.ctl("kill", "job")

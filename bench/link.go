@@ -106,7 +106,7 @@ type linkMode struct {
 
 func (m *linkMode) round(src, dst *daemon, memload, peer string, i int) {
 	name := fmt.Sprintf("lnk%d-%s", i+1, strings.NewReplacer("-", "", "=", "").Replace(m.arg))
-	src.ctl("run", "--name", name, "--", memload, "--mib", strconv.Itoa(*mib), "--churn", strconv.Itoa(churnPercent))
+	src.ctl("run", "--name", name, "--net", "host", "--", memload, "--mib", strconv.Itoa(*mib), "--churn", strconv.Itoa(churnPercent))
 	waitReady(filepath.Join(src.root, "workloads", name, "output.log"))
 	pid, _ := workloadPID(src, name)
 	stop := churn(pid)

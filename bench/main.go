@@ -128,7 +128,7 @@ func benchProcesses(work string) {
 // changed, and times the restore of the last, through its parents.
 func (d *daemon) chainRound(memload string, i, links int) sample {
 	name := fmt.Sprintf("chain%d-%d", links, i)
-	d.ctl("run", "--name", name, "--", memload, "--mib", strconv.Itoa(*mib))
+	d.ctl("run", "--name", name, "--net", "host", "--", memload, "--mib", strconv.Itoa(*mib))
 	waitReady(filepath.Join(d.root, "workloads", name, "output.log"))
 	first := createJSON(d, "--leave-running", name)
 	for range links - 2 {
@@ -287,7 +287,7 @@ func (d *daemon) ctl(args ...string) string {
 
 func (d *daemon) round(memload string, i int) (sample, sample) {
 	name := fmt.Sprintf("bench%d", i)
-	d.ctl("run", "--name", name, "--", memload, "--mib", strconv.Itoa(*mib))
+	d.ctl("run", "--name", name, "--net", "host", "--", memload, "--mib", strconv.Itoa(*mib))
 	waitReady(filepath.Join(d.root, "workloads", name, "output.log"))
 
 	start := time.Now()

@@ -217,7 +217,7 @@ func freePort() string {
 // returns the command's wall time and the downtime it reports.
 func ckptctlMigrate(src, dst *daemon, memload, peer, prefix string, i int) (total, down sample) {
 	name := fmt.Sprintf("%s%d", prefix, i)
-	src.ctl("run", "--name", name, "--", memload, "--mib", strconv.Itoa(*mib))
+	src.ctl("run", "--name", name, "--net", "host", "--", memload, "--mib", strconv.Itoa(*mib))
 	waitReady(filepath.Join(src.root, "workloads", name, "output.log"))
 	start := time.Now()
 	out := src.ctl("migrate", "-o", "json", name, "--to", peer, "--precopy=off")

@@ -21,7 +21,7 @@ func benchSnapshots(work string) {
 	defer d.stop()
 	raw := startRawLoad(work, memload, "snap-raw")
 	defer raw.Process.Kill()
-	d.ctl("run", "--name", "snaps", "--", memload, "--mib", strconv.Itoa(*mib))
+	d.ctl("run", "--name", "snaps", "--net", "host", "--", memload, "--mib", strconv.Itoa(*mib))
 	waitReady(filepath.Join(d.root, "workloads", "snaps", "output.log"))
 	defer d.ctl("kill", "snaps")
 
@@ -85,7 +85,7 @@ func benchStore(work string) {
 	empty := filepath.Join(work, "empty-state")
 	// Whole checkpoints: the start-up must face the store's full size.
 	d := startDaemon(work, "full", filepath.Join(work, "no-containerd.sock"), "--chain-depth", "0")
-	d.ctl("run", "--name", "filler", "--", memload, "--mib", strconv.Itoa(*mib))
+	d.ctl("run", "--name", "filler", "--net", "host", "--", memload, "--mib", strconv.Itoa(*mib))
 	waitReady(filepath.Join(d.root, "workloads", "filler", "output.log"))
 	var total int64
 	var last string

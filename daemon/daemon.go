@@ -171,6 +171,7 @@ func New(ctx context.Context, p Parts) (*Daemon, error) {
 	d.resumePausedContainers(ctx)
 	d.endUnfilled(ctx)
 	d.leaveEndedNetworks(ctx)
+	d.sweepNetworks(ctx)
 	a := activator.New(p.Log, sleeper{d})
 	d.activator, d.closeActivator = a, a.Close
 	d.holdScaledToZero(ctx)

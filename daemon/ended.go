@@ -37,6 +37,15 @@ func (d *Daemon) keepExit(ctx context.Context, t *store.Target, exit string) {
 	}
 }
 
+// exitOf is how t ended, if ckptd saw it end.
+func (d *Daemon) exitOf(t *store.Target) (string, bool) {
+	if d.sup == nil {
+		return "", false
+	}
+	e, ok := d.sup.ExitOf(t.PID)
+	return e.String(), ok
+}
+
 // Prune forgets the targets that ended: their records and the directories
 // of their logs (a workload's, a restored container's). Their checkpoints
 // stay. It returns the targets it forgot, as a user names them.

@@ -3,6 +3,8 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -22,8 +24,15 @@ type Networks interface {
 
 // netSpec checks run's --net and --publish.
 func (d *Daemon) netSpec(mode string, ports []network.Port) (network.Spec, error) {
+	if mode == "" {
+		// A workload's own network is the default where ckptd has one.
+		mode = network.Host
+		if d.networks != nil {
+			mode = network.Private
+		}
+	}
 	switch mode {
-	case "", network.Host:
+	case network.Host:
 		if len(ports) > 0 {
 			return network.Spec{}, fmt.Errorf("publishing ports needs --net %s: %w", network.Private, errdefs.ErrInvalidArgument)
 		}
@@ -74,6 +83,43 @@ func (d *Daemon) leaveEndedNetworks(ctx context.Context) {
 	}
 }
 
+// sweepNetworks lets go, at start, of the namespaces no target names:
+// ckptd stopped between making one and recording it (a run, restore,
+// wake or incoming migration cut short). CNI's cache says what to undo.
+func (d *Daemon) sweepNetworks(ctx context.Context) {
+	if d.networks == nil {
+		return
+	}
+	dir := d.store.Layout().NetNSDir()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		d.log.Error("look for network namespaces no target names", "err", err)
+		return
+	}
+	ts, err := d.store.ListTargets(ctx)
+	if err != nil {
+		d.log.Error("look for network namespaces no target names", "err", err)
+		return
+	}
+	named := map[string]bool{}
+	for _, t := range ts {
+		if t.Network != nil {
+			named[t.Network.NetNS] = true
+		}
+	}
+	for _, e := range entries {
+		path := filepath.Join(dir, e.Name())
+		if named[path] {
+			continue
+		}
+		if err := d.networks.Leave(ctx, network.Attachment{ID: e.Name(), NetNS: path}); err != nil {
+			d.log.Error("let go of a network namespace no target names", "netns", path, "err", err)
+			continue
+		}
+		d.log.Warn("let go of a network namespace no target names (ckptd stopped before recording it)", "netns", path)
+	}
+}
+
 // leaveNetwork detaches t's network and forgets it in t's record.
 func (d *Daemon) leaveNetwork(ctx context.Context, t *store.Target) {
 	if d.networks == nil {
@@ -107,6 +153,9 @@ func (d *Daemon) releaseNetwork(ctx context.Context, t *store.Target) error {
 	}
 	d.log.Info("workload network released", "target", t.Key(), "ip", t.Network.IP)
 	t.Network = nil
+	if e, ok := d.exitOf(t); ok && t.Exit == "" {
+		t.Exit = e // kept here too: keepExit gives up on the lock this holds
+	}
 	if err := d.store.PutTarget(ctx, t); err != nil {
 		return fmt.Errorf("record a released network: %w", err)
 	}

@@ -73,6 +73,11 @@ func (d *Daemon) restoreNetwork(ctx context.Context, c *store.Checkpoint, ref st
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("network of %s: %w", ref.Name, err)
 	}
+	if want.IP != "" && made.IP != want.IP {
+		w := fmt.Sprintf("its address %s is another workload's here: it has %s; connections to the old one are lost", want.IP, made.IP)
+		d.log.Warn("restored at another address", "target", ref.Key(), "had", want.IP, "has", made.IP)
+		how.warnings = append(how.warnings, w)
+	}
 	undo = func() {
 		if err := d.networks.Leave(context.WithoutCancel(ctx), made); err != nil {
 			d.log.Warn("release the network of a failed restore", "target", ref.Key(), "err", err)

@@ -31,8 +31,9 @@ type RunRequest struct {
 	// User is whom it runs as (UID[:GID] or a name), for root callers;
 	// any other caller's workloads run as the caller.
 	User string
-	// Net is its network: "host" (the default), "private" (its own
-	// namespace on ckptd's network, with Publish's ports) or "none".
+	// Net is its network: "private" (its own namespace on ckptd's
+	// network, with Publish's ports; the default where ckptd has the CNI
+	// plugins), "host" (the host's) or "none" (loopback only).
 	Net     string
 	Publish []string // HOSTPORT:PORT[/tcp|/udp]
 	// ScaleToZero has ckptd hold the published ports: the workload sleeps

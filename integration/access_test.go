@@ -61,6 +61,12 @@ func TestAccess(t *testing.T) {
 		if err == nil && info.Mode().Perm()&0o077 != 0 {
 			t.Errorf("%s is %v, readable beyond root", p, info.Mode().Perm())
 		}
+		// Below these, the CNI plugins keep their files with their own
+		// modes (host-local's allocations) and namespaces are nsfs
+		// mounts (0444): only root enters the directories themselves.
+		if dir := filepath.Base(p); err == nil && filepath.Dir(p) == d.root && (dir == "network" || dir == "netns") {
+			return filepath.SkipDir
+		}
 		return err
 	})
 	if err != nil {

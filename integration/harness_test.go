@@ -116,9 +116,10 @@ func (d *daemon) stop() {
 // cleanup ends the workloads this daemon ran, by PID, then the daemon.
 // Containers are left to the containerd instance's own cleanup.
 func (d *daemon) cleanup() {
-	if d.cmd.ProcessState != nil && d.t.Failed() {
-		// A test that failed with its ckptd killed: start it again to
-		// end what it runs, rather than leave it to the next test.
+	if d.cmd.ProcessState != nil && (d.t.Failed() || netnsLeft(d) > 0) {
+		// A test that failed, or left networks, with its ckptd killed:
+		// start it again to end what it runs and let go of them, rather
+		// than leave them to the next test.
 		d.start()
 	}
 	if d.cmd.ProcessState == nil {
@@ -127,6 +128,9 @@ func (d *daemon) cleanup() {
 			if t.Running && t.Ref.Kind != "container" {
 				syscall.Kill(t.Ref.PID, syscall.SIGKILL)
 				killed = append(killed, t.Ref.PID)
+			}
+			if t.Hibernated {
+				d.ctl("kill", t.Ref.Name)
 			}
 		}
 		// Wait until they let go of their files (the state root may be a
@@ -144,6 +148,9 @@ func (d *daemon) cleanup() {
 		}
 		d.cmd.Process.Signal(syscall.SIGTERM)
 		d.cmd.Wait()
+		if n := netnsLeft(d); n > 0 {
+			d.t.Errorf("%d network namespaces left under %s after every workload ended", n, d.root)
+		}
 	}
 	if strings.Contains(d.log.String(), "DATA RACE") {
 		d.t.Errorf("ckptd (built with -race) found a data race")

@@ -59,7 +59,7 @@ func TestRunPrivateNetwork(t *testing.T) {
 	}
 	d.mustFailAll(t, []failCase{
 		{"--net \"bogus\"", []string{"run", "--name", "x1", "--net", "bogus", "--", "true"}},
-		{"publishing ports needs --net private", []string{"run", "--name", "x2", "-p", "1:2", "--", "true"}},
+		{"publishing ports needs --net private", []string{"run", "--name", "x2", "--net", "host", "-p", "1:2", "--", "true"}},
 		{"want HOSTPORT:PORT", []string{"run", "--name", "x3", "--net", "private", "-p", "80", "--", "true"}},
 		{"publishes no ports", []string{"run", "--name", "x4", "--net", "none", "-p", "18093:80", "--", "true"}},
 	})

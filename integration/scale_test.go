@@ -108,10 +108,8 @@ func TestScaleToZero(t *testing.T) {
 		c.Close()
 		t.Error("the port of a killed hibernated workload is still held")
 	}
-	if n := netnsLeft(d); n != 0 {
-		t.Errorf("%d network namespaces left", n)
-	}
 	d.must("kill", "plain")
+	waitFor(t, "every network let go of", func() bool { return netnsLeft(d) == 0 })
 }
 
 // resetOnRequest sends an HTTP request to addr and wants the connection

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ckptd/ckptd/test/nettest"
 )
 
 var okRE = regexp.MustCompile(`ok (\d+)`)
@@ -68,10 +70,10 @@ func TestMigrateTCPServer(t *testing.T) {
 // echoServer is a workload that serves line echo on a loopback port it
 // prints, one connection at a time, and says when a connection closes.
 const echoServer = `
-import socket
+import socket, sys
 s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", 0))
+s.bind((sys.argv[1], 0))
 s.listen()
 print("listening", s.getsockname()[1], flush=True)
 while True:
@@ -83,44 +85,54 @@ while True:
 `
 
 // TestRestoreTCPClose: a server checkpointed with a connection from a
-// client outside its tree. --tcp-close restores that connection closed,
-// as for a client that is gone: the server sees it end at once and
-// serves the next client. (TestContainerBadInput: containers
-// refuse the flag.)
+// client outside its tree, in the host's network and in its own. With
+// --tcp-close the restore holds that connection closed, as for a client
+// that is gone: the server sees it end at once and serves the next
+// client. (TestContainerBadInput: containers refuse the flag.)
 func TestRestoreTCPClose(t *testing.T) {
+	nettest.KeepHost(t, "ckptd0")
 	d := startDaemon(t)
-	d.must("run", "--name", "echo", "--", "python3", "-c", echoServer)
-	var port string
-	waitFor(t, "the server to listen", func() bool {
-		m := regexp.MustCompile(`listening (\d+)`).FindStringSubmatch(d.must("logs", "echo"))
-		if m != nil {
-			port = m[1]
+	for _, net := range []string{"host", "private"} {
+		name := "echo-" + net
+		bind := map[string]string{"host": "127.0.0.1", "private": "0.0.0.0"}[net]
+		d.must("run", "--name", name, "--net", net, "--", "python3", "-c", echoServer, bind)
+		var port string
+		waitFor(t, "the server to listen", func() bool {
+			m := regexp.MustCompile(`listening (\d+)`).FindStringSubmatch(d.must("logs", name))
+			if m != nil {
+				port = m[1]
+			}
+			return m != nil
+		})
+		addr := "127.0.0.1:" + port
+		if net == "private" {
+			addr = d.workload(name).IP + ":" + port
 		}
-		return m != nil
-	})
-	conn := echo(t, port, "before")
-	defer conn.Close()
-	d.must("create", "echo", "--tcp-established", "--name", "with-client")
+		conn := echo(t, addr, "before")
+		defer conn.Close()
+		d.must("create", name, "--tcp-established", "--name", name+"-with-client")
 
-	// The client is still there (without --tcp-close the conversation
-	// would go on), yet the restored server holds the connection closed.
-	d.must("restore", "with-client", "--tcp-close")
-	waitFor(t, "the restored server to see its connection closed", func() bool {
-		return strings.Contains(d.must("logs", "echo"), "closed")
-	})
-	conn.SetDeadline(time.Now().Add(3 * time.Second)) // an open one echoes at once
-	conn.Write([]byte("lost\n"))
-	if got, err := bufio.NewReader(conn).ReadString('\n'); err == nil {
-		t.Fatalf("the closed connection still echoes: %q", got)
+		// The client is still there (without --tcp-close the conversation
+		// would go on), yet the restored server holds the connection closed.
+		d.must("restore", name+"-with-client", "--tcp-close")
+		waitFor(t, net+": the restored server to see its connection closed", func() bool {
+			return strings.Contains(d.must("logs", name), "closed")
+		})
+		conn.SetDeadline(time.Now().Add(3 * time.Second)) // an open one echoes at once
+		conn.Write([]byte("lost\n"))
+		if got, err := bufio.NewReader(conn).ReadString('\n'); err == nil {
+			t.Fatalf("%s: the closed connection still echoes: %q", net, got)
+		}
+		echo(t, addr, "after").Close()
+		d.must("kill", name)
 	}
-	echo(t, port, "after").Close()
 }
 
-// echo connects to the echo server on port, checks one line comes back,
+// echo connects to the echo server at addr, checks one line comes back,
 // and returns the connection.
-func echo(t *testing.T, port, line string) net.Conn {
+func echo(t *testing.T, addr, line string) net.Conn {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", "127.0.0.1:"+port, 5*time.Second)
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -51,6 +51,7 @@ type Attachment struct {
 type Network struct {
 	cni      *libcni.CNIConfig
 	list, lo *libcni.NetworkConfigList
+	ipam     string // host-local's allocations: a file per address in use
 }
 
 // New checks that the plugins the network needs are installed.
@@ -76,7 +77,7 @@ func New(cfg Config) (*Network, error) {
 	}
 	return &Network{
 		cni:  libcni.NewCNIConfigWithCacheDir(cfg.PluginDirs, filepath.Join(cfg.StateDir, "cache"), newOwnedExec()),
-		list: list, lo: lo,
+		list: list, lo: lo, ipam: filepath.Join(cfg.StateDir, "ipam", cfg.Name),
 	}, nil
 }
 
@@ -102,6 +103,16 @@ func bridgeList(cfg Config) []byte {
 	}
 	b, _ := json.Marshal(conf) // maps of strings and bools: always encodes
 	return b
+}
+
+// Taken says whether another attachment holds ip (host-local keeps a
+// file named by each address it gave).
+func (n *Network) Taken(ip string) bool {
+	if net.ParseIP(ip) == nil {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(n.ipam, ip))
+	return err == nil
 }
 
 // validID is what CNI takes as a container ID.
@@ -168,7 +179,7 @@ func (n *Network) Attach(ctx context.Context, want Attachment) (_ Attachment, er
 func (n *Network) Detach(ctx context.Context, a Attachment) error {
 	var err error
 	if !a.LoopbackOnly {
-		if err = n.cni.DelNetworkList(ctx, n.list, n.runtime(a, "eth0")); err != nil {
+		if err = n.cni.DelNetworkList(ctx, n.list, n.cached(a)); err != nil {
 			err = fmt.Errorf("detach %s from the network: %w", a.ID, err)
 		}
 		if err != nil && len(a.Ports) > 0 {
@@ -186,6 +197,18 @@ func (n *Network) Detach(ctx context.Context, a Attachment) error {
 		err = errors.Join(err, fmt.Errorf("loopback of %s: %w", a.ID, lerr))
 	}
 	return err
+}
+
+// cached is how a was attached, as CNI's cache kept it: a detach must
+// give portmap the mappings it added, and the cache has them even when
+// the caller's record was lost (ckptd stopped between an attach and its
+// record). Without a cache entry, it is what a says.
+func (n *Network) cached(a Attachment) *libcni.RuntimeConf {
+	rt := n.runtime(a, "eth0")
+	if _, c, err := n.cni.GetNetworkListCachedConfig(n.list, rt); err == nil && c != nil && c.CapabilityArgs != nil {
+		rt.CapabilityArgs = c.CapabilityArgs
+	}
+	return rt
 }
 
 func (n *Network) runtime(a Attachment, ifName string) *libcni.RuntimeConf {

@@ -58,9 +58,14 @@ func (m *Manager) Join(ctx context.Context, id string, pid int, s Spec) (Attachm
 	return m.wire(ctx, id, ns, s)
 }
 
-// Make makes a new namespace and wires it as s says, at s.IP when set: a
-// restored tree goes into it. On failure nothing of it is left.
+// Make makes a new namespace and wires it as s says, at s.IP when set and
+// free (another workload may hold it: the address given says), with s.MAC
+// along with it: a restored tree goes into it. On failure nothing of it
+// is left.
 func (m *Manager) Make(ctx context.Context, id string, s Spec) (Attachment, error) {
+	if s.IP != "" && m.net.Taken(s.IP) {
+		s.IP, s.MAC = "", ""
+	}
 	ns, err := NewNS(m.nsDir, id)
 	if err != nil {
 		return Attachment{}, err

@@ -118,7 +118,8 @@ func TestAttachFails(t *testing.T) {
 
 // TestMakeAtAddress: a namespace made again asks for the address its
 // predecessor had and gets it (a restore in place); one asked for an
-// address in use, or outside the subnet, is refused, and leaves nothing.
+// address another holds gets a new one; one asked for an address outside
+// the subnet, or no address, is refused, and leaves nothing.
 func TestMakeAtAddress(t *testing.T) {
 	state := t.TempDir()
 	bridge := fmt.Sprintf("ckm%d", os.Getpid()%100000)
@@ -148,7 +149,18 @@ func TestMakeAtAddress(t *testing.T) {
 	go serveEcho(ln)
 	defer ln.Close()
 	echo(t, again.IP+":8080")
-	for _, ip := range []string{again.IP, "10.99.0.7", "not-an-ip"} {
+	// Held by another: it gets a new address.
+	other, err := m.Make(ctx, "ckptdtest-m4", Spec{Mode: Private, IP: again.IP, MAC: again.MAC})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if other.IP == again.IP || other.MAC == again.MAC {
+		t.Errorf("made at %s %s, which %s holds", other.IP, other.MAC, again.ID)
+	}
+	if err := m.Leave(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	for _, ip := range []string{"10.99.0.7", "not-an-ip"} {
 		if a, err := m.Make(ctx, "ckptdtest-m3", Spec{Mode: Private, IP: ip}); err == nil {
 			m.Leave(ctx, a)
 			t.Errorf("made at %s, which it must refuse", ip)
@@ -159,6 +171,34 @@ func TestMakeAtAddress(t *testing.T) {
 	}
 	if a, _ := filepath.Glob(filepath.Join(state, "ipam", "ckptdtest", "10.*")); len(a) != 1 {
 		t.Errorf("addresses allocated %v, want only %s", a, again.IP)
+	}
+}
+
+// TestDetachFromCache: a detach given only the attachment's ID and
+// namespace (its record was lost) still removes the published port's
+// rules, from what CNI's cache kept.
+func TestDetachFromCache(t *testing.T) {
+	state := t.TempDir()
+	bridge := fmt.Sprintf("ckc%d", os.Getpid()%100000)
+	nettest.KeepHost(t, bridge)
+	n, err := New(Config{StateDir: state, Name: "ckptdtest", Bridge: bridge, Subnet: "10.84.0.0/24"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := NewNS(filepath.Join(state, "netns"), "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { RemoveNS(ns) })
+	ctx := context.Background()
+	if _, err := n.Attach(ctx, Attachment{ID: "ckptdtest-c", NetNS: ns, Ports: []Port{{HostPort: 18085, ContainerPort: 80, Protocol: "tcp"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Detach(ctx, Attachment{ID: "ckptdtest-c", NetNS: ns}); err != nil {
+		t.Fatal(err)
+	}
+	if rules := iptablesSave(t); strings.Contains(rules, "18085") {
+		t.Errorf("the published port's rules are left:\n%s", grepLines(rules, "18085"))
 	}
 }
 

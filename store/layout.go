@@ -102,7 +102,7 @@ func (l Layout) DumpImages(id string) string { return filepath.Join(l.Dump(id), 
 
 // Ensure creates the state root and its directories, owner-only.
 func (l Layout) Ensure() error {
-	for _, d := range []string{l.Root, l.StagingDir(), l.CheckpointsDir(), l.QuarantineDir(), l.TrashDir(), l.TargetsDir(), l.WorkloadsDir(), l.ContainersDir(), l.DumpsDir(), l.RestoresDir()} {
+	for _, d := range []string{l.Root, l.StagingDir(), l.CheckpointsDir(), l.QuarantineDir(), l.TrashDir(), l.TargetsDir(), l.WorkloadsDir(), l.ContainersDir(), l.DumpsDir(), l.RestoresDir(), l.NetworkDir(), l.NetNSDir()} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return fmt.Errorf("create state dir: %w", err)
 		}

@@ -1057,7 +1057,7 @@ type RunRequest struct {
 	Rows          uint32                 `protobuf:"varint,6,opt,name=rows,proto3" json:"rows,omitempty"`
 	Cols          uint32                 `protobuf:"varint,7,opt,name=cols,proto3" json:"cols,omitempty"`
 	User          string                 `protobuf:"bytes,8,opt,name=user,proto3" json:"user,omitempty"`                                      // UID[:GID] or a name to run as (root callers; others run as themselves)
-	Net           string                 `protobuf:"bytes,9,opt,name=net,proto3" json:"net,omitempty"`                                        // host (default), private or none
+	Net           string                 `protobuf:"bytes,9,opt,name=net,proto3" json:"net,omitempty"`                                        // private (the default where ckptd has the CNI plugins), host or none
 	Publish       []string               `protobuf:"bytes,10,rep,name=publish,proto3" json:"publish,omitempty"`                               // HOSTPORT:PORT[/tcp|/udp], with net private
 	ScaleToZero   bool                   `protobuf:"varint,11,opt,name=scale_to_zero,json=scaleToZero,proto3" json:"scale_to_zero,omitempty"` // ckptd holds the published ports, hibernates and wakes it
 	IdleAfterNs   int64                  `protobuf:"varint,12,opt,name=idle_after_ns,json=idleAfterNs,proto3" json:"idle_after_ns,omitempty"` // with scale_to_zero: hibernate after this long with no connection (0: by hand)

@@ -63,7 +63,7 @@ func (c *cli) runCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&name, "name", "", "workload name (required)")
-	cmd.Flags().StringVar(&net, "net", "host", "its network: host (the host's), private (its own namespace on ckptd's bridge network), or none (loopback only)")
+	cmd.Flags().StringVar(&net, "net", "", "its network: private (its own namespace on ckptd's bridge network; the default where ckptd has the CNI plugins), host (the host's), or none (loopback only)")
 	cmd.Flags().StringSliceVarP(&publish, "publish", "p", nil, "with --net private: publish HOSTPORT:PORT[/tcp|/udp] (repeatable)")
 	cmd.Flags().DurationVar(&idleAfter, "idle-after", 0, "scale to zero: ckptd holds the published TCP ports, hibernates the workload after this long with no connection (0: only by 'ckptctl hibernate'), and wakes it on the next")
 	cmd.Flags().StringVarP(&user, "user", "u", "", "run as UID[:GID] or a user name (root callers; a socket_group caller's workloads run as itself)")
