@@ -3,11 +3,14 @@ package main
 import (
 	"flag"
 	"fmt"
+	"log"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/ckptd/ckptd/test/nettest"
 )
 
 var (
@@ -39,6 +42,17 @@ http { access_log off; client_body_temp_path %[1]s; server { listen 8080; root %
 // benchWake measures, for each server, the first byte of an HTTP request
 // to it running and to it hibernated (the request wakes it), in turns.
 func benchWake(work string) {
+	// What the CNI plugins leave on the host once (ckptd's bridge, the
+	// port-mapping chains) goes when this part ends.
+	restore, err := nettest.Snapshot("ckptd0")
+	check(err)
+	undo := func() {
+		if err := restore(); err != nil {
+			log.Printf("put the host's network back: %v", err)
+		}
+	}
+	defer undo()
+	atFatal(undo)
 	d := startDaemon(work, "wake", filepath.Join(work, "no-containerd.sock"))
 	defer d.stop()
 	fmt.Printf("\nscale to zero: connect to first response byte, %d requests each, interleaved (running, hibernated, ...)\n\n", *nwake)

@@ -43,6 +43,10 @@ type RestoreRequest struct {
 	// CRIUConfig, when set, is a CRIU configuration file runc passes to
 	// this restore's CRIU (the org.criu.config annotation runc reads).
 	CRIUConfig string
+	// NetNS, when set, is the network namespace the container goes into:
+	// its own was outside its checkpoint, and runc hands this one to CRIU
+	// in its place (extRootNetNS).
+	NetNS string
 }
 
 // criuConfigAnnotation names the CRIU configuration file runc gives CRIU.
@@ -88,6 +92,9 @@ func (r *Runtime) Restore(ctx context.Context, req RestoreRequest) (res RestoreR
 	if err := localSources(spec, filepath.Join(filepath.Dir(req.LogPath), "mounts"), filepath.Join(req.ImagesDir, store.DevShmFile)); err != nil {
 		return res, fmt.Errorf("restore %s: %w", req.Ref, err)
 	}
+	if req.NetNS != "" {
+		joinNetNS(spec, req.NetNS)
+	}
 	if req.Ref != req.From && spec.Linux != nil && spec.Linux.CgroupsPath != "" {
 		// A copy beside the original needs its own cgroup.
 		spec.Linux.CgroupsPath = copyCgroupPath(spec.Linux.CgroupsPath, req.From, req.Ref)
@@ -120,6 +127,20 @@ func (r *Runtime) Restore(ctx context.Context, req RestoreRequest) (res RestoreR
 	}
 	res.PID, err = r.startRestored(ctx, c, req, spec.Process != nil && spec.Process.Terminal)
 	return res, err
+}
+
+// joinNetNS has the container join the network namespace at path.
+func joinNetNS(spec *specs.Spec, path string) {
+	if spec.Linux == nil {
+		spec.Linux = &specs.Linux{}
+	}
+	for i, n := range spec.Linux.Namespaces {
+		if n.Type == specs.NetworkNamespace {
+			spec.Linux.Namespaces[i].Path = path
+			return
+		}
+	}
+	spec.Linux.Namespaces = append(spec.Linux.Namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: path})
 }
 
 // startRestored creates the task from the CRIU images: runc restores it.

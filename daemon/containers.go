@@ -151,6 +151,19 @@ func (d *Daemon) restoreContainer(ctx context.Context, c *store.Checkpoint, ref 
 			return nil, nil, err
 		}
 	}
+	netA, undoNet, netWarnings, err := d.containerNetwork(ctx, c, ref)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer func() {
+		if err != nil {
+			undoNet()
+		}
+	}()
+	var netNS string
+	if netA != nil {
+		netNS = netA.NetNS
+	}
 	res, err := d.containers.Restore(ctx, container.RestoreRequest{
 		Ref: to, From: from, ImagesDir: dir, WorkDir: work.Path, MemoryBytes: c.Size() + c.SharedBytes(),
 		SpecPath:   filepath.Join(dir, store.ContainerSpecFile),
@@ -160,7 +173,7 @@ func (d *Daemon) restoreContainer(ctx context.Context, c *store.Checkpoint, ref 
 			Image: ci.Image, ImageDigest: ci.ImageDigest, ImageID: ci.ImageID, Snapshotter: ci.Snapshotter,
 			Runtime: ci.Runtime, Labels: ci.Labels, RootfsMediaType: ci.RootfsMediaType,
 		},
-		Verified: verified, CRIUConfig: criuConfig,
+		Verified: verified, CRIUConfig: criuConfig, NetNS: netNS,
 	})
 	if err != nil {
 		if verr := verified(); verr != nil {
@@ -169,17 +182,18 @@ func (d *Daemon) restoreContainer(ctx context.Context, c *store.Checkpoint, ref 
 		return nil, nil, err
 	}
 	ref.PID, ref.LogPath = res.PID, filepath.Join(logDir, LogFile)
-	t := &store.Target{TargetRef: ref, RestoredFrom: c.ID, Created: time.Now().UTC()}
+	t := &store.Target{TargetRef: ref, RestoredFrom: c.ID, Created: time.Now().UTC(), Network: netA}
 	if st, err := proc.ReadStat(res.PID); err == nil {
 		t.StartTime = st.StartTime
 	}
 	if err := d.store.PutTarget(ctx, t); err != nil {
 		return nil, nil, fmt.Errorf("restored %s as pid %d, but recording it failed: %w", to, res.PID, err)
 	}
-	for _, w := range res.Warnings {
+	warnings := append(netWarnings, res.Warnings...)
+	for _, w := range warnings {
 		d.log.Warn("restored container", "container", to.String(), "warning", w)
 	}
-	return t, res.Warnings, nil
+	return t, warnings, nil
 }
 
 // resumePausedContainers thaws containers whose checkpoint was cut short

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/ckptd/ckptd/dumper"
 	"github.com/ckptd/ckptd/errdefs"
@@ -69,7 +70,9 @@ func (d *Daemon) restoreNetwork(ctx context.Context, c *store.Checkpoint, ref st
 	if publish != nil {
 		want.Ports = publish
 	}
-	made, err := d.networks.Make(ctx, ref.Name+"-"+store.NewID()[:8], want)
+	// A container's name (NAMESPACE/ID) is no CNI container ID.
+	id := strings.ReplaceAll(ref.Name, "/", ".") + "-" + store.NewID()[:8]
+	made, err := d.networks.Make(ctx, id, want)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("network of %s: %w", ref.Name, err)
 	}
@@ -88,4 +91,23 @@ func (d *Daemon) restoreNetwork(ctx context.Context, c *store.Checkpoint, ref st
 		return nil, nil, nil, fmt.Errorf("open network namespace: %w", err)
 	}
 	return &made, ns, undo, nil
+}
+
+// containerNetwork makes the namespace a container whose own was outside
+// its checkpoint goes into (one of another engine's networks, or one
+// ckptd made): its path for runc, and the warnings to give.
+func (d *Daemon) containerNetwork(ctx context.Context, c *store.Checkpoint, ref store.TargetRef) (a *network.Attachment, undo func(), warnings []string, err error) {
+	if c.Network == nil {
+		return nil, func() {}, nil, nil
+	}
+	how := &restoreHow{}
+	a, ns, undo, err := d.restoreNetwork(ctx, c, ref, how)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ns.Close() // runc opens it by path
+	if c.Network.IP == "" && c.Container != nil && c.Container.Engine != "" {
+		how.warnings = append(how.warnings, fmt.Sprintf("its network was %s's, outside its checkpoint: it is on ckptd's network now, at %s (its old addresses are not kept)", c.Container.Engine, a.IP))
+	}
+	return a, undo, how.warnings, nil
 }

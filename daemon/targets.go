@@ -50,6 +50,7 @@ func (d *Daemon) Ps(ctx context.Context, all bool) (out []*TargetStatus, warning
 		}
 		if t.Kind == store.KindContainer {
 			containers[t.Key()] = t
+			endedNetworks = endedNetworks || t.Network != nil && !d.alive(t)
 			continue
 		}
 		s := d.status(t)

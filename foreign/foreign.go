@@ -18,6 +18,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/ckptd/ckptd/errdefs"
+	"github.com/ckptd/ckptd/network"
 	"github.com/ckptd/ckptd/store"
 )
 
@@ -70,7 +71,7 @@ func Convert(dir string, rawConfig, deletedFiles []byte, ns, name string) (*stor
 		return nil, fmt.Errorf("config.dump names no container or no image: %w", errdefs.ErrInvalidArgument)
 	}
 	specPath := filepath.Join(dir, store.ContainerSpecFile)
-	engine, err := rewriteSpec(specPath, ns, id)
+	engine, externalNet, err := rewriteSpec(specPath, ns, id)
 	if err != nil {
 		return nil, err
 	}
@@ -88,11 +89,15 @@ func Convert(dir string, rawConfig, deletedFiles []byte, ns, name string) (*stor
 	if name == "" {
 		name = id
 	}
-	return &store.Checkpoint{
+	c := &store.Checkpoint{
 		ID: filepath.Base(dir), Name: name, Created: created,
 		Target:    store.TargetRef{Kind: store.KindContainer, Name: ns + "/" + id},
 		Container: info,
-	}, nil
+	}
+	if externalNet {
+		c.Network = &network.Spec{Mode: network.Private}
+	}
+	return c, nil
 }
 
 var plainID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
@@ -122,36 +127,39 @@ const maxSpec = 4 << 20
 // the bundle's, the cgroup containerd's, hooks are the engine's own and
 // go, and the engine-made bind mounts get fresh sources at restore. A
 // network namespace the engine kept outside the container (a path)
-// cannot be carried and is refused. It returns the engine's name.
-func rewriteSpec(path, ns, id string) (string, error) {
+// is left out, to be made on ckptd's network at restore (externalNet). It
+// returns the engine's name.
+func rewriteSpec(path, ns, id string) (engine string, externalNet bool, err error) {
 	st, err := os.Stat(path)
 	if os.IsNotExist(err) {
-		return "", fmt.Errorf("archive has no spec.dump: %w", errdefs.ErrInvalidArgument)
+		return "", false, fmt.Errorf("archive has no spec.dump: %w", errdefs.ErrInvalidArgument)
 	}
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	if st.Size() > maxSpec {
-		return "", fmt.Errorf("spec.dump of %d bytes (at most %d): %w", st.Size(), maxSpec, errdefs.ErrInvalidArgument)
+		return "", false, fmt.Errorf("spec.dump of %d bytes (at most %d): %w", st.Size(), maxSpec, errdefs.ErrInvalidArgument)
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	var spec specs.Spec
 	if err := json.Unmarshal(data, &spec); err != nil {
-		return "", fmt.Errorf("spec.dump: %v: %w", err, errdefs.ErrInvalidArgument)
+		return "", false, fmt.Errorf("spec.dump: %v: %w", err, errdefs.ErrInvalidArgument)
 	}
 	if spec.Linux == nil || spec.Process == nil {
-		return "", fmt.Errorf("spec.dump is not a Linux container's spec: %w", errdefs.ErrInvalidArgument)
+		return "", false, fmt.Errorf("spec.dump is not a Linux container's spec: %w", errdefs.ErrInvalidArgument)
 	}
-	for _, n := range spec.Linux.Namespaces {
+	for i, n := range spec.Linux.Namespaces {
 		if n.Type == specs.NetworkNamespace && n.Path != "" {
-			return "", fmt.Errorf("the container's network namespace %s was kept outside its checkpoint, and ckptd cannot carry it; "+
-				"checkpoint containers that own theirs (podman run --network none): %w", n.Path, errdefs.ErrFailedPrecondition)
+			// The engine's network: the restore makes a namespace on
+			// ckptd's network in its place.
+			spec.Linux.Namespaces[i].Path = ""
+			externalNet = true
 		}
 	}
-	engine := spec.Annotations["io.container.manager"]
+	engine = spec.Annotations["io.container.manager"]
 	if engine == "" {
 		engine = "unknown"
 	}
@@ -166,7 +174,7 @@ func rewriteSpec(path, ns, id string) (string, error) {
 	}
 	out, err := json.Marshal(&spec)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
-	return engine, os.WriteFile(path, out, 0o600)
+	return engine, externalNet, os.WriteFile(path, out, 0o600)
 }

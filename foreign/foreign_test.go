@@ -14,6 +14,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/ckptd/ckptd/errdefs"
+	"github.com/ckptd/ckptd/network"
 	"github.com/ckptd/ckptd/store"
 )
 
@@ -62,6 +63,7 @@ func TestConvert(t *testing.T) {
 		spec         *specs.Spec
 		wantID       string // the container's ID in containerd
 		wantImageID  string
+		wantNet      bool // a network namespace to make at restore
 		wantErr      error
 		errText      string
 	}{
@@ -71,7 +73,7 @@ func TestConvert(t *testing.T) {
 		{name: "no image", config: `{"id":"a","name":"b"}`, spec: &plain, wantErr: errdefs.ErrInvalidArgument, errText: "no image"},
 		{name: "not JSON", config: `{`, spec: &plain, wantErr: errdefs.ErrInvalidArgument, errText: "config.dump"},
 		{name: "no spec", config: podman, wantErr: errdefs.ErrInvalidArgument, errText: "no spec.dump"},
-		{name: "external netns", config: podman, spec: ptr(podmanSpec("/run/netns/netns-1")), wantErr: errdefs.ErrFailedPrecondition, errText: "/run/netns/netns-1"},
+		{name: "external netns", config: podman, spec: ptr(podmanSpec("/run/netns/netns-1")), wantID: "pc", wantImageID: "sha256:0dd6", wantNet: true},
 		{name: "not a Linux spec", config: podman, spec: &specs.Spec{Process: &specs.Process{}}, wantErr: errdefs.ErrInvalidArgument, errText: "not a Linux"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -88,6 +90,9 @@ func TestConvert(t *testing.T) {
 			}
 			if c.Container.ID != tc.wantID || c.Name != tc.wantID || c.Target.Name != "default/"+tc.wantID || c.Container.ImageID != tc.wantImageID {
 				t.Errorf("record %+v %+v", c, c.Container)
+			}
+			if (c.Network != nil) != tc.wantNet || tc.wantNet && c.Network.Mode != network.Private {
+				t.Errorf("network %+v, want one to make: %v", c.Network, tc.wantNet)
 			}
 			checkRewrittenSpec(t, filepath.Join(dir, store.ContainerSpecFile), tc.wantID)
 		})
@@ -108,6 +113,11 @@ func checkRewrittenSpec(t *testing.T, path, id string) {
 	}
 	if s.Root.Path != "rootfs" || s.Hooks != nil || s.Linux.CgroupsPath != "/default/"+id {
 		t.Errorf("spec root %v, hooks %v, cgroup %q", s.Root, s.Hooks, s.Linux.CgroupsPath)
+	}
+	for _, n := range s.Linux.Namespaces {
+		if n.Path != "" {
+			t.Errorf("the spec joins the engine's %s namespace %s", n.Type, n.Path)
+		}
 	}
 	sources := map[string]string{}
 	for _, m := range s.Mounts {

@@ -1,8 +1,10 @@
-// Package nettest helps tests that put namespaces on a CNI network leave
-// the host's firewall as they found it.
+// Package nettest helps tests and the benchmark that put namespaces on a
+// CNI network leave the host's firewall as they found it.
 package nettest
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -10,62 +12,118 @@ import (
 )
 
 // KeepHost puts back, when the test ends, what the CNI plugins change on
-// the host once and never undo: the bridge (when the test made it), IPv4
-// forwarding (the bridge plugin turns it on), and the chains portmap makes
-// (CNI-HOSTPORT-*, unless they were there); and fails the test if any
-// other nat rule it made is left.
+// the host once and never undo (see Snapshot), and fails the test if any
+// other nat or filter rule it made is left.
 func KeepHost(t testing.TB, bridge string) {
 	t.Helper()
-	before := NatRules(t)
-	forward, err := os.ReadFile(forwardSysctl)
+	before := map[string]string{}
+	for _, table := range []string{"nat", "filter"} {
+		r, err := rules(table)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before[table] = r
+	}
+	restore, err := Snapshot(bridge)
 	if err != nil {
 		t.Fatal(err)
 	}
-	hadBridge := exec.Command("ip", "link", "show", bridge).Run() == nil
 	t.Cleanup(func() {
-		if !hadBridge {
-			exec.Command("ip", "link", "del", bridge).Run()
-		}
-		if err := os.WriteFile(forwardSysctl, forward, 0o644); err != nil {
+		if err := restore(); err != nil {
 			t.Error(err)
 		}
-		if !strings.Contains(before, "CNI-HOSTPORT-DNAT") && strings.Contains(NatRules(t), "CNI-HOSTPORT-DNAT") {
-			for _, args := range [][]string{
-				{"-D", "PREROUTING", "-m", "addrtype", "--dst-type", "LOCAL", "-j", "CNI-HOSTPORT-DNAT"},
-				{"-D", "OUTPUT", "-m", "addrtype", "--dst-type", "LOCAL", "-j", "CNI-HOSTPORT-DNAT"},
-				{"-D", "POSTROUTING", "-m", "comment", "--comment", "CNI portfwd requiring masquerade", "-j", "CNI-HOSTPORT-MASQ"},
-				{"-F", "CNI-HOSTPORT-DNAT"}, {"-F", "CNI-HOSTPORT-MASQ"}, {"-F", "CNI-HOSTPORT-SETMARK"},
-				{"-X", "CNI-HOSTPORT-DNAT"}, {"-X", "CNI-HOSTPORT-MASQ"}, {"-X", "CNI-HOSTPORT-SETMARK"},
-			} {
-				if out, err := exec.Command("iptables", append([]string{"-t", "nat"}, args...)...).CombinedOutput(); err != nil {
-					t.Errorf("iptables %v: %v: %s", args, err, out)
-				}
+		for table, r := range before {
+			after, err := rules(table)
+			if err != nil {
+				t.Error(err)
+			} else if after != r {
+				t.Errorf("%s rules changed by the test:\nbefore:\n%s\nafter:\n%s", table, r, after)
 			}
-		}
-		if after := NatRules(t); after != before {
-			t.Errorf("nat rules changed by the test:\nbefore:\n%s\nafter:\n%s", before, after)
 		}
 	})
 }
 
+// Snapshot notes what the CNI plugins change on the host once and never
+// undo, and returns what puts it back: the bridge (when it was not
+// there), IPv4 forwarding (the bridge plugin turns it on), the chains
+// portmap makes (CNI-HOSTPORT-*) and those the firewall plugin of
+// Podman's networks makes (CNI-FORWARD, CNI-ADMIN), unless they were
+// there.
+func Snapshot(bridge string) (restore func() error, err error) {
+	var errs []error
+	forward, err := os.ReadFile(forwardSysctl)
+	if err != nil {
+		return nil, err
+	}
+	hadBridge := exec.Command("ip", "link", "show", bridge).Run() == nil
+	nat, err := rules("nat")
+	if err != nil {
+		return nil, err
+	}
+	filter, err := rules("filter")
+	if err != nil {
+		return nil, err
+	}
+	// Whether a chain is there now; a failed look is an error.
+	has := func(table, chain string) bool {
+		r, err := rules(table)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		return strings.Contains(r, chain)
+	}
+	return func() error {
+		errs = nil
+		if !hadBridge {
+			exec.Command("ip", "link", "del", bridge).Run() // gone already is fine
+		}
+		if err := os.WriteFile(forwardSysctl, forward, 0o644); err != nil {
+			errs = append(errs, err)
+		}
+		if !strings.Contains(nat, "CNI-HOSTPORT-DNAT") && has("nat", "CNI-HOSTPORT-DNAT") {
+			errs = append(errs, iptables("nat",
+				[]string{"-D", "PREROUTING", "-m", "addrtype", "--dst-type", "LOCAL", "-j", "CNI-HOSTPORT-DNAT"},
+				[]string{"-D", "OUTPUT", "-m", "addrtype", "--dst-type", "LOCAL", "-j", "CNI-HOSTPORT-DNAT"},
+				[]string{"-D", "POSTROUTING", "-m", "comment", "--comment", "CNI portfwd requiring masquerade", "-j", "CNI-HOSTPORT-MASQ"},
+				[]string{"-F", "CNI-HOSTPORT-DNAT"}, []string{"-F", "CNI-HOSTPORT-MASQ"}, []string{"-F", "CNI-HOSTPORT-SETMARK"},
+				[]string{"-X", "CNI-HOSTPORT-DNAT"}, []string{"-X", "CNI-HOSTPORT-MASQ"}, []string{"-X", "CNI-HOSTPORT-SETMARK"}))
+		}
+		if !strings.Contains(filter, "CNI-FORWARD") && has("filter", "CNI-FORWARD") {
+			errs = append(errs, iptables("filter",
+				[]string{"-D", "FORWARD", "-m", "comment", "--comment", "CNI firewall plugin rules", "-j", "CNI-FORWARD"},
+				[]string{"-F", "CNI-FORWARD"}, []string{"-F", "CNI-ADMIN"}, []string{"-X", "CNI-FORWARD"}, []string{"-X", "CNI-ADMIN"}))
+		}
+		return errors.Join(errs...)
+	}, nil
+}
+
+func iptables(table string, cmds ...[]string) error {
+	var errs []error
+	for _, args := range cmds {
+		if out, err := exec.Command("iptables", append([]string{"-t", table}, args...)...).CombinedOutput(); err != nil {
+			errs = append(errs, fmt.Errorf("iptables %v: %v: %s", args, err, out))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 const forwardSysctl = "/proc/sys/net/ipv4/ip_forward"
 
-// NatRules is the nat table's chains and rules, without counters.
-func NatRules(t testing.TB) string {
-	t.Helper()
-	out, err := exec.Command("iptables-save", "-t", "nat").Output()
+// rules is a table's chains and rules, without counters.
+func rules(table string) (string, error) {
+	out, err := exec.Command("iptables-save", "-t", table).Output()
 	if err != nil {
-		t.Fatal(err)
+		return "", fmt.Errorf("iptables-save -t %s: %w", table, err)
 	}
-	var rules []string
+	var rs []string
 	for _, l := range strings.Split(string(out), "\n") {
 		builtin := false
-		for _, c := range []string{":PREROUTING", ":INPUT", ":OUTPUT", ":POSTROUTING"} {
+		for _, c := range []string{":PREROUTING", ":INPUT", ":OUTPUT", ":POSTROUTING", ":FORWARD"} {
 			builtin = builtin || strings.HasPrefix(l, c)
 		}
 		if strings.HasPrefix(l, "-A") || strings.HasPrefix(l, ":") && !builtin {
-			rules = append(rules, strings.Fields(l)[0]+" "+strings.Join(strings.Fields(l)[1:], " "))
+			rs = append(rs, strings.Fields(l)[0]+" "+strings.Join(strings.Fields(l)[1:], " "))
 		}
 	}
-	return strings.Join(rules, "\n")
+	return strings.Join(rs, "\n"), nil
 }
