@@ -86,6 +86,9 @@ func (d *Daemon) Restore(ctx context.Context, req RestoreRequest) (*TargetStatus
 		how := &restoreHow{TCPClose: req.TCPClose, Publish: publish}
 		t, err = d.restore(ctx, c, ref, d.store.Dir(c.ID), d.verifyAsync(ctx, c), how)
 		warnings = how.warnings
+		if err == nil {
+			warnings = append(warnings, d.tellRestored(ctx, t, c)...)
+		}
 	}
 	if err != nil {
 		d.events.Publish(events.Event{Kind: events.Failed, Op: "restore", Target: ref.Key(), Checkpoint: c.ID, Name: c.Name, Err: err.Error()})
@@ -189,6 +192,13 @@ func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.Tar
 	if netNS != nil {
 		defer netNS.Close()
 		inherit[network.CRIUKey] = netNS
+		if c.Options.TCPEstablished {
+			release, err := network.Hold(*netA)
+			if err != nil {
+				return nil, fmt.Errorf("hold the network of %s while its connections are restored: %w", ref.Name, err)
+			}
+			defer d.releaseHold(ref, release)
+		}
 	}
 	var launch criu.Launcher
 	if c.Options.ShellJob && c.Target.Terminal == nil {

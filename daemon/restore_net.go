@@ -32,6 +32,14 @@ func withNetwork(o dumper.Options, a *network.Attachment) (dumper.Options, error
 	return o, nil
 }
 
+// releaseHold lets traffic reach a namespace held during a restore or a
+// dump again; a failure is logged: the workload runs, unreachable.
+func (d *Daemon) releaseHold(ref store.TargetRef, release func() error) {
+	if err := release(); err != nil {
+		d.log.Error("let traffic reach a workload's network again", "target", ref.Key(), "err", err)
+	}
+}
+
 // networkSpec is what a checkpoint keeps of a's network.
 func networkSpec(a *network.Attachment) *network.Spec {
 	if a == nil {

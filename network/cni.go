@@ -41,8 +41,10 @@ type Attachment struct {
 	IP    string `json:"ip,omitempty"`
 	// MAC is eth0's: a namespace made again at the same address takes it
 	// too, or the host's neighbour entry would point at the old one.
-	MAC   string `json:"mac,omitempty"`
-	Ports []Port `json:"ports,omitempty"`
+	MAC string `json:"mac,omitempty"`
+	// HostVeth is the host's end of eth0's veth pair (see Hold).
+	HostVeth string `json:"host_veth,omitempty"`
+	Ports    []Port `json:"ports,omitempty"`
 	// LoopbackOnly is a namespace with only its loopback up (--net none).
 	LoopbackOnly bool `json:"loopback_only,omitempty"`
 }
@@ -52,6 +54,7 @@ type Network struct {
 	cni      *libcni.CNIConfig
 	list, lo *libcni.NetworkConfigList
 	ipam     string // host-local's allocations: a file per address in use
+	bridge   string
 }
 
 // New checks that the plugins the network needs are installed.
@@ -77,7 +80,7 @@ func New(cfg Config) (*Network, error) {
 	}
 	return &Network{
 		cni:  libcni.NewCNIConfigWithCacheDir(cfg.PluginDirs, filepath.Join(cfg.StateDir, "cache"), newOwnedExec()),
-		list: list, lo: lo, ipam: filepath.Join(cfg.StateDir, "ipam", cfg.Name),
+		list: list, lo: lo, ipam: filepath.Join(cfg.StateDir, "ipam", cfg.Name), bridge: cfg.Bridge,
 	}, nil
 }
 
@@ -162,8 +165,11 @@ func (n *Network) Attach(ctx context.Context, want Attachment) (_ Attachment, er
 		}
 	}
 	for _, i := range r.Interfaces {
-		if i.Name == "eth0" && i.Sandbox != "" {
+		switch {
+		case i.Name == "eth0" && i.Sandbox != "":
 			a.MAC = i.Mac
+		case i.Sandbox == "" && i.Name != n.bridge:
+			a.HostVeth = i.Name
 		}
 	}
 	if a.IP == "" {

@@ -165,6 +165,11 @@ func (r *Restorer) Restore(ctx context.Context, req Request) (Result, error) {
 		r.endLazy(lazy)
 		return Result{LogPath: logPath}, criu.Error("restore", logPath, fmt.Errorf("CRIU reported no restored pid"))
 	}
+	if req.Options.TCPClose {
+		if err := criu.UnlockTCP(req.ImagesDir); err != nil {
+			r.log.Warn("remove the rules CRIU left for connections restored closed", "err", err)
+		}
+	}
 	return Result{PID: pid, LogPath: logPath, Lazy: lazy}, nil
 }
 
