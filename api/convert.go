@@ -71,7 +71,8 @@ func checkpointToAPI(c *store.Checkpoint) *apiv1.Checkpoint {
 			FileLocks: c.Options.FileLocks, ExtUnixSk: c.Options.ExtUnixSk, ShellJob: c.Options.ShellJob,
 			LinkRemap: c.Options.LinkRemap, GhostLimit: c.Options.GhostLimit, CriuConfig: c.Options.CRIUConfig,
 		},
-		Files: make(map[string]*apiv1.FileSum, len(c.Files)),
+		Files:    make(map[string]*apiv1.FileSum, len(c.Files)),
+		AppState: c.AppState,
 	}
 	for name, f := range c.Files {
 		out.Files[name] = &apiv1.FileSum{Size: f.Size, Sha256: f.SHA256, Blake3: f.BLAKE3}

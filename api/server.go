@@ -90,7 +90,8 @@ func (s *Server) Kill(ctx context.Context, r *apiv1.KillRequest) (*apiv1.KillRes
 }
 
 func (s *Server) Create(ctx context.Context, r *apiv1.CreateRequest) (*apiv1.Checkpoint, error) {
-	c, err := s.d.Create(ctx, daemon.CreateRequest{Target: r.GetTarget(), Name: r.GetName(), Options: optionsFromAPI(r.GetOptions())})
+	c, err := s.d.Create(ctx, daemon.CreateRequest{Target: r.GetTarget(), Name: r.GetName(), Options: optionsFromAPI(r.GetOptions()),
+		PrepareTimeout: time.Duration(r.GetPrepareTimeoutNs())})
 	if err != nil {
 		return nil, toStatus(err)
 	}

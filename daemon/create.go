@@ -16,6 +16,7 @@ import (
 	"github.com/ckptd/ckptd/dumper"
 	"github.com/ckptd/ckptd/errdefs"
 	"github.com/ckptd/ckptd/events"
+	"github.com/ckptd/ckptd/network"
 	"github.com/ckptd/ckptd/proc"
 	"github.com/ckptd/ckptd/store"
 )
@@ -28,6 +29,9 @@ type CreateRequest struct {
 	// Scheduled marks a checkpoint a schedule took, which its retention
 	// may remove.
 	Scheduled bool
+	// PrepareTimeout bounds a workload's answer to prepare (package
+	// notify); 0: DefaultPrepareTimeout.
+	PrepareTimeout time.Duration
 	// hibernate records the target asleep in the checkpoint, its network
 	// kept (it must scale to zero).
 	hibernate bool
@@ -98,6 +102,10 @@ func (d *Daemon) Create(ctx context.Context, req CreateRequest) (*store.Checkpoi
 		Network:     networkSpec(target.Network),
 	}
 	c.Target.Terminal = d.terminalAtCheckpoint(c.Target)
+	if c.AppState, err = d.prepare(ctx, target, req.PrepareTimeout); err != nil {
+		d.events.Publish(events.Event{Kind: events.Failed, Op: "create", Target: target.Key(), Err: err.Error()})
+		return nil, fmt.Errorf("checkpoint %s: %w", req.Target, err)
+	}
 	dump := d.dump
 	if target.Kind == store.KindContainer {
 		dump = d.checkpointContainer
@@ -131,6 +139,7 @@ func (d *Daemon) Create(ctx context.Context, req CreateRequest) (*store.Checkpoi
 	d.events.Publish(e)
 	e.Kind, e.Duration, e.Frozen = events.Sealed, c.Sealed.Sub(c.Created), 0
 	d.events.Publish(e)
+	d.tellSealed(ctx, target, c)
 	return c, nil
 }
 
@@ -179,6 +188,14 @@ func (d *Daemon) dump(ctx context.Context, c *store.Checkpoint, t *store.Target)
 		return err
 	}
 	return d.capture(ctx, c, t, func(dir, workDir string, commit func() error) (*store.DumpStats, error) {
+		if t.Network != nil && c.Options.TCPEstablished {
+			// Nothing may reach its connections while they are in repair.
+			release, err := network.Hold(*t.Network)
+			if err != nil {
+				return nil, fmt.Errorf("hold the network of %s while its connections are dumped: %w", t.Name, err)
+			}
+			defer d.releaseHold(t.TargetRef, release)
+		}
 		res, err := d.dumper.Dump(ctx, dumper.Request{
 			PID: c.Target.PID, Dir: dir, WorkDir: workDir, Options: opts, Commit: commit,
 		})
@@ -349,46 +366,6 @@ func (d *Daemon) checkpointName(ctx context.Context, name string, ref store.Targ
 		base = path.Base(ref.Name) // the container ID
 	}
 	return d.store.NextName(ctx, base)
-}
-
-// parentOf is the target's latest checkpoint or, for a restored copy not
-// yet checkpointed, the checkpoint it was restored from.
-func (d *Daemon) parentOf(ctx context.Context, t *store.Target) (string, error) {
-	latest, err := d.store.Latest(ctx, t.Key())
-	if err == nil && latest.Created.After(t.Created) {
-		return latest.ID, nil
-	}
-	if err != nil && !errdefs.IsNotFound(err) {
-		return "", err
-	}
-	if t.RestoredFrom != "" {
-		if _, err := d.store.Get(ctx, t.RestoredFrom); err == nil {
-			return t.RestoredFrom, nil
-		}
-	}
-	// A new process under a reused name starts a new chain.
-	return "", nil
-}
-
-// incrementalOver says whether a new checkpoint is stored as its changes
-// over parent p (held and sealed): not past the chain depth, and only over
-// a chain that holds every page it points to.
-func (d *Daemon) incrementalOver(ctx context.Context, p *store.Checkpoint) *store.Incremental {
-	if d.chainDepth == 0 {
-		return nil
-	}
-	depth, err := d.store.ChainDepth(ctx, p)
-	if err == nil && depth >= d.chainDepth {
-		return nil // a new chain starts with a whole checkpoint
-	}
-	if err == nil {
-		err = d.store.Present(ctx, p)
-	}
-	if err != nil {
-		d.log.Warn("storing a checkpoint whole: its parent cannot serve as a base", "parent", p.ID, "err", err)
-		return nil
-	}
-	return &store.Incremental{Parent: p.ID}
 }
 
 func dumperOptions(o store.Options) dumper.Options {

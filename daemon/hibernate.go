@@ -173,6 +173,7 @@ func (d *Daemon) wakeWorkload(ctx context.Context, name string) error {
 	if err != nil {
 		return d.wakeFailed(ctx, t, err)
 	}
+	d.tellRestored(ctx, nt, c)
 	d.log.Info("woken", "workload", name, "pid", nt.PID, "checkpoint", c.Name, "took", time.Since(start))
 	d.events.Publish(events.Event{Kind: events.Woken, Target: key, Checkpoint: c.ID, Name: c.Name, Duration: time.Since(start)})
 	return nil

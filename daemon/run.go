@@ -13,6 +13,7 @@ import (
 
 	"github.com/ckptd/ckptd/errdefs"
 	"github.com/ckptd/ckptd/network"
+	"github.com/ckptd/ckptd/notify"
 	"github.com/ckptd/ckptd/proc"
 	"github.com/ckptd/ckptd/store"
 	"github.com/ckptd/ckptd/term"
@@ -67,7 +68,7 @@ func (d *Daemon) Run(ctx context.Context, req RunRequest) (*TargetStatus, error)
 		}
 		netSpec.Ports = nil // ckptd holds them
 	}
-	ref := store.TargetRef{Kind: store.KindWorkload, Name: req.Name, Command: req.Args}
+	ref := store.TargetRef{Kind: store.KindWorkload, Name: req.Name, Command: req.Args, Notify: notifyName(req.Name, netSpec)}
 	if user != nil {
 		ref.Owner = user.Uid
 	}
@@ -80,7 +81,8 @@ func (d *Daemon) Run(ctx context.Context, req RunRequest) (*TargetStatus, error)
 	if err != nil {
 		return nil, err
 	}
-	spec := workload.Spec{Args: req.Args, Env: req.Env, Dir: req.Dir, LogPath: logPath, User: user, OwnNet: netSpec.Mode != network.Host}
+	env := append(append([]string{}, req.Env...), notify.Env+"="+ref.Notify)
+	spec := workload.Spec{Args: req.Args, Env: env, Dir: req.Dir, LogPath: logPath, User: user, OwnNet: netSpec.Mode != network.Host}
 	if req.TTY {
 		s, rec, err := d.startTerminal(req.Name, logPath, req.Size, "")
 		if err != nil {

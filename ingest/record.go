@@ -8,6 +8,7 @@
 package ingest
 
 import (
+	"bytes"
 	"fmt"
 	"maps"
 	"net"
@@ -15,6 +16,7 @@ import (
 	"regexp"
 
 	"github.com/ckptd/ckptd/network"
+	"github.com/ckptd/ckptd/notify"
 	"github.com/ckptd/ckptd/store"
 )
 
@@ -63,6 +65,11 @@ func Record(src *store.Checkpoint, h Host) (*store.Checkpoint, []string) {
 	}
 	if src.Network != nil {
 		c.Network = networkSpec(*src.Network, h, &dropped)
+	}
+	if n := len(src.AppState); n > notify.MaxPayload {
+		dropped = append(dropped, fmt.Sprintf("an application state of %d bytes (at most %d)", n, notify.MaxPayload))
+	} else if n > 0 {
+		c.AppState = bytes.Clone(src.AppState) // opaque: handed back to the workload only
 	}
 	return c, dropped
 }
@@ -114,6 +121,11 @@ func targetRef(t store.TargetRef, dropped *[]string) store.TargetRef {
 			}
 		}
 		ref.Terminal = term
+	}
+	if notify.ValidName(t.Notify) {
+		ref.Notify = t.Notify
+	} else if t.Notify != "" {
+		*dropped = append(*dropped, fmt.Sprintf("a notification socket %q that is not one ckptd names", t.Notify))
 	}
 	return ref
 }

@@ -48,6 +48,14 @@ func TestRecordKeepsOnlyTheAllowList(t *testing.T) {
 			t.Errorf("dropped %q lacks %q", got, want)
 		}
 	}
+	src.Target.Notify, src.AppState = "@ckptd-notify", []byte("offset=9")
+	if c, _ := Record(src, DefaultHost); c.Target.Notify != "@ckptd-notify" || string(c.AppState) != "offset=9" {
+		t.Errorf("notification socket %q, app state %q", c.Target.Notify, c.AppState)
+	}
+	src.Target.Notify, src.AppState = "/run/evil.sock", make([]byte, 1<<20)
+	if c, dropped := Record(src, DefaultHost); c.Target.Notify != "" || c.AppState != nil || !strings.Contains(strings.Join(dropped, ";"), "notification socket") || !strings.Contains(strings.Join(dropped, ";"), "application state") {
+		t.Errorf("a bad notification socket and a large state: %q, %d bytes, %v", c.Target.Notify, len(c.AppState), dropped)
+	}
 	src.Target.Terminal.Key = "tty[../../x]"
 	if c, dropped := Record(src, DefaultHost); c.Target.Terminal.Key != "" || !strings.Contains(strings.Join(dropped, ";"), "terminal key") {
 		t.Errorf("a bad terminal key: %+v, %v", c.Target.Terminal, dropped)

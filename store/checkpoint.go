@@ -40,6 +40,9 @@ type TargetRef struct {
 	// are (package access): root's (0) unless a socket_group caller ran
 	// or checkpointed it, or root ran it with run --user.
 	Owner uint32 `json:"owner,omitempty"`
+	// Notify is the abstract socket a workload may listen on to be told
+	// of its checkpoints (package notify); it is in its environment.
+	Notify string `json:"notify,omitempty"`
 }
 
 // Terminal is a tree's terminal session: a pseudo-terminal whose master
@@ -223,6 +226,9 @@ type Checkpoint struct {
 	// (nil: the host's). The namespace was external to the dump: a restore
 	// makes a new one from this and hands it to CRIU.
 	Network *network.Spec `json:"network,omitempty"`
+	// AppState is what the workload answered prepare with (package
+	// notify): a restore hands it back.
+	AppState []byte `json:"app_state,omitempty"`
 }
 
 // Incremental describes a checkpoint stored as its changes over Parent.

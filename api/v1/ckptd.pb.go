@@ -1995,6 +1995,7 @@ type Checkpoint struct {
 	Dropped []string `protobuf:"bytes,22,rep,name=dropped,proto3" json:"dropped,omitempty"`
 	// Who a process checkpoint from outside runs as: "uid N, gid M".
 	RunsAs        string `protobuf:"bytes,23,opt,name=runs_as,json=runsAs,proto3" json:"runs_as,omitempty"`
+	AppState      []byte `protobuf:"bytes,24,opt,name=app_state,json=appState,proto3" json:"app_state,omitempty"` // what the workload answered prepare with
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2188,6 +2189,13 @@ func (x *Checkpoint) GetRunsAs() string {
 		return x.RunsAs
 	}
 	return ""
+}
+
+func (x *Checkpoint) GetAppState() []byte {
+	if x != nil {
+		return x.AppState
+	}
+	return nil
 }
 
 // A checkpoint stored as its changes over its parent: a restore reads the
@@ -2483,12 +2491,13 @@ func (x *ContainerInfo) GetEngine() string {
 }
 
 type CreateRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Target        string                 `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	Options       *Options               `protobuf:"bytes,3,opt,name=options,proto3" json:"options,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Target           string                 `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	Name             string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Options          *Options               `protobuf:"bytes,3,opt,name=options,proto3" json:"options,omitempty"`
+	PrepareTimeoutNs int64                  `protobuf:"varint,4,opt,name=prepare_timeout_ns,json=prepareTimeoutNs,proto3" json:"prepare_timeout_ns,omitempty"` // bound on a workload's answer to prepare (0: 10 s)
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *CreateRequest) Reset() {
@@ -2540,6 +2549,13 @@ func (x *CreateRequest) GetOptions() *Options {
 		return x.Options
 	}
 	return nil
+}
+
+func (x *CreateRequest) GetPrepareTimeoutNs() int64 {
+	if x != nil {
+		return x.PrepareTimeoutNs
+	}
+	return 0
 }
 
 type ListRequest struct {
@@ -4519,7 +4535,7 @@ const file_ckptd_proto_rawDesc = "" +
 	"\aFileSum\x12\x12\n" +
 	"\x04size\x18\x01 \x01(\x03R\x04size\x12\x16\n" +
 	"\x06sha256\x18\x02 \x01(\tR\x06sha256\x12\x16\n" +
-	"\x06blake3\x18\x03 \x01(\tR\x06blake3\"\x86\a\n" +
+	"\x06blake3\x18\x03 \x01(\tR\x06blake3\"\xa3\a\n" +
 	"\n" +
 	"Checkpoint\x12%\n" +
 	"\x0eformat_version\x18\x01 \x01(\x05R\rformatVersion\x12\x0e\n" +
@@ -4545,7 +4561,8 @@ const file_ckptd_proto_rawDesc = "" +
 	"\bimported\x18\x14 \x01(\v2\x10.ckptd.v1.ImportR\bimported\x127\n" +
 	"\vincremental\x18\x15 \x01(\v2\x15.ckptd.v1.IncrementalR\vincremental\x12\x18\n" +
 	"\adropped\x18\x16 \x03(\tR\adropped\x12\x17\n" +
-	"\aruns_as\x18\x17 \x01(\tR\x06runsAs\x1aK\n" +
+	"\aruns_as\x18\x17 \x01(\tR\x06runsAs\x12\x1b\n" +
+	"\tapp_state\x18\x18 \x01(\fR\bappState\x1aK\n" +
 	"\n" +
 	"FilesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12'\n" +
@@ -4576,11 +4593,12 @@ const file_ckptd_proto_rawDesc = "" +
 	" \x01(\tR\x06engine\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"h\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x96\x01\n" +
 	"\rCreateRequest\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12+\n" +
-	"\aoptions\x18\x03 \x01(\v2\x11.ckptd.v1.OptionsR\aoptions\"G\n" +
+	"\aoptions\x18\x03 \x01(\v2\x11.ckptd.v1.OptionsR\aoptions\x12,\n" +
+	"\x12prepare_timeout_ns\x18\x04 \x01(\x03R\x10prepareTimeoutNs\"G\n" +
 	"\vListRequest\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x12 \n" +
 	"\vquarantined\x18\x02 \x01(\bR\vquarantined\"\x7f\n" +

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -14,6 +16,7 @@ import (
 func (c *cli) createCmd() *cobra.Command {
 	var name string
 	var o apiv1.Options
+	var prepareTimeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "create TARGET",
 		Short: "Checkpoint a target: a PID, a workload name, or a container ctr:NAMESPACE/ID",
@@ -27,7 +30,7 @@ func (c *cli) createCmd() *cobra.Command {
 			err = carriedThrough(c.ctx(), "ckptd finishes this checkpoint or rolls it back whole on its own",
 				fmt.Sprintf("stopped waiting; ckptd finishes or rolls back the checkpoint on its own ('%s' shows whether it was made)", c.hint("ls", "--target", args[0])),
 				func(ctx context.Context) (err error) {
-					ck, err = cl.Create(ctx, &apiv1.CreateRequest{Target: args[0], Name: name, Options: &o})
+					ck, err = cl.Create(ctx, &apiv1.CreateRequest{Target: args[0], Name: name, Options: &o, PrepareTimeoutNs: int64(prepareTimeout)})
 					return err
 				})
 			if err != nil {
@@ -58,6 +61,7 @@ func (c *cli) createCmd() *cobra.Command {
 	f.BoolVar(&o.LinkRemap, "link-remap", false, "dump files that were unlinked while open (CRIU --link-remap)")
 	f.Var(&uint32Size{p: &o.GhostLimit}, "ghost-limit", "largest deleted open file to keep in the images, in bytes or as CRIU takes it (8M) (default CRIU's 1 MiB)")
 	f.StringVar(&o.CriuConfig, "criu-config", "", "CRIU configuration file for this dump and its restores (CRIU's option syntax)")
+	f.DurationVar(&prepareTimeout, "prepare-timeout", 0, "how long a workload listening on $CKPTD_NOTIFY_SOCKET may take to answer prepare before the checkpoint fails (default 10s)")
 	return cmd
 }
 
@@ -240,6 +244,9 @@ func printInspection(in *apiv1.InspectResponse) {
 		ck.GetName(), ck.GetId(), targetName(ck.GetTarget()), command(ck.GetTarget().GetCommand()), parent,
 		or(strings.Join(in.GetChildren(), ", "), "-"), ago(ck.GetCreatedUnixNano()))
 	fmt.Printf("State:     %s%s\n", ck.GetState(), sealedAfter(ck))
+	if st := ck.GetAppState(); len(st) > 0 {
+		fmt.Printf("App state: %d bytes from its answer to prepare: %s\n", len(st), clipQuote(st))
+	}
 	if u := ck.GetRunsAs(); u != "" {
 		fmt.Printf("Runs as:   %s (from outside, as its images say)\n", u)
 	}
@@ -325,4 +332,13 @@ func sizeOf(ck *apiv1.Checkpoint) string {
 		return "-"
 	}
 	return humanBytes(ck.GetSize())
+}
+
+// clipQuote is an application's state as a quoted string, cut to 60
+// bytes: it is the application's, not ckptd's, and may be binary.
+func clipQuote(b []byte) string {
+	if len(b) > 60 {
+		return strconv.Quote(string(b[:60])) + "..."
+	}
+	return strconv.Quote(string(b))
 }
