@@ -48,21 +48,25 @@ func notifiee(t *store.Target) (notify.Workload, bool) {
 // prepare tells t a freeze comes and returns what it answers; a workload
 // that does not listen is not waited for.
 func (d *Daemon) prepare(ctx context.Context, t *store.Target, timeout time.Duration) ([]byte, error) {
-	w, ok := notifiee(t)
-	if !ok {
-		return nil, nil
-	}
 	if timeout <= 0 {
 		timeout = DefaultPrepareTimeout
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	p, err := w.Prepare(ctx)
-	if errors.Is(err, notify.ErrNotListening) {
-		return nil, nil
+	var p []byte
+	if w, ok := notifiee(t); ok {
+		wctx, cancel := context.WithTimeout(ctx, timeout)
+		var err error
+		p, err = w.Prepare(wctx)
+		cancel()
+		if err != nil && !errors.Is(err, notify.ErrNotListening) {
+			return nil, fmt.Errorf("%s did not get ready for its checkpoint (prepare, within %s): %w: %w", t.Name, timeout, err, errdefs.ErrFailedPrecondition)
+		}
 	}
+	hp, err := d.runHook(ctx, t, notify.Prepare, timeout)
 	if err != nil {
-		return nil, fmt.Errorf("%s did not get ready for its checkpoint (prepare, within %s): %w: %w", t.Name, timeout, err, errdefs.ErrFailedPrecondition)
+		return nil, fmt.Errorf("%s did not get ready for its checkpoint: %w: %w", t.Name, err, errdefs.ErrFailedPrecondition)
+	}
+	if p == nil {
+		p = hp
 	}
 	return p, nil
 }
@@ -79,6 +83,9 @@ func (d *Daemon) tellSealed(ctx context.Context, t *store.Target, c *store.Check
 	if err := w.Sealed(ctx, c.ID); err != nil && !errors.Is(err, notify.ErrNotListening) {
 		d.log.Warn("tell a workload its checkpoint is sealed", "target", t.Key(), "checkpoint", c.Name, "err", err)
 	}
+	if _, err := d.runHook(ctx, t, notify.Sealed, notifyTimeout, hookEnv(c)...); err != nil {
+		d.log.Warn("a workload's sealed hook", "target", t.Key(), "checkpoint", c.Name, "err", err)
+	}
 }
 
 // tellRestored tells a restored workload where it came from, with what it
@@ -90,10 +97,14 @@ func (d *Daemon) tellRestored(ctx context.Context, t *store.Target, c *store.Che
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), notifyTimeout)
 	defer cancel()
-	err := w.Restored(ctx, c.ID, c.AppState)
-	if err == nil || errors.Is(err, notify.ErrNotListening) {
-		return nil
+	var warnings []string
+	if err := w.Restored(ctx, c.ID, c.AppState); err != nil && !errors.Is(err, notify.ErrNotListening) {
+		d.log.Warn("tell a workload it was restored", "target", t.Key(), "checkpoint", c.Name, "err", err)
+		warnings = append(warnings, fmt.Sprintf("it was not told it was restored: %v", err))
 	}
-	d.log.Warn("tell a workload it was restored", "target", t.Key(), "checkpoint", c.Name, "err", err)
-	return []string{fmt.Sprintf("it was not told it was restored: %v", err)}
+	if _, err := d.runHook(ctx, t, notify.Restored, notifyTimeout, hookEnv(c)...); err != nil {
+		d.log.Warn("a workload's restored hook", "target", t.Key(), "checkpoint", c.Name, "err", err)
+		warnings = append(warnings, err.Error())
+	}
+	return warnings
 }

@@ -42,6 +42,8 @@ type RunRequest struct {
 	// (0: only when asked), and wakes on its next one.
 	ScaleToZero bool
 	IdleAfter   time.Duration
+	// Hooks are prepare=CMD, sealed=CMD, restored=CMD (see hooks.go).
+	Hooks []string
 }
 
 // Run starts a workload as pid 1 of a new PID namespace.
@@ -68,7 +70,11 @@ func (d *Daemon) Run(ctx context.Context, req RunRequest) (*TargetStatus, error)
 		}
 		netSpec.Ports = nil // ckptd holds them
 	}
-	ref := store.TargetRef{Kind: store.KindWorkload, Name: req.Name, Command: req.Args, Notify: notifyName(req.Name, netSpec)}
+	hooks, err := parseHooks(req.Hooks)
+	if err != nil {
+		return nil, err
+	}
+	ref := store.TargetRef{Kind: store.KindWorkload, Name: req.Name, Command: req.Args, Notify: notifyName(req.Name, netSpec), Hooks: hooks}
 	if user != nil {
 		ref.Owner = user.Uid
 	}

@@ -122,6 +122,9 @@ func targetRef(t store.TargetRef, dropped *[]string) store.TargetRef {
 		}
 		ref.Terminal = term
 	}
+	if len(t.Hooks) > 0 {
+		*dropped = append(*dropped, fmt.Sprintf("%d command hook(s) (commands from outside never run here)", len(t.Hooks)))
+	}
 	if notify.ValidName(t.Notify) {
 		ref.Notify = t.Notify
 	} else if t.Notify != "" {

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -128,4 +129,64 @@ time.sleep(100000)`)
 	}
 	d.must("run", "--name", "deaf", "--", "sleep", "1000")
 	d.must("create", "deaf", "--leave-running")
+}
+
+// TestCommandHooks: run --hook for programs that cannot listen. prepare's
+// output becomes the checkpoint's state; sealed and restored are told the
+// checkpoint and that state; each runs in the workload's namespaces (its
+// PID 1 is the workload). A prepare hook that fails or outlasts
+// --prepare-timeout fails the checkpoint in one line and leaves the
+// workload running; hooks in an archive from outside are dropped.
+func TestCommandHooks(t *testing.T) {
+	nettest.KeepHost(t, "ckptd0")
+	d := startDaemon(t)
+	out := filepath.Join(t.TempDir(), "hooks")
+	d.must("run", "--name", "hooked",
+		"--hook", `prepare=readlink /proc/self/ns/net`,
+		"--hook", "sealed=echo sealed $CKPTD_CHECKPOINT >> "+out,
+		"--hook", "restored=echo restored $CKPTD_CHECKPOINT $CKPTD_APP_STATE >> "+out,
+		"--", "sleep", "100000")
+	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", d.workload("hooked").Ref.PID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c1 := d.create("hooked", "--leave-running", "--name", "hooked-1")
+	if !strings.Contains(d.must("inspect", "hooked-1"), strconv.Quote(ns)) {
+		t.Errorf("the prepare hook's output is not the state, or it ran outside the workload's %s:\n%s", ns, d.must("inspect", "hooked-1"))
+	}
+	waitFor(t, "the sealed hook", func() bool { return strings.Contains(readFile(out), "sealed "+c1.ID) })
+	c2 := d.create("hooked", "--name", "hooked-2")
+	d.must("restore", "hooked-2")
+	want := "restored " + c2.ID + " " + base64.StdEncoding.EncodeToString([]byte(ns))
+	if !strings.Contains(readFile(out), want) {
+		t.Errorf("the restored hook wrote %q, want a line %q", readFile(out), want)
+	}
+
+	d.must("run", "--name", "failing", "--hook", "prepare=echo no >&2; exit 3", "--", "sleep", "100000")
+	d.must("run", "--name", "slow", "--hook", "prepare=sleep 30", "--", "sleep", "100000")
+	d.mustFailAll(t, []failCase{
+		{"exit status 3", []string{"create", "failing", "--leave-running"}},
+		{"did not end within 500ms", []string{"create", "slow", "--leave-running", "--prepare-timeout", "500ms"}},
+		{"want prepare=CMD", []string{"run", "--name", "bad", "--hook", "dump=true", "--", "true"}},
+	})
+	for _, name := range []string{"failing", "slow"} {
+		if w := d.workload(name); !running(w.Ref.PID) {
+			t.Errorf("%s is not running after its prepare hook failed", name)
+		}
+	}
+	if !strings.Contains(d.must("logs", "failing"), "no") {
+		t.Error("the hook's output is not in the workload's log")
+	}
+
+	archive := filepath.Join(t.TempDir(), "hooked.tar")
+	d.must("export", "hooked-1", archive)
+	var c struct {
+		Dropped []string `json:"dropped"`
+	}
+	if err := json.Unmarshal([]byte(d.must("import", archive, "--name", "from-outside", "-o", "json")), &c); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(c.Dropped, ";"), "command hook") {
+		t.Errorf("an import kept command hooks: dropped %v", c.Dropped)
+	}
 }

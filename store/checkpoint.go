@@ -43,6 +43,9 @@ type TargetRef struct {
 	// Notify is the abstract socket a workload may listen on to be told
 	// of its checkpoints (package notify); it is in its environment.
 	Notify string `json:"notify,omitempty"`
+	// Hooks are commands run in the workload's namespaces at prepare,
+	// sealed and restored (run --hook); never taken from outside.
+	Hooks map[string]string `json:"hooks,omitempty"`
 }
 
 // Terminal is a tree's terminal session: a pseudo-terminal whose master

@@ -1061,6 +1061,7 @@ type RunRequest struct {
 	Publish       []string               `protobuf:"bytes,10,rep,name=publish,proto3" json:"publish,omitempty"`                               // HOSTPORT:PORT[/tcp|/udp], with net private
 	ScaleToZero   bool                   `protobuf:"varint,11,opt,name=scale_to_zero,json=scaleToZero,proto3" json:"scale_to_zero,omitempty"` // ckptd holds the published ports, hibernates and wakes it
 	IdleAfterNs   int64                  `protobuf:"varint,12,opt,name=idle_after_ns,json=idleAfterNs,proto3" json:"idle_after_ns,omitempty"` // with scale_to_zero: hibernate after this long with no connection (0: by hand)
+	Hooks         []string               `protobuf:"bytes,13,rep,name=hooks,proto3" json:"hooks,omitempty"`                                   // prepare=CMD, sealed=CMD, restored=CMD: run in its namespaces
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1177,6 +1178,13 @@ func (x *RunRequest) GetIdleAfterNs() int64 {
 		return x.IdleAfterNs
 	}
 	return 0
+}
+
+func (x *RunRequest) GetHooks() []string {
+	if x != nil {
+		return x.Hooks
+	}
+	return nil
 }
 
 type HibernateRequest struct {
@@ -4459,7 +4467,7 @@ const file_ckptd_proto_rawDesc = "" +
 	"\tschedules\x18\x01 \x03(\v2\x12.ckptd.v1.ScheduleR\tschedules\"/\n" +
 	"\x15RemoveScheduleRequest\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\"\x18\n" +
-	"\x16RemoveScheduleResponse\"\x9a\x02\n" +
+	"\x16RemoveScheduleResponse\"\xb0\x02\n" +
 	"\n" +
 	"RunRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
@@ -4474,7 +4482,8 @@ const file_ckptd_proto_rawDesc = "" +
 	"\apublish\x18\n" +
 	" \x03(\tR\apublish\x12\"\n" +
 	"\rscale_to_zero\x18\v \x01(\bR\vscaleToZero\x12\"\n" +
-	"\ridle_after_ns\x18\f \x01(\x03R\vidleAfterNs\"&\n" +
+	"\ridle_after_ns\x18\f \x01(\x03R\vidleAfterNs\x12\x14\n" +
+	"\x05hooks\x18\r \x03(\tR\x05hooks\"&\n" +
 	"\x10HibernateRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"!\n" +
 	"\vWakeRequest\x12\x12\n" +

@@ -19,7 +19,7 @@ import (
 
 func (c *cli) runCmd() *cobra.Command {
 	var name, keys, user, net string
-	var publish []string
+	var publish, hooks []string
 	var tty, interactive, detach bool
 	var idleAfter time.Duration
 	cmd := &cobra.Command{
@@ -44,7 +44,7 @@ func (c *cli) runCmd() *cobra.Command {
 			}
 			wd, _ := os.Getwd()
 			req := &apiv1.RunRequest{Name: name, Args: args, Env: os.Environ(), Dir: wd, Tty: tty, User: user, Net: net, Publish: publish,
-				ScaleToZero: cmd.Flags().Changed("idle-after"), IdleAfterNs: int64(idleAfter)}
+				ScaleToZero: cmd.Flags().Changed("idle-after"), IdleAfterNs: int64(idleAfter), Hooks: hooks}
 			if size, err := term.SizeOf(int(os.Stdin.Fd())); err == nil && tty {
 				req.Rows, req.Cols = uint32(size.Rows), uint32(size.Cols)
 			}
@@ -65,6 +65,7 @@ func (c *cli) runCmd() *cobra.Command {
 	cmd.Flags().StringVar(&name, "name", "", "workload name (required)")
 	cmd.Flags().StringVar(&net, "net", "", "its network: private (its own namespace on ckptd's bridge network; the default where ckptd has the CNI plugins), host (the host's), or none (loopback only)")
 	cmd.Flags().StringSliceVarP(&publish, "publish", "p", nil, "with --net private: publish HOSTPORT:PORT[/tcp|/udp] (repeatable)")
+	cmd.Flags().StringArrayVar(&hooks, "hook", nil, "prepare=CMD, sealed=CMD or restored=CMD: run CMD (sh -c) in the workload's namespaces before its checkpoints' freeze (its output is the checkpoint's state), once one is sealed, after a restore (CKPTD_CHECKPOINT, CKPTD_APP_STATE set); repeatable")
 	cmd.Flags().DurationVar(&idleAfter, "idle-after", 0, "scale to zero: ckptd holds the published TCP ports, hibernates the workload after this long with no connection (0: only by 'ckptctl hibernate'), and wakes it on the next")
 	cmd.Flags().StringVarP(&user, "user", "u", "", "run as UID[:GID] or a user name (root callers; a socket_group caller's workloads run as itself)")
 	cmd.Flags().BoolVarP(&tty, "tty", "t", false, "give the workload a terminal session that outlives ckptd (ckptctl attach)")
