@@ -16,7 +16,6 @@ import (
 	"github.com/ckptd/ckptd/dumper"
 	"github.com/ckptd/ckptd/errdefs"
 	"github.com/ckptd/ckptd/events"
-	"github.com/ckptd/ckptd/network"
 	"github.com/ckptd/ckptd/proc"
 	"github.com/ckptd/ckptd/store"
 )
@@ -188,17 +187,14 @@ func (d *Daemon) dump(ctx context.Context, c *store.Checkpoint, t *store.Target)
 		return err
 	}
 	return d.capture(ctx, c, t, func(dir, workDir string, commit func() error) (*store.DumpStats, error) {
-		if t.Network != nil && c.Options.TCPEstablished {
-			// Nothing may reach its connections while they are in repair.
-			release, err := network.Hold(*t.Network)
-			if err != nil {
-				return nil, fmt.Errorf("hold the network of %s while its connections are dumped: %w", t.Name, err)
-			}
-			defer d.releaseHold(t.TargetRef, release)
+		done, err := d.holdForDump(t, opts.TCPEstablished)
+		if err != nil {
+			return nil, err
 		}
 		res, err := d.dumper.Dump(ctx, dumper.Request{
 			PID: c.Target.PID, Dir: dir, WorkDir: workDir, Options: opts, Commit: commit,
 		})
+		done(err == nil && !opts.LeaveRunning)
 		if err != nil {
 			return nil, err
 		}

@@ -19,7 +19,6 @@ import (
 	"github.com/ckptd/ckptd/errdefs"
 	"github.com/ckptd/ckptd/events"
 	"github.com/ckptd/ckptd/migrate"
-	"github.com/ckptd/ckptd/network"
 	"github.com/ckptd/ckptd/proc"
 	"github.com/ckptd/ckptd/store"
 )
@@ -275,13 +274,9 @@ func (m *outgoing) dumpProcess(ctx context.Context, c *store.Checkpoint, report 
 
 	opts := withTerminal(m.opts, c.Target)
 	opts.LeaveRunning = m.req.KeepSource
-	if m.target.Network != nil && opts.TCPEstablished {
-		// Nothing may reach its connections while they are in repair.
-		release, err := network.Hold(*m.target.Network)
-		if err != nil {
-			return nil, fmt.Errorf("hold the network of %s while its connections are dumped: %w", m.target.Name, err)
-		}
-		defer m.d.releaseHold(m.target.TargetRef, release)
+	done, err := m.d.holdForDump(m.target, opts.TCPEstablished)
+	if err != nil {
+		return nil, err
 	}
 	m.freeze()
 	res, err := m.d.dumper.Dump(ctx, dumper.Request{
@@ -301,6 +296,8 @@ func (m *outgoing) dumpProcess(ctx context.Context, c *store.Checkpoint, report 
 			return m.commit(c, images)
 		},
 	})
+	done(err == nil && !m.req.KeepSource)
+
 	if err != nil {
 		cancel()
 		select {
@@ -372,4 +369,3 @@ func (m *outgoing) containerRounds(c *store.Checkpoint, work string) (rounds, er
 		},
 	}, nil
 }
-

@@ -193,11 +193,7 @@ func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.Tar
 		defer netNS.Close()
 		inherit[network.CRIUKey] = netNS
 		if c.Options.TCPEstablished {
-			release, err := network.Hold(*netA)
-			if err != nil {
-				return nil, fmt.Errorf("hold the network of %s while its connections are restored: %w", ref.Name, err)
-			}
-			defer d.releaseHold(ref, release)
+			defer d.releaseHold(ref, netA.NetNS) // held since it was made
 		}
 	}
 	var launch criu.Launcher

@@ -34,10 +34,29 @@ func withNetwork(o dumper.Options, a *network.Attachment) (dumper.Options, error
 
 // releaseHold lets traffic reach a namespace held during a restore or a
 // dump again; a failure is logged: the workload runs, unreachable.
-func (d *Daemon) releaseHold(ref store.TargetRef, release func() error) {
-	if err := release(); err != nil {
+func (d *Daemon) releaseHold(ref store.TargetRef, nsPath string) {
+	if err := network.Release(nsPath); err != nil {
 		d.log.Error("let traffic reach a workload's network again", "target", ref.Key(), "err", err)
 	}
+}
+
+// holdForDump holds t's carrier while its established connections are
+// dumped (tcp). The function it returns lets traffic in again, unless the
+// dump ended the workload: its namespace goes with it, and until then a
+// peer's retransmission must not meet a namespace with no socket, which
+// would reset it.
+func (d *Daemon) holdForDump(t *store.Target, tcp bool) (done func(ended bool), err error) {
+	if t.Network == nil || !tcp {
+		return func(bool) {}, nil
+	}
+	if err := network.Hold(t.Network.NetNS); err != nil {
+		return nil, fmt.Errorf("hold the network of %s while its connections are dumped: %w", t.Name, err)
+	}
+	return func(ended bool) {
+		if !ended {
+			d.releaseHold(t.TargetRef, t.Network.NetNS)
+		}
+	}, nil
 }
 
 // networkSpec is what a checkpoint keeps of a's network.
@@ -72,6 +91,9 @@ func (d *Daemon) restoreNetwork(ctx context.Context, c *store.Checkpoint, ref st
 		return nil, nil, nil, fmt.Errorf("checkpoint %s is of a workload in its own network, and workload networks are unavailable here: %v: %w", c.Name, d.networksErr, errdefs.ErrFailedPrecondition)
 	}
 	want := *c.Network
+	// Established connections come back in repair: nothing may reach the
+	// namespace until they are restored (released by restore).
+	want.Held = c.Options.TCPEstablished && ref.Kind == store.KindWorkload
 	if ref.Name != c.Target.Name {
 		want.IP, want.MAC, want.Ports = "", "", nil // the original may still hold them
 	}

@@ -41,10 +41,8 @@ type Attachment struct {
 	IP    string `json:"ip,omitempty"`
 	// MAC is eth0's: a namespace made again at the same address takes it
 	// too, or the host's neighbour entry would point at the old one.
-	MAC string `json:"mac,omitempty"`
-	// HostVeth is the host's end of eth0's veth pair (see Hold).
-	HostVeth string `json:"host_veth,omitempty"`
-	Ports    []Port `json:"ports,omitempty"`
+	MAC   string `json:"mac,omitempty"`
+	Ports []Port `json:"ports,omitempty"`
 	// LoopbackOnly is a namespace with only its loopback up (--net none).
 	LoopbackOnly bool `json:"loopback_only,omitempty"`
 }
@@ -165,11 +163,8 @@ func (n *Network) Attach(ctx context.Context, want Attachment) (_ Attachment, er
 		}
 	}
 	for _, i := range r.Interfaces {
-		switch {
-		case i.Name == "eth0" && i.Sandbox != "":
+		if i.Name == "eth0" && i.Sandbox != "" {
 			a.MAC = i.Mac
-		case i.Sandbox == "" && i.Name != n.bridge:
-			a.HostVeth = i.Name
 		}
 	}
 	if a.IP == "" {

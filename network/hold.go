@@ -1,57 +1,58 @@
 package network
 
 import (
-	"errors"
+	"bytes"
 	"fmt"
+	"os/exec"
+	"strings"
 
-	"golang.org/x/sys/unix"
+	"github.com/ckptd/ckptd/proc"
 )
 
-// Hold takes the host's end of a's veth pair down, so that nothing
-// reaches the namespace, until release: while CRIU restores established
-// connections into it, a peer's retransmission must find no interface
-// rather than a namespace with the address and no socket yet, which would
-// reset it. (CRIU locks a namespace it makes itself; this one is external
-// to its images.) The namespace keeps its routes: only the carrier goes.
-func Hold(a Attachment) (release func() error, err error) {
-	if a.HostVeth == "" {
-		return func() error { return nil }, nil
+// holdRule drops what arrives on a workload's interface. CRIU locks a
+// namespace it makes itself while it dumps or restores connections in
+// repair mode; a workload's own namespace is external to its images, so
+// ckptd locks it: a peer's retransmission must neither reach a socket in
+// repair nor meet a namespace with the address and no socket yet, whose
+// kernel would reset it. The rule drops before the kernel looks for a
+// socket, so nothing answers.
+var holdRule = []string{"INPUT", "-i", "eth0", "-m", "comment", "--comment", "ckptd hold", "-j", "DROP"}
+
+// Hold locks the namespace at nsPath until Release. Holding one that is
+// held adds nothing.
+func Hold(nsPath string) error {
+	if held(nsPath) {
+		return nil
 	}
-	if err := setUp(a.HostVeth, false); err != nil {
-		return nil, err
-	}
-	return func() error {
-		err := setUp(a.HostVeth, true)
-		if errors.Is(err, unix.ENODEV) {
-			return nil // gone with its namespace
-		}
-		return err
-	}, nil
+	return iptablesIn(nsPath, append([]string{"-I"}, holdRule...)...)
 }
 
-// setUp sets or clears a link's IFF_UP.
-func setUp(name string, up bool) error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
+// Release lets traffic reach the namespace at nsPath again; one that is
+// not held, or gone, is not an error.
+func Release(nsPath string) error {
+	if !held(nsPath) {
+		return nil
+	}
+	return iptablesIn(nsPath, append([]string{"-D"}, holdRule...)...)
+}
+
+func held(nsPath string) bool {
+	return iptablesIn(nsPath, append([]string{"-C"}, holdRule...)...) == nil
+}
+
+// iptablesIn runs iptables in the namespace at nsPath, as a child whose
+// exit ckptd waits for itself (see ownedExec).
+func iptablesIn(nsPath string, args ...string) error {
+	var stderr bytes.Buffer
+	cmd := exec.Command("nsenter", append([]string{"--net=" + nsPath, "iptables", "-w", "-t", "filter"}, args...)...)
+	cmd.Stderr = &stderr
+	if err := proc.StartGroup(cmd); err != nil {
 		return err
 	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq(name)
+	err := cmd.Wait()
+	proc.Disown(cmd.Process.Pid)
 	if err != nil {
-		return err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("flags of %s: %w", name, err)
-	}
-	flags := ifr.Uint16()
-	if up {
-		flags |= unix.IFF_UP
-	} else {
-		flags &^= unix.IFF_UP
-	}
-	ifr.SetUint16(flags)
-	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("set %s %s: %w", name, map[bool]string{true: "up", false: "down"}[up], err)
+		return fmt.Errorf("iptables %s in %s: %w: %s", strings.Join(args, " "), nsPath, err, strings.TrimSpace(stderr.String()))
 	}
 	return nil
 }

@@ -17,9 +17,12 @@ const (
 // Spec is what a workload's own network is: what a checkpoint keeps, and
 // what a restore or a migration makes again.
 type Spec struct {
-	Mode  string `json:"mode"`
-	IP    string `json:"ip,omitempty"`  // an address to ask for (Make), or the one it had
-	MAC   string `json:"mac,omitempty"` // eth0's, asked for with IP
+	Mode string `json:"mode"`
+	IP   string `json:"ip,omitempty"`  // an address to ask for (Make), or the one it had
+	MAC  string `json:"mac,omitempty"` // eth0's, asked for with IP
+	// Held makes the namespace locked (see Hold) before it is wired; the
+	// caller releases it. Not kept.
+	Held  bool   `json:"-"`
 	Ports []Port `json:"ports,omitempty"`
 }
 
@@ -69,6 +72,11 @@ func (m *Manager) Make(ctx context.Context, id string, s Spec) (Attachment, erro
 	ns, err := NewNS(m.nsDir, id)
 	if err != nil {
 		return Attachment{}, err
+	}
+	if s.Held {
+		if err := Hold(ns); err != nil {
+			return Attachment{}, errors.Join(err, RemoveNS(ns))
+		}
 	}
 	return m.wire(ctx, id, ns, s)
 }
