@@ -5,6 +5,8 @@
 package integration
 
 import (
+	"github.com/ckptd/ckptd/test/nettest"
+
 	"fmt"
 	"os"
 	"os/exec"
@@ -53,9 +55,21 @@ func TestMain(m *testing.M) {
 				return 1
 			}
 		}
+		// Workloads get their own networks by default: what the CNI
+		// plugins leave on the host once (ckptd's bridge, portmap's
+		// chains, forwarding) goes when the suite ends.
+		restoreHost, err := nettest.Snapshot("ckptd0")
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "FAIL: note the host's network: %v\n", err)
+			return 1
+		}
 		code := m.Run()
 		if left := endStrays(dir); left != "" {
 			fmt.Fprintf(os.Stderr, "FAIL: the tests left processes running (now killed): %s\n", left)
+			code = 1
+		}
+		if err := restoreHost(); err != nil {
+			fmt.Fprintf(os.Stderr, "FAIL: put the host's network back: %v\n", err)
 			code = 1
 		}
 		return code
