@@ -39,7 +39,7 @@ http.server.HTTPServer(("0.0.0.0", 8000), H).serve_forever()
 // What cannot be is refused in one line. When everything has ended, no
 // namespace, address or rule is left.
 func TestRestorePrivateNetwork(t *testing.T) {
-	nettest.KeepHost(t, "ckptd0")
+	nettest.KeepHost(t, "ckptd0", "ckptd")
 	d := startDaemon(t)
 	d.must("run", "--name", "count", "--net", "private", "-p", "18101:8000", "--", "python3", "-c", counterServer)
 	waitFor(t, "count to answer", func() bool { return get("http://127.0.0.1:18101/") != "" })
@@ -169,7 +169,7 @@ func hostGet(h *host, url string) string {
 // place (its address and MAC kept) finds the conversation where it was:
 // nothing lost, repeated or reordered.
 func TestConnectedWorkloads(t *testing.T) {
-	nettest.KeepHost(t, "ckptd0")
+	nettest.KeepHost(t, "ckptd0", "ckptd")
 	d := startDaemon(t)
 	d.must("run", "--name", "server", "--", bins.tcpload, "--listen", "0.0.0.0:9000")
 	waitFor(t, "the server to listen", func() bool { return strings.Contains(d.must("logs", "server"), "listening") })

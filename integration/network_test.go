@@ -20,7 +20,7 @@ import (
 // flags are refused; when they end, their addresses, namespaces and
 // rules are gone, also for one that ended while ckptd was down.
 func TestRunPrivateNetwork(t *testing.T) {
-	nettest.KeepHost(t, "ckptd0")
+	nettest.KeepHost(t, "ckptd0", "ckptd")
 	d := startDaemon(t)
 	www := t.TempDir()
 	for _, name := range []string{"web1", "web2"} {

@@ -64,7 +64,7 @@ while True:
 // and runs on, not frozen; one that does not listen is checkpointed as
 // before.
 func TestAppHooks(t *testing.T) {
-	nettest.KeepHost(t, "ckptd0")
+	nettest.KeepHost(t, "ckptd0", "ckptd")
 	d := startDaemon(t)
 	out := filepath.Join(t.TempDir(), "committed")
 	d.must("run", "--name", "app", "--", "python3", "-c", offsetApp, out)
@@ -138,7 +138,7 @@ time.sleep(100000)`)
 // --prepare-timeout fails the checkpoint in one line and leaves the
 // workload running; hooks in an archive from outside are dropped.
 func TestCommandHooks(t *testing.T) {
-	nettest.KeepHost(t, "ckptd0")
+	nettest.KeepHost(t, "ckptd0", "ckptd")
 	d := startDaemon(t)
 	out := filepath.Join(t.TempDir(), "hooks")
 	d.must("run", "--name", "hooked",

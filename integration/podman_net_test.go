@@ -16,8 +16,8 @@ import (
 // changed, ps gives the new one, and the namespace goes when the
 // container ends.
 func TestPodmanNetwork(t *testing.T) {
-	nettest.KeepHost(t, "ckptd0")
-	nettest.KeepHost(t, "cni-podman0")
+	nettest.KeepHost(t, "ckptd0", "ckptd")
+	nettest.KeepHost(t, "cni-podman0", "podman")
 	pm := startPodman(t)
 	pm.must("run", "-d", "--name", "pn", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
 		testImage, "sh", "-c", counterScript)

@@ -25,7 +25,7 @@ import (
 // hibernated workload killed lets go of its port and network. The
 // metrics count hibernations, wakes and failed wakes.
 func TestScaleToZero(t *testing.T) {
-	nettest.KeepHost(t, "ckptd0")
+	nettest.KeepHost(t, "ckptd0", "ckptd")
 	metrics := freeAddr(t)
 	d := startDaemonWith(t, "--metrics-listen", metrics)
 	wd := t.TempDir()

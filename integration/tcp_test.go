@@ -3,6 +3,7 @@ package integration
 import (
 	"bufio"
 	"net"
+	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -90,8 +91,22 @@ while True:
 // that is gone: the server sees it end at once and serves the next
 // client. (TestContainerBadInput: containers refuse the flag.)
 func TestRestoreTCPClose(t *testing.T) {
-	nettest.KeepHost(t, "ckptd0")
+	nettest.KeepHost(t, "ckptd0", "ckptd")
 	d := startDaemon(t)
+	// CRIU's rules holding a connection (mark 0xc114) must not outlive it.
+	lockRules := func() int {
+		out, err := exec.Command("iptables-save", "-t", "filter").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Count(string(out), "0xc114")
+	}
+	locks := lockRules()
+	defer func() {
+		if n := lockRules(); n != locks {
+			t.Errorf("CRIU's connection rules: %d before, %d after", locks, n)
+		}
+	}()
 	for _, net := range []string{"host", "private"} {
 		name := "echo-" + net
 		bind := map[string]string{"host": "127.0.0.1", "private": "0.0.0.0"}[net]

@@ -26,7 +26,7 @@ import (
 func TestAttachDetach(t *testing.T) {
 	state := t.TempDir()
 	bridge := fmt.Sprintf("ckt%d", os.Getpid()%100000)
-	nettest.KeepHost(t, bridge)
+	nettest.KeepHost(t, bridge, "ckptdtest")
 	n, err := New(Config{StateDir: state, Name: "ckptdtest", Bridge: bridge, Subnet: "10.78.0.0/24"})
 	if err != nil {
 		t.Fatal(err)
@@ -88,7 +88,7 @@ func TestAttachDetach(t *testing.T) {
 func TestAttachFails(t *testing.T) {
 	state := t.TempDir()
 	bridge := fmt.Sprintf("ckf%d", os.Getpid()%100000)
-	nettest.KeepHost(t, bridge)
+	nettest.KeepHost(t, bridge, "ckptdtest")
 	n, err := New(Config{StateDir: state, Name: "ckptdtest", Bridge: bridge, Subnet: "10.79.0.0/24"})
 	if err != nil {
 		t.Fatal(err)
@@ -123,7 +123,7 @@ func TestAttachFails(t *testing.T) {
 func TestMakeAtAddress(t *testing.T) {
 	state := t.TempDir()
 	bridge := fmt.Sprintf("ckm%d", os.Getpid()%100000)
-	nettest.KeepHost(t, bridge)
+	nettest.KeepHost(t, bridge, "ckptdtest")
 	m, err := NewManager(Config{StateDir: state, Name: "ckptdtest", Bridge: bridge, Subnet: "10.80.0.0/24"}, filepath.Join(state, "netns"))
 	if err != nil {
 		t.Fatal(err)
@@ -180,7 +180,7 @@ func TestMakeAtAddress(t *testing.T) {
 func TestDetachFromCache(t *testing.T) {
 	state := t.TempDir()
 	bridge := fmt.Sprintf("ckc%d", os.Getpid()%100000)
-	nettest.KeepHost(t, bridge)
+	nettest.KeepHost(t, bridge, "ckptdtest")
 	n, err := New(Config{StateDir: state, Name: "ckptdtest", Bridge: bridge, Subnet: "10.84.0.0/24"})
 	if err != nil {
 		t.Fatal(err)
@@ -293,7 +293,7 @@ func grepLines(s, sub string) string {
 func TestPluginsBesideReaper(t *testing.T) {
 	state := t.TempDir()
 	bridge := fmt.Sprintf("ckr%d", os.Getpid()%100000)
-	nettest.KeepHost(t, bridge)
+	nettest.KeepHost(t, bridge, "ckptdtest")
 	m, err := NewManager(Config{StateDir: state, Name: "ckptdtest", Bridge: bridge, Subnet: "10.83.0.0/24"}, filepath.Join(state, "netns"))
 	if err != nil {
 		t.Fatal(err)

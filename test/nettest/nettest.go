@@ -12,13 +12,14 @@ import (
 )
 
 // KeepHost puts back, when the test ends, what the CNI plugins change on
-// the host once and never undo (see Snapshot), and fails the test if any
-// other nat or filter rule it made is left.
-func KeepHost(t testing.TB, bridge string) {
+// the host once and never undo (see Snapshot), and fails the test if a
+// nat or filter rule of CNI network netName is left. Only that network's
+// rules are compared: other packages' tests run beside this one.
+func KeepHost(t testing.TB, bridge, netName string) {
 	t.Helper()
 	before := map[string]string{}
 	for _, table := range []string{"nat", "filter"} {
-		r, err := rules(table)
+		r, err := networkRules(table, netName)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -33,7 +34,7 @@ func KeepHost(t testing.TB, bridge string) {
 			t.Error(err)
 		}
 		for table, r := range before {
-			after, err := rules(table)
+			after, err := networkRules(table, netName)
 			if err != nil {
 				t.Error(err)
 			} else if after != r {
@@ -108,6 +109,21 @@ func iptables(table string, cmds ...[]string) error {
 }
 
 const forwardSysctl = "/proc/sys/net/ipv4/ip_forward"
+
+// networkRules is a table's rules that name CNI network netName.
+func networkRules(table, netName string) (string, error) {
+	all, err := rules(table)
+	if err != nil {
+		return "", err
+	}
+	var out []string
+	for _, l := range strings.Split(all, "\n") {
+		if strings.Contains(l, `name: \"`+netName+`\"`) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n"), nil
+}
 
 // rules is a table's chains and rules, without counters.
 func rules(table string) (string, error) {
