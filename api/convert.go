@@ -98,6 +98,7 @@ func checkpointToAPI(c *store.Checkpoint) *apiv1.Checkpoint {
 		out.Migration = &apiv1.Migration{Peer: m.Peer, ReceivedUnixNano: unixNano(m.Received)}
 	}
 	out.Stats = statsToAPI(c.Stats)
+	out.Group = c.Group
 	return out
 }
 

@@ -8,6 +8,7 @@ import (
 
 	apiv1 "github.com/ckptd/ckptd/api/v1"
 	"github.com/ckptd/ckptd/daemon"
+	"github.com/ckptd/ckptd/errdefs"
 	"github.com/ckptd/ckptd/term"
 )
 
@@ -107,6 +108,15 @@ func (s *Server) List(ctx context.Context, r *apiv1.ListRequest) (*apiv1.ListRes
 	for _, c := range cs {
 		out.Checkpoints = append(out.Checkpoints, checkpointToAPI(c))
 	}
+	if r.GetTarget() == "" {
+		gs, err := s.d.Groups(ctx)
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		for _, g := range gs {
+			out.Groups = append(out.Groups, groupToAPI(g))
+		}
+	}
 	if r.GetQuarantined() {
 		qs, err := s.d.Quarantined(ctx)
 		if err != nil {
@@ -150,6 +160,11 @@ func (s *Server) Restore(ctx context.Context, r *apiv1.RestoreRequest) (*apiv1.T
 }
 
 func (s *Server) Inspect(ctx context.Context, r *apiv1.InspectRequest) (*apiv1.InspectResponse, error) {
+	if g, err := s.d.Group(ctx, r.GetCheckpoint()); err == nil {
+		return &apiv1.InspectResponse{Group: groupToAPI(g)}, nil
+	} else if !errdefs.IsNotFound(err) {
+		return nil, toStatus(err)
+	}
 	in, err := s.d.Inspect(ctx, r.GetCheckpoint())
 	if err != nil {
 		return nil, toStatus(err)

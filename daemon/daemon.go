@@ -108,6 +108,10 @@ type Parts struct {
 	// --net private and none are refused with NetworksErr.
 	Networks    Networks
 	NetworksErr error
+	// Freezer stops a group's members at one instant; nil: group
+	// checkpoints are refused with FreezerErr.
+	Freezer    Freezer
+	FreezerErr error
 }
 
 // Daemon holds ckptd's parts. Build it with New.
@@ -138,6 +142,8 @@ type Daemon struct {
 	networksErr    error
 	activator      Activator
 	closeActivator func()
+	freezer        Freezer
+	freezerErr     error
 
 	locks  *keylock.Locks // one per target: work on a target is serialized
 	sched  *schedule.Scheduler
@@ -163,11 +169,12 @@ func New(ctx context.Context, p Parts) (*Daemon, error) {
 		containers: p.Containers, ctrs: p.Containers, images: p.Containers, peer: p.Peer, peerInfo: p.PeerInfo, peerIdle: p.PeerTimeout, peerStreams: p.PeerStreams, defaultNS: p.ContainerNamespace, ctrdAddr: p.ContainerdAddress,
 		host: readHostInfo(), defaults: p.Defaults, chainDepth: p.ChainDepth, terms: p.Terminals, trust: p.Trust,
 		locks: keylock.New(), committed: map[string]time.Time{}, events: p.Events,
-		networks: p.Networks, networksErr: p.NetworksErr,
+		networks: p.Networks, networksErr: p.NetworksErr, freezer: p.Freezer, freezerErr: p.FreezerErr,
 	}
 	if d.events == nil {
 		d.events = events.NewHub()
 	}
+	d.thawLeftGroups(ctx)
 	d.resumePausedContainers(ctx)
 	d.endUnfilled(ctx)
 	d.leaveEndedNetworks(ctx)
@@ -267,8 +274,12 @@ func (d *Daemon) Remove(ctx context.Context, refs []string, o RemoveOptions) ([]
 	if o.Recursive && o.Relink {
 		return nil, fmt.Errorf("--recursive removes descendants, --relink keeps them: choose one: %w", errdefs.ErrInvalidArgument)
 	}
+	refs, removedGroups, err := d.removeGroups(ctx, refs)
+	if err != nil || len(refs) == 0 {
+		return removedGroups, err
+	}
 	if err := d.ownAll(ctx, refs); err != nil {
-		return nil, err
+		return removedGroups, err
 	}
 	remove := func(ctx context.Context, refs []string) ([]string, error) {
 		return d.store.Remove(ctx, refs, o.Recursive)
@@ -277,6 +288,7 @@ func (d *Daemon) Remove(ctx context.Context, refs []string, o RemoveOptions) ([]
 		remove = d.store.RemoveRelinking
 	}
 	ids, err := remove(ctx, refs)
+	ids = append(removedGroups, ids...)
 	if len(ids) > 0 {
 		d.log.Info("checkpoints removed", "ids", ids)
 	}
@@ -297,7 +309,13 @@ func (d *Daemon) List(ctx context.Context, target string) ([]*store.Checkpoint, 
 		f.TargetKey = ref.Key()
 	}
 	cs, err := d.store.List(ctx, f)
-	return ownedCheckpoints(ctx, cs), err
+	listed := cs[:0]
+	for _, c := range cs {
+		if d.listed(c) {
+			listed = append(listed, c)
+		}
+	}
+	return ownedCheckpoints(ctx, listed), err
 }
 
 // Quarantined lists checkpoints held out of the index.

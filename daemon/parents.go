@@ -8,17 +8,21 @@ import (
 )
 
 // parentOf is the target's latest checkpoint or, for a restored copy not
-// yet checkpointed, the checkpoint it was restored from.
+// yet checkpointed, the checkpoint it was restored from. A group's member
+// is no parent: a group is removed whole, with no descendants to keep.
 func (d *Daemon) parentOf(ctx context.Context, t *store.Target) (string, error) {
 	latest, err := d.store.Latest(ctx, t.Key())
 	if err == nil && latest.Created.After(t.Created) {
+		if latest.Group != "" {
+			return "", nil
+		}
 		return latest.ID, nil
 	}
 	if err != nil && !errdefs.IsNotFound(err) {
 		return "", err
 	}
 	if t.RestoredFrom != "" {
-		if _, err := d.store.Get(ctx, t.RestoredFrom); err == nil {
+		if c, err := d.store.Get(ctx, t.RestoredFrom); err == nil && c.Group == "" {
 			return t.RestoredFrom, nil
 		}
 	}

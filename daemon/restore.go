@@ -220,7 +220,7 @@ func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.Tar
 	res, err := d.restorer.Restore(ctx, restorer.Request{
 		ImagesDir:   imagesDir,
 		WorkDir:     work.Path,
-		Options:     restorerOptions(c.Options, how),
+		Options:     restorerOptions(c, how),
 		Inherit:     inherit,
 		MemoryBytes: c.Size() + c.SharedBytes(),
 		Launch:      launch,
@@ -353,7 +353,14 @@ func hostPIDsFree(ctx context.Context, dir string, hostPID int) error {
 	return nil
 }
 
-func restorerOptions(o store.Options, how *restoreHow) restorer.Options {
-	return restorer.Options{TCPEstablished: o.TCPEstablished, TCPClose: how.TCPClose, FileLocks: o.FileLocks, ExtUnixSk: o.ExtUnixSk,
+func restorerOptions(c *store.Checkpoint, how *restoreHow) restorer.Options {
+	o := c.Options
+	ro := restorer.Options{TCPEstablished: o.TCPEstablished, TCPClose: how.TCPClose, FileLocks: o.FileLocks, ExtUnixSk: o.ExtUnixSk,
 		ShellJob: o.ShellJob, ConfigFile: o.CRIUConfig, LeaveStopped: how.Stopped}
+	if c.Group != "" {
+		// Not into the freezer cgroup that held it for its group, which
+		// CRIU would make again, frozen.
+		ro.CgroupRoots = map[string]string{"freezer": "/"}
+	}
+	return ro
 }

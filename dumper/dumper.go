@@ -62,6 +62,11 @@ type Request struct {
 	// daemon until it has them all; only then is the tree killed. If the
 	// stream breaks first, CRIU resumes the tree.
 	Lazy bool
+	// FreezeCgroup is the tree's freezer cgroup, which the caller froze
+	// (package freezer): CRIU seizes the tree there and leaves the cgroup
+	// frozen when it lets the tree go, so that a group of trees stays
+	// stopped until the caller thaws it. Only with LeaveRunning.
+	FreezeCgroup string
 	// Commit runs while the tree is still frozen and every image is written.
 	// When it returns nil the tree is killed (or resumed with LeaveRunning);
 	// when it fails, or ckptd dies before it returns, CRIU resumes the tree
@@ -125,6 +130,9 @@ func (d *Dumper) Dump(ctx context.Context, req Request) (Result, error) {
 		opts.GhostLimit = ptr(req.Options.GhostLimit)
 	}
 	opts.External = req.Options.External
+	if req.FreezeCgroup != "" {
+		opts.FreezeCgroup = ptr(req.FreezeCgroup)
+	}
 	if cfg := cmp.Or(req.Options.ConfigFile, d.bin.ConfigFile); cfg != "" {
 		opts.ConfigFile = ptr(cfg)
 	}

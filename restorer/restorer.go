@@ -32,6 +32,10 @@ type Options struct {
 	// LeaveStopped leaves the restored tree stopped (SIGSTOP): a migration
 	// resumes it only once the source confirms its copy is gone.
 	LeaveStopped bool
+	// CgroupRoots puts the tree's cgroup of a controller elsewhere
+	// (CRIU's --cgroup-root CONTROLLER:PATH): a group's member was dumped
+	// from the freezer cgroup that froze it, not where it belongs.
+	CgroupRoots map[string]string
 }
 
 // Request is one restore.
@@ -116,6 +120,9 @@ func (r *Restorer) Restore(ctx context.Context, req Request) (Result, error) {
 	}
 	if cfg := cmp.Or(req.Options.ConfigFile, r.bin.ConfigFile); cfg != "" {
 		opts.ConfigFile = ptr(cfg)
+	}
+	for ctrl, path := range req.Options.CgroupRoots {
+		opts.CgRoot = append(opts.CgRoot, &rpc.CgroupRoot{Ctrl: ptr(ctrl), Path: ptr(path)})
 	}
 	files := inherit(opts, req.Inherit)
 	var lazy *criu.LazyPages

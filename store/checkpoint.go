@@ -232,6 +232,9 @@ type Checkpoint struct {
 	// AppState is what the workload answered prepare with (package
 	// notify): a restore hands it back.
 	AppState []byte `json:"app_state,omitempty"`
+	// Group is the group checkpoint this is a member of (see Group): it
+	// counts only once the group's record exists.
+	Group string `json:"group,omitempty"`
 }
 
 // Incremental describes a checkpoint stored as its changes over Parent.

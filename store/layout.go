@@ -28,6 +28,7 @@ import (
 //	                             paused.json names a container the dump paused, until resumed
 //	<root>/dumps/<id>/images/    a migration's CRIU images before they are sent
 //	<root>/restores/<op>/        CRIU work dirs of restores (restore.log, stats-restore)
+//	<root>/groups/<id>.json      a complete group checkpoint: written after every member
 //	<root>/criu/<pgid>           a CRIU process group ckptd started and has not seen end;
 //	                             the next ckptd ends it before touching anything else
 type Layout struct{ Root string }
@@ -97,12 +98,16 @@ func (l Layout) HelpersDir() string    { return filepath.Join(l.Root, "criu") }
 func (l Layout) NetworkDir() string { return filepath.Join(l.Root, "network") }
 func (l Layout) NetNSDir() string   { return filepath.Join(l.Root, "netns") }
 
+// GroupsDir holds group checkpoints' records; Group is one.
+func (l Layout) GroupsDir() string      { return filepath.Join(l.Root, "groups") }
+func (l Layout) Group(id string) string { return filepath.Join(l.GroupsDir(), id+".json") }
+
 // DumpImages is where a migration's source writes the images it sends.
 func (l Layout) DumpImages(id string) string { return filepath.Join(l.Dump(id), "images") }
 
 // Ensure creates the state root and its directories, owner-only.
 func (l Layout) Ensure() error {
-	for _, d := range []string{l.Root, l.StagingDir(), l.CheckpointsDir(), l.QuarantineDir(), l.TrashDir(), l.TargetsDir(), l.WorkloadsDir(), l.ContainersDir(), l.DumpsDir(), l.RestoresDir(), l.NetworkDir(), l.NetNSDir()} {
+	for _, d := range []string{l.Root, l.StagingDir(), l.CheckpointsDir(), l.QuarantineDir(), l.TrashDir(), l.TargetsDir(), l.WorkloadsDir(), l.ContainersDir(), l.DumpsDir(), l.RestoresDir(), l.NetworkDir(), l.NetNSDir(), l.GroupsDir()} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return fmt.Errorf("create state dir: %w", err)
 		}

@@ -14,8 +14,8 @@ import (
 
 // recover brings the store back to a consistent state after a crash or a
 // lost index. It never deletes a checkpoint: only an unfinished one in
-// staging (a pending one is sealed), and what rm had already taken out of
-// the index. Proven damage
+// staging (a pending one is sealed), the members of a group that never
+// got its record, and what rm had already taken out of the index. Proven damage
 // goes to quarantine; anything else it cannot judge (a cancelled start, a
 // newer format, an I/O error) is left in place and reported. Every action
 // is logged.
@@ -47,6 +47,10 @@ func (s *Store) recover(ctx context.Context) error {
 		if err := os.RemoveAll(p); err != nil {
 			return err
 		}
+	}
+	// Before anything resumes sealing them, which would hold them.
+	if err := s.dropIncompleteGroups(ctx); err != nil {
+		return err
 	}
 	all, err := s.List(ctx, Filter{})
 	if err != nil {

@@ -264,7 +264,14 @@ func (s *Store) NameTaken(ctx context.Context, name string) (bool, error) {
 		taken = tx.Bucket(bucketNames).Get([]byte(name)) != nil
 		return nil
 	})
-	return taken, err
+	if err != nil || taken {
+		return taken, err
+	}
+	// Groups share the names of checkpoints: restore and rm take either.
+	if _, err := s.GetGroup(ctx, name); !errdefs.IsNotFound(err) {
+		return err == nil, err
+	}
+	return false, nil
 }
 
 func putTx(tx *bolt.Tx, c *Checkpoint) error {

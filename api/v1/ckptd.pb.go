@@ -2004,6 +2004,7 @@ type Checkpoint struct {
 	// Who a process checkpoint from outside runs as: "uid N, gid M".
 	RunsAs        string `protobuf:"bytes,23,opt,name=runs_as,json=runsAs,proto3" json:"runs_as,omitempty"`
 	AppState      []byte `protobuf:"bytes,24,opt,name=app_state,json=appState,proto3" json:"app_state,omitempty"` // what the workload answered prepare with
+	Group         string `protobuf:"bytes,25,opt,name=group,proto3" json:"group,omitempty"`                       // the id of the group checkpoint it is a member of
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2204,6 +2205,13 @@ func (x *Checkpoint) GetAppState() []byte {
 		return x.AppState
 	}
 	return nil
+}
+
+func (x *Checkpoint) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
 }
 
 // A checkpoint stored as its changes over its parent: a restore reads the
@@ -2622,6 +2630,7 @@ type ListResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Checkpoints   []*Checkpoint          `protobuf:"bytes,1,rep,name=checkpoints,proto3" json:"checkpoints,omitempty"`
 	Quarantined   []*Quarantined         `protobuf:"bytes,2,rep,name=quarantined,proto3" json:"quarantined,omitempty"`
+	Groups        []*Group               `protobuf:"bytes,3,rep,name=groups,proto3" json:"groups,omitempty"` // complete group checkpoints
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2670,6 +2679,313 @@ func (x *ListResponse) GetQuarantined() []*Quarantined {
 	return nil
 }
 
+func (x *ListResponse) GetGroups() []*Group {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+type CreateGroupRequest struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Name             string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Targets          []string               `protobuf:"bytes,2,rep,name=targets,proto3" json:"targets,omitempty"`
+	Options          *Options               `protobuf:"bytes,3,opt,name=options,proto3" json:"options,omitempty"`
+	PrepareTimeoutNs int64                  `protobuf:"varint,4,opt,name=prepare_timeout_ns,json=prepareTimeoutNs,proto3" json:"prepare_timeout_ns,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *CreateGroupRequest) Reset() {
+	*x = CreateGroupRequest{}
+	mi := &file_ckptd_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateGroupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateGroupRequest) ProtoMessage() {}
+
+func (x *CreateGroupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ckptd_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateGroupRequest.ProtoReflect.Descriptor instead.
+func (*CreateGroupRequest) Descriptor() ([]byte, []int) {
+	return file_ckptd_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *CreateGroupRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateGroupRequest) GetTargets() []string {
+	if x != nil {
+		return x.Targets
+	}
+	return nil
+}
+
+func (x *CreateGroupRequest) GetOptions() *Options {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
+func (x *CreateGroupRequest) GetPrepareTimeoutNs() int64 {
+	if x != nil {
+		return x.PrepareTimeoutNs
+	}
+	return 0
+}
+
+type Group struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Id              string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name            string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	CreatedUnixNano int64                  `protobuf:"varint,3,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
+	Members         []*GroupMember         `protobuf:"bytes,4,rep,name=members,proto3" json:"members,omitempty"` // in restore order
+	Scheduled       bool                   `protobuf:"varint,5,opt,name=scheduled,proto3" json:"scheduled,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *Group) Reset() {
+	*x = Group{}
+	mi := &file_ckptd_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Group) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Group) ProtoMessage() {}
+
+func (x *Group) ProtoReflect() protoreflect.Message {
+	mi := &file_ckptd_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Group.ProtoReflect.Descriptor instead.
+func (*Group) Descriptor() ([]byte, []int) {
+	return file_ckptd_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *Group) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Group) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Group) GetCreatedUnixNano() int64 {
+	if x != nil {
+		return x.CreatedUnixNano
+	}
+	return 0
+}
+
+func (x *Group) GetMembers() []*GroupMember {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *Group) GetScheduled() bool {
+	if x != nil {
+		return x.Scheduled
+	}
+	return false
+}
+
+type GroupMember struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Checkpoint     string                 `protobuf:"bytes,1,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"` // id
+	CheckpointName string                 `protobuf:"bytes,2,opt,name=checkpoint_name,json=checkpointName,proto3" json:"checkpoint_name,omitempty"`
+	Target         *TargetRef             `protobuf:"bytes,3,opt,name=target,proto3" json:"target,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *GroupMember) Reset() {
+	*x = GroupMember{}
+	mi := &file_ckptd_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupMember) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupMember) ProtoMessage() {}
+
+func (x *GroupMember) ProtoReflect() protoreflect.Message {
+	mi := &file_ckptd_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupMember.ProtoReflect.Descriptor instead.
+func (*GroupMember) Descriptor() ([]byte, []int) {
+	return file_ckptd_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *GroupMember) GetCheckpoint() string {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return ""
+}
+
+func (x *GroupMember) GetCheckpointName() string {
+	if x != nil {
+		return x.CheckpointName
+	}
+	return ""
+}
+
+func (x *GroupMember) GetTarget() *TargetRef {
+	if x != nil {
+		return x.Target
+	}
+	return nil
+}
+
+type RestoreGroupRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"` // restore copies, each named after its target with this suffix
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestoreGroupRequest) Reset() {
+	*x = RestoreGroupRequest{}
+	mi := &file_ckptd_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestoreGroupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestoreGroupRequest) ProtoMessage() {}
+
+func (x *RestoreGroupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ckptd_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestoreGroupRequest.ProtoReflect.Descriptor instead.
+func (*RestoreGroupRequest) Descriptor() ([]byte, []int) {
+	return file_ckptd_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *RestoreGroupRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *RestoreGroupRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type RestoreGroupResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Targets       []*Target              `protobuf:"bytes,1,rep,name=targets,proto3" json:"targets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestoreGroupResponse) Reset() {
+	*x = RestoreGroupResponse{}
+	mi := &file_ckptd_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestoreGroupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestoreGroupResponse) ProtoMessage() {}
+
+func (x *RestoreGroupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ckptd_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestoreGroupResponse.ProtoReflect.Descriptor instead.
+func (*RestoreGroupResponse) Descriptor() ([]byte, []int) {
+	return file_ckptd_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *RestoreGroupResponse) GetTargets() []*Target {
+	if x != nil {
+		return x.Targets
+	}
+	return nil
+}
+
 // A checkpoint held out of the index: kept on disk until readmitted or removed.
 type Quarantined struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2683,7 +2999,7 @@ type Quarantined struct {
 
 func (x *Quarantined) Reset() {
 	*x = Quarantined{}
-	mi := &file_ckptd_proto_msgTypes[35]
+	mi := &file_ckptd_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2695,7 +3011,7 @@ func (x *Quarantined) String() string {
 func (*Quarantined) ProtoMessage() {}
 
 func (x *Quarantined) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[35]
+	mi := &file_ckptd_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2708,7 +3024,7 @@ func (x *Quarantined) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Quarantined.ProtoReflect.Descriptor instead.
 func (*Quarantined) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{35}
+	return file_ckptd_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *Quarantined) GetId() string {
@@ -2749,7 +3065,7 @@ type VerifyRequest struct {
 
 func (x *VerifyRequest) Reset() {
 	*x = VerifyRequest{}
-	mi := &file_ckptd_proto_msgTypes[36]
+	mi := &file_ckptd_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2761,7 +3077,7 @@ func (x *VerifyRequest) String() string {
 func (*VerifyRequest) ProtoMessage() {}
 
 func (x *VerifyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[36]
+	mi := &file_ckptd_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2774,7 +3090,7 @@ func (x *VerifyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyRequest.ProtoReflect.Descriptor instead.
 func (*VerifyRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{36}
+	return file_ckptd_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *VerifyRequest) GetCheckpoint() string {
@@ -2803,7 +3119,7 @@ type VerifyResponse struct {
 
 func (x *VerifyResponse) Reset() {
 	*x = VerifyResponse{}
-	mi := &file_ckptd_proto_msgTypes[37]
+	mi := &file_ckptd_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2815,7 +3131,7 @@ func (x *VerifyResponse) String() string {
 func (*VerifyResponse) ProtoMessage() {}
 
 func (x *VerifyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[37]
+	mi := &file_ckptd_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2828,7 +3144,7 @@ func (x *VerifyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyResponse.ProtoReflect.Descriptor instead.
 func (*VerifyResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{37}
+	return file_ckptd_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *VerifyResponse) GetCheckpoint() *Checkpoint {
@@ -2870,7 +3186,7 @@ type RemoveRequest struct {
 
 func (x *RemoveRequest) Reset() {
 	*x = RemoveRequest{}
-	mi := &file_ckptd_proto_msgTypes[38]
+	mi := &file_ckptd_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2882,7 +3198,7 @@ func (x *RemoveRequest) String() string {
 func (*RemoveRequest) ProtoMessage() {}
 
 func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[38]
+	mi := &file_ckptd_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2895,7 +3211,7 @@ func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{38}
+	return file_ckptd_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *RemoveRequest) GetRefs() []string {
@@ -2928,7 +3244,7 @@ type RemoveResponse struct {
 
 func (x *RemoveResponse) Reset() {
 	*x = RemoveResponse{}
-	mi := &file_ckptd_proto_msgTypes[39]
+	mi := &file_ckptd_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2940,7 +3256,7 @@ func (x *RemoveResponse) String() string {
 func (*RemoveResponse) ProtoMessage() {}
 
 func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[39]
+	mi := &file_ckptd_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2953,7 +3269,7 @@ func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveResponse.ProtoReflect.Descriptor instead.
 func (*RemoveResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{39}
+	return file_ckptd_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RemoveResponse) GetRemoved() []string {
@@ -2976,7 +3292,7 @@ type RestoreRequest struct {
 
 func (x *RestoreRequest) Reset() {
 	*x = RestoreRequest{}
-	mi := &file_ckptd_proto_msgTypes[40]
+	mi := &file_ckptd_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2988,7 +3304,7 @@ func (x *RestoreRequest) String() string {
 func (*RestoreRequest) ProtoMessage() {}
 
 func (x *RestoreRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[40]
+	mi := &file_ckptd_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3001,7 +3317,7 @@ func (x *RestoreRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreRequest.ProtoReflect.Descriptor instead.
 func (*RestoreRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{40}
+	return file_ckptd_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RestoreRequest) GetCheckpoint() string {
@@ -3048,7 +3364,7 @@ type InspectRequest struct {
 
 func (x *InspectRequest) Reset() {
 	*x = InspectRequest{}
-	mi := &file_ckptd_proto_msgTypes[41]
+	mi := &file_ckptd_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3060,7 +3376,7 @@ func (x *InspectRequest) String() string {
 func (*InspectRequest) ProtoMessage() {}
 
 func (x *InspectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[41]
+	mi := &file_ckptd_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3073,7 +3389,7 @@ func (x *InspectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectRequest.ProtoReflect.Descriptor instead.
 func (*InspectRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{41}
+	return file_ckptd_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *InspectRequest) GetCheckpoint() string {
@@ -3094,7 +3410,7 @@ type File struct {
 
 func (x *File) Reset() {
 	*x = File{}
-	mi := &file_ckptd_proto_msgTypes[42]
+	mi := &file_ckptd_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3106,7 +3422,7 @@ func (x *File) String() string {
 func (*File) ProtoMessage() {}
 
 func (x *File) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[42]
+	mi := &file_ckptd_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3119,7 +3435,7 @@ func (x *File) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use File.ProtoReflect.Descriptor instead.
 func (*File) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{42}
+	return file_ckptd_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *File) GetFd() string {
@@ -3156,7 +3472,7 @@ type Socket struct {
 
 func (x *Socket) Reset() {
 	*x = Socket{}
-	mi := &file_ckptd_proto_msgTypes[43]
+	mi := &file_ckptd_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3168,7 +3484,7 @@ func (x *Socket) String() string {
 func (*Socket) ProtoMessage() {}
 
 func (x *Socket) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[43]
+	mi := &file_ckptd_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3181,7 +3497,7 @@ func (x *Socket) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Socket.ProtoReflect.Descriptor instead.
 func (*Socket) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{43}
+	return file_ckptd_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *Socket) GetFd() uint32 {
@@ -3234,7 +3550,7 @@ type Process struct {
 
 func (x *Process) Reset() {
 	*x = Process{}
-	mi := &file_ckptd_proto_msgTypes[44]
+	mi := &file_ckptd_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3246,7 +3562,7 @@ func (x *Process) String() string {
 func (*Process) ProtoMessage() {}
 
 func (x *Process) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[44]
+	mi := &file_ckptd_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3259,7 +3575,7 @@ func (x *Process) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Process.ProtoReflect.Descriptor instead.
 func (*Process) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{44}
+	return file_ckptd_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *Process) GetPid() uint32 {
@@ -3320,13 +3636,14 @@ type InspectResponse struct {
 	Needs []*NeededFile `protobuf:"bytes,4,rep,name=needs,proto3" json:"needs,omitempty"`
 	// Why an incremental checkpoint's chain cannot serve a restore.
 	ChainProblem  string `protobuf:"bytes,5,opt,name=chain_problem,json=chainProblem,proto3" json:"chain_problem,omitempty"`
+	Group         *Group `protobuf:"bytes,6,opt,name=group,proto3" json:"group,omitempty"` // set, alone, when the name is a group's
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *InspectResponse) Reset() {
 	*x = InspectResponse{}
-	mi := &file_ckptd_proto_msgTypes[45]
+	mi := &file_ckptd_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3338,7 +3655,7 @@ func (x *InspectResponse) String() string {
 func (*InspectResponse) ProtoMessage() {}
 
 func (x *InspectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[45]
+	mi := &file_ckptd_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3351,7 +3668,7 @@ func (x *InspectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectResponse.ProtoReflect.Descriptor instead.
 func (*InspectResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{45}
+	return file_ckptd_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *InspectResponse) GetCheckpoint() *Checkpoint {
@@ -3389,6 +3706,13 @@ func (x *InspectResponse) GetChainProblem() string {
 	return ""
 }
 
+func (x *InspectResponse) GetGroup() *Group {
+	if x != nil {
+		return x.Group
+	}
+	return nil
+}
+
 type NeededFile struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
@@ -3401,7 +3725,7 @@ type NeededFile struct {
 
 func (x *NeededFile) Reset() {
 	*x = NeededFile{}
-	mi := &file_ckptd_proto_msgTypes[46]
+	mi := &file_ckptd_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3413,7 +3737,7 @@ func (x *NeededFile) String() string {
 func (*NeededFile) ProtoMessage() {}
 
 func (x *NeededFile) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[46]
+	mi := &file_ckptd_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3426,7 +3750,7 @@ func (x *NeededFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NeededFile.ProtoReflect.Descriptor instead.
 func (*NeededFile) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{46}
+	return file_ckptd_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *NeededFile) GetPath() string {
@@ -3475,7 +3799,7 @@ type MigrateRequest struct {
 
 func (x *MigrateRequest) Reset() {
 	*x = MigrateRequest{}
-	mi := &file_ckptd_proto_msgTypes[47]
+	mi := &file_ckptd_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3487,7 +3811,7 @@ func (x *MigrateRequest) String() string {
 func (*MigrateRequest) ProtoMessage() {}
 
 func (x *MigrateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[47]
+	mi := &file_ckptd_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3500,7 +3824,7 @@ func (x *MigrateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MigrateRequest.ProtoReflect.Descriptor instead.
 func (*MigrateRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{47}
+	return file_ckptd_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *MigrateRequest) GetTarget() string {
@@ -3584,7 +3908,7 @@ type MigrateProgress struct {
 
 func (x *MigrateProgress) Reset() {
 	*x = MigrateProgress{}
-	mi := &file_ckptd_proto_msgTypes[48]
+	mi := &file_ckptd_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3596,7 +3920,7 @@ func (x *MigrateProgress) String() string {
 func (*MigrateProgress) ProtoMessage() {}
 
 func (x *MigrateProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[48]
+	mi := &file_ckptd_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3609,7 +3933,7 @@ func (x *MigrateProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MigrateProgress.ProtoReflect.Descriptor instead.
 func (*MigrateProgress) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{48}
+	return file_ckptd_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *MigrateProgress) GetPhase() string {
@@ -3657,7 +3981,7 @@ type MigrateResult struct {
 
 func (x *MigrateResult) Reset() {
 	*x = MigrateResult{}
-	mi := &file_ckptd_proto_msgTypes[49]
+	mi := &file_ckptd_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3669,7 +3993,7 @@ func (x *MigrateResult) String() string {
 func (*MigrateResult) ProtoMessage() {}
 
 func (x *MigrateResult) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[49]
+	mi := &file_ckptd_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3682,7 +4006,7 @@ func (x *MigrateResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MigrateResult.ProtoReflect.Descriptor instead.
 func (*MigrateResult) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{49}
+	return file_ckptd_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *MigrateResult) GetDestination() string {
@@ -3781,7 +4105,7 @@ type Round struct {
 
 func (x *Round) Reset() {
 	*x = Round{}
-	mi := &file_ckptd_proto_msgTypes[50]
+	mi := &file_ckptd_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3793,7 +4117,7 @@ func (x *Round) String() string {
 func (*Round) ProtoMessage() {}
 
 func (x *Round) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[50]
+	mi := &file_ckptd_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3806,7 +4130,7 @@ func (x *Round) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Round.ProtoReflect.Descriptor instead.
 func (*Round) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{50}
+	return file_ckptd_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *Round) GetN() int32 {
@@ -3847,7 +4171,7 @@ type Phase struct {
 
 func (x *Phase) Reset() {
 	*x = Phase{}
-	mi := &file_ckptd_proto_msgTypes[51]
+	mi := &file_ckptd_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3859,7 +4183,7 @@ func (x *Phase) String() string {
 func (*Phase) ProtoMessage() {}
 
 func (x *Phase) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[51]
+	mi := &file_ckptd_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3872,7 +4196,7 @@ func (x *Phase) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Phase.ProtoReflect.Descriptor instead.
 func (*Phase) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{51}
+	return file_ckptd_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *Phase) GetName() string {
@@ -3902,7 +4226,7 @@ type MigrateEvent struct {
 
 func (x *MigrateEvent) Reset() {
 	*x = MigrateEvent{}
-	mi := &file_ckptd_proto_msgTypes[52]
+	mi := &file_ckptd_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3914,7 +4238,7 @@ func (x *MigrateEvent) String() string {
 func (*MigrateEvent) ProtoMessage() {}
 
 func (x *MigrateEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[52]
+	mi := &file_ckptd_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3927,7 +4251,7 @@ func (x *MigrateEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MigrateEvent.ProtoReflect.Descriptor instead.
 func (*MigrateEvent) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{52}
+	return file_ckptd_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *MigrateEvent) GetEvent() isMigrateEvent_Event {
@@ -3981,7 +4305,7 @@ type ResolveMigrationRequest struct {
 
 func (x *ResolveMigrationRequest) Reset() {
 	*x = ResolveMigrationRequest{}
-	mi := &file_ckptd_proto_msgTypes[53]
+	mi := &file_ckptd_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3993,7 +4317,7 @@ func (x *ResolveMigrationRequest) String() string {
 func (*ResolveMigrationRequest) ProtoMessage() {}
 
 func (x *ResolveMigrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[53]
+	mi := &file_ckptd_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4006,7 +4330,7 @@ func (x *ResolveMigrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveMigrationRequest.ProtoReflect.Descriptor instead.
 func (*ResolveMigrationRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{53}
+	return file_ckptd_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ResolveMigrationRequest) GetTarget() string {
@@ -4031,7 +4355,7 @@ type EventsRequest struct {
 
 func (x *EventsRequest) Reset() {
 	*x = EventsRequest{}
-	mi := &file_ckptd_proto_msgTypes[54]
+	mi := &file_ckptd_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4043,7 +4367,7 @@ func (x *EventsRequest) String() string {
 func (*EventsRequest) ProtoMessage() {}
 
 func (x *EventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[54]
+	mi := &file_ckptd_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4056,7 +4380,7 @@ func (x *EventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
 func (*EventsRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{54}
+	return file_ckptd_proto_rawDescGZIP(), []int{59}
 }
 
 // One thing that happened: created, sealed, restored, removed, pruned,
@@ -4081,7 +4405,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_ckptd_proto_msgTypes[55]
+	mi := &file_ckptd_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4093,7 +4417,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[55]
+	mi := &file_ckptd_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4106,7 +4430,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{55}
+	return file_ckptd_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *Event) GetTimeUnixNano() int64 {
@@ -4196,7 +4520,7 @@ type ExportRequest struct {
 
 func (x *ExportRequest) Reset() {
 	*x = ExportRequest{}
-	mi := &file_ckptd_proto_msgTypes[56]
+	mi := &file_ckptd_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4208,7 +4532,7 @@ func (x *ExportRequest) String() string {
 func (*ExportRequest) ProtoMessage() {}
 
 func (x *ExportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[56]
+	mi := &file_ckptd_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4221,7 +4545,7 @@ func (x *ExportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportRequest.ProtoReflect.Descriptor instead.
 func (*ExportRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{56}
+	return file_ckptd_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ExportRequest) GetCheckpoint() string {
@@ -4247,7 +4571,7 @@ type ExportChunk struct {
 
 func (x *ExportChunk) Reset() {
 	*x = ExportChunk{}
-	mi := &file_ckptd_proto_msgTypes[57]
+	mi := &file_ckptd_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4259,7 +4583,7 @@ func (x *ExportChunk) String() string {
 func (*ExportChunk) ProtoMessage() {}
 
 func (x *ExportChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[57]
+	mi := &file_ckptd_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4272,7 +4596,7 @@ func (x *ExportChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportChunk.ProtoReflect.Descriptor instead.
 func (*ExportChunk) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{57}
+	return file_ckptd_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ExportChunk) GetData() []byte {
@@ -4303,7 +4627,7 @@ type ImportChunk struct {
 
 func (x *ImportChunk) Reset() {
 	*x = ImportChunk{}
-	mi := &file_ckptd_proto_msgTypes[58]
+	mi := &file_ckptd_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4315,7 +4639,7 @@ func (x *ImportChunk) String() string {
 func (*ImportChunk) ProtoMessage() {}
 
 func (x *ImportChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[58]
+	mi := &file_ckptd_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4328,7 +4652,7 @@ func (x *ImportChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportChunk.ProtoReflect.Descriptor instead.
 func (*ImportChunk) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{58}
+	return file_ckptd_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ImportChunk) GetName() string {
@@ -4544,7 +4868,7 @@ const file_ckptd_proto_rawDesc = "" +
 	"\aFileSum\x12\x12\n" +
 	"\x04size\x18\x01 \x01(\x03R\x04size\x12\x16\n" +
 	"\x06sha256\x18\x02 \x01(\tR\x06sha256\x12\x16\n" +
-	"\x06blake3\x18\x03 \x01(\tR\x06blake3\"\xa3\a\n" +
+	"\x06blake3\x18\x03 \x01(\tR\x06blake3\"\xb9\a\n" +
 	"\n" +
 	"Checkpoint\x12%\n" +
 	"\x0eformat_version\x18\x01 \x01(\x05R\rformatVersion\x12\x0e\n" +
@@ -4571,7 +4895,8 @@ const file_ckptd_proto_rawDesc = "" +
 	"\vincremental\x18\x15 \x01(\v2\x15.ckptd.v1.IncrementalR\vincremental\x12\x18\n" +
 	"\adropped\x18\x16 \x03(\tR\adropped\x12\x17\n" +
 	"\aruns_as\x18\x17 \x01(\tR\x06runsAs\x12\x1b\n" +
-	"\tapp_state\x18\x18 \x01(\fR\bappState\x1aK\n" +
+	"\tapp_state\x18\x18 \x01(\fR\bappState\x12\x14\n" +
+	"\x05group\x18\x19 \x01(\tR\x05group\x1aK\n" +
 	"\n" +
 	"FilesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12'\n" +
@@ -4610,10 +4935,33 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x12prepare_timeout_ns\x18\x04 \x01(\x03R\x10prepareTimeoutNs\"G\n" +
 	"\vListRequest\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x12 \n" +
-	"\vquarantined\x18\x02 \x01(\bR\vquarantined\"\x7f\n" +
+	"\vquarantined\x18\x02 \x01(\bR\vquarantined\"\xa8\x01\n" +
 	"\fListResponse\x126\n" +
 	"\vcheckpoints\x18\x01 \x03(\v2\x14.ckptd.v1.CheckpointR\vcheckpoints\x127\n" +
-	"\vquarantined\x18\x02 \x03(\v2\x15.ckptd.v1.QuarantinedR\vquarantined\"\x93\x01\n" +
+	"\vquarantined\x18\x02 \x03(\v2\x15.ckptd.v1.QuarantinedR\vquarantined\x12'\n" +
+	"\x06groups\x18\x03 \x03(\v2\x0f.ckptd.v1.GroupR\x06groups\"\x9d\x01\n" +
+	"\x12CreateGroupRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\atargets\x18\x02 \x03(\tR\atargets\x12+\n" +
+	"\aoptions\x18\x03 \x01(\v2\x11.ckptd.v1.OptionsR\aoptions\x12,\n" +
+	"\x12prepare_timeout_ns\x18\x04 \x01(\x03R\x10prepareTimeoutNs\"\xa6\x01\n" +
+	"\x05Group\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12*\n" +
+	"\x11created_unix_nano\x18\x03 \x01(\x03R\x0fcreatedUnixNano\x12/\n" +
+	"\amembers\x18\x04 \x03(\v2\x15.ckptd.v1.GroupMemberR\amembers\x12\x1c\n" +
+	"\tscheduled\x18\x05 \x01(\bR\tscheduled\"\x83\x01\n" +
+	"\vGroupMember\x12\x1e\n" +
+	"\n" +
+	"checkpoint\x18\x01 \x01(\tR\n" +
+	"checkpoint\x12'\n" +
+	"\x0fcheckpoint_name\x18\x02 \x01(\tR\x0echeckpointName\x12+\n" +
+	"\x06target\x18\x03 \x01(\v2\x13.ckptd.v1.TargetRefR\x06target\"?\n" +
+	"\x13RestoreGroupRequest\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"B\n" +
+	"\x14RestoreGroupResponse\x12*\n" +
+	"\atargets\x18\x01 \x03(\v2\x10.ckptd.v1.TargetR\atargets\"\x93\x01\n" +
 	"\vQuarantined\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12&\n" +
@@ -4670,7 +5018,7 @@ const file_ckptd_proto_rawDesc = "" +
 	"\acommand\x18\x04 \x03(\tR\acommand\x12!\n" +
 	"\fmemory_bytes\x18\x05 \x01(\x03R\vmemoryBytes\x12$\n" +
 	"\x05files\x18\x06 \x03(\v2\x0e.ckptd.v1.FileR\x05files\x12*\n" +
-	"\asockets\x18\a \x03(\v2\x10.ckptd.v1.SocketR\asockets\"\xe5\x01\n" +
+	"\asockets\x18\a \x03(\v2\x10.ckptd.v1.SocketR\asockets\"\x8c\x02\n" +
 	"\x0fInspectResponse\x124\n" +
 	"\n" +
 	"checkpoint\x18\x01 \x01(\v2\x14.ckptd.v1.CheckpointR\n" +
@@ -4678,7 +5026,8 @@ const file_ckptd_proto_rawDesc = "" +
 	"\tprocesses\x18\x02 \x03(\v2\x11.ckptd.v1.ProcessR\tprocesses\x12\x1a\n" +
 	"\bchildren\x18\x03 \x03(\tR\bchildren\x12*\n" +
 	"\x05needs\x18\x04 \x03(\v2\x14.ckptd.v1.NeededFileR\x05needs\x12#\n" +
-	"\rchain_problem\x18\x05 \x01(\tR\fchainProblem\"`\n" +
+	"\rchain_problem\x18\x05 \x01(\tR\fchainProblem\x12%\n" +
+	"\x05group\x18\x06 \x01(\v2\x0f.ckptd.v1.GroupR\x05group\"`\n" +
 	"\n" +
 	"NeededFile\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
@@ -4770,8 +5119,7 @@ const file_ckptd_proto_rawDesc = "" +
 	"\fPRECOPY_AUTO\x10\x00\x12\x0e\n" +
 	"\n" +
 	"PRECOPY_ON\x10\x01\x12\x0f\n" +
-	"\vPRECOPY_OFF\x10\x022\xf6\n" +
-	"\n" +
+	"\vPRECOPY_OFF\x10\x022\x83\f\n" +
 	"\x05Ckptd\x12>\n" +
 	"\aVersion\x12\x18.ckptd.v1.VersionRequest\x1a\x19.ckptd.v1.VersionResponse\x128\n" +
 	"\x05Check\x12\x16.ckptd.v1.CheckRequest\x1a\x17.ckptd.v1.CheckResponse\x12-\n" +
@@ -4786,7 +5134,9 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x04List\x12\x15.ckptd.v1.ListRequest\x1a\x16.ckptd.v1.ListResponse\x12;\n" +
 	"\x06Remove\x12\x17.ckptd.v1.RemoveRequest\x1a\x18.ckptd.v1.RemoveResponse\x125\n" +
 	"\aRestore\x12\x18.ckptd.v1.RestoreRequest\x1a\x10.ckptd.v1.Target\x12>\n" +
-	"\aInspect\x12\x18.ckptd.v1.InspectRequest\x1a\x19.ckptd.v1.InspectResponse\x12;\n" +
+	"\aInspect\x12\x18.ckptd.v1.InspectRequest\x1a\x19.ckptd.v1.InspectResponse\x12<\n" +
+	"\vCreateGroup\x12\x1c.ckptd.v1.CreateGroupRequest\x1a\x0f.ckptd.v1.Group\x12M\n" +
+	"\fRestoreGroup\x12\x1d.ckptd.v1.RestoreGroupRequest\x1a\x1e.ckptd.v1.RestoreGroupResponse\x12;\n" +
 	"\x06Verify\x12\x17.ckptd.v1.VerifyRequest\x1a\x18.ckptd.v1.VerifyResponse\x12=\n" +
 	"\aMigrate\x12\x18.ckptd.v1.MigrateRequest\x1a\x16.ckptd.v1.MigrateEvent0\x01\x12G\n" +
 	"\x10ResolveMigration\x12!.ckptd.v1.ResolveMigrationRequest\x1a\x10.ckptd.v1.Target\x12?\n" +
@@ -4810,7 +5160,7 @@ func file_ckptd_proto_rawDescGZIP() []byte {
 }
 
 var file_ckptd_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_ckptd_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
+var file_ckptd_proto_msgTypes = make([]protoimpl.MessageInfo, 66)
 var file_ckptd_proto_goTypes = []any{
 	(Precopy)(0),                    // 0: ckptd.v1.Precopy
 	(*VersionRequest)(nil),          // 1: ckptd.v1.VersionRequest
@@ -4848,32 +5198,37 @@ var file_ckptd_proto_goTypes = []any{
 	(*CreateRequest)(nil),           // 33: ckptd.v1.CreateRequest
 	(*ListRequest)(nil),             // 34: ckptd.v1.ListRequest
 	(*ListResponse)(nil),            // 35: ckptd.v1.ListResponse
-	(*Quarantined)(nil),             // 36: ckptd.v1.Quarantined
-	(*VerifyRequest)(nil),           // 37: ckptd.v1.VerifyRequest
-	(*VerifyResponse)(nil),          // 38: ckptd.v1.VerifyResponse
-	(*RemoveRequest)(nil),           // 39: ckptd.v1.RemoveRequest
-	(*RemoveResponse)(nil),          // 40: ckptd.v1.RemoveResponse
-	(*RestoreRequest)(nil),          // 41: ckptd.v1.RestoreRequest
-	(*InspectRequest)(nil),          // 42: ckptd.v1.InspectRequest
-	(*File)(nil),                    // 43: ckptd.v1.File
-	(*Socket)(nil),                  // 44: ckptd.v1.Socket
-	(*Process)(nil),                 // 45: ckptd.v1.Process
-	(*InspectResponse)(nil),         // 46: ckptd.v1.InspectResponse
-	(*NeededFile)(nil),              // 47: ckptd.v1.NeededFile
-	(*MigrateRequest)(nil),          // 48: ckptd.v1.MigrateRequest
-	(*MigrateProgress)(nil),         // 49: ckptd.v1.MigrateProgress
-	(*MigrateResult)(nil),           // 50: ckptd.v1.MigrateResult
-	(*Round)(nil),                   // 51: ckptd.v1.Round
-	(*Phase)(nil),                   // 52: ckptd.v1.Phase
-	(*MigrateEvent)(nil),            // 53: ckptd.v1.MigrateEvent
-	(*ResolveMigrationRequest)(nil), // 54: ckptd.v1.ResolveMigrationRequest
-	(*EventsRequest)(nil),           // 55: ckptd.v1.EventsRequest
-	(*Event)(nil),                   // 56: ckptd.v1.Event
-	(*ExportRequest)(nil),           // 57: ckptd.v1.ExportRequest
-	(*ExportChunk)(nil),             // 58: ckptd.v1.ExportChunk
-	(*ImportChunk)(nil),             // 59: ckptd.v1.ImportChunk
-	nil,                             // 60: ckptd.v1.Checkpoint.FilesEntry
-	nil,                             // 61: ckptd.v1.ContainerInfo.LabelsEntry
+	(*CreateGroupRequest)(nil),      // 36: ckptd.v1.CreateGroupRequest
+	(*Group)(nil),                   // 37: ckptd.v1.Group
+	(*GroupMember)(nil),             // 38: ckptd.v1.GroupMember
+	(*RestoreGroupRequest)(nil),     // 39: ckptd.v1.RestoreGroupRequest
+	(*RestoreGroupResponse)(nil),    // 40: ckptd.v1.RestoreGroupResponse
+	(*Quarantined)(nil),             // 41: ckptd.v1.Quarantined
+	(*VerifyRequest)(nil),           // 42: ckptd.v1.VerifyRequest
+	(*VerifyResponse)(nil),          // 43: ckptd.v1.VerifyResponse
+	(*RemoveRequest)(nil),           // 44: ckptd.v1.RemoveRequest
+	(*RemoveResponse)(nil),          // 45: ckptd.v1.RemoveResponse
+	(*RestoreRequest)(nil),          // 46: ckptd.v1.RestoreRequest
+	(*InspectRequest)(nil),          // 47: ckptd.v1.InspectRequest
+	(*File)(nil),                    // 48: ckptd.v1.File
+	(*Socket)(nil),                  // 49: ckptd.v1.Socket
+	(*Process)(nil),                 // 50: ckptd.v1.Process
+	(*InspectResponse)(nil),         // 51: ckptd.v1.InspectResponse
+	(*NeededFile)(nil),              // 52: ckptd.v1.NeededFile
+	(*MigrateRequest)(nil),          // 53: ckptd.v1.MigrateRequest
+	(*MigrateProgress)(nil),         // 54: ckptd.v1.MigrateProgress
+	(*MigrateResult)(nil),           // 55: ckptd.v1.MigrateResult
+	(*Round)(nil),                   // 56: ckptd.v1.Round
+	(*Phase)(nil),                   // 57: ckptd.v1.Phase
+	(*MigrateEvent)(nil),            // 58: ckptd.v1.MigrateEvent
+	(*ResolveMigrationRequest)(nil), // 59: ckptd.v1.ResolveMigrationRequest
+	(*EventsRequest)(nil),           // 60: ckptd.v1.EventsRequest
+	(*Event)(nil),                   // 61: ckptd.v1.Event
+	(*ExportRequest)(nil),           // 62: ckptd.v1.ExportRequest
+	(*ExportChunk)(nil),             // 63: ckptd.v1.ExportChunk
+	(*ImportChunk)(nil),             // 64: ckptd.v1.ImportChunk
+	nil,                             // 65: ckptd.v1.Checkpoint.FilesEntry
+	nil,                             // 66: ckptd.v1.ContainerInfo.LabelsEntry
 }
 var file_ckptd_proto_depIdxs = []int32{
 	4,  // 0: ckptd.v1.CheckResponse.checks:type_name -> ckptd.v1.CheckResult
@@ -4884,81 +5239,91 @@ var file_ckptd_proto_depIdxs = []int32{
 	6,  // 5: ckptd.v1.Checkpoint.target:type_name -> ckptd.v1.TargetRef
 	25, // 6: ckptd.v1.Checkpoint.options:type_name -> ckptd.v1.Options
 	26, // 7: ckptd.v1.Checkpoint.stats:type_name -> ckptd.v1.DumpStats
-	60, // 8: ckptd.v1.Checkpoint.files:type_name -> ckptd.v1.Checkpoint.FilesEntry
+	65, // 8: ckptd.v1.Checkpoint.files:type_name -> ckptd.v1.Checkpoint.FilesEntry
 	32, // 9: ckptd.v1.Checkpoint.container:type_name -> ckptd.v1.ContainerInfo
 	31, // 10: ckptd.v1.Checkpoint.migration:type_name -> ckptd.v1.Migration
 	30, // 11: ckptd.v1.Checkpoint.imported:type_name -> ckptd.v1.Import
 	29, // 12: ckptd.v1.Checkpoint.incremental:type_name -> ckptd.v1.Incremental
-	61, // 13: ckptd.v1.ContainerInfo.labels:type_name -> ckptd.v1.ContainerInfo.LabelsEntry
+	66, // 13: ckptd.v1.ContainerInfo.labels:type_name -> ckptd.v1.ContainerInfo.LabelsEntry
 	25, // 14: ckptd.v1.CreateRequest.options:type_name -> ckptd.v1.Options
 	28, // 15: ckptd.v1.ListResponse.checkpoints:type_name -> ckptd.v1.Checkpoint
-	36, // 16: ckptd.v1.ListResponse.quarantined:type_name -> ckptd.v1.Quarantined
-	28, // 17: ckptd.v1.Quarantined.checkpoint:type_name -> ckptd.v1.Checkpoint
-	28, // 18: ckptd.v1.VerifyResponse.checkpoint:type_name -> ckptd.v1.Checkpoint
-	43, // 19: ckptd.v1.Process.files:type_name -> ckptd.v1.File
-	44, // 20: ckptd.v1.Process.sockets:type_name -> ckptd.v1.Socket
-	28, // 21: ckptd.v1.InspectResponse.checkpoint:type_name -> ckptd.v1.Checkpoint
-	45, // 22: ckptd.v1.InspectResponse.processes:type_name -> ckptd.v1.Process
-	47, // 23: ckptd.v1.InspectResponse.needs:type_name -> ckptd.v1.NeededFile
-	25, // 24: ckptd.v1.MigrateRequest.options:type_name -> ckptd.v1.Options
-	0,  // 25: ckptd.v1.MigrateRequest.precopy:type_name -> ckptd.v1.Precopy
-	26, // 26: ckptd.v1.MigrateResult.stats:type_name -> ckptd.v1.DumpStats
-	52, // 27: ckptd.v1.MigrateResult.phases:type_name -> ckptd.v1.Phase
-	51, // 28: ckptd.v1.MigrateResult.rounds:type_name -> ckptd.v1.Round
-	49, // 29: ckptd.v1.MigrateEvent.progress:type_name -> ckptd.v1.MigrateProgress
-	50, // 30: ckptd.v1.MigrateEvent.result:type_name -> ckptd.v1.MigrateResult
-	27, // 31: ckptd.v1.Checkpoint.FilesEntry.value:type_name -> ckptd.v1.FileSum
-	1,  // 32: ckptd.v1.Ckptd.Version:input_type -> ckptd.v1.VersionRequest
-	3,  // 33: ckptd.v1.Ckptd.Check:input_type -> ckptd.v1.CheckRequest
-	14, // 34: ckptd.v1.Ckptd.Run:input_type -> ckptd.v1.RunRequest
-	19, // 35: ckptd.v1.Ckptd.Ps:input_type -> ckptd.v1.PsRequest
-	17, // 36: ckptd.v1.Ckptd.Attach:input_type -> ckptd.v1.AttachInput
-	21, // 37: ckptd.v1.Ckptd.Logs:input_type -> ckptd.v1.LogsRequest
-	23, // 38: ckptd.v1.Ckptd.Kill:input_type -> ckptd.v1.KillRequest
-	15, // 39: ckptd.v1.Ckptd.Hibernate:input_type -> ckptd.v1.HibernateRequest
-	16, // 40: ckptd.v1.Ckptd.Wake:input_type -> ckptd.v1.WakeRequest
-	33, // 41: ckptd.v1.Ckptd.Create:input_type -> ckptd.v1.CreateRequest
-	34, // 42: ckptd.v1.Ckptd.List:input_type -> ckptd.v1.ListRequest
-	39, // 43: ckptd.v1.Ckptd.Remove:input_type -> ckptd.v1.RemoveRequest
-	41, // 44: ckptd.v1.Ckptd.Restore:input_type -> ckptd.v1.RestoreRequest
-	42, // 45: ckptd.v1.Ckptd.Inspect:input_type -> ckptd.v1.InspectRequest
-	37, // 46: ckptd.v1.Ckptd.Verify:input_type -> ckptd.v1.VerifyRequest
-	48, // 47: ckptd.v1.Ckptd.Migrate:input_type -> ckptd.v1.MigrateRequest
-	54, // 48: ckptd.v1.Ckptd.ResolveMigration:input_type -> ckptd.v1.ResolveMigrationRequest
-	9,  // 49: ckptd.v1.Ckptd.SetSchedule:input_type -> ckptd.v1.SetScheduleRequest
-	10, // 50: ckptd.v1.Ckptd.ListSchedules:input_type -> ckptd.v1.ListSchedulesRequest
-	12, // 51: ckptd.v1.Ckptd.RemoveSchedule:input_type -> ckptd.v1.RemoveScheduleRequest
-	55, // 52: ckptd.v1.Ckptd.Events:input_type -> ckptd.v1.EventsRequest
-	57, // 53: ckptd.v1.Ckptd.Export:input_type -> ckptd.v1.ExportRequest
-	59, // 54: ckptd.v1.Ckptd.Import:input_type -> ckptd.v1.ImportChunk
-	2,  // 55: ckptd.v1.Ckptd.Version:output_type -> ckptd.v1.VersionResponse
-	5,  // 56: ckptd.v1.Ckptd.Check:output_type -> ckptd.v1.CheckResponse
-	7,  // 57: ckptd.v1.Ckptd.Run:output_type -> ckptd.v1.Target
-	20, // 58: ckptd.v1.Ckptd.Ps:output_type -> ckptd.v1.PsResponse
-	18, // 59: ckptd.v1.Ckptd.Attach:output_type -> ckptd.v1.AttachOutput
-	22, // 60: ckptd.v1.Ckptd.Logs:output_type -> ckptd.v1.LogsResponse
-	24, // 61: ckptd.v1.Ckptd.Kill:output_type -> ckptd.v1.KillResponse
-	7,  // 62: ckptd.v1.Ckptd.Hibernate:output_type -> ckptd.v1.Target
-	7,  // 63: ckptd.v1.Ckptd.Wake:output_type -> ckptd.v1.Target
-	28, // 64: ckptd.v1.Ckptd.Create:output_type -> ckptd.v1.Checkpoint
-	35, // 65: ckptd.v1.Ckptd.List:output_type -> ckptd.v1.ListResponse
-	40, // 66: ckptd.v1.Ckptd.Remove:output_type -> ckptd.v1.RemoveResponse
-	7,  // 67: ckptd.v1.Ckptd.Restore:output_type -> ckptd.v1.Target
-	46, // 68: ckptd.v1.Ckptd.Inspect:output_type -> ckptd.v1.InspectResponse
-	38, // 69: ckptd.v1.Ckptd.Verify:output_type -> ckptd.v1.VerifyResponse
-	53, // 70: ckptd.v1.Ckptd.Migrate:output_type -> ckptd.v1.MigrateEvent
-	7,  // 71: ckptd.v1.Ckptd.ResolveMigration:output_type -> ckptd.v1.Target
-	8,  // 72: ckptd.v1.Ckptd.SetSchedule:output_type -> ckptd.v1.Schedule
-	11, // 73: ckptd.v1.Ckptd.ListSchedules:output_type -> ckptd.v1.ListSchedulesResponse
-	13, // 74: ckptd.v1.Ckptd.RemoveSchedule:output_type -> ckptd.v1.RemoveScheduleResponse
-	56, // 75: ckptd.v1.Ckptd.Events:output_type -> ckptd.v1.Event
-	58, // 76: ckptd.v1.Ckptd.Export:output_type -> ckptd.v1.ExportChunk
-	28, // 77: ckptd.v1.Ckptd.Import:output_type -> ckptd.v1.Checkpoint
-	55, // [55:78] is the sub-list for method output_type
-	32, // [32:55] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	41, // 16: ckptd.v1.ListResponse.quarantined:type_name -> ckptd.v1.Quarantined
+	37, // 17: ckptd.v1.ListResponse.groups:type_name -> ckptd.v1.Group
+	25, // 18: ckptd.v1.CreateGroupRequest.options:type_name -> ckptd.v1.Options
+	38, // 19: ckptd.v1.Group.members:type_name -> ckptd.v1.GroupMember
+	6,  // 20: ckptd.v1.GroupMember.target:type_name -> ckptd.v1.TargetRef
+	7,  // 21: ckptd.v1.RestoreGroupResponse.targets:type_name -> ckptd.v1.Target
+	28, // 22: ckptd.v1.Quarantined.checkpoint:type_name -> ckptd.v1.Checkpoint
+	28, // 23: ckptd.v1.VerifyResponse.checkpoint:type_name -> ckptd.v1.Checkpoint
+	48, // 24: ckptd.v1.Process.files:type_name -> ckptd.v1.File
+	49, // 25: ckptd.v1.Process.sockets:type_name -> ckptd.v1.Socket
+	28, // 26: ckptd.v1.InspectResponse.checkpoint:type_name -> ckptd.v1.Checkpoint
+	50, // 27: ckptd.v1.InspectResponse.processes:type_name -> ckptd.v1.Process
+	52, // 28: ckptd.v1.InspectResponse.needs:type_name -> ckptd.v1.NeededFile
+	37, // 29: ckptd.v1.InspectResponse.group:type_name -> ckptd.v1.Group
+	25, // 30: ckptd.v1.MigrateRequest.options:type_name -> ckptd.v1.Options
+	0,  // 31: ckptd.v1.MigrateRequest.precopy:type_name -> ckptd.v1.Precopy
+	26, // 32: ckptd.v1.MigrateResult.stats:type_name -> ckptd.v1.DumpStats
+	57, // 33: ckptd.v1.MigrateResult.phases:type_name -> ckptd.v1.Phase
+	56, // 34: ckptd.v1.MigrateResult.rounds:type_name -> ckptd.v1.Round
+	54, // 35: ckptd.v1.MigrateEvent.progress:type_name -> ckptd.v1.MigrateProgress
+	55, // 36: ckptd.v1.MigrateEvent.result:type_name -> ckptd.v1.MigrateResult
+	27, // 37: ckptd.v1.Checkpoint.FilesEntry.value:type_name -> ckptd.v1.FileSum
+	1,  // 38: ckptd.v1.Ckptd.Version:input_type -> ckptd.v1.VersionRequest
+	3,  // 39: ckptd.v1.Ckptd.Check:input_type -> ckptd.v1.CheckRequest
+	14, // 40: ckptd.v1.Ckptd.Run:input_type -> ckptd.v1.RunRequest
+	19, // 41: ckptd.v1.Ckptd.Ps:input_type -> ckptd.v1.PsRequest
+	17, // 42: ckptd.v1.Ckptd.Attach:input_type -> ckptd.v1.AttachInput
+	21, // 43: ckptd.v1.Ckptd.Logs:input_type -> ckptd.v1.LogsRequest
+	23, // 44: ckptd.v1.Ckptd.Kill:input_type -> ckptd.v1.KillRequest
+	15, // 45: ckptd.v1.Ckptd.Hibernate:input_type -> ckptd.v1.HibernateRequest
+	16, // 46: ckptd.v1.Ckptd.Wake:input_type -> ckptd.v1.WakeRequest
+	33, // 47: ckptd.v1.Ckptd.Create:input_type -> ckptd.v1.CreateRequest
+	34, // 48: ckptd.v1.Ckptd.List:input_type -> ckptd.v1.ListRequest
+	44, // 49: ckptd.v1.Ckptd.Remove:input_type -> ckptd.v1.RemoveRequest
+	46, // 50: ckptd.v1.Ckptd.Restore:input_type -> ckptd.v1.RestoreRequest
+	47, // 51: ckptd.v1.Ckptd.Inspect:input_type -> ckptd.v1.InspectRequest
+	36, // 52: ckptd.v1.Ckptd.CreateGroup:input_type -> ckptd.v1.CreateGroupRequest
+	39, // 53: ckptd.v1.Ckptd.RestoreGroup:input_type -> ckptd.v1.RestoreGroupRequest
+	42, // 54: ckptd.v1.Ckptd.Verify:input_type -> ckptd.v1.VerifyRequest
+	53, // 55: ckptd.v1.Ckptd.Migrate:input_type -> ckptd.v1.MigrateRequest
+	59, // 56: ckptd.v1.Ckptd.ResolveMigration:input_type -> ckptd.v1.ResolveMigrationRequest
+	9,  // 57: ckptd.v1.Ckptd.SetSchedule:input_type -> ckptd.v1.SetScheduleRequest
+	10, // 58: ckptd.v1.Ckptd.ListSchedules:input_type -> ckptd.v1.ListSchedulesRequest
+	12, // 59: ckptd.v1.Ckptd.RemoveSchedule:input_type -> ckptd.v1.RemoveScheduleRequest
+	60, // 60: ckptd.v1.Ckptd.Events:input_type -> ckptd.v1.EventsRequest
+	62, // 61: ckptd.v1.Ckptd.Export:input_type -> ckptd.v1.ExportRequest
+	64, // 62: ckptd.v1.Ckptd.Import:input_type -> ckptd.v1.ImportChunk
+	2,  // 63: ckptd.v1.Ckptd.Version:output_type -> ckptd.v1.VersionResponse
+	5,  // 64: ckptd.v1.Ckptd.Check:output_type -> ckptd.v1.CheckResponse
+	7,  // 65: ckptd.v1.Ckptd.Run:output_type -> ckptd.v1.Target
+	20, // 66: ckptd.v1.Ckptd.Ps:output_type -> ckptd.v1.PsResponse
+	18, // 67: ckptd.v1.Ckptd.Attach:output_type -> ckptd.v1.AttachOutput
+	22, // 68: ckptd.v1.Ckptd.Logs:output_type -> ckptd.v1.LogsResponse
+	24, // 69: ckptd.v1.Ckptd.Kill:output_type -> ckptd.v1.KillResponse
+	7,  // 70: ckptd.v1.Ckptd.Hibernate:output_type -> ckptd.v1.Target
+	7,  // 71: ckptd.v1.Ckptd.Wake:output_type -> ckptd.v1.Target
+	28, // 72: ckptd.v1.Ckptd.Create:output_type -> ckptd.v1.Checkpoint
+	35, // 73: ckptd.v1.Ckptd.List:output_type -> ckptd.v1.ListResponse
+	45, // 74: ckptd.v1.Ckptd.Remove:output_type -> ckptd.v1.RemoveResponse
+	7,  // 75: ckptd.v1.Ckptd.Restore:output_type -> ckptd.v1.Target
+	51, // 76: ckptd.v1.Ckptd.Inspect:output_type -> ckptd.v1.InspectResponse
+	37, // 77: ckptd.v1.Ckptd.CreateGroup:output_type -> ckptd.v1.Group
+	40, // 78: ckptd.v1.Ckptd.RestoreGroup:output_type -> ckptd.v1.RestoreGroupResponse
+	43, // 79: ckptd.v1.Ckptd.Verify:output_type -> ckptd.v1.VerifyResponse
+	58, // 80: ckptd.v1.Ckptd.Migrate:output_type -> ckptd.v1.MigrateEvent
+	7,  // 81: ckptd.v1.Ckptd.ResolveMigration:output_type -> ckptd.v1.Target
+	8,  // 82: ckptd.v1.Ckptd.SetSchedule:output_type -> ckptd.v1.Schedule
+	11, // 83: ckptd.v1.Ckptd.ListSchedules:output_type -> ckptd.v1.ListSchedulesResponse
+	13, // 84: ckptd.v1.Ckptd.RemoveSchedule:output_type -> ckptd.v1.RemoveScheduleResponse
+	61, // 85: ckptd.v1.Ckptd.Events:output_type -> ckptd.v1.Event
+	63, // 86: ckptd.v1.Ckptd.Export:output_type -> ckptd.v1.ExportChunk
+	28, // 87: ckptd.v1.Ckptd.Import:output_type -> ckptd.v1.Checkpoint
+	63, // [63:88] is the sub-list for method output_type
+	38, // [38:63] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_ckptd_proto_init() }
@@ -4966,7 +5331,7 @@ func file_ckptd_proto_init() {
 	if File_ckptd_proto != nil {
 		return
 	}
-	file_ckptd_proto_msgTypes[52].OneofWrappers = []any{
+	file_ckptd_proto_msgTypes[57].OneofWrappers = []any{
 		(*MigrateEvent_Progress)(nil),
 		(*MigrateEvent_Result)(nil),
 	}
@@ -4976,7 +5341,7 @@ func file_ckptd_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ckptd_proto_rawDesc), len(file_ckptd_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   61,
+			NumMessages:   66,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -35,6 +35,8 @@ const (
 	Ckptd_Remove_FullMethodName           = "/ckptd.v1.Ckptd/Remove"
 	Ckptd_Restore_FullMethodName          = "/ckptd.v1.Ckptd/Restore"
 	Ckptd_Inspect_FullMethodName          = "/ckptd.v1.Ckptd/Inspect"
+	Ckptd_CreateGroup_FullMethodName      = "/ckptd.v1.Ckptd/CreateGroup"
+	Ckptd_RestoreGroup_FullMethodName     = "/ckptd.v1.Ckptd/RestoreGroup"
 	Ckptd_Verify_FullMethodName           = "/ckptd.v1.Ckptd/Verify"
 	Ckptd_Migrate_FullMethodName          = "/ckptd.v1.Ckptd/Migrate"
 	Ckptd_ResolveMigration_FullMethodName = "/ckptd.v1.Ckptd/ResolveMigration"
@@ -70,6 +72,10 @@ type CkptdClient interface {
 	Remove(ctx context.Context, in *RemoveRequest, opts ...grpc.CallOption) (*RemoveResponse, error)
 	Restore(ctx context.Context, in *RestoreRequest, opts ...grpc.CallOption) (*Target, error)
 	Inspect(ctx context.Context, in *InspectRequest, opts ...grpc.CallOption) (*InspectResponse, error)
+	// Groups: several targets checkpointed at one instant. ls lists them,
+	// inspect and rm take their names as they take checkpoints'.
+	CreateGroup(ctx context.Context, in *CreateGroupRequest, opts ...grpc.CallOption) (*Group, error)
+	RestoreGroup(ctx context.Context, in *RestoreGroupRequest, opts ...grpc.CallOption) (*RestoreGroupResponse, error)
 	// Verify checks a checkpoint's files against their checksums; with
 	// readmit, a quarantined checkpoint that passes returns to the index.
 	Verify(ctx context.Context, in *VerifyRequest, opts ...grpc.CallOption) (*VerifyResponse, error)
@@ -248,6 +254,26 @@ func (c *ckptdClient) Inspect(ctx context.Context, in *InspectRequest, opts ...g
 	return out, nil
 }
 
+func (c *ckptdClient) CreateGroup(ctx context.Context, in *CreateGroupRequest, opts ...grpc.CallOption) (*Group, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Group)
+	err := c.cc.Invoke(ctx, Ckptd_CreateGroup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *ckptdClient) RestoreGroup(ctx context.Context, in *RestoreGroupRequest, opts ...grpc.CallOption) (*RestoreGroupResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RestoreGroupResponse)
+	err := c.cc.Invoke(ctx, Ckptd_RestoreGroup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *ckptdClient) Verify(ctx context.Context, in *VerifyRequest, opts ...grpc.CallOption) (*VerifyResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(VerifyResponse)
@@ -392,6 +418,10 @@ type CkptdServer interface {
 	Remove(context.Context, *RemoveRequest) (*RemoveResponse, error)
 	Restore(context.Context, *RestoreRequest) (*Target, error)
 	Inspect(context.Context, *InspectRequest) (*InspectResponse, error)
+	// Groups: several targets checkpointed at one instant. ls lists them,
+	// inspect and rm take their names as they take checkpoints'.
+	CreateGroup(context.Context, *CreateGroupRequest) (*Group, error)
+	RestoreGroup(context.Context, *RestoreGroupRequest) (*RestoreGroupResponse, error)
 	// Verify checks a checkpoint's files against their checksums; with
 	// readmit, a quarantined checkpoint that passes returns to the index.
 	Verify(context.Context, *VerifyRequest) (*VerifyResponse, error)
@@ -459,6 +489,12 @@ func (UnimplementedCkptdServer) Restore(context.Context, *RestoreRequest) (*Targ
 }
 func (UnimplementedCkptdServer) Inspect(context.Context, *InspectRequest) (*InspectResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Inspect not implemented")
+}
+func (UnimplementedCkptdServer) CreateGroup(context.Context, *CreateGroupRequest) (*Group, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CreateGroup not implemented")
+}
+func (UnimplementedCkptdServer) RestoreGroup(context.Context, *RestoreGroupRequest) (*RestoreGroupResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RestoreGroup not implemented")
 }
 func (UnimplementedCkptdServer) Verify(context.Context, *VerifyRequest) (*VerifyResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Verify not implemented")
@@ -742,6 +778,42 @@ func _Ckptd_Inspect_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Ckptd_CreateGroup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateGroupRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CkptdServer).CreateGroup(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Ckptd_CreateGroup_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CkptdServer).CreateGroup(ctx, req.(*CreateGroupRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Ckptd_RestoreGroup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RestoreGroupRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CkptdServer).RestoreGroup(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Ckptd_RestoreGroup_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CkptdServer).RestoreGroup(ctx, req.(*RestoreGroupRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Ckptd_Verify_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(VerifyRequest)
 	if err := dec(in); err != nil {
@@ -926,6 +998,14 @@ var Ckptd_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Inspect",
 			Handler:    _Ckptd_Inspect_Handler,
+		},
+		{
+			MethodName: "CreateGroup",
+			Handler:    _Ckptd_CreateGroup_Handler,
+		},
+		{
+			MethodName: "RestoreGroup",
+			Handler:    _Ckptd_RestoreGroup_Handler,
 		},
 		{
 			MethodName: "Verify",

@@ -9,19 +9,27 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	apiv1 "github.com/ckptd/ckptd/api/v1"
 )
 
 func (c *cli) createCmd() *cobra.Command {
-	var name string
+	var name, group string
 	var o apiv1.Options
 	var prepareTimeout time.Duration
 	cmd := &cobra.Command{
-		Use:   "create TARGET",
-		Short: "Checkpoint a target: a PID, a workload name, or a container ctr:NAMESPACE/ID",
-		Args:  cobra.ExactArgs(1),
+		Use:   "create TARGET | --group NAME TARGET...",
+		Short: "Checkpoint a target (a PID, a workload name, or a container ctr:NAMESPACE/ID), or several at one instant as a group",
+		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if group != "" {
+				return c.createGroup(group, args, &o, prepareTimeout)
+			}
+			if len(args) > 1 {
+				return fmt.Errorf("create takes one target; several are checkpointed together with --group NAME")
+			}
 			cl, err := c.client()
 			if err != nil {
 				return err
@@ -53,6 +61,7 @@ func (c *cli) createCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&name, "name", "", "checkpoint name (default TARGET-N)")
+	f.StringVar(&group, "group", "", "checkpoint every TARGET at one instant as the group NAME: complete only once all are saved")
 	f.BoolVar(&o.LeaveRunning, "leave-running", false, "keep the target running after the checkpoint")
 	f.BoolVar(&o.TcpEstablished, "tcp-established", false, "checkpoint established TCP connections")
 	f.BoolVar(&o.FileLocks, "file-locks", false, "checkpoint file locks")
@@ -110,7 +119,10 @@ func (c *cli) lsCmd() *cobra.Command {
 				row(w, name, shortID(q.GetId()), target, or(shortID(ck.GetParent()), "-"),
 					ago(ck.GetCreatedUnixNano()), humanBytes(ck.GetSize()), "-", "QUARANTINED")
 			}
-			return w.Flush()
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			return printGroups(resp.GetGroups())
 		},
 	}
 	cmd.Flags().StringVar(&target, "target", "", "only checkpoints of this target (PID or workload name)")
@@ -137,7 +149,18 @@ func (c *cli) rmCmd() *cobra.Command {
 				return err
 			}
 			names := map[string]string{}
+			for _, g := range listed.GetGroups() {
+				for _, m := range g.GetMembers() {
+					names[m.GetCheckpoint()] = m.GetCheckpointName() + " (group " + g.GetName() + ")"
+				}
+				if all {
+					args = append(args, g.GetId())
+				}
+			}
 			for _, ck := range listed.GetCheckpoints() {
+				if ck.GetGroup() != "" {
+					continue // removed with its group
+				}
 				names[ck.GetId()] = ck.GetName()
 				if all {
 					args = append(args, ck.GetId())
@@ -187,6 +210,11 @@ func (c *cli) restoreCmd() *cobra.Command {
 				return err
 			}
 			t, err := cl.Restore(c.ctx(), &apiv1.RestoreRequest{Checkpoint: args[0], Name: name, Latest: latest, TcpClose: tcpClose, Publish: publish})
+			if status.Code(err) == codes.NotFound && !latest && !tcpClose && len(publish) == 0 {
+				if done, gerr := c.restoreGroup(args[0], name); done {
+					return gerr
+				}
+			}
 			if err != nil {
 				return err
 			}
@@ -226,6 +254,10 @@ func (c *cli) inspectCmd() *cobra.Command {
 			}
 			if c.output == "json" {
 				return printJSON(in)
+			}
+			if g := in.GetGroup(); g != nil {
+				printGroup(g)
+				return nil
 			}
 			printInspection(in)
 			return nil

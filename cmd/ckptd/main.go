@@ -28,6 +28,7 @@ import (
 	"github.com/ckptd/ckptd/daemon"
 	"github.com/ckptd/ckptd/dumper"
 	"github.com/ckptd/ckptd/events"
+	"github.com/ckptd/ckptd/freezer"
 	"github.com/ckptd/ckptd/ingest"
 	"github.com/ckptd/ckptd/metrics"
 	"github.com/ckptd/ckptd/migrate"
@@ -130,13 +131,18 @@ func run() error {
 	if netsErr == nil {
 		networks = nets
 	}
+	frz, frzErr := freezer.Open(freezer.NameFor(cfg.Root))
+	var groups daemon.Freezer
+	if frzErr == nil {
+		groups = frz
+	}
 	d, err := daemon.New(ctx, daemon.Parts{
 		Log: log, Store: st, Dumper: dumper.New(bin, log), Restorer: restorer.New(bin, log),
 		Supervisor: sup, CRIU: bin, Containers: ctrs,
 		ContainerNamespace: cfg.ContainerdNamespace, ContainerdAddress: cfg.Containerd,
 		Peer: peerTLS, PeerInfo: peer.Describe(cfg.PeerCerts, cfg.PeerAllow), PeerTimeout: peerIdle, PeerStreams: cfg.PeerStreams, Defaults: store.Options{LinkRemap: cfg.LinkRemap, GhostLimit: cfg.GhostLimit}, ChainDepth: cfg.ChainDepth,
 		Events: hub, Terminals: term.NewSessions(termHolder(cfg.TerminalHolder), st.Layout().TerminalSocket, sup.Spawn),
-		Networks: networks, NetworksErr: netsErr,
+		Networks: networks, NetworksErr: netsErr, Freezer: groups, FreezerErr: frzErr,
 		Trust: ingest.Policy{HostPaths: cfg.TrustHostPaths, HostNamespaces: cfg.TrustHostNamespaces,
 			Capabilities: cfg.TrustCapabilities, Devices: cfg.TrustDevices, Unconfined: cfg.TrustUnconfined, Root: cfg.TrustRoot},
 	})

@@ -1,0 +1,220 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ckptd/ckptd/freezer"
+	"github.com/ckptd/ckptd/test/nettest"
+)
+
+// nums are the numbers of the lines of log that start with word, in order.
+func nums(log, word string) []int {
+	var out []int
+	for _, m := range regexp.MustCompile(`(?m)^`+word+` (\d+)$`).FindAllStringSubmatch(log, -1) {
+		n, _ := strconv.Atoi(m[1])
+		out = append(out, n)
+	}
+	return out
+}
+
+func lastNum(log, word string) int {
+	ns := nums(log, word)
+	if len(ns) == 0 {
+		return 0
+	}
+	return ns[len(ns)-1]
+}
+
+// thawOnFailure lets go of what a failing test leaves frozen: frozen
+// tasks take no SIGKILL, and the harness ends every process.
+func thawOnFailure(t *testing.T, d *daemon) {
+	t.Cleanup(func() {
+		if h, err := freezer.Open(freezer.NameFor(d.root)); err == nil {
+			h.Sweep(context.Background())
+		}
+	})
+}
+
+// frozenLeft lists the freezer cgroups d's ckptd has (it has none between
+// group checkpoints).
+func frozenLeft(d *daemon) []string {
+	var left []string
+	filepath.WalkDir(filepath.Join("/sys/fs/cgroup/freezer", freezer.NameFor(d.root)), func(p string, e os.DirEntry, err error) error {
+		if err == nil && e.IsDir() {
+			left = append(left, p)
+		}
+		return nil
+	})
+	return left
+}
+
+// TestGroupProducerConsumer: a producer and a consumer, two workloads in
+// their own networks joined by a TCP connection, checkpointed as a group:
+// running on, and stopped then restored, where the consumer takes up
+// exactly where the producer is (never ahead, nothing lost or repeated),
+// then restored again as copies beside the originals.
+func TestGroupProducerConsumer(t *testing.T) {
+	nettest.KeepHost(t, "ckptd0", "ckptd")
+	d := startDaemon(t)
+	thawOnFailure(t, d)
+	d.must("run", "--name", "consumer", "--", bins.tcpload, "--consume", "0.0.0.0:9000")
+	logs := func(name string) string { return d.must("logs", name) }
+	waitFor(t, "the consumer to listen", func() bool { return strings.Contains(logs("consumer"), "listening") })
+	d.must("run", "--name", "producer", "--", bins.tcpload, "--produce", d.workload("consumer").IP+":9000")
+	got := func() int { return lastNum(logs("consumer"), "got") }
+	waitFor(t, "messages flowing", func() bool { return got() >= 20 })
+
+	out := d.must("create", "--group", "pc1", "--leave-running", "--tcp-established", "producer", "consumer")
+	if !strings.Contains(out, "group pc1") {
+		t.Fatalf("create --group said %q", out)
+	}
+	before := got()
+	waitFor(t, "messages after a group checkpoint that left both running", func() bool { return got() >= before+20 })
+	if ls := d.must("ls"); !regexp.MustCompile(`(?m)^pc1 .*producer-1 \(producer\), consumer-1 \(consumer\)`).MatchString(ls) {
+		t.Fatalf("ls does not show the group with its members:\n%s", ls)
+	}
+	if in := d.must("inspect", "pc1"); !strings.Contains(in, "producer-1") || !strings.Contains(in, "consumer-1") {
+		t.Fatalf("inspect pc1:\n%s", in)
+	}
+
+	d.must("create", "--group", "pc2", "--tcp-established", "producer", "consumer")
+	waitFor(t, "both stopped by the group checkpoint", func() bool {
+		return !d.workload("producer").Running && !d.workload("consumer").Running
+	})
+	if left := frozenLeft(d); len(left) != 0 {
+		t.Fatalf("freezer cgroups left after the group checkpoint: %v", left)
+	}
+	seen := len(logs("consumer"))
+	sentBefore := len(logs("producer"))
+	d.must("restore", "pc2")
+	waitFor(t, "the conversation to go on after the group's restore", func() bool { return got() >= before+100 })
+	afterC, afterP := logs("consumer")[seen:], logs("producer")[sentBefore:]
+	if strings.Contains(afterC, "ERROR") || strings.Contains(afterP, "closed") {
+		t.Fatalf("the restored pair lost or repeated messages:\nconsumer: %s\nproducer: %s", tail(afterC, 5), tail(afterP, 5))
+	}
+	gotFirst, sentFirst := nums(afterC, "got"), nums(afterP, "sent")
+	if len(gotFirst) == 0 || len(sentFirst) == 0 || gotFirst[0] > sentFirst[0] {
+		t.Fatalf("after the restore the consumer is ahead of the producer: got %v..., sent %v...", gotFirst[:min(3, len(gotFirst))], sentFirst[:min(3, len(sentFirst))])
+	}
+
+	out, warned, err := d.ctl("restore", "pc2", "--name", "copy")
+	if err != nil {
+		t.Fatalf("restore pc2 --name copy: %v: %s", err, warned)
+	}
+	if !strings.Contains(out, "producer-copy restored") {
+		t.Fatalf("restore --name copy:\n%s", out)
+	}
+	if c := d.workload("consumer-copy"); !c.Running || c.IP == "" || c.IP == d.workload("consumer").IP {
+		t.Fatalf("consumer-copy: running %v at %q, beside its original at %q:\n%s", c.Running, c.IP, d.workload("consumer").IP, out)
+	}
+	// Its connection restored closed (its peer's address is new), the
+	// copy of the consumer keeps its count and waits for a producer.
+	waitFor(t, "the consumer's copy to see its connection closed", func() bool {
+		return regexp.MustCompile(`closed at \d+`).MatchString(logs("consumer-copy"))
+	})
+	if !strings.Contains(warned, "restored closed") {
+		t.Errorf("restore --name did not warn that the copies' connections were closed:\n%s", warned)
+	}
+	if strings.Contains(logs("producer"), "closed") || strings.Contains(logs("consumer"), "ERROR") {
+		t.Fatalf("the originals were disturbed by their copies")
+	}
+	for _, name := range []string{"producer", "consumer", "producer-copy", "consumer-copy"} {
+		d.must("kill", name)
+	}
+	d.must("rm", "pc1")
+	if ls := d.must("ls"); strings.Contains(ls, "pc1") || strings.Contains(ls, "producer-1 ") {
+		t.Fatalf("rm pc1 left the group or its members:\n%s", ls)
+	}
+	d.mustFail("member of a group", "rm", "consumer-2")
+}
+
+// listing is ls -a -o json: checkpoints and groups.
+type listing struct {
+	Checkpoints []struct {
+		ID    string `json:"id"`
+		Name  string `json:"name"`
+		Group string `json:"group"`
+	} `json:"checkpoints"`
+	Groups []struct {
+		ID      string `json:"id"`
+		Name    string `json:"name"`
+		Members []struct {
+			Checkpoint string `json:"checkpoint"`
+		} `json:"members"`
+	} `json:"groups"`
+}
+
+// TestGroupKilledCampaign kills ckptd at random moments of group
+// checkpoints, 50 times, and restarts it: only complete groups are left,
+// no member stays frozen, and every member runs on undisturbed.
+func TestGroupKilledCampaign(t *testing.T) {
+	d := startDaemon(t)
+	thawOnFailure(t, d)
+	a, b := d.runLoad("ga", 16), d.runLoad("gb", 16)
+	complete := 0
+	for round := range 50 {
+		beforeA := loadStatus(t, a.Ref.PID, a.Ref.LogPath)
+		beforeB := loadStatus(t, b.Ref.PID, b.Ref.LogPath)
+		wait := d.startCtl("create", "--group", fmt.Sprintf("g%d", round), "--leave-running", "ga", "gb")
+		time.Sleep(time.Duration(rand.IntN(400)) * time.Millisecond)
+		d.kill9()
+		wait()
+		d.start()
+		d.criuGone(t)
+		if left := frozenLeft(d); len(left) != 0 {
+			t.Fatalf("round %d: freezer cgroups left after start-up: %v", round, left)
+		}
+		for _, w := range []target{a, b} {
+			waitFor(t, "member running, not traced", func() bool { return alive(w.Ref.PID) && !traced(w.Ref.PID) })
+		}
+		continues(t, beforeA, loadStatus(t, a.Ref.PID, a.Ref.LogPath))
+		continues(t, beforeB, loadStatus(t, b.Ref.PID, b.Ref.LogPath))
+		var l listing
+		if err := json.Unmarshal([]byte(d.must("ls", "-a", "-o", "json")), &l); err != nil {
+			t.Fatal(err)
+		}
+		listed := map[string]bool{}
+		for _, c := range l.Checkpoints {
+			listed[c.ID] = true
+		}
+		groups := map[string]bool{}
+		for _, g := range l.Groups {
+			groups[g.ID] = true
+			if len(g.Members) != 2 || !listed[g.Members[0].Checkpoint] || !listed[g.Members[1].Checkpoint] {
+				t.Fatalf("round %d: group %s is listed without its two members: %+v", round, g.Name, g.Members)
+			}
+		}
+		for _, c := range l.Checkpoints {
+			if c.Group != "" && !groups[c.Group] {
+				t.Fatalf("round %d: checkpoint %s of an incomplete group is listed", round, c.Name)
+			}
+		}
+		if left, _ := os.ReadDir(filepath.Join(d.root, "staging")); len(left) != 0 {
+			t.Fatalf("round %d: staging not empty after start-up: %v", round, left)
+		}
+		complete = len(l.Groups)
+	}
+	t.Logf("%d of 50 group checkpoints completed before their kill", complete)
+	if complete == 0 || complete == 50 {
+		t.Fatalf("%d of 50 groups completed: the kills did not land both before and after the commit", complete)
+	}
+	// A group that completed restores, as copies beside the originals.
+	var l listing
+	json.Unmarshal([]byte(d.must("ls", "-a", "-o", "json")), &l)
+	out := d.must("restore", l.Groups[len(l.Groups)-1].Name, "--name", "check")
+	if !strings.Contains(out, "ga-check") || !strings.Contains(out, "gb-check") {
+		t.Fatalf("restore of a complete group:\n%s", out)
+	}
+	d.must("kill", "ga-check")
+	d.must("kill", "gb-check")
+}
