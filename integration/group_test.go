@@ -218,3 +218,49 @@ func TestGroupKilledCampaign(t *testing.T) {
 	d.must("kill", "ga-check")
 	d.must("kill", "gb-check")
 }
+
+// tracedTree is a workload CRIU cannot dump: its child is traced by its
+// parent, and CRIU seizes no task another tracer holds.
+const tracedTree = `import ctypes, os, time
+pid = os.fork()
+if pid == 0:
+    time.sleep(3600)
+ctypes.CDLL(None, use_errno=True).ptrace(16, pid, 0, 0)  # PTRACE_ATTACH
+print("tracing", pid, flush=True)
+time.sleep(3600)`
+
+// TestGroupFailures: a member that cannot be dumped fails the group, and
+// the others run on, unfrozen, with no group or member checkpoint left;
+// a group restore whose second member fails ends the first.
+func TestGroupFailures(t *testing.T) {
+	d := startDaemon(t)
+	thawOnFailure(t, d)
+	ok := d.runLoad("ok", 8)
+	d.must("run", "--name", "bad", "--", "python3", "-c", tracedTree)
+	waitFor(t, "the tracer", func() bool { return strings.Contains(d.must("logs", "bad"), "tracing") })
+	for _, mode := range [][]string{{"--leave-running"}, nil} {
+		before := loadStatus(t, ok.Ref.PID, ok.Ref.LogPath)
+		d.mustFail("checkpoint bad", append([]string{"create", "--group", "gbad", "ok", "bad"}, mode...)...)
+		continues(t, before, loadStatus(t, ok.Ref.PID, ok.Ref.LogPath))
+		if cs := d.checkpoints(); len(cs) != 0 {
+			t.Fatalf("a failed group left checkpoints: %+v", cs)
+		}
+		if left := frozenLeft(d); len(left) != 0 {
+			t.Fatalf("a failed group left freezer cgroups: %v", left)
+		}
+	}
+	d.mustFail("not found", "create", "--group", "gnone", "ok", "nosuch")
+	d.mustFail("named twice", "create", "--group", "gtwice", "ok", "ok")
+
+	// Restore: the second member's name is taken by a running workload.
+	d.runLoad("other", 8)
+	d.must("create", "--group", "g", "ok", "other")
+	d.runLoad("other", 8) // a new workload under the member's name
+	d.mustFail("restore group g", "restore", "g")
+	waitFor(t, "the restored first member ended", func() bool { return !d.workload("ok").Running })
+	if out := d.must("ls"); !strings.Contains(out, "ok-1") {
+		t.Fatalf("the group's checkpoints went with its failed restore:\n%s", out)
+	}
+	d.must("kill", "other")
+	d.must("kill", "bad")
+}

@@ -111,6 +111,14 @@ func (s *Store) GroupComplete(id string) bool {
 // RemoveGroup removes g: its record first, so that a crash midway leaves
 // members of no group, which the next start removes, then its members.
 func (s *Store) RemoveGroup(ctx context.Context, g *Group) ([]string, error) {
+	s.mu.Lock()
+	for _, m := range g.Members {
+		if s.busy[m.Checkpoint] > 0 {
+			s.mu.Unlock()
+			return nil, fmt.Errorf("group %s: its checkpoint %s is in use (a restore, an inspect, its seal): %w", g.Name, m.Name, errdefs.ErrFailedPrecondition)
+		}
+	}
+	s.mu.Unlock()
 	if err := os.Remove(s.layout.Group(g.ID)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("remove group %s: %w", g.Name, err)
 	}
