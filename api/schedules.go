@@ -11,7 +11,7 @@ import (
 
 func (s *Server) SetSchedule(ctx context.Context, r *apiv1.SetScheduleRequest) (*apiv1.Schedule, error) {
 	st, err := s.d.SetSchedule(ctx, daemon.ScheduleRequest{
-		Target: r.GetTarget(), Every: time.Duration(r.GetEveryNs()),
+		Target: r.GetTarget(), Group: r.GetGroup(), Every: time.Duration(r.GetEveryNs()),
 		Retention: schedule.Retention{KeepLast: int(r.GetKeepLast()), KeepHourly: int(r.GetKeepHourly()),
 			KeepDaily: int(r.GetKeepDaily()), MaxBytes: r.GetMaxBytes()},
 	})
@@ -45,5 +45,6 @@ func scheduleToAPI(st *schedule.Status) *apiv1.Schedule {
 		KeepLast: int32(st.KeepLast), KeepHourly: int32(st.KeepHourly), KeepDaily: int32(st.KeepDaily), MaxBytes: st.MaxBytes,
 		FromConfig: st.FromConfig, LastRunUnixNano: unixNano(st.LastRun), LastCheckpoint: st.LastCheckpoint,
 		Runs: int32(st.Runs), Skipped: int32(st.Skipped), Failures: int32(st.Failures), LastError: st.LastError, Running: st.Running,
+		Members: st.Members,
 	}
 }

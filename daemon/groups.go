@@ -33,6 +33,7 @@ type GroupRequest struct {
 	Options        store.Options
 	PrepareTimeout time.Duration
 	Scheduled      bool
+	schedule       string // the group schedule that takes it
 }
 
 // member is one target of a group checkpoint being taken.
@@ -70,7 +71,7 @@ func (d *Daemon) CreateGroup(ctx context.Context, req GroupRequest) (*store.Grou
 		return nil, err
 	}
 	defer unlock()
-	g := &store.Group{ID: store.NewID(), Name: req.Name, Scheduled: req.Scheduled}
+	g := &store.Group{ID: store.NewID(), Name: req.Name, Scheduled: req.Scheduled, Schedule: req.schedule}
 	ms, err := d.newMembers(ctx, g, ts, req)
 	if err != nil {
 		return nil, d.groupFailed(g, err)

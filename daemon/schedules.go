@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ckptd/ckptd/access"
@@ -16,7 +17,10 @@ import (
 
 // ScheduleRequest sets a target's schedule.
 type ScheduleRequest struct {
-	Target     string // a PID, workload name or ctr:NS/ID
+	Target     string // a PID, workload name or ctr:NS/ID; with Group, the group's name
+	// Group are the targets of a group's schedule: checkpointed at one
+	// instant, as the group Target-N.
+	Group      []string
 	Every      time.Duration
 	Retention  schedule.Retention
 	FromConfig bool
@@ -24,6 +28,9 @@ type ScheduleRequest struct {
 
 // SetSchedule adds or replaces the schedule of a target.
 func (d *Daemon) SetSchedule(ctx context.Context, req ScheduleRequest) (schedule.Status, error) {
+	if len(req.Group) > 0 {
+		return d.setGroupSchedule(ctx, req)
+	}
 	ref, err := d.resolveRef(ctx, req.Target)
 	if err != nil {
 		return schedule.Status{}, err
@@ -46,6 +53,9 @@ func (d *Daemon) SetSchedule(ctx context.Context, req ScheduleRequest) (schedule
 
 // RemoveSchedule ends a target's schedule; its checkpoints stay.
 func (d *Daemon) RemoveSchedule(ctx context.Context, target string) error {
+	if err := d.sched.Remove(ctx, groupScheduleKey(target)); !errdefs.IsNotFound(err) {
+		return err
+	}
 	ref, err := d.resolveRef(ctx, target)
 	if err != nil {
 		return err
@@ -84,8 +94,11 @@ func refName(ref store.TargetRef) string {
 // prune, limited to scheduled checkpoints.
 type scheduled struct{ d *Daemon }
 
-func (s scheduled) Snapshot(ctx context.Context, target string) (string, error) {
-	c, err := s.d.Create(ctx, CreateRequest{Target: target, Scheduled: true, Options: store.Options{LeaveRunning: true}})
+func (s scheduled) Snapshot(ctx context.Context, p schedule.Policy) (string, error) {
+	if len(p.Members) > 0 {
+		return s.d.scheduledGroup(ctx, p)
+	}
+	c, err := s.d.Create(ctx, CreateRequest{Target: p.Target, Scheduled: true, Options: store.Options{LeaveRunning: true}})
 	if err != nil {
 		return "", err
 	}
@@ -93,13 +106,16 @@ func (s scheduled) Snapshot(ctx context.Context, target string) (string, error) 
 }
 
 func (s scheduled) Candidates(ctx context.Context, key string) ([]schedule.Candidate, error) {
+	if name, ok := strings.CutPrefix(key, groupKeyPrefix); ok {
+		return s.d.groupCandidates(ctx, name)
+	}
 	cs, err := s.d.store.List(ctx, store.Filter{TargetKey: key})
 	if err != nil {
 		return nil, err
 	}
 	var out []schedule.Candidate
 	for _, c := range cs {
-		if c.Scheduled {
+		if c.Scheduled && c.Group == "" { // a group's go with their group
 			out = append(out, schedule.Candidate{ID: c.ID, Created: c.Created, Size: c.Size(), Sealed: !c.IsSealing()})
 		}
 	}
@@ -107,7 +123,12 @@ func (s scheduled) Candidates(ctx context.Context, key string) ([]schedule.Candi
 }
 
 func (s scheduled) Prune(ctx context.Context, ids []string) ([]string, error) {
-	removed, err := s.d.store.Prune(ctx, ids)
+	ids, removed, err := s.d.pruneGroups(ctx, ids)
+	if err != nil {
+		return removed, err
+	}
+	more, err := s.d.store.Prune(ctx, ids)
+	removed = append(removed, more...)
 	for _, id := range removed {
 		s.d.events.Publish(events.Event{Kind: events.Pruned, Checkpoint: id})
 	}

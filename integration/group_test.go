@@ -264,3 +264,39 @@ func TestGroupFailures(t *testing.T) {
 	d.must("kill", "other")
 	d.must("kill", "bad")
 }
+
+// TestGroupSchedule: a group's schedule takes group checkpoints of its
+// members while they run, and its retention removes whole groups.
+func TestGroupSchedule(t *testing.T) {
+	d := startDaemon(t)
+	thawOnFailure(t, d)
+	a := d.runLoad("sa", 8)
+	d.runLoad("sb", 8)
+	before := loadStatus(t, a.Ref.PID, a.Ref.LogPath)
+	d.must("schedule", "--group", "nightly", "--every", "1s", "--keep-last", "2", "sa", "sb")
+	var l listing
+	waitFor(t, "a group's schedule to run and prune", func() bool {
+		json.Unmarshal([]byte(d.must("ls", "-a", "-o", "json")), &l)
+		if len(l.Groups) != 2 {
+			return false
+		}
+		n, _ := strconv.Atoi(strings.TrimPrefix(l.Groups[1].Name, "nightly-"))
+		return n >= 4
+	})
+	d.must("schedule", "rm", "nightly")
+	json.Unmarshal([]byte(d.must("ls", "-a", "-o", "json")), &l)
+	members := 0
+	for _, g := range l.Groups {
+		if !strings.HasPrefix(g.Name, "nightly-") || len(g.Members) != 2 {
+			t.Fatalf("group %s: %+v", g.Name, g.Members)
+		}
+		members += len(g.Members)
+	}
+	if len(l.Checkpoints) != members {
+		t.Fatalf("%d checkpoints listed for %d members of the groups kept: the pruned groups' members stayed", len(l.Checkpoints), members)
+	}
+	continues(t, before, loadStatus(t, a.Ref.PID, a.Ref.LogPath))
+	if b := d.workload("sb"); !b.Running {
+		t.Fatalf("sb stopped under its schedule")
+	}
+}

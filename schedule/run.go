@@ -62,7 +62,7 @@ func (s *Scheduler) loop(e *entry) {
 func (s *Scheduler) run(e *entry) {
 	started := time.Now()
 	s.update(e, func(st *Status) { st.Running = true })
-	id, err := s.cp.Snapshot(s.ctx, e.st.Target)
+	id, err := s.cp.Snapshot(s.ctx, e.st.Policy)
 	s.update(e, func(st *Status) {
 		st.Running, st.LastRun = false, started
 		if err != nil {

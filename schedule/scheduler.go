@@ -19,9 +19,12 @@ const MinEvery = time.Second
 // Policy is one target's schedule: a --leave-running checkpoint every
 // Every, pruned by Retention.
 type Policy struct {
-	Target string        `json:"target"` // as named: a PID, workload name or ctr:NS/ID
-	Key    string        `json:"key"`    // the target's key: one policy per target
-	Every  time.Duration `json:"every"`
+	Target string `json:"target"` // as named: a PID, workload name or ctr:NS/ID
+	Key    string `json:"key"`    // the target's key: one policy per target
+	// Members are the targets of a group's schedule, checkpointed at one
+	// instant as the group Target-N.
+	Members []string      `json:"members,omitempty"`
+	Every   time.Duration `json:"every"`
 	Retention
 	FromConfig bool `json:"from_config,omitempty"` // set again by every start from the config file
 }
@@ -48,9 +51,10 @@ type Store interface {
 // Checkpointer takes and prunes a target's scheduled checkpoints; the
 // daemon is the real one.
 type Checkpointer interface {
-	// Snapshot takes a scheduled --leave-running checkpoint and returns
-	// its id once sealed.
-	Snapshot(ctx context.Context, target string) (string, error)
+	// Snapshot takes a scheduled --leave-running checkpoint of the
+	// policy's target, or of its members as a group, and returns its id
+	// once sealed.
+	Snapshot(ctx context.Context, p Policy) (string, error)
 	// Candidates lists the target's scheduled checkpoints.
 	Candidates(ctx context.Context, key string) ([]Candidate, error)
 	// Prune removes checkpoints, keeping their children's lineage; one in

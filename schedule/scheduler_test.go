@@ -52,7 +52,7 @@ type counter struct {
 	pruned []string
 }
 
-func (c *counter) Snapshot(ctx context.Context, target string) (string, error) {
+func (c *counter) Snapshot(ctx context.Context, _ Policy) (string, error) {
 	time.Sleep(c.hold)
 	c.mu.Lock()
 	defer c.mu.Unlock()

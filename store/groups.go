@@ -25,8 +25,9 @@ type Group struct {
 	Name          string        `json:"name"`
 	Created       time.Time     `json:"created"`
 	Members       []GroupMember `json:"members"` // restored in this order
-	// Scheduled is set on groups a schedule took.
-	Scheduled bool `json:"scheduled,omitempty"`
+	// Scheduled is set on groups a schedule took; Schedule names it.
+	Scheduled bool   `json:"scheduled,omitempty"`
+	Schedule  string `json:"schedule,omitempty"`
 }
 
 // GroupMember is one member's checkpoint and what it was taken of.

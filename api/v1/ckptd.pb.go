@@ -664,6 +664,7 @@ type Schedule struct {
 	Failures        int32                  `protobuf:"varint,13,opt,name=failures,proto3" json:"failures,omitempty"`
 	LastError       string                 `protobuf:"bytes,14,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
 	Running         bool                   `protobuf:"varint,15,opt,name=running,proto3" json:"running,omitempty"`
+	Members         []string               `protobuf:"bytes,16,rep,name=members,proto3" json:"members,omitempty"` // a group's schedule: its targets
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -803,6 +804,13 @@ func (x *Schedule) GetRunning() bool {
 	return false
 }
 
+func (x *Schedule) GetMembers() []string {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
 type SetScheduleRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Target        string                 `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
@@ -811,6 +819,7 @@ type SetScheduleRequest struct {
 	KeepHourly    int32                  `protobuf:"varint,4,opt,name=keep_hourly,json=keepHourly,proto3" json:"keep_hourly,omitempty"`
 	KeepDaily     int32                  `protobuf:"varint,5,opt,name=keep_daily,json=keepDaily,proto3" json:"keep_daily,omitempty"`
 	MaxBytes      int64                  `protobuf:"varint,6,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
+	Group         []string               `protobuf:"bytes,7,rep,name=group,proto3" json:"group,omitempty"` // checkpoint these targets as a group named target-N
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -885,6 +894,13 @@ func (x *SetScheduleRequest) GetMaxBytes() int64 {
 		return x.MaxBytes
 	}
 	return 0
+}
+
+func (x *SetScheduleRequest) GetGroup() []string {
+	if x != nil {
+		return x.Group
+	}
+	return nil
 }
 
 type ListSchedulesRequest struct {
@@ -4755,7 +4771,7 @@ const file_ckptd_proto_rawDesc = "" +
 	"\n" +
 	"wake_error\x18\x14 \x01(\tR\twakeError\x12\"\n" +
 	"\ridle_after_ns\x18\x15 \x01(\x03R\vidleAfterNs\x12$\n" +
-	"\x0escales_to_zero\x18\x16 \x01(\bR\fscalesToZero\"\xc3\x03\n" +
+	"\x0escales_to_zero\x18\x16 \x01(\bR\fscalesToZero\"\xdd\x03\n" +
 	"\bSchedule\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x19\n" +
@@ -4776,7 +4792,8 @@ const file_ckptd_proto_rawDesc = "" +
 	"\bfailures\x18\r \x01(\x05R\bfailures\x12\x1d\n" +
 	"\n" +
 	"last_error\x18\x0e \x01(\tR\tlastError\x12\x18\n" +
-	"\arunning\x18\x0f \x01(\bR\arunning\"\xc1\x01\n" +
+	"\arunning\x18\x0f \x01(\bR\arunning\x12\x18\n" +
+	"\amembers\x18\x10 \x03(\tR\amembers\"\xd7\x01\n" +
 	"\x12SetScheduleRequest\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x12\x19\n" +
 	"\bevery_ns\x18\x02 \x01(\x03R\aeveryNs\x12\x1b\n" +
@@ -4785,7 +4802,8 @@ const file_ckptd_proto_rawDesc = "" +
 	"keepHourly\x12\x1d\n" +
 	"\n" +
 	"keep_daily\x18\x05 \x01(\x05R\tkeepDaily\x12\x1b\n" +
-	"\tmax_bytes\x18\x06 \x01(\x03R\bmaxBytes\"\x16\n" +
+	"\tmax_bytes\x18\x06 \x01(\x03R\bmaxBytes\x12\x14\n" +
+	"\x05group\x18\a \x03(\tR\x05group\"\x16\n" +
 	"\x14ListSchedulesRequest\"I\n" +
 	"\x15ListSchedulesResponse\x120\n" +
 	"\tschedules\x18\x01 \x03(\v2\x12.ckptd.v1.ScheduleR\tschedules\"/\n" +

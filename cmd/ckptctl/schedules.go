@@ -14,16 +14,18 @@ import (
 
 func (c *cli) scheduleCmd() *cobra.Command {
 	var every time.Duration
-	var maxBytes string
+	var maxBytes, group string
 	var r apiv1.SetScheduleRequest
 	cmd := &cobra.Command{
-		Use:   "schedule TARGET --every D",
+		Use:   "schedule TARGET --every D | --group NAME --every D TARGET...",
 		Short: "Checkpoint a target on a schedule (--leave-running) and prune by a retention policy",
 		Long: "Checkpoint a target every D while it keeps running, and remove the scheduled checkpoints the\n" +
 			"policy no longer keeps: --keep-last N newest, the newest of each of --keep-hourly N hours and\n" +
 			"--keep-daily N days, then the oldest until the rest fit --max-bytes. The newest sealed checkpoint\n" +
-			"and checkpoints taken by hand are never removed. Without a keep option every checkpoint is kept.",
-		Args: cobra.ExactArgs(1),
+			"and checkpoints taken by hand are never removed. Without a keep option every checkpoint is kept.\n" +
+			"With --group NAME, the TARGETs are checkpointed together at one instant, as groups NAME-1, NAME-2...,\n" +
+			"and the policy keeps and removes whole groups; 'schedule rm NAME' ends it.",
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cl, err := c.client()
 			if err != nil {
@@ -35,6 +37,11 @@ func (c *cli) scheduleCmd() *cobra.Command {
 				}
 			}
 			r.Target, r.EveryNs = args[0], every.Nanoseconds()
+			if group != "" {
+				r.Target, r.Group = group, args
+			} else if len(args) > 1 {
+				return fmt.Errorf("schedule takes one target; several are checkpointed together with --group NAME")
+			}
 			st, err := cl.SetSchedule(c.ctx(), &r)
 			if err != nil {
 				return err
@@ -48,6 +55,7 @@ func (c *cli) scheduleCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.DurationVar(&every, "every", 0, "interval between checkpoints, e.g. 10m (at least 1s)")
+	f.StringVar(&group, "group", "", "checkpoint every TARGET at one instant, as the groups NAME-1, NAME-2...")
 	f.Int32Var(&r.KeepLast, "keep-last", 0, "keep the N newest scheduled checkpoints")
 	f.Int32Var(&r.KeepHourly, "keep-hourly", 0, "keep the newest checkpoint of each of the last N hours that have one")
 	f.Int32Var(&r.KeepDaily, "keep-daily", 0, "keep the newest checkpoint of each of the last N days (UTC) that have one")
