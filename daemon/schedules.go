@@ -17,7 +17,7 @@ import (
 
 // ScheduleRequest sets a target's schedule.
 type ScheduleRequest struct {
-	Target     string // a PID, workload name or ctr:NS/ID; with Group, the group's name
+	Target string // a PID, workload name or ctr:NS/ID; with Group, the group's name
 	// Group are the targets of a group's schedule: checkpointed at one
 	// instant, as the group Target-N.
 	Group      []string
