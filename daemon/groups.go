@@ -79,29 +79,25 @@ func (d *Daemon) CreateGroup(ctx context.Context, req GroupRequest) (*store.Grou
 	// From the freeze on, the group completes or rolls back whole, whether
 	// or not its client waits.
 	frozen := context.WithoutCancel(ctx)
+	start := time.Now()
 	if err := d.freezeMembers(ctx, g, ms); err != nil {
 		return nil, d.groupFailed(g, errors.Join(err, d.thawMembers(frozen, ms)))
 	}
-	start := time.Now()
 	if err := d.dumpMembers(frozen, ms); err != nil {
 		return nil, d.groupFailed(g, errors.Join(err, d.discardMembers(frozen, ms), d.thawMembers(frozen, ms)))
 	}
-	if err := d.commitGroup(frozen, g, ms); err != nil {
-		return nil, d.groupFailed(g, errors.Join(err, d.discardMembers(frozen, ms), d.thawMembers(frozen, ms)))
-	}
-	frozenFor := time.Since(start)
-	err = d.releaseMembers(frozen, ms, req.Options.LeaveRunning)
-	for _, m := range ms {
-		err = errors.Join(err, d.recordTarget(frozen, m.t), d.sealReleased(frozen, m.c, m.t, m.stats, m.work.Path, nil))
-		d.closeWork(m.work, &err)
-	}
-	d.log.Info("group checkpoint created", "group", g.Name, "id", g.ID, "members", len(ms), "frozen", frozenFor)
-	d.events.Publish(events.Event{Kind: events.Created, Target: "group/" + g.Name, Checkpoint: g.ID, Name: g.Name, Frozen: frozenFor})
-	for _, m := range ms {
-		d.tellSealed(frozen, m.t, m.c)
+	if req.Options.LeaveRunning {
+		err = d.commitRunning(frozen, g, ms, start)
+	} else {
+		err = d.commitStopping(frozen, g, ms, start)
 	}
 	if err != nil {
-		return g, fmt.Errorf("group %s was saved, but then: %w", g.Name, err)
+		return nil, d.groupFailed(g, err)
+	}
+	d.log.Info("group checkpoint created", "group", g.Name, "id", g.ID, "members", len(ms), "frozen", g.Frozen)
+	d.events.Publish(events.Event{Kind: events.Created, Target: "group/" + g.Name, Checkpoint: g.ID, Name: g.Name, Frozen: g.Frozen})
+	for _, m := range ms {
+		d.tellSealed(frozen, m.t, m.c)
 	}
 	return g, nil
 }
@@ -268,72 +264,6 @@ func (d *Daemon) dumpMember(ctx context.Context, m *member) error {
 	}
 	m.stats = convertStats(res.Stats)
 	return nil
-}
-
-// commitGroup publishes every member durably, then writes the group's
-// record: the group is complete once it is on disk.
-func (d *Daemon) commitGroup(ctx context.Context, g *store.Group, ms []*member) error {
-	now := time.Now().UTC()
-	g.Created = now
-	for _, m := range ms {
-		m.c.Created = now
-		if _, err := d.store.PublishDurable(ctx, m.c); err != nil {
-			return err
-		}
-		g.Members = append(g.Members, store.GroupMember{Checkpoint: m.c.ID, Name: m.c.Name, Target: m.c.Target})
-	}
-	return d.store.PutGroup(ctx, g)
-}
-
-// discardMembers removes what a failed group wrote: staged and published
-// members alike (the record was not written).
-func (d *Daemon) discardMembers(ctx context.Context, ms []*member) error {
-	var errs []error
-	for _, m := range ms {
-		if m.dir == "" {
-			continue
-		}
-		if _, err := d.store.Get(ctx, m.c.ID); err == nil {
-			errs = append(errs, d.store.Unpublish(ctx, m.c.ID))
-		} else {
-			errs = append(errs, d.store.Discard(ctx, m.c.ID))
-		}
-		if m.work != nil {
-			failed := error(errors.New("failed"))
-			d.closeWork(m.work, &failed)
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// thawMembers lets every member of a failed group run again.
-func (d *Daemon) thawMembers(ctx context.Context, ms []*member) error {
-	var errs []error
-	for _, m := range ms {
-		if m.unhold != nil {
-			m.unhold(false)
-		}
-		if m.cg != nil {
-			errs = append(errs, m.cg.Dissolve(ctx))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// releaseMembers lets the members of a complete group go: all run again,
-// or all end.
-func (d *Daemon) releaseMembers(ctx context.Context, ms []*member, leaveRunning bool) error {
-	if leaveRunning {
-		return d.thawMembers(ctx, ms)
-	}
-	var errs []error
-	for _, m := range ms {
-		kctx, cancel := context.WithTimeout(ctx, freezeTimeout)
-		errs = append(errs, m.cg.Kill(kctx), m.cg.Dissolve(kctx))
-		cancel()
-		m.unhold(true)
-	}
-	return errors.Join(errs...)
 }
 
 // thawLeftGroups lets go of the trees a ckptd killed during a group

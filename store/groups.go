@@ -25,6 +25,9 @@ type Group struct {
 	Name          string        `json:"name"`
 	Created       time.Time     `json:"created"`
 	Members       []GroupMember `json:"members"` // restored in this order
+	// Frozen is how long the members were held: from the freeze until
+	// they could run again (or, stopped, until the group was durable).
+	Frozen time.Duration `json:"frozen_ns,omitempty"`
 	// Scheduled is set on groups a schedule took; Schedule names it.
 	Scheduled bool   `json:"scheduled,omitempty"`
 	Schedule  string `json:"schedule,omitempty"`

@@ -2777,6 +2777,7 @@ type Group struct {
 	CreatedUnixNano int64                  `protobuf:"varint,3,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
 	Members         []*GroupMember         `protobuf:"bytes,4,rep,name=members,proto3" json:"members,omitempty"` // in restore order
 	Scheduled       bool                   `protobuf:"varint,5,opt,name=scheduled,proto3" json:"scheduled,omitempty"`
+	FrozenNs        int64                  `protobuf:"varint,6,opt,name=frozen_ns,json=frozenNs,proto3" json:"frozen_ns,omitempty"` // the members held: from the freeze until they could run again, or, stopped, until the group was durable
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -2844,6 +2845,13 @@ func (x *Group) GetScheduled() bool {
 		return x.Scheduled
 	}
 	return false
+}
+
+func (x *Group) GetFrozenNs() int64 {
+	if x != nil {
+		return x.FrozenNs
+	}
+	return 0
 }
 
 type GroupMember struct {
@@ -4962,13 +4970,14 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\atargets\x18\x02 \x03(\tR\atargets\x12+\n" +
 	"\aoptions\x18\x03 \x01(\v2\x11.ckptd.v1.OptionsR\aoptions\x12,\n" +
-	"\x12prepare_timeout_ns\x18\x04 \x01(\x03R\x10prepareTimeoutNs\"\xa6\x01\n" +
+	"\x12prepare_timeout_ns\x18\x04 \x01(\x03R\x10prepareTimeoutNs\"\xc3\x01\n" +
 	"\x05Group\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12*\n" +
 	"\x11created_unix_nano\x18\x03 \x01(\x03R\x0fcreatedUnixNano\x12/\n" +
 	"\amembers\x18\x04 \x03(\v2\x15.ckptd.v1.GroupMemberR\amembers\x12\x1c\n" +
-	"\tscheduled\x18\x05 \x01(\bR\tscheduled\"\x83\x01\n" +
+	"\tscheduled\x18\x05 \x01(\bR\tscheduled\x12\x1b\n" +
+	"\tfrozen_ns\x18\x06 \x01(\x03R\bfrozenNs\"\x83\x01\n" +
 	"\vGroupMember\x12\x1e\n" +
 	"\n" +
 	"checkpoint\x18\x01 \x01(\tR\n" +

@@ -32,7 +32,7 @@ func (c *cli) createGroup(name string, targets []string, o *apiv1.Options, prepa
 	if c.output == "json" {
 		return printJSON(g)
 	}
-	fmt.Printf("group %s %s: %s\n", g.GetName(), shortID(g.GetId()), memberList(g))
+	fmt.Printf("group %s %s (frozen %.1f ms): %s\n", g.GetName(), shortID(g.GetId()), float64(g.GetFrozenNs())/1e6, memberList(g))
 	return nil
 }
 
@@ -83,7 +83,7 @@ func printGroups(gs []*apiv1.Group) error {
 }
 
 func printGroup(g *apiv1.Group) {
-	fmt.Printf("Group:    %s\nID:       %s\nCreated:  %s\n", g.GetName(), g.GetId(), time.Unix(0, g.GetCreatedUnixNano()).Format(time.RFC3339))
+	fmt.Printf("Group:    %s\nID:       %s\nCreated:  %s\nFrozen:   %.1f ms\n", g.GetName(), g.GetId(), time.Unix(0, g.GetCreatedUnixNano()).Format(time.RFC3339), float64(g.GetFrozenNs())/1e6)
 	fmt.Println("Members (restored in this order):")
 	for _, m := range g.GetMembers() {
 		fmt.Printf("  %s  %s  %s\n", m.GetCheckpointName(), shortID(m.GetCheckpoint()), targetName(m.GetTarget()))
