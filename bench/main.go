@@ -70,6 +70,9 @@ func main() {
 	if *wakeOn {
 		benchWake(work)
 	}
+	if *groupOn {
+		benchGroup(work)
+	}
 	if *chains {
 		benchChain(work)
 	}

@@ -83,9 +83,11 @@ func (d *Daemon) CreateGroup(ctx context.Context, req GroupRequest) (*store.Grou
 	if err := d.freezeMembers(ctx, g, ms); err != nil {
 		return nil, d.groupFailed(g, errors.Join(err, d.thawMembers(frozen, ms)))
 	}
+	froze := time.Since(start)
 	if err := d.dumpMembers(frozen, ms); err != nil {
 		return nil, d.groupFailed(g, errors.Join(err, d.discardMembers(frozen, ms), d.thawMembers(frozen, ms)))
 	}
+	d.log.Debug("group members dumped", "group", g.Name, "freeze", froze, "dumps", time.Since(start)-froze)
 	if req.Options.LeaveRunning {
 		err = d.commitRunning(frozen, g, ms, start)
 	} else {
