@@ -33,7 +33,7 @@ func (s *Server) RestoreGroup(ctx context.Context, r *apiv1.RestoreGroupRequest)
 func groupToAPI(g *store.Group) *apiv1.Group {
 	out := &apiv1.Group{Id: g.ID, Name: g.Name, CreatedUnixNano: unixNano(g.Created), Scheduled: g.Scheduled, FrozenNs: g.Frozen.Nanoseconds()}
 	for _, m := range g.Members {
-		out.Members = append(out.Members, &apiv1.GroupMember{Checkpoint: m.Checkpoint, CheckpointName: m.Name, Target: refToAPI(m.Target)})
+		out.Members = append(out.Members, &apiv1.GroupMember{Checkpoint: m.Checkpoint, CheckpointName: m.Name, Target: refToAPI(m.Target), Host: m.Host})
 	}
 	return out
 }

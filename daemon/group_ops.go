@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"slices"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -93,7 +95,12 @@ func (d *Daemon) RestoreGroup(ctx context.Context, ref, suffix string) ([]*Targe
 		return nil, err
 	}
 	var restored []*TargetStatus
+	var elsewhere []string
 	for _, m := range g.Members {
+		if m.Host != "" {
+			elsewhere = append(elsewhere, m.Host)
+			continue
+		}
 		req := RestoreRequest{Checkpoint: m.Checkpoint}
 		if suffix != "" {
 			req.Name = copyName(m.Target, suffix)
@@ -111,6 +118,12 @@ func (d *Daemon) RestoreGroup(ctx context.Context, ref, suffix string) ([]*Targe
 			s.Warnings = append(s.Warnings, "its connections were restored closed: a copy has a new address")
 		}
 		restored = append(restored, s)
+	}
+	if len(elsewhere) > 0 && len(restored) > 0 {
+		restored[0].Warnings = append(restored[0].Warnings, fmt.Sprintf("the group's members on %s are restored there, by the same command", strings.Join(slices.Compact(slices.Sorted(slices.Values(elsewhere))), ", ")))
+	}
+	if len(restored) == 0 {
+		return nil, fmt.Errorf("group %s has no member on this host: restore it on %s: %w", g.Name, strings.Join(elsewhere, ", "), errdefs.ErrFailedPrecondition)
 	}
 	d.log.Info("group restored", "group", g.Name, "members", len(restored), "copies", suffix != "")
 	return restored, nil

@@ -90,6 +90,9 @@ func (d *Daemon) groupCandidates(ctx context.Context, name string) ([]schedule.C
 		}
 		cand := schedule.Candidate{ID: g.ID, Created: g.Created, Sealed: true}
 		for _, m := range g.Members {
+			if m.Host != "" {
+				continue
+			}
 			c, err := d.store.Get(ctx, m.Checkpoint)
 			if err != nil {
 				return nil, err

@@ -66,42 +66,34 @@ func (d *Daemon) CreateGroup(ctx context.Context, req GroupRequest) (*store.Grou
 	if err := checkCRIUConfig(ctx, req.Options.CRIUConfig); err != nil {
 		return nil, err
 	}
-	ts, unlock, err := d.lockMembers(ctx, req.Targets)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
 	g := &store.Group{ID: store.NewID(), Name: req.Name, Scheduled: req.Scheduled, Schedule: req.schedule}
-	ms, err := d.newMembers(ctx, g, ts, req)
+	if hosts := remoteTargets(req.Targets); len(hosts) > 0 {
+		return d.createAcross(ctx, g, req, hosts)
+	}
+	r, err := d.beginGroup(ctx, g, req)
 	if err != nil {
 		return nil, d.groupFailed(g, err)
 	}
-	// From the freeze on, the group completes or rolls back whole, whether
-	// or not its client waits.
-	frozen := context.WithoutCancel(ctx)
-	start := time.Now()
-	if err := d.freezeMembers(ctx, g, ms); err != nil {
-		return nil, d.groupFailed(g, errors.Join(err, d.thawMembers(frozen, ms)))
+	if err := r.freeze(ctx); err != nil {
+		return nil, d.groupFailed(g, errors.Join(err, r.abort()))
 	}
-	froze := time.Since(start)
-	if err := d.dumpMembers(frozen, ms); err != nil {
-		return nil, d.groupFailed(g, errors.Join(err, d.discardMembers(frozen, ms), d.thawMembers(frozen, ms)))
+	if err := r.dump(); err != nil {
+		return nil, d.groupFailed(g, errors.Join(err, r.abort()))
 	}
-	d.log.Debug("group members dumped", "group", g.Name, "freeze", froze, "dumps", time.Since(start)-froze)
-	if req.Options.LeaveRunning {
-		err = d.commitRunning(frozen, g, ms, start)
-	} else {
-		err = d.commitStopping(frozen, g, ms, start)
-	}
-	if err != nil {
+	if err := r.commit(nil); err != nil {
 		return nil, d.groupFailed(g, err)
 	}
-	d.log.Info("group checkpoint created", "group", g.Name, "id", g.ID, "members", len(ms), "frozen", g.Frozen)
-	d.events.Publish(events.Event{Kind: events.Created, Target: "group/" + g.Name, Checkpoint: g.ID, Name: g.Name, Frozen: g.Frozen})
-	for _, m := range ms {
-		d.tellSealed(frozen, m.t, m.c)
+	err = r.release()
+	d.groupCreated(g)
+	if err != nil {
+		return g, d.groupFailed(g, err)
 	}
 	return g, nil
+}
+
+func (d *Daemon) groupCreated(g *store.Group) {
+	d.log.Info("group checkpoint created", "group", g.Name, "id", g.ID, "members", len(g.Members), "frozen", g.Frozen)
+	d.events.Publish(events.Event{Kind: events.Created, Target: "group/" + g.Name, Checkpoint: g.ID, Name: g.Name, Frozen: g.Frozen})
 }
 
 func (d *Daemon) groupFailed(g *store.Group, err error) error {

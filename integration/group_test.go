@@ -300,3 +300,72 @@ func TestGroupSchedule(t *testing.T) {
 		t.Fatalf("sb stopped under its schedule")
 	}
 }
+
+// TestGroupAcrossHosts: a group with a member on each of two hosts, the
+// coordinator on one: it completes on both, each host's record listing
+// both members, and both members run on. Then the participant is cut off
+// (nft drops its every packet) while it is frozen: the group fails on the
+// coordinator within the peer timeout, its member runs on; the
+// participant, hearing nothing, rolls back on its own: its member runs,
+// nothing is frozen, no group is kept on either host.
+func TestGroupAcrossHosts(t *testing.T) {
+	a, b := twoHosts(t)
+	idle := "--peer-timeout=" + partitionIdle.String()
+	coord, part := a.ckptd("", "", idle), b.ckptd("", "", idle)
+	thawOnFailure(t, coord)
+	thawOnFailure(t, part)
+	wa := coord.runLoadIn(t.TempDir(), "wa", 16)
+	wb := part.runLoadIn(t.TempDir(), "wb", 16)
+	beforeA := loadStatus(t, wa.Ref.PID, wa.Ref.LogPath)
+	beforeB := loadStatus(t, wb.Ref.PID, wb.Ref.LogPath)
+	out := coord.must("create", "--group", "both", "--leave-running", "wa", b.addr()+":wb")
+	if !strings.Contains(out, b.addr()+":wb") {
+		t.Fatalf("create --group across hosts:\n%s", out)
+	}
+	for _, d := range []*daemon{coord, part} {
+		var l listing
+		json.Unmarshal([]byte(d.must("ls", "-a", "-o", "json")), &l)
+		if len(l.Groups) != 1 || len(l.Groups[0].Members) != 2 || len(l.Checkpoints) != 1 {
+			t.Fatalf("a host's record of the group across hosts: %+v, checkpoints %+v", l.Groups, l.Checkpoints)
+		}
+	}
+	continues(t, beforeA, loadStatus(t, wa.Ref.PID, wa.Ref.LogPath))
+	continues(t, beforeB, loadStatus(t, wb.Ref.PID, wb.Ref.LogPath))
+
+	mark := filepath.Join(t.TempDir(), "paused")
+	part.stop()
+	part.env = []string{"CKPTD_FAILPOINT_PAUSE_BEFORE=group-frozen", "CKPTD_FAILPOINT_PAUSE_MARK=" + mark}
+	part.start()
+	wb = part.workload("wb")
+	wait := coord.startCtl("create", "--group", "cut", "wa", b.addr()+":wb")
+	waitFor(t, "the participant frozen, before it says so", func() bool { _, err := os.Stat(mark); return err == nil })
+	heal := partition(t, b)
+	cut := time.Now()
+	os.Remove(mark)
+	stderr, err := wait()
+	took := time.Since(cut)
+	t.Logf("partition with the participant frozen: create failed after %s: %s", took.Round(time.Millisecond), strings.TrimSpace(stderr))
+	if err == nil {
+		t.Fatal("the group completed with its participant cut off")
+	}
+	if took > partitionIdle+5*time.Second {
+		t.Errorf("the coordinator took %s to give up, peer_timeout is %s", took, partitionIdle)
+	}
+	if !coord.workload("wa").Running {
+		t.Fatal("the coordinator's member did not run on")
+	}
+	waitFor(t, "the participant to roll back on its own", func() bool { return len(frozenLeft(part)) == 0 })
+	heal()
+	for _, d := range []*daemon{coord, part} {
+		var l listing
+		json.Unmarshal([]byte(d.must("ls", "-a", "-o", "json")), &l)
+		if len(l.Groups) != 1 || len(l.Checkpoints) != 1 {
+			t.Fatalf("after the cut group: groups %+v, checkpoints %+v", l.Groups, l.Checkpoints)
+		}
+	}
+	before := loadStatus(t, wb.Ref.PID, wb.Ref.LogPath)
+	time.Sleep(200 * time.Millisecond)
+	continues(t, before, loadStatus(t, wb.Ref.PID, wb.Ref.LogPath))
+	coord.must("kill", "wa")
+	part.must("kill", "wb")
+}

@@ -108,7 +108,10 @@ func (h *host) mountNS() *exec.Cmd {
 		return h.mounts
 	}
 	ready := filepath.Join(h.dir, "mounts-ready")
-	mask := `mount -t tmpfs -o size=1m,mode=0700 ckptd-it-mask "$MASK" && touch "$READY" && exec sleep infinity`
+	// ip netns exec mounts a sysfs of its own, without the cgroup
+	// hierarchies a machine has under it: the freezer's is mounted again.
+	freezer := `mount -t tmpfs -o size=1m cgroup /sys/fs/cgroup && mkdir /sys/fs/cgroup/freezer && mount -t cgroup -o freezer freezer /sys/fs/cgroup/freezer`
+	mask := `mount -t tmpfs -o size=1m,mode=0700 ckptd-it-mask "$MASK" && ` + freezer + ` && touch "$READY" && exec sleep infinity`
 	h.mounts = exec.Command("ip", "netns", "exec", h.netns, "unshare", "--mount", "--propagation", "private",
 		"env", "MASK="+h.other.dir, "READY="+ready, "sh", "-c", mask)
 	if err := h.mounts.Start(); err != nil {

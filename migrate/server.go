@@ -17,6 +17,9 @@ import (
 // Handler serves the control connection of one incoming migration.
 type Handler interface {
 	ServeMigration(ctx context.Context, c *Conn) error
+	// ServeGroup runs this host's part of a group checkpoint another
+	// ckptd coordinates.
+	ServeGroup(ctx context.Context, c *Conn) error
 }
 
 // Server accepts peers on a TCP address; every connection must pass mutual
@@ -132,6 +135,11 @@ func (s *Server) serveConn(ctx context.Context, raw net.Conn) {
 	case OpPages:
 		pc.unboundReads()
 		s.deliverPages(m.Hello.Token, c)
+	case OpGroup:
+		defer tc.Close()
+		if err := s.serveGroup(ctx, c); err != nil {
+			s.log.Warn("group checkpoint for a peer failed", "peer", c.Peer(), "err", err)
+		}
 	default:
 		c.SendError(fmt.Errorf("unknown operation %q", m.Hello.Op))
 		tc.Close()
@@ -166,6 +174,19 @@ func (s *Server) serveMigration(ctx context.Context, c *Conn) (err error) {
 		}
 	}()
 	return s.handler.ServeMigration(ctx, c)
+}
+
+// serveGroup runs the handler's part of a group; a panic in it fails
+// that group only, and the coordinator hears of it.
+func (s *Server) serveGroup(ctx context.Context, c *Conn) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("group handler panicked", "peer", c.Peer(), "panic", r, "stack", string(debug.Stack()))
+			err = fmt.Errorf("internal error: %v", r)
+			c.SendError(errors.New("the participant failed internally; see its log"))
+		}
+	}()
+	return s.handler.ServeGroup(ctx, c)
 }
 
 // awaited is a page stream's connections still to come.

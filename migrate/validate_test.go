@@ -81,6 +81,7 @@ func TestValidate(t *testing.T) {
 type panicky struct{}
 
 func (panicky) ServeMigration(ctx context.Context, c *Conn) error { panic("handler bug") }
+func (panicky) ServeGroup(ctx context.Context, c *Conn) error     { panic("handler bug") }
 
 // TestHandlerPanicFailsOnlyItsMigration: a panic in the handler reaches
 // the peer as an error and the server goes on serving.

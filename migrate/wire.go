@@ -47,16 +47,17 @@ const (
 // Message is the one envelope every frame carries; Kind says which field
 // is set.
 type Message struct {
-	Kind     string    `json:"kind"`
-	Hello    *Hello    `json:"hello,omitempty"`
-	Offer    *Offer    `json:"offer,omitempty"`
-	Report   *Report   `json:"report,omitempty"`
-	File     *File     `json:"file,omitempty"`
-	Commit   *Commit   `json:"commit,omitempty"`
-	Restored *Restored `json:"restored,omitempty"`
-	Done     *Done     `json:"done,omitempty"`
-	Round    *Round    `json:"round,omitempty"`
-	Error    string    `json:"error,omitempty"`
+	Kind     string     `json:"kind"`
+	Hello    *Hello     `json:"hello,omitempty"`
+	Offer    *Offer     `json:"offer,omitempty"`
+	Report   *Report    `json:"report,omitempty"`
+	File     *File      `json:"file,omitempty"`
+	Commit   *Commit    `json:"commit,omitempty"`
+	Restored *Restored  `json:"restored,omitempty"`
+	Done     *Done      `json:"done,omitempty"`
+	Round    *Round     `json:"round,omitempty"`
+	Group    *GroupStep `json:"group,omitempty"`
+	Error    string     `json:"error,omitempty"`
 }
 
 // Hello opens every connection.

@@ -15,6 +15,7 @@ targets=(
 	"./container FuzzParseRef"
 	"./migrate FuzzReadMessage"
 	"./migrate FuzzReadFrames"
+	"./migrate FuzzGroupStep"
 	"./images FuzzRead"
 	"./archive FuzzRead"
 	"./chain FuzzChain"

@@ -38,6 +38,9 @@ type GroupMember struct {
 	Checkpoint string    `json:"checkpoint"`
 	Name       string    `json:"name"` // the checkpoint's
 	Target     TargetRef `json:"target"`
+	// Host is the peer address of the ckptd that keeps this member, for a
+	// group across hosts; empty for this host's.
+	Host string `json:"host,omitempty"`
 }
 
 // Has reports whether g names ref, its ID or its name.
@@ -47,6 +50,9 @@ func (g *Group) Has(ref string) bool { return ref == g.ID || ref == g.Name }
 // returns. Every member must be published before.
 func (s *Store) PutGroup(ctx context.Context, g *Group) error {
 	for _, m := range g.Members {
+		if m.Host != "" {
+			continue // another host's
+		}
 		c, err := s.Get(ctx, m.Checkpoint)
 		if err != nil {
 			return fmt.Errorf("group %s: member %s: %w", g.Name, m.Checkpoint, err)
@@ -104,6 +110,15 @@ func (s *Store) GetGroup(ctx context.Context, ref string) (*Group, error) {
 		}
 	}
 	return nil, fmt.Errorf("group %q: %w", ref, errdefs.ErrNotFound)
+}
+
+// DropGroupRecord removes g's record alone: a group across hosts whose
+// other hosts could not commit. The caller removes its members.
+func (s *Store) DropGroupRecord(g *Group) error {
+	if err := os.Remove(s.layout.Group(g.ID)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove group %s: %w", g.Name, err)
+	}
+	return syncDir(s.layout.GroupsDir())
 }
 
 // GroupComplete reports whether the group id has its record.

@@ -2859,6 +2859,7 @@ type GroupMember struct {
 	Checkpoint     string                 `protobuf:"bytes,1,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"` // id
 	CheckpointName string                 `protobuf:"bytes,2,opt,name=checkpoint_name,json=checkpointName,proto3" json:"checkpoint_name,omitempty"`
 	Target         *TargetRef             `protobuf:"bytes,3,opt,name=target,proto3" json:"target,omitempty"`
+	Host           string                 `protobuf:"bytes,4,opt,name=host,proto3" json:"host,omitempty"` // the ckptd that keeps it, for a group across hosts; empty: this one
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -2912,6 +2913,13 @@ func (x *GroupMember) GetTarget() *TargetRef {
 		return x.Target
 	}
 	return nil
+}
+
+func (x *GroupMember) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
 }
 
 type RestoreGroupRequest struct {
@@ -4977,13 +4985,14 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x11created_unix_nano\x18\x03 \x01(\x03R\x0fcreatedUnixNano\x12/\n" +
 	"\amembers\x18\x04 \x03(\v2\x15.ckptd.v1.GroupMemberR\amembers\x12\x1c\n" +
 	"\tscheduled\x18\x05 \x01(\bR\tscheduled\x12\x1b\n" +
-	"\tfrozen_ns\x18\x06 \x01(\x03R\bfrozenNs\"\x83\x01\n" +
+	"\tfrozen_ns\x18\x06 \x01(\x03R\bfrozenNs\"\x97\x01\n" +
 	"\vGroupMember\x12\x1e\n" +
 	"\n" +
 	"checkpoint\x18\x01 \x01(\tR\n" +
 	"checkpoint\x12'\n" +
 	"\x0fcheckpoint_name\x18\x02 \x01(\tR\x0echeckpointName\x12+\n" +
-	"\x06target\x18\x03 \x01(\v2\x13.ckptd.v1.TargetRefR\x06target\"?\n" +
+	"\x06target\x18\x03 \x01(\v2\x13.ckptd.v1.TargetRefR\x06target\x12\x12\n" +
+	"\x04host\x18\x04 \x01(\tR\x04host\"?\n" +
 	"\x13RestoreGroupRequest\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\"B\n" +

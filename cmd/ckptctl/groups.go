@@ -65,7 +65,11 @@ func (c *cli) restoreGroup(name, suffix string) (done bool, err error) {
 func memberList(g *apiv1.Group) string {
 	var ms []string
 	for _, m := range g.GetMembers() {
-		ms = append(ms, fmt.Sprintf("%s (%s)", m.GetCheckpointName(), targetName(m.GetTarget())))
+		t := targetName(m.GetTarget())
+		if h := m.GetHost(); h != "" {
+			t = h + ":" + t
+		}
+		ms = append(ms, fmt.Sprintf("%s (%s)", m.GetCheckpointName(), t))
 	}
 	return strings.Join(ms, ", ")
 }
@@ -86,6 +90,10 @@ func printGroup(g *apiv1.Group) {
 	fmt.Printf("Group:    %s\nID:       %s\nCreated:  %s\nFrozen:   %.1f ms\n", g.GetName(), g.GetId(), time.Unix(0, g.GetCreatedUnixNano()).Format(time.RFC3339), float64(g.GetFrozenNs())/1e6)
 	fmt.Println("Members (restored in this order):")
 	for _, m := range g.GetMembers() {
-		fmt.Printf("  %s  %s  %s\n", m.GetCheckpointName(), shortID(m.GetCheckpoint()), targetName(m.GetTarget()))
+		where := ""
+		if h := m.GetHost(); h != "" {
+			where = " on " + h
+		}
+		fmt.Printf("  %s  %s  %s%s\n", m.GetCheckpointName(), shortID(m.GetCheckpoint()), targetName(m.GetTarget()), where)
 	}
 }
