@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/ckptd/ckptd/errdefs"
@@ -81,6 +82,13 @@ func (d *Daemon) participate(ctx context.Context, c *migrate.Conn, g *store.Grou
 	}
 	if len(step.Targets) == 0 {
 		return nil, fmt.Errorf("no targets on this host: %w", errdefs.ErrInvalidArgument)
+	}
+	// A peer names this host's workloads only: what ckptd runs, never
+	// any process of the host.
+	for _, t := range step.Targets {
+		if _, err := strconv.Atoi(t); err == nil {
+			return nil, fmt.Errorf("%s: a peer's group takes this host's workloads, not its processes: %w", t, errdefs.ErrPermissionDenied)
+		}
 	}
 	// What to dump comes from an allow-list: a peer sets no CRIU
 	// configuration, no hook, nothing else.

@@ -109,11 +109,11 @@ func (s *Server) serveConn(ctx context.Context, raw net.Conn) {
 	case m.Hello.Version != ProtocolVersion:
 		err = fmt.Errorf("protocol version %v, this ckptd speaks %d", m.Hello, ProtocolVersion)
 		c.SendError(err)
-	case m.Hello.Op == OpMigrate && !s.admit():
-		err = fmt.Errorf("busy: %d incoming migrations already (peer_max_incoming)", s.opts.MaxIncoming)
+	case (m.Hello.Op == OpMigrate || m.Hello.Op == OpGroup) && !s.admit():
+		err = fmt.Errorf("busy: %d incoming migrations and groups already (peer_max_incoming)", s.opts.MaxIncoming)
 		c.SendError(err)
 	default:
-		admitted = m.Hello.Op == OpMigrate
+		admitted = m.Hello.Op == OpMigrate || m.Hello.Op == OpGroup
 		err = c.Send(&Message{Kind: KindHello, Hello: &Hello{Version: ProtocolVersion, Op: m.Hello.Op}})
 	}
 	if err != nil {
@@ -136,6 +136,7 @@ func (s *Server) serveConn(ctx context.Context, raw net.Conn) {
 		pc.unboundReads()
 		s.deliverPages(m.Hello.Token, c)
 	case OpGroup:
+		defer s.leave()
 		defer tc.Close()
 		if err := s.serveGroup(ctx, c); err != nil {
 			s.log.Warn("group checkpoint for a peer failed", "peer", c.Peer(), "err", err)
