@@ -366,6 +366,21 @@ func TestGroupAcrossHosts(t *testing.T) {
 	before := loadStatus(t, wb.Ref.PID, wb.Ref.LogPath)
 	time.Sleep(200 * time.Millisecond)
 	continues(t, before, loadStatus(t, wb.Ref.PID, wb.Ref.LogPath))
+
+	// Over the healed link, a group that stops both; each host restores
+	// its own member.
+	coord.must("create", "--group", "stopped", "wa", b.addr()+":wb")
+	waitFor(t, "both members stopped", func() bool { return !coord.workload("wa").Running && !part.workload("wb").Running })
+	_, warned, err := coord.ctl("restore", "stopped")
+	if err != nil || !strings.Contains(warned, b.addr()) {
+		t.Fatalf("restore on the coordinator: %v: %s", err, warned)
+	}
+	part.must("restore", "stopped")
+	for _, x := range []target{coord.workload("wa"), part.workload("wb")} {
+		if !x.Running {
+			t.Fatalf("%s did not come back: %+v", x.Ref.Name, x)
+		}
+	}
 	coord.must("kill", "wa")
 	part.must("kill", "wb")
 }

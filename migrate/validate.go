@@ -79,6 +79,10 @@ func (m *Message) validate() error {
 		if m.Round == nil || m.Round.N < 1 || m.Round.N > MaxRounds {
 			return fmt.Errorf("bad round %+v", m.Round)
 		}
+	case KindGroupAbort:
+	case KindGroupPrepare, KindGroupPrepared, KindGroupFreeze, KindGroupFrozen, KindGroupDump, KindGroupDumped,
+		KindGroupCommit, KindGroupCommitted, KindGroupRelease, KindGroupReleased:
+		return ValidateGroupStep(m.Kind, m.Group)
 	default:
 		return fmt.Errorf("unknown message kind %q", m.Kind)
 	}
@@ -89,7 +93,7 @@ func (h *Hello) validate() error {
 	switch {
 	case h == nil:
 		return errors.New("hello without its body")
-	case h.Op != OpMigrate && h.Op != OpPages:
+	case h.Op != OpMigrate && h.Op != OpPages && h.Op != OpGroup:
 		return fmt.Errorf("unknown operation %q", h.Op)
 	case h.Token != "" && !tokenRE.MatchString(h.Token):
 		return errors.New("page stream with a malformed token")
