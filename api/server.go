@@ -86,6 +86,14 @@ func (s *Server) Logs(r *apiv1.LogsRequest, stream apiv1.Ckptd_LogsServer) error
 	return toStatus(err)
 }
 
+func (s *Server) Stop(ctx context.Context, r *apiv1.StopRequest) (*apiv1.StopResponse, error) {
+	killed, err := s.d.Stop(ctx, r.GetTarget(), time.Duration(r.GetTimeoutNs()))
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &apiv1.StopResponse{Killed: killed}, nil
+}
+
 func (s *Server) Kill(ctx context.Context, r *apiv1.KillRequest) (*apiv1.KillResponse, error) {
 	return &apiv1.KillResponse{}, toStatus(s.d.Kill(ctx, r.GetTarget(), int(r.GetSignal())))
 }

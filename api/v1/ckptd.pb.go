@@ -1689,6 +1689,102 @@ func (x *KillRequest) GetSignal() int32 {
 	return 0
 }
 
+type StopRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Target        string                 `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	TimeoutNs     int64                  `protobuf:"varint,2,opt,name=timeout_ns,json=timeoutNs,proto3" json:"timeout_ns,omitempty"` // after SIGTERM, before SIGKILL (0: 10 s)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StopRequest) Reset() {
+	*x = StopRequest{}
+	mi := &file_ckptd_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StopRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StopRequest) ProtoMessage() {}
+
+func (x *StopRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ckptd_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StopRequest.ProtoReflect.Descriptor instead.
+func (*StopRequest) Descriptor() ([]byte, []int) {
+	return file_ckptd_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *StopRequest) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *StopRequest) GetTimeoutNs() int64 {
+	if x != nil {
+		return x.TimeoutNs
+	}
+	return 0
+}
+
+type StopResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Killed        bool                   `protobuf:"varint,1,opt,name=killed,proto3" json:"killed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StopResponse) Reset() {
+	*x = StopResponse{}
+	mi := &file_ckptd_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StopResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StopResponse) ProtoMessage() {}
+
+func (x *StopResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ckptd_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StopResponse.ProtoReflect.Descriptor instead.
+func (*StopResponse) Descriptor() ([]byte, []int) {
+	return file_ckptd_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *StopResponse) GetKilled() bool {
+	if x != nil {
+		return x.Killed
+	}
+	return false
+}
+
 type KillResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1697,7 +1793,7 @@ type KillResponse struct {
 
 func (x *KillResponse) Reset() {
 	*x = KillResponse{}
-	mi := &file_ckptd_proto_msgTypes[23]
+	mi := &file_ckptd_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1709,7 +1805,7 @@ func (x *KillResponse) String() string {
 func (*KillResponse) ProtoMessage() {}
 
 func (x *KillResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[23]
+	mi := &file_ckptd_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1722,7 +1818,7 @@ func (x *KillResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillResponse.ProtoReflect.Descriptor instead.
 func (*KillResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{23}
+	return file_ckptd_proto_rawDescGZIP(), []int{25}
 }
 
 type Options struct {
@@ -1741,7 +1837,7 @@ type Options struct {
 
 func (x *Options) Reset() {
 	*x = Options{}
-	mi := &file_ckptd_proto_msgTypes[24]
+	mi := &file_ckptd_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1753,7 +1849,7 @@ func (x *Options) String() string {
 func (*Options) ProtoMessage() {}
 
 func (x *Options) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[24]
+	mi := &file_ckptd_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1766,7 +1862,7 @@ func (x *Options) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Options.ProtoReflect.Descriptor instead.
 func (*Options) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{24}
+	return file_ckptd_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Options) GetLeaveRunning() bool {
@@ -1844,7 +1940,7 @@ type DumpStats struct {
 
 func (x *DumpStats) Reset() {
 	*x = DumpStats{}
-	mi := &file_ckptd_proto_msgTypes[25]
+	mi := &file_ckptd_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1856,7 +1952,7 @@ func (x *DumpStats) String() string {
 func (*DumpStats) ProtoMessage() {}
 
 func (x *DumpStats) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[25]
+	mi := &file_ckptd_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1869,7 +1965,7 @@ func (x *DumpStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DumpStats.ProtoReflect.Descriptor instead.
 func (*DumpStats) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{25}
+	return file_ckptd_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *DumpStats) GetFreezingTime() uint32 {
@@ -1941,7 +2037,7 @@ type FileSum struct {
 
 func (x *FileSum) Reset() {
 	*x = FileSum{}
-	mi := &file_ckptd_proto_msgTypes[26]
+	mi := &file_ckptd_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1953,7 +2049,7 @@ func (x *FileSum) String() string {
 func (*FileSum) ProtoMessage() {}
 
 func (x *FileSum) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[26]
+	mi := &file_ckptd_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1966,7 +2062,7 @@ func (x *FileSum) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileSum.ProtoReflect.Descriptor instead.
 func (*FileSum) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{26}
+	return file_ckptd_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *FileSum) GetSize() int64 {
@@ -2027,7 +2123,7 @@ type Checkpoint struct {
 
 func (x *Checkpoint) Reset() {
 	*x = Checkpoint{}
-	mi := &file_ckptd_proto_msgTypes[27]
+	mi := &file_ckptd_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2039,7 +2135,7 @@ func (x *Checkpoint) String() string {
 func (*Checkpoint) ProtoMessage() {}
 
 func (x *Checkpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[27]
+	mi := &file_ckptd_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2052,7 +2148,7 @@ func (x *Checkpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Checkpoint.ProtoReflect.Descriptor instead.
 func (*Checkpoint) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{27}
+	return file_ckptd_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Checkpoint) GetFormatVersion() int32 {
@@ -2243,7 +2339,7 @@ type Incremental struct {
 
 func (x *Incremental) Reset() {
 	*x = Incremental{}
-	mi := &file_ckptd_proto_msgTypes[28]
+	mi := &file_ckptd_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2255,7 +2351,7 @@ func (x *Incremental) String() string {
 func (*Incremental) ProtoMessage() {}
 
 func (x *Incremental) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[28]
+	mi := &file_ckptd_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2268,7 +2364,7 @@ func (x *Incremental) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Incremental.ProtoReflect.Descriptor instead.
 func (*Incremental) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{28}
+	return file_ckptd_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Incremental) GetParent() string {
@@ -2303,7 +2399,7 @@ type Import struct {
 
 func (x *Import) Reset() {
 	*x = Import{}
-	mi := &file_ckptd_proto_msgTypes[29]
+	mi := &file_ckptd_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2315,7 +2411,7 @@ func (x *Import) String() string {
 func (*Import) ProtoMessage() {}
 
 func (x *Import) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[29]
+	mi := &file_ckptd_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2328,7 +2424,7 @@ func (x *Import) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Import.ProtoReflect.Descriptor instead.
 func (*Import) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{29}
+	return file_ckptd_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Import) GetSource() string {
@@ -2363,7 +2459,7 @@ type Migration struct {
 
 func (x *Migration) Reset() {
 	*x = Migration{}
-	mi := &file_ckptd_proto_msgTypes[30]
+	mi := &file_ckptd_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2375,7 +2471,7 @@ func (x *Migration) String() string {
 func (*Migration) ProtoMessage() {}
 
 func (x *Migration) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[30]
+	mi := &file_ckptd_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2388,7 +2484,7 @@ func (x *Migration) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Migration.ProtoReflect.Descriptor instead.
 func (*Migration) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{30}
+	return file_ckptd_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Migration) GetPeer() string {
@@ -2424,7 +2520,7 @@ type ContainerInfo struct {
 
 func (x *ContainerInfo) Reset() {
 	*x = ContainerInfo{}
-	mi := &file_ckptd_proto_msgTypes[31]
+	mi := &file_ckptd_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2436,7 +2532,7 @@ func (x *ContainerInfo) String() string {
 func (*ContainerInfo) ProtoMessage() {}
 
 func (x *ContainerInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[31]
+	mi := &file_ckptd_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2449,7 +2545,7 @@ func (x *ContainerInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerInfo.ProtoReflect.Descriptor instead.
 func (*ContainerInfo) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{31}
+	return file_ckptd_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ContainerInfo) GetNamespace() string {
@@ -2534,7 +2630,7 @@ type CreateRequest struct {
 
 func (x *CreateRequest) Reset() {
 	*x = CreateRequest{}
-	mi := &file_ckptd_proto_msgTypes[32]
+	mi := &file_ckptd_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2546,7 +2642,7 @@ func (x *CreateRequest) String() string {
 func (*CreateRequest) ProtoMessage() {}
 
 func (x *CreateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[32]
+	mi := &file_ckptd_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2559,7 +2655,7 @@ func (x *CreateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRequest.ProtoReflect.Descriptor instead.
 func (*CreateRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{32}
+	return file_ckptd_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *CreateRequest) GetTarget() string {
@@ -2600,7 +2696,7 @@ type ListRequest struct {
 
 func (x *ListRequest) Reset() {
 	*x = ListRequest{}
-	mi := &file_ckptd_proto_msgTypes[33]
+	mi := &file_ckptd_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2612,7 +2708,7 @@ func (x *ListRequest) String() string {
 func (*ListRequest) ProtoMessage() {}
 
 func (x *ListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[33]
+	mi := &file_ckptd_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2625,7 +2721,7 @@ func (x *ListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
 func (*ListRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{33}
+	return file_ckptd_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListRequest) GetTarget() string {
@@ -2653,7 +2749,7 @@ type ListResponse struct {
 
 func (x *ListResponse) Reset() {
 	*x = ListResponse{}
-	mi := &file_ckptd_proto_msgTypes[34]
+	mi := &file_ckptd_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2665,7 +2761,7 @@ func (x *ListResponse) String() string {
 func (*ListResponse) ProtoMessage() {}
 
 func (x *ListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[34]
+	mi := &file_ckptd_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2678,7 +2774,7 @@ func (x *ListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
 func (*ListResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{34}
+	return file_ckptd_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListResponse) GetCheckpoints() []*Checkpoint {
@@ -2714,7 +2810,7 @@ type CreateGroupRequest struct {
 
 func (x *CreateGroupRequest) Reset() {
 	*x = CreateGroupRequest{}
-	mi := &file_ckptd_proto_msgTypes[35]
+	mi := &file_ckptd_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2726,7 +2822,7 @@ func (x *CreateGroupRequest) String() string {
 func (*CreateGroupRequest) ProtoMessage() {}
 
 func (x *CreateGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[35]
+	mi := &file_ckptd_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2739,7 +2835,7 @@ func (x *CreateGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupRequest.ProtoReflect.Descriptor instead.
 func (*CreateGroupRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{35}
+	return file_ckptd_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *CreateGroupRequest) GetName() string {
@@ -2784,7 +2880,7 @@ type Group struct {
 
 func (x *Group) Reset() {
 	*x = Group{}
-	mi := &file_ckptd_proto_msgTypes[36]
+	mi := &file_ckptd_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2796,7 +2892,7 @@ func (x *Group) String() string {
 func (*Group) ProtoMessage() {}
 
 func (x *Group) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[36]
+	mi := &file_ckptd_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2809,7 +2905,7 @@ func (x *Group) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Group.ProtoReflect.Descriptor instead.
 func (*Group) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{36}
+	return file_ckptd_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *Group) GetId() string {
@@ -2866,7 +2962,7 @@ type GroupMember struct {
 
 func (x *GroupMember) Reset() {
 	*x = GroupMember{}
-	mi := &file_ckptd_proto_msgTypes[37]
+	mi := &file_ckptd_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2878,7 +2974,7 @@ func (x *GroupMember) String() string {
 func (*GroupMember) ProtoMessage() {}
 
 func (x *GroupMember) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[37]
+	mi := &file_ckptd_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2891,7 +2987,7 @@ func (x *GroupMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupMember.ProtoReflect.Descriptor instead.
 func (*GroupMember) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{37}
+	return file_ckptd_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GroupMember) GetCheckpoint() string {
@@ -2932,7 +3028,7 @@ type RestoreGroupRequest struct {
 
 func (x *RestoreGroupRequest) Reset() {
 	*x = RestoreGroupRequest{}
-	mi := &file_ckptd_proto_msgTypes[38]
+	mi := &file_ckptd_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2944,7 +3040,7 @@ func (x *RestoreGroupRequest) String() string {
 func (*RestoreGroupRequest) ProtoMessage() {}
 
 func (x *RestoreGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[38]
+	mi := &file_ckptd_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2957,7 +3053,7 @@ func (x *RestoreGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreGroupRequest.ProtoReflect.Descriptor instead.
 func (*RestoreGroupRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{38}
+	return file_ckptd_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RestoreGroupRequest) GetGroup() string {
@@ -2983,7 +3079,7 @@ type RestoreGroupResponse struct {
 
 func (x *RestoreGroupResponse) Reset() {
 	*x = RestoreGroupResponse{}
-	mi := &file_ckptd_proto_msgTypes[39]
+	mi := &file_ckptd_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2995,7 +3091,7 @@ func (x *RestoreGroupResponse) String() string {
 func (*RestoreGroupResponse) ProtoMessage() {}
 
 func (x *RestoreGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[39]
+	mi := &file_ckptd_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3008,7 +3104,7 @@ func (x *RestoreGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreGroupResponse.ProtoReflect.Descriptor instead.
 func (*RestoreGroupResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{39}
+	return file_ckptd_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RestoreGroupResponse) GetTargets() []*Target {
@@ -3031,7 +3127,7 @@ type Quarantined struct {
 
 func (x *Quarantined) Reset() {
 	*x = Quarantined{}
-	mi := &file_ckptd_proto_msgTypes[40]
+	mi := &file_ckptd_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3043,7 +3139,7 @@ func (x *Quarantined) String() string {
 func (*Quarantined) ProtoMessage() {}
 
 func (x *Quarantined) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[40]
+	mi := &file_ckptd_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3056,7 +3152,7 @@ func (x *Quarantined) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Quarantined.ProtoReflect.Descriptor instead.
 func (*Quarantined) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{40}
+	return file_ckptd_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *Quarantined) GetId() string {
@@ -3097,7 +3193,7 @@ type VerifyRequest struct {
 
 func (x *VerifyRequest) Reset() {
 	*x = VerifyRequest{}
-	mi := &file_ckptd_proto_msgTypes[41]
+	mi := &file_ckptd_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3109,7 +3205,7 @@ func (x *VerifyRequest) String() string {
 func (*VerifyRequest) ProtoMessage() {}
 
 func (x *VerifyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[41]
+	mi := &file_ckptd_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3122,7 +3218,7 @@ func (x *VerifyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyRequest.ProtoReflect.Descriptor instead.
 func (*VerifyRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{41}
+	return file_ckptd_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *VerifyRequest) GetCheckpoint() string {
@@ -3151,7 +3247,7 @@ type VerifyResponse struct {
 
 func (x *VerifyResponse) Reset() {
 	*x = VerifyResponse{}
-	mi := &file_ckptd_proto_msgTypes[42]
+	mi := &file_ckptd_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3163,7 +3259,7 @@ func (x *VerifyResponse) String() string {
 func (*VerifyResponse) ProtoMessage() {}
 
 func (x *VerifyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[42]
+	mi := &file_ckptd_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3176,7 +3272,7 @@ func (x *VerifyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyResponse.ProtoReflect.Descriptor instead.
 func (*VerifyResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{42}
+	return file_ckptd_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *VerifyResponse) GetCheckpoint() *Checkpoint {
@@ -3218,7 +3314,7 @@ type RemoveRequest struct {
 
 func (x *RemoveRequest) Reset() {
 	*x = RemoveRequest{}
-	mi := &file_ckptd_proto_msgTypes[43]
+	mi := &file_ckptd_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3230,7 +3326,7 @@ func (x *RemoveRequest) String() string {
 func (*RemoveRequest) ProtoMessage() {}
 
 func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[43]
+	mi := &file_ckptd_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3243,7 +3339,7 @@ func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{43}
+	return file_ckptd_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RemoveRequest) GetRefs() []string {
@@ -3276,7 +3372,7 @@ type RemoveResponse struct {
 
 func (x *RemoveResponse) Reset() {
 	*x = RemoveResponse{}
-	mi := &file_ckptd_proto_msgTypes[44]
+	mi := &file_ckptd_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3288,7 +3384,7 @@ func (x *RemoveResponse) String() string {
 func (*RemoveResponse) ProtoMessage() {}
 
 func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[44]
+	mi := &file_ckptd_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3301,7 +3397,7 @@ func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveResponse.ProtoReflect.Descriptor instead.
 func (*RemoveResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{44}
+	return file_ckptd_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *RemoveResponse) GetRemoved() []string {
@@ -3324,7 +3420,7 @@ type RestoreRequest struct {
 
 func (x *RestoreRequest) Reset() {
 	*x = RestoreRequest{}
-	mi := &file_ckptd_proto_msgTypes[45]
+	mi := &file_ckptd_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3336,7 +3432,7 @@ func (x *RestoreRequest) String() string {
 func (*RestoreRequest) ProtoMessage() {}
 
 func (x *RestoreRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[45]
+	mi := &file_ckptd_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3349,7 +3445,7 @@ func (x *RestoreRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreRequest.ProtoReflect.Descriptor instead.
 func (*RestoreRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{45}
+	return file_ckptd_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *RestoreRequest) GetCheckpoint() string {
@@ -3396,7 +3492,7 @@ type InspectRequest struct {
 
 func (x *InspectRequest) Reset() {
 	*x = InspectRequest{}
-	mi := &file_ckptd_proto_msgTypes[46]
+	mi := &file_ckptd_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3408,7 +3504,7 @@ func (x *InspectRequest) String() string {
 func (*InspectRequest) ProtoMessage() {}
 
 func (x *InspectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[46]
+	mi := &file_ckptd_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3421,7 +3517,7 @@ func (x *InspectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectRequest.ProtoReflect.Descriptor instead.
 func (*InspectRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{46}
+	return file_ckptd_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *InspectRequest) GetCheckpoint() string {
@@ -3442,7 +3538,7 @@ type File struct {
 
 func (x *File) Reset() {
 	*x = File{}
-	mi := &file_ckptd_proto_msgTypes[47]
+	mi := &file_ckptd_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3454,7 +3550,7 @@ func (x *File) String() string {
 func (*File) ProtoMessage() {}
 
 func (x *File) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[47]
+	mi := &file_ckptd_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3467,7 +3563,7 @@ func (x *File) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use File.ProtoReflect.Descriptor instead.
 func (*File) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{47}
+	return file_ckptd_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *File) GetFd() string {
@@ -3504,7 +3600,7 @@ type Socket struct {
 
 func (x *Socket) Reset() {
 	*x = Socket{}
-	mi := &file_ckptd_proto_msgTypes[48]
+	mi := &file_ckptd_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3516,7 +3612,7 @@ func (x *Socket) String() string {
 func (*Socket) ProtoMessage() {}
 
 func (x *Socket) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[48]
+	mi := &file_ckptd_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3529,7 +3625,7 @@ func (x *Socket) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Socket.ProtoReflect.Descriptor instead.
 func (*Socket) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{48}
+	return file_ckptd_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *Socket) GetFd() uint32 {
@@ -3582,7 +3678,7 @@ type Process struct {
 
 func (x *Process) Reset() {
 	*x = Process{}
-	mi := &file_ckptd_proto_msgTypes[49]
+	mi := &file_ckptd_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3594,7 +3690,7 @@ func (x *Process) String() string {
 func (*Process) ProtoMessage() {}
 
 func (x *Process) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[49]
+	mi := &file_ckptd_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3607,7 +3703,7 @@ func (x *Process) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Process.ProtoReflect.Descriptor instead.
 func (*Process) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{49}
+	return file_ckptd_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *Process) GetPid() uint32 {
@@ -3675,7 +3771,7 @@ type InspectResponse struct {
 
 func (x *InspectResponse) Reset() {
 	*x = InspectResponse{}
-	mi := &file_ckptd_proto_msgTypes[50]
+	mi := &file_ckptd_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3687,7 +3783,7 @@ func (x *InspectResponse) String() string {
 func (*InspectResponse) ProtoMessage() {}
 
 func (x *InspectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[50]
+	mi := &file_ckptd_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3700,7 +3796,7 @@ func (x *InspectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectResponse.ProtoReflect.Descriptor instead.
 func (*InspectResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{50}
+	return file_ckptd_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *InspectResponse) GetCheckpoint() *Checkpoint {
@@ -3757,7 +3853,7 @@ type NeededFile struct {
 
 func (x *NeededFile) Reset() {
 	*x = NeededFile{}
-	mi := &file_ckptd_proto_msgTypes[51]
+	mi := &file_ckptd_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3769,7 +3865,7 @@ func (x *NeededFile) String() string {
 func (*NeededFile) ProtoMessage() {}
 
 func (x *NeededFile) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[51]
+	mi := &file_ckptd_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3782,7 +3878,7 @@ func (x *NeededFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NeededFile.ProtoReflect.Descriptor instead.
 func (*NeededFile) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{51}
+	return file_ckptd_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *NeededFile) GetPath() string {
@@ -3831,7 +3927,7 @@ type MigrateRequest struct {
 
 func (x *MigrateRequest) Reset() {
 	*x = MigrateRequest{}
-	mi := &file_ckptd_proto_msgTypes[52]
+	mi := &file_ckptd_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3843,7 +3939,7 @@ func (x *MigrateRequest) String() string {
 func (*MigrateRequest) ProtoMessage() {}
 
 func (x *MigrateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[52]
+	mi := &file_ckptd_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3856,7 +3952,7 @@ func (x *MigrateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MigrateRequest.ProtoReflect.Descriptor instead.
 func (*MigrateRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{52}
+	return file_ckptd_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *MigrateRequest) GetTarget() string {
@@ -3940,7 +4036,7 @@ type MigrateProgress struct {
 
 func (x *MigrateProgress) Reset() {
 	*x = MigrateProgress{}
-	mi := &file_ckptd_proto_msgTypes[53]
+	mi := &file_ckptd_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3952,7 +4048,7 @@ func (x *MigrateProgress) String() string {
 func (*MigrateProgress) ProtoMessage() {}
 
 func (x *MigrateProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[53]
+	mi := &file_ckptd_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3965,7 +4061,7 @@ func (x *MigrateProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MigrateProgress.ProtoReflect.Descriptor instead.
 func (*MigrateProgress) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{53}
+	return file_ckptd_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *MigrateProgress) GetPhase() string {
@@ -4013,7 +4109,7 @@ type MigrateResult struct {
 
 func (x *MigrateResult) Reset() {
 	*x = MigrateResult{}
-	mi := &file_ckptd_proto_msgTypes[54]
+	mi := &file_ckptd_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4025,7 +4121,7 @@ func (x *MigrateResult) String() string {
 func (*MigrateResult) ProtoMessage() {}
 
 func (x *MigrateResult) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[54]
+	mi := &file_ckptd_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4038,7 +4134,7 @@ func (x *MigrateResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MigrateResult.ProtoReflect.Descriptor instead.
 func (*MigrateResult) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{54}
+	return file_ckptd_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *MigrateResult) GetDestination() string {
@@ -4137,7 +4233,7 @@ type Round struct {
 
 func (x *Round) Reset() {
 	*x = Round{}
-	mi := &file_ckptd_proto_msgTypes[55]
+	mi := &file_ckptd_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4149,7 +4245,7 @@ func (x *Round) String() string {
 func (*Round) ProtoMessage() {}
 
 func (x *Round) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[55]
+	mi := &file_ckptd_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4162,7 +4258,7 @@ func (x *Round) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Round.ProtoReflect.Descriptor instead.
 func (*Round) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{55}
+	return file_ckptd_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *Round) GetN() int32 {
@@ -4203,7 +4299,7 @@ type Phase struct {
 
 func (x *Phase) Reset() {
 	*x = Phase{}
-	mi := &file_ckptd_proto_msgTypes[56]
+	mi := &file_ckptd_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4215,7 +4311,7 @@ func (x *Phase) String() string {
 func (*Phase) ProtoMessage() {}
 
 func (x *Phase) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[56]
+	mi := &file_ckptd_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4228,7 +4324,7 @@ func (x *Phase) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Phase.ProtoReflect.Descriptor instead.
 func (*Phase) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{56}
+	return file_ckptd_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *Phase) GetName() string {
@@ -4258,7 +4354,7 @@ type MigrateEvent struct {
 
 func (x *MigrateEvent) Reset() {
 	*x = MigrateEvent{}
-	mi := &file_ckptd_proto_msgTypes[57]
+	mi := &file_ckptd_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4270,7 +4366,7 @@ func (x *MigrateEvent) String() string {
 func (*MigrateEvent) ProtoMessage() {}
 
 func (x *MigrateEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[57]
+	mi := &file_ckptd_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4283,7 +4379,7 @@ func (x *MigrateEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MigrateEvent.ProtoReflect.Descriptor instead.
 func (*MigrateEvent) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{57}
+	return file_ckptd_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *MigrateEvent) GetEvent() isMigrateEvent_Event {
@@ -4337,7 +4433,7 @@ type ResolveMigrationRequest struct {
 
 func (x *ResolveMigrationRequest) Reset() {
 	*x = ResolveMigrationRequest{}
-	mi := &file_ckptd_proto_msgTypes[58]
+	mi := &file_ckptd_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4349,7 +4445,7 @@ func (x *ResolveMigrationRequest) String() string {
 func (*ResolveMigrationRequest) ProtoMessage() {}
 
 func (x *ResolveMigrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[58]
+	mi := &file_ckptd_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4362,7 +4458,7 @@ func (x *ResolveMigrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveMigrationRequest.ProtoReflect.Descriptor instead.
 func (*ResolveMigrationRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{58}
+	return file_ckptd_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ResolveMigrationRequest) GetTarget() string {
@@ -4387,7 +4483,7 @@ type EventsRequest struct {
 
 func (x *EventsRequest) Reset() {
 	*x = EventsRequest{}
-	mi := &file_ckptd_proto_msgTypes[59]
+	mi := &file_ckptd_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4399,7 +4495,7 @@ func (x *EventsRequest) String() string {
 func (*EventsRequest) ProtoMessage() {}
 
 func (x *EventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[59]
+	mi := &file_ckptd_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4412,7 +4508,7 @@ func (x *EventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
 func (*EventsRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{59}
+	return file_ckptd_proto_rawDescGZIP(), []int{61}
 }
 
 // One thing that happened: created, sealed, restored, removed, pruned,
@@ -4437,7 +4533,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_ckptd_proto_msgTypes[60]
+	mi := &file_ckptd_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4449,7 +4545,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[60]
+	mi := &file_ckptd_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4462,7 +4558,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{60}
+	return file_ckptd_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *Event) GetTimeUnixNano() int64 {
@@ -4552,7 +4648,7 @@ type ExportRequest struct {
 
 func (x *ExportRequest) Reset() {
 	*x = ExportRequest{}
-	mi := &file_ckptd_proto_msgTypes[61]
+	mi := &file_ckptd_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4564,7 +4660,7 @@ func (x *ExportRequest) String() string {
 func (*ExportRequest) ProtoMessage() {}
 
 func (x *ExportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[61]
+	mi := &file_ckptd_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4577,7 +4673,7 @@ func (x *ExportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportRequest.ProtoReflect.Descriptor instead.
 func (*ExportRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{61}
+	return file_ckptd_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ExportRequest) GetCheckpoint() string {
@@ -4603,7 +4699,7 @@ type ExportChunk struct {
 
 func (x *ExportChunk) Reset() {
 	*x = ExportChunk{}
-	mi := &file_ckptd_proto_msgTypes[62]
+	mi := &file_ckptd_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4615,7 +4711,7 @@ func (x *ExportChunk) String() string {
 func (*ExportChunk) ProtoMessage() {}
 
 func (x *ExportChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[62]
+	mi := &file_ckptd_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4628,7 +4724,7 @@ func (x *ExportChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportChunk.ProtoReflect.Descriptor instead.
 func (*ExportChunk) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{62}
+	return file_ckptd_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ExportChunk) GetData() []byte {
@@ -4659,7 +4755,7 @@ type ImportChunk struct {
 
 func (x *ImportChunk) Reset() {
 	*x = ImportChunk{}
-	mi := &file_ckptd_proto_msgTypes[63]
+	mi := &file_ckptd_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4671,7 +4767,7 @@ func (x *ImportChunk) String() string {
 func (*ImportChunk) ProtoMessage() {}
 
 func (x *ImportChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[63]
+	mi := &file_ckptd_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4684,7 +4780,7 @@ func (x *ImportChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportChunk.ProtoReflect.Descriptor instead.
 func (*ImportChunk) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{63}
+	return file_ckptd_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ImportChunk) GetName() string {
@@ -4873,7 +4969,13 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x04data\x18\x01 \x01(\fR\x04data\"=\n" +
 	"\vKillRequest\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x12\x16\n" +
-	"\x06signal\x18\x02 \x01(\x05R\x06signal\"\x0e\n" +
+	"\x06signal\x18\x02 \x01(\x05R\x06signal\"D\n" +
+	"\vStopRequest\x12\x16\n" +
+	"\x06target\x18\x01 \x01(\tR\x06target\x12\x1d\n" +
+	"\n" +
+	"timeout_ns\x18\x02 \x01(\x03R\ttimeoutNs\"&\n" +
+	"\fStopResponse\x12\x16\n" +
+	"\x06killed\x18\x01 \x01(\bR\x06killed\"\x0e\n" +
 	"\fKillResponse\"\x94\x02\n" +
 	"\aOptions\x12#\n" +
 	"\rleave_running\x18\x01 \x01(\bR\fleaveRunning\x12'\n" +
@@ -5155,7 +5257,7 @@ const file_ckptd_proto_rawDesc = "" +
 	"\fPRECOPY_AUTO\x10\x00\x12\x0e\n" +
 	"\n" +
 	"PRECOPY_ON\x10\x01\x12\x0f\n" +
-	"\vPRECOPY_OFF\x10\x022\x83\f\n" +
+	"\vPRECOPY_OFF\x10\x022\xba\f\n" +
 	"\x05Ckptd\x12>\n" +
 	"\aVersion\x12\x18.ckptd.v1.VersionRequest\x1a\x19.ckptd.v1.VersionResponse\x128\n" +
 	"\x05Check\x12\x16.ckptd.v1.CheckRequest\x1a\x17.ckptd.v1.CheckResponse\x12-\n" +
@@ -5163,7 +5265,8 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x02Ps\x12\x13.ckptd.v1.PsRequest\x1a\x14.ckptd.v1.PsResponse\x12;\n" +
 	"\x06Attach\x12\x15.ckptd.v1.AttachInput\x1a\x16.ckptd.v1.AttachOutput(\x010\x01\x127\n" +
 	"\x04Logs\x12\x15.ckptd.v1.LogsRequest\x1a\x16.ckptd.v1.LogsResponse0\x01\x125\n" +
-	"\x04Kill\x12\x15.ckptd.v1.KillRequest\x1a\x16.ckptd.v1.KillResponse\x129\n" +
+	"\x04Kill\x12\x15.ckptd.v1.KillRequest\x1a\x16.ckptd.v1.KillResponse\x125\n" +
+	"\x04Stop\x12\x15.ckptd.v1.StopRequest\x1a\x16.ckptd.v1.StopResponse\x129\n" +
 	"\tHibernate\x12\x1a.ckptd.v1.HibernateRequest\x1a\x10.ckptd.v1.Target\x12/\n" +
 	"\x04Wake\x12\x15.ckptd.v1.WakeRequest\x1a\x10.ckptd.v1.Target\x127\n" +
 	"\x06Create\x12\x17.ckptd.v1.CreateRequest\x1a\x14.ckptd.v1.Checkpoint\x125\n" +
@@ -5196,7 +5299,7 @@ func file_ckptd_proto_rawDescGZIP() []byte {
 }
 
 var file_ckptd_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_ckptd_proto_msgTypes = make([]protoimpl.MessageInfo, 66)
+var file_ckptd_proto_msgTypes = make([]protoimpl.MessageInfo, 68)
 var file_ckptd_proto_goTypes = []any{
 	(Precopy)(0),                    // 0: ckptd.v1.Precopy
 	(*VersionRequest)(nil),          // 1: ckptd.v1.VersionRequest
@@ -5222,49 +5325,51 @@ var file_ckptd_proto_goTypes = []any{
 	(*LogsRequest)(nil),             // 21: ckptd.v1.LogsRequest
 	(*LogsResponse)(nil),            // 22: ckptd.v1.LogsResponse
 	(*KillRequest)(nil),             // 23: ckptd.v1.KillRequest
-	(*KillResponse)(nil),            // 24: ckptd.v1.KillResponse
-	(*Options)(nil),                 // 25: ckptd.v1.Options
-	(*DumpStats)(nil),               // 26: ckptd.v1.DumpStats
-	(*FileSum)(nil),                 // 27: ckptd.v1.FileSum
-	(*Checkpoint)(nil),              // 28: ckptd.v1.Checkpoint
-	(*Incremental)(nil),             // 29: ckptd.v1.Incremental
-	(*Import)(nil),                  // 30: ckptd.v1.Import
-	(*Migration)(nil),               // 31: ckptd.v1.Migration
-	(*ContainerInfo)(nil),           // 32: ckptd.v1.ContainerInfo
-	(*CreateRequest)(nil),           // 33: ckptd.v1.CreateRequest
-	(*ListRequest)(nil),             // 34: ckptd.v1.ListRequest
-	(*ListResponse)(nil),            // 35: ckptd.v1.ListResponse
-	(*CreateGroupRequest)(nil),      // 36: ckptd.v1.CreateGroupRequest
-	(*Group)(nil),                   // 37: ckptd.v1.Group
-	(*GroupMember)(nil),             // 38: ckptd.v1.GroupMember
-	(*RestoreGroupRequest)(nil),     // 39: ckptd.v1.RestoreGroupRequest
-	(*RestoreGroupResponse)(nil),    // 40: ckptd.v1.RestoreGroupResponse
-	(*Quarantined)(nil),             // 41: ckptd.v1.Quarantined
-	(*VerifyRequest)(nil),           // 42: ckptd.v1.VerifyRequest
-	(*VerifyResponse)(nil),          // 43: ckptd.v1.VerifyResponse
-	(*RemoveRequest)(nil),           // 44: ckptd.v1.RemoveRequest
-	(*RemoveResponse)(nil),          // 45: ckptd.v1.RemoveResponse
-	(*RestoreRequest)(nil),          // 46: ckptd.v1.RestoreRequest
-	(*InspectRequest)(nil),          // 47: ckptd.v1.InspectRequest
-	(*File)(nil),                    // 48: ckptd.v1.File
-	(*Socket)(nil),                  // 49: ckptd.v1.Socket
-	(*Process)(nil),                 // 50: ckptd.v1.Process
-	(*InspectResponse)(nil),         // 51: ckptd.v1.InspectResponse
-	(*NeededFile)(nil),              // 52: ckptd.v1.NeededFile
-	(*MigrateRequest)(nil),          // 53: ckptd.v1.MigrateRequest
-	(*MigrateProgress)(nil),         // 54: ckptd.v1.MigrateProgress
-	(*MigrateResult)(nil),           // 55: ckptd.v1.MigrateResult
-	(*Round)(nil),                   // 56: ckptd.v1.Round
-	(*Phase)(nil),                   // 57: ckptd.v1.Phase
-	(*MigrateEvent)(nil),            // 58: ckptd.v1.MigrateEvent
-	(*ResolveMigrationRequest)(nil), // 59: ckptd.v1.ResolveMigrationRequest
-	(*EventsRequest)(nil),           // 60: ckptd.v1.EventsRequest
-	(*Event)(nil),                   // 61: ckptd.v1.Event
-	(*ExportRequest)(nil),           // 62: ckptd.v1.ExportRequest
-	(*ExportChunk)(nil),             // 63: ckptd.v1.ExportChunk
-	(*ImportChunk)(nil),             // 64: ckptd.v1.ImportChunk
-	nil,                             // 65: ckptd.v1.Checkpoint.FilesEntry
-	nil,                             // 66: ckptd.v1.ContainerInfo.LabelsEntry
+	(*StopRequest)(nil),             // 24: ckptd.v1.StopRequest
+	(*StopResponse)(nil),            // 25: ckptd.v1.StopResponse
+	(*KillResponse)(nil),            // 26: ckptd.v1.KillResponse
+	(*Options)(nil),                 // 27: ckptd.v1.Options
+	(*DumpStats)(nil),               // 28: ckptd.v1.DumpStats
+	(*FileSum)(nil),                 // 29: ckptd.v1.FileSum
+	(*Checkpoint)(nil),              // 30: ckptd.v1.Checkpoint
+	(*Incremental)(nil),             // 31: ckptd.v1.Incremental
+	(*Import)(nil),                  // 32: ckptd.v1.Import
+	(*Migration)(nil),               // 33: ckptd.v1.Migration
+	(*ContainerInfo)(nil),           // 34: ckptd.v1.ContainerInfo
+	(*CreateRequest)(nil),           // 35: ckptd.v1.CreateRequest
+	(*ListRequest)(nil),             // 36: ckptd.v1.ListRequest
+	(*ListResponse)(nil),            // 37: ckptd.v1.ListResponse
+	(*CreateGroupRequest)(nil),      // 38: ckptd.v1.CreateGroupRequest
+	(*Group)(nil),                   // 39: ckptd.v1.Group
+	(*GroupMember)(nil),             // 40: ckptd.v1.GroupMember
+	(*RestoreGroupRequest)(nil),     // 41: ckptd.v1.RestoreGroupRequest
+	(*RestoreGroupResponse)(nil),    // 42: ckptd.v1.RestoreGroupResponse
+	(*Quarantined)(nil),             // 43: ckptd.v1.Quarantined
+	(*VerifyRequest)(nil),           // 44: ckptd.v1.VerifyRequest
+	(*VerifyResponse)(nil),          // 45: ckptd.v1.VerifyResponse
+	(*RemoveRequest)(nil),           // 46: ckptd.v1.RemoveRequest
+	(*RemoveResponse)(nil),          // 47: ckptd.v1.RemoveResponse
+	(*RestoreRequest)(nil),          // 48: ckptd.v1.RestoreRequest
+	(*InspectRequest)(nil),          // 49: ckptd.v1.InspectRequest
+	(*File)(nil),                    // 50: ckptd.v1.File
+	(*Socket)(nil),                  // 51: ckptd.v1.Socket
+	(*Process)(nil),                 // 52: ckptd.v1.Process
+	(*InspectResponse)(nil),         // 53: ckptd.v1.InspectResponse
+	(*NeededFile)(nil),              // 54: ckptd.v1.NeededFile
+	(*MigrateRequest)(nil),          // 55: ckptd.v1.MigrateRequest
+	(*MigrateProgress)(nil),         // 56: ckptd.v1.MigrateProgress
+	(*MigrateResult)(nil),           // 57: ckptd.v1.MigrateResult
+	(*Round)(nil),                   // 58: ckptd.v1.Round
+	(*Phase)(nil),                   // 59: ckptd.v1.Phase
+	(*MigrateEvent)(nil),            // 60: ckptd.v1.MigrateEvent
+	(*ResolveMigrationRequest)(nil), // 61: ckptd.v1.ResolveMigrationRequest
+	(*EventsRequest)(nil),           // 62: ckptd.v1.EventsRequest
+	(*Event)(nil),                   // 63: ckptd.v1.Event
+	(*ExportRequest)(nil),           // 64: ckptd.v1.ExportRequest
+	(*ExportChunk)(nil),             // 65: ckptd.v1.ExportChunk
+	(*ImportChunk)(nil),             // 66: ckptd.v1.ImportChunk
+	nil,                             // 67: ckptd.v1.Checkpoint.FilesEntry
+	nil,                             // 68: ckptd.v1.ContainerInfo.LabelsEntry
 }
 var file_ckptd_proto_depIdxs = []int32{
 	4,  // 0: ckptd.v1.CheckResponse.checks:type_name -> ckptd.v1.CheckResult
@@ -5273,38 +5378,38 @@ var file_ckptd_proto_depIdxs = []int32{
 	8,  // 3: ckptd.v1.ListSchedulesResponse.schedules:type_name -> ckptd.v1.Schedule
 	7,  // 4: ckptd.v1.PsResponse.targets:type_name -> ckptd.v1.Target
 	6,  // 5: ckptd.v1.Checkpoint.target:type_name -> ckptd.v1.TargetRef
-	25, // 6: ckptd.v1.Checkpoint.options:type_name -> ckptd.v1.Options
-	26, // 7: ckptd.v1.Checkpoint.stats:type_name -> ckptd.v1.DumpStats
-	65, // 8: ckptd.v1.Checkpoint.files:type_name -> ckptd.v1.Checkpoint.FilesEntry
-	32, // 9: ckptd.v1.Checkpoint.container:type_name -> ckptd.v1.ContainerInfo
-	31, // 10: ckptd.v1.Checkpoint.migration:type_name -> ckptd.v1.Migration
-	30, // 11: ckptd.v1.Checkpoint.imported:type_name -> ckptd.v1.Import
-	29, // 12: ckptd.v1.Checkpoint.incremental:type_name -> ckptd.v1.Incremental
-	66, // 13: ckptd.v1.ContainerInfo.labels:type_name -> ckptd.v1.ContainerInfo.LabelsEntry
-	25, // 14: ckptd.v1.CreateRequest.options:type_name -> ckptd.v1.Options
-	28, // 15: ckptd.v1.ListResponse.checkpoints:type_name -> ckptd.v1.Checkpoint
-	41, // 16: ckptd.v1.ListResponse.quarantined:type_name -> ckptd.v1.Quarantined
-	37, // 17: ckptd.v1.ListResponse.groups:type_name -> ckptd.v1.Group
-	25, // 18: ckptd.v1.CreateGroupRequest.options:type_name -> ckptd.v1.Options
-	38, // 19: ckptd.v1.Group.members:type_name -> ckptd.v1.GroupMember
+	27, // 6: ckptd.v1.Checkpoint.options:type_name -> ckptd.v1.Options
+	28, // 7: ckptd.v1.Checkpoint.stats:type_name -> ckptd.v1.DumpStats
+	67, // 8: ckptd.v1.Checkpoint.files:type_name -> ckptd.v1.Checkpoint.FilesEntry
+	34, // 9: ckptd.v1.Checkpoint.container:type_name -> ckptd.v1.ContainerInfo
+	33, // 10: ckptd.v1.Checkpoint.migration:type_name -> ckptd.v1.Migration
+	32, // 11: ckptd.v1.Checkpoint.imported:type_name -> ckptd.v1.Import
+	31, // 12: ckptd.v1.Checkpoint.incremental:type_name -> ckptd.v1.Incremental
+	68, // 13: ckptd.v1.ContainerInfo.labels:type_name -> ckptd.v1.ContainerInfo.LabelsEntry
+	27, // 14: ckptd.v1.CreateRequest.options:type_name -> ckptd.v1.Options
+	30, // 15: ckptd.v1.ListResponse.checkpoints:type_name -> ckptd.v1.Checkpoint
+	43, // 16: ckptd.v1.ListResponse.quarantined:type_name -> ckptd.v1.Quarantined
+	39, // 17: ckptd.v1.ListResponse.groups:type_name -> ckptd.v1.Group
+	27, // 18: ckptd.v1.CreateGroupRequest.options:type_name -> ckptd.v1.Options
+	40, // 19: ckptd.v1.Group.members:type_name -> ckptd.v1.GroupMember
 	6,  // 20: ckptd.v1.GroupMember.target:type_name -> ckptd.v1.TargetRef
 	7,  // 21: ckptd.v1.RestoreGroupResponse.targets:type_name -> ckptd.v1.Target
-	28, // 22: ckptd.v1.Quarantined.checkpoint:type_name -> ckptd.v1.Checkpoint
-	28, // 23: ckptd.v1.VerifyResponse.checkpoint:type_name -> ckptd.v1.Checkpoint
-	48, // 24: ckptd.v1.Process.files:type_name -> ckptd.v1.File
-	49, // 25: ckptd.v1.Process.sockets:type_name -> ckptd.v1.Socket
-	28, // 26: ckptd.v1.InspectResponse.checkpoint:type_name -> ckptd.v1.Checkpoint
-	50, // 27: ckptd.v1.InspectResponse.processes:type_name -> ckptd.v1.Process
-	52, // 28: ckptd.v1.InspectResponse.needs:type_name -> ckptd.v1.NeededFile
-	37, // 29: ckptd.v1.InspectResponse.group:type_name -> ckptd.v1.Group
-	25, // 30: ckptd.v1.MigrateRequest.options:type_name -> ckptd.v1.Options
+	30, // 22: ckptd.v1.Quarantined.checkpoint:type_name -> ckptd.v1.Checkpoint
+	30, // 23: ckptd.v1.VerifyResponse.checkpoint:type_name -> ckptd.v1.Checkpoint
+	50, // 24: ckptd.v1.Process.files:type_name -> ckptd.v1.File
+	51, // 25: ckptd.v1.Process.sockets:type_name -> ckptd.v1.Socket
+	30, // 26: ckptd.v1.InspectResponse.checkpoint:type_name -> ckptd.v1.Checkpoint
+	52, // 27: ckptd.v1.InspectResponse.processes:type_name -> ckptd.v1.Process
+	54, // 28: ckptd.v1.InspectResponse.needs:type_name -> ckptd.v1.NeededFile
+	39, // 29: ckptd.v1.InspectResponse.group:type_name -> ckptd.v1.Group
+	27, // 30: ckptd.v1.MigrateRequest.options:type_name -> ckptd.v1.Options
 	0,  // 31: ckptd.v1.MigrateRequest.precopy:type_name -> ckptd.v1.Precopy
-	26, // 32: ckptd.v1.MigrateResult.stats:type_name -> ckptd.v1.DumpStats
-	57, // 33: ckptd.v1.MigrateResult.phases:type_name -> ckptd.v1.Phase
-	56, // 34: ckptd.v1.MigrateResult.rounds:type_name -> ckptd.v1.Round
-	54, // 35: ckptd.v1.MigrateEvent.progress:type_name -> ckptd.v1.MigrateProgress
-	55, // 36: ckptd.v1.MigrateEvent.result:type_name -> ckptd.v1.MigrateResult
-	27, // 37: ckptd.v1.Checkpoint.FilesEntry.value:type_name -> ckptd.v1.FileSum
+	28, // 32: ckptd.v1.MigrateResult.stats:type_name -> ckptd.v1.DumpStats
+	59, // 33: ckptd.v1.MigrateResult.phases:type_name -> ckptd.v1.Phase
+	58, // 34: ckptd.v1.MigrateResult.rounds:type_name -> ckptd.v1.Round
+	56, // 35: ckptd.v1.MigrateEvent.progress:type_name -> ckptd.v1.MigrateProgress
+	57, // 36: ckptd.v1.MigrateEvent.result:type_name -> ckptd.v1.MigrateResult
+	29, // 37: ckptd.v1.Checkpoint.FilesEntry.value:type_name -> ckptd.v1.FileSum
 	1,  // 38: ckptd.v1.Ckptd.Version:input_type -> ckptd.v1.VersionRequest
 	3,  // 39: ckptd.v1.Ckptd.Check:input_type -> ckptd.v1.CheckRequest
 	14, // 40: ckptd.v1.Ckptd.Run:input_type -> ckptd.v1.RunRequest
@@ -5312,51 +5417,53 @@ var file_ckptd_proto_depIdxs = []int32{
 	17, // 42: ckptd.v1.Ckptd.Attach:input_type -> ckptd.v1.AttachInput
 	21, // 43: ckptd.v1.Ckptd.Logs:input_type -> ckptd.v1.LogsRequest
 	23, // 44: ckptd.v1.Ckptd.Kill:input_type -> ckptd.v1.KillRequest
-	15, // 45: ckptd.v1.Ckptd.Hibernate:input_type -> ckptd.v1.HibernateRequest
-	16, // 46: ckptd.v1.Ckptd.Wake:input_type -> ckptd.v1.WakeRequest
-	33, // 47: ckptd.v1.Ckptd.Create:input_type -> ckptd.v1.CreateRequest
-	34, // 48: ckptd.v1.Ckptd.List:input_type -> ckptd.v1.ListRequest
-	44, // 49: ckptd.v1.Ckptd.Remove:input_type -> ckptd.v1.RemoveRequest
-	46, // 50: ckptd.v1.Ckptd.Restore:input_type -> ckptd.v1.RestoreRequest
-	47, // 51: ckptd.v1.Ckptd.Inspect:input_type -> ckptd.v1.InspectRequest
-	36, // 52: ckptd.v1.Ckptd.CreateGroup:input_type -> ckptd.v1.CreateGroupRequest
-	39, // 53: ckptd.v1.Ckptd.RestoreGroup:input_type -> ckptd.v1.RestoreGroupRequest
-	42, // 54: ckptd.v1.Ckptd.Verify:input_type -> ckptd.v1.VerifyRequest
-	53, // 55: ckptd.v1.Ckptd.Migrate:input_type -> ckptd.v1.MigrateRequest
-	59, // 56: ckptd.v1.Ckptd.ResolveMigration:input_type -> ckptd.v1.ResolveMigrationRequest
-	9,  // 57: ckptd.v1.Ckptd.SetSchedule:input_type -> ckptd.v1.SetScheduleRequest
-	10, // 58: ckptd.v1.Ckptd.ListSchedules:input_type -> ckptd.v1.ListSchedulesRequest
-	12, // 59: ckptd.v1.Ckptd.RemoveSchedule:input_type -> ckptd.v1.RemoveScheduleRequest
-	60, // 60: ckptd.v1.Ckptd.Events:input_type -> ckptd.v1.EventsRequest
-	62, // 61: ckptd.v1.Ckptd.Export:input_type -> ckptd.v1.ExportRequest
-	64, // 62: ckptd.v1.Ckptd.Import:input_type -> ckptd.v1.ImportChunk
-	2,  // 63: ckptd.v1.Ckptd.Version:output_type -> ckptd.v1.VersionResponse
-	5,  // 64: ckptd.v1.Ckptd.Check:output_type -> ckptd.v1.CheckResponse
-	7,  // 65: ckptd.v1.Ckptd.Run:output_type -> ckptd.v1.Target
-	20, // 66: ckptd.v1.Ckptd.Ps:output_type -> ckptd.v1.PsResponse
-	18, // 67: ckptd.v1.Ckptd.Attach:output_type -> ckptd.v1.AttachOutput
-	22, // 68: ckptd.v1.Ckptd.Logs:output_type -> ckptd.v1.LogsResponse
-	24, // 69: ckptd.v1.Ckptd.Kill:output_type -> ckptd.v1.KillResponse
-	7,  // 70: ckptd.v1.Ckptd.Hibernate:output_type -> ckptd.v1.Target
-	7,  // 71: ckptd.v1.Ckptd.Wake:output_type -> ckptd.v1.Target
-	28, // 72: ckptd.v1.Ckptd.Create:output_type -> ckptd.v1.Checkpoint
-	35, // 73: ckptd.v1.Ckptd.List:output_type -> ckptd.v1.ListResponse
-	45, // 74: ckptd.v1.Ckptd.Remove:output_type -> ckptd.v1.RemoveResponse
-	7,  // 75: ckptd.v1.Ckptd.Restore:output_type -> ckptd.v1.Target
-	51, // 76: ckptd.v1.Ckptd.Inspect:output_type -> ckptd.v1.InspectResponse
-	37, // 77: ckptd.v1.Ckptd.CreateGroup:output_type -> ckptd.v1.Group
-	40, // 78: ckptd.v1.Ckptd.RestoreGroup:output_type -> ckptd.v1.RestoreGroupResponse
-	43, // 79: ckptd.v1.Ckptd.Verify:output_type -> ckptd.v1.VerifyResponse
-	58, // 80: ckptd.v1.Ckptd.Migrate:output_type -> ckptd.v1.MigrateEvent
-	7,  // 81: ckptd.v1.Ckptd.ResolveMigration:output_type -> ckptd.v1.Target
-	8,  // 82: ckptd.v1.Ckptd.SetSchedule:output_type -> ckptd.v1.Schedule
-	11, // 83: ckptd.v1.Ckptd.ListSchedules:output_type -> ckptd.v1.ListSchedulesResponse
-	13, // 84: ckptd.v1.Ckptd.RemoveSchedule:output_type -> ckptd.v1.RemoveScheduleResponse
-	61, // 85: ckptd.v1.Ckptd.Events:output_type -> ckptd.v1.Event
-	63, // 86: ckptd.v1.Ckptd.Export:output_type -> ckptd.v1.ExportChunk
-	28, // 87: ckptd.v1.Ckptd.Import:output_type -> ckptd.v1.Checkpoint
-	63, // [63:88] is the sub-list for method output_type
-	38, // [38:63] is the sub-list for method input_type
+	24, // 45: ckptd.v1.Ckptd.Stop:input_type -> ckptd.v1.StopRequest
+	15, // 46: ckptd.v1.Ckptd.Hibernate:input_type -> ckptd.v1.HibernateRequest
+	16, // 47: ckptd.v1.Ckptd.Wake:input_type -> ckptd.v1.WakeRequest
+	35, // 48: ckptd.v1.Ckptd.Create:input_type -> ckptd.v1.CreateRequest
+	36, // 49: ckptd.v1.Ckptd.List:input_type -> ckptd.v1.ListRequest
+	46, // 50: ckptd.v1.Ckptd.Remove:input_type -> ckptd.v1.RemoveRequest
+	48, // 51: ckptd.v1.Ckptd.Restore:input_type -> ckptd.v1.RestoreRequest
+	49, // 52: ckptd.v1.Ckptd.Inspect:input_type -> ckptd.v1.InspectRequest
+	38, // 53: ckptd.v1.Ckptd.CreateGroup:input_type -> ckptd.v1.CreateGroupRequest
+	41, // 54: ckptd.v1.Ckptd.RestoreGroup:input_type -> ckptd.v1.RestoreGroupRequest
+	44, // 55: ckptd.v1.Ckptd.Verify:input_type -> ckptd.v1.VerifyRequest
+	55, // 56: ckptd.v1.Ckptd.Migrate:input_type -> ckptd.v1.MigrateRequest
+	61, // 57: ckptd.v1.Ckptd.ResolveMigration:input_type -> ckptd.v1.ResolveMigrationRequest
+	9,  // 58: ckptd.v1.Ckptd.SetSchedule:input_type -> ckptd.v1.SetScheduleRequest
+	10, // 59: ckptd.v1.Ckptd.ListSchedules:input_type -> ckptd.v1.ListSchedulesRequest
+	12, // 60: ckptd.v1.Ckptd.RemoveSchedule:input_type -> ckptd.v1.RemoveScheduleRequest
+	62, // 61: ckptd.v1.Ckptd.Events:input_type -> ckptd.v1.EventsRequest
+	64, // 62: ckptd.v1.Ckptd.Export:input_type -> ckptd.v1.ExportRequest
+	66, // 63: ckptd.v1.Ckptd.Import:input_type -> ckptd.v1.ImportChunk
+	2,  // 64: ckptd.v1.Ckptd.Version:output_type -> ckptd.v1.VersionResponse
+	5,  // 65: ckptd.v1.Ckptd.Check:output_type -> ckptd.v1.CheckResponse
+	7,  // 66: ckptd.v1.Ckptd.Run:output_type -> ckptd.v1.Target
+	20, // 67: ckptd.v1.Ckptd.Ps:output_type -> ckptd.v1.PsResponse
+	18, // 68: ckptd.v1.Ckptd.Attach:output_type -> ckptd.v1.AttachOutput
+	22, // 69: ckptd.v1.Ckptd.Logs:output_type -> ckptd.v1.LogsResponse
+	26, // 70: ckptd.v1.Ckptd.Kill:output_type -> ckptd.v1.KillResponse
+	25, // 71: ckptd.v1.Ckptd.Stop:output_type -> ckptd.v1.StopResponse
+	7,  // 72: ckptd.v1.Ckptd.Hibernate:output_type -> ckptd.v1.Target
+	7,  // 73: ckptd.v1.Ckptd.Wake:output_type -> ckptd.v1.Target
+	30, // 74: ckptd.v1.Ckptd.Create:output_type -> ckptd.v1.Checkpoint
+	37, // 75: ckptd.v1.Ckptd.List:output_type -> ckptd.v1.ListResponse
+	47, // 76: ckptd.v1.Ckptd.Remove:output_type -> ckptd.v1.RemoveResponse
+	7,  // 77: ckptd.v1.Ckptd.Restore:output_type -> ckptd.v1.Target
+	53, // 78: ckptd.v1.Ckptd.Inspect:output_type -> ckptd.v1.InspectResponse
+	39, // 79: ckptd.v1.Ckptd.CreateGroup:output_type -> ckptd.v1.Group
+	42, // 80: ckptd.v1.Ckptd.RestoreGroup:output_type -> ckptd.v1.RestoreGroupResponse
+	45, // 81: ckptd.v1.Ckptd.Verify:output_type -> ckptd.v1.VerifyResponse
+	60, // 82: ckptd.v1.Ckptd.Migrate:output_type -> ckptd.v1.MigrateEvent
+	7,  // 83: ckptd.v1.Ckptd.ResolveMigration:output_type -> ckptd.v1.Target
+	8,  // 84: ckptd.v1.Ckptd.SetSchedule:output_type -> ckptd.v1.Schedule
+	11, // 85: ckptd.v1.Ckptd.ListSchedules:output_type -> ckptd.v1.ListSchedulesResponse
+	13, // 86: ckptd.v1.Ckptd.RemoveSchedule:output_type -> ckptd.v1.RemoveScheduleResponse
+	63, // 87: ckptd.v1.Ckptd.Events:output_type -> ckptd.v1.Event
+	65, // 88: ckptd.v1.Ckptd.Export:output_type -> ckptd.v1.ExportChunk
+	30, // 89: ckptd.v1.Ckptd.Import:output_type -> ckptd.v1.Checkpoint
+	64, // [64:90] is the sub-list for method output_type
+	38, // [38:64] is the sub-list for method input_type
 	38, // [38:38] is the sub-list for extension type_name
 	38, // [38:38] is the sub-list for extension extendee
 	0,  // [0:38] is the sub-list for field type_name
@@ -5367,7 +5474,7 @@ func file_ckptd_proto_init() {
 	if File_ckptd_proto != nil {
 		return
 	}
-	file_ckptd_proto_msgTypes[57].OneofWrappers = []any{
+	file_ckptd_proto_msgTypes[59].OneofWrappers = []any{
 		(*MigrateEvent_Progress)(nil),
 		(*MigrateEvent_Result)(nil),
 	}
@@ -5377,7 +5484,7 @@ func file_ckptd_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ckptd_proto_rawDesc), len(file_ckptd_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   66,
+			NumMessages:   68,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -28,6 +28,7 @@ const (
 	Ckptd_Attach_FullMethodName           = "/ckptd.v1.Ckptd/Attach"
 	Ckptd_Logs_FullMethodName             = "/ckptd.v1.Ckptd/Logs"
 	Ckptd_Kill_FullMethodName             = "/ckptd.v1.Ckptd/Kill"
+	Ckptd_Stop_FullMethodName             = "/ckptd.v1.Ckptd/Stop"
 	Ckptd_Hibernate_FullMethodName        = "/ckptd.v1.Ckptd/Hibernate"
 	Ckptd_Wake_FullMethodName             = "/ckptd.v1.Ckptd/Wake"
 	Ckptd_Create_FullMethodName           = "/ckptd.v1.Ckptd/Create"
@@ -63,6 +64,8 @@ type CkptdClient interface {
 	// until the workload ends or the client goes.
 	Logs(ctx context.Context, in *LogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogsResponse], error)
 	Kill(ctx context.Context, in *KillRequest, opts ...grpc.CallOption) (*KillResponse, error)
+	// Stop sends SIGTERM, then SIGKILL once timeout has passed.
+	Stop(ctx context.Context, in *StopRequest, opts ...grpc.CallOption) (*StopResponse, error)
 	// Hibernate checkpoints and stops a workload that scales to zero; Wake
 	// restores it, as its next connection would.
 	Hibernate(ctx context.Context, in *HibernateRequest, opts ...grpc.CallOption) (*Target, error)
@@ -178,6 +181,16 @@ func (c *ckptdClient) Kill(ctx context.Context, in *KillRequest, opts ...grpc.Ca
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(KillResponse)
 	err := c.cc.Invoke(ctx, Ckptd_Kill_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *ckptdClient) Stop(ctx context.Context, in *StopRequest, opts ...grpc.CallOption) (*StopResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StopResponse)
+	err := c.cc.Invoke(ctx, Ckptd_Stop_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -409,6 +422,8 @@ type CkptdServer interface {
 	// until the workload ends or the client goes.
 	Logs(*LogsRequest, grpc.ServerStreamingServer[LogsResponse]) error
 	Kill(context.Context, *KillRequest) (*KillResponse, error)
+	// Stop sends SIGTERM, then SIGKILL once timeout has passed.
+	Stop(context.Context, *StopRequest) (*StopResponse, error)
 	// Hibernate checkpoints and stops a workload that scales to zero; Wake
 	// restores it, as its next connection would.
 	Hibernate(context.Context, *HibernateRequest) (*Target, error)
@@ -468,6 +483,9 @@ func (UnimplementedCkptdServer) Logs(*LogsRequest, grpc.ServerStreamingServer[Lo
 }
 func (UnimplementedCkptdServer) Kill(context.Context, *KillRequest) (*KillResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Kill not implemented")
+}
+func (UnimplementedCkptdServer) Stop(context.Context, *StopRequest) (*StopResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Stop not implemented")
 }
 func (UnimplementedCkptdServer) Hibernate(context.Context, *HibernateRequest) (*Target, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Hibernate not implemented")
@@ -648,6 +666,24 @@ func _Ckptd_Kill_Handler(srv interface{}, ctx context.Context, dec func(interfac
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(CkptdServer).Kill(ctx, req.(*KillRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Ckptd_Stop_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StopRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CkptdServer).Stop(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Ckptd_Stop_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CkptdServer).Stop(ctx, req.(*StopRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -970,6 +1006,10 @@ var Ckptd_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Kill",
 			Handler:    _Ckptd_Kill_Handler,
+		},
+		{
+			MethodName: "Stop",
+			Handler:    _Ckptd_Stop_Handler,
 		},
 		{
 			MethodName: "Hibernate",

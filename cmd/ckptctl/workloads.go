@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -18,8 +19,8 @@ import (
 )
 
 func (c *cli) runCmd() *cobra.Command {
-	var name, keys, user, net string
-	var publish, hooks []string
+	var name, keys, user, net, workdir string
+	var publish, hooks, envs, envFiles []string
 	var tty, interactive, detach bool
 	var idleAfter time.Duration
 	cmd := &cobra.Command{
@@ -42,8 +43,15 @@ func (c *cli) runCmd() *cobra.Command {
 				// block with no terminal to show it on or detach from.
 				return fmt.Errorf("run -t attaches to the session and needs a terminal, and stdin is not one (run -t -d, then '%s')", c.hint("attach", name))
 			}
-			wd, _ := os.Getwd()
-			req := &apiv1.RunRequest{Name: name, Args: args, Env: os.Environ(), Dir: wd, Tty: tty, User: user, Net: net, Publish: publish,
+			env, err := workloadEnv(envs, envFiles, tty, os.LookupEnv)
+			if err != nil {
+				return err
+			}
+			wd, err := filepath.Abs(workdir) // "": this shell's
+			if err != nil {
+				return err
+			}
+			req := &apiv1.RunRequest{Name: name, Args: args, Env: env, Dir: wd, Tty: tty, User: user, Net: net, Publish: publish,
 				ScaleToZero: cmd.Flags().Changed("idle-after"), IdleAfterNs: int64(idleAfter), Hooks: hooks}
 			if size, err := term.SizeOf(int(os.Stdin.Fd())); err == nil && tty {
 				req.Rows, req.Cols = uint32(size.Rows), uint32(size.Cols)
@@ -63,6 +71,9 @@ func (c *cli) runCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&name, "name", "", "workload name (required)")
+	cmd.Flags().StringArrayVarP(&envs, "env", "e", nil, "set NAME=VALUE in the workload's environment, or pass this shell's NAME on (repeatable); nothing else of this shell's environment is sent")
+	cmd.Flags().StringArrayVar(&envFiles, "env-file", nil, "read NAME=VALUE lines from a file (# comments; repeatable; --env wins)")
+	cmd.Flags().StringVarP(&workdir, "workdir", "w", "", "the workload's working directory (default: this shell's)")
 	cmd.Flags().StringVar(&net, "net", "", "its network: private (its own namespace on ckptd's bridge network; the default where ckptd has the CNI plugins), host (the host's), or none (loopback only)")
 	cmd.Flags().StringSliceVarP(&publish, "publish", "p", nil, "with --net private: publish HOSTPORT:PORT[/tcp|/udp] (repeatable)")
 	cmd.Flags().StringArrayVar(&hooks, "hook", nil, "prepare=CMD, sealed=CMD or restored=CMD: run CMD (sh -c) in the workload's namespaces before its checkpoints' freeze (its output is the checkpoint's state), once one is sealed, after a restore (CKPTD_CHECKPOINT, CKPTD_APP_STATE set); repeatable")
@@ -237,6 +248,34 @@ func (c *cli) killCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&sig, "signal", "s", "SIGKILL", "signal to send: a name (TERM, SIGTERM) or a number; a workload's pid 1 gets only those it handles, but SIGKILL")
+	return cmd
+}
+
+func (c *cli) stopCmd() *cobra.Command {
+	var wait uint
+	cmd := &cobra.Command{
+		Use:   "stop TARGET",
+		Short: "Stop a workload, or a process or container ckptd restored: SIGTERM, then SIGKILL after --time seconds",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			resp, err := cl.Stop(c.ctx(), &apiv1.StopRequest{Target: args[0], TimeoutNs: int64(time.Duration(wait) * time.Second)})
+			if err != nil {
+				return err
+			}
+			if c.output == "json" {
+				return printObject(map[string]any{"target": args[0], "killed": resp.GetKilled()})
+			}
+			if resp.GetKilled() {
+				fmt.Printf("%s did not end within %ds of SIGTERM: killed\n", args[0], wait)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().UintVarP(&wait, "time", "t", 10, "seconds to wait after SIGTERM before SIGKILL")
 	return cmd
 }
 
