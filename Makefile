@@ -8,7 +8,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 VERSION   := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X github.com/ckptd/ckptd/daemon.Version=$(VERSION) -X main.version=$(VERSION)
 
-.PHONY: all deps bench-deps build run test unit integration bench proto vet clean fuzz faults zdtm
+.PHONY: all deps bench-deps build run install test unit integration bench proto vet clean fuzz faults zdtm
 
 all: build
 
@@ -22,6 +22,19 @@ build:
 
 run: deps build
 	$(BIN)/ckptd --root $(STATE) --socket $(SOCKET)
+
+# ckptd as a service: binaries under $(PREFIX), the systemd unit, and a
+# default /etc/ckptd/config.toml (an existing one is kept). DESTDIR
+# stages it elsewhere (the tests do).
+PREFIX ?= /usr/local
+install: build
+	install -D -m 0755 $(BIN)/ckptd $(DESTDIR)$(PREFIX)/bin/ckptd
+	install -D -m 0755 $(BIN)/ckptctl $(DESTDIR)$(PREFIX)/bin/ckptctl
+	install -D -m 0755 $(BIN)/ckptd-term $(DESTDIR)$(PREFIX)/bin/ckptd-term
+	sed 's|/usr/local/bin/|$(PREFIX)/bin/|' packaging/ckptd.service > $(BIN)/ckptd.service
+	install -D -m 0644 $(BIN)/ckptd.service $(DESTDIR)/etc/systemd/system/ckptd.service
+	test -e $(DESTDIR)/etc/ckptd/config.toml || install -D -m 0644 packaging/config.toml $(DESTDIR)/etc/ckptd/config.toml
+	if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 
 # The whole suite: unit tests and the integration tests that drive the real
 # CRIU and real processes (root required).

@@ -40,10 +40,11 @@ build_criu() {
 # docker-registry (distribution 2.8) for the push and pull tests; podman
 # for the tests that import its checkpoint archives; python3 for the
 # terminal session tests; the CNI plugins for workloads' own networks;
-# nginx and curl for the tests of servers in those networks.
+# nginx and curl for the tests of servers in those networks; systemd for
+# systemd-analyze, which checks the unit make install puts in place.
 apt_install iptables nftables iproute2 libprotobuf-c1 libnl-3-200 libnet1 libnftables1 \
 	libbsd0 libgnutls30 libuuid1 libcap2 ca-certificates containerd runc busybox-static docker-registry podman python3 \
-	containernetworking-plugins nginx curl
+	containernetworking-plugins nginx curl systemd
 if ! criu_ok; then
 	build_criu
 	criu_ok || { echo "deps: criu at $(command -v criu) is not >= 4.1 or 'criu check' fails" >&2; exit 1; }

@@ -36,6 +36,7 @@ import (
 	"github.com/ckptd/ckptd/peer"
 	"github.com/ckptd/ckptd/proc"
 	"github.com/ckptd/ckptd/restorer"
+	"github.com/ckptd/ckptd/sdnotify"
 	"github.com/ckptd/ckptd/store"
 	"github.com/ckptd/ckptd/term"
 	"github.com/ckptd/ckptd/workload"
@@ -58,6 +59,8 @@ func main() {
 var errVersion = errors.New("version printed")
 
 func run() error {
+	// Before anything is started that could inherit it.
+	manager := sdnotify.FromEnv()
 	cfg, err := loadConfig(os.Args[1:])
 	if errors.Is(err, errVersion) {
 		fmt.Println("ckptd", daemon.Version)
@@ -170,6 +173,9 @@ func run() error {
 	srv := grpc.NewServer(api.ServerOptions(log, stopping)...)
 	apiv1.RegisterCkptdServer(srv, api.NewServer(d))
 	log.Info("ckptd serving", "socket", cfg.Socket, "root", cfg.Root, "version", daemon.Version)
+	if err := manager.Notify("serving "+cfg.Socket, sdnotify.Ready); err != nil {
+		log.Warn("tell the service manager ckptd is ready", "err", err)
+	}
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(lis) }()
@@ -181,6 +187,9 @@ func run() error {
 	case <-ctx.Done():
 	}
 	log.Info("shutting down: waiting for operations in flight")
+	if err := manager.Notify("stopping: waiting for operations in flight", sdnotify.Stopping); err != nil {
+		log.Warn("tell the service manager ckptd is stopping", "err", err)
+	}
 	close(stopping) // events, logs -f and attach end now, saying why
 	stopped := make(chan struct{})
 	go func() { srv.GracefulStop(); close(stopped) }()
