@@ -16,6 +16,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/identifiers"
 
 	"github.com/ckptd/ckptd/errdefs"
+	"github.com/ckptd/ckptd/logfile"
 	"github.com/ckptd/ckptd/schedule"
 )
 
@@ -84,6 +85,10 @@ type Config struct {
 	// MetricsListen, when set (host:port), serves Prometheus metrics at
 	// /metrics there.
 	MetricsListen string `toml:"metrics_listen"`
+	// LogMaxSize and LogMaxFiles bound every workload's log (run's
+	// --log-max-size and --log-max-files override them).
+	LogMaxSize  string `toml:"log_max_size"`
+	LogMaxFiles int    `toml:"log_max_files"`
 	// Schedules are set at every start, as `ckptctl schedule` sets them.
 	Schedules []Schedule `toml:"schedule"`
 	// What a container checkpoint from outside (an import, a pull, a
@@ -138,7 +143,7 @@ func Default() Config {
 	return Config{
 		Root: "/var/lib/ckptd", Socket: "/run/ckptd/ckptd.sock", LogLevel: "info", LogFormat: "text",
 		Containerd: "/run/containerd/containerd.sock", ContainerdNamespace: "default",
-		PeerCerts: "/etc/ckptd/peer", ScrubRateMiB: 64, ChainDepth: 16,
+		PeerCerts: "/etc/ckptd/peer", ScrubRateMiB: 64, ChainDepth: 16, LogMaxSize: "64MiB", LogMaxFiles: logfile.DefaultMaxFiles,
 	}
 }
 
@@ -230,6 +235,9 @@ func (c Config) Validate() error {
 	if c.ChainDepth < 0 || c.ChainDepth > MaxChainDepth {
 		return fmt.Errorf("chain_depth %d: want 0 (store every checkpoint whole) to %d: %w", c.ChainDepth, MaxChainDepth, errdefs.ErrInvalidArgument)
 	}
+	if _, err := c.LogPolicy(); err != nil {
+		return err
+	}
 	if c.ScrubRateMiB <= 0 {
 		return fmt.Errorf("scrub_rate_mib %d: want a positive number of MiB per second: %w", c.ScrubRateMiB, errdefs.ErrInvalidArgument)
 	}
@@ -297,4 +305,17 @@ func (c Config) Scrub() (time.Duration, error) {
 		return 0, fmt.Errorf("scrub_interval %q: want a duration of at least 1s, such as 24h, or 0 for none: %w", c.ScrubInterval, errdefs.ErrInvalidArgument)
 	}
 	return d, nil
+}
+
+// LogPolicy is how workloads' logs are bounded.
+func (c Config) LogPolicy() (logfile.Policy, error) {
+	size, err := schedule.ParseBytes(c.LogMaxSize)
+	if err != nil {
+		return logfile.Policy{}, fmt.Errorf("log_max_size: %w: %w", err, errdefs.ErrInvalidArgument)
+	}
+	p := logfile.Policy{MaxSize: size, MaxFiles: c.LogMaxFiles}
+	if err := p.Validate(); err != nil {
+		return p, fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
+	}
+	return p, nil
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/ckptd/ckptd/events"
 	"github.com/ckptd/ckptd/ingest"
 	"github.com/ckptd/ckptd/keylock"
+	"github.com/ckptd/ckptd/logfile"
 	"github.com/ckptd/ckptd/restorer"
 	"github.com/ckptd/ckptd/schedule"
 	"github.com/ckptd/ckptd/store"
@@ -112,6 +113,8 @@ type Parts struct {
 	// checkpoints are refused with FreezerErr.
 	Freezer    Freezer
 	FreezerErr error
+	// Logs bounds workloads' logs unless run sets its own.
+	Logs logfile.Policy
 }
 
 // Daemon holds ckptd's parts. Build it with New.
@@ -144,6 +147,8 @@ type Daemon struct {
 	closeActivator func()
 	freezer        Freezer
 	freezerErr     error
+	logs           logfile.Policy
+	stopRotating   context.CancelFunc
 
 	locks  *keylock.Locks // one per target: work on a target is serialized
 	sched  *schedule.Scheduler
@@ -169,10 +174,13 @@ func New(ctx context.Context, p Parts) (*Daemon, error) {
 		containers: p.Containers, ctrs: p.Containers, images: p.Containers, peer: p.Peer, peerInfo: p.PeerInfo, peerIdle: p.PeerTimeout, peerStreams: p.PeerStreams, defaultNS: p.ContainerNamespace, ctrdAddr: p.ContainerdAddress,
 		host: readHostInfo(), defaults: p.Defaults, chainDepth: p.ChainDepth, terms: p.Terminals, trust: p.Trust,
 		locks: keylock.New(), committed: map[string]time.Time{}, events: p.Events,
-		networks: p.Networks, networksErr: p.NetworksErr, freezer: p.Freezer, freezerErr: p.FreezerErr,
+		networks: p.Networks, networksErr: p.NetworksErr, freezer: p.Freezer, freezerErr: p.FreezerErr, logs: p.Logs,
 	}
 	if d.events == nil {
 		d.events = events.NewHub()
+	}
+	if d.logs.MaxSize == 0 {
+		d.logs = logfile.Policy{MaxSize: logfile.DefaultMaxSize, MaxFiles: logfile.DefaultMaxFiles}
 	}
 	d.thawLeftGroups(ctx)
 	d.resumePausedContainers(ctx)
@@ -185,6 +193,9 @@ func New(ctx context.Context, p Parts) (*Daemon, error) {
 	if d.sup != nil {
 		d.sup.OnEnd(func(int) { d.releaseEndedNetworks() })
 	}
+	rctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	d.stopRotating = stop
+	go d.rotateLogs(rctx)
 	sched, err := schedule.New(ctx, p.Log, p.Store, scheduled{d}, d.events)
 	if err != nil {
 		return nil, err
@@ -205,6 +216,7 @@ func (d *Daemon) Subscribe(ctx context.Context) (*events.Sub, func(), error) {
 
 // Close stops the schedules, waiting for checkpoints they are taking.
 func (d *Daemon) Close() {
+	d.stopRotating()
 	d.sched.Close()
 	d.closeActivator()
 	// What ended just before is let go of now, not at the next start,

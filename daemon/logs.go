@@ -10,6 +10,7 @@ import (
 
 	"github.com/ckptd/ckptd/container"
 	"github.com/ckptd/ckptd/errdefs"
+	"github.com/ckptd/ckptd/logfile"
 	"github.com/ckptd/ckptd/store"
 )
 
@@ -77,6 +78,14 @@ func (d *Daemon) Logs(ctx context.Context, req LogsRequest, send func([]byte) er
 		if !req.Follow {
 			return nil
 		}
+		if st, err := f.Stat(); err == nil && st.Size() < off {
+			// Rotated: what came after off went to LOG.1 first.
+			if err := sendFrom(logfile.Old(t.LogPath, 1), off, buf, send); err != nil {
+				return fmt.Errorf("logs of %s: %w", req.Name, err)
+			}
+			off = 0
+			continue
+		}
 		if !d.alive(t) {
 			req.Follow = false
 			continue
@@ -137,4 +146,31 @@ func tailOffsetIn(r io.ReaderAt, size, tailBytes, tailLines int64) (int64, error
 		}
 	}
 	return off, nil
+}
+
+// sendFrom sends what path holds past off (nothing if it is gone: a log
+// rotated with max files 1 keeps no old one).
+func sendFrom(path string, off int64, buf []byte, send func([]byte) error) error {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	for {
+		n, err := f.ReadAt(buf, off)
+		if n > 0 {
+			if err := send(buf[:n]); err != nil {
+				return err
+			}
+			off += int64(n)
+			continue
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		return err
+	}
 }

@@ -44,6 +44,9 @@ type RunRequest struct {
 	IdleAfter   time.Duration
 	// Hooks are prepare=CMD, sealed=CMD, restored=CMD (see hooks.go).
 	Hooks []string
+	// LogMaxSize and LogMaxFiles bound its log (0: the daemon's).
+	LogMaxSize  int64
+	LogMaxFiles int
 }
 
 // Run starts a workload as pid 1 of a new PID namespace.
@@ -70,11 +73,15 @@ func (d *Daemon) Run(ctx context.Context, req RunRequest) (*TargetStatus, error)
 		}
 		netSpec.Ports = nil // ckptd holds them
 	}
+	logs, err := d.logPolicy(req.LogMaxSize, req.LogMaxFiles)
+	if err != nil {
+		return nil, err
+	}
 	hooks, err := parseHooks(req.Hooks)
 	if err != nil {
 		return nil, err
 	}
-	ref := store.TargetRef{Kind: store.KindWorkload, Name: req.Name, Command: req.Args, Notify: notifyName(req.Name, netSpec), Hooks: hooks}
+	ref := store.TargetRef{Kind: store.KindWorkload, Name: req.Name, Command: req.Args, Notify: notifyName(req.Name, netSpec), Hooks: hooks, Log: logs}
 	if user != nil {
 		ref.Owner = user.Uid
 	}

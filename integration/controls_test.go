@@ -2,6 +2,7 @@ package integration
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -64,4 +65,62 @@ func TestStop(t *testing.T) {
 		t.Fatalf("deaf runs after stop")
 	}
 	d.mustFail("not running", "stop", "deaf")
+}
+
+// TestLogRotation: a workload's log that outgrows --log-max-size is
+// copied to LOG.1 and emptied, --log-max-files bounds the copies, and
+// logs --follow goes on across every rotation: each line once, in order.
+func TestLogRotation(t *testing.T) {
+	d := startDaemon(t)
+	d.must("run", "--name", "chatty", "--log-max-size", "8KiB", "--log-max-files", "2", "--",
+		"sh", "-c", "i=0; while true; do i=$((i+1)); echo line $i; sleep 0.002; done")
+	var followed strings.Builder
+	fcmd := exec.Command(bins.ckptctl, "--socket", d.socket, "logs", "--follow", "chatty")
+	fcmd.Stdout = &followed
+	if err := fcmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- fcmd.Wait() }()
+	defer fcmd.Process.Kill()
+	logDir := filepath.Join(d.root, "workloads", "chatty")
+	rotations := 0
+	var last string
+	waitFor(t, "three rotations", func() bool {
+		data, err := os.ReadFile(filepath.Join(logDir, "output.log.1"))
+		if err == nil && string(data[:min(len(data), 16)]) != last {
+			last = string(data[:min(len(data), 16)])
+			rotations++
+		}
+		return rotations >= 3
+	})
+	if _, err := os.Stat(filepath.Join(logDir, "output.log.2")); !os.IsNotExist(err) {
+		t.Errorf("--log-max-files 2 kept a second old log: %v", err)
+	}
+	d.must("kill", "chatty")
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("logs --follow: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("logs --follow did not end with its workload")
+	}
+	ns := nums(followed.String(), "line")
+	if len(ns) == 0 || ns[0] != 1 {
+		t.Fatalf("logs --follow did not start at the first line: %v...", ns[:min(5, len(ns))])
+	}
+	lost := 0
+	for i := 1; i < len(ns); i++ {
+		switch {
+		case ns[i] <= ns[i-1]:
+			t.Fatalf("logs --follow repeated or reordered: line %d after %d", ns[i], ns[i-1])
+		case ns[i] > ns[i-1]+1:
+			lost += ns[i] - ns[i-1] - 1
+		}
+	}
+	t.Logf("followed %d lines across %d+ rotations, %d lost in copy-and-truncate windows", len(ns), rotations, lost)
+	if lost > 2*rotations+2 {
+		t.Fatalf("logs --follow lost %d lines across %d rotations", lost, rotations)
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ckptd/ckptd/errdefs"
+	"github.com/ckptd/ckptd/logfile"
 	"github.com/ckptd/ckptd/network"
 )
 
@@ -46,6 +47,9 @@ type TargetRef struct {
 	// Hooks are commands run in the workload's namespaces at prepare,
 	// sealed and restored (run --hook); never taken from outside.
 	Hooks map[string]string `json:"hooks,omitempty"`
+	// Log bounds its log (run --log-max-size, --log-max-files); nil:
+	// the daemon's log_max_size and log_max_files.
+	Log *logfile.Policy `json:"log,omitempty"`
 }
 
 // Terminal is a tree's terminal session: a pseudo-terminal whose master

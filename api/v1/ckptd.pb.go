@@ -1078,6 +1078,8 @@ type RunRequest struct {
 	ScaleToZero   bool                   `protobuf:"varint,11,opt,name=scale_to_zero,json=scaleToZero,proto3" json:"scale_to_zero,omitempty"` // ckptd holds the published ports, hibernates and wakes it
 	IdleAfterNs   int64                  `protobuf:"varint,12,opt,name=idle_after_ns,json=idleAfterNs,proto3" json:"idle_after_ns,omitempty"` // with scale_to_zero: hibernate after this long with no connection (0: by hand)
 	Hooks         []string               `protobuf:"bytes,13,rep,name=hooks,proto3" json:"hooks,omitempty"`                                   // prepare=CMD, sealed=CMD, restored=CMD: run in its namespaces
+	LogMaxSize    int64                  `protobuf:"varint,14,opt,name=log_max_size,json=logMaxSize,proto3" json:"log_max_size,omitempty"`    // its log is copied aside and emptied past this (0: the daemon's)
+	LogMaxFiles   int32                  `protobuf:"varint,15,opt,name=log_max_files,json=logMaxFiles,proto3" json:"log_max_files,omitempty"` // files its log keeps, the live one included (0: the daemon's)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1201,6 +1203,20 @@ func (x *RunRequest) GetHooks() []string {
 		return x.Hooks
 	}
 	return nil
+}
+
+func (x *RunRequest) GetLogMaxSize() int64 {
+	if x != nil {
+		return x.LogMaxSize
+	}
+	return 0
+}
+
+func (x *RunRequest) GetLogMaxFiles() int32 {
+	if x != nil {
+		return x.LogMaxFiles
+	}
+	return 0
 }
 
 type HibernateRequest struct {
@@ -4921,7 +4937,7 @@ const file_ckptd_proto_rawDesc = "" +
 	"\tschedules\x18\x01 \x03(\v2\x12.ckptd.v1.ScheduleR\tschedules\"/\n" +
 	"\x15RemoveScheduleRequest\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\"\x18\n" +
-	"\x16RemoveScheduleResponse\"\xb0\x02\n" +
+	"\x16RemoveScheduleResponse\"\xf6\x02\n" +
 	"\n" +
 	"RunRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
@@ -4937,7 +4953,10 @@ const file_ckptd_proto_rawDesc = "" +
 	" \x03(\tR\apublish\x12\"\n" +
 	"\rscale_to_zero\x18\v \x01(\bR\vscaleToZero\x12\"\n" +
 	"\ridle_after_ns\x18\f \x01(\x03R\vidleAfterNs\x12\x14\n" +
-	"\x05hooks\x18\r \x03(\tR\x05hooks\"&\n" +
+	"\x05hooks\x18\r \x03(\tR\x05hooks\x12 \n" +
+	"\flog_max_size\x18\x0e \x01(\x03R\n" +
+	"logMaxSize\x12\"\n" +
+	"\rlog_max_files\x18\x0f \x01(\x05R\vlogMaxFiles\"&\n" +
 	"\x10HibernateRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"!\n" +
 	"\vWakeRequest\x12\x12\n" +

@@ -15,11 +15,13 @@ import (
 	"github.com/spf13/cobra"
 
 	apiv1 "github.com/ckptd/ckptd/api/v1"
+	"github.com/ckptd/ckptd/schedule"
 	"github.com/ckptd/ckptd/term"
 )
 
 func (c *cli) runCmd() *cobra.Command {
-	var name, keys, user, net, workdir string
+	var name, keys, user, net, workdir, logMax string
+	var logFiles int32
 	var publish, hooks, envs, envFiles []string
 	var tty, interactive, detach bool
 	var idleAfter time.Duration
@@ -52,7 +54,12 @@ func (c *cli) runCmd() *cobra.Command {
 				return err
 			}
 			req := &apiv1.RunRequest{Name: name, Args: args, Env: env, Dir: wd, Tty: tty, User: user, Net: net, Publish: publish,
-				ScaleToZero: cmd.Flags().Changed("idle-after"), IdleAfterNs: int64(idleAfter), Hooks: hooks}
+				ScaleToZero: cmd.Flags().Changed("idle-after"), IdleAfterNs: int64(idleAfter), Hooks: hooks, LogMaxFiles: logFiles}
+			if logMax != "" {
+				if req.LogMaxSize, err = schedule.ParseBytes(logMax); err != nil {
+					return fmt.Errorf("--log-max-size: %w", err)
+				}
+			}
 			if size, err := term.SizeOf(int(os.Stdin.Fd())); err == nil && tty {
 				req.Rows, req.Cols = uint32(size.Rows), uint32(size.Cols)
 			}
@@ -74,6 +81,8 @@ func (c *cli) runCmd() *cobra.Command {
 	cmd.Flags().StringArrayVarP(&envs, "env", "e", nil, "set NAME=VALUE in the workload's environment, or pass this shell's NAME on (repeatable); nothing else of this shell's environment is sent")
 	cmd.Flags().StringArrayVar(&envFiles, "env-file", nil, "read NAME=VALUE lines from a file (# comments; repeatable; --env wins)")
 	cmd.Flags().StringVarP(&workdir, "workdir", "w", "", "the workload's working directory (default: this shell's)")
+	cmd.Flags().StringVar(&logMax, "log-max-size", "", "copy its log to LOG.1 and empty it past this size, e.g. 10MiB (default: ckptd's log_max_size, 64MiB)")
+	cmd.Flags().Int32Var(&logFiles, "log-max-files", 0, "files its log keeps, the live one included (default: ckptd's log_max_files, 3)")
 	cmd.Flags().StringVar(&net, "net", "", "its network: private (its own namespace on ckptd's bridge network; the default where ckptd has the CNI plugins), host (the host's), or none (loopback only)")
 	cmd.Flags().StringSliceVarP(&publish, "publish", "p", nil, "with --net private: publish HOSTPORT:PORT[/tcp|/udp] (repeatable)")
 	cmd.Flags().StringArrayVar(&hooks, "hook", nil, "prepare=CMD, sealed=CMD or restored=CMD: run CMD (sh -c) in the workload's namespaces before its checkpoints' freeze (its output is the checkpoint's state), once one is sealed, after a restore (CKPTD_CHECKPOINT, CKPTD_APP_STATE set); repeatable")

@@ -134,6 +134,7 @@ func run() error {
 	if netsErr == nil {
 		networks = nets
 	}
+	logs, _ := cfg.LogPolicy() // validated
 	frz, frzErr := freezer.Open(freezer.NameFor(cfg.Root))
 	var groups daemon.Freezer
 	if frzErr == nil {
@@ -143,7 +144,7 @@ func run() error {
 		Log: log, Store: st, Dumper: dumper.New(bin, log), Restorer: restorer.New(bin, log),
 		Supervisor: sup, CRIU: bin, Containers: ctrs,
 		ContainerNamespace: cfg.ContainerdNamespace, ContainerdAddress: cfg.Containerd,
-		Peer: peerTLS, PeerInfo: peer.Describe(cfg.PeerCerts, cfg.PeerAllow), PeerTimeout: peerIdle, PeerStreams: cfg.PeerStreams, Defaults: store.Options{LinkRemap: cfg.LinkRemap, GhostLimit: cfg.GhostLimit}, ChainDepth: cfg.ChainDepth,
+		Peer: peerTLS, PeerInfo: peer.Describe(cfg.PeerCerts, cfg.PeerAllow), PeerTimeout: peerIdle, PeerStreams: cfg.PeerStreams, Defaults: store.Options{LinkRemap: cfg.LinkRemap, GhostLimit: cfg.GhostLimit}, ChainDepth: cfg.ChainDepth, Logs: logs,
 		Events: hub, Terminals: term.NewSessions(termHolder(cfg.TerminalHolder), st.Layout().TerminalSocket, sup.Spawn),
 		Networks: networks, NetworksErr: netsErr, Freezer: groups, FreezerErr: frzErr,
 		Trust: ingest.Policy{HostPaths: cfg.TrustHostPaths, HostNamespaces: cfg.TrustHostNamespaces,
