@@ -124,3 +124,24 @@ func TestLogRotation(t *testing.T) {
 		t.Fatalf("logs --follow lost %d lines across %d rotations", lost, rotations)
 	}
 }
+
+// TestRunFrom: run --from starts a new workload from a checkpoint: its
+// own name, network address and identity in ps, the checkpoint's state.
+func TestRunFrom(t *testing.T) {
+	d := startDaemon(t)
+	w := d.runLoad("cold", 8)
+	before := loadStatus(t, w.Ref.PID, w.Ref.LogPath)
+	c := d.create("cold", "--leave-running", "--name", "warmed")
+	out := d.must("run", "--from", "warmed", "--name", "warm")
+	if !strings.Contains(out, "warm running as pid") || !strings.Contains(out, "from warmed") {
+		t.Fatalf("run --from: %s", out)
+	}
+	x := d.workload("warm")
+	if !x.Running || x.RestoredFrom != c.ID || x.IP == "" || x.IP == d.workload("cold").IP {
+		t.Fatalf("the warm start: %+v (original at %s)", x, d.workload("cold").IP)
+	}
+	continues(t, before, loadStatus(t, x.Ref.PID, x.Ref.LogPath))
+	d.mustFail("give no command", "run", "--from", "warmed", "--name", "again", "--", "sleep", "1")
+	d.must("kill", "warm")
+	d.must("kill", "cold")
+}

@@ -20,15 +20,15 @@ import (
 )
 
 func (c *cli) runCmd() *cobra.Command {
-	var name, keys, user, net, workdir, logMax string
+	var name, keys, user, net, workdir, logMax, from string
 	var logFiles int32
 	var publish, hooks, envs, envFiles []string
 	var tty, interactive, detach bool
 	var idleAfter time.Duration
 	cmd := &cobra.Command{
-		Use:   "run --name NAME -- CMD [ARGS...]",
-		Short: "Launch a workload as pid 1 of a new PID namespace, so it can be checkpointed and copied",
-		Args:  cobra.MinimumNArgs(1),
+		Use:   "run --name NAME -- CMD [ARGS...] | run --from CKPT --name NAME",
+		Short: "Launch a workload as pid 1 of a new PID namespace, so it can be checkpointed and copied; or start one warm, from a checkpoint",
+		Args:  cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if name == "" {
 				return fmt.Errorf("--name is required")
@@ -36,6 +36,15 @@ func (c *cli) runCmd() *cobra.Command {
 			cl, err := c.client()
 			if err != nil {
 				return err
+			}
+			if from != "" {
+				if len(args) > 0 {
+					return fmt.Errorf("run --from starts the checkpoint's command as it was: give no command")
+				}
+				return c.runFrom(cl, from, name, publish)
+			}
+			if len(args) == 0 {
+				return fmt.Errorf("run needs a command after --, or --from CKPT")
 			}
 			if interactive && !tty {
 				return fmt.Errorf("-i needs -t: ckptd gives a workload input only through a terminal")
@@ -78,6 +87,7 @@ func (c *cli) runCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&name, "name", "", "workload name (required)")
+	cmd.Flags().StringVar(&from, "from", "", "start warm: a new workload from this checkpoint (its state, its own network and address; the restored hook re-seeds it)")
 	cmd.Flags().StringArrayVarP(&envs, "env", "e", nil, "set NAME=VALUE in the workload's environment, or pass this shell's NAME on (repeatable); nothing else of this shell's environment is sent")
 	cmd.Flags().StringArrayVar(&envFiles, "env-file", nil, "read NAME=VALUE lines from a file (# comments; repeatable; --env wins)")
 	cmd.Flags().StringVarP(&workdir, "workdir", "w", "", "the workload's working directory (default: this shell's)")
@@ -313,4 +323,21 @@ func where(t *apiv1.Target) string {
 		s += ", publishing " + strings.Join(ports, " ")
 	}
 	return s
+}
+
+// runFrom starts a new workload from a checkpoint: a copy under its own
+// name, as restore --name makes one.
+func (c *cli) runFrom(cl apiv1.CkptdClient, from, name string, publish []string) error {
+	t, err := cl.Restore(c.ctx(), &apiv1.RestoreRequest{Checkpoint: from, Name: name, Publish: publish})
+	if err != nil {
+		return err
+	}
+	if c.output == "json" {
+		return printJSON(t)
+	}
+	for _, w := range t.GetWarnings() {
+		fmt.Fprintln(os.Stderr, "warning:", w)
+	}
+	fmt.Printf("%s running as pid %d%s, from %s\n", t.GetRef().GetName(), t.GetRef().GetPid(), where(t), from)
+	return nil
 }
