@@ -115,6 +115,10 @@ type Parts struct {
 	FreezerErr error
 	// Logs bounds workloads' logs unless run sets its own.
 	Logs logfile.Policy
+	// Limits bounds workloads' memory and CPU; nil: run --memory and
+	// --cpus are refused with LimitsErr.
+	Limits    Limiter
+	LimitsErr error
 }
 
 // Daemon holds ckptd's parts. Build it with New.
@@ -148,6 +152,8 @@ type Daemon struct {
 	freezer        Freezer
 	freezerErr     error
 	logs           logfile.Policy
+	limits         Limiter
+	limitsErr      error
 	stopRotating   context.CancelFunc
 
 	locks  *keylock.Locks // one per target: work on a target is serialized
@@ -174,7 +180,7 @@ func New(ctx context.Context, p Parts) (*Daemon, error) {
 		containers: p.Containers, ctrs: p.Containers, images: p.Containers, peer: p.Peer, peerInfo: p.PeerInfo, peerIdle: p.PeerTimeout, peerStreams: p.PeerStreams, defaultNS: p.ContainerNamespace, ctrdAddr: p.ContainerdAddress,
 		host: readHostInfo(), defaults: p.Defaults, chainDepth: p.ChainDepth, terms: p.Terminals, trust: p.Trust,
 		locks: keylock.New(), committed: map[string]time.Time{}, events: p.Events,
-		networks: p.Networks, networksErr: p.NetworksErr, freezer: p.Freezer, freezerErr: p.FreezerErr, logs: p.Logs,
+		networks: p.Networks, networksErr: p.NetworksErr, freezer: p.Freezer, freezerErr: p.FreezerErr, logs: p.Logs, limits: p.Limits, limitsErr: p.LimitsErr,
 	}
 	if d.events == nil {
 		d.events = events.NewHub()
@@ -191,7 +197,7 @@ func New(ctx context.Context, p Parts) (*Daemon, error) {
 	d.activator, d.closeActivator = a, a.Close
 	d.holdScaledToZero(ctx)
 	if d.sup != nil {
-		d.sup.OnEnd(func(int) { d.releaseEndedNetworks() })
+		d.sup.OnEnd(func(int) { d.releaseEndedNetworks(); d.releaseEndedLimits() })
 	}
 	rctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	d.stopRotating = stop

@@ -217,10 +217,21 @@ func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.Tar
 		// before the source's word leaves it marked, not forgotten.
 		t.InDoubt = "restored stopped for a migration; the source has not yet confirmed that its copy is gone"
 	}
+	ropts := restorerOptions(c, how)
+	roots, err := d.limitRestore(c, ref)
+	if err != nil {
+		return nil, err
+	}
+	for ctrl, path := range roots {
+		if ropts.CgroupRoots == nil {
+			ropts.CgroupRoots = map[string]string{}
+		}
+		ropts.CgroupRoots[ctrl] = path
+	}
 	res, err := d.restorer.Restore(ctx, restorer.Request{
 		ImagesDir:   imagesDir,
 		WorkDir:     work.Path,
-		Options:     restorerOptions(c, how),
+		Options:     ropts,
 		Inherit:     inherit,
 		MemoryBytes: c.Size() + c.SharedBytes(),
 		Launch:      launch,

@@ -47,6 +47,9 @@ type RunRequest struct {
 	// LogMaxSize and LogMaxFiles bound its log (0: the daemon's).
 	LogMaxSize  int64
 	LogMaxFiles int
+	// Memory (bytes) and CPUs bound it (0: unbounded).
+	Memory int64
+	CPUs   float64
 }
 
 // Run starts a workload as pid 1 of a new PID namespace.
@@ -77,11 +80,15 @@ func (d *Daemon) Run(ctx context.Context, req RunRequest) (*TargetStatus, error)
 	if err != nil {
 		return nil, err
 	}
+	lim, err := d.workloadLimits(req.Memory, req.CPUs)
+	if err != nil {
+		return nil, err
+	}
 	hooks, err := parseHooks(req.Hooks)
 	if err != nil {
 		return nil, err
 	}
-	ref := store.TargetRef{Kind: store.KindWorkload, Name: req.Name, Command: req.Args, Notify: notifyName(req.Name, netSpec), Hooks: hooks, Log: logs}
+	ref := store.TargetRef{Kind: store.KindWorkload, Name: req.Name, Command: req.Args, Notify: notifyName(req.Name, netSpec), Hooks: hooks, Log: logs, Limits: lim}
 	if user != nil {
 		ref.Owner = user.Uid
 	}
@@ -112,6 +119,12 @@ func (d *Daemon) Run(ctx context.Context, req RunRequest) (*TargetStatus, error)
 		t = &store.Target{TargetRef: ref, Created: time.Now().UTC(), ScaleToZero: stz}
 		if st, err := proc.ReadStat(pid); err == nil {
 			t.StartTime = st.StartTime
+		}
+		if lim != nil {
+			// Before its command runs: what it forks stays in.
+			if err := d.limits.Apply(req.Name, pid, *lim); err != nil {
+				return err
+			}
 		}
 		if err := d.joinNetwork(ctx, t, netSpec); err != nil {
 			return err

@@ -1,9 +1,12 @@
 package integration
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -144,4 +147,64 @@ func TestRunFrom(t *testing.T) {
 	d.mustFail("give no command", "run", "--from", "warmed", "--name", "again", "--", "sleep", "1")
 	d.must("kill", "warm")
 	d.must("kill", "cold")
+}
+
+// cgroupOf is pid's cgroup path in a v1 controller.
+func cgroupOf(t *testing.T, pid int, ctrl string) string {
+	t.Helper()
+	for _, l := range strings.Split(readFile(fmt.Sprintf("/proc/%d/cgroup", pid)), "\n") {
+		parts := strings.SplitN(l, ":", 3)
+		if len(parts) == 3 && slices.Contains(strings.Split(parts[1], ","), ctrl) {
+			return parts[2]
+		}
+	}
+	t.Fatalf("pid %d has no %s cgroup", pid, ctrl)
+	return ""
+}
+
+// limitsOf reads a workload's memory limit and CPU quota.
+func limitsOf(t *testing.T, pid int) (memory, quota string) {
+	t.Helper()
+	mem := filepath.Join("/sys/fs/cgroup/memory", cgroupOf(t, pid, "memory"), "memory.limit_in_bytes")
+	cpu := filepath.Join("/sys/fs/cgroup/cpu", cgroupOf(t, pid, "cpu"), "cpu.cfs_quota_us")
+	return strings.TrimSpace(readFile(mem)), strings.TrimSpace(readFile(cpu))
+}
+
+// TestLimits: --memory and --cpus put a workload in cgroups of its own
+// that bound it (one that needs more memory is killed), and a restore, in
+// place or as a copy, gets the same bounds in cgroups of its own.
+func TestLimits(t *testing.T) {
+	if _, err := os.Stat("/sys/fs/cgroup/memory/memory.limit_in_bytes"); err != nil {
+		t.Fatalf("this test reads cgroup v1's memory controller, absent here: %v", err)
+	}
+	d := startDaemon(t)
+	d.must("run", "--name", "bounded", "--memory", "64MiB", "--cpus", "0.5", "--", bins.memload, "--mib", "16")
+	w := d.workload("bounded")
+	waitFor(t, "bounded ready", func() bool { return strings.Contains(readFile(w.Ref.LogPath), "ready") })
+	want := func(pid int, name string) {
+		t.Helper()
+		if mem, quota := limitsOf(t, pid); mem != strconv.Itoa(64<<20) || quota != "50000" {
+			t.Fatalf("%s: memory limit %s, CPU quota %s; want 64 MiB and 50000", name, mem, quota)
+		}
+		if cg := cgroupOf(t, pid, "memory"); !strings.HasSuffix(cg, "/"+name) {
+			t.Fatalf("%s is in memory cgroup %s, not its own", name, cg)
+		}
+	}
+	want(w.Ref.PID, "bounded")
+	d.create("bounded", "--leave-running", "--name", "b1")
+	d.must("restore", "b1", "--name", "twin")
+	want(d.workload("twin").Ref.PID, "twin")
+	d.must("kill", "twin")
+	d.create("bounded", "--name", "b2")
+	d.must("restore", "b2")
+	want(d.workload("bounded").Ref.PID, "bounded")
+	d.must("kill", "bounded")
+
+	// memload touches all its memory: 96 MiB in a 64 MiB bound is killed.
+	if _, stderr, err := d.ctl("run", "--name", "greedy", "--memory", "64MiB", "--", bins.memload, "--mib", "96"); err == nil {
+		waitFor(t, "the greedy workload killed", func() bool { return strings.Contains(d.workload("greedy").Exit, "SIGKILL") })
+	} else if !strings.Contains(stderr, "SIGKILL") {
+		t.Fatalf("run greedy: %v: %s", err, stderr)
+	}
+	d.mustFail("at least 6 MiB", "run", "--name", "tiny", "--memory", "1KiB", "--", "sleep", "1")
 }

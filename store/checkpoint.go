@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ckptd/ckptd/errdefs"
+	"github.com/ckptd/ckptd/limits"
 	"github.com/ckptd/ckptd/logfile"
 	"github.com/ckptd/ckptd/network"
 )
@@ -50,6 +51,9 @@ type TargetRef struct {
 	// Log bounds its log (run --log-max-size, --log-max-files); nil:
 	// the daemon's log_max_size and log_max_files.
 	Log *logfile.Policy `json:"log,omitempty"`
+	// Limits bound its memory and CPU (run --memory, --cpus), in cgroups
+	// ckptd makes for it; every restore of it gets them again.
+	Limits *limits.Limits `json:"limits,omitempty"`
 }
 
 // Terminal is a tree's terminal session: a pseudo-terminal whose master

@@ -1080,6 +1080,8 @@ type RunRequest struct {
 	Hooks         []string               `protobuf:"bytes,13,rep,name=hooks,proto3" json:"hooks,omitempty"`                                   // prepare=CMD, sealed=CMD, restored=CMD: run in its namespaces
 	LogMaxSize    int64                  `protobuf:"varint,14,opt,name=log_max_size,json=logMaxSize,proto3" json:"log_max_size,omitempty"`    // its log is copied aside and emptied past this (0: the daemon's)
 	LogMaxFiles   int32                  `protobuf:"varint,15,opt,name=log_max_files,json=logMaxFiles,proto3" json:"log_max_files,omitempty"` // files its log keeps, the live one included (0: the daemon's)
+	Memory        int64                  `protobuf:"varint,16,opt,name=memory,proto3" json:"memory,omitempty"`                                // bytes it may use (0: unbounded), kept across checkpoint and restore
+	Cpus          float64                `protobuf:"fixed64,17,opt,name=cpus,proto3" json:"cpus,omitempty"`                                   // CPUs' worth of time it may use (0: unbounded)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1215,6 +1217,20 @@ func (x *RunRequest) GetLogMaxSize() int64 {
 func (x *RunRequest) GetLogMaxFiles() int32 {
 	if x != nil {
 		return x.LogMaxFiles
+	}
+	return 0
+}
+
+func (x *RunRequest) GetMemory() int64 {
+	if x != nil {
+		return x.Memory
+	}
+	return 0
+}
+
+func (x *RunRequest) GetCpus() float64 {
+	if x != nil {
+		return x.Cpus
 	}
 	return 0
 }
@@ -4937,7 +4953,7 @@ const file_ckptd_proto_rawDesc = "" +
 	"\tschedules\x18\x01 \x03(\v2\x12.ckptd.v1.ScheduleR\tschedules\"/\n" +
 	"\x15RemoveScheduleRequest\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\"\x18\n" +
-	"\x16RemoveScheduleResponse\"\xf6\x02\n" +
+	"\x16RemoveScheduleResponse\"\xa2\x03\n" +
 	"\n" +
 	"RunRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
@@ -4956,7 +4972,9 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x05hooks\x18\r \x03(\tR\x05hooks\x12 \n" +
 	"\flog_max_size\x18\x0e \x01(\x03R\n" +
 	"logMaxSize\x12\"\n" +
-	"\rlog_max_files\x18\x0f \x01(\x05R\vlogMaxFiles\"&\n" +
+	"\rlog_max_files\x18\x0f \x01(\x05R\vlogMaxFiles\x12\x16\n" +
+	"\x06memory\x18\x10 \x01(\x03R\x06memory\x12\x12\n" +
+	"\x04cpus\x18\x11 \x01(\x01R\x04cpus\"&\n" +
 	"\x10HibernateRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"!\n" +
 	"\vWakeRequest\x12\x12\n" +

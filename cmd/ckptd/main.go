@@ -30,6 +30,7 @@ import (
 	"github.com/ckptd/ckptd/events"
 	"github.com/ckptd/ckptd/freezer"
 	"github.com/ckptd/ckptd/ingest"
+	"github.com/ckptd/ckptd/limits"
 	"github.com/ckptd/ckptd/metrics"
 	"github.com/ckptd/ckptd/migrate"
 	"github.com/ckptd/ckptd/network"
@@ -136,6 +137,11 @@ func run() error {
 	}
 	logs, _ := cfg.LogPolicy() // validated
 	frz, frzErr := freezer.Open(freezer.NameFor(cfg.Root))
+	lim, limErr := limits.Open(freezer.NameFor(cfg.Root))
+	var limiter daemon.Limiter
+	if limErr == nil {
+		limiter = lim
+	}
 	var groups daemon.Freezer
 	if frzErr == nil {
 		groups = frz
@@ -146,7 +152,7 @@ func run() error {
 		ContainerNamespace: cfg.ContainerdNamespace, ContainerdAddress: cfg.Containerd,
 		Peer: peerTLS, PeerInfo: peer.Describe(cfg.PeerCerts, cfg.PeerAllow), PeerTimeout: peerIdle, PeerStreams: cfg.PeerStreams, Defaults: store.Options{LinkRemap: cfg.LinkRemap, GhostLimit: cfg.GhostLimit}, ChainDepth: cfg.ChainDepth, Logs: logs,
 		Events: hub, Terminals: term.NewSessions(termHolder(cfg.TerminalHolder), st.Layout().TerminalSocket, sup.Spawn),
-		Networks: networks, NetworksErr: netsErr, Freezer: groups, FreezerErr: frzErr,
+		Networks: networks, NetworksErr: netsErr, Freezer: groups, FreezerErr: frzErr, Limits: limiter, LimitsErr: limErr,
 		Trust: ingest.Policy{HostPaths: cfg.TrustHostPaths, HostNamespaces: cfg.TrustHostNamespaces,
 			Capabilities: cfg.TrustCapabilities, Devices: cfg.TrustDevices, Unconfined: cfg.TrustUnconfined, Root: cfg.TrustRoot},
 	})
