@@ -197,7 +197,7 @@ func New(ctx context.Context, p Parts) (*Daemon, error) {
 	d.activator, d.closeActivator = a, a.Close
 	d.holdScaledToZero(ctx)
 	if d.sup != nil {
-		d.sup.OnEnd(func(int) { d.releaseEndedNetworks(); d.releaseEndedLimits() })
+		d.sup.OnEnd(func(int) { d.releaseEndedNetworks() })
 	}
 	rctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	d.stopRotating = stop

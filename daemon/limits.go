@@ -1,9 +1,7 @@
 package daemon
 
 import (
-	"context"
 	"fmt"
-	"time"
 
 	"github.com/ckptd/ckptd/errdefs"
 	"github.com/ckptd/ckptd/limits"
@@ -35,6 +33,9 @@ func (d *Daemon) workloadLimits(memory int64, cpus float64) (*limits.Limits, err
 
 // limitRestore makes the cgroups a restore of c as ref goes into, with
 // c's limits, and says where CRIU puts the tree (nil: nowhere special).
+// The checkpointed workload's own cgroups are made again too if they are
+// gone: a program may hold their files open (Go reads its CPU quota
+// there), and its copy reopens them, reading the same bounds.
 func (d *Daemon) limitRestore(c *store.Checkpoint, ref store.TargetRef) (map[string]string, error) {
 	if c.Target.Limits == nil || ref.Kind != store.KindWorkload {
 		return nil, nil
@@ -42,28 +43,20 @@ func (d *Daemon) limitRestore(c *store.Checkpoint, ref store.TargetRef) (map[str
 	if d.limits == nil {
 		return nil, fmt.Errorf("checkpoint %s was taken with --memory or --cpus: %v: %w", c.Name, d.limitsErr, errdefs.ErrFailedPrecondition)
 	}
-	if err := d.limits.Apply(ref.Name, 0, *c.Target.Limits); err != nil {
-		return nil, err
+	for _, name := range []string{c.Target.Name, ref.Name} {
+		if err := d.limits.Apply(name, 0, *c.Target.Limits); err != nil {
+			return nil, err
+		}
 	}
 	return d.limits.Roots(ref.Name), nil
 }
 
-// releaseEndedLimits removes the cgroups of workloads that ended.
-func (d *Daemon) releaseEndedLimits() {
-	if d.limits == nil {
-		return
+// forgetLimits removes the cgroups of a workload ckptd forgets (ps
+// --prune). An ended workload's stay until then: its checkpoints' files
+// may name them.
+func (d *Daemon) forgetLimits(t *store.Target) error {
+	if d.limits == nil || t.Limits == nil || t.Kind != store.KindWorkload {
+		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	ts, err := d.store.ListTargets(ctx)
-	if err != nil {
-		return
-	}
-	for _, t := range ts {
-		if t.Limits != nil && t.Kind == store.KindWorkload && !d.alive(t) {
-			if err := d.limits.Remove(t.Name); err != nil {
-				d.log.Warn("remove an ended workload's cgroups", "target", t.Key(), "err", err)
-			}
-		}
-	}
+	return d.limits.Remove(t.Name)
 }

@@ -177,6 +177,12 @@ func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.Tar
 	} else if err := hostPIDsFree(ctx, imagesDir, c.Target.PID); err != nil {
 		return nil, err
 	}
+	// Before the files check: a program may hold its cgroup's files open
+	// (Go reads its CPU quota there), which a restore reopens.
+	roots, err := d.limitRestore(c, ref)
+	if err != nil {
+		return nil, err
+	}
 	if err := filesPresent(imagesDir, c); err != nil {
 		return nil, err
 	}
@@ -218,10 +224,6 @@ func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.Tar
 		t.InDoubt = "restored stopped for a migration; the source has not yet confirmed that its copy is gone"
 	}
 	ropts := restorerOptions(c, how)
-	roots, err := d.limitRestore(c, ref)
-	if err != nil {
-		return nil, err
-	}
 	for ctrl, path := range roots {
 		if ropts.CgroupRoots == nil {
 			ropts.CgroupRoots = map[string]string{}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ckptd/ckptd/freezer"
 )
 
 // TestWorkloadEnvironment: a workload gets PATH, what --env-file and --env
@@ -178,6 +180,7 @@ func TestLimits(t *testing.T) {
 		t.Fatalf("this test reads cgroup v1's memory controller, absent here: %v", err)
 	}
 	d := startDaemon(t)
+	t.Cleanup(func() { removeCgroups(t, d) })
 	d.must("run", "--name", "bounded", "--memory", "64MiB", "--cpus", "0.5", "--", bins.memload, "--mib", "16")
 	w := d.workload("bounded")
 	waitFor(t, "bounded ready", func() bool { return strings.Contains(readFile(w.Ref.LogPath), "ready") })
@@ -207,4 +210,36 @@ func TestLimits(t *testing.T) {
 		t.Fatalf("run greedy: %v: %s", err, stderr)
 	}
 	d.mustFail("at least 6 MiB", "run", "--name", "tiny", "--memory", "1KiB", "--", "sleep", "1")
+	// Forgotten, an ended workload's cgroups go.
+	d.must("ps", "--prune")
+	for _, ctrl := range []string{"memory", "cpu"} {
+		if e, _ := os.ReadDir(filepath.Join("/sys/fs/cgroup", ctrl, cgroupBase(t, ctrl), freezer.NameFor(d.root))); len(e) > 0 {
+			for _, x := range e {
+				if x.IsDir() {
+					t.Errorf("ps --prune left the %s cgroup %s", ctrl, x.Name())
+				}
+			}
+		}
+	}
+}
+
+// cgroupBase is this process's cgroup in ctrl: ckptd's, which it makes
+// workloads' cgroups under.
+func cgroupBase(t *testing.T, ctrl string) string { return cgroupOf(t, os.Getpid(), ctrl) }
+
+// removeCgroups removes what d's ckptd made for workloads' limits, deepest
+// first (a test that failed leaves them).
+func removeCgroups(t *testing.T, d *daemon) {
+	for _, ctrl := range []string{"memory", "cpu"} {
+		base := filepath.Join("/sys/fs/cgroup", ctrl, cgroupBase(t, ctrl), freezer.NameFor(d.root))
+		e, _ := os.ReadDir(base)
+		for _, x := range e {
+			if x.IsDir() {
+				os.Remove(filepath.Join(base, x.Name()))
+			}
+		}
+		if err := os.Remove(base); err != nil && !os.IsNotExist(err) {
+			t.Errorf("remove %s: %v", base, err)
+		}
+	}
 }

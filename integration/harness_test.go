@@ -30,6 +30,7 @@ type daemon struct {
 	// namespace), and args are extra flags; both empty for a plain daemon.
 	wrap, args []string
 	env        []string // added to ckptd's environment (failpoints)
+	bin        string   // the ckptd binary; empty: the one TestMain built
 }
 
 // startDaemon starts a ckptd whose containerd socket leads nowhere, so that
@@ -82,7 +83,11 @@ func (d *daemon) start() {
 	// The tests' workloads run as root, so their checkpoints, once they
 	// come back from outside (an import, a pull, a migration), need
 	// --trust-root; TestRootFromOutside turns it off (--trust-root=false).
-	argv := append([]string{bins.ckptd, "--root", d.root, "--socket", d.socket, "--log-level", "debug",
+	bin := d.bin
+	if bin == "" {
+		bin = bins.ckptd
+	}
+	argv := append([]string{bin, "--root", d.root, "--socket", d.socket, "--log-level", "debug",
 		"--containerd", d.containerd, "--trust-root"}, d.args...)
 	argv = append(append([]string{}, d.wrap...), argv...)
 	d.cmd = exec.Command(argv[0], argv[1:]...)

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/creack/pty"
 )
 
 // TestServiceInstall: make install stages the binaries, the systemd unit
@@ -94,4 +96,53 @@ func TestServiceReadiness(t *testing.T) {
 	if got := read(); !strings.HasPrefix(got, "STOPPING=1\n") {
 		t.Fatalf("notification at stop %q, want STOPPING=1", got)
 	}
+}
+
+// TestUpgrade: a ckptd stopped for an upgrade (not a shutdown) leaves its
+// workloads and terminal sessions running, and a newly built ckptd on the
+// same state root adopts them: the same processes, their state, the
+// session's screen, and the commands that act on them.
+func TestUpgrade(t *testing.T) {
+	d := startDaemon(t)
+	job := d.runLoad("job", 16)
+	before := loadStatus(t, job.Ref.PID, job.Ref.LogPath)
+	c := d.ptyCtl(pty.Winsize{Rows: 24, Cols: 80}, "run", "-it", "--name", "sess", "--", "/usr/bin/python3", "-q")
+	c.expect(">>> ")
+	c.send("x = 41\r")
+	c.ask("val", "x", "41")
+	c.detach("sess")
+	sess := d.workload("sess")
+
+	// The new version: built apart, with its own version string and its
+	// terminal holder beside it.
+	dir := t.TempDir()
+	build := exec.Command("go", "build", "-ldflags", "-X github.com/ckptd/ckptd/daemon.Version=upgraded", "-o", filepath.Join(dir, "ckptd"), "./cmd/ckptd")
+	build.Dir = ".."
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build the new ckptd: %v\n%s", err, out)
+	}
+	if out, err := exec.Command("cp", bins.term, filepath.Join(dir, "ckptd-term")).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	d.stop()
+	if !alive(job.Ref.PID) || !alive(sess.Ref.PID) {
+		t.Fatal("stopping ckptd ended its workloads")
+	}
+	d.bin = filepath.Join(dir, "ckptd")
+	d.start()
+	if v := d.must("version"); !strings.Contains(v, "upgraded") {
+		t.Fatalf("not the new ckptd: %s", v)
+	}
+	for _, w := range []target{job, sess} {
+		if x := d.workload(w.Ref.Name); !x.Running || x.Ref.PID != w.Ref.PID {
+			t.Fatalf("the new ckptd lists %s as %+v, was pid %d", w.Ref.Name, x, w.Ref.PID)
+		}
+	}
+	continues(t, before, loadStatus(t, job.Ref.PID, job.Ref.LogPath))
+	c = d.ptyCtl(pty.Winsize{Rows: 24, Cols: 80}, "attach", "sess")
+	c.ask("val", "x", "41")
+	c.detach("sess")
+	d.create("job", "--leave-running", "--name", "after")
+	d.must("stop", "sess", "--time", "1")
+	d.must("kill", "job")
 }
