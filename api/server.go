@@ -38,7 +38,8 @@ func (s *Server) Run(ctx context.Context, r *apiv1.RunRequest) (*apiv1.Target, e
 	t, err := s.d.Run(ctx, daemon.RunRequest{Name: r.GetName(), Args: r.GetArgs(), Env: r.GetEnv(), Dir: r.GetDir(), User: r.GetUser(),
 		TTY: r.GetTty(), Size: term.Size{Rows: uint16(r.GetRows()), Cols: uint16(r.GetCols())}, Net: r.GetNet(), Publish: r.GetPublish(),
 		ScaleToZero: r.GetScaleToZero(), IdleAfter: time.Duration(r.GetIdleAfterNs()), Hooks: r.GetHooks(),
-		LogMaxSize: r.GetLogMaxSize(), LogMaxFiles: int(r.GetLogMaxFiles()), Memory: r.GetMemory(), CPUs: r.GetCpus()})
+		LogMaxSize: r.GetLogMaxSize(), LogMaxFiles: int(r.GetLogMaxFiles()), Memory: r.GetMemory(), CPUs: r.GetCpus(),
+		Restart: r.GetRestart(), RestartFromCheckpoint: r.GetRestartFromCheckpoint()})
 	if err != nil {
 		return nil, toStatus(err)
 	}

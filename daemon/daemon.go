@@ -162,6 +162,8 @@ type Daemon struct {
 
 	mu        sync.Mutex
 	committed map[string]time.Time // outgoing migration id -> until when its destination may restore
+	ending    map[int]bool         // roots ckptd is ending itself (markEnding)
+	halted    map[string]bool      // targets whose restarts a user turned off
 }
 
 // HostInfo describes the machine checkpoints are taken on.
@@ -185,6 +187,7 @@ func New(ctx context.Context, p Parts) (*Daemon, error) {
 	if d.events == nil {
 		d.events = events.NewHub()
 	}
+	d.dumper = endingDumper{Dumper: p.Dumper, d: d}
 	if d.logs.MaxSize == 0 {
 		d.logs = logfile.Policy{MaxSize: logfile.DefaultMaxSize, MaxFiles: logfile.DefaultMaxFiles}
 	}
@@ -197,7 +200,7 @@ func New(ctx context.Context, p Parts) (*Daemon, error) {
 	d.activator, d.closeActivator = a, a.Close
 	d.holdScaledToZero(ctx)
 	if d.sup != nil {
-		d.sup.OnEnd(func(int) { d.releaseEndedNetworks() })
+		d.sup.OnEnd(func(pid int) { d.releaseEndedNetworks(); d.restartEnded(pid) })
 	}
 	rctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	d.stopRotating = stop

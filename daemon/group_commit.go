@@ -188,6 +188,7 @@ func (d *Daemon) releaseMembers(ctx context.Context, ms []*member, leaveRunning 
 	}
 	var errs []error
 	for _, m := range ms {
+		d.markEnding(m.t.PID)
 		kctx, cancel := context.WithTimeout(ctx, freezeTimeout)
 		errs = append(errs, m.cg.Kill(kctx), m.cg.Dissolve(kctx))
 		cancel()

@@ -35,6 +35,9 @@ type RestoreRequest struct {
 	// ports (HOSTPORT:PORT[/tcp|/udp]) instead of its original's; a copy
 	// publishes none unless asked.
 	Publish []string
+	// A restart sets these: its count and how it was run.
+	restarts int
+	launch   *store.Launch
 }
 
 // Restore verifies a checkpoint and restores it. Verification runs beside
@@ -67,6 +70,9 @@ func (d *Daemon) Restore(ctx context.Context, req RestoreRequest) (*TargetStatus
 		return nil, err
 	}
 	defer unlock()
+	if req.launch == nil {
+		d.halt(ref.Key(), false) // a user's restore: its restarts are on again
+	}
 
 	var t *store.Target
 	var warnings []string
@@ -83,7 +89,7 @@ func (d *Daemon) Restore(ctx context.Context, req RestoreRequest) (*TargetStatus
 	if ref.Kind == store.KindContainer {
 		t, warnings, err = d.restoreContainer(ctx, c, ref, d.verifyAsync(ctx, c), false)
 	} else {
-		how := &restoreHow{TCPClose: req.TCPClose, Publish: publish}
+		how := &restoreHow{TCPClose: req.TCPClose, Publish: publish, restarts: req.restarts, launch: req.launch}
 		t, err = d.restore(ctx, c, ref, d.store.Dir(c.ID), d.verifyAsync(ctx, c), how)
 		warnings = how.warnings
 		if err == nil {
@@ -142,8 +148,10 @@ type restoreHow struct {
 	// ScaleToZero is recorded with it.
 	Keep        *network.Attachment
 	ScaleToZero *store.ScaleToZero
-	warnings    []string // set by restore: what it could not give back as saved
-	LazyPages   *os.File // a socket to the source's page server
+	warnings    []string      // set by restore: what it could not give back as saved
+	restarts    int           // a restart's count, recorded with it
+	launch      *store.Launch // how it was run, for its next restart
+	LazyPages   *os.File      // a socket to the source's page server
 	LazyLog     string
 	lazy        *criu.LazyPages // set by restore: the daemon filling memory
 }
@@ -214,7 +222,7 @@ func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.Tar
 		return nil, err
 	}
 	defer d.closeWork(work, &err)
-	t := &store.Target{TargetRef: ref, RestoredFrom: c.ID, Network: netA, ScaleToZero: how.ScaleToZero}
+	t := &store.Target{TargetRef: ref, RestoredFrom: c.ID, Network: netA, ScaleToZero: how.ScaleToZero, Restarts: how.restarts, Launch: how.launch}
 	if how.LazyPages != nil {
 		t.Filling = "its memory is still arriving by post-copy"
 	}

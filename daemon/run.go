@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/ckptd/ckptd/errdefs"
+	"github.com/ckptd/ckptd/limits"
+	"github.com/ckptd/ckptd/logfile"
 	"github.com/ckptd/ckptd/network"
 	"github.com/ckptd/ckptd/notify"
 	"github.com/ckptd/ckptd/proc"
@@ -50,6 +52,15 @@ type RunRequest struct {
 	// Memory (bytes) and CPUs bound it (0: unbounded).
 	Memory int64
 	CPUs   float64
+	// Restart is no, always or on-failure[:N]; RestartFromCheckpoint
+	// restores its newest checkpoint instead of running it again.
+	Restart               string
+	RestartFromCheckpoint bool
+	// A restart sets these, parsed already, and counts itself.
+	restart  *store.RestartPolicy
+	limits   *limits.Limits
+	log      *logfile.Policy
+	restarts int
 }
 
 // Run starts a workload as pid 1 of a new PID namespace.
@@ -84,11 +95,23 @@ func (d *Daemon) Run(ctx context.Context, req RunRequest) (*TargetStatus, error)
 	if err != nil {
 		return nil, err
 	}
+	restart, err := parseRestart(req.Restart, req.RestartFromCheckpoint)
+	if err != nil {
+		return nil, err
+	}
+	if req.restart != nil {
+		restart, lim, logs = req.restart, req.limits, req.log
+	} else {
+		d.halt(store.TargetRef{Kind: store.KindWorkload, Name: req.Name}.Key(), false) // a user's run
+	}
+	if restart != nil && req.TTY {
+		return nil, fmt.Errorf("--restart with -t: a terminal session is not restarted yet: %w", errdefs.ErrInvalidArgument)
+	}
 	hooks, err := parseHooks(req.Hooks)
 	if err != nil {
 		return nil, err
 	}
-	ref := store.TargetRef{Kind: store.KindWorkload, Name: req.Name, Command: req.Args, Notify: notifyName(req.Name, netSpec), Hooks: hooks, Log: logs, Limits: lim}
+	ref := store.TargetRef{Kind: store.KindWorkload, Name: req.Name, Command: req.Args, Notify: notifyName(req.Name, netSpec), Hooks: hooks, Log: logs, Limits: lim, Restart: restart}
 	if user != nil {
 		ref.Owner = user.Uid
 	}
@@ -116,7 +139,8 @@ func (d *Daemon) Run(ctx context.Context, req RunRequest) (*TargetStatus, error)
 		// Recorded before it runs: a ckptd killed from here on finds it
 		// at its next start; one killed before leaves nothing running.
 		ref.PID, ref.LogPath = pid, logPath
-		t = &store.Target{TargetRef: ref, Created: time.Now().UTC(), ScaleToZero: stz}
+		t = &store.Target{TargetRef: ref, Created: time.Now().UTC(), ScaleToZero: stz,
+			Launch: &store.Launch{Env: req.Env, Dir: req.Dir, User: req.User, Net: req.Net, Publish: req.Publish}, Restarts: req.restarts}
 		if st, err := proc.ReadStat(pid); err == nil {
 			t.StartTime = st.StartTime
 		}
@@ -138,7 +162,8 @@ func (d *Daemon) Run(ctx context.Context, req RunRequest) (*TargetStatus, error)
 		return nil, fmt.Errorf("run %s: %w", req.Name, err)
 	}
 	d.log.Info("workload started", "name", req.Name, "pid", pid, "command", req.Args)
-	if err := d.settled(ctx, t); err != nil {
+	// One that restarts may end at once: its policy takes it from there.
+	if err := d.settled(ctx, t); err != nil && restart == nil {
 		return nil, fmt.Errorf("run %s: %w", req.Name, err)
 	}
 	if stz != nil {

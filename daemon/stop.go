@@ -29,7 +29,13 @@ func (d *Daemon) Stop(ctx context.Context, target string, timeout time.Duration)
 	if err != nil {
 		return false, fmt.Errorf("%s: ckptd ends only what it launched or restored: %w", target, err)
 	}
+	if t.Restart != nil {
+		d.halt(t.Key(), true) // and between two restarts, the next is off
+	}
 	if err := d.Kill(ctx, target, int(unix.SIGTERM)); err != nil {
+		if t.Restart != nil && errdefs.IsFailedPrecondition(err) && !d.alive(t) {
+			return false, nil
+		}
 		return false, err
 	}
 	if d.waitGone(ctx, t.PID, t.StartTime, timeout) {

@@ -156,7 +156,15 @@ func (d *Daemon) Kill(ctx context.Context, target string, sig int) error {
 		return fmt.Errorf("%s was not launched or restored by ckptd, which ends only what it launched or restored: %w",
 			target, errdefs.ErrFailedPrecondition)
 	}
+	unmark := func() {}
+	if s := unix.Signal(sig); s == unix.SIGKILL || s == unix.SIGTERM || s == unix.SIGINT {
+		unmark = d.markEnding(t.PID) // a user's end: no restart
+		d.halt(t.Key(), true)
+	}
 	err = proc.Signal(t.PID, t.StartTime, unix.Signal(sig)) // never a PID reused meanwhile
+	if err != nil {
+		unmark()
+	}
 	if errors.Is(err, proc.ErrGone) {
 		return fmt.Errorf("%s is not running: %w", target, errdefs.ErrFailedPrecondition)
 	}

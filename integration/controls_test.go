@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -242,4 +243,56 @@ func removeCgroups(t *testing.T, d *daemon) {
 			t.Errorf("remove %s: %v", base, err)
 		}
 	}
+}
+
+// starts counts a workload's "start" lines.
+func starts(d *daemon, name string) int { return strings.Count(d.must("logs", name), "start\n") }
+
+// TestRestartPolicy: --restart on-failure:N restarts a failing workload N
+// times, always restarts one that exits 0 until it is stopped, and
+// neither stop nor a checkpoint that ends a workload restarts it; with
+// --restart-from-checkpoint a crashed workload comes back from its newest
+// checkpoint, memory and all.
+func TestRestartPolicy(t *testing.T) {
+	d := startDaemon(t)
+	d.must("run", "--name", "flaky", "--restart", "on-failure:2", "--", "sh", "-c", "echo start; exit 3")
+	waitFor(t, "two restarts", func() bool { return starts(d, "flaky") == 3 })
+	time.Sleep(2 * time.Second)
+	if n := starts(d, "flaky"); n != 3 || !strings.Contains(d.workload("flaky").Exit, "exited 3") {
+		t.Fatalf("on-failure:2 started it %d times, exit %q", n, d.workload("flaky").Exit)
+	}
+
+	d.must("run", "--name", "steady", "--restart", "always", "--", "sh", "-c", "echo start; sleep 1")
+	waitFor(t, "a clean exit restarted", func() bool { return starts(d, "steady") >= 3 })
+	waitFor(t, "steady running", func() bool { return d.workload("steady").Running })
+	d.must("stop", "steady", "--time", "1")
+	n := starts(d, "steady")
+	time.Sleep(2 * time.Second)
+	if m := starts(d, "steady"); m != n {
+		t.Fatalf("a stopped workload was restarted: %d starts, then %d", n, m)
+	}
+
+	d.must("run", "--name", "crash2", "--restart", "always", "--restart-from-checkpoint", "--", bins.memload, "--mib", "8")
+	w := d.workload("crash2")
+	waitFor(t, "crash2 ready", func() bool { return strings.Contains(readFile(w.Ref.LogPath), "ready") })
+	d.create("crash2", "--name", "c2") // a checkpoint that ends it: no restart
+	time.Sleep(2 * time.Second)
+	if x := d.workload("crash2"); x.Running {
+		t.Fatalf("a checkpoint's end restarted it: %+v", x)
+	}
+	d.must("restore", "c2")
+	x := d.workload("crash2")
+	before := loadStatus(t, x.Ref.PID, x.Ref.LogPath)
+	d.create("crash2", "--leave-running", "--name", "c3")
+	syscall.Kill(x.Ref.PID, syscall.SIGKILL) // it dies, not by ckptd's hand (an OOM kill, say)
+	waitFor(t, "crash2 back from its checkpoint", func() bool {
+		y := d.workload("crash2")
+		return y.Running && y.Ref.PID != x.Ref.PID
+	})
+	y := d.workload("crash2")
+	if y.RestoredFrom == "" {
+		t.Fatalf("crash2 came back, but not from a checkpoint: %+v", y)
+	}
+	continues(t, before, loadStatus(t, y.Ref.PID, y.Ref.LogPath))
+	d.must("kill", "crash2")
 }

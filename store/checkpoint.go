@@ -54,6 +54,18 @@ type TargetRef struct {
 	// Limits bound its memory and CPU (run --memory, --cpus), in cgroups
 	// ckptd makes for it; every restore of it gets them again.
 	Limits *limits.Limits `json:"limits,omitempty"`
+	// Restart is what happens when it ends on its own (run --restart).
+	Restart *RestartPolicy `json:"restart,omitempty"`
+}
+
+// RestartPolicy restarts a workload that ends on its own: not one a
+// user, a checkpoint or a migration ended.
+type RestartPolicy struct {
+	Always bool `json:"always,omitempty"` // else only after a failure (non-zero exit, a signal)
+	Max    int  `json:"max,omitempty"`    // at most this many restarts (0: no bound)
+	// FromCheckpoint restores its newest sealed checkpoint instead of
+	// starting its command again, once it has one.
+	FromCheckpoint bool `json:"from_checkpoint,omitempty"`
 }
 
 // Terminal is a tree's terminal session: a pseudo-terminal whose master

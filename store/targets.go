@@ -43,6 +43,18 @@ type Target struct {
 	// ScaleToZero is set when ckptd holds its published ports and puts it
 	// to sleep and wakes it (package activator).
 	ScaleToZero *ScaleToZero `json:"scale_to_zero,omitempty"`
+	// Launch is how run started it, for a restart; Restarts counts them.
+	Launch   *Launch `json:"launch,omitempty"`
+	Restarts int     `json:"restarts,omitempty"`
+}
+
+// Launch is what run was given beyond the command (TargetRef.Command).
+type Launch struct {
+	Env     []string `json:"env,omitempty"`
+	Dir     string   `json:"dir,omitempty"`
+	User    string   `json:"user,omitempty"`
+	Net     string   `json:"net,omitempty"`
+	Publish []string `json:"publish,omitempty"`
 }
 
 // ScaleToZero is a workload that sleeps when idle and wakes on its next

@@ -1064,26 +1064,28 @@ func (*RemoveScheduleResponse) Descriptor() ([]byte, []int) {
 }
 
 type RunRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Args          []string               `protobuf:"bytes,2,rep,name=args,proto3" json:"args,omitempty"`
-	Env           []string               `protobuf:"bytes,3,rep,name=env,proto3" json:"env,omitempty"`
-	Dir           string                 `protobuf:"bytes,4,opt,name=dir,proto3" json:"dir,omitempty"`
-	Tty           bool                   `protobuf:"varint,5,opt,name=tty,proto3" json:"tty,omitempty"` // a terminal session (see Attach) of rows x cols
-	Rows          uint32                 `protobuf:"varint,6,opt,name=rows,proto3" json:"rows,omitempty"`
-	Cols          uint32                 `protobuf:"varint,7,opt,name=cols,proto3" json:"cols,omitempty"`
-	User          string                 `protobuf:"bytes,8,opt,name=user,proto3" json:"user,omitempty"`                                      // UID[:GID] or a name to run as (root callers; others run as themselves)
-	Net           string                 `protobuf:"bytes,9,opt,name=net,proto3" json:"net,omitempty"`                                        // private (the default where ckptd has the CNI plugins), host or none
-	Publish       []string               `protobuf:"bytes,10,rep,name=publish,proto3" json:"publish,omitempty"`                               // HOSTPORT:PORT[/tcp|/udp], with net private
-	ScaleToZero   bool                   `protobuf:"varint,11,opt,name=scale_to_zero,json=scaleToZero,proto3" json:"scale_to_zero,omitempty"` // ckptd holds the published ports, hibernates and wakes it
-	IdleAfterNs   int64                  `protobuf:"varint,12,opt,name=idle_after_ns,json=idleAfterNs,proto3" json:"idle_after_ns,omitempty"` // with scale_to_zero: hibernate after this long with no connection (0: by hand)
-	Hooks         []string               `protobuf:"bytes,13,rep,name=hooks,proto3" json:"hooks,omitempty"`                                   // prepare=CMD, sealed=CMD, restored=CMD: run in its namespaces
-	LogMaxSize    int64                  `protobuf:"varint,14,opt,name=log_max_size,json=logMaxSize,proto3" json:"log_max_size,omitempty"`    // its log is copied aside and emptied past this (0: the daemon's)
-	LogMaxFiles   int32                  `protobuf:"varint,15,opt,name=log_max_files,json=logMaxFiles,proto3" json:"log_max_files,omitempty"` // files its log keeps, the live one included (0: the daemon's)
-	Memory        int64                  `protobuf:"varint,16,opt,name=memory,proto3" json:"memory,omitempty"`                                // bytes it may use (0: unbounded), kept across checkpoint and restore
-	Cpus          float64                `protobuf:"fixed64,17,opt,name=cpus,proto3" json:"cpus,omitempty"`                                   // CPUs' worth of time it may use (0: unbounded)
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state                 protoimpl.MessageState `protogen:"open.v1"`
+	Name                  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Args                  []string               `protobuf:"bytes,2,rep,name=args,proto3" json:"args,omitempty"`
+	Env                   []string               `protobuf:"bytes,3,rep,name=env,proto3" json:"env,omitempty"`
+	Dir                   string                 `protobuf:"bytes,4,opt,name=dir,proto3" json:"dir,omitempty"`
+	Tty                   bool                   `protobuf:"varint,5,opt,name=tty,proto3" json:"tty,omitempty"` // a terminal session (see Attach) of rows x cols
+	Rows                  uint32                 `protobuf:"varint,6,opt,name=rows,proto3" json:"rows,omitempty"`
+	Cols                  uint32                 `protobuf:"varint,7,opt,name=cols,proto3" json:"cols,omitempty"`
+	User                  string                 `protobuf:"bytes,8,opt,name=user,proto3" json:"user,omitempty"`                                                                    // UID[:GID] or a name to run as (root callers; others run as themselves)
+	Net                   string                 `protobuf:"bytes,9,opt,name=net,proto3" json:"net,omitempty"`                                                                      // private (the default where ckptd has the CNI plugins), host or none
+	Publish               []string               `protobuf:"bytes,10,rep,name=publish,proto3" json:"publish,omitempty"`                                                             // HOSTPORT:PORT[/tcp|/udp], with net private
+	ScaleToZero           bool                   `protobuf:"varint,11,opt,name=scale_to_zero,json=scaleToZero,proto3" json:"scale_to_zero,omitempty"`                               // ckptd holds the published ports, hibernates and wakes it
+	IdleAfterNs           int64                  `protobuf:"varint,12,opt,name=idle_after_ns,json=idleAfterNs,proto3" json:"idle_after_ns,omitempty"`                               // with scale_to_zero: hibernate after this long with no connection (0: by hand)
+	Hooks                 []string               `protobuf:"bytes,13,rep,name=hooks,proto3" json:"hooks,omitempty"`                                                                 // prepare=CMD, sealed=CMD, restored=CMD: run in its namespaces
+	LogMaxSize            int64                  `protobuf:"varint,14,opt,name=log_max_size,json=logMaxSize,proto3" json:"log_max_size,omitempty"`                                  // its log is copied aside and emptied past this (0: the daemon's)
+	LogMaxFiles           int32                  `protobuf:"varint,15,opt,name=log_max_files,json=logMaxFiles,proto3" json:"log_max_files,omitempty"`                               // files its log keeps, the live one included (0: the daemon's)
+	Memory                int64                  `protobuf:"varint,16,opt,name=memory,proto3" json:"memory,omitempty"`                                                              // bytes it may use (0: unbounded), kept across checkpoint and restore
+	Cpus                  float64                `protobuf:"fixed64,17,opt,name=cpus,proto3" json:"cpus,omitempty"`                                                                 // CPUs' worth of time it may use (0: unbounded)
+	Restart               string                 `protobuf:"bytes,18,opt,name=restart,proto3" json:"restart,omitempty"`                                                             // no, always, on-failure[:N]: when it ends on its own
+	RestartFromCheckpoint bool                   `protobuf:"varint,19,opt,name=restart_from_checkpoint,json=restartFromCheckpoint,proto3" json:"restart_from_checkpoint,omitempty"` // restart from its newest checkpoint, once it has one
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *RunRequest) Reset() {
@@ -1233,6 +1235,20 @@ func (x *RunRequest) GetCpus() float64 {
 		return x.Cpus
 	}
 	return 0
+}
+
+func (x *RunRequest) GetRestart() string {
+	if x != nil {
+		return x.Restart
+	}
+	return ""
+}
+
+func (x *RunRequest) GetRestartFromCheckpoint() bool {
+	if x != nil {
+		return x.RestartFromCheckpoint
+	}
+	return false
 }
 
 type HibernateRequest struct {
@@ -4953,7 +4969,7 @@ const file_ckptd_proto_rawDesc = "" +
 	"\tschedules\x18\x01 \x03(\v2\x12.ckptd.v1.ScheduleR\tschedules\"/\n" +
 	"\x15RemoveScheduleRequest\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\"\x18\n" +
-	"\x16RemoveScheduleResponse\"\xa2\x03\n" +
+	"\x16RemoveScheduleResponse\"\xf4\x03\n" +
 	"\n" +
 	"RunRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
@@ -4974,7 +4990,9 @@ const file_ckptd_proto_rawDesc = "" +
 	"logMaxSize\x12\"\n" +
 	"\rlog_max_files\x18\x0f \x01(\x05R\vlogMaxFiles\x12\x16\n" +
 	"\x06memory\x18\x10 \x01(\x03R\x06memory\x12\x12\n" +
-	"\x04cpus\x18\x11 \x01(\x01R\x04cpus\"&\n" +
+	"\x04cpus\x18\x11 \x01(\x01R\x04cpus\x12\x18\n" +
+	"\arestart\x18\x12 \x01(\tR\arestart\x126\n" +
+	"\x17restart_from_checkpoint\x18\x13 \x01(\bR\x15restartFromCheckpoint\"&\n" +
 	"\x10HibernateRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"!\n" +
 	"\vWakeRequest\x12\x12\n" +
