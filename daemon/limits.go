@@ -43,7 +43,11 @@ func (d *Daemon) limitRestore(c *store.Checkpoint, ref store.TargetRef) (map[str
 	if d.limits == nil {
 		return nil, fmt.Errorf("checkpoint %s was taken with --memory or --cpus: %v: %w", c.Name, d.limitsErr, errdefs.ErrFailedPrecondition)
 	}
-	for _, name := range []string{c.Target.Name, ref.Name} {
+	names := []string{ref.Name}
+	if c.Target.Name != ref.Name {
+		names = append(names, c.Target.Name)
+	}
+	for _, name := range names {
 		if err := d.limits.Apply(name, 0, *c.Target.Limits); err != nil {
 			return nil, err
 		}

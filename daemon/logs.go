@@ -62,15 +62,7 @@ func (d *Daemon) Logs(ctx context.Context, req LogsRequest, send func([]byte) er
 	}
 	buf := make([]byte, logChunk)
 	for {
-		n, err := f.ReadAt(buf, off)
-		if n > 0 {
-			if err := send(buf[:n]); err != nil {
-				return err
-			}
-			off += int64(n)
-			continue
-		}
-		if err != nil && !errors.Is(err, io.EOF) {
+		if off, err = sendRest(f, off, buf, send); err != nil {
 			return fmt.Errorf("logs of %s: %w", req.Name, err)
 		}
 		// At the end: done, unless following a target that still runs (its
@@ -159,18 +151,25 @@ func sendFrom(path string, off int64, buf []byte, send func([]byte) error) error
 		return err
 	}
 	defer f.Close()
+	_, err = sendRest(f, off, buf, send)
+	return err
+}
+
+// sendRest sends what r holds from off to its end, in chunks of buf's
+// size, and returns where it ended.
+func sendRest(r io.ReaderAt, off int64, buf []byte, send func([]byte) error) (int64, error) {
 	for {
-		n, err := f.ReadAt(buf, off)
+		n, err := r.ReadAt(buf, off)
 		if n > 0 {
 			if err := send(buf[:n]); err != nil {
-				return err
+				return off, err
 			}
 			off += int64(n)
 			continue
 		}
 		if errors.Is(err, io.EOF) {
-			return nil
+			return off, nil
 		}
-		return err
+		return off, err
 	}
 }
