@@ -81,6 +81,9 @@ func (s *Store) Groups(ctx context.Context) ([]*Group, error) {
 	var out []*Group
 	for _, p := range paths {
 		g, err := readGroup(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue // removed since the glob: a retention or an rm
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -110,3 +110,25 @@ func TestUnpublishTakesBackAMember(t *testing.T) {
 		t.Fatal("a second Unpublish succeeded")
 	}
 }
+
+// TestGroupsWhileOneGoes: a record that goes between the listing of the
+// directory and its read (a retention removing a group while ls runs) is
+// skipped, not an error. A dangling link stands in for it: the glob finds
+// it and the read finds nothing.
+func TestGroupsWhileOneGoes(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, t.TempDir())
+	g := &Group{ID: NewID(), Name: "kept"}
+	c := member(t, s, "a-1", g.ID)
+	g.Members = []GroupMember{{Checkpoint: c.ID, Name: c.Name, Target: c.Target}}
+	if err := s.PutGroup(ctx, g); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("gone", s.layout.Group("gone")); err != nil {
+		t.Fatal(err)
+	}
+	gs, err := s.Groups(ctx)
+	if err != nil || len(gs) != 1 || gs[0].Name != "kept" {
+		t.Fatalf("Groups = %v, %v; want the kept group alone", gs, err)
+	}
+}
