@@ -24,6 +24,9 @@ func targetToAPI(t *daemon.TargetStatus) *apiv1.Target {
 		Schedule: scheduleToAPI(t.Schedule), LastCheckpoint: t.LastCheckpoint, LastCheckpointUnixNano: unixNano(t.LastCheckpointAt),
 		Terminal: t.Terminal != nil, Attached: int32(t.Attached), TerminalError: t.TerminalError,
 	}
+	if p := t.Persisted; p != nil {
+		out.Persist, out.PersistCheckpoint, out.PersistError = true, p.Checkpoint, p.Error
+	}
 	if n := t.Network; n != nil {
 		out.Network, out.Ip = network.Private, n.IP
 		if n.LoopbackOnly {

@@ -39,7 +39,15 @@ func (s *Server) Run(ctx context.Context, r *apiv1.RunRequest) (*apiv1.Target, e
 		TTY: r.GetTty(), Size: term.Size{Rows: uint16(r.GetRows()), Cols: uint16(r.GetCols())}, Net: r.GetNet(), Publish: r.GetPublish(),
 		ScaleToZero: r.GetScaleToZero(), IdleAfter: time.Duration(r.GetIdleAfterNs()), Hooks: r.GetHooks(),
 		LogMaxSize: r.GetLogMaxSize(), LogMaxFiles: int(r.GetLogMaxFiles()), Memory: r.GetMemory(), CPUs: r.GetCpus(),
-		Restart: r.GetRestart(), RestartFromCheckpoint: r.GetRestartFromCheckpoint()})
+		Restart: r.GetRestart(), RestartFromCheckpoint: r.GetRestartFromCheckpoint(), Persist: r.GetPersist()})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return targetToAPI(t), nil
+}
+
+func (s *Server) Persist(ctx context.Context, r *apiv1.PersistRequest) (*apiv1.Target, error) {
+	t, err := s.d.Persist(ctx, r.GetTarget(), r.GetOn())
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -66,6 +66,13 @@ type Config struct {
 	// flight ("2m", the default). A migration whose destination may
 	// already run the target is always waited for, to its restore timeout.
 	ShutdownGrace string `toml:"shutdown_grace"`
+	// CheckpointOnStop treats every stop as a shutdown: the persisted
+	// targets are checkpointed and stopped. Without it only a stop during
+	// the system's shutdown (systemd's "stopping" state) does so.
+	CheckpointOnStop bool `toml:"checkpoint_on_stop"`
+	// ShutdownCheckpoint bounds that work ("2m30s", the default): with
+	// shutdown_grace it must fit the unit's TimeoutStopSec (5 min).
+	ShutdownCheckpoint string `toml:"shutdown_checkpoint_timeout"`
 	// CRIUConfig is a CRIU configuration file applied to every dump and
 	// restore (CRIU's own option syntax), for options ckptd has no flag for.
 	CRIUConfig string `toml:"criu_config"`
@@ -215,6 +222,9 @@ func (c Config) Validate() error {
 	if _, err := c.Grace(); err != nil {
 		return err
 	}
+	if _, err := c.ShutdownCheckpointTimeout(); err != nil {
+		return err
+	}
 	if _, err := c.PeerIdle(); err != nil {
 		return err
 	}
@@ -279,6 +289,18 @@ func (c Config) Grace() (time.Duration, error) {
 	d, err := time.ParseDuration(c.ShutdownGrace)
 	if err != nil || d < 0 {
 		return 0, fmt.Errorf("shutdown_grace %q: want a duration such as 2m: %w", c.ShutdownGrace, errdefs.ErrInvalidArgument)
+	}
+	return d, nil
+}
+
+// ShutdownCheckpointTimeout parses ShutdownCheckpoint (default 2m30s).
+func (c Config) ShutdownCheckpointTimeout() (time.Duration, error) {
+	if c.ShutdownCheckpoint == "" {
+		return 150 * time.Second, nil
+	}
+	d, err := time.ParseDuration(c.ShutdownCheckpoint)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("shutdown_checkpoint_timeout %q: want a duration such as 2m30s: %w", c.ShutdownCheckpoint, errdefs.ErrInvalidArgument)
 	}
 	return d, nil
 }

@@ -43,6 +43,17 @@ func TestLoad(t *testing.T) {
 		{name: "default grace", body: "\n",
 			check: func(c Config) bool { g, err := c.Grace(); return err == nil && g == 2*time.Minute }},
 		{name: "bad grace", body: "shutdown_grace = \"soon\"\n", wantErr: "shutdown_grace"},
+		{name: "shutdown checkpoint", body: "checkpoint_on_stop = true\nshutdown_checkpoint_timeout = \"90s\"\n",
+			check: func(c Config) bool {
+				d, err := c.ShutdownCheckpointTimeout()
+				return err == nil && d == 90*time.Second && c.CheckpointOnStop
+			}},
+		{name: "shutdown checkpoint default", body: "",
+			check: func(c Config) bool {
+				d, err := c.ShutdownCheckpointTimeout()
+				return err == nil && d == 150*time.Second
+			}},
+		{name: "bad shutdown checkpoint", body: "shutdown_checkpoint_timeout = \"0s\"\n", wantErr: "shutdown_checkpoint_timeout"},
 		{name: "scrub", body: "scrub_interval = \"24h\"\nscrub_rate_mib = 10\n",
 			check: func(c Config) bool {
 				d, err := c.Scrub()

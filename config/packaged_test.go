@@ -26,10 +26,13 @@ func TestPackagedConfig(t *testing.T) {
 	di, _ := d.PeerIdle()
 	cg, _ := c.Grace()
 	dg, _ := d.Grace()
-	if ci != di || cg != dg || c.PeerMaxIncoming != 4 || len(c.PeerAllow) != 0 {
+	cs, _ := c.ShutdownCheckpointTimeout()
+	ds, _ := d.ShutdownCheckpointTimeout()
+	if ci != di || cg != dg || cs != ds || c.PeerMaxIncoming != 4 || len(c.PeerAllow) != 0 {
 		t.Fatalf("packaged peer timeout %s, grace %s, max incoming %d, allow %v; defaults %s, %s, 4, none", ci, cg, c.PeerMaxIncoming, c.PeerAllow, di, dg)
 	}
 	c.PeerTimeout, c.ShutdownGrace, c.PeerMaxIncoming, c.PeerAllow = d.PeerTimeout, d.ShutdownGrace, d.PeerMaxIncoming, d.PeerAllow
+	c.ShutdownCheckpoint = d.ShutdownCheckpoint
 	if !reflect.DeepEqual(c, d) {
 		t.Fatalf("packaged config differs from the defaults:\n%+v\n%+v", c, d)
 	}

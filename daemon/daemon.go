@@ -154,7 +154,8 @@ type Daemon struct {
 	logs           logfile.Policy
 	limits         Limiter
 	limitsErr      error
-	stopRotating   context.CancelFunc
+	stopBackground context.CancelFunc // log rotation, the restores at start
+	background     sync.WaitGroup
 
 	locks  *keylock.Locks // one per target: work on a target is serialized
 	sched  *schedule.Scheduler
@@ -203,13 +204,15 @@ func New(ctx context.Context, p Parts) (*Daemon, error) {
 		d.sup.OnEnd(func(pid int) { d.releaseEndedNetworks(); d.restartEnded(pid) })
 	}
 	rctx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	d.stopRotating = stop
+	d.stopBackground = stop
 	go d.rotateLogs(rctx)
 	sched, err := schedule.New(ctx, p.Log, p.Store, scheduled{d}, d.events)
 	if err != nil {
 		return nil, err
 	}
 	d.sched = sched
+	d.background.Add(1)
+	go func() { defer d.background.Done(); d.restorePersisted(rctx) }()
 	return d, nil
 }
 
@@ -225,7 +228,8 @@ func (d *Daemon) Subscribe(ctx context.Context) (*events.Sub, func(), error) {
 
 // Close stops the schedules, waiting for checkpoints they are taking.
 func (d *Daemon) Close() {
-	d.stopRotating()
+	d.stopBackground()
+	d.background.Wait()
 	d.sched.Close()
 	d.closeActivator()
 	// What ended just before is let go of now, not at the next start,

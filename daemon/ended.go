@@ -97,6 +97,9 @@ func (d *Daemon) forgetEnded(ctx context.Context, key string) (bool, error) {
 	if err := d.store.DeleteTarget(ctx, key); err != nil {
 		return false, err
 	}
+	if err := d.store.Unpersist(ctx, key); err != nil {
+		return false, err
+	}
 	if err := d.forgetLimits(t); err != nil {
 		d.log.Warn("remove a forgotten workload's cgroups", "target", t.Key(), "err", err)
 	}

@@ -101,6 +101,7 @@ func (d *Daemon) Restore(ctx context.Context, req RestoreRequest) (*TargetStatus
 		return nil, fmt.Errorf("restore %s: %w", c.Name, err)
 	}
 	d.log.Info("restored", "checkpoint", c.ID, "target", t.Key(), "pid", t.PID)
+	d.persistRestored(ctx, t.Key())
 	d.events.Publish(events.Event{Kind: events.Restored, Target: t.Key(), Checkpoint: c.ID, Name: c.Name,
 		Duration: time.Since(start), Bytes: c.Size()})
 	s := d.status(t)

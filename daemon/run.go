@@ -56,6 +56,8 @@ type RunRequest struct {
 	// restores its newest checkpoint instead of running it again.
 	Restart               string
 	RestartFromCheckpoint bool
+	// Persist has it outlive reboots (see Persist).
+	Persist bool
 	// A restart sets these, parsed already, and counts itself.
 	restart  *store.RestartPolicy
 	limits   *limits.Limits
@@ -165,6 +167,11 @@ func (d *Daemon) Run(ctx context.Context, req RunRequest) (*TargetStatus, error)
 	// One that restarts may end at once: its policy takes it from there.
 	if err := d.settled(ctx, t); err != nil && restart == nil {
 		return nil, fmt.Errorf("run %s: %w", req.Name, err)
+	}
+	if req.Persist {
+		if err := d.markPersisted(ctx, t.TargetRef); err != nil {
+			return nil, fmt.Errorf("run %s: it runs, but is not persisted: %w", req.Name, err)
+		}
 	}
 	if stz != nil {
 		if err := d.holdPorts(t); err != nil {

@@ -31,6 +31,9 @@ type TargetStatus struct {
 	LastCheckpointAt time.Time
 	Attached         int    // clients attached to its terminal session
 	TerminalError    string // why its terminal's holder did not answer
+	// Persisted is set when it outlives reboots: what the last shutdown
+	// took of it, and why that or its restore failed.
+	Persisted *store.Persisted
 }
 
 // Ps lists known targets and containerd's containers; all includes the
@@ -67,11 +70,11 @@ func (d *Daemon) Ps(ctx context.Context, all bool) (out []*TargetStatus, warning
 		go d.releaseEndedNetworks() // they ended out of ckptd's sight
 	}
 	if !caller.IsRoot() {
-		return out, nil, d.annotate(ctx, out) // containers are root's
+		return d.annotate(ctx, out, nil) // containers are root's
 	}
 	cs, err := d.containerStatuses(ctx, all, containers)
 	if err != nil {
-		return out, []string{fmt.Sprintf("containers not listed: %v", err)}, d.annotate(ctx, out)
+		return d.annotate(ctx, out, []string{fmt.Sprintf("containers not listed: %v", err)})
 	}
 	out = append(out, cs...)
 	if all {
@@ -79,7 +82,7 @@ func (d *Daemon) Ps(ctx context.Context, all bool) (out []*TargetStatus, warning
 			out = append(out, d.status(t))
 		}
 	}
-	return out, nil, d.annotate(ctx, out)
+	return d.annotate(ctx, out, nil)
 }
 
 func (d *Daemon) alive(t *store.Target) bool { return proc.Alive(t.PID, t.StartTime) }
@@ -104,16 +107,31 @@ func (d *Daemon) status(t *store.Target) *TargetStatus {
 	return s
 }
 
-// annotate adds each target's schedule and newest checkpoint, reading
-// the index once.
-func (d *Daemon) annotate(ctx context.Context, ts []*TargetStatus) error {
+// annotate adds the persisted targets a shutdown checkpointed and the
+// start did not restore (listed until they run or are forgotten), and
+// each target's schedule, persistence and newest checkpoint, reading the
+// index once.
+func (d *Daemon) annotate(ctx context.Context, ts []*TargetStatus, warnings []string) ([]*TargetStatus, []string, error) {
+	pers := d.persisted(ctx)
+	listed := map[string]bool{}
+	for _, t := range ts {
+		listed[t.Key()] = true
+	}
+	for key, p := range pers {
+		if p.Checkpoint == "" || listed[key] || !access.From(ctx).Owns(p.Target.Owner) {
+			continue
+		}
+		if t, err := d.store.GetTarget(ctx, key); err == nil {
+			ts = append(ts, d.status(t))
+		}
+	}
 	scheds := map[string]schedule.Status{}
 	for _, s := range d.sched.List() {
 		scheds[s.Key] = s
 	}
 	all, err := d.store.List(ctx, store.Filter{})
 	if err != nil {
-		return err
+		return ts, warnings, err
 	}
 	newest := map[string]*store.Checkpoint{}
 	for _, c := range all { // oldest first: the last one of a key wins
@@ -126,8 +144,11 @@ func (d *Daemon) annotate(ctx context.Context, ts []*TargetStatus) error {
 		if c := newest[t.Key()]; c != nil {
 			t.LastCheckpoint, t.LastCheckpointAt = c.Name, c.Created
 		}
+		if p, ok := pers[t.Key()]; ok {
+			t.Persisted = &p
+		}
 	}
-	return nil
+	return ts, warnings, nil
 }
 
 // Kill sends sig (0: SIGKILL) to the root of a workload's tree (its PID

@@ -284,6 +284,9 @@ type target struct {
 	Ports        []string `json:"ports"`
 	Hibernated   bool     `json:"hibernated"`
 	WakeError    string   `json:"wake_error"`
+	Persist      bool     `json:"persist"`
+	PersistCkpt  string   `json:"persist_checkpoint"`
+	PersistError string   `json:"persist_error"`
 }
 
 func (d *daemon) ps() []target {

@@ -5,9 +5,11 @@
 package sdnotify
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"strings"
 )
 
@@ -54,4 +56,17 @@ func (n Notifier) Notify(status string, states ...string) error {
 		return fmt.Errorf("notify the service manager: %w", err)
 	}
 	return nil
+}
+
+// SystemStopping says whether the system is shutting down (systemd's
+// "stopping" state, as systemctl is-system-running reports it). It is
+// false when no service manager started ckptd, or when systemctl does
+// not answer within ctx.
+func (n Notifier) SystemStopping(ctx context.Context) bool {
+	if !n.Enabled() {
+		return false
+	}
+	// It exits non-zero for every state but "running": read what it says.
+	out, _ := exec.CommandContext(ctx, "systemctl", "is-system-running").Output()
+	return strings.TrimSpace(string(out)) == "stopping"
 }

@@ -1,7 +1,9 @@
 package sdnotify
 
 import (
+	"context"
 	"net"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -45,5 +47,25 @@ func TestNotify(t *testing.T) {
 	t.Setenv("NOTIFY_SOCKET", "")
 	if n := FromEnv(); n.Enabled() || n.Notify("", Ready) != nil {
 		t.Fatal("a notifier without a socket sent or failed")
+	}
+}
+
+// TestSystemStoppingNotHere: without a service manager, and on this host
+// (systemd installed, not running: systemctl says "offline"), no stop is
+// a shutdown. The "stopping" answer needs a real shutdown to see.
+func TestSystemStoppingNotHere(t *testing.T) {
+	ctx := context.Background()
+	if (Notifier{}).SystemStopping(ctx) {
+		t.Fatal("a ckptd no service manager started saw a shutdown")
+	}
+	if _, err := exec.LookPath("systemctl"); err != nil {
+		t.Fatalf("systemctl not found (make deps installs systemd): %v", err)
+	}
+	out, _ := exec.Command("systemctl", "is-system-running").Output()
+	if state := strings.TrimSpace(string(out)); state == "stopping" {
+		t.Fatalf("the system is shutting down (%q): this test cannot tell", state)
+	}
+	if (Notifier{socket: filepath.Join(t.TempDir(), "notify.sock")}).SystemStopping(ctx) {
+		t.Fatal("a stop outside a shutdown was taken for one")
 	}
 }

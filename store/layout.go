@@ -102,6 +102,9 @@ func (l Layout) NetNSDir() string   { return filepath.Join(l.Root, "netns") }
 func (l Layout) GroupsDir() string      { return filepath.Join(l.Root, "groups") }
 func (l Layout) Group(id string) string { return filepath.Join(l.GroupsDir(), id+".json") }
 
+// PersistedFile lists the targets that outlive a reboot.
+func (l Layout) PersistedFile() string { return filepath.Join(l.Root, "persisted.json") }
+
 // DumpImages is where a migration's source writes the images it sends.
 func (l Layout) DumpImages(id string) string { return filepath.Join(l.Dump(id), "images") }
 

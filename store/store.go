@@ -32,6 +32,8 @@ type Store struct {
 
 	bootID string
 
+	persistMu sync.Mutex // the persisted targets' read-modify-write
+
 	mu      sync.Mutex
 	pre     map[string]*prehasher // staged id -> background hashing of its images
 	busy    map[string]int        // id -> readers holding it (Acquire); rm refuses these

@@ -447,16 +447,19 @@ type Target struct {
 	Schedule               *Schedule              `protobuf:"bytes,10,opt,name=schedule,proto3" json:"schedule,omitempty"`                                   // ps: its schedule, if any
 	LastCheckpoint         string                 `protobuf:"bytes,11,opt,name=last_checkpoint,json=lastCheckpoint,proto3" json:"last_checkpoint,omitempty"` // ps: the name of its newest checkpoint
 	LastCheckpointUnixNano int64                  `protobuf:"varint,12,opt,name=last_checkpoint_unix_nano,json=lastCheckpointUnixNano,proto3" json:"last_checkpoint_unix_nano,omitempty"`
-	Terminal               bool                   `protobuf:"varint,13,opt,name=terminal,proto3" json:"terminal,omitempty"`                               // a terminal session ckptd holds
-	Attached               int32                  `protobuf:"varint,14,opt,name=attached,proto3" json:"attached,omitempty"`                               // clients attached to it now
-	TerminalError          string                 `protobuf:"bytes,15,opt,name=terminal_error,json=terminalError,proto3" json:"terminal_error,omitempty"` // why its terminal's holder did not answer
-	Network                string                 `protobuf:"bytes,16,opt,name=network,proto3" json:"network,omitempty"`                                  // "private" or "none": its own network namespace; empty: the host's
-	Ip                     string                 `protobuf:"bytes,17,opt,name=ip,proto3" json:"ip,omitempty"`                                            // its address there
-	Ports                  []string               `protobuf:"bytes,18,rep,name=ports,proto3" json:"ports,omitempty"`                                      // published, HOSTPORT:PORT/PROTO
-	Hibernated             bool                   `protobuf:"varint,19,opt,name=hibernated,proto3" json:"hibernated,omitempty"`                           // scaled to zero: ckptd holds its ports and wakes it on a connection
-	WakeError              string                 `protobuf:"bytes,20,opt,name=wake_error,json=wakeError,proto3" json:"wake_error,omitempty"`             // why its last wake failed
-	IdleAfterNs            int64                  `protobuf:"varint,21,opt,name=idle_after_ns,json=idleAfterNs,proto3" json:"idle_after_ns,omitempty"`    // hibernated after this long with no connection (0: by hand)
-	ScalesToZero           bool                   `protobuf:"varint,22,opt,name=scales_to_zero,json=scalesToZero,proto3" json:"scales_to_zero,omitempty"` // ckptd holds its published ports (run --idle-after)
+	Terminal               bool                   `protobuf:"varint,13,opt,name=terminal,proto3" json:"terminal,omitempty"`                                           // a terminal session ckptd holds
+	Attached               int32                  `protobuf:"varint,14,opt,name=attached,proto3" json:"attached,omitempty"`                                           // clients attached to it now
+	TerminalError          string                 `protobuf:"bytes,15,opt,name=terminal_error,json=terminalError,proto3" json:"terminal_error,omitempty"`             // why its terminal's holder did not answer
+	Network                string                 `protobuf:"bytes,16,opt,name=network,proto3" json:"network,omitempty"`                                              // "private" or "none": its own network namespace; empty: the host's
+	Ip                     string                 `protobuf:"bytes,17,opt,name=ip,proto3" json:"ip,omitempty"`                                                        // its address there
+	Ports                  []string               `protobuf:"bytes,18,rep,name=ports,proto3" json:"ports,omitempty"`                                                  // published, HOSTPORT:PORT/PROTO
+	Hibernated             bool                   `protobuf:"varint,19,opt,name=hibernated,proto3" json:"hibernated,omitempty"`                                       // scaled to zero: ckptd holds its ports and wakes it on a connection
+	WakeError              string                 `protobuf:"bytes,20,opt,name=wake_error,json=wakeError,proto3" json:"wake_error,omitempty"`                         // why its last wake failed
+	IdleAfterNs            int64                  `protobuf:"varint,21,opt,name=idle_after_ns,json=idleAfterNs,proto3" json:"idle_after_ns,omitempty"`                // hibernated after this long with no connection (0: by hand)
+	ScalesToZero           bool                   `protobuf:"varint,22,opt,name=scales_to_zero,json=scalesToZero,proto3" json:"scales_to_zero,omitempty"`             // ckptd holds its published ports (run --idle-after)
+	Persist                bool                   `protobuf:"varint,23,opt,name=persist,proto3" json:"persist,omitempty"`                                             // it outlives reboots (run --persist, ckptctl persist)
+	PersistCheckpoint      string                 `protobuf:"bytes,24,opt,name=persist_checkpoint,json=persistCheckpoint,proto3" json:"persist_checkpoint,omitempty"` // what the last shutdown took of it, not yet restored
+	PersistError           string                 `protobuf:"bytes,25,opt,name=persist_error,json=persistError,proto3" json:"persist_error,omitempty"`                // why that checkpoint, or its restore at start, failed
 	unknownFields          protoimpl.UnknownFields
 	sizeCache              protoimpl.SizeCache
 }
@@ -643,6 +646,27 @@ func (x *Target) GetScalesToZero() bool {
 		return x.ScalesToZero
 	}
 	return false
+}
+
+func (x *Target) GetPersist() bool {
+	if x != nil {
+		return x.Persist
+	}
+	return false
+}
+
+func (x *Target) GetPersistCheckpoint() string {
+	if x != nil {
+		return x.PersistCheckpoint
+	}
+	return ""
+}
+
+func (x *Target) GetPersistError() string {
+	if x != nil {
+		return x.PersistError
+	}
+	return ""
 }
 
 // A target's schedule: a --leave-running checkpoint every every_ns, pruned
@@ -1084,6 +1108,7 @@ type RunRequest struct {
 	Cpus                  float64                `protobuf:"fixed64,17,opt,name=cpus,proto3" json:"cpus,omitempty"`                                                                 // CPUs' worth of time it may use (0: unbounded)
 	Restart               string                 `protobuf:"bytes,18,opt,name=restart,proto3" json:"restart,omitempty"`                                                             // no, always, on-failure[:N]: when it ends on its own
 	RestartFromCheckpoint bool                   `protobuf:"varint,19,opt,name=restart_from_checkpoint,json=restartFromCheckpoint,proto3" json:"restart_from_checkpoint,omitempty"` // restart from its newest checkpoint, once it has one
+	Persist               bool                   `protobuf:"varint,20,opt,name=persist,proto3" json:"persist,omitempty"`                                                            // outlive reboots: checkpointed at a shutdown, restored at the next start
 	unknownFields         protoimpl.UnknownFields
 	sizeCache             protoimpl.SizeCache
 }
@@ -1251,6 +1276,65 @@ func (x *RunRequest) GetRestartFromCheckpoint() bool {
 	return false
 }
 
+func (x *RunRequest) GetPersist() bool {
+	if x != nil {
+		return x.Persist
+	}
+	return false
+}
+
+type PersistRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Target        string                 `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	On            bool                   `protobuf:"varint,2,opt,name=on,proto3" json:"on,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PersistRequest) Reset() {
+	*x = PersistRequest{}
+	mi := &file_ckptd_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PersistRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PersistRequest) ProtoMessage() {}
+
+func (x *PersistRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ckptd_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PersistRequest.ProtoReflect.Descriptor instead.
+func (*PersistRequest) Descriptor() ([]byte, []int) {
+	return file_ckptd_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *PersistRequest) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *PersistRequest) GetOn() bool {
+	if x != nil {
+		return x.On
+	}
+	return false
+}
+
 type HibernateRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -1260,7 +1344,7 @@ type HibernateRequest struct {
 
 func (x *HibernateRequest) Reset() {
 	*x = HibernateRequest{}
-	mi := &file_ckptd_proto_msgTypes[14]
+	mi := &file_ckptd_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1272,7 +1356,7 @@ func (x *HibernateRequest) String() string {
 func (*HibernateRequest) ProtoMessage() {}
 
 func (x *HibernateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[14]
+	mi := &file_ckptd_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1285,7 +1369,7 @@ func (x *HibernateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HibernateRequest.ProtoReflect.Descriptor instead.
 func (*HibernateRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{14}
+	return file_ckptd_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *HibernateRequest) GetName() string {
@@ -1304,7 +1388,7 @@ type WakeRequest struct {
 
 func (x *WakeRequest) Reset() {
 	*x = WakeRequest{}
-	mi := &file_ckptd_proto_msgTypes[15]
+	mi := &file_ckptd_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1316,7 +1400,7 @@ func (x *WakeRequest) String() string {
 func (*WakeRequest) ProtoMessage() {}
 
 func (x *WakeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[15]
+	mi := &file_ckptd_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1329,7 +1413,7 @@ func (x *WakeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WakeRequest.ProtoReflect.Descriptor instead.
 func (*WakeRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{15}
+	return file_ckptd_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *WakeRequest) GetName() string {
@@ -1353,7 +1437,7 @@ type AttachInput struct {
 
 func (x *AttachInput) Reset() {
 	*x = AttachInput{}
-	mi := &file_ckptd_proto_msgTypes[16]
+	mi := &file_ckptd_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1365,7 +1449,7 @@ func (x *AttachInput) String() string {
 func (*AttachInput) ProtoMessage() {}
 
 func (x *AttachInput) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[16]
+	mi := &file_ckptd_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1378,7 +1462,7 @@ func (x *AttachInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachInput.ProtoReflect.Descriptor instead.
 func (*AttachInput) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{16}
+	return file_ckptd_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *AttachInput) GetName() string {
@@ -1418,7 +1502,7 @@ type AttachOutput struct {
 
 func (x *AttachOutput) Reset() {
 	*x = AttachOutput{}
-	mi := &file_ckptd_proto_msgTypes[17]
+	mi := &file_ckptd_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1430,7 +1514,7 @@ func (x *AttachOutput) String() string {
 func (*AttachOutput) ProtoMessage() {}
 
 func (x *AttachOutput) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[17]
+	mi := &file_ckptd_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1443,7 +1527,7 @@ func (x *AttachOutput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachOutput.ProtoReflect.Descriptor instead.
 func (*AttachOutput) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{17}
+	return file_ckptd_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *AttachOutput) GetData() []byte {
@@ -1463,7 +1547,7 @@ type PsRequest struct {
 
 func (x *PsRequest) Reset() {
 	*x = PsRequest{}
-	mi := &file_ckptd_proto_msgTypes[18]
+	mi := &file_ckptd_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1475,7 +1559,7 @@ func (x *PsRequest) String() string {
 func (*PsRequest) ProtoMessage() {}
 
 func (x *PsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[18]
+	mi := &file_ckptd_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1488,7 +1572,7 @@ func (x *PsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PsRequest.ProtoReflect.Descriptor instead.
 func (*PsRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{18}
+	return file_ckptd_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PsRequest) GetAll() bool {
@@ -1516,7 +1600,7 @@ type PsResponse struct {
 
 func (x *PsResponse) Reset() {
 	*x = PsResponse{}
-	mi := &file_ckptd_proto_msgTypes[19]
+	mi := &file_ckptd_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1528,7 +1612,7 @@ func (x *PsResponse) String() string {
 func (*PsResponse) ProtoMessage() {}
 
 func (x *PsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[19]
+	mi := &file_ckptd_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1541,7 +1625,7 @@ func (x *PsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PsResponse.ProtoReflect.Descriptor instead.
 func (*PsResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{19}
+	return file_ckptd_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *PsResponse) GetTargets() []*Target {
@@ -1578,7 +1662,7 @@ type LogsRequest struct {
 
 func (x *LogsRequest) Reset() {
 	*x = LogsRequest{}
-	mi := &file_ckptd_proto_msgTypes[20]
+	mi := &file_ckptd_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1590,7 +1674,7 @@ func (x *LogsRequest) String() string {
 func (*LogsRequest) ProtoMessage() {}
 
 func (x *LogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[20]
+	mi := &file_ckptd_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1603,7 +1687,7 @@ func (x *LogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogsRequest.ProtoReflect.Descriptor instead.
 func (*LogsRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{20}
+	return file_ckptd_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *LogsRequest) GetName() string {
@@ -1650,7 +1734,7 @@ type LogsResponse struct {
 
 func (x *LogsResponse) Reset() {
 	*x = LogsResponse{}
-	mi := &file_ckptd_proto_msgTypes[21]
+	mi := &file_ckptd_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1662,7 +1746,7 @@ func (x *LogsResponse) String() string {
 func (*LogsResponse) ProtoMessage() {}
 
 func (x *LogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[21]
+	mi := &file_ckptd_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1675,7 +1759,7 @@ func (x *LogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogsResponse.ProtoReflect.Descriptor instead.
 func (*LogsResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{21}
+	return file_ckptd_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *LogsResponse) GetData() []byte {
@@ -1695,7 +1779,7 @@ type KillRequest struct {
 
 func (x *KillRequest) Reset() {
 	*x = KillRequest{}
-	mi := &file_ckptd_proto_msgTypes[22]
+	mi := &file_ckptd_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1707,7 +1791,7 @@ func (x *KillRequest) String() string {
 func (*KillRequest) ProtoMessage() {}
 
 func (x *KillRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[22]
+	mi := &file_ckptd_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1720,7 +1804,7 @@ func (x *KillRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillRequest.ProtoReflect.Descriptor instead.
 func (*KillRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{22}
+	return file_ckptd_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *KillRequest) GetTarget() string {
@@ -1747,7 +1831,7 @@ type StopRequest struct {
 
 func (x *StopRequest) Reset() {
 	*x = StopRequest{}
-	mi := &file_ckptd_proto_msgTypes[23]
+	mi := &file_ckptd_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1759,7 +1843,7 @@ func (x *StopRequest) String() string {
 func (*StopRequest) ProtoMessage() {}
 
 func (x *StopRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[23]
+	mi := &file_ckptd_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1772,7 +1856,7 @@ func (x *StopRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopRequest.ProtoReflect.Descriptor instead.
 func (*StopRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{23}
+	return file_ckptd_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *StopRequest) GetTarget() string {
@@ -1798,7 +1882,7 @@ type StopResponse struct {
 
 func (x *StopResponse) Reset() {
 	*x = StopResponse{}
-	mi := &file_ckptd_proto_msgTypes[24]
+	mi := &file_ckptd_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1810,7 +1894,7 @@ func (x *StopResponse) String() string {
 func (*StopResponse) ProtoMessage() {}
 
 func (x *StopResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[24]
+	mi := &file_ckptd_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1823,7 +1907,7 @@ func (x *StopResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopResponse.ProtoReflect.Descriptor instead.
 func (*StopResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{24}
+	return file_ckptd_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *StopResponse) GetKilled() bool {
@@ -1841,7 +1925,7 @@ type KillResponse struct {
 
 func (x *KillResponse) Reset() {
 	*x = KillResponse{}
-	mi := &file_ckptd_proto_msgTypes[25]
+	mi := &file_ckptd_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1853,7 +1937,7 @@ func (x *KillResponse) String() string {
 func (*KillResponse) ProtoMessage() {}
 
 func (x *KillResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[25]
+	mi := &file_ckptd_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1866,7 +1950,7 @@ func (x *KillResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillResponse.ProtoReflect.Descriptor instead.
 func (*KillResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{25}
+	return file_ckptd_proto_rawDescGZIP(), []int{26}
 }
 
 type Options struct {
@@ -1885,7 +1969,7 @@ type Options struct {
 
 func (x *Options) Reset() {
 	*x = Options{}
-	mi := &file_ckptd_proto_msgTypes[26]
+	mi := &file_ckptd_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1897,7 +1981,7 @@ func (x *Options) String() string {
 func (*Options) ProtoMessage() {}
 
 func (x *Options) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[26]
+	mi := &file_ckptd_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1910,7 +1994,7 @@ func (x *Options) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Options.ProtoReflect.Descriptor instead.
 func (*Options) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{26}
+	return file_ckptd_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Options) GetLeaveRunning() bool {
@@ -1988,7 +2072,7 @@ type DumpStats struct {
 
 func (x *DumpStats) Reset() {
 	*x = DumpStats{}
-	mi := &file_ckptd_proto_msgTypes[27]
+	mi := &file_ckptd_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2000,7 +2084,7 @@ func (x *DumpStats) String() string {
 func (*DumpStats) ProtoMessage() {}
 
 func (x *DumpStats) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[27]
+	mi := &file_ckptd_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2013,7 +2097,7 @@ func (x *DumpStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DumpStats.ProtoReflect.Descriptor instead.
 func (*DumpStats) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{27}
+	return file_ckptd_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *DumpStats) GetFreezingTime() uint32 {
@@ -2085,7 +2169,7 @@ type FileSum struct {
 
 func (x *FileSum) Reset() {
 	*x = FileSum{}
-	mi := &file_ckptd_proto_msgTypes[28]
+	mi := &file_ckptd_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2097,7 +2181,7 @@ func (x *FileSum) String() string {
 func (*FileSum) ProtoMessage() {}
 
 func (x *FileSum) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[28]
+	mi := &file_ckptd_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2110,7 +2194,7 @@ func (x *FileSum) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileSum.ProtoReflect.Descriptor instead.
 func (*FileSum) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{28}
+	return file_ckptd_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *FileSum) GetSize() int64 {
@@ -2171,7 +2255,7 @@ type Checkpoint struct {
 
 func (x *Checkpoint) Reset() {
 	*x = Checkpoint{}
-	mi := &file_ckptd_proto_msgTypes[29]
+	mi := &file_ckptd_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2183,7 +2267,7 @@ func (x *Checkpoint) String() string {
 func (*Checkpoint) ProtoMessage() {}
 
 func (x *Checkpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[29]
+	mi := &file_ckptd_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2196,7 +2280,7 @@ func (x *Checkpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Checkpoint.ProtoReflect.Descriptor instead.
 func (*Checkpoint) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{29}
+	return file_ckptd_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Checkpoint) GetFormatVersion() int32 {
@@ -2387,7 +2471,7 @@ type Incremental struct {
 
 func (x *Incremental) Reset() {
 	*x = Incremental{}
-	mi := &file_ckptd_proto_msgTypes[30]
+	mi := &file_ckptd_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2399,7 +2483,7 @@ func (x *Incremental) String() string {
 func (*Incremental) ProtoMessage() {}
 
 func (x *Incremental) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[30]
+	mi := &file_ckptd_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2412,7 +2496,7 @@ func (x *Incremental) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Incremental.ProtoReflect.Descriptor instead.
 func (*Incremental) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{30}
+	return file_ckptd_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Incremental) GetParent() string {
@@ -2447,7 +2531,7 @@ type Import struct {
 
 func (x *Import) Reset() {
 	*x = Import{}
-	mi := &file_ckptd_proto_msgTypes[31]
+	mi := &file_ckptd_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2459,7 +2543,7 @@ func (x *Import) String() string {
 func (*Import) ProtoMessage() {}
 
 func (x *Import) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[31]
+	mi := &file_ckptd_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2472,7 +2556,7 @@ func (x *Import) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Import.ProtoReflect.Descriptor instead.
 func (*Import) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{31}
+	return file_ckptd_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Import) GetSource() string {
@@ -2507,7 +2591,7 @@ type Migration struct {
 
 func (x *Migration) Reset() {
 	*x = Migration{}
-	mi := &file_ckptd_proto_msgTypes[32]
+	mi := &file_ckptd_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2519,7 +2603,7 @@ func (x *Migration) String() string {
 func (*Migration) ProtoMessage() {}
 
 func (x *Migration) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[32]
+	mi := &file_ckptd_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2532,7 +2616,7 @@ func (x *Migration) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Migration.ProtoReflect.Descriptor instead.
 func (*Migration) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{32}
+	return file_ckptd_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Migration) GetPeer() string {
@@ -2568,7 +2652,7 @@ type ContainerInfo struct {
 
 func (x *ContainerInfo) Reset() {
 	*x = ContainerInfo{}
-	mi := &file_ckptd_proto_msgTypes[33]
+	mi := &file_ckptd_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2580,7 +2664,7 @@ func (x *ContainerInfo) String() string {
 func (*ContainerInfo) ProtoMessage() {}
 
 func (x *ContainerInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[33]
+	mi := &file_ckptd_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2593,7 +2677,7 @@ func (x *ContainerInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerInfo.ProtoReflect.Descriptor instead.
 func (*ContainerInfo) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{33}
+	return file_ckptd_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ContainerInfo) GetNamespace() string {
@@ -2678,7 +2762,7 @@ type CreateRequest struct {
 
 func (x *CreateRequest) Reset() {
 	*x = CreateRequest{}
-	mi := &file_ckptd_proto_msgTypes[34]
+	mi := &file_ckptd_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2690,7 +2774,7 @@ func (x *CreateRequest) String() string {
 func (*CreateRequest) ProtoMessage() {}
 
 func (x *CreateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[34]
+	mi := &file_ckptd_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2703,7 +2787,7 @@ func (x *CreateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRequest.ProtoReflect.Descriptor instead.
 func (*CreateRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{34}
+	return file_ckptd_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *CreateRequest) GetTarget() string {
@@ -2744,7 +2828,7 @@ type ListRequest struct {
 
 func (x *ListRequest) Reset() {
 	*x = ListRequest{}
-	mi := &file_ckptd_proto_msgTypes[35]
+	mi := &file_ckptd_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2756,7 +2840,7 @@ func (x *ListRequest) String() string {
 func (*ListRequest) ProtoMessage() {}
 
 func (x *ListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[35]
+	mi := &file_ckptd_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2769,7 +2853,7 @@ func (x *ListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
 func (*ListRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{35}
+	return file_ckptd_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListRequest) GetTarget() string {
@@ -2797,7 +2881,7 @@ type ListResponse struct {
 
 func (x *ListResponse) Reset() {
 	*x = ListResponse{}
-	mi := &file_ckptd_proto_msgTypes[36]
+	mi := &file_ckptd_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2809,7 +2893,7 @@ func (x *ListResponse) String() string {
 func (*ListResponse) ProtoMessage() {}
 
 func (x *ListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[36]
+	mi := &file_ckptd_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2822,7 +2906,7 @@ func (x *ListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
 func (*ListResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{36}
+	return file_ckptd_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListResponse) GetCheckpoints() []*Checkpoint {
@@ -2858,7 +2942,7 @@ type CreateGroupRequest struct {
 
 func (x *CreateGroupRequest) Reset() {
 	*x = CreateGroupRequest{}
-	mi := &file_ckptd_proto_msgTypes[37]
+	mi := &file_ckptd_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2870,7 +2954,7 @@ func (x *CreateGroupRequest) String() string {
 func (*CreateGroupRequest) ProtoMessage() {}
 
 func (x *CreateGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[37]
+	mi := &file_ckptd_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2883,7 +2967,7 @@ func (x *CreateGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupRequest.ProtoReflect.Descriptor instead.
 func (*CreateGroupRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{37}
+	return file_ckptd_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *CreateGroupRequest) GetName() string {
@@ -2928,7 +3012,7 @@ type Group struct {
 
 func (x *Group) Reset() {
 	*x = Group{}
-	mi := &file_ckptd_proto_msgTypes[38]
+	mi := &file_ckptd_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2940,7 +3024,7 @@ func (x *Group) String() string {
 func (*Group) ProtoMessage() {}
 
 func (x *Group) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[38]
+	mi := &file_ckptd_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2953,7 +3037,7 @@ func (x *Group) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Group.ProtoReflect.Descriptor instead.
 func (*Group) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{38}
+	return file_ckptd_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *Group) GetId() string {
@@ -3010,7 +3094,7 @@ type GroupMember struct {
 
 func (x *GroupMember) Reset() {
 	*x = GroupMember{}
-	mi := &file_ckptd_proto_msgTypes[39]
+	mi := &file_ckptd_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3022,7 +3106,7 @@ func (x *GroupMember) String() string {
 func (*GroupMember) ProtoMessage() {}
 
 func (x *GroupMember) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[39]
+	mi := &file_ckptd_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3035,7 +3119,7 @@ func (x *GroupMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupMember.ProtoReflect.Descriptor instead.
 func (*GroupMember) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{39}
+	return file_ckptd_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GroupMember) GetCheckpoint() string {
@@ -3076,7 +3160,7 @@ type RestoreGroupRequest struct {
 
 func (x *RestoreGroupRequest) Reset() {
 	*x = RestoreGroupRequest{}
-	mi := &file_ckptd_proto_msgTypes[40]
+	mi := &file_ckptd_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3088,7 +3172,7 @@ func (x *RestoreGroupRequest) String() string {
 func (*RestoreGroupRequest) ProtoMessage() {}
 
 func (x *RestoreGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[40]
+	mi := &file_ckptd_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3101,7 +3185,7 @@ func (x *RestoreGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreGroupRequest.ProtoReflect.Descriptor instead.
 func (*RestoreGroupRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{40}
+	return file_ckptd_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RestoreGroupRequest) GetGroup() string {
@@ -3127,7 +3211,7 @@ type RestoreGroupResponse struct {
 
 func (x *RestoreGroupResponse) Reset() {
 	*x = RestoreGroupResponse{}
-	mi := &file_ckptd_proto_msgTypes[41]
+	mi := &file_ckptd_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3139,7 +3223,7 @@ func (x *RestoreGroupResponse) String() string {
 func (*RestoreGroupResponse) ProtoMessage() {}
 
 func (x *RestoreGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[41]
+	mi := &file_ckptd_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3152,7 +3236,7 @@ func (x *RestoreGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreGroupResponse.ProtoReflect.Descriptor instead.
 func (*RestoreGroupResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{41}
+	return file_ckptd_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RestoreGroupResponse) GetTargets() []*Target {
@@ -3175,7 +3259,7 @@ type Quarantined struct {
 
 func (x *Quarantined) Reset() {
 	*x = Quarantined{}
-	mi := &file_ckptd_proto_msgTypes[42]
+	mi := &file_ckptd_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3187,7 +3271,7 @@ func (x *Quarantined) String() string {
 func (*Quarantined) ProtoMessage() {}
 
 func (x *Quarantined) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[42]
+	mi := &file_ckptd_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3200,7 +3284,7 @@ func (x *Quarantined) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Quarantined.ProtoReflect.Descriptor instead.
 func (*Quarantined) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{42}
+	return file_ckptd_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *Quarantined) GetId() string {
@@ -3241,7 +3325,7 @@ type VerifyRequest struct {
 
 func (x *VerifyRequest) Reset() {
 	*x = VerifyRequest{}
-	mi := &file_ckptd_proto_msgTypes[43]
+	mi := &file_ckptd_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3253,7 +3337,7 @@ func (x *VerifyRequest) String() string {
 func (*VerifyRequest) ProtoMessage() {}
 
 func (x *VerifyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[43]
+	mi := &file_ckptd_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3266,7 +3350,7 @@ func (x *VerifyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyRequest.ProtoReflect.Descriptor instead.
 func (*VerifyRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{43}
+	return file_ckptd_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *VerifyRequest) GetCheckpoint() string {
@@ -3295,7 +3379,7 @@ type VerifyResponse struct {
 
 func (x *VerifyResponse) Reset() {
 	*x = VerifyResponse{}
-	mi := &file_ckptd_proto_msgTypes[44]
+	mi := &file_ckptd_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3307,7 +3391,7 @@ func (x *VerifyResponse) String() string {
 func (*VerifyResponse) ProtoMessage() {}
 
 func (x *VerifyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[44]
+	mi := &file_ckptd_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3320,7 +3404,7 @@ func (x *VerifyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyResponse.ProtoReflect.Descriptor instead.
 func (*VerifyResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{44}
+	return file_ckptd_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *VerifyResponse) GetCheckpoint() *Checkpoint {
@@ -3362,7 +3446,7 @@ type RemoveRequest struct {
 
 func (x *RemoveRequest) Reset() {
 	*x = RemoveRequest{}
-	mi := &file_ckptd_proto_msgTypes[45]
+	mi := &file_ckptd_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3374,7 +3458,7 @@ func (x *RemoveRequest) String() string {
 func (*RemoveRequest) ProtoMessage() {}
 
 func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[45]
+	mi := &file_ckptd_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3387,7 +3471,7 @@ func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{45}
+	return file_ckptd_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *RemoveRequest) GetRefs() []string {
@@ -3420,7 +3504,7 @@ type RemoveResponse struct {
 
 func (x *RemoveResponse) Reset() {
 	*x = RemoveResponse{}
-	mi := &file_ckptd_proto_msgTypes[46]
+	mi := &file_ckptd_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3432,7 +3516,7 @@ func (x *RemoveResponse) String() string {
 func (*RemoveResponse) ProtoMessage() {}
 
 func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[46]
+	mi := &file_ckptd_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3445,7 +3529,7 @@ func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveResponse.ProtoReflect.Descriptor instead.
 func (*RemoveResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{46}
+	return file_ckptd_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *RemoveResponse) GetRemoved() []string {
@@ -3468,7 +3552,7 @@ type RestoreRequest struct {
 
 func (x *RestoreRequest) Reset() {
 	*x = RestoreRequest{}
-	mi := &file_ckptd_proto_msgTypes[47]
+	mi := &file_ckptd_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3480,7 +3564,7 @@ func (x *RestoreRequest) String() string {
 func (*RestoreRequest) ProtoMessage() {}
 
 func (x *RestoreRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[47]
+	mi := &file_ckptd_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3493,7 +3577,7 @@ func (x *RestoreRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreRequest.ProtoReflect.Descriptor instead.
 func (*RestoreRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{47}
+	return file_ckptd_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *RestoreRequest) GetCheckpoint() string {
@@ -3540,7 +3624,7 @@ type InspectRequest struct {
 
 func (x *InspectRequest) Reset() {
 	*x = InspectRequest{}
-	mi := &file_ckptd_proto_msgTypes[48]
+	mi := &file_ckptd_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3552,7 +3636,7 @@ func (x *InspectRequest) String() string {
 func (*InspectRequest) ProtoMessage() {}
 
 func (x *InspectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[48]
+	mi := &file_ckptd_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3565,7 +3649,7 @@ func (x *InspectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectRequest.ProtoReflect.Descriptor instead.
 func (*InspectRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{48}
+	return file_ckptd_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *InspectRequest) GetCheckpoint() string {
@@ -3586,7 +3670,7 @@ type File struct {
 
 func (x *File) Reset() {
 	*x = File{}
-	mi := &file_ckptd_proto_msgTypes[49]
+	mi := &file_ckptd_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3598,7 +3682,7 @@ func (x *File) String() string {
 func (*File) ProtoMessage() {}
 
 func (x *File) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[49]
+	mi := &file_ckptd_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3611,7 +3695,7 @@ func (x *File) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use File.ProtoReflect.Descriptor instead.
 func (*File) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{49}
+	return file_ckptd_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *File) GetFd() string {
@@ -3648,7 +3732,7 @@ type Socket struct {
 
 func (x *Socket) Reset() {
 	*x = Socket{}
-	mi := &file_ckptd_proto_msgTypes[50]
+	mi := &file_ckptd_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3660,7 +3744,7 @@ func (x *Socket) String() string {
 func (*Socket) ProtoMessage() {}
 
 func (x *Socket) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[50]
+	mi := &file_ckptd_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3673,7 +3757,7 @@ func (x *Socket) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Socket.ProtoReflect.Descriptor instead.
 func (*Socket) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{50}
+	return file_ckptd_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *Socket) GetFd() uint32 {
@@ -3726,7 +3810,7 @@ type Process struct {
 
 func (x *Process) Reset() {
 	*x = Process{}
-	mi := &file_ckptd_proto_msgTypes[51]
+	mi := &file_ckptd_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3738,7 +3822,7 @@ func (x *Process) String() string {
 func (*Process) ProtoMessage() {}
 
 func (x *Process) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[51]
+	mi := &file_ckptd_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3751,7 +3835,7 @@ func (x *Process) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Process.ProtoReflect.Descriptor instead.
 func (*Process) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{51}
+	return file_ckptd_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *Process) GetPid() uint32 {
@@ -3819,7 +3903,7 @@ type InspectResponse struct {
 
 func (x *InspectResponse) Reset() {
 	*x = InspectResponse{}
-	mi := &file_ckptd_proto_msgTypes[52]
+	mi := &file_ckptd_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3831,7 +3915,7 @@ func (x *InspectResponse) String() string {
 func (*InspectResponse) ProtoMessage() {}
 
 func (x *InspectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[52]
+	mi := &file_ckptd_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3844,7 +3928,7 @@ func (x *InspectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectResponse.ProtoReflect.Descriptor instead.
 func (*InspectResponse) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{52}
+	return file_ckptd_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *InspectResponse) GetCheckpoint() *Checkpoint {
@@ -3901,7 +3985,7 @@ type NeededFile struct {
 
 func (x *NeededFile) Reset() {
 	*x = NeededFile{}
-	mi := &file_ckptd_proto_msgTypes[53]
+	mi := &file_ckptd_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3913,7 +3997,7 @@ func (x *NeededFile) String() string {
 func (*NeededFile) ProtoMessage() {}
 
 func (x *NeededFile) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[53]
+	mi := &file_ckptd_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3926,7 +4010,7 @@ func (x *NeededFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NeededFile.ProtoReflect.Descriptor instead.
 func (*NeededFile) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{53}
+	return file_ckptd_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *NeededFile) GetPath() string {
@@ -3975,7 +4059,7 @@ type MigrateRequest struct {
 
 func (x *MigrateRequest) Reset() {
 	*x = MigrateRequest{}
-	mi := &file_ckptd_proto_msgTypes[54]
+	mi := &file_ckptd_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3987,7 +4071,7 @@ func (x *MigrateRequest) String() string {
 func (*MigrateRequest) ProtoMessage() {}
 
 func (x *MigrateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[54]
+	mi := &file_ckptd_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4000,7 +4084,7 @@ func (x *MigrateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MigrateRequest.ProtoReflect.Descriptor instead.
 func (*MigrateRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{54}
+	return file_ckptd_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *MigrateRequest) GetTarget() string {
@@ -4084,7 +4168,7 @@ type MigrateProgress struct {
 
 func (x *MigrateProgress) Reset() {
 	*x = MigrateProgress{}
-	mi := &file_ckptd_proto_msgTypes[55]
+	mi := &file_ckptd_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4096,7 +4180,7 @@ func (x *MigrateProgress) String() string {
 func (*MigrateProgress) ProtoMessage() {}
 
 func (x *MigrateProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[55]
+	mi := &file_ckptd_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4109,7 +4193,7 @@ func (x *MigrateProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MigrateProgress.ProtoReflect.Descriptor instead.
 func (*MigrateProgress) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{55}
+	return file_ckptd_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *MigrateProgress) GetPhase() string {
@@ -4157,7 +4241,7 @@ type MigrateResult struct {
 
 func (x *MigrateResult) Reset() {
 	*x = MigrateResult{}
-	mi := &file_ckptd_proto_msgTypes[56]
+	mi := &file_ckptd_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4169,7 +4253,7 @@ func (x *MigrateResult) String() string {
 func (*MigrateResult) ProtoMessage() {}
 
 func (x *MigrateResult) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[56]
+	mi := &file_ckptd_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4182,7 +4266,7 @@ func (x *MigrateResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MigrateResult.ProtoReflect.Descriptor instead.
 func (*MigrateResult) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{56}
+	return file_ckptd_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *MigrateResult) GetDestination() string {
@@ -4281,7 +4365,7 @@ type Round struct {
 
 func (x *Round) Reset() {
 	*x = Round{}
-	mi := &file_ckptd_proto_msgTypes[57]
+	mi := &file_ckptd_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4293,7 +4377,7 @@ func (x *Round) String() string {
 func (*Round) ProtoMessage() {}
 
 func (x *Round) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[57]
+	mi := &file_ckptd_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4306,7 +4390,7 @@ func (x *Round) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Round.ProtoReflect.Descriptor instead.
 func (*Round) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{57}
+	return file_ckptd_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *Round) GetN() int32 {
@@ -4347,7 +4431,7 @@ type Phase struct {
 
 func (x *Phase) Reset() {
 	*x = Phase{}
-	mi := &file_ckptd_proto_msgTypes[58]
+	mi := &file_ckptd_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4359,7 +4443,7 @@ func (x *Phase) String() string {
 func (*Phase) ProtoMessage() {}
 
 func (x *Phase) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[58]
+	mi := &file_ckptd_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4372,7 +4456,7 @@ func (x *Phase) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Phase.ProtoReflect.Descriptor instead.
 func (*Phase) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{58}
+	return file_ckptd_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *Phase) GetName() string {
@@ -4402,7 +4486,7 @@ type MigrateEvent struct {
 
 func (x *MigrateEvent) Reset() {
 	*x = MigrateEvent{}
-	mi := &file_ckptd_proto_msgTypes[59]
+	mi := &file_ckptd_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4414,7 +4498,7 @@ func (x *MigrateEvent) String() string {
 func (*MigrateEvent) ProtoMessage() {}
 
 func (x *MigrateEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[59]
+	mi := &file_ckptd_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4427,7 +4511,7 @@ func (x *MigrateEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MigrateEvent.ProtoReflect.Descriptor instead.
 func (*MigrateEvent) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{59}
+	return file_ckptd_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *MigrateEvent) GetEvent() isMigrateEvent_Event {
@@ -4481,7 +4565,7 @@ type ResolveMigrationRequest struct {
 
 func (x *ResolveMigrationRequest) Reset() {
 	*x = ResolveMigrationRequest{}
-	mi := &file_ckptd_proto_msgTypes[60]
+	mi := &file_ckptd_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4493,7 +4577,7 @@ func (x *ResolveMigrationRequest) String() string {
 func (*ResolveMigrationRequest) ProtoMessage() {}
 
 func (x *ResolveMigrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[60]
+	mi := &file_ckptd_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4506,7 +4590,7 @@ func (x *ResolveMigrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveMigrationRequest.ProtoReflect.Descriptor instead.
 func (*ResolveMigrationRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{60}
+	return file_ckptd_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ResolveMigrationRequest) GetTarget() string {
@@ -4531,7 +4615,7 @@ type EventsRequest struct {
 
 func (x *EventsRequest) Reset() {
 	*x = EventsRequest{}
-	mi := &file_ckptd_proto_msgTypes[61]
+	mi := &file_ckptd_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4543,7 +4627,7 @@ func (x *EventsRequest) String() string {
 func (*EventsRequest) ProtoMessage() {}
 
 func (x *EventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[61]
+	mi := &file_ckptd_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4556,7 +4640,7 @@ func (x *EventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
 func (*EventsRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{61}
+	return file_ckptd_proto_rawDescGZIP(), []int{62}
 }
 
 // One thing that happened: created, sealed, restored, removed, pruned,
@@ -4581,7 +4665,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_ckptd_proto_msgTypes[62]
+	mi := &file_ckptd_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4593,7 +4677,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[62]
+	mi := &file_ckptd_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4606,7 +4690,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{62}
+	return file_ckptd_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *Event) GetTimeUnixNano() int64 {
@@ -4696,7 +4780,7 @@ type ExportRequest struct {
 
 func (x *ExportRequest) Reset() {
 	*x = ExportRequest{}
-	mi := &file_ckptd_proto_msgTypes[63]
+	mi := &file_ckptd_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4708,7 +4792,7 @@ func (x *ExportRequest) String() string {
 func (*ExportRequest) ProtoMessage() {}
 
 func (x *ExportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[63]
+	mi := &file_ckptd_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4721,7 +4805,7 @@ func (x *ExportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportRequest.ProtoReflect.Descriptor instead.
 func (*ExportRequest) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{63}
+	return file_ckptd_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ExportRequest) GetCheckpoint() string {
@@ -4747,7 +4831,7 @@ type ExportChunk struct {
 
 func (x *ExportChunk) Reset() {
 	*x = ExportChunk{}
-	mi := &file_ckptd_proto_msgTypes[64]
+	mi := &file_ckptd_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4759,7 +4843,7 @@ func (x *ExportChunk) String() string {
 func (*ExportChunk) ProtoMessage() {}
 
 func (x *ExportChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[64]
+	mi := &file_ckptd_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4772,7 +4856,7 @@ func (x *ExportChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportChunk.ProtoReflect.Descriptor instead.
 func (*ExportChunk) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{64}
+	return file_ckptd_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ExportChunk) GetData() []byte {
@@ -4803,7 +4887,7 @@ type ImportChunk struct {
 
 func (x *ImportChunk) Reset() {
 	*x = ImportChunk{}
-	mi := &file_ckptd_proto_msgTypes[65]
+	mi := &file_ckptd_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4815,7 +4899,7 @@ func (x *ImportChunk) String() string {
 func (*ImportChunk) ProtoMessage() {}
 
 func (x *ImportChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_ckptd_proto_msgTypes[65]
+	mi := &file_ckptd_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4828,7 +4912,7 @@ func (x *ImportChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportChunk.ProtoReflect.Descriptor instead.
 func (*ImportChunk) Descriptor() ([]byte, []int) {
-	return file_ckptd_proto_rawDescGZIP(), []int{65}
+	return file_ckptd_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *ImportChunk) GetName() string {
@@ -4903,7 +4987,7 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x03pid\x18\x03 \x01(\x05R\x03pid\x12\x18\n" +
 	"\acommand\x18\x04 \x03(\tR\acommand\x12\x19\n" +
 	"\blog_path\x18\x05 \x01(\tR\alogPath\x12\x14\n" +
-	"\x05owner\x18\x06 \x01(\rR\x05owner\"\xd6\x05\n" +
+	"\x05owner\x18\x06 \x01(\rR\x05owner\"\xc4\x06\n" +
 	"\x06Target\x12%\n" +
 	"\x03ref\x18\x01 \x01(\v2\x13.ckptd.v1.TargetRefR\x03ref\x12\x1d\n" +
 	"\n" +
@@ -4931,7 +5015,10 @@ const file_ckptd_proto_rawDesc = "" +
 	"\n" +
 	"wake_error\x18\x14 \x01(\tR\twakeError\x12\"\n" +
 	"\ridle_after_ns\x18\x15 \x01(\x03R\vidleAfterNs\x12$\n" +
-	"\x0escales_to_zero\x18\x16 \x01(\bR\fscalesToZero\"\xdd\x03\n" +
+	"\x0escales_to_zero\x18\x16 \x01(\bR\fscalesToZero\x12\x18\n" +
+	"\apersist\x18\x17 \x01(\bR\apersist\x12-\n" +
+	"\x12persist_checkpoint\x18\x18 \x01(\tR\x11persistCheckpoint\x12#\n" +
+	"\rpersist_error\x18\x19 \x01(\tR\fpersistError\"\xdd\x03\n" +
 	"\bSchedule\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x19\n" +
@@ -4969,7 +5056,7 @@ const file_ckptd_proto_rawDesc = "" +
 	"\tschedules\x18\x01 \x03(\v2\x12.ckptd.v1.ScheduleR\tschedules\"/\n" +
 	"\x15RemoveScheduleRequest\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\"\x18\n" +
-	"\x16RemoveScheduleResponse\"\xf4\x03\n" +
+	"\x16RemoveScheduleResponse\"\x8e\x04\n" +
 	"\n" +
 	"RunRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
@@ -4992,7 +5079,11 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x06memory\x18\x10 \x01(\x03R\x06memory\x12\x12\n" +
 	"\x04cpus\x18\x11 \x01(\x01R\x04cpus\x12\x18\n" +
 	"\arestart\x18\x12 \x01(\tR\arestart\x126\n" +
-	"\x17restart_from_checkpoint\x18\x13 \x01(\bR\x15restartFromCheckpoint\"&\n" +
+	"\x17restart_from_checkpoint\x18\x13 \x01(\bR\x15restartFromCheckpoint\x12\x18\n" +
+	"\apersist\x18\x14 \x01(\bR\apersist\"8\n" +
+	"\x0ePersistRequest\x12\x16\n" +
+	"\x06target\x18\x01 \x01(\tR\x06target\x12\x0e\n" +
+	"\x02on\x18\x02 \x01(\bR\x02on\"&\n" +
 	"\x10HibernateRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"!\n" +
 	"\vWakeRequest\x12\x12\n" +
@@ -5312,7 +5403,7 @@ const file_ckptd_proto_rawDesc = "" +
 	"\fPRECOPY_AUTO\x10\x00\x12\x0e\n" +
 	"\n" +
 	"PRECOPY_ON\x10\x01\x12\x0f\n" +
-	"\vPRECOPY_OFF\x10\x022\xba\f\n" +
+	"\vPRECOPY_OFF\x10\x022\xf1\f\n" +
 	"\x05Ckptd\x12>\n" +
 	"\aVersion\x12\x18.ckptd.v1.VersionRequest\x1a\x19.ckptd.v1.VersionResponse\x128\n" +
 	"\x05Check\x12\x16.ckptd.v1.CheckRequest\x1a\x17.ckptd.v1.CheckResponse\x12-\n" +
@@ -5323,7 +5414,8 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x04Kill\x12\x15.ckptd.v1.KillRequest\x1a\x16.ckptd.v1.KillResponse\x125\n" +
 	"\x04Stop\x12\x15.ckptd.v1.StopRequest\x1a\x16.ckptd.v1.StopResponse\x129\n" +
 	"\tHibernate\x12\x1a.ckptd.v1.HibernateRequest\x1a\x10.ckptd.v1.Target\x12/\n" +
-	"\x04Wake\x12\x15.ckptd.v1.WakeRequest\x1a\x10.ckptd.v1.Target\x127\n" +
+	"\x04Wake\x12\x15.ckptd.v1.WakeRequest\x1a\x10.ckptd.v1.Target\x125\n" +
+	"\aPersist\x12\x18.ckptd.v1.PersistRequest\x1a\x10.ckptd.v1.Target\x127\n" +
 	"\x06Create\x12\x17.ckptd.v1.CreateRequest\x1a\x14.ckptd.v1.Checkpoint\x125\n" +
 	"\x04List\x12\x15.ckptd.v1.ListRequest\x1a\x16.ckptd.v1.ListResponse\x12;\n" +
 	"\x06Remove\x12\x17.ckptd.v1.RemoveRequest\x1a\x18.ckptd.v1.RemoveResponse\x125\n" +
@@ -5354,7 +5446,7 @@ func file_ckptd_proto_rawDescGZIP() []byte {
 }
 
 var file_ckptd_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_ckptd_proto_msgTypes = make([]protoimpl.MessageInfo, 68)
+var file_ckptd_proto_msgTypes = make([]protoimpl.MessageInfo, 69)
 var file_ckptd_proto_goTypes = []any{
 	(Precopy)(0),                    // 0: ckptd.v1.Precopy
 	(*VersionRequest)(nil),          // 1: ckptd.v1.VersionRequest
@@ -5371,60 +5463,61 @@ var file_ckptd_proto_goTypes = []any{
 	(*RemoveScheduleRequest)(nil),   // 12: ckptd.v1.RemoveScheduleRequest
 	(*RemoveScheduleResponse)(nil),  // 13: ckptd.v1.RemoveScheduleResponse
 	(*RunRequest)(nil),              // 14: ckptd.v1.RunRequest
-	(*HibernateRequest)(nil),        // 15: ckptd.v1.HibernateRequest
-	(*WakeRequest)(nil),             // 16: ckptd.v1.WakeRequest
-	(*AttachInput)(nil),             // 17: ckptd.v1.AttachInput
-	(*AttachOutput)(nil),            // 18: ckptd.v1.AttachOutput
-	(*PsRequest)(nil),               // 19: ckptd.v1.PsRequest
-	(*PsResponse)(nil),              // 20: ckptd.v1.PsResponse
-	(*LogsRequest)(nil),             // 21: ckptd.v1.LogsRequest
-	(*LogsResponse)(nil),            // 22: ckptd.v1.LogsResponse
-	(*KillRequest)(nil),             // 23: ckptd.v1.KillRequest
-	(*StopRequest)(nil),             // 24: ckptd.v1.StopRequest
-	(*StopResponse)(nil),            // 25: ckptd.v1.StopResponse
-	(*KillResponse)(nil),            // 26: ckptd.v1.KillResponse
-	(*Options)(nil),                 // 27: ckptd.v1.Options
-	(*DumpStats)(nil),               // 28: ckptd.v1.DumpStats
-	(*FileSum)(nil),                 // 29: ckptd.v1.FileSum
-	(*Checkpoint)(nil),              // 30: ckptd.v1.Checkpoint
-	(*Incremental)(nil),             // 31: ckptd.v1.Incremental
-	(*Import)(nil),                  // 32: ckptd.v1.Import
-	(*Migration)(nil),               // 33: ckptd.v1.Migration
-	(*ContainerInfo)(nil),           // 34: ckptd.v1.ContainerInfo
-	(*CreateRequest)(nil),           // 35: ckptd.v1.CreateRequest
-	(*ListRequest)(nil),             // 36: ckptd.v1.ListRequest
-	(*ListResponse)(nil),            // 37: ckptd.v1.ListResponse
-	(*CreateGroupRequest)(nil),      // 38: ckptd.v1.CreateGroupRequest
-	(*Group)(nil),                   // 39: ckptd.v1.Group
-	(*GroupMember)(nil),             // 40: ckptd.v1.GroupMember
-	(*RestoreGroupRequest)(nil),     // 41: ckptd.v1.RestoreGroupRequest
-	(*RestoreGroupResponse)(nil),    // 42: ckptd.v1.RestoreGroupResponse
-	(*Quarantined)(nil),             // 43: ckptd.v1.Quarantined
-	(*VerifyRequest)(nil),           // 44: ckptd.v1.VerifyRequest
-	(*VerifyResponse)(nil),          // 45: ckptd.v1.VerifyResponse
-	(*RemoveRequest)(nil),           // 46: ckptd.v1.RemoveRequest
-	(*RemoveResponse)(nil),          // 47: ckptd.v1.RemoveResponse
-	(*RestoreRequest)(nil),          // 48: ckptd.v1.RestoreRequest
-	(*InspectRequest)(nil),          // 49: ckptd.v1.InspectRequest
-	(*File)(nil),                    // 50: ckptd.v1.File
-	(*Socket)(nil),                  // 51: ckptd.v1.Socket
-	(*Process)(nil),                 // 52: ckptd.v1.Process
-	(*InspectResponse)(nil),         // 53: ckptd.v1.InspectResponse
-	(*NeededFile)(nil),              // 54: ckptd.v1.NeededFile
-	(*MigrateRequest)(nil),          // 55: ckptd.v1.MigrateRequest
-	(*MigrateProgress)(nil),         // 56: ckptd.v1.MigrateProgress
-	(*MigrateResult)(nil),           // 57: ckptd.v1.MigrateResult
-	(*Round)(nil),                   // 58: ckptd.v1.Round
-	(*Phase)(nil),                   // 59: ckptd.v1.Phase
-	(*MigrateEvent)(nil),            // 60: ckptd.v1.MigrateEvent
-	(*ResolveMigrationRequest)(nil), // 61: ckptd.v1.ResolveMigrationRequest
-	(*EventsRequest)(nil),           // 62: ckptd.v1.EventsRequest
-	(*Event)(nil),                   // 63: ckptd.v1.Event
-	(*ExportRequest)(nil),           // 64: ckptd.v1.ExportRequest
-	(*ExportChunk)(nil),             // 65: ckptd.v1.ExportChunk
-	(*ImportChunk)(nil),             // 66: ckptd.v1.ImportChunk
-	nil,                             // 67: ckptd.v1.Checkpoint.FilesEntry
-	nil,                             // 68: ckptd.v1.ContainerInfo.LabelsEntry
+	(*PersistRequest)(nil),          // 15: ckptd.v1.PersistRequest
+	(*HibernateRequest)(nil),        // 16: ckptd.v1.HibernateRequest
+	(*WakeRequest)(nil),             // 17: ckptd.v1.WakeRequest
+	(*AttachInput)(nil),             // 18: ckptd.v1.AttachInput
+	(*AttachOutput)(nil),            // 19: ckptd.v1.AttachOutput
+	(*PsRequest)(nil),               // 20: ckptd.v1.PsRequest
+	(*PsResponse)(nil),              // 21: ckptd.v1.PsResponse
+	(*LogsRequest)(nil),             // 22: ckptd.v1.LogsRequest
+	(*LogsResponse)(nil),            // 23: ckptd.v1.LogsResponse
+	(*KillRequest)(nil),             // 24: ckptd.v1.KillRequest
+	(*StopRequest)(nil),             // 25: ckptd.v1.StopRequest
+	(*StopResponse)(nil),            // 26: ckptd.v1.StopResponse
+	(*KillResponse)(nil),            // 27: ckptd.v1.KillResponse
+	(*Options)(nil),                 // 28: ckptd.v1.Options
+	(*DumpStats)(nil),               // 29: ckptd.v1.DumpStats
+	(*FileSum)(nil),                 // 30: ckptd.v1.FileSum
+	(*Checkpoint)(nil),              // 31: ckptd.v1.Checkpoint
+	(*Incremental)(nil),             // 32: ckptd.v1.Incremental
+	(*Import)(nil),                  // 33: ckptd.v1.Import
+	(*Migration)(nil),               // 34: ckptd.v1.Migration
+	(*ContainerInfo)(nil),           // 35: ckptd.v1.ContainerInfo
+	(*CreateRequest)(nil),           // 36: ckptd.v1.CreateRequest
+	(*ListRequest)(nil),             // 37: ckptd.v1.ListRequest
+	(*ListResponse)(nil),            // 38: ckptd.v1.ListResponse
+	(*CreateGroupRequest)(nil),      // 39: ckptd.v1.CreateGroupRequest
+	(*Group)(nil),                   // 40: ckptd.v1.Group
+	(*GroupMember)(nil),             // 41: ckptd.v1.GroupMember
+	(*RestoreGroupRequest)(nil),     // 42: ckptd.v1.RestoreGroupRequest
+	(*RestoreGroupResponse)(nil),    // 43: ckptd.v1.RestoreGroupResponse
+	(*Quarantined)(nil),             // 44: ckptd.v1.Quarantined
+	(*VerifyRequest)(nil),           // 45: ckptd.v1.VerifyRequest
+	(*VerifyResponse)(nil),          // 46: ckptd.v1.VerifyResponse
+	(*RemoveRequest)(nil),           // 47: ckptd.v1.RemoveRequest
+	(*RemoveResponse)(nil),          // 48: ckptd.v1.RemoveResponse
+	(*RestoreRequest)(nil),          // 49: ckptd.v1.RestoreRequest
+	(*InspectRequest)(nil),          // 50: ckptd.v1.InspectRequest
+	(*File)(nil),                    // 51: ckptd.v1.File
+	(*Socket)(nil),                  // 52: ckptd.v1.Socket
+	(*Process)(nil),                 // 53: ckptd.v1.Process
+	(*InspectResponse)(nil),         // 54: ckptd.v1.InspectResponse
+	(*NeededFile)(nil),              // 55: ckptd.v1.NeededFile
+	(*MigrateRequest)(nil),          // 56: ckptd.v1.MigrateRequest
+	(*MigrateProgress)(nil),         // 57: ckptd.v1.MigrateProgress
+	(*MigrateResult)(nil),           // 58: ckptd.v1.MigrateResult
+	(*Round)(nil),                   // 59: ckptd.v1.Round
+	(*Phase)(nil),                   // 60: ckptd.v1.Phase
+	(*MigrateEvent)(nil),            // 61: ckptd.v1.MigrateEvent
+	(*ResolveMigrationRequest)(nil), // 62: ckptd.v1.ResolveMigrationRequest
+	(*EventsRequest)(nil),           // 63: ckptd.v1.EventsRequest
+	(*Event)(nil),                   // 64: ckptd.v1.Event
+	(*ExportRequest)(nil),           // 65: ckptd.v1.ExportRequest
+	(*ExportChunk)(nil),             // 66: ckptd.v1.ExportChunk
+	(*ImportChunk)(nil),             // 67: ckptd.v1.ImportChunk
+	nil,                             // 68: ckptd.v1.Checkpoint.FilesEntry
+	nil,                             // 69: ckptd.v1.ContainerInfo.LabelsEntry
 }
 var file_ckptd_proto_depIdxs = []int32{
 	4,  // 0: ckptd.v1.CheckResponse.checks:type_name -> ckptd.v1.CheckResult
@@ -5433,92 +5526,94 @@ var file_ckptd_proto_depIdxs = []int32{
 	8,  // 3: ckptd.v1.ListSchedulesResponse.schedules:type_name -> ckptd.v1.Schedule
 	7,  // 4: ckptd.v1.PsResponse.targets:type_name -> ckptd.v1.Target
 	6,  // 5: ckptd.v1.Checkpoint.target:type_name -> ckptd.v1.TargetRef
-	27, // 6: ckptd.v1.Checkpoint.options:type_name -> ckptd.v1.Options
-	28, // 7: ckptd.v1.Checkpoint.stats:type_name -> ckptd.v1.DumpStats
-	67, // 8: ckptd.v1.Checkpoint.files:type_name -> ckptd.v1.Checkpoint.FilesEntry
-	34, // 9: ckptd.v1.Checkpoint.container:type_name -> ckptd.v1.ContainerInfo
-	33, // 10: ckptd.v1.Checkpoint.migration:type_name -> ckptd.v1.Migration
-	32, // 11: ckptd.v1.Checkpoint.imported:type_name -> ckptd.v1.Import
-	31, // 12: ckptd.v1.Checkpoint.incremental:type_name -> ckptd.v1.Incremental
-	68, // 13: ckptd.v1.ContainerInfo.labels:type_name -> ckptd.v1.ContainerInfo.LabelsEntry
-	27, // 14: ckptd.v1.CreateRequest.options:type_name -> ckptd.v1.Options
-	30, // 15: ckptd.v1.ListResponse.checkpoints:type_name -> ckptd.v1.Checkpoint
-	43, // 16: ckptd.v1.ListResponse.quarantined:type_name -> ckptd.v1.Quarantined
-	39, // 17: ckptd.v1.ListResponse.groups:type_name -> ckptd.v1.Group
-	27, // 18: ckptd.v1.CreateGroupRequest.options:type_name -> ckptd.v1.Options
-	40, // 19: ckptd.v1.Group.members:type_name -> ckptd.v1.GroupMember
+	28, // 6: ckptd.v1.Checkpoint.options:type_name -> ckptd.v1.Options
+	29, // 7: ckptd.v1.Checkpoint.stats:type_name -> ckptd.v1.DumpStats
+	68, // 8: ckptd.v1.Checkpoint.files:type_name -> ckptd.v1.Checkpoint.FilesEntry
+	35, // 9: ckptd.v1.Checkpoint.container:type_name -> ckptd.v1.ContainerInfo
+	34, // 10: ckptd.v1.Checkpoint.migration:type_name -> ckptd.v1.Migration
+	33, // 11: ckptd.v1.Checkpoint.imported:type_name -> ckptd.v1.Import
+	32, // 12: ckptd.v1.Checkpoint.incremental:type_name -> ckptd.v1.Incremental
+	69, // 13: ckptd.v1.ContainerInfo.labels:type_name -> ckptd.v1.ContainerInfo.LabelsEntry
+	28, // 14: ckptd.v1.CreateRequest.options:type_name -> ckptd.v1.Options
+	31, // 15: ckptd.v1.ListResponse.checkpoints:type_name -> ckptd.v1.Checkpoint
+	44, // 16: ckptd.v1.ListResponse.quarantined:type_name -> ckptd.v1.Quarantined
+	40, // 17: ckptd.v1.ListResponse.groups:type_name -> ckptd.v1.Group
+	28, // 18: ckptd.v1.CreateGroupRequest.options:type_name -> ckptd.v1.Options
+	41, // 19: ckptd.v1.Group.members:type_name -> ckptd.v1.GroupMember
 	6,  // 20: ckptd.v1.GroupMember.target:type_name -> ckptd.v1.TargetRef
 	7,  // 21: ckptd.v1.RestoreGroupResponse.targets:type_name -> ckptd.v1.Target
-	30, // 22: ckptd.v1.Quarantined.checkpoint:type_name -> ckptd.v1.Checkpoint
-	30, // 23: ckptd.v1.VerifyResponse.checkpoint:type_name -> ckptd.v1.Checkpoint
-	50, // 24: ckptd.v1.Process.files:type_name -> ckptd.v1.File
-	51, // 25: ckptd.v1.Process.sockets:type_name -> ckptd.v1.Socket
-	30, // 26: ckptd.v1.InspectResponse.checkpoint:type_name -> ckptd.v1.Checkpoint
-	52, // 27: ckptd.v1.InspectResponse.processes:type_name -> ckptd.v1.Process
-	54, // 28: ckptd.v1.InspectResponse.needs:type_name -> ckptd.v1.NeededFile
-	39, // 29: ckptd.v1.InspectResponse.group:type_name -> ckptd.v1.Group
-	27, // 30: ckptd.v1.MigrateRequest.options:type_name -> ckptd.v1.Options
+	31, // 22: ckptd.v1.Quarantined.checkpoint:type_name -> ckptd.v1.Checkpoint
+	31, // 23: ckptd.v1.VerifyResponse.checkpoint:type_name -> ckptd.v1.Checkpoint
+	51, // 24: ckptd.v1.Process.files:type_name -> ckptd.v1.File
+	52, // 25: ckptd.v1.Process.sockets:type_name -> ckptd.v1.Socket
+	31, // 26: ckptd.v1.InspectResponse.checkpoint:type_name -> ckptd.v1.Checkpoint
+	53, // 27: ckptd.v1.InspectResponse.processes:type_name -> ckptd.v1.Process
+	55, // 28: ckptd.v1.InspectResponse.needs:type_name -> ckptd.v1.NeededFile
+	40, // 29: ckptd.v1.InspectResponse.group:type_name -> ckptd.v1.Group
+	28, // 30: ckptd.v1.MigrateRequest.options:type_name -> ckptd.v1.Options
 	0,  // 31: ckptd.v1.MigrateRequest.precopy:type_name -> ckptd.v1.Precopy
-	28, // 32: ckptd.v1.MigrateResult.stats:type_name -> ckptd.v1.DumpStats
-	59, // 33: ckptd.v1.MigrateResult.phases:type_name -> ckptd.v1.Phase
-	58, // 34: ckptd.v1.MigrateResult.rounds:type_name -> ckptd.v1.Round
-	56, // 35: ckptd.v1.MigrateEvent.progress:type_name -> ckptd.v1.MigrateProgress
-	57, // 36: ckptd.v1.MigrateEvent.result:type_name -> ckptd.v1.MigrateResult
-	29, // 37: ckptd.v1.Checkpoint.FilesEntry.value:type_name -> ckptd.v1.FileSum
+	29, // 32: ckptd.v1.MigrateResult.stats:type_name -> ckptd.v1.DumpStats
+	60, // 33: ckptd.v1.MigrateResult.phases:type_name -> ckptd.v1.Phase
+	59, // 34: ckptd.v1.MigrateResult.rounds:type_name -> ckptd.v1.Round
+	57, // 35: ckptd.v1.MigrateEvent.progress:type_name -> ckptd.v1.MigrateProgress
+	58, // 36: ckptd.v1.MigrateEvent.result:type_name -> ckptd.v1.MigrateResult
+	30, // 37: ckptd.v1.Checkpoint.FilesEntry.value:type_name -> ckptd.v1.FileSum
 	1,  // 38: ckptd.v1.Ckptd.Version:input_type -> ckptd.v1.VersionRequest
 	3,  // 39: ckptd.v1.Ckptd.Check:input_type -> ckptd.v1.CheckRequest
 	14, // 40: ckptd.v1.Ckptd.Run:input_type -> ckptd.v1.RunRequest
-	19, // 41: ckptd.v1.Ckptd.Ps:input_type -> ckptd.v1.PsRequest
-	17, // 42: ckptd.v1.Ckptd.Attach:input_type -> ckptd.v1.AttachInput
-	21, // 43: ckptd.v1.Ckptd.Logs:input_type -> ckptd.v1.LogsRequest
-	23, // 44: ckptd.v1.Ckptd.Kill:input_type -> ckptd.v1.KillRequest
-	24, // 45: ckptd.v1.Ckptd.Stop:input_type -> ckptd.v1.StopRequest
-	15, // 46: ckptd.v1.Ckptd.Hibernate:input_type -> ckptd.v1.HibernateRequest
-	16, // 47: ckptd.v1.Ckptd.Wake:input_type -> ckptd.v1.WakeRequest
-	35, // 48: ckptd.v1.Ckptd.Create:input_type -> ckptd.v1.CreateRequest
-	36, // 49: ckptd.v1.Ckptd.List:input_type -> ckptd.v1.ListRequest
-	46, // 50: ckptd.v1.Ckptd.Remove:input_type -> ckptd.v1.RemoveRequest
-	48, // 51: ckptd.v1.Ckptd.Restore:input_type -> ckptd.v1.RestoreRequest
-	49, // 52: ckptd.v1.Ckptd.Inspect:input_type -> ckptd.v1.InspectRequest
-	38, // 53: ckptd.v1.Ckptd.CreateGroup:input_type -> ckptd.v1.CreateGroupRequest
-	41, // 54: ckptd.v1.Ckptd.RestoreGroup:input_type -> ckptd.v1.RestoreGroupRequest
-	44, // 55: ckptd.v1.Ckptd.Verify:input_type -> ckptd.v1.VerifyRequest
-	55, // 56: ckptd.v1.Ckptd.Migrate:input_type -> ckptd.v1.MigrateRequest
-	61, // 57: ckptd.v1.Ckptd.ResolveMigration:input_type -> ckptd.v1.ResolveMigrationRequest
-	9,  // 58: ckptd.v1.Ckptd.SetSchedule:input_type -> ckptd.v1.SetScheduleRequest
-	10, // 59: ckptd.v1.Ckptd.ListSchedules:input_type -> ckptd.v1.ListSchedulesRequest
-	12, // 60: ckptd.v1.Ckptd.RemoveSchedule:input_type -> ckptd.v1.RemoveScheduleRequest
-	62, // 61: ckptd.v1.Ckptd.Events:input_type -> ckptd.v1.EventsRequest
-	64, // 62: ckptd.v1.Ckptd.Export:input_type -> ckptd.v1.ExportRequest
-	66, // 63: ckptd.v1.Ckptd.Import:input_type -> ckptd.v1.ImportChunk
-	2,  // 64: ckptd.v1.Ckptd.Version:output_type -> ckptd.v1.VersionResponse
-	5,  // 65: ckptd.v1.Ckptd.Check:output_type -> ckptd.v1.CheckResponse
-	7,  // 66: ckptd.v1.Ckptd.Run:output_type -> ckptd.v1.Target
-	20, // 67: ckptd.v1.Ckptd.Ps:output_type -> ckptd.v1.PsResponse
-	18, // 68: ckptd.v1.Ckptd.Attach:output_type -> ckptd.v1.AttachOutput
-	22, // 69: ckptd.v1.Ckptd.Logs:output_type -> ckptd.v1.LogsResponse
-	26, // 70: ckptd.v1.Ckptd.Kill:output_type -> ckptd.v1.KillResponse
-	25, // 71: ckptd.v1.Ckptd.Stop:output_type -> ckptd.v1.StopResponse
-	7,  // 72: ckptd.v1.Ckptd.Hibernate:output_type -> ckptd.v1.Target
-	7,  // 73: ckptd.v1.Ckptd.Wake:output_type -> ckptd.v1.Target
-	30, // 74: ckptd.v1.Ckptd.Create:output_type -> ckptd.v1.Checkpoint
-	37, // 75: ckptd.v1.Ckptd.List:output_type -> ckptd.v1.ListResponse
-	47, // 76: ckptd.v1.Ckptd.Remove:output_type -> ckptd.v1.RemoveResponse
-	7,  // 77: ckptd.v1.Ckptd.Restore:output_type -> ckptd.v1.Target
-	53, // 78: ckptd.v1.Ckptd.Inspect:output_type -> ckptd.v1.InspectResponse
-	39, // 79: ckptd.v1.Ckptd.CreateGroup:output_type -> ckptd.v1.Group
-	42, // 80: ckptd.v1.Ckptd.RestoreGroup:output_type -> ckptd.v1.RestoreGroupResponse
-	45, // 81: ckptd.v1.Ckptd.Verify:output_type -> ckptd.v1.VerifyResponse
-	60, // 82: ckptd.v1.Ckptd.Migrate:output_type -> ckptd.v1.MigrateEvent
-	7,  // 83: ckptd.v1.Ckptd.ResolveMigration:output_type -> ckptd.v1.Target
-	8,  // 84: ckptd.v1.Ckptd.SetSchedule:output_type -> ckptd.v1.Schedule
-	11, // 85: ckptd.v1.Ckptd.ListSchedules:output_type -> ckptd.v1.ListSchedulesResponse
-	13, // 86: ckptd.v1.Ckptd.RemoveSchedule:output_type -> ckptd.v1.RemoveScheduleResponse
-	63, // 87: ckptd.v1.Ckptd.Events:output_type -> ckptd.v1.Event
-	65, // 88: ckptd.v1.Ckptd.Export:output_type -> ckptd.v1.ExportChunk
-	30, // 89: ckptd.v1.Ckptd.Import:output_type -> ckptd.v1.Checkpoint
-	64, // [64:90] is the sub-list for method output_type
-	38, // [38:64] is the sub-list for method input_type
+	20, // 41: ckptd.v1.Ckptd.Ps:input_type -> ckptd.v1.PsRequest
+	18, // 42: ckptd.v1.Ckptd.Attach:input_type -> ckptd.v1.AttachInput
+	22, // 43: ckptd.v1.Ckptd.Logs:input_type -> ckptd.v1.LogsRequest
+	24, // 44: ckptd.v1.Ckptd.Kill:input_type -> ckptd.v1.KillRequest
+	25, // 45: ckptd.v1.Ckptd.Stop:input_type -> ckptd.v1.StopRequest
+	16, // 46: ckptd.v1.Ckptd.Hibernate:input_type -> ckptd.v1.HibernateRequest
+	17, // 47: ckptd.v1.Ckptd.Wake:input_type -> ckptd.v1.WakeRequest
+	15, // 48: ckptd.v1.Ckptd.Persist:input_type -> ckptd.v1.PersistRequest
+	36, // 49: ckptd.v1.Ckptd.Create:input_type -> ckptd.v1.CreateRequest
+	37, // 50: ckptd.v1.Ckptd.List:input_type -> ckptd.v1.ListRequest
+	47, // 51: ckptd.v1.Ckptd.Remove:input_type -> ckptd.v1.RemoveRequest
+	49, // 52: ckptd.v1.Ckptd.Restore:input_type -> ckptd.v1.RestoreRequest
+	50, // 53: ckptd.v1.Ckptd.Inspect:input_type -> ckptd.v1.InspectRequest
+	39, // 54: ckptd.v1.Ckptd.CreateGroup:input_type -> ckptd.v1.CreateGroupRequest
+	42, // 55: ckptd.v1.Ckptd.RestoreGroup:input_type -> ckptd.v1.RestoreGroupRequest
+	45, // 56: ckptd.v1.Ckptd.Verify:input_type -> ckptd.v1.VerifyRequest
+	56, // 57: ckptd.v1.Ckptd.Migrate:input_type -> ckptd.v1.MigrateRequest
+	62, // 58: ckptd.v1.Ckptd.ResolveMigration:input_type -> ckptd.v1.ResolveMigrationRequest
+	9,  // 59: ckptd.v1.Ckptd.SetSchedule:input_type -> ckptd.v1.SetScheduleRequest
+	10, // 60: ckptd.v1.Ckptd.ListSchedules:input_type -> ckptd.v1.ListSchedulesRequest
+	12, // 61: ckptd.v1.Ckptd.RemoveSchedule:input_type -> ckptd.v1.RemoveScheduleRequest
+	63, // 62: ckptd.v1.Ckptd.Events:input_type -> ckptd.v1.EventsRequest
+	65, // 63: ckptd.v1.Ckptd.Export:input_type -> ckptd.v1.ExportRequest
+	67, // 64: ckptd.v1.Ckptd.Import:input_type -> ckptd.v1.ImportChunk
+	2,  // 65: ckptd.v1.Ckptd.Version:output_type -> ckptd.v1.VersionResponse
+	5,  // 66: ckptd.v1.Ckptd.Check:output_type -> ckptd.v1.CheckResponse
+	7,  // 67: ckptd.v1.Ckptd.Run:output_type -> ckptd.v1.Target
+	21, // 68: ckptd.v1.Ckptd.Ps:output_type -> ckptd.v1.PsResponse
+	19, // 69: ckptd.v1.Ckptd.Attach:output_type -> ckptd.v1.AttachOutput
+	23, // 70: ckptd.v1.Ckptd.Logs:output_type -> ckptd.v1.LogsResponse
+	27, // 71: ckptd.v1.Ckptd.Kill:output_type -> ckptd.v1.KillResponse
+	26, // 72: ckptd.v1.Ckptd.Stop:output_type -> ckptd.v1.StopResponse
+	7,  // 73: ckptd.v1.Ckptd.Hibernate:output_type -> ckptd.v1.Target
+	7,  // 74: ckptd.v1.Ckptd.Wake:output_type -> ckptd.v1.Target
+	7,  // 75: ckptd.v1.Ckptd.Persist:output_type -> ckptd.v1.Target
+	31, // 76: ckptd.v1.Ckptd.Create:output_type -> ckptd.v1.Checkpoint
+	38, // 77: ckptd.v1.Ckptd.List:output_type -> ckptd.v1.ListResponse
+	48, // 78: ckptd.v1.Ckptd.Remove:output_type -> ckptd.v1.RemoveResponse
+	7,  // 79: ckptd.v1.Ckptd.Restore:output_type -> ckptd.v1.Target
+	54, // 80: ckptd.v1.Ckptd.Inspect:output_type -> ckptd.v1.InspectResponse
+	40, // 81: ckptd.v1.Ckptd.CreateGroup:output_type -> ckptd.v1.Group
+	43, // 82: ckptd.v1.Ckptd.RestoreGroup:output_type -> ckptd.v1.RestoreGroupResponse
+	46, // 83: ckptd.v1.Ckptd.Verify:output_type -> ckptd.v1.VerifyResponse
+	61, // 84: ckptd.v1.Ckptd.Migrate:output_type -> ckptd.v1.MigrateEvent
+	7,  // 85: ckptd.v1.Ckptd.ResolveMigration:output_type -> ckptd.v1.Target
+	8,  // 86: ckptd.v1.Ckptd.SetSchedule:output_type -> ckptd.v1.Schedule
+	11, // 87: ckptd.v1.Ckptd.ListSchedules:output_type -> ckptd.v1.ListSchedulesResponse
+	13, // 88: ckptd.v1.Ckptd.RemoveSchedule:output_type -> ckptd.v1.RemoveScheduleResponse
+	64, // 89: ckptd.v1.Ckptd.Events:output_type -> ckptd.v1.Event
+	66, // 90: ckptd.v1.Ckptd.Export:output_type -> ckptd.v1.ExportChunk
+	31, // 91: ckptd.v1.Ckptd.Import:output_type -> ckptd.v1.Checkpoint
+	65, // [65:92] is the sub-list for method output_type
+	38, // [38:65] is the sub-list for method input_type
 	38, // [38:38] is the sub-list for extension type_name
 	38, // [38:38] is the sub-list for extension extendee
 	0,  // [0:38] is the sub-list for field type_name
@@ -5529,7 +5624,7 @@ func file_ckptd_proto_init() {
 	if File_ckptd_proto != nil {
 		return
 	}
-	file_ckptd_proto_msgTypes[59].OneofWrappers = []any{
+	file_ckptd_proto_msgTypes[60].OneofWrappers = []any{
 		(*MigrateEvent_Progress)(nil),
 		(*MigrateEvent_Result)(nil),
 	}
@@ -5539,7 +5634,7 @@ func file_ckptd_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ckptd_proto_rawDesc), len(file_ckptd_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   68,
+			NumMessages:   69,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -31,6 +31,7 @@ const (
 	Ckptd_Stop_FullMethodName             = "/ckptd.v1.Ckptd/Stop"
 	Ckptd_Hibernate_FullMethodName        = "/ckptd.v1.Ckptd/Hibernate"
 	Ckptd_Wake_FullMethodName             = "/ckptd.v1.Ckptd/Wake"
+	Ckptd_Persist_FullMethodName          = "/ckptd.v1.Ckptd/Persist"
 	Ckptd_Create_FullMethodName           = "/ckptd.v1.Ckptd/Create"
 	Ckptd_List_FullMethodName             = "/ckptd.v1.Ckptd/List"
 	Ckptd_Remove_FullMethodName           = "/ckptd.v1.Ckptd/Remove"
@@ -70,6 +71,9 @@ type CkptdClient interface {
 	// restores it, as its next connection would.
 	Hibernate(ctx context.Context, in *HibernateRequest, opts ...grpc.CallOption) (*Target, error)
 	Wake(ctx context.Context, in *WakeRequest, opts ...grpc.CallOption) (*Target, error)
+	// Persist marks a workload or container to outlive reboots (on), or no
+	// longer: a shutdown checkpoints it, the next start restores it.
+	Persist(ctx context.Context, in *PersistRequest, opts ...grpc.CallOption) (*Target, error)
 	Create(ctx context.Context, in *CreateRequest, opts ...grpc.CallOption) (*Checkpoint, error)
 	List(ctx context.Context, in *ListRequest, opts ...grpc.CallOption) (*ListResponse, error)
 	Remove(ctx context.Context, in *RemoveRequest, opts ...grpc.CallOption) (*RemoveResponse, error)
@@ -211,6 +215,16 @@ func (c *ckptdClient) Wake(ctx context.Context, in *WakeRequest, opts ...grpc.Ca
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(Target)
 	err := c.cc.Invoke(ctx, Ckptd_Wake_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *ckptdClient) Persist(ctx context.Context, in *PersistRequest, opts ...grpc.CallOption) (*Target, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Target)
+	err := c.cc.Invoke(ctx, Ckptd_Persist_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -428,6 +442,9 @@ type CkptdServer interface {
 	// restores it, as its next connection would.
 	Hibernate(context.Context, *HibernateRequest) (*Target, error)
 	Wake(context.Context, *WakeRequest) (*Target, error)
+	// Persist marks a workload or container to outlive reboots (on), or no
+	// longer: a shutdown checkpoints it, the next start restores it.
+	Persist(context.Context, *PersistRequest) (*Target, error)
 	Create(context.Context, *CreateRequest) (*Checkpoint, error)
 	List(context.Context, *ListRequest) (*ListResponse, error)
 	Remove(context.Context, *RemoveRequest) (*RemoveResponse, error)
@@ -492,6 +509,9 @@ func (UnimplementedCkptdServer) Hibernate(context.Context, *HibernateRequest) (*
 }
 func (UnimplementedCkptdServer) Wake(context.Context, *WakeRequest) (*Target, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Wake not implemented")
+}
+func (UnimplementedCkptdServer) Persist(context.Context, *PersistRequest) (*Target, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Persist not implemented")
 }
 func (UnimplementedCkptdServer) Create(context.Context, *CreateRequest) (*Checkpoint, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Create not implemented")
@@ -720,6 +740,24 @@ func _Ckptd_Wake_Handler(srv interface{}, ctx context.Context, dec func(interfac
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(CkptdServer).Wake(ctx, req.(*WakeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Ckptd_Persist_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PersistRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CkptdServer).Persist(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Ckptd_Persist_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CkptdServer).Persist(ctx, req.(*PersistRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -1018,6 +1056,10 @@ var Ckptd_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Wake",
 			Handler:    _Ckptd_Wake_Handler,
+		},
+		{
+			MethodName: "Persist",
+			Handler:    _Ckptd_Persist_Handler,
 		},
 		{
 			MethodName: "Create",

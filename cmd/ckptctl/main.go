@@ -51,7 +51,7 @@ func main() {
 	}
 	root.PersistentFlags().StringVar(&c.socket, "socket", envOr("CKPTD_SOCKET", defaultSocket), "ckptd API socket")
 	root.PersistentFlags().StringVarP(&c.output, "output", "o", "table", "output format: table or json")
-	root.AddCommand(c.runCmd(), c.attachCmd(), c.psCmd(), c.logsCmd(), c.killCmd(), c.stopCmd(), c.hibernateCmd(), c.wakeCmd(),
+	root.AddCommand(c.runCmd(), c.attachCmd(), c.psCmd(), c.logsCmd(), c.killCmd(), c.stopCmd(), c.hibernateCmd(), c.wakeCmd(), c.persistCmd(),
 		c.createCmd(), c.lsCmd(), c.rmCmd(), c.restoreCmd(), c.inspectCmd(),
 		c.verifyCmd(), c.quarantineCmd(), c.scheduleCmd(), c.eventsCmd(), c.exportCmd(), c.importCmd(), c.pushCmd(), c.pullCmd(), c.migrateCmd(), c.versionCmd(), c.checkCmd(), c.certsCmd())
 	err := root.Execute()

@@ -21,7 +21,7 @@ import (
 
 func (c *cli) runCmd() *cobra.Command {
 	var name, keys, user, net, workdir, logMax, from, memory, restart string
-	var restartFromCkpt bool
+	var restartFromCkpt, persist bool
 	var cpus float64
 	var logFiles int32
 	var publish, hooks, envs, envFiles []string
@@ -66,7 +66,7 @@ func (c *cli) runCmd() *cobra.Command {
 			}
 			req := &apiv1.RunRequest{Name: name, Args: args, Env: env, Dir: wd, Tty: tty, User: user, Net: net, Publish: publish,
 				ScaleToZero: cmd.Flags().Changed("idle-after"), IdleAfterNs: int64(idleAfter), Hooks: hooks, LogMaxFiles: logFiles}
-			req.Cpus, req.Restart, req.RestartFromCheckpoint = cpus, restart, restartFromCkpt
+			req.Cpus, req.Restart, req.RestartFromCheckpoint, req.Persist = cpus, restart, restartFromCkpt, persist
 			if memory != "" {
 				if req.Memory, err = schedule.ParseBytes(memory); err != nil {
 					return fmt.Errorf("--memory: %w", err)
@@ -103,6 +103,7 @@ func (c *cli) runCmd() *cobra.Command {
 	cmd.Flags().StringVarP(&memory, "memory", "m", "", "memory it may use, e.g. 512MiB (a cgroup ckptd makes for it; kept across checkpoint and restore)")
 	cmd.Flags().StringVar(&restart, "restart", "no", "when it ends on its own (not by kill, stop, a checkpoint or a migration): no, always, or on-failure[:N] (a non-zero exit or a signal, at most N times)")
 	cmd.Flags().BoolVar(&restartFromCkpt, "restart-from-checkpoint", false, "with --restart: restore its newest checkpoint instead of starting it again, once it has one")
+	cmd.Flags().BoolVar(&persist, "persist", false, "outlive reboots: a shutdown of ckptd checkpoints and stops it, the next start restores it (ckptctl persist NAME off)")
 	cmd.Flags().Float64Var(&cpus, "cpus", 0, "CPUs' worth of time it may use, e.g. 0.5 (kept across checkpoint and restore)")
 	cmd.Flags().Int32Var(&logFiles, "log-max-files", 0, "files its log keeps, the live one included (default: ckptd's log_max_files, 3)")
 	cmd.Flags().StringVar(&net, "net", "", "its network: private (its own namespace on ckptd's bridge network; the default where ckptd has the CNI plugins), host (the host's), or none (loopback only)")
@@ -150,7 +151,10 @@ func (c *cli) psCmd() *cobra.Command {
 			w := newTable("NAME", "KIND", "PID", "STATUS", "RESTORED FROM", "CREATED", "SCHEDULE", "LAST CHECKPOINT", "COMMAND / IMAGE")
 			for _, t := range resp.GetTargets() {
 				status := "running"
+				pstatus, pending := persistStatus(t)
 				switch {
+				case pending:
+					status = pstatus
 				case t.GetHibernated() && t.GetWakeError() != "":
 					status = "hibernated, wake failed"
 					fmt.Fprintf(os.Stderr, "warning: %s: %s\n", targetName(t.GetRef()), t.GetWakeError())

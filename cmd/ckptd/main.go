@@ -206,34 +206,8 @@ func run() error {
 	if cfg.PeerListen != "" {
 		waitInFlight(peers, time.Now().Add(grace), d, log)
 	}
+	checkpointForShutdown(cfg, manager, d, log)
 	return nil
-}
-
-// waitInFlight waits for done until the grace deadline, and past it while
-// a migration is committed: cutting one short would resume the source
-// while the destination runs the target too.
-func waitInFlight[T any](done <-chan T, deadline time.Time, d *daemon.Daemon, log *slog.Logger) {
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	logged := false
-	for {
-		select {
-		case <-done:
-			return
-		case <-tick.C:
-		}
-		if time.Now().Before(deadline) {
-			continue
-		}
-		hold := d.CommittedUntil()
-		if time.Now().After(hold) {
-			return
-		}
-		if !logged {
-			log.Info("shutdown waits for a committed migration", "until", hold)
-			logged = true
-		}
-	}
 }
 
 func loadConfig(args []string) (config.Config, error) {
@@ -257,6 +231,7 @@ func loadConfig(args []string) (config.Config, error) {
 	peerStreams := fs.Int("peer-streams", 0, "connections a migration's page stream is striped over, 1-8 (default: as many as cores, at most 4)")
 	socketGroup := fs.String("socket-group", "", "group (name or id) given access to the API socket (default: root only)")
 	grace := fs.String("shutdown-grace", "", "how long stopping waits for requests in flight (default 2m; committed migrations are always waited for)")
+	onStop := fs.Bool("checkpoint-on-stop", false, "treat every stop as a shutdown: checkpoint and stop the persisted targets, which the next start restores (config checkpoint_on_stop)")
 	scrub := fs.String("scrub-interval", "", "re-read every checkpoint this often and quarantine damaged ones, e.g. 24h (default: never)")
 	metricsListen := fs.String("metrics-listen", "", "host:port to serve Prometheus metrics on at /metrics (default: none)")
 	chainDepth := fs.String("chain-depth", "", "ancestors an incremental checkpoint may read pages from; 0 stores every checkpoint whole (default 16)")
@@ -288,6 +263,9 @@ func loadConfig(args []string) (config.Config, error) {
 	}
 	if *trustRoot {
 		cfg.TrustRoot = true
+	}
+	if *onStop {
+		cfg.CheckpointOnStop = true
 	}
 	if *peerMax != 0 {
 		cfg.PeerMaxIncoming = *peerMax

@@ -1,0 +1,129 @@
+package integration
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/creack/pty"
+)
+
+// TestReboot stands in for a reboot. Four persisted targets: a memload
+// workload (run --persist), a terminal session, a container and a
+// workload holding a file open (persist on).
+//   - A stop that is no shutdown (an upgrade) checkpoints nothing: every
+//     target runs on and the next ckptd adopts it.
+//   - A stop that is (--checkpoint-on-stop) checkpoints and stops them.
+//     The test then kills what is left of them, as a reboot would, and
+//     removes the held file, as a reboot empties /tmp.
+//   - The next start, in another boot, restores three with their state.
+//     The fourth fails: it is listed with the reason, its checkpoint kept,
+//     and it restores by hand once its file is back.
+func TestReboot(t *testing.T) {
+	x := startContainerd(t, true)
+	d := startDaemonAt(t, filepath.Join(t.TempDir(), "state"), x.in.Address)
+	ctrLog := x.run("web", counterScript)
+	waitCount(t, ctrLog, 2)
+	d.must("run", "--persist", "--name", "job", "--", bins.memload, "--mib", "16")
+	job := d.workload("job")
+	waitFor(t, "job ready", func() bool { return strings.Contains(readFile(job.Ref.LogPath), "ready") })
+	startRepl(t, d, "sess")
+	held := filepath.Join(t.TempDir(), "held")
+	if err := os.WriteFile(held, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.must("run", "--name", "fragile", "--", "/bin/sh", "-c", "exec 3<"+held+"; exec sleep 100000")
+	for _, name := range []string{"sess", "ctr:default/web", "fragile"} {
+		d.must("persist", name, "on")
+	}
+	d.mustFail("host process", "persist", "1", "on")
+	before := loadStatus(t, job.Ref.PID, job.Ref.LogPath)
+	pids := map[string]int{}
+	for _, tg := range d.ps() {
+		if !tg.Persist {
+			t.Errorf("%s is not shown persisted", tg.Ref.Name)
+		}
+		pids[tg.Ref.Name] = tg.Ref.PID
+	}
+
+	d.stop() // an upgrade's stop
+	for name, pid := range pids {
+		if !alive(pid) {
+			t.Fatalf("a stop that is no shutdown ended %s", name)
+		}
+	}
+	d.args = append(d.args, "--checkpoint-on-stop")
+	d.start()
+	if cs := d.checkpoints(); len(cs) != 0 {
+		t.Fatalf("a stop that is no shutdown took checkpoints: %+v", cs)
+	}
+	for _, tg := range d.ps() {
+		if !tg.Running || tg.Ref.PID != pids[tg.Ref.Name] {
+			t.Fatalf("not adopted as it ran: %+v", tg)
+		}
+	}
+	counts, _ := counterLines(readFile(ctrLog))
+	d.stop() // the shutdown's
+	last := counts[len(counts)-1]
+	if c, _ := counterLines(readFile(ctrLog)); len(c) > 0 {
+		last = c[len(c)-1]
+	}
+	// The reboot: whatever still runs of them goes, the terminal's holder
+	// too, and /tmp is emptied.
+	for _, pid := range pids {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	for pid := range d.holders() {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	if err := os.Remove(held); err != nil {
+		t.Fatal(err)
+	}
+	d.env = append(d.env, "CKPTD_FAILPOINT_BOOT_ID=reboot-test-boot")
+	d.start()
+
+	waitFor(t, "the persisted targets restored or failed", func() bool {
+		n := 0
+		for _, tg := range d.ps() {
+			if tg.Running || tg.PersistError != "" {
+				n++
+			}
+		}
+		return n == 4
+	})
+	if cs := d.checkpoints(); len(cs) != 4 {
+		t.Fatalf("the shutdown took %d checkpoints, want 4: %+v", len(cs), cs)
+	}
+	continues(t, before, loadStatus(t, d.workload("job").Ref.PID, job.Ref.LogPath))
+	c := d.ptyCtl(pty.Winsize{Rows: 24, Cols: 80}, "attach", "sess")
+	c.ask("val", "x", "41")
+	c.detach("sess")
+	restoredLog := filepath.Join(d.root, "containers", "default", "web", "output.log")
+	waitCount(t, restoredLog, last+3)
+	if counts, markers := counterLines(readFile(restoredLog)); counts[0] != last+1 || markers[0] != "kept" {
+		t.Errorf("the container restored at %d (%q), want %d (kept)", counts[0], markers[0], last+1)
+	}
+	f := d.workload("fragile")
+	if f.Running || !strings.Contains(f.PersistError, "restore") || f.PersistCkpt == "" {
+		t.Fatalf("the failed restore is listed as %+v, want its reason and checkpoint", f)
+	}
+	ps := d.must("ps")
+	t.Logf("ps after the reboot:\n%s", ps)
+	if !strings.Contains(ps, "not restored: ") {
+		t.Errorf("ps without -a does not show the failed restore:\n%s", ps)
+	}
+	if err := os.WriteFile(held, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.must("restore", f.PersistCkpt)
+	if f = d.workload("fragile"); !f.Running || f.PersistCkpt != "" || f.PersistError != "" {
+		t.Fatalf("restored by hand, it is listed as %+v", f)
+	}
+	d.must("persist", "fragile", "off")
+	if f = d.workload("fragile"); f.Persist {
+		t.Fatal("persist off left it persisted")
+	}
+	d.must("kill", "fragile")
+}
