@@ -47,6 +47,7 @@ func (d *Daemon) runHook(ctx context.Context, t *store.Target, event string, tim
 	if !ok || t.Kind != store.KindWorkload {
 		return nil, nil
 	}
+	outer := ctx
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	args := []string{"--target", strconv.Itoa(t.PID), "--pid", "--net", "--mount", "--ipc", "--uts"}
@@ -71,6 +72,8 @@ func (d *Daemon) runHook(ctx context.Context, t *store.Target, event string, tim
 	stop()
 	proc.Disown(cmd.Process.Pid)
 	switch {
+	case outer.Err() != nil: // the request's end, or a shutdown's bound
+		return nil, fmt.Errorf("%s hook %q cut short: %w", event, cmdline, context.Cause(outer))
 	case ctx.Err() != nil:
 		return nil, fmt.Errorf("%s hook %q did not end within %s: %w", event, cmdline, timeout, context.DeadlineExceeded)
 	case err != nil:

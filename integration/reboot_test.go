@@ -6,6 +6,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/creack/pty"
 )
@@ -126,4 +127,41 @@ func TestReboot(t *testing.T) {
 		t.Fatal("persist off left it persisted")
 	}
 	d.must("kill", "fragile")
+}
+
+// TestShutdownBound: a shutdown's checkpoints end within
+// shutdown_checkpoint_timeout. A persisted workload whose prepare hook
+// outlasts it is not checkpointed: it was never frozen and runs on until
+// the reboot, and the next start lists it with the reason. Another is
+// checkpointed meanwhile and restored.
+func TestShutdownBound(t *testing.T) {
+	conf := filepath.Join(t.TempDir(), "ckptd.toml")
+	if err := os.WriteFile(conf, []byte("shutdown_checkpoint_timeout = \"2s\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemonWith(t, "--config", conf, "--checkpoint-on-stop")
+	d.must("run", "--persist", "--name", "slow", "--hook", "prepare=sleep 60", "--", "/bin/sleep", "100000")
+	d.must("run", "--persist", "--name", "quick", "--", "/bin/sleep", "100000")
+	slow, quick := d.workload("slow"), d.workload("quick")
+	start := time.Now()
+	d.stop()
+	if took := time.Since(start); took > 50*time.Second {
+		t.Fatalf("the stop took %s: it waited for the prepare hook (60 s), not its bound", took)
+	}
+	if !alive(slow.Ref.PID) {
+		t.Fatal("the workload whose checkpoint was cut short is not running")
+	}
+	if alive(quick.Ref.PID) {
+		t.Fatal("the other workload was not checkpointed and stopped")
+	}
+	syscall.Kill(slow.Ref.PID, syscall.SIGKILL) // the reboot
+	waitFor(t, "slow gone", func() bool { return !alive(slow.Ref.PID) })
+	d.env = append(d.env, "CKPTD_FAILPOINT_BOOT_ID=bound-test-boot")
+	d.start()
+	waitFor(t, "quick restored", func() bool { return d.workload("quick").Running })
+	s := d.workload("slow")
+	if s.Running || !strings.Contains(s.PersistError, "its checkpoint at shutdown failed") ||
+		!strings.Contains(s.PersistError, "shutdown_checkpoint_timeout (2s)") {
+		t.Fatalf("the workload the shutdown could not checkpoint is listed as %+v", s)
+	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -48,7 +49,8 @@ func checkpointForShutdown(cfg config.Config, manager sdnotify.Notifier, d *daem
 		return
 	}
 	bound, _ := cfg.ShutdownCheckpointTimeout() // validated
-	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	ctx, cancel := context.WithTimeoutCause(context.Background(), bound,
+		fmt.Errorf("a shutdown's checkpoints end within shutdown_checkpoint_timeout (%s): %w", bound, context.DeadlineExceeded))
 	defer cancel()
 	start := time.Now()
 	if err := manager.Notify("stopping: checkpointing the persisted targets", sdnotify.Stopping); err != nil {
