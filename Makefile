@@ -88,7 +88,9 @@ proto:
 clean:
 	rm -rf $(BIN)
 
-# podman, for the container benchmark's comparison (not needed by tests).
+# podman, for the container benchmark's comparison, and the JDK for the warm start's
+# (not needed by tests).
 bench-deps:
 	@command -v podman >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends podman >/dev/null
 	@test -x /usr/bin/redis-server -a -x /usr/sbin/nginx || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server nginx >/dev/null
+	@command -v javac >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends default-jdk-headless >/dev/null

@@ -73,6 +73,9 @@ func main() {
 	if *groupOn {
 		benchGroup(work)
 	}
+	if *warmOn {
+		benchWarm(work)
+	}
 	if *chains {
 		benchChain(work)
 	}

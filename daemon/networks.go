@@ -18,7 +18,7 @@ import (
 // the real one.
 type Networks interface {
 	Join(ctx context.Context, id string, pid int, s network.Spec) (network.Attachment, error)
-	Make(ctx context.Context, id string, s network.Spec) (network.Attachment, error)
+	Begin(id string, s network.Spec) (network.Pending, error)
 	Leave(ctx context.Context, a network.Attachment) error
 }
 

@@ -195,20 +195,21 @@ func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.Tar
 	if err := filesPresent(imagesDir, c); err != nil {
 		return nil, err
 	}
-	netA, netNS, undoNet, err := d.restoreNetwork(ctx, c, ref, how)
+	// Wired while CRIU restores where the tree needs no address of it.
+	nr, err := d.restoreNetwork(ctx, c, ref, how, wireBeside(c, how, imagesDir))
 	if err != nil {
 		return nil, err
 	}
 	defer func() {
 		if err != nil {
-			undoNet()
+			nr.undo()
 		}
 	}()
-	if netNS != nil {
-		defer netNS.Close()
-		inherit[network.CRIUKey] = netNS
+	if nr.ns != nil {
+		defer nr.ns.Close()
+		inherit[network.CRIUKey] = nr.ns
 		if c.Options.TCPEstablished {
-			defer d.releaseHold(ref, netA.NetNS) // held since it was made
+			defer d.releaseHold(ref, nr.path) // held since it was made
 		}
 	}
 	var launch criu.Launcher
@@ -223,7 +224,7 @@ func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.Tar
 		return nil, err
 	}
 	defer d.closeWork(work, &err)
-	t := &store.Target{TargetRef: ref, RestoredFrom: c.ID, Network: netA, ScaleToZero: how.ScaleToZero, Restarts: how.restarts, Launch: how.launch}
+	t := &store.Target{TargetRef: ref, RestoredFrom: c.ID, ScaleToZero: how.ScaleToZero, Restarts: how.restarts, Launch: how.launch}
 	if how.LazyPages != nil {
 		t.Filling = "its memory is still arriving by post-copy"
 	}
@@ -260,6 +261,11 @@ func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.Tar
 			if err := verified(); err != nil {
 				return err
 			}
+			a, werr := nr.wait()
+			if werr != nil {
+				return werr
+			}
+			t.Network = a
 			t.PID, t.Created = pid, time.Now().UTC()
 			if st, err := proc.ReadStat(pid); err == nil {
 				t.StartTime = st.StartTime
@@ -282,6 +288,9 @@ func (d *Daemon) restore(ctx context.Context, c *store.Checkpoint, ref store.Tar
 		return nil, err
 	}
 	how.lazy = res.Lazy
+	if nr.warning != "" {
+		how.warnings = append(how.warnings, nr.warning)
+	}
 	if launch != nil {
 		// CRIU has exited: the root is ours now, ckptd being the subreaper
 		// above the session's holder.

@@ -2,12 +2,14 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
 
 	"github.com/ckptd/ckptd/dumper"
 	"github.com/ckptd/ckptd/errdefs"
+	"github.com/ckptd/ckptd/images"
 	"github.com/ckptd/ckptd/network"
 	"github.com/ckptd/ckptd/store"
 )
@@ -68,27 +70,59 @@ func networkSpec(a *network.Attachment) *network.Spec {
 	return &s
 }
 
+// netRestore is the network a restored tree goes into: its namespace at
+// once, for CRIU, and its wiring, which may go on while CRIU restores.
+type netRestore struct {
+	ns      *os.File // nil: the host's network
+	path    string
+	done    chan struct{}
+	a       *network.Attachment
+	err     error
+	warning string // set with a: it could not keep its address
+	made    bool   // a is a new attachment, which undo lets go of
+	leave   func(network.Attachment)
+}
+
+// wait waits for the wiring; the namespace is on the network after it.
+func (n *netRestore) wait() (*network.Attachment, error) {
+	<-n.done
+	return n.a, n.err
+}
+
+// undo lets go of the network of a failed restore.
+func (n *netRestore) undo() {
+	if a, err := n.wait(); err == nil && n.made {
+		n.leave(*a)
+	}
+}
+
 // restoreNetwork makes the namespace a restore of c as ref goes into:
 // at c's address with c's ports in place, or for a copy a new address
-// with the ports asked for, or the one it kept while it slept. The caller hands ns to CRIU, then closes it,
-// and calls undo if the restore fails.
-func (d *Daemon) restoreNetwork(ctx context.Context, c *store.Checkpoint, ref store.TargetRef, how *restoreHow) (a *network.Attachment, ns *os.File, undo func(), err error) {
+// with the ports asked for, or the one it kept while it slept. With
+// async its wiring goes on in the background (wait for it). The caller
+// hands ns to CRIU, then closes it, and calls undo if the restore fails.
+func (d *Daemon) restoreNetwork(ctx context.Context, c *store.Checkpoint, ref store.TargetRef, how *restoreHow, async bool) (*netRestore, error) {
+	n := &netRestore{done: make(chan struct{})}
 	publish := how.Publish
 	if how.Keep != nil {
 		// It goes back into the namespace it slept with.
-		if ns, err = os.Open(how.Keep.NetNS); err != nil {
-			return nil, nil, nil, fmt.Errorf("open network namespace: %w", err)
+		ns, err := os.Open(how.Keep.NetNS)
+		if err != nil {
+			return nil, fmt.Errorf("open network namespace: %w", err)
 		}
-		return how.Keep, ns, func() {}, nil
+		n.ns, n.path, n.a = ns, how.Keep.NetNS, how.Keep
+		close(n.done)
+		return n, nil
 	}
 	if c.Network == nil {
 		if len(publish) > 0 {
-			return nil, nil, nil, fmt.Errorf("publishing ports needs a checkpoint of a workload in its own network (run --net %s): %w", network.Private, errdefs.ErrInvalidArgument)
+			return nil, fmt.Errorf("publishing ports needs a checkpoint of a workload in its own network (run --net %s): %w", network.Private, errdefs.ErrInvalidArgument)
 		}
-		return nil, nil, func() {}, nil
+		close(n.done)
+		return n, nil
 	}
 	if d.networks == nil {
-		return nil, nil, nil, fmt.Errorf("checkpoint %s is of a workload in its own network, and workload networks are unavailable here: %v: %w", c.Name, d.networksErr, errdefs.ErrFailedPrecondition)
+		return nil, fmt.Errorf("checkpoint %s is of a workload in its own network, and workload networks are unavailable here: %v: %w", c.Name, d.networksErr, errdefs.ErrFailedPrecondition)
 	}
 	want := *c.Network
 	// Established connections come back in repair: nothing may reach the
@@ -102,25 +136,53 @@ func (d *Daemon) restoreNetwork(ctx context.Context, c *store.Checkpoint, ref st
 	}
 	// A container's name (NAMESPACE/ID) is no CNI container ID.
 	id := strings.ReplaceAll(ref.Name, "/", ".") + "-" + store.NewID()[:8]
-	made, err := d.networks.Make(ctx, id, want)
+	p, err := d.networks.Begin(id, want)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("network of %s: %w", ref.Name, err)
+		return nil, fmt.Errorf("network of %s: %w", ref.Name, err)
 	}
-	if want.IP != "" && made.IP != want.IP {
-		w := fmt.Sprintf("its address %s is another workload's here: it has %s; connections to the old one are lost", want.IP, made.IP)
-		d.log.Warn("restored at another address", "target", ref.Key(), "had", want.IP, "has", made.IP)
-		how.warnings = append(how.warnings, w)
+	if n.ns, err = os.Open(p.NetNS); err != nil {
+		return nil, errors.Join(fmt.Errorf("open network namespace: %w", err), network.RemoveNS(p.NetNS))
 	}
-	undo = func() {
-		if err := d.networks.Leave(context.WithoutCancel(ctx), made); err != nil {
+	n.path = p.NetNS
+	n.leave = func(a network.Attachment) {
+		if err := d.networks.Leave(context.WithoutCancel(ctx), a); err != nil {
 			d.log.Warn("release the network of a failed restore", "target", ref.Key(), "err", err)
 		}
 	}
-	if ns, err = os.Open(made.NetNS); err != nil {
-		undo()
-		return nil, nil, nil, fmt.Errorf("open network namespace: %w", err)
+	wire := func() {
+		defer close(n.done)
+		made, err := p.Wire(ctx)
+		if err != nil {
+			n.err = fmt.Errorf("network of %s: %w", ref.Name, err)
+			return
+		}
+		n.a, n.made = &made, true
+		if want.IP != "" && made.IP != want.IP {
+			n.warning = fmt.Sprintf("its address %s is another workload's here: it has %s; connections to the old one are lost", want.IP, made.IP)
+			d.log.Warn("restored at another address", "target", ref.Key(), "had", want.IP, "has", made.IP)
+		}
 	}
-	return &made, ns, undo, nil
+	if async {
+		go wire()
+		return n, nil
+	}
+	wire()
+	if n.err != nil {
+		n.ns.Close()
+		return nil, n.err
+	}
+	return n, nil
+}
+
+// wireBeside says whether a restore of the images in dir may wire its
+// network while CRIU restores: none of its sockets needs an address or a
+// route of it (images.NeedsNetwork), and no connection is restored.
+func wireBeside(c *store.Checkpoint, how *restoreHow, dir string) bool {
+	if c.Network == nil || how.Keep != nil || c.Options.TCPEstablished {
+		return false
+	}
+	needs, err := images.NeedsNetwork(dir)
+	return err == nil && !needs
 }
 
 // containerNetwork makes the namespace a container whose own was outside
@@ -130,14 +192,16 @@ func (d *Daemon) containerNetwork(ctx context.Context, c *store.Checkpoint, ref 
 	if c.Network == nil {
 		return nil, func() {}, nil, nil
 	}
-	how := &restoreHow{}
-	a, ns, undo, err := d.restoreNetwork(ctx, c, ref, how)
+	n, err := d.restoreNetwork(ctx, c, ref, &restoreHow{}, false)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	ns.Close() // runc opens it by path
-	if c.Network.IP == "" && c.Container != nil && c.Container.Engine != "" {
-		how.warnings = append(how.warnings, fmt.Sprintf("its network was %s's, outside its checkpoint: it is on ckptd's network now, at %s (its old addresses are not kept)", c.Container.Engine, a.IP))
+	n.ns.Close() // runc opens it by path
+	if n.warning != "" {
+		warnings = append(warnings, n.warning)
 	}
-	return a, undo, how.warnings, nil
+	if c.Network.IP == "" && c.Container != nil && c.Container.Engine != "" {
+		warnings = append(warnings, fmt.Sprintf("its network was %s's, outside its checkpoint: it is on ckptd's network now, at %s (its old addresses are not kept)", c.Container.Engine, n.a.IP))
+	}
+	return n.a, n.undo, warnings, nil
 }

@@ -66,19 +66,41 @@ func (m *Manager) Join(ctx context.Context, id string, pid int, s Spec) (Attachm
 // along with it: a restored tree goes into it. On failure nothing of it
 // is left.
 func (m *Manager) Make(ctx context.Context, id string, s Spec) (Attachment, error) {
-	if s.IP != "" && m.net.Taken(s.IP) {
-		s.IP, s.MAC = "", ""
-	}
-	ns, err := NewNS(m.nsDir, id)
+	p, err := m.Begin(id, s)
 	if err != nil {
 		return Attachment{}, err
 	}
+	return p.Wire(ctx)
+}
+
+// Pending is a namespace Begin made and has not wired yet.
+type Pending struct {
+	NetNS string
+	wire  func(context.Context) (Attachment, error)
+}
+
+// Wire puts the namespace on the network, as Make does; on failure the
+// namespace is gone.
+func (p Pending) Wire(ctx context.Context) (Attachment, error) { return p.wire(ctx) }
+
+// Begin makes the namespace Make would, held as s says, for its wiring
+// to follow: a restore hands it to CRIU while it is wired.
+func (m *Manager) Begin(id string, s Spec) (Pending, error) {
+	ns, err := NewNS(m.nsDir, id)
+	if err != nil {
+		return Pending{}, err
+	}
 	if s.Held {
 		if err := Hold(ns); err != nil {
-			return Attachment{}, errors.Join(err, RemoveNS(ns))
+			return Pending{}, errors.Join(err, RemoveNS(ns))
 		}
 	}
-	return m.wire(ctx, id, ns, s)
+	return Pending{NetNS: ns, wire: func(ctx context.Context) (Attachment, error) {
+		if s.IP != "" && m.net.Taken(s.IP) {
+			s.IP, s.MAC = "", ""
+		}
+		return m.wire(ctx, id, ns, s)
+	}}, nil
 }
 
 func (m *Manager) wire(ctx context.Context, id, ns string, s Spec) (_ Attachment, err error) {
