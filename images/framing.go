@@ -7,6 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sync"
+
+	"github.com/checkpoint-restore/go-criu/v8/magic"
 )
 
 // framedImage matches the images inspect and pre-flight decode whose body
@@ -44,11 +47,17 @@ func checkEntries(path string) error {
 		return err
 	}
 	size := st.Size()
-	off := int64(8) // two magics
+	var hdr [4]byte
+	if size < 4 {
+		return fmt.Errorf("malformed image %s: %d bytes", filepath.Base(path), size)
+	}
+	if _, err := f.ReadAt(hdr[:], 0); err != nil {
+		return err
+	}
+	off := magics(binary.LittleEndian.Uint32(hdr[:]))
 	if size < off {
 		return fmt.Errorf("malformed image %s: %d bytes", filepath.Base(path), size)
 	}
-	var hdr [4]byte
 	for off < size {
 		if _, err := f.ReadAt(hdr[:], off); err != nil {
 			if err == io.EOF {
@@ -63,4 +72,17 @@ func checkEntries(path string) error {
 		off += n
 	}
 	return nil
+}
+
+var magicMap = sync.OnceValue(magic.LoadMagic)
+
+// magics is where an image's entries start, after its magics: two when
+// the first is the common or the service one, else one (as go-criu reads
+// them).
+func magics(first uint32) int64 {
+	m := magicMap()
+	if v := uint64(first); v == m.ByName["IMG_COMMON"] || v == m.ByName["IMG_SERVICE"] {
+		return 8
+	}
+	return 4
 }

@@ -11,7 +11,8 @@ var pstreeMagic = []byte{0x19, 0x43, 0x56, 0x54, 0x30, 0x30, 0x27, 0x50}
 
 // FuzzRead: inspect and pre-flight read images a peer sent or a disk
 // mangled; any bytes as pstree.img (and as tty-info.img) fail cleanly,
-// never panic. So do the same bytes as core-1.img (TreeCreds).
+// never panic. So do the same bytes as core-1.img (TreeCreds) and as
+// files.img (NeedsNetwork, TCPConnections).
 func FuzzRead(f *testing.F) {
 	f.Add(append(append([]byte{}, pstreeMagic...), 4, 0, 0, 0, 8, 1, 16, 0, 24, 1))
 	f.Add([]byte{})
@@ -31,5 +32,10 @@ func FuzzRead(f *testing.F) {
 			t.Fatal(err)
 		}
 		TerminalSize(dir)
+		if err := os.WriteFile(filepath.Join(dir, "files.img"), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		NeedsNetwork(dir)
+		TCPConnections(dir)
 	})
 }

@@ -86,7 +86,13 @@ func remappedIDs(dir string) (map[uint32]bool, error) {
 	return out, nil
 }
 
-func decodeFile(path string, entry proto.Message) (*crit.CriuImage, error) {
+// decodeFile decodes an image of entries alone, once its entry sizes
+// are checked: go-criu allocates what an entry declares (up to 4 GiB).
+func decodeFile(path string, entry proto.Message) (_ *crit.CriuImage, err error) {
+	defer guard(&err)
+	if err := checkEntries(path); err != nil {
+		return nil, err
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
