@@ -76,6 +76,9 @@ func main() {
 	if *warmOn {
 		benchWarm(work)
 	}
+	if *rebootOn {
+		benchReboot(work)
+	}
 	if *chains {
 		benchChain(work)
 	}
