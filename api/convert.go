@@ -25,7 +25,7 @@ func targetToAPI(t *daemon.TargetStatus) *apiv1.Target {
 		Terminal: t.Terminal != nil, Attached: int32(t.Attached), TerminalError: t.TerminalError,
 	}
 	if p := t.Persisted; p != nil {
-		out.Persist, out.PersistCheckpoint, out.PersistError = true, p.Checkpoint, p.Error
+		out.Persist, out.PersistCheckpoint, out.PersistError, out.PersistGroup = true, p.Checkpoint, p.Error, p.Group
 	}
 	if n := t.Network; n != nil {
 		out.Network, out.Ip = network.Private, n.IP

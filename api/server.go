@@ -47,7 +47,7 @@ func (s *Server) Run(ctx context.Context, r *apiv1.RunRequest) (*apiv1.Target, e
 }
 
 func (s *Server) Persist(ctx context.Context, r *apiv1.PersistRequest) (*apiv1.Target, error) {
-	t, err := s.d.Persist(ctx, r.GetTarget(), r.GetOn())
+	t, err := s.d.Persist(ctx, r.GetTarget(), r.GetOn(), r.GetGroup())
 	if err != nil {
 		return nil, toStatus(err)
 	}

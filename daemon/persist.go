@@ -2,28 +2,32 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/ckptd/ckptd/errdefs"
 	"github.com/ckptd/ckptd/store"
 )
 
-// shutdownParallel is how many persisted targets a shutdown checkpoints
-// at once: their dumps share the disk and the memory bandwidth.
-const shutdownParallel = 2
-
 // Persist marks a running workload or container to outlive reboots (on),
 // or no longer (off: a checkpoint its last shutdown took stays, as any).
-func (d *Daemon) Persist(ctx context.Context, target string, on bool) (*TargetStatus, error) {
+// Workloads marked with the same group are checkpointed at one instant,
+// as a group, and restored together.
+func (d *Daemon) Persist(ctx context.Context, target string, on bool, group string) (*TargetStatus, error) {
 	ref, err := d.resolveRef(ctx, target)
 	if err != nil {
 		return nil, err
 	}
 	if ref.Kind == store.KindProcess {
 		return nil, fmt.Errorf("%s is a host process, which restores into its own PIDs and is no one's to restart after a reboot; persist workloads (ckptctl run) or containers: %w", target, errdefs.ErrInvalidArgument)
+	}
+	if group != "" && ref.Kind != store.KindWorkload {
+		return nil, fmt.Errorf("--group %s: groups take workloads; a container checkpoints through its runtime, which freezes it on its own: %w", group, errdefs.ErrInvalidArgument)
+	}
+	if group != "" {
+		if err := store.ValidateName(group); err != nil {
+			return nil, fmt.Errorf("--group: %w", err)
+		}
 	}
 	if !on {
 		t, unlock, err := d.lockKnown(ctx, target)
@@ -44,16 +48,16 @@ func (d *Daemon) Persist(ctx context.Context, target string, on bool) (*TargetSt
 	if err := d.recordTarget(ctx, t); err != nil { // a container ckptd had not met
 		return nil, err
 	}
-	if err := d.markPersisted(ctx, t.TargetRef); err != nil {
+	if err := d.markPersisted(ctx, t.TargetRef, group); err != nil {
 		return nil, err
 	}
 	return d.status(t), nil
 }
 
-// markPersisted records ref as persisted, keeping its place in the order
-// if it already was.
-func (d *Daemon) markPersisted(ctx context.Context, ref store.TargetRef) error {
-	p := store.Persisted{Target: ref, Since: time.Now().UTC()}
+// markPersisted records ref as persisted, in group, keeping its place in
+// the order if it already was.
+func (d *Daemon) markPersisted(ctx context.Context, ref store.TargetRef, group string) error {
+	p := store.Persisted{Target: ref, Since: time.Now().UTC(), Group: group}
 	if cur, ok := d.persisted(ctx)[ref.Key()]; ok {
 		p.Since = cur.Since
 	}
@@ -74,102 +78,6 @@ func (d *Daemon) persisted(ctx context.Context) map[string]store.Persisted {
 	return m
 }
 
-// CheckpointPersisted is a shutdown's work: it checkpoints and stops every
-// persisted target that runs, shutdownParallel at a time, until ctx ends.
-// It returns how many it took and what failed; each failure is recorded
-// with its target, which the reboot then loses.
-func (d *Daemon) CheckpointPersisted(ctx context.Context) (int, error) {
-	ps, err := d.store.Persisted(ctx)
-	if err != nil {
-		return 0, err
-	}
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		taken int
-		errs  []error
-	)
-	slots := make(chan struct{}, shutdownParallel)
-	for _, p := range ps {
-		t, err := d.store.GetTarget(ctx, p.Target.Key())
-		if err != nil || !d.alive(t) {
-			continue // ended, or asleep: nothing runs to lose
-		}
-		wg.Add(1)
-		slots <- struct{}{}
-		go func() {
-			defer func() { <-slots; wg.Done() }()
-			err := d.checkpointForShutdown(ctx, p)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				errs = append(errs, err)
-			} else {
-				taken++
-			}
-		}()
-	}
-	wg.Wait()
-	return taken, errors.Join(errs...)
-}
-
-func (d *Daemon) checkpointForShutdown(ctx context.Context, p store.Persisted) error {
-	start := time.Now()
-	c, err := d.Create(ctx, CreateRequest{Target: refName(p.Target)})
-	if err != nil {
-		p.Checkpoint, p.Boot, p.Error = "", "", "its checkpoint at shutdown failed: "+errdefs.Message(err)
-		d.log.Error("checkpoint a persisted target at shutdown", "target", p.Target.Key(), "err", err)
-	} else {
-		p.Checkpoint, p.Boot, p.Error = c.ID, d.store.Boot(), ""
-		d.log.Info("checkpointed for shutdown", "target", p.Target.Key(), "checkpoint", c.Name, "took", time.Since(start))
-	}
-	if perr := d.store.PutPersisted(context.WithoutCancel(ctx), p); perr != nil {
-		return errors.Join(err, perr)
-	}
-	if err != nil {
-		return fmt.Errorf("%s: %w", refName(p.Target), err)
-	}
-	return nil
-}
-
-// restorePersisted, at start, restores the persisted targets a shutdown
-// checkpointed and that no longer run, one by one in the order they were
-// marked (a server before the client started after it). One that fails
-// stays listed with the reason, its checkpoint kept for a restore by hand.
-func (d *Daemon) restorePersisted(ctx context.Context) {
-	ps, err := d.store.Persisted(ctx)
-	if err != nil {
-		d.log.Error("read the persisted targets", "err", err)
-		return
-	}
-	for _, p := range ps {
-		if p.Checkpoint == "" || ctx.Err() != nil {
-			continue
-		}
-		if t, err := d.store.GetTarget(ctx, p.Target.Key()); err == nil && d.alive(t) {
-			p.Checkpoint, p.Boot, p.Error = "", "", "" // restored by hand, or the stop was no shutdown
-		} else {
-			d.restoreForStart(ctx, &p)
-		}
-		if err := d.store.PutPersisted(context.WithoutCancel(ctx), p); err != nil {
-			d.log.Error("record a persisted target's restore", "target", p.Target.Key(), "err", err)
-		}
-	}
-}
-
-func (d *Daemon) restoreForStart(ctx context.Context, p *store.Persisted) {
-	start := time.Now()
-	s, err := d.Restore(ctx, RestoreRequest{Checkpoint: p.Checkpoint})
-	if err != nil {
-		p.Error = "its restore at start failed: " + errdefs.Message(err)
-		d.log.Error("restore a persisted target at start", "target", p.Target.Key(), "checkpoint", p.Checkpoint, "err", err)
-		return
-	}
-	d.log.Info("restored at start", "target", s.Key(), "pid", s.PID, "checkpointed_in_boot", p.Boot,
-		"boot_changed", p.Boot != d.store.Boot(), "took", time.Since(start))
-	p.Checkpoint, p.Boot, p.Error = "", "", ""
-}
-
 // persistRestored clears what a shutdown left of key once it runs again,
 // restored by hand after its restore at start failed.
 func (d *Daemon) persistRestored(ctx context.Context, key string) {
@@ -177,7 +85,7 @@ func (d *Daemon) persistRestored(ctx context.Context, key string) {
 	if !ok || p.Checkpoint == "" {
 		return
 	}
-	p.Checkpoint, p.Boot, p.Error = "", "", ""
+	p.Checkpoint, p.Boot, p.Error, p.ShutdownGroup = "", "", "", ""
 	if err := d.store.PutPersisted(context.WithoutCancel(ctx), p); err != nil {
 		d.log.Error("record a persisted target restored", "target", key, "err", err)
 	}

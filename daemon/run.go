@@ -169,7 +169,7 @@ func (d *Daemon) Run(ctx context.Context, req RunRequest) (*TargetStatus, error)
 		return nil, fmt.Errorf("run %s: %w", req.Name, err)
 	}
 	if req.Persist {
-		if err := d.markPersisted(ctx, t.TargetRef); err != nil {
+		if err := d.markPersisted(ctx, t.TargetRef, ""); err != nil {
 			return nil, fmt.Errorf("run %s: it runs, but is not persisted: %w", req.Name, err)
 		}
 	}

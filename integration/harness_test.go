@@ -287,6 +287,7 @@ type target struct {
 	Persist      bool     `json:"persist"`
 	PersistCkpt  string   `json:"persist_checkpoint"`
 	PersistError string   `json:"persist_error"`
+	PersistGroup string   `json:"persist_group"`
 }
 
 func (d *daemon) ps() []target {

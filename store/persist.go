@@ -17,10 +17,15 @@ import (
 type Persisted struct {
 	Target TargetRef `json:"target"`
 	Since  time.Time `json:"since"` // restored at start in this order
+	// Group names the targets checkpointed with it as one group (one
+	// freeze) at a shutdown, and restored with it, all or none.
+	Group string `json:"group,omitempty"`
 	// Checkpoint is what the last shutdown took of it, in boot Boot; the
 	// next start restores it and clears it.
 	Checkpoint string `json:"checkpoint,omitempty"`
 	Boot       string `json:"boot,omitempty"`
+	// ShutdownGroup is the group checkpoint Checkpoint is a member of.
+	ShutdownGroup string `json:"shutdown_group,omitempty"`
 	// Error is why the shutdown's checkpoint or the start's restore
 	// failed; a failed restore keeps Checkpoint.
 	Error string `json:"error,omitempty"`

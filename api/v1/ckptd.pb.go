@@ -460,6 +460,7 @@ type Target struct {
 	Persist                bool                   `protobuf:"varint,23,opt,name=persist,proto3" json:"persist,omitempty"`                                             // it outlives reboots (run --persist, ckptctl persist)
 	PersistCheckpoint      string                 `protobuf:"bytes,24,opt,name=persist_checkpoint,json=persistCheckpoint,proto3" json:"persist_checkpoint,omitempty"` // what the last shutdown took of it, not yet restored
 	PersistError           string                 `protobuf:"bytes,25,opt,name=persist_error,json=persistError,proto3" json:"persist_error,omitempty"`                // why that checkpoint, or its restore at start, failed
+	PersistGroup           string                 `protobuf:"bytes,26,opt,name=persist_group,json=persistGroup,proto3" json:"persist_group,omitempty"`                // the group it persists in (ckptctl persist --group)
 	unknownFields          protoimpl.UnknownFields
 	sizeCache              protoimpl.SizeCache
 }
@@ -665,6 +666,13 @@ func (x *Target) GetPersistCheckpoint() string {
 func (x *Target) GetPersistError() string {
 	if x != nil {
 		return x.PersistError
+	}
+	return ""
+}
+
+func (x *Target) GetPersistGroup() string {
+	if x != nil {
+		return x.PersistGroup
 	}
 	return ""
 }
@@ -1287,6 +1295,7 @@ type PersistRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Target        string                 `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
 	On            bool                   `protobuf:"varint,2,opt,name=on,proto3" json:"on,omitempty"`
+	Group         string                 `protobuf:"bytes,3,opt,name=group,proto3" json:"group,omitempty"` // workloads marked in one group are checkpointed at one instant and restored together
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1333,6 +1342,13 @@ func (x *PersistRequest) GetOn() bool {
 		return x.On
 	}
 	return false
+}
+
+func (x *PersistRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
 }
 
 type HibernateRequest struct {
@@ -4987,7 +5003,7 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x03pid\x18\x03 \x01(\x05R\x03pid\x12\x18\n" +
 	"\acommand\x18\x04 \x03(\tR\acommand\x12\x19\n" +
 	"\blog_path\x18\x05 \x01(\tR\alogPath\x12\x14\n" +
-	"\x05owner\x18\x06 \x01(\rR\x05owner\"\xc4\x06\n" +
+	"\x05owner\x18\x06 \x01(\rR\x05owner\"\xe9\x06\n" +
 	"\x06Target\x12%\n" +
 	"\x03ref\x18\x01 \x01(\v2\x13.ckptd.v1.TargetRefR\x03ref\x12\x1d\n" +
 	"\n" +
@@ -5018,7 +5034,8 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x0escales_to_zero\x18\x16 \x01(\bR\fscalesToZero\x12\x18\n" +
 	"\apersist\x18\x17 \x01(\bR\apersist\x12-\n" +
 	"\x12persist_checkpoint\x18\x18 \x01(\tR\x11persistCheckpoint\x12#\n" +
-	"\rpersist_error\x18\x19 \x01(\tR\fpersistError\"\xdd\x03\n" +
+	"\rpersist_error\x18\x19 \x01(\tR\fpersistError\x12#\n" +
+	"\rpersist_group\x18\x1a \x01(\tR\fpersistGroup\"\xdd\x03\n" +
 	"\bSchedule\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x19\n" +
@@ -5080,10 +5097,11 @@ const file_ckptd_proto_rawDesc = "" +
 	"\x04cpus\x18\x11 \x01(\x01R\x04cpus\x12\x18\n" +
 	"\arestart\x18\x12 \x01(\tR\arestart\x126\n" +
 	"\x17restart_from_checkpoint\x18\x13 \x01(\bR\x15restartFromCheckpoint\x12\x18\n" +
-	"\apersist\x18\x14 \x01(\bR\apersist\"8\n" +
+	"\apersist\x18\x14 \x01(\bR\apersist\"N\n" +
 	"\x0ePersistRequest\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x12\x0e\n" +
-	"\x02on\x18\x02 \x01(\bR\x02on\"&\n" +
+	"\x02on\x18\x02 \x01(\bR\x02on\x12\x14\n" +
+	"\x05group\x18\x03 \x01(\tR\x05group\"&\n" +
 	"\x10HibernateRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"!\n" +
 	"\vWakeRequest\x12\x12\n" +

@@ -9,8 +9,9 @@ import (
 )
 
 func (c *cli) persistCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "persist TARGET on|off",
+	var group string
+	cmd := &cobra.Command{
+		Use:   "persist TARGET on|off [--group NAME]",
 		Short: "Have a workload or container outlive reboots: a shutdown of ckptd (systemd's at a reboot, or ckptd --checkpoint-on-stop) checkpoints and stops it, and the next start restores it",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -26,21 +27,26 @@ func (c *cli) persistCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			t, err := cl.Persist(c.ctx(), &apiv1.PersistRequest{Target: args[0], On: on})
+			t, err := cl.Persist(c.ctx(), &apiv1.PersistRequest{Target: args[0], On: on, Group: group})
 			if err != nil {
 				return err
 			}
 			if c.output == "json" {
 				return printJSON(t)
 			}
-			if on {
+			switch {
+			case on && group != "":
+				fmt.Printf("%s persists in group %s: checkpointed with the group's other workloads at one instant at a shutdown, restored with them at the next start\n", args[0], group)
+			case on:
 				fmt.Printf("%s persists: checkpointed at a shutdown, restored at the next start\n", args[0])
-			} else {
+			default:
 				fmt.Printf("%s no longer persists\n", args[0])
 			}
 			return nil
 		},
 	}
+	cmd.Flags().StringVar(&group, "group", "", "with on: persist it in this group, whose workloads a shutdown checkpoints at one instant (a group checkpoint) and the next start restores together, all or none, in the order they were marked")
+	return cmd
 }
 
 // persistStatus is ps's status of a persisted target that does not run:
