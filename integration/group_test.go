@@ -58,6 +58,33 @@ func frozenLeft(d *daemon) []string {
 	return left
 }
 
+// startTalkingPair runs a consumer and a producer joined by TCP, each in
+// its own network, until 20 messages went through; got reads the
+// consumer's count.
+func startTalkingPair(t *testing.T, d *daemon) (got func() int) {
+	t.Helper()
+	d.must("run", "--name", "consumer", "--", bins.tcpload, "--consume", "0.0.0.0:9000")
+	logs := func(name string) string { return d.must("logs", name) }
+	waitFor(t, "the consumer to listen", func() bool { return strings.Contains(logs("consumer"), "listening") })
+	d.must("run", "--name", "producer", "--", bins.tcpload, "--produce", d.workload("consumer").IP+":9000")
+	got = func() int { return lastNum(logs("consumer"), "got") }
+	waitFor(t, "messages flowing", func() bool { return got() >= 20 })
+	return got
+}
+
+// pairInStep fails t unless the pair's logs since their restore show
+// nothing lost or repeated and the consumer never ahead of the producer.
+func pairInStep(t *testing.T, afterC, afterP string) {
+	t.Helper()
+	if strings.Contains(afterC, "ERROR") || strings.Contains(afterP, "closed") {
+		t.Fatalf("the restored pair lost or repeated messages:\nconsumer: %s\nproducer: %s", tail(afterC, 5), tail(afterP, 5))
+	}
+	gotFirst, sentFirst := nums(afterC, "got"), nums(afterP, "sent")
+	if len(gotFirst) == 0 || len(sentFirst) == 0 || gotFirst[0] > sentFirst[0] {
+		t.Fatalf("after the restore the consumer is ahead of the producer: got %v..., sent %v...", gotFirst[:min(3, len(gotFirst))], sentFirst[:min(3, len(sentFirst))])
+	}
+}
+
 // TestGroupProducerConsumer: a producer and a consumer, two workloads in
 // their own networks joined by a TCP connection, checkpointed as a group:
 // running on, and stopped then restored, where the consumer takes up
@@ -67,12 +94,8 @@ func TestGroupProducerConsumer(t *testing.T) {
 	nettest.KeepHost(t, "ckptd0", "ckptd")
 	d := startDaemon(t)
 	thawOnFailure(t, d)
-	d.must("run", "--name", "consumer", "--", bins.tcpload, "--consume", "0.0.0.0:9000")
 	logs := func(name string) string { return d.must("logs", name) }
-	waitFor(t, "the consumer to listen", func() bool { return strings.Contains(logs("consumer"), "listening") })
-	d.must("run", "--name", "producer", "--", bins.tcpload, "--produce", d.workload("consumer").IP+":9000")
-	got := func() int { return lastNum(logs("consumer"), "got") }
-	waitFor(t, "messages flowing", func() bool { return got() >= 20 })
+	got := startTalkingPair(t, d)
 
 	out := d.must("create", "--group", "pc1", "--leave-running", "--tcp-established", "producer", "consumer")
 	if !strings.Contains(out, "group pc1") {
@@ -98,14 +121,7 @@ func TestGroupProducerConsumer(t *testing.T) {
 	sentBefore := len(logs("producer"))
 	d.must("restore", "pc2")
 	waitFor(t, "the conversation to go on after the group's restore", func() bool { return got() >= before+100 })
-	afterC, afterP := logs("consumer")[seen:], logs("producer")[sentBefore:]
-	if strings.Contains(afterC, "ERROR") || strings.Contains(afterP, "closed") {
-		t.Fatalf("the restored pair lost or repeated messages:\nconsumer: %s\nproducer: %s", tail(afterC, 5), tail(afterP, 5))
-	}
-	gotFirst, sentFirst := nums(afterC, "got"), nums(afterP, "sent")
-	if len(gotFirst) == 0 || len(sentFirst) == 0 || gotFirst[0] > sentFirst[0] {
-		t.Fatalf("after the restore the consumer is ahead of the producer: got %v..., sent %v...", gotFirst[:min(3, len(gotFirst))], sentFirst[:min(3, len(sentFirst))])
-	}
+	pairInStep(t, logs("consumer")[seen:], logs("producer")[sentBefore:])
 
 	out, warned, err := d.ctl("restore", "pc2", "--name", "copy")
 	if err != nil {
