@@ -178,12 +178,14 @@ func (d *Daemon) restorePersisted(ctx context.Context) {
 }
 
 // restoreForStart restores what a shutdown took of members (one target,
-// or a group's), unless they all run already (restored by hand, or the
-// stop was no shutdown). It returns why it failed, or "".
+// or a group's), unless, in the boot that took it, they all run already
+// (restored by hand, or the stop was no shutdown). In another boot
+// nothing of theirs runs, whatever process now has their PIDs. It returns
+// why it failed, or "".
 func (d *Daemon) restoreForStart(ctx context.Context, members []store.Persisted) string {
 	running := 0
 	for _, p := range members {
-		if t, err := d.store.GetTarget(ctx, p.Target.Key()); err == nil && d.alive(t) {
+		if t, err := d.store.GetTarget(ctx, p.Target.Key()); err == nil && p.Boot == d.store.Boot() && d.alive(t) {
 			running++
 		}
 	}
