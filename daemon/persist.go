@@ -48,20 +48,23 @@ func (d *Daemon) Persist(ctx context.Context, target string, on bool, group stri
 	if err := d.recordTarget(ctx, t); err != nil { // a container ckptd had not met
 		return nil, err
 	}
-	if err := d.markPersisted(ctx, t.TargetRef, group); err != nil {
+	p, err := d.markPersisted(ctx, t.TargetRef, group)
+	if err != nil {
 		return nil, err
 	}
-	return d.status(t), nil
+	s := d.status(t)
+	s.Persisted = &p
+	return s, nil
 }
 
 // markPersisted records ref as persisted, in group, keeping its place in
 // the order if it already was.
-func (d *Daemon) markPersisted(ctx context.Context, ref store.TargetRef, group string) error {
+func (d *Daemon) markPersisted(ctx context.Context, ref store.TargetRef, group string) (store.Persisted, error) {
 	p := store.Persisted{Target: ref, Since: time.Now().UTC(), Group: group}
 	if cur, ok := d.persisted(ctx)[ref.Key()]; ok {
 		p.Since = cur.Since
 	}
-	return d.store.PutPersisted(ctx, p)
+	return p, d.store.PutPersisted(ctx, p)
 }
 
 // persisted maps the persisted targets by key; nil when unreadable (logged).

@@ -168,10 +168,13 @@ func (d *Daemon) Run(ctx context.Context, req RunRequest) (*TargetStatus, error)
 	if err := d.settled(ctx, t); err != nil && restart == nil {
 		return nil, fmt.Errorf("run %s: %w", req.Name, err)
 	}
+	var persisted *store.Persisted
 	if req.Persist {
-		if err := d.markPersisted(ctx, t.TargetRef, ""); err != nil {
+		p, err := d.markPersisted(ctx, t.TargetRef, "")
+		if err != nil {
 			return nil, fmt.Errorf("run %s: it runs, but is not persisted: %w", req.Name, err)
 		}
+		persisted = &p
 	}
 	if stz != nil {
 		if err := d.holdPorts(t); err != nil {
@@ -179,7 +182,9 @@ func (d *Daemon) Run(ctx context.Context, req RunRequest) (*TargetStatus, error)
 			return nil, errors.Join(fmt.Errorf("run %s: %w", req.Name, err), proc.Signal(t.PID, t.StartTime, syscall.SIGKILL))
 		}
 	}
-	return d.status(t), nil
+	s := d.status(t)
+	s.Persisted = persisted
+	return s, nil
 }
 
 // runSettle is how long Run watches a new workload before saying it runs:

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -40,7 +41,10 @@ func TestReboot(t *testing.T) {
 	}
 	d.must("run", "--name", "fragile", "--", "/bin/sh", "-c", "exec 3<"+held+"; exec sleep 100000")
 	for _, name := range []string{"sess", "ctr:default/web", "fragile"} {
-		d.must("persist", name, "on")
+		var tg target
+		if err := json.Unmarshal([]byte(d.must("persist", name, "on", "-o", "json")), &tg); err != nil || !tg.Persist {
+			t.Fatalf("persist %s on answered %+v, %v", name, tg, err)
+		}
 	}
 	d.mustFail("host process", "persist", "1", "on")
 	before := loadStatus(t, job.Ref.PID, job.Ref.LogPath)
