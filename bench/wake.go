@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"log"
@@ -42,17 +43,7 @@ http { access_log off; client_body_temp_path %[1]s; server { listen 8080; root %
 // benchWake measures, for each server, the first byte of an HTTP request
 // to it running and to it hibernated (the request wakes it), in turns.
 func benchWake(work string) {
-	// What the CNI plugins leave on the host once (ckptd's bridge, the
-	// port-mapping chains) goes when this part ends.
-	restore, err := nettest.Snapshot("ckptd0")
-	check(err)
-	undo := func() {
-		if err := restore(); err != nil {
-			log.Printf("put the host's network back: %v", err)
-		}
-	}
-	defer undo()
-	atFatal(undo)
+	defer keepHostNetwork()()
 	d := startDaemon(work, "wake", filepath.Join(work, "no-containerd.sock"))
 	defer d.stop()
 	fmt.Printf("\nscale to zero: connect to first response byte, %d requests each, interleaved (running, hibernated, ...)\n\n", *nwake)
@@ -82,20 +73,48 @@ func benchWake(work string) {
 	benchNetSetup(work, d)
 }
 
+// keepHostNetwork snapshots what the CNI plugins leave on the host once
+// (ckptd's bridge, the port-mapping chains); the function it returns, also
+// run if the benchmark fails, puts the host back as it was.
+func keepHostNetwork() (undo func()) {
+	restore, err := nettest.Snapshot("ckptd0")
+	check(err)
+	undo = func() {
+		if err := restore(); err != nil {
+			log.Printf("put the host's network back: %v", err)
+		}
+	}
+	atFatal(undo)
+	return undo
+}
+
 // firstByte is the time from connecting to 127.0.0.1:port to the first
 // byte of the answer to an HTTP GET.
 func firstByte(port string) time.Duration {
 	start := time.Now()
-	c, err := net.DialTimeout("tcp", "127.0.0.1:"+port, 10*time.Second)
-	check(err)
-	defer c.Close()
-	check(c.SetDeadline(time.Now().Add(30 * time.Second)))
-	_, err = c.Write([]byte("GET / HTTP/1.0\r\nHost: bench\r\n\r\n"))
-	check(err)
-	b := make([]byte, 1)
-	_, err = c.Read(b)
-	check(err)
+	check(get(port))
 	return time.Since(start)
+}
+
+// get sends an HTTP GET to 127.0.0.1:port and reads the answer's first
+// byte.
+func get(port string) error {
+	c, err := net.DialTimeout("tcp", "127.0.0.1:"+port, 2*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.SetDeadline(time.Now().Add(30 * time.Second)); err != nil {
+		return err
+	}
+	if _, err := c.Write([]byte("GET / HTTP/1.0\r\nHost: bench\r\n\r\n")); err != nil {
+		return err
+	}
+	b := make([]byte, 1)
+	if n, err := c.Read(b); n == 0 {
+		return errors.Join(errors.New("no answer"), err)
+	}
+	return nil
 }
 
 func mmmWall(s []sample) string {

@@ -1,17 +1,12 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
-	"log"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
-
-	"github.com/ckptd/ckptd/test/nettest"
 )
 
 var (
@@ -94,15 +89,7 @@ http.server.HTTPServer(("", 8080), H).serve_forever()
 // --from a checkpoint of it warmed up), in turns, and times each from the
 // command to the first byte of an answer on its published port.
 func benchWarm(work string) {
-	restore, err := nettest.Snapshot("ckptd0")
-	check(err)
-	undo := func() {
-		if err := restore(); err != nil {
-			log.Printf("put the host's network back: %v", err)
-		}
-	}
-	defer undo()
-	atFatal(undo)
+	defer keepHostNetwork()()
 	d := startDaemon(work, "warm", filepath.Join(work, "no-containerd.sock"))
 	defer d.stop()
 	dir := filepath.Join(work, "warm")
@@ -168,29 +155,10 @@ func startTimed(d *daemon, name string, args []string) sample {
 func firstAnswer(port string) {
 	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) {
-		if tryGet(port) == nil {
+		if get(port) == nil {
 			return
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
 	fatalf("nothing answered on port %s within 2 minutes", port)
-}
-
-func tryGet(port string) error {
-	c, err := net.DialTimeout("tcp", "127.0.0.1:"+port, time.Second)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	if err := c.SetDeadline(time.Now().Add(30 * time.Second)); err != nil {
-		return err
-	}
-	if _, err := c.Write([]byte("GET / HTTP/1.0\r\nHost: bench\r\n\r\n")); err != nil {
-		return err
-	}
-	b := make([]byte, 1)
-	if n, err := c.Read(b); n == 0 {
-		return errors.Join(errors.New("no answer"), err)
-	}
-	return nil
 }

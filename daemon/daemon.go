@@ -182,7 +182,7 @@ func New(ctx context.Context, p Parts) (*Daemon, error) {
 		log: p.Log, store: p.Store, dumper: p.Dumper, restorer: p.Restorer, sup: p.Supervisor, criu: p.CRIU,
 		containers: p.Containers, ctrs: p.Containers, images: p.Containers, peer: p.Peer, peerInfo: p.PeerInfo, peerIdle: p.PeerTimeout, peerStreams: p.PeerStreams, defaultNS: p.ContainerNamespace, ctrdAddr: p.ContainerdAddress,
 		host: readHostInfo(), defaults: p.Defaults, chainDepth: p.ChainDepth, terms: p.Terminals, trust: p.Trust,
-		locks: keylock.New(), committed: map[string]time.Time{}, events: p.Events,
+		locks: keylock.New(), committed: map[string]time.Time{}, ending: map[int]bool{}, halted: map[string]bool{}, events: p.Events,
 		networks: p.Networks, networksErr: p.NetworksErr, freezer: p.Freezer, freezerErr: p.FreezerErr, logs: p.Logs, limits: p.Limits, limitsErr: p.LimitsErr,
 	}
 	if d.events == nil {

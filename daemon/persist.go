@@ -3,7 +3,6 @@ package daemon
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/ckptd/ckptd/errdefs"
 	"github.com/ckptd/ckptd/store"
@@ -48,23 +47,13 @@ func (d *Daemon) Persist(ctx context.Context, target string, on bool, group stri
 	if err := d.recordTarget(ctx, t); err != nil { // a container ckptd had not met
 		return nil, err
 	}
-	p, err := d.markPersisted(ctx, t.TargetRef, group)
+	p, err := d.store.Persist(ctx, t.TargetRef, group)
 	if err != nil {
 		return nil, err
 	}
 	s := d.status(t)
 	s.Persisted = &p
 	return s, nil
-}
-
-// markPersisted records ref as persisted, in group, keeping its place in
-// the order if it already was.
-func (d *Daemon) markPersisted(ctx context.Context, ref store.TargetRef, group string) (store.Persisted, error) {
-	p := store.Persisted{Target: ref, Since: time.Now().UTC(), Group: group}
-	if cur, ok := d.persisted(ctx)[ref.Key()]; ok {
-		p.Since = cur.Since
-	}
-	return p, d.store.PutPersisted(ctx, p)
 }
 
 // persisted maps the persisted targets by key; nil when unreadable (logged).

@@ -93,18 +93,16 @@ func (d *Daemon) checkpointForShutdown(ctx context.Context, j *shutdownJob) erro
 	} else {
 		d.log.Info("checkpointed for shutdown", "what", what, "took", time.Since(start))
 	}
-	for _, p := range j.members {
+	for i := range j.members {
+		p := &j.members[i]
 		p.Checkpoint, p.ShutdownGroup, p.Boot, p.Error = "", "", "", ""
 		if err != nil {
 			p.Error = "its checkpoint at shutdown failed: " + errdefs.Message(err)
 		} else {
 			p.Checkpoint, p.ShutdownGroup, p.Boot = taken[p.Target.Key()], taken[""], d.store.Boot()
 		}
-		if perr := d.store.PutPersisted(context.WithoutCancel(ctx), p); perr != nil {
-			err = errors.Join(err, perr)
-		}
 	}
-	return err
+	return errors.Join(err, d.store.PutPersisted(context.WithoutCancel(ctx), j.members...))
 }
 
 // shutdownCheckpoint checkpoints and stops j's targets: alone, or as a
@@ -165,14 +163,15 @@ func (d *Daemon) restorePersisted(ctx context.Context) {
 			}
 		}
 		errText := d.restoreForStart(ctx, members)
-		for _, q := range members {
+		for i := range members {
+			q := &members[i]
 			q.Error = errText
 			if errText == "" {
 				q.Checkpoint, q.ShutdownGroup, q.Boot = "", "", ""
 			}
-			if err := d.store.PutPersisted(context.WithoutCancel(ctx), q); err != nil {
-				d.log.Error("record a persisted target's restore", "target", q.Target.Key(), "err", err)
-			}
+		}
+		if err := d.store.PutPersisted(context.WithoutCancel(ctx), members...); err != nil {
+			d.log.Error("record the restore of persisted targets", "target", p.Target.Key(), "err", err)
 		}
 	}
 }

@@ -43,9 +43,6 @@ func parseRestart(s string, fromCheckpoint bool) (*store.RestartPolicy, error) {
 // unmark takes it back when the process lives on after all.
 func (d *Daemon) markEnding(pid int) (unmark func()) {
 	d.mu.Lock()
-	if d.ending == nil {
-		d.ending = map[int]bool{}
-	}
 	d.ending[pid] = true
 	d.mu.Unlock()
 	return func() {
@@ -60,9 +57,6 @@ func (d *Daemon) markEnding(pid int) (unmark func()) {
 func (d *Daemon) halt(key string, on bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.halted == nil {
-		d.halted = map[string]bool{}
-	}
 	if on {
 		d.halted[key] = true
 	} else {

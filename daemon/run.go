@@ -170,7 +170,7 @@ func (d *Daemon) Run(ctx context.Context, req RunRequest) (*TargetStatus, error)
 	}
 	var persisted *store.Persisted
 	if req.Persist {
-		p, err := d.markPersisted(ctx, t.TargetRef, "")
+		p, err := d.store.Persist(ctx, t.TargetRef, "")
 		if err != nil {
 			return nil, fmt.Errorf("run %s: it runs, but is not persisted: %w", req.Name, err)
 		}

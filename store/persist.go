@@ -47,9 +47,27 @@ func (s *Store) Persisted(ctx context.Context) ([]Persisted, error) {
 	return out, nil
 }
 
-// PutPersisted records p, replacing the entry of its target.
-func (s *Store) PutPersisted(ctx context.Context, p Persisted) error {
-	return s.editPersisted(func(m map[string]Persisted) { m[p.Target.Key()] = p })
+// PutPersisted records ps in one write, each replacing the entry of its
+// target.
+func (s *Store) PutPersisted(ctx context.Context, ps ...Persisted) error {
+	return s.editPersisted(func(m map[string]Persisted) {
+		for _, p := range ps {
+			m[p.Target.Key()] = p
+		}
+	})
+}
+
+// Persist marks ref as persisted, in group, from now on; one marked
+// already keeps its place in the order.
+func (s *Store) Persist(ctx context.Context, ref TargetRef, group string) (Persisted, error) {
+	p := Persisted{Target: ref, Group: group, Since: time.Now().UTC()}
+	err := s.editPersisted(func(m map[string]Persisted) {
+		if cur, ok := m[ref.Key()]; ok {
+			p.Since = cur.Since
+		}
+		m[ref.Key()] = p
+	})
+	return p, err
 }
 
 // Unpersist forgets the target key: it no longer outlives a reboot.

@@ -7,8 +7,8 @@ import (
 )
 
 // TestPersisted: entries list in the order they were marked, a put
-// replaces its target's entry, they survive a reopen, and Unpersist
-// forgets one.
+// replaces its target's entry, they survive a reopen, marking one again
+// keeps its place, and Unpersist forgets one.
 func TestPersisted(t *testing.T) {
 	ctx := context.Background()
 	root := t.TempDir()
@@ -33,6 +33,10 @@ func TestPersisted(t *testing.T) {
 	ps, err := s.Persisted(ctx)
 	if err != nil || len(ps) != 2 || ps[0].Target.Name != "default/b" || ps[1].Checkpoint != "c1" || ps[1].Boot == "" {
 		t.Fatalf("after a reopen: %+v, %v", ps, err)
+	}
+	again, err := s.Persist(ctx, b.Target, "g")
+	if err != nil || !again.Since.Equal(b.Since) || again.Group != "g" {
+		t.Fatalf("marked again: %+v, %v; want its place (%s) kept", again, err, b.Since)
 	}
 	if err := s.Unpersist(ctx, b.Target.Key()); err != nil {
 		t.Fatal(err)
