@@ -152,6 +152,9 @@ func (d *Daemon) restoreNetwork(ctx context.Context, c *store.Checkpoint, ref st
 	wire := func() {
 		defer close(n.done)
 		made, err := p.Wire(ctx)
+		if err == nil && wireFail != "" {
+			err = errors.Join(errors.New(wireFail), d.networks.Leave(context.WithoutCancel(ctx), made))
+		}
 		if err != nil {
 			n.err = fmt.Errorf("network of %s: %w", ref.Name, err)
 			return

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -263,4 +264,52 @@ func dialRead(t *testing.T, addr string) string {
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	b, _ := io.ReadAll(c)
 	return string(b)
+}
+
+// TestRestoreWiringFails: a restore whose network wiring fails while CRIU
+// restores (a failpoint fails it once done) fails in one line; the tree
+// CRIU restored never runs and is gone, its namespace and address are let
+// go, nothing is listed, and the original runs on.
+func TestRestoreWiringFails(t *testing.T) {
+	nettest.KeepHost(t, "ckptd0", "ckptd")
+	d := startDaemon(t)
+	job := d.runLoad("job", 16)
+	d.must("create", "job", "--leave-running", "--name", "job-1")
+	before := loadStatus(t, job.Ref.PID, job.Ref.LogPath)
+	d.stop()
+	d.env = append(d.env, "CKPTD_FAILPOINT_WIRE_FAIL=wiring failed here (failpoint)")
+	d.start()
+	d.mustFail("wiring failed here (failpoint)", "restore", "job-1", "--name", "copy")
+	for _, tg := range d.ps() {
+		if tg.Ref.Name == "copy" {
+			t.Fatalf("the failed copy is listed: %+v", tg)
+		}
+	}
+	if n := netnsLeft(d); n != 1 {
+		t.Fatalf("%d network namespaces, want the original's alone", n)
+	}
+	if a, _ := filepath.Glob(filepath.Join(d.root, "network", "ipam", "ckptd", "10.*")); len(a) != 1 {
+		t.Fatalf("addresses allocated: %v, want the original's alone", a)
+	}
+	if pids := runningBinary(bins.memload); len(pids) != 1 || pids[0] != job.Ref.PID {
+		t.Fatalf("memload runs as %v, want the original (%d) alone", pids, job.Ref.PID)
+	}
+	continues(t, before, loadStatus(t, job.Ref.PID, job.Ref.LogPath))
+	d.must("kill", "job")
+}
+
+// runningBinary lists the live processes that run the binary exe.
+func runningBinary(exe string) []int {
+	var pids []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if p, _ := os.Readlink(filepath.Join("/proc", e.Name(), "exe")); p == exe && !gone(pid) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
