@@ -12,7 +12,7 @@ var pstreeMagic = []byte{0x19, 0x43, 0x56, 0x54, 0x30, 0x30, 0x27, 0x50}
 // FuzzRead: inspect and pre-flight read images a peer sent or a disk
 // mangled; any bytes as pstree.img (and as tty-info.img) fail cleanly,
 // never panic. So do the same bytes as core-1.img (TreeCreds) and as
-// files.img (NeedsNetwork, TCPConnections).
+// files.img (NeedsNetwork, TCPConnections, Needs).
 func FuzzRead(f *testing.F) {
 	f.Add(append(append([]byte{}, pstreeMagic...), 4, 0, 0, 0, 8, 1, 16, 0, 24, 1))
 	f.Add([]byte{})
@@ -37,5 +37,6 @@ func FuzzRead(f *testing.F) {
 		}
 		NeedsNetwork(dir)
 		TCPConnections(dir)
+		Needs(dir)
 	})
 }

@@ -32,10 +32,7 @@ func Needs(dir string) (_ []Need, err error) {
 	critMu.Lock()
 	defer critMu.Unlock()
 	defer guard(&err)
-	if err := checkFraming(dir); err != nil {
-		return nil, err
-	}
-	remapped, err := remappedIDs(dir)
+	remapped, err := remappedIDs(dir) // decodeFile checks each file's framing
 	if err != nil {
 		return nil, err
 	}
